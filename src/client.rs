@@ -1,0 +1,98 @@
+//! A small client for a running tocsin's HTTP API, used by the CLI.
+
+use serde_json::Value;
+
+/// Why a call to the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach tocsin at {url}: {source}")]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// The server answered with an error.
+    #[error("tocsin answered {status}: {message}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// A client for one server.
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (like `http://127.0.0.1:8080`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    /// `POST path` with a JSON body and an optional bearer token.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        self.send(req).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
+        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
+            url: self.base.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let message = body
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| body.to_string());
+            let details = body
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|e| {
+                    e.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .filter(|s| !s.is_empty());
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                message: match details {
+                    Some(d) => format!("{message} ({d})"),
+                    None => message,
+                },
+            })
+        }
+    }
+}

@@ -1,0 +1,671 @@
+//! Configuration: one TOML file, overridable from the environment.
+//!
+//! Loading goes `file -> environment overrides -> ${VAR} interpolation ->
+//! typed sections -> validate()`, and every problem found on the way is
+//! collected with its key path, so `tocsin check` can print them all at once.
+//!
+//! Environment overrides: `TOCSIN__SECTION__KEY=value` sets `section.key`;
+//! array elements are addressed by index (`TOCSIN__INTEGRATIONS__0__KEY`).
+//! Values that parse as TOML booleans or numbers take that type, anything
+//! else is a string. Any string value of the form `${NAME}` is replaced by
+//! the environment variable `NAME`, which is how secrets stay out of files.
+
+use crate::secret::Secret;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The environment variable prefix for overrides.
+pub const ENV_PREFIX: &str = "TOCSIN__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `[server]`
+    pub server: ServerConfig,
+    /// `[storage]`
+    pub storage: StorageConfig,
+    /// `[api]`
+    pub api: ApiConfig,
+    /// `[log]`
+    pub log: LogConfig,
+    /// `[[integrations]]`
+    pub integrations: Vec<IntegrationConfig>,
+    /// `[[services]]`
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[server]`: where the HTTP server listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// `[storage]`: where the sled database lives.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The data directory.
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("data"),
+        }
+    }
+}
+
+/// `[api]`: the REST API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Bearer token for write calls; without one the write calls are refused.
+    pub token: Option<Secret>,
+}
+
+/// `[log]`: log output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `tocsin=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The alert sources tocsin understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrationKind {
+    /// Alertmanager webhook (`/hooks`), and Prometheus' `/api/v2/alerts`.
+    Alertmanager,
+    /// Grafana webhook contact point (`/hooks`).
+    Grafana,
+    /// PagerDuty Events API v2 (`/v2/enqueue`).
+    Pagerduty,
+    /// tocsin's generic JSON (`/hooks`).
+    Generic,
+}
+
+impl IntegrationKind {
+    /// The name used in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alertmanager => "alertmanager",
+            Self::Grafana => "grafana",
+            Self::Pagerduty => "pagerduty",
+            Self::Generic => "generic",
+        }
+    }
+}
+
+impl fmt::Display for IntegrationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[integrations]]`: an authenticated alert sender.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationConfig {
+    /// Unique name, shown on incidents.
+    pub name: String,
+    /// Which payload format it sends.
+    pub kind: IntegrationKind,
+    /// The secret that authenticates the sender.
+    pub key: Secret,
+    /// The service its alerts belong to.
+    pub service: String,
+}
+
+/// `[[services]]`: something that can have incidents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Unique name.
+    pub name: String,
+    /// Free text shown on incidents.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// One problem in the configuration, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Where, like `integrations[1].kind`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The file parsed but has problems; all of them are listed.
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.iter().map(|i| format!("  - {i}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+impl Config {
+    /// Loads and validates the file at `path`, applying overrides from `env`.
+    pub fn load(path: &Path, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml_str(&text, env).map_err(|e| match e {
+            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text, applying overrides from `env`.
+    pub fn from_toml_str(text: &str, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let mut root: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        let mut issues = Vec::new();
+        apply_env_overrides(&mut root, env, &mut issues);
+        interpolate(&mut root, "", env, &mut issues);
+        let (config, origins) = from_value(root, &mut issues);
+        issues.extend(config.validate_at(&origins));
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+
+    /// Checks the cross-references and values serde cannot; returns every problem.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        self.validate_at(&Origins::identity(self))
+    }
+
+    /// Like [`Config::validate`], naming array elements by their index in the file.
+    fn validate_at(&self, origins: &Origins) -> Vec<ConfigIssue> {
+        let svc_at = |i: usize| origins.services.get(i).copied().unwrap_or(i);
+        let int_at = |i: usize| origins.integrations.get(i).copied().unwrap_or(i);
+        let mut issues = Vec::new();
+        let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
+        let services: HashSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        let mut seen_services = HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let i = svc_at(i);
+            if s.name.trim().is_empty() {
+                issue(format!("services[{i}].name"), "must not be empty".into());
+            } else if !seen_services.insert(s.name.as_str()) {
+                issue(
+                    format!("services[{i}].name"),
+                    format!("service '{}' is defined twice", s.name),
+                );
+            }
+        }
+        let mut names = HashSet::new();
+        let mut keys: HashMap<&str, usize> = HashMap::new();
+        for (i, integ) in self.integrations.iter().enumerate() {
+            let i = int_at(i);
+            if integ.name.trim().is_empty() {
+                issue(format!("integrations[{i}].name"), "must not be empty".into());
+            } else if !names.insert(integ.name.as_str()) {
+                issue(
+                    format!("integrations[{i}].name"),
+                    format!("integration '{}' is defined twice", integ.name),
+                );
+            }
+            if integ.key.expose().len() < 8 {
+                issue(
+                    format!("integrations[{i}].key"),
+                    "must be at least 8 characters".into(),
+                );
+            } else if let Some(other) = keys.insert(integ.key.expose(), i) {
+                issue(
+                    format!("integrations[{i}].key"),
+                    format!("the same key is used by integrations[{other}]; keys must be unique"),
+                );
+            }
+            if !integ
+                .key
+                .expose()
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/')
+            {
+                issue(
+                    format!("integrations[{i}].key"),
+                    "may only contain printable ASCII without spaces or '/'".into(),
+                );
+            }
+            if !services.contains(integ.service.as_str()) {
+                issue(
+                    format!("integrations[{i}].service"),
+                    format!(
+                        "unknown service '{}'; define it under [[services]]",
+                        integ.service
+                    ),
+                );
+            }
+        }
+        if let Some(token) = &self.api.token
+            && token.expose().len() < 8
+        {
+            issue("api.token".into(), "must be at least 8 characters".into());
+        }
+        if self.server.max_body_bytes < 1024 {
+            issue(
+                "server.max_body_bytes".into(),
+                "must be at least 1024".into(),
+            );
+        }
+        issues
+    }
+
+    /// The integration with this key, compared in constant time against every key.
+    pub fn integration_by_key(&self, presented: &str) -> Option<&IntegrationConfig> {
+        let mut found = None;
+        for integ in &self.integrations {
+            if integ.key.matches(presented) && found.is_none() {
+                found = Some(integ);
+            }
+        }
+        found
+    }
+
+    /// Reads the process environment into the map [`Config::load`] takes.
+    pub fn process_env() -> HashMap<String, String> {
+        std::env::vars().collect()
+    }
+}
+
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "api",
+    "log",
+    "integrations",
+    "services",
+];
+
+/// For each parsed array element, its index in the file (elements that
+/// failed to parse leave gaps).
+#[derive(Debug, Default)]
+struct Origins {
+    integrations: Vec<usize>,
+    services: Vec<usize>,
+}
+
+impl Origins {
+    fn identity(config: &Config) -> Self {
+        Self {
+            integrations: (0..config.integrations.len()).collect(),
+            services: (0..config.services.len()).collect(),
+        }
+    }
+}
+
+fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Origins) {
+    let mut config = Config::default();
+    let mut origins = Origins::default();
+    let toml::Value::Table(mut table) = root else {
+        issues.push(ConfigIssue {
+            path: "(root)".into(),
+            message: "must be a table".into(),
+        });
+        return (config, origins);
+    };
+    let unknown: Vec<String> = table
+        .keys()
+        .filter(|k| !SECTIONS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for key in unknown {
+        issues.push(ConfigIssue {
+            path: key,
+            message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
+        });
+    }
+    if let Some(v) = table.remove("server") {
+        if let Some(s) = section(v, "server", issues) {
+            config.server = s;
+        }
+    }
+    if let Some(v) = table.remove("storage") {
+        if let Some(s) = section(v, "storage", issues) {
+            config.storage = s;
+        }
+    }
+    if let Some(v) = table.remove("api") {
+        if let Some(s) = section(v, "api", issues) {
+            config.api = s;
+        }
+    }
+    if let Some(v) = table.remove("log") {
+        if let Some(s) = section(v, "log", issues) {
+            config.log = s;
+        }
+    }
+    if let Some(v) = table.remove("integrations") {
+        (config.integrations, origins.integrations) = array(v, "integrations", issues);
+    }
+    if let Some(v) = table.remove("services") {
+        (config.services, origins.services) = array(v, "services", issues);
+    }
+    (config, origins)
+}
+
+/// Deserializes one section, recording an issue with the precise path on failure.
+fn section<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let inner = e.path().to_string();
+            let full = if inner == "." || inner.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}.{inner}")
+            };
+            // toml's messages end with "in `key`" lines; the path says that already.
+            let message = e.into_inner().to_string();
+            let message = message.lines().next().unwrap_or_default().to_string();
+            issues.push(ConfigIssue {
+                path: full,
+                message,
+            });
+            None
+        }
+    }
+}
+
+/// Deserializes each element of an array of tables on its own, so one bad
+/// element does not hide the problems of the others.
+fn array<T: serde::de::DeserializeOwned>(
+    value: toml::Value,
+    path: &str,
+    issues: &mut Vec<ConfigIssue>,
+) -> (Vec<T>, Vec<usize>) {
+    let toml::Value::Array(items) = value else {
+        issues.push(ConfigIssue {
+            path: path.into(),
+            message: format!("must be an array of tables ([[{path}]])"),
+        });
+        return (Vec::new(), Vec::new());
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, item)| section(item, &format!("{path}[{i}]"), issues).map(|v| (v, i)))
+        .unzip()
+}
+
+fn apply_env_overrides(
+    root: &mut toml::Value,
+    env: &HashMap<String, String>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    // Sorted, so overrides apply in a stable order.
+    let overrides: BTreeMap<&String, &String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.len() > ENV_PREFIX.len())
+        .collect();
+    for (name, raw) in overrides {
+        let segments: Vec<String> = name[ENV_PREFIX.len()..]
+            .split("__")
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        if segments.iter().any(|s| s.is_empty()) {
+            issues.push(ConfigIssue {
+                path: name.clone(),
+                message: "malformed override name; use TOCSIN__SECTION__KEY".into(),
+            });
+            continue;
+        }
+        if let Err(message) = set_path(root, &segments, parse_env_value(raw)) {
+            issues.push(ConfigIssue {
+                path: name.clone(),
+                message,
+            });
+        }
+    }
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => {
+                v
+            }
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn set_path(root: &mut toml::Value, segments: &[String], value: toml::Value) -> Result<(), String> {
+    let (first, rest) = segments.split_first().expect("non-empty path");
+    match root {
+        toml::Value::Table(t) => {
+            if rest.is_empty() {
+                t.insert(first.clone(), value);
+                Ok(())
+            } else {
+                let child = t
+                    .entry(first.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                set_path(child, rest, value)
+            }
+        }
+        toml::Value::Array(items) => {
+            let index: usize = first
+                .parse()
+                .map_err(|_| format!("'{first}' is not an array index"))?;
+            let len = items.len();
+            let item = items
+                .get_mut(index)
+                .ok_or_else(|| format!("index {index} is past the end (the array has {len} items)"))?;
+            if rest.is_empty() {
+                *item = value;
+                Ok(())
+            } else {
+                set_path(item, rest, value)
+            }
+        }
+        _ => Err(format!("cannot set '{first}' inside a plain value")),
+    }
+}
+
+fn interpolate(
+    value: &mut toml::Value,
+    path: &str,
+    env: &HashMap<String, String>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    match value {
+        toml::Value::String(s) => {
+            if let Some(name) = s.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+                match env.get(name) {
+                    Some(v) => *s = v.clone(),
+                    None => issues.push(ConfigIssue {
+                        path: path.to_string(),
+                        message: format!("environment variable {name} is not set"),
+                    }),
+                }
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, v) in t.iter_mut() {
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                interpolate(v, &child, env, issues);
+            }
+        }
+        toml::Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                interpolate(v, &format!("{path}[{i}]"), env, issues);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [server]
+        listen = "127.0.0.1:9999"
+        [storage]
+        path = "/tmp/x"
+        [api]
+        token = "${API_TOKEN}"
+        [[services]]
+        name = "api"
+        [[integrations]]
+        name = "am"
+        kind = "alertmanager"
+        key = "am-key-123"
+        service = "api"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn loads_with_interpolation_and_overrides() {
+        let c = Config::from_toml_str(
+            GOOD,
+            &env(&[
+                ("API_TOKEN", "secret-token"),
+                ("TOCSIN__SERVER__LISTEN", "127.0.0.1:9000"),
+                ("TOCSIN__STORAGE__PATH", "/var/lib/tocsin"),
+                ("TOCSIN__INTEGRATIONS__0__KEY", "12345678"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.storage.path, PathBuf::from("/var/lib/tocsin"));
+        assert_eq!(c.api.token.unwrap().expose(), "secret-token");
+        assert_eq!(c.integrations[0].key.expose(), "12345678");
+        assert!(format!("{:?}", c.integrations[0]).contains("key: ***"));
+    }
+
+    #[test]
+    fn reports_every_problem_with_its_path() {
+        let text = r#"
+            bogus = 1
+            [server]
+            listen = "not an address"
+            [[services]]
+            name = "api"
+            [[integrations]]
+            name = "a"
+            kind = "nagios"
+            key = "k"
+            service = "api"
+            [[integrations]]
+            name = "b"
+            kind = "generic"
+            key = "short"
+            service = "nope"
+            colour = "red"
+            [[integrations]]
+            name = "c"
+            kind = "generic"
+            key = "long-enough-key"
+            service = "nope"
+        "#;
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(text, &env(&[])) else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"bogus"), "{issues:?}");
+        assert!(paths.contains(&"server.listen"), "{issues:?}");
+        assert!(paths.contains(&"integrations[0].kind"), "{issues:?}");
+        assert!(paths.contains(&"integrations[1].colour"), "{issues:?}");
+        assert!(paths.contains(&"integrations[2].service"), "{issues:?}");
+        let colour = issues.iter().find(|i| i.path == "integrations[1].colour").unwrap();
+        assert!(colour.message.contains("unknown field"), "{colour}");
+        assert!(issues.iter().all(|i| !i.message.contains('\n')), "{issues:?}");
+    }
+
+    #[test]
+    fn missing_env_secret_is_reported() {
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(GOOD, &env(&[])) else {
+            panic!("expected invalid");
+        };
+        assert_eq!(issues[0].path, "api.token");
+        assert!(issues[0].message.contains("API_TOKEN"));
+    }
+}

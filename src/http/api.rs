@@ -1,0 +1,196 @@
+//! The REST API: incidents, and health.
+
+use super::intake::bearer;
+use super::{ApiError, AppState};
+use crate::incident::{Actor, Incident, IncidentId, Status, TimelineEntry};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// An incident as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct IncidentView<'a> {
+    /// `INC-n`.
+    pub key: String,
+    /// The incident.
+    #[serde(flatten)]
+    pub incident: &'a Incident,
+}
+
+impl<'a> From<&'a Incident> for IncidentView<'a> {
+    fn from(incident: &'a Incident) -> Self {
+        Self {
+            key: incident.id.to_string(),
+            incident,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/incidents?status=&limit=`
+pub async fn list_incidents(
+    State(st): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<Status>)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let incidents = st
+        .service
+        .store()
+        .incidents(status, limit)
+        .map_err(crate::service::ServiceError::from)?;
+    let views: Vec<IncidentView> = incidents.iter().map(IncidentView::from).collect();
+    Ok(Json(json!({ "incidents": views })).into_response())
+}
+
+fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
+    raw.parse().map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))
+}
+
+/// `GET /v1/incidents/{id}`, with its timeline.
+pub async fn show_incident(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let store = st.service.store();
+    let incident = store
+        .incident(id)
+        .map_err(crate::service::ServiceError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))?;
+    let timeline: Vec<TimelineEntry> = store
+        .timeline(id)
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(json!({
+        "incident": IncidentView::from(&incident),
+        "timeline": timeline,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeBody {
+    /// Who is acting; defaults to `api`.
+    by: Option<String>,
+    /// A note (resolve only).
+    note: Option<String>,
+}
+
+fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &st.config.api.token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "api_disabled",
+            "write calls are disabled: set [api] token (or TOCSIN__API__TOKEN) to enable them",
+        ));
+    };
+    match bearer(headers) {
+        Some(presented) if token.matches(presented) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("the API token is wrong")),
+        None => Err(ApiError::unauthorized(
+            "missing API token: send 'Authorization: Bearer TOKEN'",
+        )),
+    }
+}
+
+fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiError> {
+    let body = body?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ChangeBody::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn actor(body: &ChangeBody) -> Actor {
+    Actor::User(body.by.clone().unwrap_or_else(|| "api".into()))
+}
+
+/// `POST /v1/incidents/{id}/acknowledge`
+pub async fn acknowledge(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let id = parse_id(&raw)?;
+    let body = change_body(body)?;
+    if body.note.is_some() {
+        return Err(ApiError::bad_request("'note' is only accepted when resolving"));
+    }
+    let incident = st.service.acknowledge(id, actor(&body)).await?;
+    Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
+}
+
+/// `POST /v1/incidents/{id}/resolve`
+pub async fn resolve(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let id = parse_id(&raw)?;
+    let body = change_body(body)?;
+    let incident = st
+        .service
+        .resolve(id, actor(&body), body.note.clone())
+        .await?;
+    Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// `GET /readyz`: the store is open and writable.
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    let store = st.service.store().clone();
+    let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
+    match check {
+        Ok(Ok(())) => Json(json!({ "status": "ready", "checks": { "store": "ok" } })).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unready", "checks": { "store": e.to_string() } })),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unready", "checks": { "store": format!("check failed: {e}") } })),
+        )
+            .into_response(),
+    }
+}
+
+/// Unknown route.
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see the README for the API")
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}

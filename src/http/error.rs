@@ -1,0 +1,108 @@
+//! One JSON error shape for every API error:
+//! `{"error": "<stable code>", "message": "<what is wrong>", "errors": [..]}`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API error: a status, a stable code and a message that says what is wrong.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code.
+    pub code: &'static str,
+    /// A sentence for people.
+    pub message: String,
+    /// Individual problems, when there are several.
+    pub errors: Vec<String>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds the individual problems.
+    pub fn with_errors(mut self, errors: Vec<String>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// 400, the request is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401, the key or token is missing or wrong.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 500; the message must not leak secrets.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tocsin\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as E;
+        match e {
+            E::NotFound(_) => Self::not_found(e.to_string()),
+            E::Refused(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            E::Store(_) => {
+                tracing::error!(error = %e, "Storage failed; the request was not applied");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the store could not record this; nothing was applied, retry later",
+                )
+            }
+        }
+    }
+}
+
+impl From<axum::extract::rejection::BytesRejection> for ApiError {
+    fn from(r: axum::extract::rejection::BytesRejection) -> Self {
+        let status = r.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                status,
+                "payload_too_large",
+                "the request body is larger than the server accepts ([server] max_body_bytes)",
+            )
+        } else {
+            Self::new(status, "bad_body", r.body_text())
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The HTTP surface: alert intake, the REST API and health checks.
+//!
+//! Handlers authenticate, bound and parse the request, call the
+//! [`Service`](crate::service::Service), and map results to responses. Spans
+//! carry the matched route, never the raw URL (which may hold a key).
+
+mod api;
+mod error;
+mod intake;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::service::Service;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use tower_http::trace::TraceLayer;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The one writer.
+    pub service: Service,
+    /// The loaded configuration.
+    pub config: Arc<Config>,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/v2/enqueue", post(intake::enqueue))
+        .route("/hooks", post(intake::hook_bearer))
+        .route("/hooks/{key}", post(intake::hook_path))
+        .route("/api/v2/alerts", post(intake::prometheus_alerts))
+        .route("/v1/incidents", get(api::list_incidents))
+        .route("/v1/incidents/{id}", get(api::show_incident))
+        .route("/v1/incidents/{id}/acknowledge", post(api::acknowledge))
+        .route("/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("request", method = %req.method(), route = %route)
+            }),
+        )
+        .with_state(state)
+}

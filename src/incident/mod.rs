@@ -1,0 +1,447 @@
+//! Incidents: the state machine, dedup and grouping of alerts, the timeline.
+//!
+//! Pure: every function takes `now` and returns the changes as data
+//! (the new state and the timeline events to append). The service writes
+//! them in one transaction.
+
+mod severity;
+mod timeline;
+
+pub use severity::Severity;
+pub use timeline::{Actor, TimelineEntry, TimelineEvent};
+
+use crate::intake::{AlertAction, AlertEvent, AlertLink};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// An incident's number, shown as `INC-42`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{}", self.0)
+    }
+}
+
+/// An id that is neither a number nor `INC-n`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{0}' is not an incident id; use a number or INC-<number>")]
+pub struct BadIncidentId(pub String);
+
+impl FromStr for IncidentId {
+    type Err = BadIncidentId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        let digits = if t.len() > 4 && t[..4].eq_ignore_ascii_case("inc-") {
+            &t[4..]
+        } else {
+            t
+        };
+        match digits.parse::<u64>() {
+            Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(IncidentId(n)),
+            _ => Err(BadIncidentId(s.to_string())),
+        }
+    }
+}
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Open, nobody has taken it.
+    Triggered,
+    /// Someone is on it.
+    Acknowledged,
+    /// Over.
+    Resolved,
+}
+
+impl Status {
+    /// The lowercase name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Triggered => "triggered",
+            Self::Acknowledged => "acknowledged",
+            Self::Resolved => "resolved",
+        }
+    }
+
+    /// Whether the incident is still open.
+    pub fn is_open(self) -> bool {
+        self != Self::Resolved
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "triggered" => Ok(Self::Triggered),
+            "acknowledged" => Ok(Self::Acknowledged),
+            "resolved" => Ok(Self::Resolved),
+            other => Err(format!(
+                "unknown status '{other}'; use triggered, acknowledged or resolved"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether an alert inside an incident still fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Firing.
+    Firing,
+    /// Stopped firing.
+    Resolved,
+}
+
+/// One alert grouped into an incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Its summary as last received.
+    pub summary: String,
+    /// Where it comes from.
+    pub source: String,
+    /// Firing or resolved.
+    pub state: AlertState,
+    /// Its severity, if the sender gave one.
+    pub severity: Option<Severity>,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The sender's extra details, as last received.
+    pub details: serde_json::Value,
+    /// Links as last received.
+    pub links: Vec<AlertLink>,
+    /// How many events concerned it.
+    pub count: u64,
+    /// First event.
+    pub first_seen: DateTime<Utc>,
+    /// Latest event.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// An incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// Its number.
+    pub id: IncidentId,
+    /// What is wrong, from the first alert.
+    pub title: String,
+    /// The service it concerns.
+    pub service: String,
+    /// The integration that opened it.
+    pub integration: String,
+    /// Groups alerts into it while it is open.
+    pub dedup_key: String,
+    /// Current severity.
+    pub severity: Severity,
+    /// Current status.
+    pub status: Status,
+    /// When it opened.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// First acknowledgement.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Who acknowledged.
+    pub acknowledged_by: Option<Actor>,
+    /// When it resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who resolved.
+    pub resolved_by: Option<Actor>,
+    /// Events received for it, of every alert.
+    pub event_count: u64,
+    /// Latest alert event.
+    pub last_event_at: DateTime<Utc>,
+    /// Its alerts, by fingerprint.
+    pub alerts: BTreeMap<String, Alert>,
+    /// How many timeline entries it has (the next entry's `seq`).
+    pub timeline_len: u64,
+}
+
+/// The severity given to incidents whose sender named none.
+pub const DEFAULT_SEVERITY: Severity = Severity::Sev3;
+
+/// A change to an incident, decided by the domain and written by the service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The incident after the change.
+    pub incident: Incident,
+    /// Timeline entries to append, in order.
+    pub entries: Vec<TimelineEntry>,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncidentError {
+    /// The incident is already resolved.
+    #[error("{0} is already resolved")]
+    AlreadyResolved(IncidentId),
+    /// The incident is already acknowledged.
+    #[error("{0} is already acknowledged")]
+    AlreadyAcknowledged(IncidentId),
+}
+
+impl Incident {
+    /// Opens an incident from its first (trigger) event.
+    pub fn open(
+        id: IncidentId,
+        service: &str,
+        integration: &str,
+        event: &AlertEvent,
+        now: DateTime<Utc>,
+    ) -> Change {
+        let severity = event.severity.unwrap_or(DEFAULT_SEVERITY);
+        let title = event
+            .incident_title
+            .clone()
+            .unwrap_or_else(|| event.summary.clone());
+        let mut incident = Incident {
+            id,
+            title: title.clone(),
+            service: service.to_string(),
+            integration: integration.to_string(),
+            dedup_key: event.dedup_key.clone(),
+            severity,
+            status: Status::Triggered,
+            created_at: now,
+            updated_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            event_count: 0,
+            last_event_at: now,
+            alerts: BTreeMap::new(),
+            timeline_len: 0,
+        };
+        let actor = Actor::Integration(integration.to_string());
+        let mut entries = Vec::new();
+        incident.push(
+            &mut entries,
+            now,
+            actor.clone(),
+            TimelineEvent::Opened { title, severity },
+        );
+        let more = incident.apply_alert(event, now);
+        entries.extend(more.entries);
+        Change {
+            incident: more.incident,
+            entries,
+        }
+    }
+
+    /// Applies an alert event to this open incident: dedup, grouping,
+    /// severity, and resolve once every alert has resolved.
+    pub fn apply_alert(&self, event: &AlertEvent, now: DateTime<Utc>) -> Change {
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        let actor = Actor::Integration(inc.integration.clone());
+        inc.event_count += 1;
+        inc.last_event_at = now;
+        inc.updated_at = now;
+        match event.action {
+            AlertAction::Trigger => {
+                let fp = event
+                    .fingerprint
+                    .clone()
+                    .unwrap_or_else(|| event.dedup_key.clone());
+                match inc.alerts.get_mut(&fp) {
+                    Some(alert) => {
+                        alert.count += 1;
+                        alert.last_seen = now;
+                        alert.summary = event.summary.clone();
+                        alert.details = event.details.clone();
+                        alert.links = event.links.clone();
+                        if alert.state == AlertState::Resolved {
+                            alert.state = AlertState::Firing;
+                            inc.push(
+                                &mut entries,
+                                now,
+                                actor.clone(),
+                                TimelineEvent::AlertRefired { fingerprint: fp },
+                            );
+                        }
+                    }
+                    None => {
+                        inc.alerts.insert(
+                            fp.clone(),
+                            Alert {
+                                summary: event.summary.clone(),
+                                source: event.source.clone(),
+                                state: AlertState::Firing,
+                                severity: event.severity,
+                                labels: event.labels.clone(),
+                                details: event.details.clone(),
+                                links: event.links.clone(),
+                                count: 1,
+                                first_seen: now,
+                                last_seen: now,
+                            },
+                        );
+                        inc.push(
+                            &mut entries,
+                            now,
+                            actor.clone(),
+                            TimelineEvent::AlertReceived {
+                                fingerprint: fp,
+                                summary: event.summary.clone(),
+                            },
+                        );
+                    }
+                }
+                if let Some(sev) = event.severity
+                    && sev < inc.severity
+                {
+                    let from = inc.severity;
+                    inc.severity = sev;
+                    inc.push(
+                        &mut entries,
+                        now,
+                        actor.clone(),
+                        TimelineEvent::SeverityChanged { from, to: sev },
+                    );
+                }
+            }
+            AlertAction::Acknowledge => {
+                if inc.status == Status::Triggered {
+                    inc.status = Status::Acknowledged;
+                    inc.acknowledged_at = Some(now);
+                    inc.acknowledged_by = Some(actor.clone());
+                    inc.push(&mut entries, now, actor, TimelineEvent::Acknowledged);
+                }
+            }
+            AlertAction::Resolve => {
+                match &event.fingerprint {
+                    Some(fp) if inc.alerts.len() > 1 || !inc.alerts.contains_key(fp) => {
+                        if let Some(alert) = inc.alerts.get_mut(fp)
+                            && alert.state == AlertState::Firing
+                        {
+                            alert.state = AlertState::Resolved;
+                            alert.last_seen = now;
+                            alert.count += 1;
+                            inc.push(
+                                &mut entries,
+                                now,
+                                actor.clone(),
+                                TimelineEvent::AlertResolved {
+                                    fingerprint: fp.clone(),
+                                },
+                            );
+                        }
+                    }
+                    // The incident's only alert, or the whole incident.
+                    _ => {
+                        for alert in inc.alerts.values_mut() {
+                            alert.state = AlertState::Resolved;
+                        }
+                    }
+                }
+                let all_resolved = inc
+                    .alerts
+                    .values()
+                    .all(|a| a.state == AlertState::Resolved);
+                if all_resolved {
+                    inc.close(&mut entries, now, actor, None);
+                }
+            }
+        }
+        Change {
+            incident: inc,
+            entries,
+        }
+    }
+
+    /// A person acknowledges.
+    pub fn acknowledge(&self, by: Actor, now: DateTime<Utc>) -> Result<Change, IncidentError> {
+        match self.status {
+            Status::Resolved => Err(IncidentError::AlreadyResolved(self.id)),
+            Status::Acknowledged => Err(IncidentError::AlreadyAcknowledged(self.id)),
+            Status::Triggered => {
+                let mut inc = self.clone();
+                let mut entries = Vec::new();
+                inc.status = Status::Acknowledged;
+                inc.acknowledged_at = Some(now);
+                inc.acknowledged_by = Some(by.clone());
+                inc.updated_at = now;
+                inc.push(&mut entries, now, by, TimelineEvent::Acknowledged);
+                Ok(Change {
+                    incident: inc,
+                    entries,
+                })
+            }
+        }
+    }
+
+    /// A person resolves, with an optional note.
+    pub fn resolve(
+        &self,
+        by: Actor,
+        note: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if self.status == Status::Resolved {
+            return Err(IncidentError::AlreadyResolved(self.id));
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        inc.close(&mut entries, now, by, note);
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// How many of its alerts still fire.
+    pub fn firing_alerts(&self) -> usize {
+        self.alerts
+            .values()
+            .filter(|a| a.state == AlertState::Firing)
+            .count()
+    }
+
+    fn close(
+        &mut self,
+        entries: &mut Vec<TimelineEntry>,
+        now: DateTime<Utc>,
+        by: Actor,
+        note: Option<String>,
+    ) {
+        self.status = Status::Resolved;
+        self.resolved_at = Some(now);
+        self.resolved_by = Some(by.clone());
+        self.updated_at = now;
+        self.push(entries, now, by, TimelineEvent::Resolved { note });
+    }
+
+    fn push(
+        &mut self,
+        entries: &mut Vec<TimelineEntry>,
+        at: DateTime<Utc>,
+        actor: Actor,
+        event: TimelineEvent,
+    ) {
+        entries.push(TimelineEntry {
+            seq: self.timeline_len,
+            at,
+            actor,
+            event,
+        });
+        self.timeline_len += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,129 @@
+use super::*;
+use crate::intake::AlertAction;
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn event(fp: &str, action: AlertAction, sev: Option<Severity>) -> AlertEvent {
+    AlertEvent {
+        dedup_key: "group".into(),
+        fingerprint: Some(fp.into()),
+        action,
+        summary: format!("alert {fp}"),
+        incident_title: Some("Group title".into()),
+        source: "test".into(),
+        severity: sev,
+        labels: Default::default(),
+        details: serde_json::Value::Null,
+        links: vec![],
+    }
+}
+
+#[test]
+fn ids_parse_both_ways() {
+    assert_eq!("INC-42".parse::<IncidentId>().unwrap(), IncidentId(42));
+    assert_eq!("inc-7".parse::<IncidentId>().unwrap(), IncidentId(7));
+    assert_eq!("12".parse::<IncidentId>().unwrap(), IncidentId(12));
+    assert!("INC-".parse::<IncidentId>().is_err());
+    assert!("0".parse::<IncidentId>().is_err());
+    assert!("+5".parse::<IncidentId>().is_err());
+    assert_eq!(IncidentId(3).to_string(), "INC-3");
+}
+
+#[test]
+fn open_then_repeat_then_group_then_resolve() {
+    let c = Incident::open(
+        IncidentId(1),
+        "api",
+        "am",
+        &event("a", AlertAction::Trigger, Some(Severity::Sev3)),
+        t0(),
+    );
+    assert_eq!(c.incident.title, "Group title");
+    assert_eq!(c.incident.status, Status::Triggered);
+    assert_eq!(c.entries.len(), 2);
+    assert_eq!(c.entries[1].seq, 1);
+
+    // A repeat of the same alert adds no timeline entry.
+    let repeat = c
+        .incident
+        .apply_alert(&event("a", AlertAction::Trigger, None), t0());
+    assert!(repeat.entries.is_empty());
+    assert_eq!(repeat.incident.alerts["a"].count, 2);
+    assert_eq!(repeat.incident.event_count, 2);
+
+    // A second, worse alert joins and raises the severity.
+    let b = repeat
+        .incident
+        .apply_alert(&event("b", AlertAction::Trigger, Some(Severity::Sev1)), t0());
+    assert_eq!(b.incident.severity, Severity::Sev1);
+    assert_eq!(b.entries.len(), 2);
+
+    // One resolves: still open. The other resolves: closed.
+    let ra = b
+        .incident
+        .apply_alert(&event("a", AlertAction::Resolve, None), t0());
+    assert_eq!(ra.incident.status, Status::Triggered);
+    assert_eq!(ra.incident.firing_alerts(), 1);
+    let rb = ra
+        .incident
+        .apply_alert(&event("b", AlertAction::Resolve, None), t0());
+    assert_eq!(rb.incident.status, Status::Resolved);
+    assert!(matches!(
+        rb.entries.last().unwrap().event,
+        TimelineEvent::Resolved { .. }
+    ));
+}
+
+#[test]
+fn whole_incident_resolve_closes_everything() {
+    let c = Incident::open(
+        IncidentId(1),
+        "api",
+        "am",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    let c = c
+        .incident
+        .apply_alert(&event("b", AlertAction::Trigger, None), t0());
+    let mut all = event("x", AlertAction::Resolve, None);
+    all.fingerprint = None;
+    let r = c.incident.apply_alert(&all, t0());
+    assert_eq!(r.incident.status, Status::Resolved);
+    assert_eq!(r.incident.firing_alerts(), 0);
+}
+
+#[test]
+fn acknowledge_and_resolve_by_people() {
+    let c = Incident::open(
+        IncidentId(9),
+        "api",
+        "pd",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    let later = t0() + chrono::Duration::minutes(3);
+    let ack = c
+        .incident
+        .acknowledge(Actor::User("alice".into()), later)
+        .unwrap();
+    assert_eq!(ack.incident.acknowledged_at, Some(later));
+    assert_eq!(
+        ack.incident.acknowledge(Actor::System, later),
+        Err(IncidentError::AlreadyAcknowledged(IncidentId(9)))
+    );
+    let res = ack
+        .incident
+        .resolve(Actor::User("bob".into()), Some("rolled back".into()), later)
+        .unwrap();
+    assert_eq!(res.incident.status, Status::Resolved);
+    assert_eq!(res.entries[0].event.describe(), "Resolved: rolled back");
+    assert_eq!(
+        res.incident.resolve(Actor::System, None, later),
+        Err(IncidentError::AlreadyResolved(IncidentId(9)))
+    );
+}

@@ -1,0 +1,109 @@
+//! The typed incident timeline.
+
+use super::Severity;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Who did something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum Actor {
+    /// tocsin itself (timers, grouping).
+    System,
+    /// An alert sender, by integration name.
+    Integration(String),
+    /// A person, by tocsin user name (or the API caller's label).
+    User(String),
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str("tocsin"),
+            Self::Integration(n) => write!(f, "integration {n}"),
+            Self::User(n) => f.write_str(n),
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimelineEvent {
+    /// The incident was opened by its first alert.
+    Opened {
+        /// The incident title.
+        title: String,
+        /// Its severity at opening.
+        severity: Severity,
+    },
+    /// A new alert joined the incident.
+    AlertReceived {
+        /// The alert's fingerprint.
+        fingerprint: String,
+        /// The alert's summary.
+        summary: String,
+    },
+    /// An alert stopped firing.
+    AlertResolved {
+        /// The alert's fingerprint.
+        fingerprint: String,
+    },
+    /// An alert that had resolved fires again.
+    AlertRefired {
+        /// The alert's fingerprint.
+        fingerprint: String,
+    },
+    /// The severity changed.
+    SeverityChanged {
+        /// Before.
+        from: Severity,
+        /// After.
+        to: Severity,
+    },
+    /// Someone took the incident.
+    Acknowledged,
+    /// The incident is over.
+    Resolved {
+        /// Why, or how, if given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A free-text note.
+    Note {
+        /// The text.
+        text: String,
+    },
+}
+
+impl TimelineEvent {
+    /// One readable line, for the CLI and summaries.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Opened { title, severity } => format!("Opened as {severity}: {title}"),
+            Self::AlertReceived { summary, .. } => format!("Alert received: {summary}"),
+            Self::AlertResolved { fingerprint } => format!("Alert {fingerprint} resolved"),
+            Self::AlertRefired { fingerprint } => format!("Alert {fingerprint} fired again"),
+            Self::SeverityChanged { from, to } => format!("Severity changed from {from} to {to}"),
+            Self::Acknowledged => "Acknowledged".into(),
+            Self::Resolved { note: Some(n) } => format!("Resolved: {n}"),
+            Self::Resolved { note: None } => "Resolved".into(),
+            Self::Note { text } => format!("Note: {text}"),
+        }
+    }
+}
+
+/// One timeline entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// Position in the incident's timeline, from 0.
+    pub seq: u64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Who did it.
+    pub actor: Actor,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: TimelineEvent,
+}

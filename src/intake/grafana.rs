@@ -1,0 +1,172 @@
+//! Grafana webhook contact point (`POST /hooks/{key}`).
+//!
+//! Two formats arrive here:
+//! - unified alerting (`"version": "1"`): Alertmanager's webhook plus
+//!   `orgId`, `title`, `state` (`alerting` | `ok`) and `message`; grouped the
+//!   same way, by `groupKey` and per-alert `fingerprint`
+//!   (`tests/fixtures/grafana/unified-firing.json`);
+//! - legacy dashboard alerts: `ruleId`, `ruleName`, `state`
+//!   (`alerting` | `ok` | `no_data` | `paused` | `pending`), `message`,
+//!   `evalMatches` (`tests/fixtures/grafana/legacy-alerting.json`); the
+//!   incident is the rule.
+
+use super::alertmanager::{Notification, events_from_group};
+use super::{AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, parse_json, truncate};
+use crate::incident::Severity;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Legacy {
+    title: Option<String>,
+    rule_id: Option<i64>,
+    rule_name: Option<String>,
+    #[serde(default, rename = "ruleUrl")]
+    rule_url: String,
+    state: Option<String>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    eval_matches: Vec<Value>,
+    #[serde(default, rename = "imageUrl")]
+    image_url: String,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+/// Parses either Grafana format, told apart by the presence of `alerts`.
+pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
+    let probe: Value = parse_json(body)?;
+    let Some(obj) = probe.as_object() else {
+        return Err(IntakeError::Malformed(
+            "invalid JSON body: expected an object".into(),
+        ));
+    };
+    if obj.contains_key("alerts") {
+        let n: Notification = parse_json(body)?;
+        if let Some(v) = n.version.as_deref()
+            && v != "1"
+        {
+            return Err(IntakeError::Invalid(vec![format!(
+                "'version' is '{v}'; tocsin understands Grafana's unified alerting webhook version 1"
+            )]));
+        }
+        if let Some(state) = n.state.as_deref()
+            && !matches!(state, "alerting" | "ok")
+        {
+            return Err(IntakeError::Invalid(vec![format!(
+                "'state' must be alerting or ok, not '{state}'"
+            )]));
+        }
+        events_from_group(n)
+    } else if obj.contains_key("ruleId") || obj.contains_key("ruleName") {
+        parse_legacy(body)
+    } else {
+        Err(IntakeError::Invalid(vec![
+            "this is neither a Grafana unified alerting webhook ('alerts') nor a legacy one ('ruleId', 'ruleName')"
+                .into(),
+        ]))
+    }
+}
+
+fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
+    let l: Legacy = parse_json(body)?;
+    let rule = match (&l.rule_id, &l.rule_name) {
+        (Some(id), _) => format!("grafana-rule-{id}"),
+        (None, Some(name)) if !name.is_empty() => format!("grafana-rule-{name}"),
+        _ => {
+            return Err(IntakeError::Invalid(vec![
+                "'ruleId' or 'ruleName' is required".into(),
+            ]));
+        }
+    };
+    let action = match l.state.as_deref() {
+        Some("alerting" | "no_data") => AlertAction::Trigger,
+        Some("ok") => AlertAction::Resolve,
+        // Paused and pending rules say nothing about the service's health.
+        Some("paused" | "pending") => return Ok(Vec::new()),
+        Some(other) => {
+            return Err(IntakeError::Invalid(vec![format!(
+                "'state' must be alerting, ok, no_data, paused or pending, not '{other}'"
+            )]));
+        }
+        None => return Err(IntakeError::Invalid(vec!["'state' is missing".into()])),
+    };
+    let summary = l
+        .title
+        .clone()
+        .or(l.rule_name.clone())
+        .unwrap_or_else(|| rule.clone());
+    let mut links = Vec::new();
+    if !l.rule_url.is_empty() {
+        links.push(AlertLink {
+            href: l.rule_url.clone(),
+            text: "Rule".into(),
+        });
+    }
+    if !l.image_url.is_empty() {
+        links.push(AlertLink {
+            href: l.image_url.clone(),
+            text: "Image".into(),
+        });
+    }
+    Ok(vec![AlertEvent {
+        fingerprint: Some(rule.clone()),
+        dedup_key: rule,
+        action,
+        summary: truncate(&summary, MAX_SUMMARY),
+        incident_title: None,
+        source: l.rule_name.clone().unwrap_or_else(|| "grafana".into()),
+        severity: l.tags.get("severity").and_then(|w| Severity::from_sender(w)),
+        labels: l.tags,
+        details: json!({
+            "message": l.message,
+            "state": l.state,
+            "evalMatches": l.eval_matches,
+        }),
+        links,
+    }])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intake::test_support::fixture;
+
+    #[test]
+    fn unified_firing_and_resolved() {
+        let f = parse(&fixture("grafana/unified-firing.json")).unwrap();
+        assert!(!f.is_empty());
+        assert!(f.iter().all(|e| e.action == AlertAction::Trigger));
+        let r = parse(&fixture("grafana/unified-resolved.json")).unwrap();
+        assert_eq!(r.last().unwrap().action, AlertAction::Resolve);
+        assert_eq!(r.last().unwrap().fingerprint, None);
+        assert_eq!(r[0].dedup_key, f[0].dedup_key);
+    }
+
+    #[test]
+    fn legacy_alerting_and_ok() {
+        let a = parse(&fixture("grafana/legacy-alerting.json")).unwrap();
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].action, AlertAction::Trigger);
+        assert!(a[0].dedup_key.starts_with("grafana-rule-"));
+        let ok = parse(&fixture("grafana/legacy-ok.json")).unwrap();
+        assert_eq!(ok[0].action, AlertAction::Resolve);
+        assert_eq!(ok[0].dedup_key, a[0].dedup_key);
+    }
+
+    #[test]
+    fn paused_rules_are_ignored_and_junk_is_refused() {
+        assert!(
+            parse(br#"{"ruleId":1,"state":"paused"}"#)
+                .unwrap()
+                .is_empty()
+        );
+        let e = parse(br#"{"hello":"world"}"#).unwrap_err().to_string();
+        assert!(e.contains("neither"), "{e}");
+        let e = parse(br#"[1,2]"#).unwrap_err().to_string();
+        assert!(e.contains("object"), "{e}");
+    }
+}

@@ -1,0 +1,168 @@
+//! Alert intake: one pure parser per source, from request bytes to
+//! normalised [`AlertEvent`]s.
+//!
+//! Parsers take `now` (Prometheus tells firing from resolved by comparing
+//! `endsAt` with the present) and do no I/O. Grouping rules:
+//!
+//! - PagerDuty Events v2 and generic: the incident is the `dedup_key`; the
+//!   alert inside it is the same key.
+//! - Alertmanager webhook and Grafana unified alerting: the incident is the
+//!   notification group (`groupKey`); each alert in it is keyed by its
+//!   `fingerprint`, and the incident resolves when all of them have.
+//! - Prometheus `/api/v2/alerts`: the incident is the `alertname`, each
+//!   series (label set) an alert in it.
+//! - Grafana legacy: the incident is the rule.
+
+pub mod alertmanager;
+pub mod generic;
+pub mod grafana;
+pub mod pagerduty;
+pub mod prometheus;
+
+use crate::incident::Severity;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest accepted dedup key, as PagerDuty's.
+pub const MAX_DEDUP_KEY: usize = 255;
+/// Longest accepted summary, as PagerDuty's.
+pub const MAX_SUMMARY: usize = 1024;
+
+/// What an event asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertAction {
+    /// The alert is firing.
+    Trigger,
+    /// Someone (or something) acknowledged it at the source.
+    Acknowledge,
+    /// The alert stopped firing.
+    Resolve,
+}
+
+/// A link attached to an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertLink {
+    /// The URL.
+    pub href: String,
+    /// Its caption.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub text: String,
+}
+
+/// One normalised alert event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// Groups events into one incident (within a service).
+    pub dedup_key: String,
+    /// Identifies the alert inside the incident; `None` on a resolve or
+    /// acknowledge that concerns the whole incident.
+    pub fingerprint: Option<String>,
+    /// Trigger, acknowledge or resolve.
+    pub action: AlertAction,
+    /// One-line description of this alert.
+    pub summary: String,
+    /// Title for the incident if this event opens one (a group's summary);
+    /// `summary` is used when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_title: Option<String>,
+    /// Where the alert comes from (host, job, rule).
+    pub source: String,
+    /// Mapped severity, if the sender gave one.
+    pub severity: Option<Severity>,
+    /// Labels (Alertmanager, Prometheus, Grafana) or tags.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Anything else the sender said, kept as given.
+    #[serde(default)]
+    pub details: serde_json::Value,
+    /// Links (runbooks, dashboards, generator URLs).
+    #[serde(default)]
+    pub links: Vec<AlertLink>,
+}
+
+/// Why a payload was refused. Each message names the field concerned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// The body is not the JSON we expect (syntax, types, unknown keys).
+    #[error("{0}")]
+    Malformed(String),
+    /// The JSON is well formed but fields are invalid; one message per field.
+    #[error("invalid event: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl IntakeError {
+    /// The individual problems, one per entry.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            Self::Malformed(m) => vec![m.clone()],
+            Self::Invalid(v) => v.clone(),
+        }
+    }
+}
+
+/// Parses JSON with a message that says where it went wrong.
+pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, IntakeError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let what = if inner.is_syntax() || inner.is_eof() {
+            format!("malformed JSON: {inner}")
+        } else if path == "." {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("{path}: {inner}")
+        };
+        IntakeError::Malformed(what)
+    })
+}
+
+/// A stable short fingerprint of a label set (sorted by name).
+pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (k, v) in labels {
+        h.update(k.as_bytes());
+        h.update([0xff]);
+        h.update(v.as_bytes());
+        h.update([0xfe]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// A dedup key no longer than [`MAX_DEDUP_KEY`]: long keys (Alertmanager
+/// group keys can be) are replaced by a hash of themselves.
+pub fn bounded_key(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    if key.len() <= MAX_DEDUP_KEY {
+        key.to_string()
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+    }
+}
+
+/// Truncates to at most `max` characters, on a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => s[..i].to_string(),
+        None => s.to_string(),
+    }
+}
+
+/// A fresh dedup key for a trigger that came without one.
+pub fn generate_dedup_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// Reads a fixture file from `tests/fixtures/`.
+    pub fn fixture(path: &str) -> Vec<u8> {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path);
+        std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
+    }
+}

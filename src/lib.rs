@@ -1,0 +1,37 @@
+//! tocsin: a chat-ops bot and alert escalator.
+//!
+//! The map of the crate, from the edge inwards:
+//!
+//! - [`http`]: the axum router. Alert intake routes, the REST API, health.
+//!   It authenticates, limits bodies and turns errors into one JSON shape;
+//!   it holds no domain logic.
+//! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
+//!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
+//!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
+//! - [`service`]: the one writer. Every state change (an alert, an
+//!   acknowledgement, a resolve) goes through it: it asks the pure domain
+//!   for the decision and writes state and timeline in one transaction,
+//!   then waits for the group commit so nothing is acknowledged before it
+//!   is on disk.
+//! - [`incident`]: incidents, their state machine, dedup and grouping, and
+//!   the typed timeline. Pure: takes `now`, does no I/O.
+//! - [`store`]: the [`store::Store`] trait and its sled backend, with group
+//!   commit.
+//! - [`config`]: the TOML configuration, environment overrides and
+//!   validation that reports every error at once.
+//! - [`clock`]: the only place that reads the system time.
+//! - [`app`]: wires the pieces together and runs the server until shutdown.
+//! - [`client`]: a small REST client used by the CLI.
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod incident;
+pub mod intake;
+pub mod secret;
+pub mod service;
+pub mod store;

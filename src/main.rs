@@ -1,0 +1,295 @@
+//! The `tocsin` binary: parses the command line, sets up logging, and hands
+//! over to the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use tocsin::client::Client;
+use tocsin::config::{Config, ConfigError, IntegrationKind, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "tocsin", version, about = "Chat-ops bot and alert escalator")]
+struct Cli {
+    /// Configuration file [default: tocsin.toml, else tocsin.example.toml]
+    #[arg(long, global = true, env = "TOCSIN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve,
+    /// Load and validate the configuration; print every problem.
+    Check,
+    /// Look at incidents on a running server.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+    /// Send alert events to a running server.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// Base URL of the server [default: from the config's server.listen]
+    #[arg(long, env = "TOCSIN_URL")]
+    url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        /// Only incidents with this status.
+        #[arg(long, value_parser = ["triggered", "acknowledged", "resolved"])]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show one incident and its timeline.
+    Show {
+        /// `INC-42` or `42`.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Action {
+    Trigger,
+    Acknowledge,
+    Resolve,
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Post a test event (PagerDuty Events v2) to a running server.
+    Send {
+        /// One-line summary.
+        #[arg(long, default_value = "Test alert from tocsin alert send")]
+        summary: String,
+        /// critical, error, warning or info.
+        #[arg(long, default_value = "warning", value_parser = ["critical", "error", "warning", "info"])]
+        severity: String,
+        /// Dedup key; the server generates one for a trigger without it.
+        #[arg(long)]
+        dedup_key: Option<String>,
+        /// What the event does.
+        #[arg(long, value_enum, default_value = "trigger")]
+        action: Action,
+        /// Source of the alert.
+        #[arg(long, default_value = "tocsin-cli")]
+        source: String,
+        /// Routing key [default: the first pagerduty integration's key in the config]
+        #[arg(long, env = "TOCSIN_ROUTING_KEY", hide_env_values = true)]
+        routing_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+fn config_path(cli: &Option<PathBuf>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.clone();
+    }
+    let own = PathBuf::from("tocsin.toml");
+    if own.exists() {
+        own
+    } else {
+        PathBuf::from("tocsin.example.toml")
+    }
+}
+
+fn load_config(cli: &Option<PathBuf>) -> Result<Config> {
+    let path = config_path(cli);
+    Config::load(&path, &Config::process_env())
+        .with_context(|| format!("loading configuration from {}", path.display()))
+}
+
+fn init_tracing(config: Option<&Config>) {
+    use tracing_subscriber::EnvFilter;
+    let level = config.map(|c| c.log.level.clone()).unwrap_or_else(|| "info".into());
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.is_some_and(|c| c.log.format == LogFormat::Json) {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn base_url(server: &ServerArgs, cli: &Option<PathBuf>) -> String {
+    if let Some(u) = &server.url {
+        return u.clone();
+    }
+    match load_config(cli) {
+        Ok(c) => format!("http://{}", c.server.listen),
+        Err(_) => "http://127.0.0.1:8080".into(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve => {
+            let config = load_config(&cli.config)?;
+            init_tracing(Some(&config));
+            let listener = tokio::net::TcpListener::bind(config.server.listen)
+                .await
+                .with_context(|| format!("binding {}", config.server.listen))?;
+            tocsin::app::run(config, listener, tocsin::app::shutdown_signal()).await?;
+        }
+        Command::Check => {
+            let path = config_path(&cli.config);
+            match Config::load(&path, &Config::process_env()) {
+                Ok(c) => println!(
+                    "{}: OK ({} integrations, {} services)",
+                    path.display(),
+                    c.integrations.len(),
+                    c.services.len()
+                ),
+                Err(ConfigError::Invalid(issues)) => {
+                    eprintln!("{}: {} problem(s)", path.display(), issues.len());
+                    for i in issues {
+                        eprintln!("  {i}");
+                    }
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        Command::Incidents { command } => match command {
+            IncidentsCommand::List {
+                status,
+                limit,
+                server,
+            } => {
+                let client = Client::new(&base_url(server, &cli.config));
+                let mut path = format!("/v1/incidents?limit={limit}");
+                if let Some(s) = status {
+                    path.push_str(&format!("&status={s}"));
+                }
+                let body = client.get(&path).await?;
+                print_incident_list(&body);
+            }
+            IncidentsCommand::Show { id, server } => {
+                let client = Client::new(&base_url(server, &cli.config));
+                let body = client.get(&format!("/v1/incidents/{id}")).await?;
+                print_incident(&body);
+            }
+        },
+        Command::Alert {
+            command:
+                AlertCommand::Send {
+                    summary,
+                    severity,
+                    dedup_key,
+                    action,
+                    source,
+                    routing_key,
+                    server,
+                },
+        } => {
+            let key = match routing_key {
+                Some(k) => k.clone(),
+                None => {
+                    let config = load_config(&cli.config)?;
+                    let Some(i) = config
+                        .integrations
+                        .iter()
+                        .find(|i| i.kind == IntegrationKind::Pagerduty)
+                    else {
+                        bail!("no --routing-key given and the config has no pagerduty integration");
+                    };
+                    i.key.expose().to_string()
+                }
+            };
+            let action = match action {
+                Action::Trigger => "trigger",
+                Action::Acknowledge => "acknowledge",
+                Action::Resolve => "resolve",
+            };
+            let mut body = json!({ "routing_key": key, "event_action": action });
+            if let Some(k) = dedup_key {
+                body["dedup_key"] = json!(k);
+            }
+            if action == "trigger" {
+                body["payload"] = json!({ "summary": summary, "source": source, "severity": severity });
+            }
+            let client = Client::new(&base_url(server, &cli.config));
+            let answer = client.post("/v2/enqueue", &body, None).await?;
+            println!(
+                "{} (dedup_key {})",
+                answer["message"].as_str().unwrap_or("sent"),
+                answer["dedup_key"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_incident_list(body: &Value) {
+    let empty = Vec::new();
+    let list = body["incidents"].as_array().unwrap_or(&empty);
+    if list.is_empty() {
+        println!("No incidents.");
+        return;
+    }
+    println!("{:<9} {:<13} {:<5} {:<12} {:<20} TITLE", "ID", "STATUS", "SEV", "SERVICE", "OPENED");
+    for i in list {
+        println!(
+            "{:<9} {:<13} {:<5} {:<12} {:<20} {}",
+            i["key"].as_str().unwrap_or("?"),
+            i["status"].as_str().unwrap_or("?"),
+            i["severity"].as_str().unwrap_or("?").to_uppercase(),
+            i["service"].as_str().unwrap_or("?"),
+            i["created_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+            i["title"].as_str().unwrap_or(""),
+        );
+    }
+}
+
+fn print_incident(body: &Value) {
+    let i = &body["incident"];
+    println!("{}  {}", i["key"].as_str().unwrap_or("?"), i["title"].as_str().unwrap_or(""));
+    for (label, key) in [
+        ("Status", "status"),
+        ("Severity", "severity"),
+        ("Service", "service"),
+        ("Opened", "created_at"),
+        ("Acknowledged", "acknowledged_at"),
+        ("Resolved", "resolved_at"),
+    ] {
+        if let Some(v) = i[key].as_str() {
+            println!("  {label:<13} {}", if key == "severity" { v.to_uppercase() } else { v.to_string() });
+        }
+    }
+    println!("  {:<13} {}", "Events", i["event_count"]);
+    println!("Timeline:");
+    for e in body["timeline"].as_array().into_iter().flatten() {
+        let actor = match e["actor"]["name"].as_str() {
+            Some(n) => n.to_string(),
+            None => "tocsin".into(),
+        };
+        let entry: Result<tocsin::incident::TimelineEntry, _> = serde_json::from_value(e.clone());
+        let text = entry
+            .map(|t| t.event.describe())
+            .unwrap_or_else(|_| e["type"].as_str().unwrap_or("?").to_string());
+        println!("  {}  {:<20} {}", e["at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"), actor, text);
+    }
+}

@@ -1,0 +1,107 @@
+//! Storage: the [`Store`] trait and its sled backend.
+//!
+//! Writes happen in [`Store::transact`]: everything a state change touches
+//! (incident, timeline entries, the raw alert events, and later timers and
+//! outbox entries) is written atomically or not at all. Durability is
+//! separate: [`Store::flush`] resolves once everything written before the
+//! call is on disk, and concurrent callers share one fsync (group commit).
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
+use crate::intake::AlertEvent;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed (I/O, corruption).
+    #[error("storage backend: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("stored record {key} is unreadable: {message}")]
+    Corrupt {
+        /// Which record.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The transaction's closure refused to go on; nothing was written.
+    #[error("{0}")]
+    Aborted(String),
+}
+
+/// A raw alert event as received, kept for audit and replay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// When tocsin received it.
+    pub received_at: DateTime<Utc>,
+    /// The integration that sent it.
+    pub integration: String,
+    /// The incident it went to, if any.
+    pub incident: Option<IncidentId>,
+    /// The normalised event.
+    pub event: AlertEvent,
+}
+
+/// The operations available inside a transaction.
+pub trait Tx {
+    /// The open incident for this service and dedup key.
+    fn open_incident(&self, service: &str, dedup_key: &str) -> Result<Option<IncidentId>, StoreError>;
+    /// Marks (or, with `None`, unmarks) the open incident for a dedup key.
+    fn set_open_incident(
+        &mut self,
+        service: &str,
+        dedup_key: &str,
+        id: Option<IncidentId>,
+    ) -> Result<(), StoreError>;
+    /// Reads an incident.
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+    /// Writes an incident.
+    fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError>;
+    /// Allocates the next incident number.
+    fn next_incident_id(&mut self) -> Result<IncidentId, StoreError>;
+    /// Appends a timeline entry (its `seq` is its position).
+    fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError>;
+    /// Records a raw event.
+    fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError>;
+}
+
+/// A future returned by [`Store::flush`].
+pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
+
+/// Durable storage for tocsin's state.
+pub trait Store: Send + Sync + 'static {
+    /// Runs `f` in one atomic transaction. `f` may be run more than once
+    /// (on a write conflict), so it must only touch the store through `tx`.
+    fn transact(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Resolves when every write committed before the call is on disk.
+    fn flush(&self) -> FlushFuture<'_>;
+
+    /// Reads an incident.
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
+
+    /// Incidents, newest first, optionally only those with `status`.
+    fn incidents(&self, status: Option<Status>, limit: usize) -> Result<Vec<Incident>, StoreError>;
+
+    /// An incident's timeline, in order.
+    fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;
+
+    /// How many raw events are stored.
+    fn event_count(&self) -> Result<u64, StoreError>;
+
+    /// Writes and reads back a probe; for readiness checks.
+    fn check_writable(&self) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+pub(crate) mod suite;

@@ -1,0 +1,116 @@
+//! The behaviour every [`Store`] backend must have.
+
+use super::{Store, StoreError, StoredEvent};
+use crate::incident::{Incident, IncidentId, Status};
+use crate::intake::{AlertAction, AlertEvent};
+use chrono::{DateTime, Utc};
+
+fn event(key: &str) -> AlertEvent {
+    AlertEvent {
+        dedup_key: key.into(),
+        fingerprint: Some(key.into()),
+        action: AlertAction::Trigger,
+        summary: format!("summary {key}"),
+        incident_title: None,
+        source: "suite".into(),
+        severity: None,
+        labels: Default::default(),
+        details: serde_json::Value::Null,
+        links: vec![],
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Runs the shared suite against `store`, which must be empty.
+pub fn run(store: &dyn Store) {
+    // Open one incident with its timeline, open index and raw event.
+    let mut opened = None;
+    store
+        .transact(&mut |tx| {
+            let id = tx.next_incident_id()?;
+            let change = Incident::open(id, "api", "int", &event("k1"), now());
+            tx.put_incident(&change.incident)?;
+            for e in &change.entries {
+                tx.append_timeline(id, e)?;
+            }
+            tx.set_open_incident("api", "k1", Some(id))?;
+            tx.record_event(&StoredEvent {
+                received_at: now(),
+                integration: "int".into(),
+                incident: Some(id),
+                event: event("k1"),
+            })?;
+            opened = Some(change.incident.clone());
+            Ok(())
+        })
+        .unwrap();
+    let opened = opened.unwrap();
+    assert_eq!(opened.id, IncidentId(1));
+    assert_eq!(store.incident(IncidentId(1)).unwrap(), Some(opened.clone()));
+    assert_eq!(store.timeline(IncidentId(1)).unwrap().len(), 2);
+    assert_eq!(store.event_count().unwrap(), 1);
+
+    // An aborted transaction writes nothing, not even what it did before failing.
+    let err = store.transact(&mut |tx| {
+        let id = tx.next_incident_id()?;
+        let change = Incident::open(id, "api", "int", &event("k2"), now());
+        tx.put_incident(&change.incident)?;
+        tx.set_open_incident("api", "k2", Some(id))?;
+        Err(StoreError::Aborted("refused".into()))
+    });
+    assert!(matches!(err, Err(StoreError::Aborted(_))));
+    assert_eq!(store.incident(IncidentId(2)).unwrap(), None);
+    let mut open = None;
+    store
+        .transact(&mut |tx| {
+            open = Some((tx.open_incident("api", "k1")?, tx.open_incident("api", "k2")?));
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(open, Some((Some(IncidentId(1)), None)));
+
+    // The counter did not move for the aborted transaction.
+    let mut next = None;
+    store
+        .transact(&mut |tx| {
+            next = Some(tx.next_incident_id()?);
+            let change = Incident::open(next.unwrap(), "api", "int", &event("k3"), now());
+            let resolved = change
+                .incident
+                .resolve(crate::incident::Actor::System, None, now())
+                .unwrap();
+            tx.put_incident(&resolved.incident)?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(next, Some(IncidentId(2)));
+
+    // Listing: newest first, filtered by status.
+    let all = store.incidents(None, 10).unwrap();
+    assert_eq!(
+        all.iter().map(|i| i.id).collect::<Vec<_>>(),
+        vec![IncidentId(2), IncidentId(1)]
+    );
+    let resolved = store.incidents(Some(Status::Resolved), 10).unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(store.incidents(None, 1).unwrap().len(), 1);
+
+    // Unmarking the open index.
+    store
+        .transact(&mut |tx| tx.set_open_incident("api", "k1", None))
+        .unwrap();
+    let mut after = Some(IncidentId(99));
+    store
+        .transact(&mut |tx| {
+            after = tx.open_incident("api", "k1")?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(after, None);
+    store.check_writable().unwrap();
+}
