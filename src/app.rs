@@ -21,6 +21,32 @@ pub enum AppError {
     Io(#[from] std::io::Error),
 }
 
+/// The assembled application: what [`run`] serves, and what tests drive.
+pub struct App {
+    /// The HTTP routes.
+    pub router: axum::Router,
+    /// The one writer.
+    pub service: Service,
+    /// The store.
+    pub store: Arc<SledStore>,
+}
+
+impl App {
+    /// Wires the service and the routes over an open store.
+    pub fn new(config: Config, store: Arc<SledStore>, clock: Arc<dyn Clock>) -> Self {
+        let service = Service::new(store.clone(), clock);
+        let state = AppState {
+            service: service.clone(),
+            config: Arc::new(config),
+        };
+        Self {
+            router: router(state),
+            service,
+            store,
+        }
+    }
+}
+
 /// Runs tocsin on `listener` until `shutdown` completes, then drains
 /// in-flight requests and flushes the store.
 pub async fn run(
@@ -44,14 +70,9 @@ pub async fn run_with_clock(
             .await
             .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??,
     );
-    let service = Service::new(store.clone(), clock);
-    let state = AppState {
-        service,
-        config: Arc::new(config),
-    };
-    let app = router(state);
+    let app = App::new(config, store.clone(), clock);
     info!(addr = %listener.local_addr()?, "Listening");
-    axum::serve(listener, app)
+    axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown)
         .await?;
     info!("Draining done; flushing the store");

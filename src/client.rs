@@ -62,10 +62,13 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let resp = req.send().await.map_err(|source| ClientError::Unreachable {
-            url: self.base.clone(),
-            source,
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status.is_success() {

@@ -268,7 +268,10 @@ impl Config {
         for (i, integ) in self.integrations.iter().enumerate() {
             let i = int_at(i);
             if integ.name.trim().is_empty() {
-                issue(format!("integrations[{i}].name"), "must not be empty".into());
+                issue(
+                    format!("integrations[{i}].name"),
+                    "must not be empty".into(),
+                );
             } else if !names.insert(integ.name.as_str()) {
                 issue(
                     format!("integrations[{i}].name"),
@@ -385,25 +388,25 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
             message: format!("unknown section; expected one of {}", SECTIONS.join(", ")),
         });
     }
-    if let Some(v) = table.remove("server") {
-        if let Some(s) = section(v, "server", issues) {
-            config.server = s;
-        }
+    if let Some(v) = table.remove("server")
+        && let Some(s) = section(v, "server", issues)
+    {
+        config.server = s;
     }
-    if let Some(v) = table.remove("storage") {
-        if let Some(s) = section(v, "storage", issues) {
-            config.storage = s;
-        }
+    if let Some(v) = table.remove("storage")
+        && let Some(s) = section(v, "storage", issues)
+    {
+        config.storage = s;
     }
-    if let Some(v) = table.remove("api") {
-        if let Some(s) = section(v, "api", issues) {
-            config.api = s;
-        }
+    if let Some(v) = table.remove("api")
+        && let Some(s) = section(v, "api", issues)
+    {
+        config.api = s;
     }
-    if let Some(v) = table.remove("log") {
-        if let Some(s) = section(v, "log", issues) {
-            config.log = s;
-        }
+    if let Some(v) = table.remove("log")
+        && let Some(s) = section(v, "log", issues)
+    {
+        config.log = s;
     }
     if let Some(v) = table.remove("integrations") {
         (config.integrations, origins.integrations) = array(v, "integrations", issues);
@@ -496,9 +499,9 @@ fn apply_env_overrides(
 fn parse_env_value(raw: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_))) => {
-                v
-            }
+            Some(
+                v @ (toml::Value::Boolean(_) | toml::Value::Integer(_) | toml::Value::Float(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -524,9 +527,9 @@ fn set_path(root: &mut toml::Value, segments: &[String], value: toml::Value) -> 
                 .parse()
                 .map_err(|_| format!("'{first}' is not an array index"))?;
             let len = items.len();
-            let item = items
-                .get_mut(index)
-                .ok_or_else(|| format!("index {index} is past the end (the array has {len} items)"))?;
+            let item = items.get_mut(index).ok_or_else(|| {
+                format!("index {index} is past the end (the array has {len} items)")
+            })?;
             if rest.is_empty() {
                 *item = value;
                 Ok(())
@@ -655,9 +658,15 @@ mod tests {
         assert!(paths.contains(&"integrations[0].kind"), "{issues:?}");
         assert!(paths.contains(&"integrations[1].colour"), "{issues:?}");
         assert!(paths.contains(&"integrations[2].service"), "{issues:?}");
-        let colour = issues.iter().find(|i| i.path == "integrations[1].colour").unwrap();
+        let colour = issues
+            .iter()
+            .find(|i| i.path == "integrations[1].colour")
+            .unwrap();
         assert!(colour.message.contains("unknown field"), "{colour}");
-        assert!(issues.iter().all(|i| !i.message.contains('\n')), "{issues:?}");
+        assert!(
+            issues.iter().all(|i| !i.message.contains('\n')),
+            "{issues:?}"
+        );
     }
 
     #[test]

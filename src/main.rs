@@ -119,7 +119,9 @@ fn load_config(cli: &Option<PathBuf>) -> Result<Config> {
 
 fn init_tracing(config: Option<&Config>) {
     use tracing_subscriber::EnvFilter;
-    let level = config.map(|c| c.log.level.clone()).unwrap_or_else(|| "info".into());
+    let level = config
+        .map(|c| c.log.level.clone())
+        .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if config.is_some_and(|c| c.log.format == LogFormat::Json) {
@@ -229,7 +231,8 @@ async fn main() -> Result<()> {
                 body["dedup_key"] = json!(k);
             }
             if action == "trigger" {
-                body["payload"] = json!({ "summary": summary, "source": source, "severity": severity });
+                body["payload"] =
+                    json!({ "summary": summary, "source": source, "severity": severity });
             }
             let client = Client::new(&base_url(server, &cli.config));
             let answer = client.post("/v2/enqueue", &body, None).await?;
@@ -250,7 +253,10 @@ fn print_incident_list(body: &Value) {
         println!("No incidents.");
         return;
     }
-    println!("{:<9} {:<13} {:<5} {:<12} {:<20} TITLE", "ID", "STATUS", "SEV", "SERVICE", "OPENED");
+    println!(
+        "{:<9} {:<13} {:<5} {:<12} {:<20} TITLE",
+        "ID", "STATUS", "SEV", "SERVICE", "OPENED"
+    );
     for i in list {
         println!(
             "{:<9} {:<13} {:<5} {:<12} {:<20} {}",
@@ -258,7 +264,11 @@ fn print_incident_list(body: &Value) {
             i["status"].as_str().unwrap_or("?"),
             i["severity"].as_str().unwrap_or("?").to_uppercase(),
             i["service"].as_str().unwrap_or("?"),
-            i["created_at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+            i["created_at"]
+                .as_str()
+                .unwrap_or("?")
+                .get(..19)
+                .unwrap_or("?"),
             i["title"].as_str().unwrap_or(""),
         );
     }
@@ -266,7 +276,11 @@ fn print_incident_list(body: &Value) {
 
 fn print_incident(body: &Value) {
     let i = &body["incident"];
-    println!("{}  {}", i["key"].as_str().unwrap_or("?"), i["title"].as_str().unwrap_or(""));
+    println!(
+        "{}  {}",
+        i["key"].as_str().unwrap_or("?"),
+        i["title"].as_str().unwrap_or("")
+    );
     for (label, key) in [
         ("Status", "status"),
         ("Severity", "severity"),
@@ -276,7 +290,14 @@ fn print_incident(body: &Value) {
         ("Resolved", "resolved_at"),
     ] {
         if let Some(v) = i[key].as_str() {
-            println!("  {label:<13} {}", if key == "severity" { v.to_uppercase() } else { v.to_string() });
+            println!(
+                "  {label:<13} {}",
+                if key == "severity" {
+                    v.to_uppercase()
+                } else {
+                    v.to_string()
+                }
+            );
         }
     }
     println!("  {:<13} {}", "Events", i["event_count"]);
@@ -290,6 +311,11 @@ fn print_incident(body: &Value) {
         let text = entry
             .map(|t| t.event.describe())
             .unwrap_or_else(|_| e["type"].as_str().unwrap_or("?").to_string());
-        println!("  {}  {:<20} {}", e["at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"), actor, text);
+        println!(
+            "  {}  {:<20} {}",
+            e["at"].as_str().unwrap_or("?").get(..19).unwrap_or("?"),
+            actor,
+            text
+        );
     }
 }

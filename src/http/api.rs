@@ -61,7 +61,8 @@ pub async fn list_incidents(
 }
 
 fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
-    raw.parse().map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))
+    raw.parse()
+        .map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))
 }
 
 /// `GET /v1/incidents/{id}`, with its timeline.
@@ -116,7 +117,8 @@ fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiErr
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(ChangeBody::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 fn actor(body: &ChangeBody) -> Actor {
@@ -134,7 +136,9 @@ pub async fn acknowledge(
     let id = parse_id(&raw)?;
     let body = change_body(body)?;
     if body.note.is_some() {
-        return Err(ApiError::bad_request("'note' is only accepted when resolving"));
+        return Err(ApiError::bad_request(
+            "'note' is only accepted when resolving",
+        ));
     }
     let incident = st.service.acknowledge(id, actor(&body)).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
@@ -167,7 +171,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     let store = st.service.store().clone();
     let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
     match check {
-        Ok(Ok(())) => Json(json!({ "status": "ready", "checks": { "store": "ok" } })).into_response(),
+        Ok(Ok(())) => {
+            Json(json!({ "status": "ready", "checks": { "store": "ok" } })).into_response()
+        }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unready", "checks": { "store": e.to_string() } })),
@@ -175,7 +181,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unready", "checks": { "store": format!("check failed: {e}") } })),
+            Json(
+                json!({ "status": "unready", "checks": { "store": format!("check failed: {e}") } }),
+            ),
         )
             .into_response(),
     }

@@ -56,7 +56,11 @@ pub async fn enqueue(State(st): State<AppState>, body: Result<Bytes, BytesReject
             );
         }
     };
-    match st.service.ingest(integration, std::slice::from_ref(&req.event)).await {
+    match st
+        .service
+        .ingest(integration, std::slice::from_ref(&req.event))
+        .await
+    {
         Ok(_) => (
             StatusCode::ACCEPTED,
             Json(json!({
@@ -149,7 +153,8 @@ pub async fn prometheus_alerts(
         )));
     }
     let body = body?;
-    let events = intake::prometheus::parse(&body, st.service.clock().now()).map_err(intake_error)?;
+    let events =
+        intake::prometheus::parse(&body, st.service.clock().now()).map_err(intake_error)?;
     apply(&st, integration, &events, StatusCode::OK).await
 }
 

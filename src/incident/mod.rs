@@ -349,10 +349,7 @@ impl Incident {
                         }
                     }
                 }
-                let all_resolved = inc
-                    .alerts
-                    .values()
-                    .all(|a| a.state == AlertState::Resolved);
+                let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
                 if all_resolved {
                     inc.close(&mut entries, now, actor, None);
                 }

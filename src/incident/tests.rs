@@ -56,9 +56,10 @@ fn open_then_repeat_then_group_then_resolve() {
     assert_eq!(repeat.incident.event_count, 2);
 
     // A second, worse alert joins and raises the severity.
-    let b = repeat
-        .incident
-        .apply_alert(&event("b", AlertAction::Trigger, Some(Severity::Sev1)), t0());
+    let b = repeat.incident.apply_alert(
+        &event("b", AlertAction::Trigger, Some(Severity::Sev1)),
+        t0(),
+    );
     assert_eq!(b.incident.severity, Severity::Sev1);
     assert_eq!(b.entries.len(), 2);
 

@@ -117,7 +117,9 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Vec<AlertEvent>, Inta
         Some("firing") => false,
         Some("resolved") => true,
         Some(other) => {
-            errors.push(format!("'status' must be firing or resolved, not '{other}'"));
+            errors.push(format!(
+                "'status' must be firing or resolved, not '{other}'"
+            ));
             false
         }
         None => {
@@ -315,7 +317,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("'status'") && e.contains("alerts[0].status"), "{e}");
+        assert!(
+            e.contains("'status'") && e.contains("alerts[0].status"),
+            "{e}"
+        );
     }
 
     #[test]

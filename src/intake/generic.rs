@@ -121,8 +121,10 @@ mod tests {
 
     #[test]
     fn full_resolve() {
-        let e = parse(br#"{"dedup_key":"db-1","status":"resolve","labels":{"team":"x"},
-            "links":[{"href":"https://example.test","text":"dash"}]}"#)
+        let e = parse(
+            br#"{"dedup_key":"db-1","status":"resolve","labels":{"team":"x"},
+            "links":[{"href":"https://example.test","text":"dash"}]}"#,
+        )
         .unwrap();
         assert_eq!(e[0].action, AlertAction::Resolve);
         assert_eq!(e[0].dedup_key, "db-1");

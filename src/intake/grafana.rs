@@ -119,7 +119,10 @@ fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
         summary: truncate(&summary, MAX_SUMMARY),
         incident_title: None,
         source: l.rule_name.clone().unwrap_or_else(|| "grafana".into()),
-        severity: l.tags.get("severity").and_then(|w| Severity::from_sender(w)),
+        severity: l
+            .tags
+            .get("severity")
+            .and_then(|w| Severity::from_sender(w)),
         labels: l.tags,
         details: json!({
             "message": l.message,

@@ -101,12 +101,12 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
             None
         }
     };
-    if let Some(k) = &env.dedup_key {
-        if k.chars().count() > MAX_DEDUP_KEY {
-            errors.push(format!(
-                "'dedup_key' is longer than {MAX_DEDUP_KEY} characters"
-            ));
-        }
+    if let Some(k) = &env.dedup_key
+        && k.chars().count() > MAX_DEDUP_KEY
+    {
+        errors.push(format!(
+            "'dedup_key' is longer than {MAX_DEDUP_KEY} characters"
+        ));
     }
     let mut summary = String::new();
     let mut source = String::new();
@@ -231,7 +231,11 @@ mod tests {
         assert_eq!(t.routing_key, "pd-routing-key");
         assert_eq!(t.event.action, AlertAction::Trigger);
         assert_eq!(t.event.severity, Some(Severity::Sev1));
-        assert!(t.event.summary.contains("HighErrorRate"), "{}", t.event.summary);
+        assert!(
+            t.event.summary.contains("HighErrorRate"),
+            "{}",
+            t.event.summary
+        );
         let r = parse(&fixture("pagerduty/alertmanager-resolve.json")).unwrap();
         assert_eq!(r.event.action, AlertAction::Resolve);
         assert_eq!(r.event.dedup_key, t.event.dedup_key);

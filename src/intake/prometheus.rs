@@ -133,7 +133,7 @@ mod tests {
     fn series_of_one_rule_share_an_incident() {
         let body = br#"[{"labels":{"alertname":"Down","instance":"a"}},
                         {"labels":{"alertname":"Down","instance":"b"}}]"#;
-        let e = parse(body, Utc::now()).unwrap();
+        let e = parse(body, at("2026-11-29T10:00:00Z")).unwrap();
         assert_eq!(e[0].dedup_key, e[1].dedup_key);
         assert_ne!(e[0].fingerprint, e[1].fingerprint);
         assert_eq!(e[0].action, AlertAction::Trigger);
@@ -141,9 +141,9 @@ mod tests {
 
     #[test]
     fn refuses_alerts_without_a_name() {
-        let e = parse(br#"[{"labels":{"job":"x"}}]"#, Utc::now()).unwrap_err();
+        let e = parse(br#"[{"labels":{"job":"x"}}]"#, at("2026-11-29T10:00:00Z")).unwrap_err();
         assert!(e.to_string().contains("[0].labels.alertname"));
-        let e = parse(br#"{"labels":{}}"#, Utc::now()).unwrap_err();
+        let e = parse(br#"{"labels":{}}"#, at("2026-11-29T10:00:00Z")).unwrap_err();
         assert!(e.to_string().contains("sequence"), "{e}");
     }
 }

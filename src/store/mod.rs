@@ -52,7 +52,11 @@ pub struct StoredEvent {
 /// The operations available inside a transaction.
 pub trait Tx {
     /// The open incident for this service and dedup key.
-    fn open_incident(&self, service: &str, dedup_key: &str) -> Result<Option<IncidentId>, StoreError>;
+    fn open_incident(
+        &self,
+        service: &str,
+        dedup_key: &str,
+    ) -> Result<Option<IncidentId>, StoreError>;
     /// Marks (or, with `None`, unmarks) the open incident for a dedup key.
     fn set_open_incident(
         &mut self,

@@ -68,7 +68,10 @@ pub fn run(store: &dyn Store) {
     let mut open = None;
     store
         .transact(&mut |tx| {
-            open = Some((tx.open_incident("api", "k1")?, tx.open_incident("api", "k2")?));
+            open = Some((
+                tx.open_incident("api", "k1")?,
+                tx.open_incident("api", "k2")?,
+            ));
             Ok(())
         })
         .unwrap();

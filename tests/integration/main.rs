@@ -1,1 +1,9 @@
+//! tocsin's integration tests: one binary, through HTTP and the real binary.
 
+mod common;
+
+mod api;
+mod bad_input;
+mod cli;
+mod crash;
+mod intake;

@@ -1,0 +1,107 @@
+//! The REST API: listing, showing, acknowledging and resolving.
+
+use crate::common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn list_and_show() {
+    let app = spawn_app().await;
+    app.pd("trigger", "a", "first").await;
+    app.pd("trigger", "b", "second").await;
+    app.pd("resolve", "a", "").await;
+
+    let (s, b) = app.get("/v1/incidents?status=triggered").await;
+    assert_eq!(s, 200);
+    let list = b["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["title"], "second");
+    let (_, b) = app.get("/v1/incidents?status=resolved").await;
+    assert_eq!(b["incidents"][0]["key"], "INC-1");
+    let (s, b) = app.get("/v1/incidents?status=sleeping").await;
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().unwrap().contains("sleeping"));
+
+    let shown = app.incident("inc-2").await;
+    assert_eq!(shown["incident"]["key"], "INC-2");
+    assert_eq!(shown["timeline"][0]["type"], "opened");
+    let (s, b) = app.get("/v1/incidents/INC-99").await;
+    assert_eq!(s, 404);
+    assert_eq!(b["message"], "incident INC-99 does not exist");
+    let (s, _) = app.get("/v1/incidents/banana").await;
+    assert_eq!(s, 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledge_and_resolve_need_the_token() {
+    let app = spawn_app().await;
+    app.pd("trigger", "a", "first").await;
+    let ack = "/v1/incidents/INC-1/acknowledge";
+
+    let (s, b) = app.post_with_token(ack, None, &json!({})).await;
+    assert_eq!(s, 401);
+    assert!(b["message"].as_str().unwrap().contains("missing API token"));
+    let (s, _) = app
+        .post_with_token(ack, Some("wrong-token"), &json!({}))
+        .await;
+    assert_eq!(s, 401);
+    assert_eq!(app.incident("1").await["incident"]["status"], "triggered");
+
+    let (s, b) = app
+        .post_with_token(ack, Some(API_TOKEN), &json!({"by": "alice"}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["incident"]["status"], "acknowledged");
+    assert_eq!(b["incident"]["acknowledged_by"]["name"], "alice");
+    let (s, b) = app.post_with_token(ack, Some(API_TOKEN), &json!({})).await;
+    assert_eq!(s, 409);
+    assert_eq!(b["message"], "INC-1 is already acknowledged");
+
+    let (s, b) = app
+        .post_with_token(
+            "/v1/incidents/1/resolve",
+            Some(API_TOKEN),
+            &json!({"by": "bob", "note": "rolled back the deploy"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let shown = app.incident("INC-1").await;
+    let last = shown["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["type"], "resolved");
+    assert_eq!(last["note"], "rolled back the deploy");
+    assert_eq!(last["actor"]["name"], "bob");
+
+    // A trigger on the same key now opens a new incident.
+    app.pd("trigger", "a", "again").await;
+    assert_eq!(app.incidents().await.len(), 2);
+
+    let (s, _) = app
+        .post_with_token("/v1/incidents/INC-7/resolve", Some(API_TOKEN), &json!({}))
+        .await;
+    assert_eq!(s, 404);
+    let (s, b) = app
+        .post_with_token(
+            "/v1/incidents/INC-2/resolve",
+            Some(API_TOKEN),
+            &json!({"nope": 1}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().unwrap().contains("nope"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = spawn_app().await;
+    let (s, b) = app.get("/healthz").await;
+    assert_eq!((s, b["status"].as_str()), (200, Some("ok")));
+    let (s, b) = app.get("/readyz").await;
+    assert_eq!((s, b["checks"]["store"].as_str()), (200, Some("ok")));
+    app.stop().await;
+}

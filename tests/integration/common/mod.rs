@@ -1,0 +1,265 @@
+//! Test harness: a tocsin served on 127.0.0.1:0 over a fresh data directory.
+
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tocsin::app::App;
+use tocsin::clock::{Clock, SystemClock};
+use tocsin::config::Config;
+use tocsin::store::{SledStore, Store};
+
+pub const API_TOKEN: &str = "test-api-token";
+pub const AM_KEY: &str = "test-alertmanager-key";
+pub const GRAFANA_KEY: &str = "test-grafana-key";
+pub const PD_KEY: &str = "test-pagerduty-key";
+pub const GENERIC_KEY: &str = "test-generic-key";
+
+/// The configuration every test starts from.
+pub fn config_text(data: &Path, listen: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+[storage]
+path = "{data}"
+[api]
+token = "{API_TOKEN}"
+[[services]]
+name = "api"
+[[services]]
+name = "payments"
+[[integrations]]
+name = "am"
+kind = "alertmanager"
+key = "{AM_KEY}"
+service = "api"
+[[integrations]]
+name = "grafana"
+kind = "grafana"
+key = "{GRAFANA_KEY}"
+service = "api"
+[[integrations]]
+name = "pd"
+kind = "pagerduty"
+key = "{PD_KEY}"
+service = "payments"
+[[integrations]]
+name = "scripts"
+kind = "generic"
+key = "{GENERIC_KEY}"
+service = "payments"
+"#,
+        data = data.display()
+    )
+}
+
+/// A running in-process server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub store: Arc<SledStore>,
+    _dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with_clock(Arc::new(SystemClock)).await
+}
+
+pub async fn spawn_app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config =
+        Config::from_toml_str(&config_text(&data, "127.0.0.1:0"), &HashMap::new()).unwrap();
+    let store = Arc::new(SledStore::open(&data).unwrap());
+    let app = App::new(config, store.clone(), clock);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app.router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        store,
+        _dir: dir,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs raw bytes as JSON; returns status and parsed body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_with_token(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// All incidents, newest first.
+    pub async fn incidents(&self) -> Vec<Value> {
+        let (status, body) = self.get("/v1/incidents?limit=10000").await;
+        assert_eq!(status, 200, "{body}");
+        body["incidents"].as_array().unwrap().clone()
+    }
+
+    pub async fn incident(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/incidents/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Sends a PagerDuty Events v2 event.
+    pub async fn pd(&self, action: &str, dedup: &str, summary: &str) -> (u16, Value) {
+        let mut body = json!({"routing_key": PD_KEY, "event_action": action, "dedup_key": dedup});
+        if action == "trigger" {
+            body["payload"] = json!({"summary": summary, "source": "test", "severity": "error"});
+        }
+        self.post_json("/v2/enqueue", &body).await
+    }
+
+    /// What is in the store: (events, incidents).
+    pub fn store_counts(&self) -> (u64, usize) {
+        (
+            self.store.event_count().unwrap(),
+            self.store.incidents(None, usize::MAX).unwrap().len(),
+        )
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap();
+        }
+    }
+}
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    let full: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path);
+    std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
+}
+
+/// The real `tocsin` binary serving on a free port, as a child process.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    pub base: String,
+    pub config: PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl ServerProcess {
+    /// Writes a config for `data` in `dir` (once) and starts the server.
+    pub async fn start(dir: &Path, port: u16) -> Self {
+        let config = dir.join("tocsin.toml");
+        if !config.exists() {
+            let text = config_text(&dir.join("data"), &format!("127.0.0.1:{port}"));
+            std::fs::write(&config, text).unwrap();
+        }
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            config,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("tocsin at {} did not become ready", self.base);
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
