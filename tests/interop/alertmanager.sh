@@ -28,7 +28,7 @@ AM_PID=""
 dump_logs() {
     if [[ -n "$TMP" && -f "$TMP/tocsin.log" ]]; then
         echo "----- tail of tocsin log ($TMP/tocsin.log) -----"
-        tail -n 40 "$TMP/tocsin.log" || true
+        tail -n 40 "$TMP/tocsin.log" | sed 's/\x1b\[[0-9;]*m//g' || true
     fi
     if [[ -n "$TMP" && -f "$TMP/alertmanager.log" ]]; then
         echo "----- tail of alertmanager log ($TMP/alertmanager.log) -----"
