@@ -123,7 +123,10 @@ fn init_tracing(config: Option<&Config>) {
         .map(|c| c.log.level.clone())
         .unwrap_or_else(|| "info".into());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     if config.is_some_and(|c| c.log.format == LogFormat::Json) {
         builder.json().init();
     } else {

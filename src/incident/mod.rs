@@ -324,14 +324,24 @@ impl Incident {
                 }
             }
             AlertAction::Resolve => {
+                let others_firing = |inc: &Incident, fp: &str| {
+                    inc.alerts
+                        .iter()
+                        .any(|(k, a)| k != fp && a.state == AlertState::Firing)
+                };
                 match &event.fingerprint {
-                    Some(fp) if inc.alerts.len() > 1 || !inc.alerts.contains_key(fp) => {
-                        if let Some(alert) = inc.alerts.get_mut(fp)
-                            && alert.state == AlertState::Firing
-                        {
-                            alert.state = AlertState::Resolved;
-                            alert.last_seen = now;
-                            alert.count += 1;
+                    Some(fp) if inc.alerts.contains_key(fp) => {
+                        let still_firing = others_firing(&inc, fp);
+                        let alert = inc.alerts.get_mut(fp).expect("checked above");
+                        alert.count += 1;
+                        alert.last_seen = now;
+                        alert.details = event.details.clone();
+                        let was_firing = alert.state == AlertState::Firing;
+                        alert.state = AlertState::Resolved;
+                        // With other alerts still firing the incident stays
+                        // open, so the alert's own resolve is worth a line;
+                        // otherwise the incident's resolve says it all.
+                        if was_firing && still_firing {
                             inc.push(
                                 &mut entries,
                                 now,
@@ -342,8 +352,10 @@ impl Incident {
                             );
                         }
                     }
-                    // The incident's only alert, or the whole incident.
-                    _ => {
+                    // An alert this incident never saw: nothing to resolve.
+                    Some(_) => {}
+                    // The whole incident.
+                    None => {
                         for alert in inc.alerts.values_mut() {
                             alert.state = AlertState::Resolved;
                         }

@@ -128,3 +128,42 @@ fn acknowledge_and_resolve_by_people() {
         Err(IncidentError::AlreadyResolved(IncidentId(9)))
     );
 }
+
+#[test]
+fn resolving_the_only_alert_records_it_on_the_alert() {
+    let c = Incident::open(
+        IncidentId(2),
+        "api",
+        "pd",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    let later = t0() + chrono::Duration::minutes(10);
+    let mut resolve = event("a", AlertAction::Resolve, None);
+    resolve.details = serde_json::json!({"endsAt": "2026-11-29T10:10:00Z"});
+    let r = c.incident.apply_alert(&resolve, later);
+    assert_eq!(r.incident.status, Status::Resolved);
+    let alert = &r.incident.alerts["a"];
+    assert_eq!(alert.count, 2);
+    assert_eq!(alert.last_seen, later);
+    assert_eq!(alert.details["endsAt"], "2026-11-29T10:10:00Z");
+    // One line: the incident's resolve, not the alert's as well.
+    assert_eq!(r.entries.len(), 1);
+    assert_eq!(r.incident.resolved_at, Some(later));
+}
+
+#[test]
+fn a_resolve_for_an_unknown_alert_changes_nothing_but_counts() {
+    let c = Incident::open(
+        IncidentId(3),
+        "api",
+        "am",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    let r = c
+        .incident
+        .apply_alert(&event("zzz", AlertAction::Resolve, None), t0());
+    assert_eq!(r.incident.status, Status::Triggered);
+    assert!(r.entries.is_empty());
+}
