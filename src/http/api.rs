@@ -161,6 +161,18 @@ pub async fn resolve(
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
+/// `GET /v1/stats`: how many alert events and incidents are stored.
+pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let store = st.service.store();
+    let events = store
+        .event_count()
+        .map_err(crate::service::ServiceError::from)?;
+    let incidents = store
+        .incident_count()
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(json!({ "events": events, "incidents": incidents })).into_response())
+}
+
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()

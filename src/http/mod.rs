@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(api::show_incident))
         .route("/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/v1/stats", get(api::stats))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)

@@ -103,6 +103,9 @@ pub trait Store: Send + Sync + 'static {
     /// How many raw events are stored.
     fn event_count(&self) -> Result<u64, StoreError>;
 
+    /// How many incidents exist, of every status.
+    fn incident_count(&self) -> Result<u64, StoreError>;
+
     /// Writes and reads back a probe; for readiness checks.
     fn check_writable(&self) -> Result<(), StoreError>;
 }

@@ -307,6 +307,10 @@ impl Store for SledStore {
         Ok(self.trees[EVENTS].len() as u64)
     }
 
+    fn incident_count(&self) -> Result<u64, StoreError> {
+        Ok(self.trees[INCIDENTS].len() as u64)
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         let probe = encode(&"probe");
         self.trees[META]

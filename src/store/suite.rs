@@ -102,6 +102,7 @@ pub fn run(store: &dyn Store) {
     let resolved = store.incidents(Some(Status::Resolved), 10).unwrap();
     assert_eq!(resolved.len(), 1);
     assert_eq!(store.incidents(None, 1).unwrap().len(), 1);
+    assert_eq!(store.incident_count().unwrap(), 2);
 
     // Unmarking the open index.
     store

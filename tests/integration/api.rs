@@ -101,6 +101,11 @@ async fn health_and_readiness() {
     let app = spawn_app().await;
     let (s, b) = app.get("/healthz").await;
     assert_eq!((s, b["status"].as_str()), (200, Some("ok")));
+    let (s, b) = app.get("/v1/stats").await;
+    assert_eq!(
+        (s, b["events"].as_u64(), b["incidents"].as_u64()),
+        (200, Some(0), Some(0))
+    );
     let (s, b) = app.get("/readyz").await;
     assert_eq!((s, b["checks"]["store"].as_str()), (200, Some("ok")));
     app.stop().await;
