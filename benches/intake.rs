@@ -46,7 +46,7 @@ fn free_port() -> u16 {
 }
 
 async fn start(config_path: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["serve", "--config"])
         .arg(config_path)
         .stdout(Stdio::null())
@@ -64,6 +64,8 @@ async fn start(config_path: &Path, port: u16) -> Child {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("tocsin did not start");
 }
 
