@@ -3,7 +3,8 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{AppState, router};
-use crate::service::Service;
+use crate::notify::worker::{Notifiers, Worker};
+use crate::service::{Directory, Service};
 use crate::store::{SledStore, StoreError};
 use std::future::Future;
 use std::sync::Arc;
@@ -19,7 +20,13 @@ pub enum AppError {
     /// The listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// A notifier could not be set up.
+    #[error("setting up notifications: {0}")]
+    Notify(String),
 }
+
+/// How long in-flight deliveries may take to finish at shutdown.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The assembled application: what [`run`] serves, and what tests drive.
 pub struct App {
@@ -29,21 +36,47 @@ pub struct App {
     pub service: Service,
     /// The store.
     pub store: Arc<SledStore>,
+    /// The outbox worker.
+    pub worker: Worker,
 }
 
 impl App {
-    /// Wires the service and the routes over an open store.
-    pub fn new(config: Config, store: Arc<SledStore>, clock: Arc<dyn Clock>) -> Self {
-        let service = Service::new(store.clone(), clock);
+    /// Wires the service, the notifiers and the routes over an open store.
+    pub fn new(
+        config: Config,
+        store: Arc<SledStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
+        let config = Arc::new(config);
+        let directory = Arc::new(Directory::new(config.clone()));
+        let service = Service::new(store.clone(), clock, directory)?;
+        let notifiers = Arc::new(Notifiers::new(config.clone()).map_err(AppError::Notify)?);
+        let worker = Worker::new(service.clone(), notifiers);
         let state = AppState {
             service: service.clone(),
-            config: Arc::new(config),
+            config,
         };
-        Self {
+        Ok(Self {
             router: router(state),
             service,
             store,
-        }
+            worker,
+        })
+    }
+
+    /// Starts the escalation scheduler and the outbox worker; they stop
+    /// when `stop` turns true.
+    pub fn spawn_background(
+        &self,
+        stop: &tokio::sync::watch::Sender<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(crate::escalation::scheduler::run(
+                self.service.clone(),
+                stop.subscribe(),
+            )),
+            tokio::spawn(self.worker.clone().run(stop.subscribe(), SHUTDOWN_GRACE)),
+        ]
     }
 }
 
@@ -70,12 +103,19 @@ pub async fn run_with_clock(
             .await
             .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??,
     );
-    let app = App::new(config, store.clone(), clock);
+    let app = App::new(config, store.clone(), clock)?;
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let background = app.spawn_background(&stop);
     info!(addr = %listener.local_addr()?, "Listening");
     axum::serve(listener, app.router)
         .with_graceful_shutdown(shutdown)
         .await?;
-    info!("Draining done; flushing the store");
+    info!("HTTP drained; stopping the scheduler and the outbox");
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
+    info!("Flushing the store");
     tokio::task::spawn_blocking(move || store.flush_blocking())
         .await
         .map_err(|e| StoreError::Backend(format!("final flush: {e}")))??;

@@ -8,6 +8,9 @@
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
 //!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
 //!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
+//! - [`oncall`]: on-call schedules: layered rotations with restrictions and
+//!   overrides, DST-safe handoffs, shifts and iCalendar feeds. Pure: takes
+//!   the instants it is asked about.
 //! - [`service`]: the one writer. Every state change (an alert, an
 //!   acknowledgement, a resolve) goes through it: it asks the pure domain
 //!   for the decision and writes state and timeline in one transaction,
@@ -15,6 +18,11 @@
 //!   is on disk.
 //! - [`incident`]: incidents, their state machine, dedup and grouping, and
 //!   the typed timeline. Pure: takes `now`, does no I/O.
+//! - [`escalation`]: escalation policies, the pure "what does this step
+//!   notify and what comes next", durable timers and the scheduler task.
+//! - [`notify`]: the outbox (one entry per page, with an idempotency key),
+//!   delivery with retries and backoff, and the notifiers (webhook, email,
+//!   log).
 //! - [`store`]: the [`store::Store`] trait and its sled backend, with group
 //!   commit.
 //! - [`config`]: the TOML configuration, environment overrides and
@@ -29,9 +37,12 @@ pub mod app;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod notify;
+pub mod oncall;
 pub mod secret;
 pub mod service;
 pub mod store;

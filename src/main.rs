@@ -34,6 +34,43 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Who is on call now (and next), on a running server.
+    #[command(args_conflicts_with_subcommands = true)]
+    Oncall {
+        /// Only this schedule.
+        schedule: Option<String>,
+        #[command(subcommand)]
+        command: Option<OncallCommand>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum OncallCommand {
+    /// Put a user on call in a schedule for a time range.
+    Override {
+        /// The schedule.
+        #[arg(long)]
+        schedule: String,
+        /// Who covers.
+        #[arg(long)]
+        user: String,
+        /// From (RFC 3339) [default: now]
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Until (RFC 3339); or use --for.
+        #[arg(long, conflicts_with = "duration")]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// How long, like 8h.
+        #[arg(long = "for", id = "duration")]
+        duration: Option<humantime::Duration>,
+        /// API token [default: the config's [api] token]
+        #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Args)]
@@ -244,6 +281,89 @@ async fn main() -> Result<()> {
                 answer["message"].as_str().unwrap_or("sent"),
                 answer["dedup_key"].as_str().unwrap_or("?")
             );
+        }
+        Command::Oncall {
+            schedule,
+            command: None,
+            server,
+        } => {
+            let client = Client::new(&base_url(server, &cli.config));
+            let body = client.get("/v1/oncall").await?;
+            print_oncall(&body, schedule.as_deref())?;
+        }
+        Command::Oncall {
+            command:
+                Some(OncallCommand::Override {
+                    schedule,
+                    user,
+                    from,
+                    to,
+                    duration,
+                    token,
+                    server,
+                }),
+            ..
+        } => {
+            #[allow(clippy::disallowed_methods)] // the CLI's "now" is the operator's
+            let now = chrono::Utc::now();
+            let start = from.unwrap_or(now);
+            let end = match (to, duration) {
+                (Some(t), _) => *t,
+                (None, Some(d)) => start + chrono::Duration::from_std((*d).into())?,
+                (None, None) => bail!("give --to or --for"),
+            };
+            let token = match token {
+                Some(t) => t.clone(),
+                None => load_config(&cli.config)?
+                    .api
+                    .token
+                    .map(|t| t.expose().to_string())
+                    .context("no --token given and the config has no [api] token")?,
+            };
+            let client = Client::new(&base_url(server, &cli.config));
+            let body = client
+                .post(
+                    &format!("/v1/schedules/{schedule}/overrides"),
+                    &json!({"user": user, "start": start, "end": end, "by": "cli"}),
+                    Some(&token),
+                )
+                .await?;
+            let o = &body["override"];
+            println!(
+                "Override {} on {}: {} from {} to {}",
+                o["id"],
+                schedule,
+                o["user"].as_str().unwrap_or("?"),
+                o["start"].as_str().unwrap_or("?"),
+                o["end"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn print_oncall(body: &Value, only: Option<&str>) -> Result<()> {
+    let empty = Vec::new();
+    let list = body["oncall"].as_array().unwrap_or(&empty);
+    let mut shown = 0;
+    for s in list {
+        let name = s["schedule"].as_str().unwrap_or("?");
+        if only.is_some_and(|o| o != name) {
+            continue;
+        }
+        shown += 1;
+        let who = |v: &Value| match v["user"].as_str() {
+            Some(u) => format!("{u} until {}", v["end"].as_str().unwrap_or("?")),
+            None => "nobody".into(),
+        };
+        println!("{name} ({})", s["time_zone"].as_str().unwrap_or("?"));
+        println!("  now:  {}", who(&s["on_call"]));
+        println!("  next: {}", who(&s["next"]));
+    }
+    if shown == 0 {
+        match only {
+            Some(o) => bail!("no schedule named '{o}'"),
+            None => println!("No schedules."),
         }
     }
     Ok(())

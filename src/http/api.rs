@@ -93,9 +93,11 @@ struct ChangeBody {
     by: Option<String>,
     /// A note (resolve only).
     note: Option<String>,
+    /// How long (snooze only), like `30m`.
+    duration: Option<String>,
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &st.config.api.token else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -154,6 +156,7 @@ pub async fn resolve(
     authorize(&st, &headers)?;
     let id = parse_id(&raw)?;
     let body = change_body(body)?;
+    only(&body, &["note"])?;
     let incident = st
         .service
         .resolve(id, actor(&body), body.note.clone())
@@ -171,6 +174,84 @@ pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
         .incident_count()
         .map_err(crate::service::ServiceError::from)?;
     Ok(Json(json!({ "events": events, "incidents": incidents })).into_response())
+}
+
+/// Refuses fields that the call does not take.
+fn only(body: &ChangeBody, allowed: &[&str]) -> Result<(), ApiError> {
+    for (name, present) in [
+        ("note", body.note.is_some()),
+        ("duration", body.duration.is_some()),
+    ] {
+        if present && !allowed.contains(&name) {
+            return Err(ApiError::bad_request(format!(
+                "'{name}' is not accepted by this call"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/incidents/{id}/snooze` `{"duration": "30m"}`
+pub async fn snooze(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let id = parse_id(&raw)?;
+    let body = change_body(body)?;
+    only(&body, &["duration"])?;
+    let raw_duration = body
+        .duration
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("'duration' is required, like \"30m\""))?;
+    let duration = humantime::parse_duration(raw_duration)
+        .ok()
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .filter(|d| *d > chrono::Duration::zero() && *d <= chrono::Duration::days(7))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "'duration' must be like 30m or 2h, at most 7 days, not '{raw_duration}'"
+            ))
+        })?;
+    let incident = st.service.snooze(id, actor(&body), duration).await?;
+    Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
+}
+
+/// `POST /v1/incidents/{id}/escalate`: the next escalation step, now.
+pub async fn escalate(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let id = parse_id(&raw)?;
+    let body = change_body(body)?;
+    only(&body, &[])?;
+    let incident = st.service.escalate(id, actor(&body)).await?;
+    Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
+}
+
+/// `GET /v1/incidents/{id}/notifications`: its pages and their delivery state.
+pub async fn notifications(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let store = st.service.store();
+    if store
+        .incident(id)
+        .map_err(crate::service::ServiceError::from)?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("incident {id} does not exist")));
+    }
+    let entries = store
+        .outbox_for(id)
+        .map_err(crate::service::ServiceError::from)?;
+    Ok(Json(json!({ "notifications": entries })).into_response())
 }
 
 /// `GET /healthz`: the process is alive.

@@ -7,6 +7,7 @@
 mod api;
 mod error;
 mod intake;
+mod schedules;
 
 pub use error::ApiError;
 
@@ -39,6 +40,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}", get(api::show_incident))
         .route("/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/v1/incidents/{id}/snooze", post(api::snooze))
+        .route("/v1/incidents/{id}/escalate", post(api::escalate))
+        .route("/v1/incidents/{id}/notifications", get(api::notifications))
+        .route("/v1/oncall", get(schedules::oncall_now))
+        .route("/v1/schedules/{name}/shifts", get(schedules::shifts))
+        .route("/v1/schedules/{name}/ical", get(schedules::ical))
+        .route(
+            "/v1/schedules/{name}/overrides",
+            get(schedules::list_overrides).post(schedules::add_override),
+        )
+        .route(
+            "/v1/schedules/{name}/overrides/{id}",
+            axum::routing::delete(schedules::delete_override),
+        )
         .route("/v1/stats", get(api::stats))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))

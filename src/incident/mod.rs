@@ -169,6 +169,9 @@ pub struct Incident {
     pub alerts: BTreeMap<String, Alert>,
     /// How many timeline entries it has (the next entry's `seq`).
     pub timeline_len: u64,
+    /// Its escalation, if its service has a policy.
+    #[serde(default)]
+    pub escalation: Option<crate::escalation::EscalationState>,
 }
 
 /// The severity given to incidents whose sender named none.
@@ -192,6 +195,12 @@ pub enum IncidentError {
     /// The incident is already acknowledged.
     #[error("{0} is already acknowledged")]
     AlreadyAcknowledged(IncidentId),
+    /// Nothing to escalate to.
+    #[error("{0}'s service has no escalation policy")]
+    NoEscalationPolicy(IncidentId),
+    /// The policy has no step after the current one.
+    #[error("{0} is at the last step of its escalation policy")]
+    NoFurtherStep(IncidentId),
 }
 
 impl Incident {
@@ -226,6 +235,7 @@ impl Incident {
             last_event_at: now,
             alerts: BTreeMap::new(),
             timeline_len: 0,
+            escalation: None,
         };
         let actor = Actor::Integration(integration.to_string());
         let mut entries = Vec::new();
@@ -411,6 +421,71 @@ impl Incident {
             incident: inc,
             entries,
         })
+    }
+
+    /// Pauses paging until `until`: the incident counts as acknowledged
+    /// (by `by`, if nobody had) and triggers again when the snooze ends.
+    pub fn snooze(
+        &self,
+        by: Actor,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if self.status == Status::Resolved {
+            return Err(IncidentError::AlreadyResolved(self.id));
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        if inc.status == Status::Triggered {
+            inc.status = Status::Acknowledged;
+            inc.acknowledged_at.get_or_insert(now);
+            inc.acknowledged_by.get_or_insert(by.clone());
+        }
+        inc.updated_at = now;
+        inc.push(&mut entries, now, by, TimelineEvent::Snoozed { until });
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// The snooze ended: triggered again, if still acknowledged.
+    pub fn unsnooze(&self, now: DateTime<Utc>) -> Option<Change> {
+        if self.status != Status::Acknowledged {
+            return None;
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        inc.status = Status::Triggered;
+        inc.updated_at = now;
+        inc.push(&mut entries, now, Actor::System, TimelineEvent::SnoozeEnded);
+        Some(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// Someone asks for the next escalation step now: the incident
+    /// triggers again (it needs someone else) and the step runs.
+    pub fn reopen_for_escalation(&self, now: DateTime<Utc>) -> Result<Incident, IncidentError> {
+        if self.status == Status::Resolved {
+            return Err(IncidentError::AlreadyResolved(self.id));
+        }
+        let mut inc = self.clone();
+        inc.status = Status::Triggered;
+        inc.updated_at = now;
+        Ok(inc)
+    }
+
+    /// Appends a timeline entry to a change being built.
+    pub fn record(
+        &mut self,
+        entries: &mut Vec<TimelineEntry>,
+        at: DateTime<Utc>,
+        actor: Actor,
+        event: TimelineEvent,
+    ) {
+        self.push(entries, at, actor, event);
     }
 
     /// How many of its alerts still fire.

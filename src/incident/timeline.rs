@@ -75,6 +75,67 @@ pub enum TimelineEvent {
         /// The text.
         text: String,
     },
+    /// An escalation step ran.
+    EscalationStep {
+        /// The policy.
+        policy: String,
+        /// The step, from 1.
+        step: usize,
+        /// The round, from 1.
+        round: u32,
+        /// Who and what it notified.
+        notified: Vec<String>,
+    },
+    /// A step targeted a schedule that nobody covers right now.
+    NobodyOnCall {
+        /// The schedule.
+        schedule: String,
+    },
+    /// The policy ran out with nobody acknowledging.
+    EscalationExhausted {
+        /// The policy.
+        policy: String,
+    },
+    /// Paging paused until `until`.
+    Snoozed {
+        /// When it triggers again.
+        until: DateTime<Utc>,
+    },
+    /// The snooze ended; the incident triggers again.
+    SnoozeEnded,
+    /// A notification was delivered.
+    Paged {
+        /// Who or what.
+        recipient: String,
+        /// How.
+        method: String,
+        /// After how many attempts.
+        attempts: u32,
+    },
+    /// A delivery attempt failed; it will be retried.
+    DeliveryRetry {
+        /// Who or what.
+        recipient: String,
+        /// How.
+        method: String,
+        /// Which attempt failed.
+        attempt: u32,
+        /// Why.
+        error: String,
+        /// The next try.
+        retry_at: DateTime<Utc>,
+    },
+    /// tocsin gave up on a delivery.
+    DeliveryFailed {
+        /// Who or what.
+        recipient: String,
+        /// How.
+        method: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        error: String,
+    },
 }
 
 impl TimelineEvent {
@@ -90,6 +151,56 @@ impl TimelineEvent {
             Self::Resolved { note: Some(n) } => format!("Resolved: {n}"),
             Self::Resolved { note: None } => "Resolved".into(),
             Self::Note { text } => format!("Note: {text}"),
+            Self::EscalationStep {
+                policy,
+                step,
+                round,
+                notified,
+            } => {
+                let who = if notified.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    notified.join(", ")
+                };
+                format!("Escalation {policy} step {step} (round {round}): notified {who}")
+            }
+            Self::NobodyOnCall { schedule } => format!("Nobody is on call for {schedule}"),
+            Self::EscalationExhausted { policy } => {
+                format!("Escalation {policy} exhausted: nobody acknowledged")
+            }
+            Self::Snoozed { until } => {
+                format!("Snoozed until {}", until.format("%Y-%m-%d %H:%M:%S UTC"))
+            }
+            Self::SnoozeEnded => "Snooze ended; triggered again".into(),
+            Self::Paged {
+                recipient,
+                method,
+                attempts,
+            } => {
+                if *attempts > 1 {
+                    format!("Paged {recipient} by {method} (after {attempts} attempts)")
+                } else {
+                    format!("Paged {recipient} by {method}")
+                }
+            }
+            Self::DeliveryRetry {
+                recipient,
+                method,
+                attempt,
+                error,
+                retry_at,
+            } => format!(
+                "Paging {recipient} by {method} failed (attempt {attempt}: {error}); retrying at {}",
+                retry_at.format("%H:%M:%S UTC")
+            ),
+            Self::DeliveryFailed {
+                recipient,
+                method,
+                attempts,
+                error,
+            } => {
+                format!("GAVE UP paging {recipient} by {method} after {attempts} attempts: {error}")
+            }
         }
     }
 }

@@ -10,8 +10,10 @@ mod sled_store;
 
 pub use sled_store::SledStore;
 
+use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
 use crate::intake::AlertEvent;
+use crate::notify::OutboxEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -74,6 +76,31 @@ pub trait Tx {
     fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError>;
     /// Records a raw event.
     fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError>;
+    /// Adds a timer.
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
+    /// Removes a timer; whether it was there.
+    fn delete_timer(&mut self, timer: &Timer) -> Result<bool, StoreError>;
+    /// Reads an outbox entry by its idempotency key.
+    fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError>;
+    /// Writes an outbox entry; a pending one is queued at its `due` time.
+    fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError>;
+}
+
+/// A schedule override made at runtime (REST API, CLI, chat).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOverride {
+    /// Its id, for deletion.
+    pub id: u64,
+    /// The schedule.
+    pub schedule: String,
+    /// Who covers.
+    pub user: String,
+    /// From.
+    pub start: DateTime<Utc>,
+    /// Until.
+    pub end: DateTime<Utc>,
+    /// Who made it.
+    pub created_by: String,
 }
 
 /// A future returned by [`Store::flush`].
@@ -108,6 +135,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes and reads back a probe; for readiness checks.
     fn check_writable(&self) -> Result<(), StoreError>;
+
+    /// The earliest timer.
+    fn next_timer(&self) -> Result<Option<Timer>, StoreError>;
+
+    /// How many timers are pending.
+    fn timer_count(&self) -> Result<u64, StoreError>;
+
+    /// Pending outbox entries due at or before `now`, earliest first.
+    fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// When the earliest pending outbox entry is due.
+    fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Every outbox entry of an incident, by key.
+    fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Stores a runtime override (assigning its id) and flushes it.
+    fn add_override(&self, o: StoredOverride) -> Result<StoredOverride, StoreError>;
+
+    /// Runtime overrides of a schedule.
+    fn overrides(&self, schedule: &str) -> Result<Vec<StoredOverride>, StoreError>;
+
+    /// Deletes a runtime override; whether it existed.
+    fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, StoreError>;
 }
 
 #[cfg(test)]

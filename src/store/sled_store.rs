@@ -6,9 +6,16 @@
 //! - `timeline`: id | seq → JSON [`TimelineEntry`]
 //! - `events`: monotonic id → JSON [`StoredEvent`]
 //! - `meta`: counters (`next_incident`) and the readiness probe
+//! - `timers`: [`Timer::key`] (due time first) → JSON [`Timer`]
+//! - `outbox`: idempotency key → JSON [`OutboxEntry`]
+//! - `outbox_queue`: due time | idempotency key → () for pending entries
+//! - `overrides`: schedule 0x00 id → JSON [`StoredOverride`]
 
-use super::{FlushFuture, Store, StoreError, StoredEvent, Tx};
+use super::{FlushFuture, Store, StoreError, StoredEvent, StoredOverride, Tx};
+use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
+use crate::notify::{DeliveryState, OutboxEntry};
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -27,7 +34,21 @@ const OPEN: usize = 1;
 const TIMELINE: usize = 2;
 const EVENTS: usize = 3;
 const META: usize = 4;
-const TREE_NAMES: [&str; 5] = ["incidents", "open", "timeline", "events", "meta"];
+const TIMERS: usize = 5;
+const OUTBOX: usize = 6;
+const OUTBOX_QUEUE: usize = 7;
+const OVERRIDES: usize = 8;
+const TREE_NAMES: [&str; 9] = [
+    "incidents",
+    "open",
+    "timeline",
+    "events",
+    "meta",
+    "timers",
+    "outbox",
+    "outbox_queue",
+    "overrides",
+];
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
@@ -141,6 +162,24 @@ fn open_key(service: &str, dedup_key: &str) -> Vec<u8> {
     k
 }
 
+/// Big-endian millis with the sign bit flipped, so keys sort by time.
+fn time_key(at: DateTime<Utc>) -> [u8; 8] {
+    ((at.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn queue_key(due: DateTime<Utc>, key: &str) -> Vec<u8> {
+    let mut k = time_key(due).to_vec();
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn override_key(schedule: &str, id: u64) -> Vec<u8> {
+    let mut k = schedule.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
 fn timeline_key(id: IncidentId, seq: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&id.0.to_be_bytes());
@@ -171,6 +210,13 @@ impl SledTx<'_> {
     fn tput(&mut self, tree: usize, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
         match self.trees[tree].insert(key, value) {
             Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn tremove(&mut self, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
+        match self.trees[tree].remove(key) {
+            Ok(old) => Ok(old.is_some()),
             Err(e) => Err(self.fail(e)),
         }
     }
@@ -217,6 +263,30 @@ impl Tx for SledTx<'_> {
 
     fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError> {
         self.tput(TIMELINE, &timeline_key(id, entry.seq), encode(entry))
+    }
+
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.tput(TIMERS, &timer.key(), encode(timer))
+    }
+
+    fn delete_timer(&mut self, timer: &Timer) -> Result<bool, StoreError> {
+        self.tremove(TIMERS, &timer.key())
+    }
+
+    fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        self.tget(OUTBOX, key.as_bytes())
+    }
+
+    fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        if let Some(old) = self.outbox_entry(&entry.key)?
+            && old.state == DeliveryState::Pending
+        {
+            self.tremove(OUTBOX_QUEUE, &queue_key(old.due, &old.key))?;
+        }
+        if entry.state == DeliveryState::Pending {
+            self.tput(OUTBOX_QUEUE, &queue_key(entry.due, &entry.key), Vec::new())?;
+        }
+        self.tput(OUTBOX, entry.key.as_bytes(), encode(entry))
     }
 
     fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError> {
@@ -321,6 +391,80 @@ impl Store for SledStore {
             _ => return Err(StoreError::Backend("the probe did not read back".into())),
         }
         self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn next_timer(&self) -> Result<Option<Timer>, StoreError> {
+        match self.trees[TIMERS].first().map_err(backend)? {
+            Some((k, v)) => decode(&v, TIMERS, &k).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn timer_count(&self) -> Result<u64, StoreError> {
+        Ok(self.trees[TIMERS].len() as u64)
+    }
+
+    fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let end = time_key(now + chrono::Duration::milliseconds(1));
+        let mut out = Vec::new();
+        for item in self.trees[OUTBOX_QUEUE].range(..end.to_vec()) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item.map_err(backend)?;
+            if let Some(e) = self.get::<OutboxEntry>(OUTBOX, &k[8..])? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.trees[OUTBOX_QUEUE].first().map_err(backend)? {
+            Some((k, _)) => Ok(self.get::<OutboxEntry>(OUTBOX, &k[8..])?.map(|e| e.due)),
+            None => Ok(None),
+        }
+    }
+
+    fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError> {
+        let prefix = format!("{incident}/");
+        self.trees[OUTBOX]
+            .scan_prefix(prefix.as_bytes())
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&v, OUTBOX, &k)
+            })
+            .collect()
+    }
+
+    fn add_override(&self, mut o: StoredOverride) -> Result<StoredOverride, StoreError> {
+        o.id = self.db.generate_id().map_err(backend)? + 1;
+        self.trees[OVERRIDES]
+            .insert(override_key(&o.schedule, o.id), encode(&o))
+            .map_err(backend)?;
+        self.flush_blocking()?;
+        Ok(o)
+    }
+
+    fn overrides(&self, schedule: &str) -> Result<Vec<StoredOverride>, StoreError> {
+        let mut prefix = schedule.as_bytes().to_vec();
+        prefix.push(0);
+        self.trees[OVERRIDES]
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&v, OVERRIDES, &k)
+            })
+            .collect()
+    }
+
+    fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, StoreError> {
+        let existed = self.trees[OVERRIDES]
+            .remove(override_key(schedule, id))
+            .map_err(backend)?
+            .is_some();
+        self.flush_blocking()?;
+        Ok(existed)
     }
 }
 

@@ -7,3 +7,5 @@ mod bad_input;
 mod cli;
 mod crash;
 mod intake;
+mod paging;
+mod restart;

@@ -1,5 +1,8 @@
 //! Test harness: a tocsin served on 127.0.0.1:0 over a fresh data directory.
 
+pub mod receiver;
+pub mod smtp;
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,8 +19,17 @@ pub const GRAFANA_KEY: &str = "test-grafana-key";
 pub const PD_KEY: &str = "test-pagerduty-key";
 pub const GENERIC_KEY: &str = "test-generic-key";
 
-/// The configuration every test starts from.
-pub fn config_text(data: &Path, listen: &str) -> String {
+/// The base configuration, with an escalation policy for `payments` and
+/// more TOML (users, schedules, policies) appended.
+pub fn config_text_with(
+    data: &Path,
+    listen: &str,
+    payments_policy: Option<&str>,
+    extra: &str,
+) -> String {
+    let policy = payments_policy
+        .map(|p| format!("escalation_policy = \"{p}\""))
+        .unwrap_or_default();
     format!(
         r#"
 [server]
@@ -30,6 +42,7 @@ token = "{API_TOKEN}"
 name = "api"
 [[services]]
 name = "payments"
+{policy}
 [[integrations]]
 name = "am"
 kind = "alertmanager"
@@ -50,6 +63,7 @@ name = "scripts"
 kind = "generic"
 key = "{GENERIC_KEY}"
 service = "payments"
+{extra}
 "#,
         data = data.display()
     )
@@ -60,6 +74,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
     pub store: Arc<SledStore>,
+    pub service: tocsin::service::Service,
+    pub worker: tocsin::notify::worker::Worker,
+    stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
@@ -70,15 +87,29 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
+    spawn_app_with(clock, None, "").await
+}
+
+/// A server with paging config; background tasks are NOT started: tests
+/// drive time with `fire()` and `deliver()`, or call `start_background()`.
+pub async fn spawn_app_with(
+    clock: Arc<dyn Clock>,
+    payments_policy: Option<&str>,
+    extra: &str,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let config =
-        Config::from_toml_str(&config_text(&data, "127.0.0.1:0"), &HashMap::new()).unwrap();
+    let text = config_text_with(&data, "127.0.0.1:0", payments_policy, extra);
+    let config = Config::from_toml_str(&text, &HashMap::new())
+        .unwrap_or_else(|e| panic!("test config: {e}"));
     let store = Arc::new(SledStore::open(&data).unwrap());
-    let app = App::new(config, store.clone(), clock);
+    let app = App::new(config, store.clone(), clock).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let service = app.service.clone();
+    let worker = app.worker.clone();
+    let (stop, _) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move {
         axum::serve(listener, app.router)
             .with_graceful_shutdown(async {
@@ -91,6 +122,9 @@ pub async fn spawn_app_with_clock(clock: Arc<dyn Clock>) -> TestApp {
         addr,
         http: reqwest::Client::new(),
         store,
+        service,
+        worker,
+        stop,
         _dir: dir,
         shutdown: Some(tx),
         handle: Some(handle),
@@ -171,7 +205,35 @@ impl TestApp {
         )
     }
 
+    /// Fires the timers due now.
+    pub async fn fire(&self) -> usize {
+        let now = self.service.clock().now();
+        self.service.fire_due_timers(now).await.unwrap()
+    }
+
+    /// Fires due timers and delivers due pages until nothing more is due now.
+    pub async fn tick(&self) {
+        loop {
+            let fired = self.fire().await;
+            let delivered = self.worker.deliver_due().await;
+            if fired == 0 && delivered == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Runs the real scheduler and outbox worker in the background.
+    pub fn start_background(&self) {
+        let (service, worker) = (self.service.clone(), self.worker.clone());
+        tokio::spawn(tocsin::escalation::scheduler::run(
+            service,
+            self.stop.subscribe(),
+        ));
+        tokio::spawn(worker.run(self.stop.subscribe(), std::time::Duration::from_secs(1)));
+    }
+
     pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -206,9 +268,19 @@ pub fn free_port() -> u16 {
 impl ServerProcess {
     /// Writes a config for `data` in `dir` (once) and starts the server.
     pub async fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, None, "").await
+    }
+
+    /// Like `start`, with an escalation policy for `payments` and more TOML.
+    pub async fn start_with(dir: &Path, port: u16, policy: Option<&str>, extra: &str) -> Self {
         let config = dir.join("tocsin.toml");
         if !config.exists() {
-            let text = config_text(&dir.join("data"), &format!("127.0.0.1:{port}"));
+            let text = config_text_with(
+                &dir.join("data"),
+                &format!("127.0.0.1:{port}"),
+                policy,
+                extra,
+            );
             std::fs::write(&config, text).unwrap();
         }
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))

@@ -10,6 +10,14 @@
 //! else is a string. Any string value of the form `${NAME}` is replaced by
 //! the environment variable `NAME`, which is how secrets stay out of files.
 
+mod paging;
+
+pub use paging::{
+    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, Repeat, SmtpConfig,
+    SmtpTls, StepConfig, TargetConfig, UserConfig, WebhookConfig, WebhookEndpoint,
+};
+
+use crate::oncall::ScheduleConfig;
 use crate::secret::Secret;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +43,18 @@ pub struct Config {
     pub integrations: Vec<IntegrationConfig>,
     /// `[[services]]`
     pub services: Vec<ServiceConfig>,
+    /// `[[users]]`
+    pub users: Vec<UserConfig>,
+    /// `[[schedules]]`
+    pub schedules: Vec<ScheduleConfig>,
+    /// `[[escalation_policies]]`
+    pub escalation_policies: Vec<EscalationPolicyConfig>,
+    /// `[[webhooks]]`
+    pub webhooks: Vec<WebhookConfig>,
+    /// `[smtp]`
+    pub smtp: Option<SmtpConfig>,
+    /// `[notify]`
+    pub notify: NotifyConfig,
 }
 
 /// `[server]`: where the HTTP server listens.
@@ -164,6 +184,9 @@ pub struct ServiceConfig {
     /// Free text shown on incidents.
     #[serde(default)]
     pub description: String,
+    /// The escalation policy that pages for its incidents.
+    #[serde(default)]
+    pub escalation_policy: Option<String>,
 }
 
 /// One problem in the configuration, with the key path it concerns.
@@ -246,9 +269,9 @@ impl Config {
 
     /// Like [`Config::validate`], naming array elements by their index in the file.
     fn validate_at(&self, origins: &Origins) -> Vec<ConfigIssue> {
-        let svc_at = |i: usize| origins.services.get(i).copied().unwrap_or(i);
-        let int_at = |i: usize| origins.integrations.get(i).copied().unwrap_or(i);
-        let mut issues = Vec::new();
+        let svc_at = |i: usize| origins.at("services", i);
+        let int_at = |i: usize| origins.at("integrations", i);
+        let mut issues = paging::validate(self, origins);
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         let services: HashSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         let mut seen_services = HashSet::new();
@@ -310,6 +333,23 @@ impl Config {
                 );
             }
         }
+        let policies: HashSet<&str> = self
+            .escalation_policies
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        for (i, s) in self.services.iter().enumerate() {
+            if let Some(p) = &s.escalation_policy
+                && !policies.contains(p.as_str())
+            {
+                issue(
+                    format!("services[{}].escalation_policy", svc_at(i)),
+                    format!(
+                        "unknown escalation policy '{p}'; define it under [[escalation_policies]]"
+                    ),
+                );
+            }
+        }
         if let Some(token) = &self.api.token
             && token.expose().len() < 8
         {
@@ -348,22 +388,41 @@ const SECTIONS: &[&str] = &[
     "log",
     "integrations",
     "services",
+    "users",
+    "schedules",
+    "escalation_policies",
+    "webhooks",
+    "smtp",
+    "notify",
 ];
 
 /// For each parsed array element, its index in the file (elements that
 /// failed to parse leave gaps).
 #[derive(Debug, Default)]
-struct Origins {
-    integrations: Vec<usize>,
-    services: Vec<usize>,
-}
+pub(crate) struct Origins(HashMap<&'static str, Vec<usize>>);
 
 impl Origins {
     fn identity(config: &Config) -> Self {
-        Self {
-            integrations: (0..config.integrations.len()).collect(),
-            services: (0..config.services.len()).collect(),
-        }
+        let mut o = HashMap::new();
+        o.insert("integrations", (0..config.integrations.len()).collect());
+        o.insert("services", (0..config.services.len()).collect());
+        o.insert("users", (0..config.users.len()).collect());
+        o.insert("schedules", (0..config.schedules.len()).collect());
+        o.insert(
+            "escalation_policies",
+            (0..config.escalation_policies.len()).collect(),
+        );
+        o.insert("webhooks", (0..config.webhooks.len()).collect());
+        Self(o)
+    }
+
+    /// The index in the file of the `i`th parsed element of `section`.
+    pub(crate) fn at(&self, section: &str, i: usize) -> usize {
+        self.0
+            .get(section)
+            .and_then(|v| v.get(i))
+            .copied()
+            .unwrap_or(i)
     }
 }
 
@@ -408,12 +467,31 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     {
         config.log = s;
     }
-    if let Some(v) = table.remove("integrations") {
-        (config.integrations, origins.integrations) = array(v, "integrations", issues);
+    if let Some(v) = table.remove("smtp") {
+        config.smtp = section(v, "smtp", issues);
     }
-    if let Some(v) = table.remove("services") {
-        (config.services, origins.services) = array(v, "services", issues);
+    if let Some(v) = table.remove("notify")
+        && let Some(s) = section(v, "notify", issues)
+    {
+        config.notify = s;
     }
+    macro_rules! arrays {
+        ($($name:ident),*) => {$(
+            if let Some(v) = table.remove(stringify!($name)) {
+                let (items, at) = array(v, stringify!($name), issues);
+                config.$name = items;
+                origins.0.insert(stringify!($name), at);
+            }
+        )*};
+    }
+    arrays!(
+        integrations,
+        services,
+        users,
+        schedules,
+        escalation_policies,
+        webhooks
+    );
     (config, origins)
 }
 

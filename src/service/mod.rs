@@ -1,9 +1,18 @@
 //! The one writer: every state change goes through [`Service`].
 //!
+//! `mod.rs` holds intake and the incident commands; `paging.rs` the
+//! escalation steps, timers and outbox bookkeeping; `directory.rs` the
+//! read-only view of users, schedules and policies built from the config.
+//!
 //! Intake, the REST API and (later) chat commands call it. It asks the pure
 //! domain ([`crate::incident`]) for the decision, writes the new state and
 //! its timeline entries in one store transaction, and returns only once the
 //! group commit has put them on disk.
+
+pub mod directory;
+mod paging;
+
+pub use directory::Directory;
 
 use crate::clock::Clock;
 use crate::config::IntegrationConfig;
@@ -56,17 +65,74 @@ pub struct EventOutcome {
     pub effect: Effect,
 }
 
+/// Wakes the background tasks when new work is written.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    /// The escalation scheduler: a timer was added.
+    pub scheduler: tokio::sync::Notify,
+    /// The outbox worker: an entry was queued or came due.
+    pub outbox: tokio::sync::Notify,
+}
+
 /// The application service.
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    directory: Arc<Directory>,
+    wakers: Arc<Wakers>,
 }
 
 impl Service {
-    /// A service over `store`, telling time by `clock`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+    /// A service over `store`, telling time by `clock`, paging per
+    /// `directory` (whose runtime overrides it loads from the store).
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        directory: Arc<Directory>,
+    ) -> Result<Self, StoreError> {
+        directory.load_overrides(store.as_ref())?;
+        Ok(Self {
+            store,
+            clock,
+            directory,
+            wakers: Arc::new(Wakers::default()),
+        })
+    }
+
+    /// Stores a runtime schedule override.
+    pub async fn add_override(
+        &self,
+        o: crate::store::StoredOverride,
+    ) -> Result<crate::store::StoredOverride, ServiceError> {
+        let store = self.store.clone();
+        let stored = tokio::task::spawn_blocking(move || store.add_override(o))
+            .await
+            .map_err(|e| StoreError::Backend(format!("adding an override: {e}")))??;
+        self.directory.remember_override(stored.clone());
+        info!(schedule = %stored.schedule, user = %stored.user, start = %stored.start, end = %stored.end, "Override added");
+        Ok(stored)
+    }
+
+    /// Deletes a runtime schedule override; whether it existed.
+    pub async fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, ServiceError> {
+        let store = self.store.clone();
+        let name = schedule.to_string();
+        let existed = tokio::task::spawn_blocking(move || store.delete_override(&name, id))
+            .await
+            .map_err(|e| StoreError::Backend(format!("deleting an override: {e}")))??;
+        self.directory.forget_override(schedule, id);
+        Ok(existed)
+    }
+
+    /// Users, schedules and policies.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// The wakers of the background tasks.
+    pub fn wakers(&self) -> &Arc<Wakers> {
+        &self.wakers
     }
 
     /// The store, for reads.
@@ -91,11 +157,12 @@ impl Service {
         self.store.transact(&mut |tx| {
             outcomes.clear();
             for event in events {
-                outcomes.push(apply_event(tx, integration, event, now)?);
+                outcomes.push(self.apply_event(tx, integration, event, now)?);
             }
             Ok(())
         })?;
         self.store.flush().await?;
+        self.wake();
         for o in &outcomes {
             if let Some(id) = o.incident {
                 let span = info_span!("incident", incident = %id);
@@ -109,12 +176,16 @@ impl Service {
         Ok(outcomes)
     }
 
-    /// A person acknowledges an incident.
+    /// A person acknowledges an incident; escalation stops.
     pub async fn acknowledge(&self, id: IncidentId, by: Actor) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
-        self.change(id, move |inc| inc.acknowledge(by.clone(), now))
-            .instrument(info_span!("incident", incident = %id))
-            .await
+        self.change(id, move |tx, inc| {
+            let mut change = inc.acknowledge(by.clone(), now)?;
+            paging::stop_escalation(tx, &mut change.incident)?;
+            Ok(change)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
     }
 
     /// A person resolves an incident.
@@ -125,39 +196,108 @@ impl Service {
         note: Option<String>,
     ) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
-        self.change(id, move |inc| inc.resolve(by.clone(), note.clone(), now))
-            .instrument(info_span!("incident", incident = %id))
-            .await
+        self.change(id, move |tx, inc| {
+            let mut change = inc.resolve(by.clone(), note.clone(), now)?;
+            paging::stop_escalation(tx, &mut change.incident)?;
+            Ok(change)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
     }
 
-    async fn change(
+    /// Pauses paging for `duration`; the incident triggers again after it.
+    pub async fn snooze(
         &self,
         id: IncidentId,
-        decide: impl Fn(&Incident) -> Result<Change, IncidentError>,
+        by: Actor,
+        duration: chrono::Duration,
     ) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        self.change(id, move |tx, inc| {
+            let mut change = inc.snooze(by.clone(), now + duration, now)?;
+            self.schedule_unsnooze(tx, &mut change, now + duration)
+                .map_err(ChangeError::Store)?;
+            Ok(change)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
+    }
+
+    /// Runs the next escalation step now.
+    pub async fn escalate(&self, id: IncidentId, by: Actor) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        self.change(id, move |tx, inc| {
+            self.escalate_now(tx, inc, by.clone(), now)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
+    }
+
+    /// Runs `decide` on the incident in one transaction and writes the change.
+    async fn change<D>(&self, id: IncidentId, decide: D) -> Result<Incident, ServiceError>
+    where
+        D: Fn(&mut dyn Tx, &Incident) -> Result<Change, ChangeError>,
+    {
         let mut result: Option<Result<Incident, ServiceError>> = None;
         self.store.transact(&mut |tx| {
             let Some(current) = tx.incident(id)? else {
                 result = Some(Err(ServiceError::NotFound(id)));
                 return Ok(());
             };
-            match decide(&current) {
+            match decide(tx, &current) {
                 Ok(change) => {
                     write_change(tx, &change)?;
                     result = Some(Ok(change.incident));
                 }
-                Err(e) => result = Some(Err(e.into())),
+                Err(ChangeError::Refused(e)) => result = Some(Err(e.into())),
+                Err(ChangeError::Store(e)) => return Err(e),
             }
             Ok(())
         })?;
         let incident = result.expect("the transaction ran")?;
         self.store.flush().await?;
+        self.wake();
         info!(status = %incident.status, "Incident changed");
         Ok(incident)
+    }
+
+    /// Tells the background tasks to look for new work.
+    fn wake(&self) {
+        self.wakers.scheduler.notify_one();
+        self.wakers.outbox.notify_one();
+    }
+
+    fn apply_event(
+        &self,
+        tx: &mut dyn Tx,
+        integration: &IntegrationConfig,
+        event: &AlertEvent,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<EventOutcome, StoreError> {
+        apply_event(self, tx, integration, event, now)
+    }
+}
+
+/// Why a command's decision failed inside a transaction.
+enum ChangeError {
+    Refused(IncidentError),
+    Store(StoreError),
+}
+
+impl From<IncidentError> for ChangeError {
+    fn from(e: IncidentError) -> Self {
+        Self::Refused(e)
+    }
+}
+
+impl From<StoreError> for ChangeError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
 }
 
 fn apply_event(
+    svc: &Service,
     tx: &mut dyn Tx,
     integration: &IntegrationConfig,
     event: &AlertEvent,
@@ -172,7 +312,12 @@ fn apply_event(
                 message: format!("points at {id}, which does not exist"),
             })?;
             let was = current.status;
-            let change = current.apply_alert(event, now);
+            let mut change = current.apply_alert(event, now);
+            // The sender acknowledged or resolved it: no more pages. (A
+            // repeat trigger on a snoozed incident keeps its snooze.)
+            if change.incident.status != was && change.incident.status != Status::Triggered {
+                paging::stop_escalation(tx, &mut change.incident)?;
+            }
             write_change(tx, &change)?;
             let effect = match (was, change.incident.status) {
                 (s, Status::Resolved) if s != Status::Resolved => Effect::Resolved,
@@ -183,7 +328,8 @@ fn apply_event(
         }
         (None, AlertAction::Trigger) => {
             let id = tx.next_incident_id()?;
-            let change = Incident::open(id, service, &integration.name, event, now);
+            let mut change = Incident::open(id, service, &integration.name, event, now);
+            svc.start_escalation(tx, &mut change, now)?;
             write_change(tx, &change)?;
             if change.incident.status.is_open() {
                 tx.set_open_incident(service, &event.dedup_key, Some(id))?;

@@ -1,0 +1,378 @@
+//! Configuration of paging: users and their contact methods, escalation
+//! policies, webhook targets, SMTP and delivery settings.
+
+use crate::secret::Secret;
+use serde::{Deserialize, Deserializer};
+use std::time::Duration;
+
+/// `[[users]]`: a person who can be paged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Unique name, used in rotations, targets and commands.
+    pub name: String,
+    /// Email address, for the `email` contact method.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Slack user id (`U...`).
+    #[serde(default)]
+    pub slack_id: Option<String>,
+    /// Discord user id (a snowflake).
+    #[serde(default)]
+    pub discord_id: Option<String>,
+    /// A personal webhook, for the `webhook` contact method.
+    #[serde(default)]
+    pub webhook: Option<WebhookEndpoint>,
+    /// How to reach this user, in order; default: log at once.
+    #[serde(default = "default_contact_methods")]
+    pub contact_methods: Vec<ContactMethodConfig>,
+}
+
+fn default_contact_methods() -> Vec<ContactMethodConfig> {
+    vec![ContactMethodConfig {
+        kind: ContactKind::Log,
+        after: Duration::ZERO,
+    }]
+}
+
+/// How a page reaches a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactKind {
+    /// A log line at WARN level (for trying tocsin out).
+    Log,
+    /// The user's webhook.
+    Webhook,
+    /// Email over SMTP.
+    Email,
+}
+
+impl ContactKind {
+    /// The name used in config and on the timeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Webhook => "webhook",
+            Self::Email => "email",
+        }
+    }
+}
+
+/// One contact method: how, and how long after the page starts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContactMethodConfig {
+    /// How.
+    pub kind: ContactKind,
+    /// Delay after the page starts, like `2m`.
+    #[serde(default, with = "humantime_serde")]
+    pub after: Duration,
+}
+
+/// A webhook endpoint: URL and the secret that signs the body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// Where to POST.
+    pub url: String,
+    /// HMAC-SHA256 key for `X-Tocsin-Signature`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+}
+
+/// `[[webhooks]]`: a named webhook that escalation steps can target.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Unique name.
+    pub name: String,
+    /// Where to POST.
+    pub url: String,
+    /// HMAC-SHA256 key for `X-Tocsin-Signature`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+}
+
+/// `[[escalation_policies]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicyConfig {
+    /// Unique name, referenced by services.
+    pub name: String,
+    /// How many more times to run through the steps when the last one is
+    /// reached unacknowledged: a number, or `"until-acknowledged"` (capped).
+    #[serde(default)]
+    pub repeat: Repeat,
+    /// The steps, in order.
+    #[serde(default)]
+    pub steps: Vec<StepConfig>,
+}
+
+/// Repeats of an escalation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Repeat {
+    /// This many more rounds (0: run the steps once).
+    #[default]
+    Never,
+    /// This many more rounds.
+    Times(u32),
+    /// Until someone acknowledges, at most [`crate::escalation::MAX_ROUNDS`] rounds.
+    UntilAcknowledged,
+}
+
+impl<'de> Deserialize<'de> for Repeat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(u32),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(0) => Ok(Repeat::Never),
+            Raw::Count(n) => Ok(Repeat::Times(n)),
+            Raw::Word(w) if w == "until-acknowledged" => Ok(Repeat::UntilAcknowledged),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "repeat must be a number or \"until-acknowledged\", not \"{w}\""
+            ))),
+        }
+    }
+}
+
+/// One escalation step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepConfig {
+    /// Who or what to notify.
+    pub targets: Vec<TargetConfig>,
+    /// How long to wait for an acknowledgement before the next step.
+    #[serde(with = "humantime_serde")]
+    pub delay: Duration,
+}
+
+/// A step target: `{ user = "alice" }`, `{ schedule = "primary" }` or
+/// `{ webhook = "ops" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum TargetConfig {
+    /// A user, paged through their contact methods.
+    User(String),
+    /// Whoever is on call in this schedule when the step runs.
+    Schedule(String),
+    /// A named webhook from `[[webhooks]]`.
+    Webhook(String),
+}
+
+/// `[smtp]`: the mail relay for the `email` contact method.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Relay host.
+    pub host: String,
+    /// Relay port.
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// Sender address.
+    pub from: String,
+    /// Login, if the relay wants one.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password, from the environment.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// `none`, `starttls` or `tls`.
+    #[serde(default)]
+    pub tls: SmtpTls,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+/// Transport security to the SMTP relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a local relay only).
+    None,
+    /// STARTTLS, required.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// `[notify]`: delivery retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// First retry delay; doubles each attempt, with ±20% jitter.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Give up on a delivery this long after it first came due, and move
+    /// on to the user's next contact method.
+    #[serde(with = "humantime_serde")]
+    pub give_up_after: Duration,
+    /// Timeout of one delivery attempt.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            give_up_after: Duration::from_secs(600),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Checks users, schedules, policies and webhooks and their references;
+/// returns every problem.
+pub(super) fn validate(
+    config: &super::Config,
+    origins: &super::Origins,
+) -> Vec<super::ConfigIssue> {
+    use std::collections::HashSet;
+    let mut issues = Vec::new();
+    let mut issue =
+        |path: String, message: String| issues.push(super::ConfigIssue { path, message });
+    let check_url = |url: &str| -> Option<String> {
+        match reqwest::Url::parse(url) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => None,
+            Ok(u) => Some(format!("'{url}' must be http or https, not {}", u.scheme())),
+            Err(e) => Some(format!("'{url}' is not a URL: {e}")),
+        }
+    };
+
+    let mut users = HashSet::new();
+    for (i, u) in config.users.iter().enumerate() {
+        let at = origins.at("users", i);
+        if u.name.trim().is_empty() {
+            issue(format!("users[{at}].name"), "must not be empty".into());
+        } else if !users.insert(u.name.as_str()) {
+            issue(
+                format!("users[{at}].name"),
+                format!("user '{}' is defined twice", u.name),
+            );
+        }
+        if u.contact_methods.is_empty() {
+            issue(
+                format!("users[{at}].contact_methods"),
+                "needs at least one contact method".into(),
+            );
+        }
+        for (j, m) in u.contact_methods.iter().enumerate() {
+            let path = format!("users[{at}].contact_methods[{j}]");
+            match m.kind {
+                ContactKind::Email if u.email.is_none() => {
+                    issue(path, "kind email needs the user's 'email'".into())
+                }
+                ContactKind::Email if config.smtp.is_none() => {
+                    issue(path, "kind email needs an [smtp] section".into())
+                }
+                ContactKind::Webhook if u.webhook.is_none() => {
+                    issue(path, "kind webhook needs the user's 'webhook'".into())
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = &u.webhook
+            && let Some(problem) = check_url(&w.url)
+        {
+            issue(format!("users[{at}].webhook.url"), problem);
+        }
+    }
+
+    let mut webhooks = HashSet::new();
+    for (i, w) in config.webhooks.iter().enumerate() {
+        let at = origins.at("webhooks", i);
+        if !webhooks.insert(w.name.as_str()) {
+            issue(
+                format!("webhooks[{at}].name"),
+                format!("webhook '{}' is defined twice", w.name),
+            );
+        }
+        if let Some(problem) = check_url(&w.url) {
+            issue(format!("webhooks[{at}].url"), problem);
+        }
+    }
+
+    let mut schedules = HashSet::new();
+    let is_user = |name: &str| users.contains(name);
+    for (i, s) in config.schedules.iter().enumerate() {
+        let at = origins.at("schedules", i);
+        if !schedules.insert(s.name.as_str()) {
+            issue(
+                format!("schedules[{at}].name"),
+                format!("schedule '{}' is defined twice", s.name),
+            );
+        }
+        if let Err(problems) = crate::oncall::Schedule::build(s, &is_user) {
+            for p in problems {
+                issue(format!("schedules[{at}].{}", p.path), p.message);
+            }
+        }
+    }
+
+    let mut policies = HashSet::new();
+    for (i, p) in config.escalation_policies.iter().enumerate() {
+        let at = origins.at("escalation_policies", i);
+        if !policies.insert(p.name.as_str()) {
+            issue(
+                format!("escalation_policies[{at}].name"),
+                format!("escalation policy '{}' is defined twice", p.name),
+            );
+        }
+        if p.steps.is_empty() {
+            issue(
+                format!("escalation_policies[{at}].steps"),
+                "a policy needs at least one step".into(),
+            );
+        }
+        for (j, step) in p.steps.iter().enumerate() {
+            let path = format!("escalation_policies[{at}].steps[{j}]");
+            if step.targets.is_empty() {
+                issue(
+                    format!("{path}.targets"),
+                    "a step needs at least one target".into(),
+                );
+            }
+            if step.delay < Duration::from_secs(1) {
+                issue(format!("{path}.delay"), "must be at least 1s".into());
+            }
+            for (k, t) in step.targets.iter().enumerate() {
+                let (known, what) = match t {
+                    TargetConfig::User(n) => (users.contains(n.as_str()), ("user", n)),
+                    TargetConfig::Schedule(n) => (schedules.contains(n.as_str()), ("schedule", n)),
+                    TargetConfig::Webhook(n) => (webhooks.contains(n.as_str()), ("webhook", n)),
+                };
+                if !known {
+                    issue(
+                        format!("{path}.targets[{k}]"),
+                        format!("unknown {} '{}'", what.0, what.1),
+                    );
+                }
+            }
+        }
+    }
+    let n = &config.notify;
+    if n.initial_backoff.is_zero() || n.initial_backoff > n.max_backoff {
+        issue(
+            "notify.initial_backoff".into(),
+            "must be more than 0 and at most notify.max_backoff".into(),
+        );
+    }
+    if n.request_timeout.is_zero() {
+        issue(
+            "notify.request_timeout".into(),
+            "must be more than 0".into(),
+        );
+    }
+    issues
+}

@@ -1,0 +1,179 @@
+//! On-call schedules over HTTP: who is on call, shifts, iCal, overrides.
+
+use super::api::authorize;
+use super::{ApiError, AppState};
+use crate::oncall::{Shift, to_ical};
+use crate::store::StoredOverride;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The longest range `shifts` and the iCal feed cover.
+const MAX_RANGE_DAYS: i64 = 366;
+
+fn schedule<'a>(st: &'a AppState, name: &str) -> Result<&'a crate::oncall::Schedule, ApiError> {
+    st.service
+        .directory()
+        .schedule(name)
+        .ok_or_else(|| ApiError::not_found(format!("schedule '{name}' does not exist")))
+}
+
+/// `GET /v1/oncall`: who is on call now in every schedule, and who is next.
+pub async fn oncall_now(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let now = st.service.clock().now();
+    let mut out = Vec::new();
+    for s in st.service.directory().schedules() {
+        let extra = st.service.directory().runtime_overrides(s.name());
+        let current = s.who_is_on_call(now, &extra);
+        let next = current
+            .as_ref()
+            .and_then(|c| s.who_is_on_call(c.end, &extra));
+        out.push(json!({
+            "schedule": s.name(),
+            "time_zone": s.time_zone().name(),
+            "on_call": current,
+            "next": next,
+        }));
+    }
+    Ok(Json(json!({ "at": now, "oncall": out })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+fn range(
+    st: &AppState,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+    default_from: Duration,
+    default_to: Duration,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let now = st.service.clock().now();
+    let from = q.from.unwrap_or(now + default_from);
+    let to = q.to.unwrap_or(now + default_to);
+    if to <= from {
+        return Err(ApiError::bad_request("'to' must be after 'from'"));
+    }
+    if to - from > Duration::days(MAX_RANGE_DAYS) {
+        return Err(ApiError::bad_request(format!(
+            "the range may span at most {MAX_RANGE_DAYS} days"
+        )));
+    }
+    Ok((from, to))
+}
+
+fn shifts_of(
+    st: &AppState,
+    name: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<Shift>, ApiError> {
+    let s = schedule(st, name)?;
+    let extra = st.service.directory().runtime_overrides(name);
+    Ok(s.shifts(from, to, &extra))
+}
+
+/// `GET /v1/schedules/{name}/shifts?from=&to=` (RFC 3339; default the next 7 days).
+pub async fn shifts(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (from, to) = range(&st, q, Duration::zero(), Duration::days(7))?;
+    let shifts = shifts_of(&st, &name, from, to)?;
+    Ok(Json(json!({ "schedule": name, "from": from, "to": to, "shifts": shifts })).into_response())
+}
+
+/// `GET /v1/schedules/{name}/ical`: the last 7 and the next 90 days, for
+/// calendar subscriptions.
+pub async fn ical(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (from, to) = range(&st, q, -Duration::days(7), Duration::days(90))?;
+    let shifts = shifts_of(&st, &name, from, to)?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
+        to_ical(&name, &shifts),
+    )
+        .into_response())
+}
+
+/// `GET /v1/schedules/{name}/overrides`
+pub async fn list_overrides(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    schedule(&st, &name)?;
+    let list = st.service.directory().stored_overrides(&name);
+    Ok(Json(json!({ "overrides": list })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOverride {
+    user: String,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `POST /v1/schedules/{name}/overrides` `{"user","start","end"}`
+pub async fn add_override(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    schedule(&st, &name)?;
+    let body = body?;
+    let o: NewOverride = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if st.service.directory().user(&o.user).is_none() {
+        return Err(ApiError::bad_request(format!("unknown user '{}'", o.user)));
+    }
+    if o.end <= o.start {
+        return Err(ApiError::bad_request("'end' must be after 'start'"));
+    }
+    let stored = st
+        .service
+        .add_override(StoredOverride {
+            id: 0,
+            schedule: name,
+            user: o.user,
+            start: o.start,
+            end: o.end,
+            created_by: o.by.unwrap_or_else(|| "api".into()),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "override": stored }))).into_response())
+}
+
+/// `DELETE /v1/schedules/{name}/overrides/{id}`
+pub async fn delete_override(
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    schedule(&st, &name)?;
+    let existed = st.service.delete_override(&name, id).await?;
+    if existed {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "schedule '{name}' has no override {id}"
+        )))
+    }
+}

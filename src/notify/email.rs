@@ -1,0 +1,87 @@
+//! Email pages over SMTP, with lettre.
+
+use super::{DeliveryError, OutboxEntry};
+use crate::config::{SmtpConfig, SmtpTls};
+use lettre::message::header::ContentType;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::time::Duration;
+
+/// A configured SMTP sender.
+pub struct EmailSender {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: String,
+}
+
+impl EmailSender {
+    /// Builds the transport from `[smtp]`.
+    pub fn new(cfg: &SmtpConfig, timeout: Duration) -> Result<Self, String> {
+        let builder = match cfg.tls {
+            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host),
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.host)
+                .map_err(|e| format!("smtp: {e}"))?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.host)
+                .map_err(|e| format!("smtp: {e}"))?,
+        };
+        let mut builder = builder.port(cfg.port).timeout(Some(timeout));
+        if let Some(user) = &cfg.username {
+            let password = cfg
+                .password
+                .as_ref()
+                .map(|p| p.expose().to_string())
+                .unwrap_or_default();
+            builder = builder.credentials(Credentials::new(user.clone(), password));
+        }
+        Ok(Self {
+            transport: builder.build(),
+            from: cfg.from.clone(),
+        })
+    }
+
+    /// Sends the page to `to`. The Message-ID carries the idempotency key,
+    /// so a retried page threads with (and can be dropped as) the first.
+    pub async fn send(&self, to: &str, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+        let message_id = format!(
+            "<{}@tocsin>",
+            entry
+                .key
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '.'
+                })
+                .collect::<String>()
+        );
+        let text = format!(
+            "{}\n\nService: {}\nSeverity: {}\nEscalation step {} (round {})\n\nAcknowledge it in chat or with:\n  tocsin incidents ... / POST /v1/incidents/{}/acknowledge\n",
+            entry.page.headline(),
+            entry.page.service,
+            entry.page.severity,
+            entry.page.step,
+            entry.page.round,
+            entry.page.incident,
+        );
+        let msg = Message::builder()
+            .from(
+                self.from
+                    .parse()
+                    .map_err(|e| DeliveryError::permanent(format!("smtp from address: {e}")))?,
+            )
+            .to(to
+                .parse()
+                .map_err(|e| DeliveryError::permanent(format!("email address '{to}': {e}")))?)
+            .subject(entry.page.headline())
+            .message_id(Some(message_id))
+            .header(ContentType::TEXT_PLAIN)
+            .body(text)
+            .map_err(|e| DeliveryError::permanent(format!("email: {e}")))?;
+        self.transport.send(msg).await.map(|_| ()).map_err(|e| {
+            if e.is_permanent() {
+                DeliveryError::permanent(format!("smtp: {e}"))
+            } else {
+                DeliveryError::retryable(format!("smtp: {e}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! The directory of users, schedules and escalation policies, built once
+//! from the validated config, plus the runtime schedule overrides.
+//!
+//! Runtime overrides are kept in memory as well as in the store: escalation
+//! steps look up who is on call inside a store transaction, where sled
+//! allows no scans, and the list is small.
+
+use crate::config::{Config, UserConfig};
+use crate::escalation::Policy;
+use crate::oncall::{OnCall, Override, Schedule};
+use crate::store::{Store, StoreError, StoredOverride};
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Users, schedules and policies by name.
+#[derive(Debug)]
+pub struct Directory {
+    /// The whole config.
+    pub config: Arc<Config>,
+    schedules: BTreeMap<String, Schedule>,
+    policies: BTreeMap<String, Policy>,
+    overrides: RwLock<HashMap<String, Vec<StoredOverride>>>,
+}
+
+impl Directory {
+    /// Builds the directory from a validated config.
+    ///
+    /// # Panics
+    /// If a schedule does not build: [`Config::load`] validated them.
+    pub fn new(config: Arc<Config>) -> Self {
+        let is_user = |n: &str| config.users.iter().any(|u| u.name == n);
+        let schedules = config
+            .schedules
+            .iter()
+            .map(|s| {
+                let built = Schedule::build(s, &is_user)
+                    .unwrap_or_else(|e| panic!("schedule {} was validated: {e:?}", s.name));
+                (s.name.clone(), built)
+            })
+            .collect();
+        let policies = config
+            .escalation_policies
+            .iter()
+            .map(|p| (p.name.clone(), Policy::from_config(p)))
+            .collect();
+        Self {
+            config,
+            schedules,
+            policies,
+            overrides: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Loads the runtime overrides of every schedule from the store.
+    pub fn load_overrides(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let mut all = HashMap::new();
+        for name in self.schedules.keys() {
+            all.insert(name.clone(), store.overrides(name)?);
+        }
+        *self.overrides.write() = all;
+        Ok(())
+    }
+
+    /// The runtime overrides of a schedule, as stored.
+    pub fn stored_overrides(&self, schedule: &str) -> Vec<StoredOverride> {
+        self.overrides
+            .read()
+            .get(schedule)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The runtime overrides of a schedule, as the on-call module takes them.
+    pub fn runtime_overrides(&self, schedule: &str) -> Vec<Override> {
+        self.stored_overrides(schedule)
+            .into_iter()
+            .map(|o| Override {
+                user: o.user,
+                start: o.start,
+                end: o.end,
+            })
+            .collect()
+    }
+
+    pub(super) fn remember_override(&self, o: StoredOverride) {
+        self.overrides
+            .write()
+            .entry(o.schedule.clone())
+            .or_default()
+            .push(o);
+    }
+
+    pub(super) fn forget_override(&self, schedule: &str, id: u64) {
+        if let Some(list) = self.overrides.write().get_mut(schedule) {
+            list.retain(|o| o.id != id);
+        }
+    }
+
+    /// A user by name.
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.config.users.iter().find(|u| u.name == name)
+    }
+
+    /// A schedule by name.
+    pub fn schedule(&self, name: &str) -> Option<&Schedule> {
+        self.schedules.get(name)
+    }
+
+    /// Every schedule, by name.
+    pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
+        self.schedules.values()
+    }
+
+    /// The escalation policy of a service, if it has one.
+    pub fn policy_for_service(&self, service: &str) -> Option<&Policy> {
+        let svc = self.config.services.iter().find(|s| s.name == service)?;
+        self.policies.get(svc.escalation_policy.as_deref()?)
+    }
+
+    /// A policy by name.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
+    }
+
+    /// Who is on call for `schedule` at `at`, runtime overrides included.
+    pub fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<OnCall> {
+        let s = self.schedules.get(schedule)?;
+        s.who_is_on_call(at, &self.runtime_overrides(schedule))
+    }
+}

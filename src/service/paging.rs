@@ -1,0 +1,447 @@
+//! Escalation steps, timers and outbox bookkeeping, inside store
+//! transactions. The decisions come from [`crate::escalation`] and
+//! [`crate::notify`]; this file writes them.
+
+use super::{ChangeError, Service, ServiceError, write_change};
+use crate::config::ContactKind;
+use crate::escalation::{EscalationState, Recipient, Timer, TimerKind, resolve_targets};
+use crate::incident::{Actor, Change, Incident, IncidentError, Status, TimelineEvent};
+use crate::notify::{
+    AfterFailure, DeliveryError, DeliveryState, OutboxEntry, PageContent, after_failure, page_key,
+};
+use crate::store::{StoreError, Tx};
+use chrono::{DateTime, Utc};
+use tracing::{error, info, info_span, warn};
+
+/// Deletes the incident's pending timer, if any: acknowledged, snoozed or
+/// resolved incidents page no more.
+pub(super) fn stop_escalation(tx: &mut dyn Tx, incident: &mut Incident) -> Result<(), StoreError> {
+    if let Some(state) = incident.escalation.as_mut()
+        && let Some(timer) = state.timer.take()
+    {
+        tx.delete_timer(&timer)?;
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Starts the service's escalation policy on a new incident: the first
+    /// step runs now, in the same transaction that opens the incident.
+    pub(super) fn start_escalation(
+        &self,
+        tx: &mut dyn Tx,
+        change: &mut Change,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(policy) = self.directory.policy_for_service(&change.incident.service) else {
+            return Ok(());
+        };
+        let generation = change
+            .incident
+            .escalation
+            .as_ref()
+            .map(|e| e.generation + 1)
+            .unwrap_or(0);
+        change.incident.escalation = Some(EscalationState {
+            policy: policy.name.clone(),
+            generation,
+            step: 0,
+            round: 0,
+            timer: None,
+            exhausted: false,
+        });
+        self.run_step(tx, change, 0, 0, now, Actor::System)
+    }
+
+    /// Runs one step: resolves its targets, queues a page per recipient and
+    /// contact method, and sets the timer for what follows.
+    fn run_step(
+        &self,
+        tx: &mut dyn Tx,
+        change: &mut Change,
+        step: usize,
+        round: u32,
+        now: DateTime<Utc>,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        let Some(state) = change.incident.escalation.clone() else {
+            return Ok(());
+        };
+        let Some(policy) = self.directory.policy(&state.policy) else {
+            // The policy left the config since the incident opened.
+            warn!(policy = %state.policy, "Escalation policy no longer exists; stopping escalation");
+            return Ok(());
+        };
+        if step >= policy.steps.len() {
+            return Ok(());
+        }
+        let run = policy.run_step(step, round, now);
+        let mut on_call = |schedule: &str| self.directory.on_call(schedule, now).map(|o| o.user);
+        let (recipients, uncovered) = resolve_targets(&run.targets, &mut on_call);
+        let inc = &mut change.incident;
+        let page = PageContent {
+            incident: inc.id,
+            title: inc.title.clone(),
+            severity: inc.severity,
+            service: inc.service.clone(),
+            step: step + 1,
+            round: round + 1,
+        };
+        for r in &recipients {
+            let methods: Vec<(ContactKind, chrono::Duration)> = match r {
+                Recipient::User(name) => match self.directory.user(name) {
+                    Some(u) => u
+                        .contact_methods
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.kind,
+                                chrono::Duration::from_std(m.after)
+                                    .unwrap_or(chrono::Duration::MAX),
+                            )
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                },
+                Recipient::Webhook(_) => vec![(ContactKind::Webhook, chrono::Duration::zero())],
+            };
+            for (i, (method, after)) in methods.into_iter().enumerate() {
+                let key = page_key(inc.id, state.generation, round, step, r, i);
+                if tx.outbox_entry(&key)?.is_some() {
+                    continue; // queued already: one page per step
+                }
+                let due = now + after;
+                tx.put_outbox(&OutboxEntry {
+                    key,
+                    incident: inc.id,
+                    recipient: r.clone(),
+                    method,
+                    method_index: i,
+                    page: page.clone(),
+                    created_at: now,
+                    first_due: due,
+                    due,
+                    attempts: 0,
+                    last_error: None,
+                    state: DeliveryState::Pending,
+                })?;
+            }
+        }
+        inc.record(
+            &mut change.entries,
+            now,
+            actor,
+            TimelineEvent::EscalationStep {
+                policy: policy.name.clone(),
+                step: step + 1,
+                round: round + 1,
+                notified: recipients.iter().map(|r| r.to_string()).collect(),
+            },
+        );
+        for schedule in uncovered {
+            inc.record(
+                &mut change.entries,
+                now,
+                Actor::System,
+                TimelineEvent::NobodyOnCall { schedule },
+            );
+        }
+        stop_escalation(tx, inc)?;
+        let timer = Timer::for_next(inc.id, state.generation, run.next);
+        tx.put_timer(&timer)?;
+        let st = inc.escalation.as_mut().expect("set above");
+        st.step = step;
+        st.round = round;
+        st.timer = Some(timer);
+        Ok(())
+    }
+
+    /// Sets the timer that ends a snooze (replacing any escalation timer).
+    pub(super) fn schedule_unsnooze(
+        &self,
+        tx: &mut dyn Tx,
+        change: &mut Change,
+        until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let inc = &mut change.incident;
+        stop_escalation(tx, inc)?;
+        let state = inc.escalation.get_or_insert_with(|| EscalationState {
+            policy: String::new(),
+            generation: 0,
+            step: 0,
+            round: 0,
+            timer: None,
+            exhausted: false,
+        });
+        let timer = Timer {
+            due: until,
+            incident: inc.id,
+            generation: state.generation,
+            kind: TimerKind::Unsnooze,
+        };
+        tx.put_timer(&timer)?;
+        state.timer = Some(timer);
+        Ok(())
+    }
+
+    /// A manual escalation: the step after the current one, now.
+    pub(super) fn escalate_now(
+        &self,
+        tx: &mut dyn Tx,
+        current: &Incident,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, ChangeError> {
+        let inc = current.reopen_for_escalation(now)?;
+        let mut change = Change {
+            incident: inc,
+            entries: Vec::new(),
+        };
+        let Some(state) = change
+            .incident
+            .escalation
+            .clone()
+            .filter(|s| !s.policy.is_empty())
+        else {
+            return Err(ChangeError::Refused(IncidentError::NoEscalationPolicy(
+                current.id,
+            )));
+        };
+        let policy = self
+            .directory
+            .policy(&state.policy)
+            .ok_or(IncidentError::NoEscalationPolicy(current.id))?;
+        let (step, round) = policy
+            .following(state.step, state.round)
+            .ok_or(IncidentError::NoFurtherStep(current.id))?;
+        self.run_step(tx, &mut change, step, round, now, by)?;
+        Ok(change)
+    }
+
+    /// Fires every timer due at `now`; returns how many fired. Each timer
+    /// is its own transaction; one flush covers them all.
+    pub async fn fire_due_timers(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let mut fired = 0;
+        while let Some(timer) = self.store.next_timer()? {
+            if timer.due > now {
+                break;
+            }
+            let span = info_span!("incident", incident = %timer.incident);
+            let _enter = span.enter();
+            self.store
+                .transact(&mut |tx| self.fire_timer(tx, &timer, now))?;
+            fired += 1;
+        }
+        if fired > 0 {
+            self.store.flush().await?;
+            self.wakers.outbox.notify_one();
+        }
+        Ok(fired)
+    }
+
+    fn fire_timer(
+        &self,
+        tx: &mut dyn Tx,
+        timer: &Timer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !tx.delete_timer(timer)? {
+            return Ok(());
+        }
+        let Some(inc) = tx.incident(timer.incident)? else {
+            return Ok(());
+        };
+        let Some(state) = inc.escalation.clone() else {
+            return Ok(());
+        };
+        if state.timer.as_ref() != Some(timer) {
+            return Ok(()); // superseded
+        }
+        let mut change = Change {
+            incident: inc,
+            entries: Vec::new(),
+        };
+        change.incident.escalation.as_mut().expect("checked").timer = None;
+        match timer.kind {
+            TimerKind::Escalate { step, round } => {
+                if change.incident.status == Status::Triggered {
+                    info!(step = step + 1, round = round + 1, "Escalating");
+                    self.run_step(tx, &mut change, step as usize, round, now, Actor::System)?;
+                }
+            }
+            TimerKind::Exhausted => {
+                if change.incident.status == Status::Triggered {
+                    error!(policy = %state.policy, "Escalation exhausted: nobody acknowledged");
+                    let st = change.incident.escalation.as_mut().expect("checked");
+                    st.exhausted = true;
+                    change.incident.record(
+                        &mut change.entries,
+                        now,
+                        Actor::System,
+                        TimelineEvent::EscalationExhausted {
+                            policy: state.policy.clone(),
+                        },
+                    );
+                }
+            }
+            TimerKind::Unsnooze => {
+                if let Some(mut woken) = change.incident.unsnooze(now) {
+                    info!("Snooze ended; escalating again");
+                    self.start_escalation(tx, &mut woken, now)?;
+                    change = woken;
+                }
+            }
+        }
+        write_change(tx, &change)
+    }
+
+    /// Re-reads a due outbox entry before sending it: `None` if it is no
+    /// longer pending or due, or if its incident is no longer triggered (the
+    /// entry is then cancelled).
+    pub async fn claim_delivery(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>, ServiceError> {
+        let mut claimed = None;
+        let mut cancelled = false;
+        self.store.transact(&mut |tx| {
+            claimed = None;
+            cancelled = false;
+            let Some(mut entry) = tx.outbox_entry(key)? else {
+                return Ok(());
+            };
+            if entry.state != DeliveryState::Pending || entry.due > now {
+                return Ok(());
+            }
+            let status = tx.incident(entry.incident)?.map(|i| i.status);
+            if status == Some(Status::Triggered) {
+                claimed = Some(entry);
+            } else {
+                let reason = match status {
+                    Some(s) => format!("incident {s} before the page was sent"),
+                    None => "incident does not exist".into(),
+                };
+                entry.state = DeliveryState::Cancelled { at: now, reason };
+                tx.put_outbox(&entry)?;
+                cancelled = true;
+            }
+            Ok(())
+        })?;
+        if cancelled {
+            self.store.flush().await?;
+        }
+        Ok(claimed)
+    }
+
+    /// Records a delivery attempt: delivered, retry later, or give up (and
+    /// bring the recipient's next contact method forward).
+    pub async fn record_delivery(
+        &self,
+        key: &str,
+        result: Result<(), DeliveryError>,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> Result<(), ServiceError> {
+        let notify = &self.directory.config.notify;
+        self.store.transact(&mut |tx| {
+            let Some(mut entry) = tx.outbox_entry(key)? else {
+                return Ok(());
+            };
+            if entry.state != DeliveryState::Pending {
+                return Ok(());
+            }
+            let Some(inc) = tx.incident(entry.incident)? else {
+                return Ok(());
+            };
+            let mut change = Change {
+                incident: inc,
+                entries: Vec::new(),
+            };
+            entry.attempts += 1;
+            let recipient = entry.recipient.to_string();
+            let method = entry.method.as_str().to_string();
+            match &result {
+                Ok(()) => {
+                    entry.state = DeliveryState::Delivered { at: now };
+                    entry.last_error = None;
+                    change.incident.record(
+                        &mut change.entries,
+                        now,
+                        Actor::System,
+                        TimelineEvent::Paged {
+                            recipient,
+                            method,
+                            attempts: entry.attempts,
+                        },
+                    );
+                }
+                Err(err) => {
+                    entry.last_error = Some(err.message.clone());
+                    match after_failure(&entry, err, now, notify, jitter) {
+                        AfterFailure::RetryAt(at) => {
+                            entry.due = at;
+                            change.incident.record(
+                                &mut change.entries,
+                                now,
+                                Actor::System,
+                                TimelineEvent::DeliveryRetry {
+                                    recipient,
+                                    method,
+                                    attempt: entry.attempts,
+                                    error: err.message.clone(),
+                                    retry_at: at,
+                                },
+                            );
+                        }
+                        AfterFailure::GiveUp => {
+                            error!(incident = %entry.incident, recipient = %entry.recipient, method = %method, error = %err.message, "Gave up on a page");
+                            entry.state = DeliveryState::Failed { at: now };
+                            change.incident.record(
+                                &mut change.entries,
+                                now,
+                                Actor::System,
+                                TimelineEvent::DeliveryFailed {
+                                    recipient,
+                                    method,
+                                    attempts: entry.attempts,
+                                    error: err.message.clone(),
+                                },
+                            );
+                            bring_next_method_forward(tx, &entry, now)?;
+                        }
+                    }
+                }
+            }
+            tx.put_outbox(&entry)?;
+            write_change(tx, &change)
+        })?;
+        self.store.flush().await?;
+        Ok(())
+    }
+}
+
+/// After giving up on one contact method, the next one should not wait
+/// for its own delay: the user has not been reached.
+fn bring_next_method_forward(
+    tx: &mut dyn Tx,
+    failed: &OutboxEntry,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let Some(prefix) = failed
+        .key
+        .strip_suffix(&format!("/m{}", failed.method_index))
+    else {
+        return Ok(());
+    };
+    let next_key = format!("{prefix}/m{}", failed.method_index + 1);
+    if let Some(mut next) = tx.outbox_entry(&next_key)?
+        && next.state == DeliveryState::Pending
+        && next.due > now
+    {
+        next.due = now;
+        next.first_due = now;
+        tx.put_outbox(&next)?;
+    }
+    Ok(())
+}

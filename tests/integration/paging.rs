@@ -1,0 +1,511 @@
+//! Paging: escalation on the manual clock, acknowledgement, snooze, manual
+//! escalation, contact methods, retries and give-up, a wedged receiver.
+
+use crate::common::receiver::{Answer, Receiver};
+use crate::common::smtp::SmtpSink;
+use crate::common::*;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use std::sync::Arc;
+use tocsin::clock::ManualClock;
+use tocsin::store::Store;
+
+pub fn t0() -> DateTime<Utc> {
+    // A Sunday: alice's week (handoff Mondays 09:00 UTC) started 2026-11-23.
+    DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// Users, a weekly schedule and a two-step policy that repeats once.
+pub fn paging_config(recv: &Receiver, smtp_port: u16, notify: &str) -> String {
+    format!(
+        r#"
+[notify]
+{notify}
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+from = "tocsin@example.test"
+tls = "none"
+
+[[users]]
+name = "alice"
+email = "alice@example.test"
+webhook = {{ url = "{alice}", secret = "alice-secret" }}
+contact_methods = [{{ kind = "webhook" }}, {{ kind = "email", after = "2m" }}]
+
+[[users]]
+name = "bob"
+webhook = {{ url = "{bob}", secret = "bob-secret" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[users]]
+name = "carol"
+webhook = {{ url = "{carol}" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[webhooks]]
+name = "ops"
+url = "{ops}"
+secret = "ops-secret"
+
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+start = "2026-11-23T09:00:00"
+handoff = "0 0 9 * * Mon"
+
+[[escalation_policies]]
+name = "payments"
+repeat = 1
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{{ user = "carol" }}, {{ webhook = "ops" }}]
+delay = "10m"
+"#,
+        alice = recv.url("users/alice"),
+        bob = recv.url("users/bob"),
+        carol = recv.url("users/carol"),
+        ops = recv.url("hooks/ops"),
+    )
+}
+
+const QUICK_NOTIFY: &str = r#"initial_backoff = "1s"
+max_backoff = "60s"
+give_up_after = "2m"
+request_timeout = "2s""#;
+
+struct Paging {
+    app: TestApp,
+    clock: ManualClock,
+    recv: Receiver,
+    smtp: SmtpSink,
+}
+
+async fn paging() -> Paging {
+    paging_with(QUICK_NOTIFY).await
+}
+
+async fn paging_with(notify: &str) -> Paging {
+    let recv = Receiver::start().await;
+    let smtp = SmtpSink::start().await;
+    let clock = ManualClock::new(t0());
+    let app = spawn_app_with(
+        Arc::new(clock.clone()),
+        Some("payments"),
+        &paging_config(&recv, smtp.port, notify),
+    )
+    .await;
+    Paging {
+        app,
+        clock,
+        recv,
+        smtp,
+    }
+}
+
+impl Paging {
+    /// Moves the manual clock minute by minute, firing and delivering, and
+    /// returns what arrived: (minutes after t0, path or "mail:to").
+    async fn run_minutes(&self, minutes: i64, log: &mut Vec<(i64, String)>) {
+        for _ in 0..minutes {
+            self.clock.advance(Duration::minutes(1));
+            self.app.tick().await;
+            self.collect(log);
+        }
+    }
+
+    /// Appends what arrived since the last call, stamped with this minute.
+    fn collect(&self, log: &mut Vec<(i64, String)>) {
+        let minute = (self.clock_now() - t0()).num_minutes();
+        let seen_hooks = log.iter().filter(|(_, p)| !p.starts_with("mail:")).count();
+        let seen_mails = log.len() - seen_hooks;
+        let hooks: Vec<String> = self
+            .recv
+            .received()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        let mails: Vec<String> = self
+            .smtp
+            .mails
+            .lock()
+            .iter()
+            .map(|m| format!("mail:{}", m.to.join(",")))
+            .collect();
+        for item in hooks.into_iter().skip(seen_hooks) {
+            log.push((minute, item));
+        }
+        for item in mails.into_iter().skip(seen_mails) {
+            log.push((minute, item));
+        }
+    }
+
+    fn clock_now(&self) -> DateTime<Utc> {
+        tocsin::clock::Clock::now(&self.clock)
+    }
+}
+
+async fn trigger(app: &TestApp, dedup: &str) {
+    let (s, b) = app.pd("trigger", dedup, "Payment errors above 5%").await;
+    assert_eq!(s, 202, "{b}");
+}
+
+#[tokio::test]
+async fn two_hours_of_escalation_in_milliseconds() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    let mut log = Vec::new();
+    p.app.tick().await;
+    p.collect(&mut log);
+    p.run_minutes(120, &mut log).await;
+    let expected: Vec<(i64, String)> = vec![
+        (0, "/users/alice".into()),
+        (2, "mail:alice@example.test".into()),
+        (5, "/users/carol".into()),
+        (5, "/hooks/ops".into()),
+        (15, "/users/alice".into()),
+        (17, "mail:alice@example.test".into()),
+        (20, "/users/carol".into()),
+        (20, "/hooks/ops".into()),
+    ];
+    // Mail is collected after webhooks within a minute; compare as sets per minute.
+    let mut got = log.clone();
+    got.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(got, want, "pages: {log:?}");
+
+    let inc = p.app.incident("INC-1").await;
+    let types: Vec<String> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(types.iter().filter(|t| *t == "escalation_step").count(), 4);
+    assert_eq!(types.iter().filter(|t| *t == "paged").count(), 8);
+    assert_eq!(types.last().unwrap(), "escalation_exhausted");
+    let exhausted = inc["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        exhausted["at"],
+        json!((t0() + Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+    );
+    assert_eq!(p.app.store.timer_count().unwrap(), 0);
+
+    // Every webhook page is signed with its target's secret and carries its key.
+    for r in p.recv.received() {
+        assert!(
+            r.idempotency_key.starts_with("INC-1/g0/"),
+            "{}",
+            r.idempotency_key
+        );
+        let secret = match r.path.as_str() {
+            "/users/alice" => Some("alice-secret"),
+            "/hooks/ops" => Some("ops-secret"),
+            _ => None,
+        };
+        match secret {
+            Some(s) => assert_eq!(
+                r.signature.as_deref(),
+                Some(
+                    tocsin::notify::webhook::signature(&tocsin::secret::Secret::new(s), &r.raw)
+                        .as_str()
+                )
+            ),
+            None => assert_eq!(r.signature, None),
+        }
+        assert_eq!(r.body["incident"]["id"], "INC-1");
+    }
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn acknowledging_mid_step_stops_everything() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    let mut log = Vec::new();
+    p.app.tick().await;
+    p.collect(&mut log);
+    p.run_minutes(1, &mut log).await;
+    let (s, _) = p
+        .app
+        .post_with_token(
+            "/v1/incidents/INC-1/acknowledge",
+            Some(API_TOKEN),
+            &json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    p.run_minutes(180, &mut log).await;
+    // The page at once, and nothing after: not the email at 2m, not step 2.
+    assert_eq!(log, vec![(0, "/users/alice".to_string())]);
+    let notes = p.app.get("/v1/incidents/INC-1/notifications").await.1;
+    let states: Vec<(&str, &str)> = notes["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["method"].as_str().unwrap(),
+                n["state"]["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![("webhook", "delivered"), ("email", "cancelled")]
+    );
+    assert_eq!(p.app.store.timer_count().unwrap(), 0);
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn resolving_stops_escalation_too() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    p.app.tick().await;
+    p.app.pd("resolve", "pay-1", "").await;
+    let mut log = Vec::new();
+    p.collect(&mut log);
+    p.run_minutes(60, &mut log).await;
+    assert_eq!(log, vec![(0, "/users/alice".to_string())]);
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_storm_of_alerts_pages_once_per_step() {
+    let p = paging().await;
+    for _ in 0..50 {
+        trigger(&p.app, "storm").await;
+    }
+    p.app.tick().await;
+    assert_eq!(p.recv.at("users/alice").len(), 1);
+    p.clock.advance(Duration::minutes(1));
+    for _ in 0..50 {
+        trigger(&p.app, "storm").await;
+    }
+    p.app.tick().await;
+    assert_eq!(p.recv.received().len(), 1);
+    assert_eq!(p.app.incidents().await[0]["event_count"], 100);
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn snooze_then_trigger_again() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    p.app.tick().await;
+    let (s, b) = p
+        .app
+        .post_with_token(
+            "/v1/incidents/INC-1/snooze",
+            Some(API_TOKEN),
+            &json!({"duration": "30m", "by": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["incident"]["status"], "acknowledged");
+    let mut log = Vec::new();
+    p.collect(&mut log);
+    p.run_minutes(29, &mut log).await;
+    assert_eq!(log.len(), 1, "nothing while snoozed: {log:?}");
+    p.run_minutes(1, &mut log).await;
+    assert_eq!(log.last().unwrap(), &(30, "/users/alice".to_string()));
+    let inc = p.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["status"], "triggered");
+    let last_page = p.recv.at("users/alice").last().unwrap().clone();
+    assert!(
+        last_page.idempotency_key.starts_with("INC-1/g1/"),
+        "{}",
+        last_page.idempotency_key
+    );
+    let (s, b) = p
+        .app
+        .post_with_token(
+            "/v1/incidents/INC-1/snooze",
+            Some(API_TOKEN),
+            &json!({"duration": "forever"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().unwrap().contains("forever"));
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn manual_escalation_runs_the_next_step_now() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    p.app.tick().await;
+    p.clock.advance(Duration::minutes(1));
+    let (s, b) = p
+        .app
+        .post_with_token(
+            "/v1/incidents/INC-1/escalate",
+            Some(API_TOKEN),
+            &json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    p.app.tick().await;
+    assert_eq!(p.recv.at("users/carol").len(), 1);
+    assert_eq!(p.recv.at("hooks/ops").len(), 1);
+    // Step 2's own delay now counts from the manual escalation.
+    let mut log = Vec::new();
+    p.collect(&mut log);
+    p.run_minutes(9, &mut log).await;
+    assert_eq!(p.recv.at("users/alice").len(), 1);
+    p.run_minutes(1, &mut log).await;
+    assert_eq!(p.recv.at("users/alice").len(), 2, "{log:?}");
+    let timeline = p.app.incident("INC-1").await["timeline"].clone();
+    let manual = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "escalation_step" && e["actor"]["name"] == "alice")
+        .expect("manual step on the timeline");
+    assert_eq!(manual["step"], 2);
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flaky_receiver_gets_the_page_once_and_the_timeline_shows_retries() {
+    let p = paging().await;
+    p.recv.script(
+        "users/alice",
+        &[
+            Answer::Status(500),
+            Answer::RetryAfter(429, 7),
+            Answer::Status(200),
+        ],
+    );
+    trigger(&p.app, "pay-1").await;
+    p.app.tick().await;
+    assert_eq!(p.recv.at("users/alice").len(), 1);
+    // First retry after ~1s (±20%).
+    p.clock.advance(Duration::milliseconds(1300));
+    p.app.tick().await;
+    assert_eq!(p.recv.at("users/alice").len(), 2);
+    // 429 said 7 seconds: not at 6.
+    p.clock.advance(Duration::seconds(6));
+    p.app.tick().await;
+    assert_eq!(p.recv.at("users/alice").len(), 2);
+    p.clock.advance(Duration::seconds(1));
+    p.app.tick().await;
+    let got = p.recv.at("users/alice");
+    assert_eq!(
+        got.iter().map(|r| r.answered).collect::<Vec<_>>(),
+        vec![500, 429, 200]
+    );
+    assert!(
+        got.iter()
+            .all(|r| r.idempotency_key == got[0].idempotency_key)
+    );
+    assert_eq!(
+        p.recv
+            .delivered_keys()
+            .values()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![1]
+    );
+    let timeline = p.app.incident("INC-1").await["timeline"].clone();
+    let retries: Vec<&serde_json::Value> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "delivery_retry")
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(
+        retries[0]["error"],
+        "receiver answered 500 Internal Server Error"
+    );
+    assert_eq!(
+        retries[1]["error"],
+        "receiver answered 429 Too Many Requests"
+    );
+    let paged = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "paged")
+        .unwrap();
+    assert_eq!(paged["attempts"], 3);
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn giving_up_is_loud_and_moves_to_the_next_contact_method() {
+    let p = paging().await;
+    p.recv.script("users/alice", &[Answer::Status(503); 50]);
+    trigger(&p.app, "pay-1").await;
+    let mut log = Vec::new();
+    p.app.tick().await;
+    p.collect(&mut log);
+    // Tick every 10 s for two minutes of retries: the email (normally due
+    // at 2m) goes as soon as the webhook is given up on.
+    for _ in 0..13 {
+        p.clock.advance(Duration::seconds(10));
+        p.app.tick().await;
+    }
+    let timeline = p.app.incident("INC-1").await["timeline"].clone();
+    let failed = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "delivery_failed")
+        .expect("a delivery_failed entry");
+    assert_eq!(failed["recipient"], "alice");
+    assert_eq!(failed["method"], "webhook");
+    assert_eq!(p.smtp.mails.lock().len(), 1);
+    let mail = p.smtp.mails.lock()[0].data.clone();
+    assert!(
+        mail.contains("Subject: [SEV2] INC-1: Payment errors above 5% (payments)"),
+        "{mail}"
+    );
+    p.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wedged_receiver_holds_up_nobody_else() {
+    // Real time and the real background tasks for this one.
+    let recv = Receiver::start().await;
+    let smtp = SmtpSink::start().await;
+    let notify = r#"initial_backoff = "1s"
+max_backoff = "60s"
+give_up_after = "2m"
+request_timeout = "30s""#;
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("payments"),
+        &paging_config(&recv, smtp.port, notify),
+    )
+    .await;
+    app.start_background();
+    recv.script("users/alice", &[Answer::Hang]);
+    trigger(&app, "wedge").await;
+    // Alice's receiver hangs; an incident paged by the API to carol goes through.
+    let (s, _) = app
+        .post_with_token("/v1/incidents/INC-1/escalate", Some(API_TOKEN), &json!({}))
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        recv.wait_for(2, std::time::Duration::from_secs(5)).await,
+        "carol and ops should be paged while alice's receiver hangs: {:?}",
+        recv.received()
+    );
+    let paths: Vec<String> = recv.received().iter().map(|r| r.path.clone()).collect();
+    assert!(
+        paths.contains(&"/users/carol".to_string()) && paths.contains(&"/hooks/ops".to_string())
+    );
+    app.stop().await;
+}
