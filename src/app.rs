@@ -1,11 +1,17 @@
 //! Wiring: opens the store, builds the service and serves HTTP until shutdown.
 
+use crate::chat::ChatPlatform;
+use crate::chat::handler::ChatHandler;
+use crate::chat::slack::SlackPlatform;
+use crate::chat::slack::http::{SlackState, router as slack_router};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::notify::worker::{Notifiers, Worker};
 use crate::service::{Directory, Service};
 use crate::store::{SledStore, StoreError};
+use slack_morphism::prelude::SlackSigningSecret;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -50,14 +56,42 @@ impl App {
         let config = Arc::new(config);
         let directory = Arc::new(Directory::new(config.clone()));
         let service = Service::new(store.clone(), clock, directory)?;
-        let notifiers = Arc::new(Notifiers::new(config.clone()).map_err(AppError::Notify)?);
+        let slack = match &config.slack {
+            Some(c) => Some(Arc::new(SlackPlatform::new(c).map_err(AppError::Notify)?)),
+            None => None,
+        };
+        let mut chat: Vec<Arc<dyn ChatPlatform>> = Vec::new();
+        if let Some(s) = &slack {
+            chat.push(s.clone());
+        }
+        let notifiers = Arc::new(Notifiers::new(config.clone(), chat).map_err(AppError::Notify)?);
         let worker = Worker::new(service.clone(), notifiers);
+        let handler = ChatHandler::new(service.clone());
+        let slack_state = match (&config.slack, slack) {
+            (Some(c), Some(platform)) => Some(SlackState {
+                handler: handler.clone(),
+                platform,
+                verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
+                    c.signing_secret.expose().to_string(),
+                )),
+                clock: service.clock().clone(),
+                http: reqwest::Client::builder()
+                    .timeout(config.notify.request_timeout)
+                    .build()
+                    .map_err(|e| AppError::Notify(e.to_string()))?,
+            }),
+            _ => None,
+        };
         let state = AppState {
             service: service.clone(),
             config,
         };
+        let mut app_router = router(state);
+        if let Some(s) = slack_state {
+            app_router = app_router.merge(slack_router(s));
+        }
         Ok(Self {
-            router: router(state),
+            router: app_router,
             service,
             store,
             worker,

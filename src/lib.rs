@@ -5,6 +5,8 @@
 //! - [`http`]: the axum router. Alert intake routes, the REST API, health.
 //!   It authenticates, limits bodies and turns errors into one JSON shape;
 //!   it holds no domain logic.
+//! - [`chat`]: the chat core (command language, shared handler, the
+//!   `ChatPlatform` trait, channel upkeep) and the Slack adapter.
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
 //!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
 //!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
@@ -34,6 +36,7 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod chat;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -55,6 +55,63 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// `[notify]`
     pub notify: NotifyConfig,
+    /// `[chat]`: settings shared by Slack and Discord.
+    pub chat: ChatConfig,
+    /// `[slack]`
+    pub slack: Option<SlackConfig>,
+}
+
+/// `[chat]`: what Slack and Discord share.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatConfig {
+    /// The service of incidents opened from chat (`/incident new`, `/page`);
+    /// default: the first service.
+    pub default_service: Option<String>,
+    /// tocsin users who may change others' on-call (`/oncall cover @someone`).
+    pub admins: Vec<String>,
+    /// Incident channel names start with this.
+    pub channel_prefix: String,
+    /// How long after resolve the incident channel is archived.
+    #[serde(with = "humantime_serde")]
+    pub archive_after: std::time::Duration,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            default_service: None,
+            admins: Vec::new(),
+            channel_prefix: "inc".into(),
+            archive_after: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[slack]`: the Slack app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Bot token (`xoxb-...`), from the environment.
+    pub bot_token: Secret,
+    /// Signing secret, from the environment.
+    pub signing_secret: Secret,
+    /// Web API base URL, without a trailing slash.
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+impl ChatConfig {
+    /// The service of incidents opened from chat.
+    pub fn service<'a>(&'a self, config: &'a Config) -> Option<&'a str> {
+        self.default_service
+            .as_deref()
+            .or_else(|| config.services.first().map(|s| s.name.as_str()))
+    }
 }
 
 /// `[server]`: where the HTTP server listens.
@@ -350,6 +407,45 @@ impl Config {
                 );
             }
         }
+        if let Some(s) = &self.chat.default_service
+            && !services.contains(s.as_str())
+        {
+            issue(
+                "chat.default_service".into(),
+                format!("unknown service '{s}'"),
+            );
+        }
+        for (i, a) in self.chat.admins.iter().enumerate() {
+            if !self.users.iter().any(|u| &u.name == a) {
+                issue(format!("chat.admins[{i}]"), format!("unknown user '{a}'"));
+            }
+        }
+        if self.chat.channel_prefix.is_empty()
+            || !self
+                .chat
+                .channel_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            issue(
+                "chat.channel_prefix".into(),
+                "must be lowercase letters, digits and '-'".into(),
+            );
+        }
+        if let Some(slack) = &self.slack {
+            if slack.bot_token.is_empty() {
+                issue("slack.bot_token".into(), "must not be empty".into());
+            }
+            if slack.signing_secret.is_empty() {
+                issue("slack.signing_secret".into(), "must not be empty".into());
+            }
+            if slack.api_url.ends_with('/') || reqwest::Url::parse(&slack.api_url).is_err() {
+                issue(
+                    "slack.api_url".into(),
+                    "must be a URL without a trailing slash".into(),
+                );
+            }
+        }
         if let Some(token) = &self.api.token
             && token.expose().len() < 8
         {
@@ -394,6 +490,8 @@ const SECTIONS: &[&str] = &[
     "webhooks",
     "smtp",
     "notify",
+    "chat",
+    "slack",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -474,6 +572,14 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         && let Some(s) = section(v, "notify", issues)
     {
         config.notify = s;
+    }
+    if let Some(v) = table.remove("chat")
+        && let Some(s) = section(v, "chat", issues)
+    {
+        config.chat = s;
+    }
+    if let Some(v) = table.remove("slack") {
+        config.slack = section(v, "slack", issues);
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

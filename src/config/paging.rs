@@ -45,6 +45,8 @@ pub enum ContactKind {
     Webhook,
     /// Email over SMTP.
     Email,
+    /// A Slack direct message with Acknowledge and Resolve buttons.
+    Slack,
 }
 
 impl ContactKind {
@@ -54,6 +56,7 @@ impl ContactKind {
             Self::Log => "log",
             Self::Webhook => "webhook",
             Self::Email => "email",
+            Self::Slack => "slack",
         }
     }
 }
@@ -278,6 +281,12 @@ pub(super) fn validate(
                 }
                 ContactKind::Webhook if u.webhook.is_none() => {
                     issue(path, "kind webhook needs the user's 'webhook'".into())
+                }
+                ContactKind::Slack if u.slack_id.is_none() => {
+                    issue(path, "kind slack needs the user's 'slack_id'".into())
+                }
+                ContactKind::Slack if config.slack.is_none() => {
+                    issue(path, "kind slack needs a [slack] section".into())
                 }
                 _ => {}
             }

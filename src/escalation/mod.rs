@@ -230,6 +230,8 @@ pub enum Recipient {
     User(String),
     /// A named webhook.
     Webhook(String),
+    /// The incident's channel on a chat platform (`slack`, `discord`).
+    Channel(String),
 }
 
 impl std::fmt::Display for Recipient {
@@ -237,6 +239,7 @@ impl std::fmt::Display for Recipient {
         match self {
             Self::User(u) => f.write_str(u),
             Self::Webhook(w) => write!(f, "webhook {w}"),
+            Self::Channel(p) => write!(f, "{p} channel"),
         }
     }
 }

@@ -37,10 +37,9 @@ impl FromStr for IncidentId {
     type Err = BadIncidentId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let digits = if t.len() > 4 && t[..4].eq_ignore_ascii_case("inc-") {
-            &t[4..]
-        } else {
-            t
+        let digits = match t.get(..4) {
+            Some(p) if p.eq_ignore_ascii_case("inc-") => &t[4..],
+            _ => t,
         };
         match digits.parse::<u64>() {
             Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(IncidentId(n)),
@@ -172,6 +171,26 @@ pub struct Incident {
     /// Its escalation, if its service has a policy.
     #[serde(default)]
     pub escalation: Option<crate::escalation::EscalationState>,
+    /// Who holds which role (`commander`, `comms`, `scribe`) by tocsin user name.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// Its chat channels, by platform (`slack`, `discord`).
+    #[serde(default)]
+    pub chat: BTreeMap<String, ChatLink>,
+}
+
+/// An incident's channel on one chat platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLink {
+    /// The channel id.
+    pub channel_id: String,
+    /// Its name.
+    pub channel_name: String,
+    /// The incident card's message id (Slack `ts`, Discord snowflake).
+    pub card_id: Option<String>,
+    /// Whether the channel was archived.
+    #[serde(default)]
+    pub archived: bool,
 }
 
 /// The severity given to incidents whose sender named none.
@@ -201,6 +220,9 @@ pub enum IncidentError {
     /// The policy has no step after the current one.
     #[error("{0} is at the last step of its escalation policy")]
     NoFurtherStep(IncidentId),
+    /// The command would change nothing.
+    #[error("{0}")]
+    Unchanged(String),
 }
 
 impl Incident {
@@ -236,6 +258,8 @@ impl Incident {
             alerts: BTreeMap::new(),
             timeline_len: 0,
             escalation: None,
+            roles: BTreeMap::new(),
+            chat: BTreeMap::new(),
         };
         let actor = Actor::Integration(integration.to_string());
         let mut entries = Vec::new();
@@ -475,6 +499,95 @@ impl Incident {
         inc.status = Status::Triggered;
         inc.updated_at = now;
         Ok(inc)
+    }
+
+    /// Changes the severity.
+    pub fn set_severity(
+        &self,
+        to: Severity,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if self.status == Status::Resolved {
+            return Err(IncidentError::AlreadyResolved(self.id));
+        }
+        if self.severity == to {
+            return Err(IncidentError::Unchanged(format!(
+                "{} is already {to}",
+                self.id
+            )));
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        let from = inc.severity;
+        inc.severity = to;
+        inc.updated_at = now;
+        inc.push(
+            &mut entries,
+            now,
+            by,
+            TimelineEvent::SeverityChanged { from, to },
+        );
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// Gives `user` a role (replacing whoever held it).
+    pub fn assign_role(
+        &self,
+        role: &str,
+        user: &str,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if self.roles.get(role).map(String::as_str) == Some(user) {
+            return Err(IncidentError::Unchanged(format!(
+                "{user} is already {role} of {}",
+                self.id
+            )));
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        inc.roles.insert(role.to_string(), user.to_string());
+        inc.updated_at = now;
+        inc.push(
+            &mut entries,
+            now,
+            by,
+            TimelineEvent::RoleAssigned {
+                role: role.to_string(),
+                user: user.to_string(),
+            },
+        );
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// Adds a note; a note starting with `action:` is an action item.
+    pub fn add_note(&self, text: &str, by: Actor, now: DateTime<Utc>) -> Change {
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        let trimmed = text.trim();
+        let event = match trimmed
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case("action:"))
+        {
+            Some(_) => TimelineEvent::ActionItem {
+                text: trimmed[7..].trim().to_string(),
+            },
+            None => TimelineEvent::Note {
+                text: trimmed.to_string(),
+            },
+        };
+        inc.push(&mut entries, now, by, event);
+        Change {
+            incident: inc,
+            entries,
+        }
     }
 
     /// Appends a timeline entry to a change being built.

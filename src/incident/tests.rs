@@ -30,6 +30,7 @@ fn ids_parse_both_ways() {
     assert!("INC-".parse::<IncidentId>().is_err());
     assert!("0".parse::<IncidentId>().is_err());
     assert!("+5".parse::<IncidentId>().is_err());
+    assert!("é€1".parse::<IncidentId>().is_err());
     assert_eq!(IncidentId(3).to_string(), "INC-3");
 }
 

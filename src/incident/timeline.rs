@@ -75,6 +75,25 @@ pub enum TimelineEvent {
         /// The text.
         text: String,
     },
+    /// Someone took a role.
+    RoleAssigned {
+        /// The role.
+        role: String,
+        /// The tocsin user.
+        user: String,
+    },
+    /// A follow-up to do after the incident.
+    ActionItem {
+        /// What to do.
+        text: String,
+    },
+    /// tocsin opened the incident's chat channel.
+    ChannelOpened {
+        /// `slack` or `discord`.
+        platform: String,
+        /// The channel's name.
+        channel: String,
+    },
     /// An escalation step ran.
     EscalationStep {
         /// The policy.
@@ -151,6 +170,11 @@ impl TimelineEvent {
             Self::Resolved { note: Some(n) } => format!("Resolved: {n}"),
             Self::Resolved { note: None } => "Resolved".into(),
             Self::Note { text } => format!("Note: {text}"),
+            Self::RoleAssigned { role, user } => format!("{user} is {role}"),
+            Self::ActionItem { text } => format!("Action item: {text}"),
+            Self::ChannelOpened { platform, channel } => {
+                format!("Opened {platform} channel #{channel}")
+            }
             Self::EscalationStep {
                 policy,
                 step,

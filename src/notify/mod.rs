@@ -71,11 +71,34 @@ pub enum DeliveryState {
     },
 }
 
+/// What an outbox entry does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    /// Page the recipient by the method.
+    #[default]
+    Page,
+    /// Open the incident's channel (create, invite, topic, card).
+    OpenChannel,
+    /// Bring the incident card up to date.
+    UpdateCard,
+    /// Post a message in the incident channel.
+    Post {
+        /// The text (Markdown).
+        text: String,
+    },
+    /// Archive the incident channel.
+    Archive,
+}
+
 /// One notification to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboxEntry {
     /// The idempotency key, also the store key.
     pub key: String,
+    /// What to do.
+    #[serde(flatten)]
+    pub job: Job,
     /// The incident it is about.
     pub incident: IncidentId,
     /// Who it goes to.
@@ -100,6 +123,12 @@ pub struct OutboxEntry {
     pub state: DeliveryState,
 }
 
+/// The idempotency key of a chat job on `platform` (one per kind: a
+/// pending card update absorbs the next).
+pub fn chat_key(incident: IncidentId, platform: &str, what: &str) -> String {
+    format!("{incident}/chat/{platform}/{what}")
+}
+
 /// The idempotency key of a page.
 pub fn page_key(
     incident: IncidentId,
@@ -112,6 +141,7 @@ pub fn page_key(
     let who = match recipient {
         Recipient::User(u) => format!("user:{u}"),
         Recipient::Webhook(w) => format!("webhook:{w}"),
+        Recipient::Channel(p) => format!("channel:{p}"),
     };
     format!("{incident}/g{generation}/r{round}/s{step}/{who}/m{method_index}")
 }
@@ -207,6 +237,7 @@ mod tests {
     fn entry(attempts: u32) -> OutboxEntry {
         OutboxEntry {
             key: "k".into(),
+            job: Job::Page,
             incident: IncidentId(1),
             recipient: Recipient::User("alice".into()),
             method: ContactKind::Webhook,

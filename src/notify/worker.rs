@@ -3,6 +3,7 @@
 
 use super::email::EmailSender;
 use super::{DeliveryError, OutboxEntry, webhook};
+use crate::chat::ChatPlatform;
 use crate::config::{Config, ContactKind};
 use crate::escalation::Recipient;
 use crate::service::Service;
@@ -22,11 +23,13 @@ pub struct Notifiers {
     config: Arc<Config>,
     http: reqwest::Client,
     email: Option<EmailSender>,
+    chat: Vec<Arc<dyn ChatPlatform>>,
 }
 
 impl Notifiers {
-    /// Builds the HTTP client and the SMTP transport from the config.
-    pub fn new(config: Arc<Config>) -> Result<Self, String> {
+    /// Builds the HTTP client and the SMTP transport from the config; chat
+    /// jobs and chat pages go to `chat`.
+    pub fn new(config: Arc<Config>, chat: Vec<Arc<dyn ChatPlatform>>) -> Result<Self, String> {
         let timeout = config.notify.request_timeout;
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -41,11 +44,30 @@ impl Notifiers {
             config,
             http,
             email,
+            chat,
         })
     }
 
+    fn platform(&self, name: &str) -> Result<&dyn ChatPlatform, DeliveryError> {
+        self.chat
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.as_ref())
+            .ok_or_else(|| DeliveryError::permanent(format!("[{name}] is not configured")))
+    }
+
     /// Delivers one entry.
-    pub async fn deliver(&self, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+    pub async fn deliver(
+        &self,
+        service: &Service,
+        entry: &OutboxEntry,
+    ) -> Result<(), DeliveryError> {
+        if let Recipient::Channel(platform) = &entry.recipient {
+            return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
+        }
+        if entry.method == ContactKind::Slack {
+            return crate::chat::deliver::run(service, self.platform("slack")?, entry).await;
+        }
         match &entry.recipient {
             Recipient::Webhook(name) => {
                 let hook = self
@@ -60,6 +82,7 @@ impl Notifiers {
                     })?;
                 webhook::deliver(&self.http, &hook.url, hook.secret.as_ref(), entry).await
             }
+            Recipient::Channel(_) => unreachable!("handled above"),
             Recipient::User(name) => {
                 let user = self
                     .config
@@ -80,6 +103,7 @@ impl Notifiers {
                         })?;
                         webhook::deliver(&self.http, &hook.url, hook.secret.as_ref(), entry).await
                     }
+                    ContactKind::Slack => unreachable!("handled above"),
                     ContactKind::Email => {
                         let to = user.email.as_deref().ok_or_else(|| {
                             DeliveryError::permanent(format!("user '{name}' has no email"))
@@ -161,7 +185,7 @@ impl Worker {
                 return;
             }
         };
-        let result = self.notifiers.deliver(&entry).await;
+        let result = self.notifiers.deliver(&self.service, &entry).await;
         let jitter: f64 = rand::random();
         let now = self.service.clock().now();
         if let Err(e) = self

@@ -9,6 +9,7 @@
 //! its timeline entries in one store transaction, and returns only once the
 //! group commit has put them on disk.
 
+mod chat;
 pub mod directory;
 mod paging;
 
@@ -246,7 +247,7 @@ impl Service {
             };
             match decide(tx, &current) {
                 Ok(change) => {
-                    write_change(tx, &change)?;
+                    self.write_change(tx, &change)?;
                     result = Some(Ok(change.incident));
                 }
                 Err(ChangeError::Refused(e)) => result = Some(Err(e.into())),
@@ -318,7 +319,7 @@ fn apply_event(
             if change.incident.status != was && change.incident.status != Status::Triggered {
                 paging::stop_escalation(tx, &mut change.incident)?;
             }
-            write_change(tx, &change)?;
+            svc.write_change(tx, &change)?;
             let effect = match (was, change.incident.status) {
                 (s, Status::Resolved) if s != Status::Resolved => Effect::Resolved,
                 (Status::Triggered, Status::Acknowledged) => Effect::Acknowledged,
@@ -330,7 +331,7 @@ fn apply_event(
             let id = tx.next_incident_id()?;
             let mut change = Incident::open(id, service, &integration.name, event, now);
             svc.start_escalation(tx, &mut change, now)?;
-            write_change(tx, &change)?;
+            svc.write_change(tx, &change)?;
             if change.incident.status.is_open() {
                 tx.set_open_incident(service, &event.dedup_key, Some(id))?;
             }
@@ -351,9 +352,18 @@ fn apply_event(
     })
 }
 
-/// Writes an incident and its new timeline entries; a resolved incident
-/// leaves the open index, so the next trigger opens a new one.
-fn write_change(tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
+impl Service {
+    /// Writes an incident and its new timeline entries, and queues what chat
+    /// must show of the change. A resolved incident leaves the open index,
+    /// so the next trigger opens a new one.
+    pub(crate) fn write_change(&self, tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
+        let before = tx.incident(change.incident.id)?;
+        write_incident(tx, change)?;
+        self.queue_chat(tx, before.as_ref(), &change.incident)
+    }
+}
+
+fn write_incident(tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
     let inc = &change.incident;
     tx.put_incident(inc)?;
     for entry in &change.entries {

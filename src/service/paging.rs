@@ -2,13 +2,10 @@
 //! transactions. The decisions come from [`crate::escalation`] and
 //! [`crate::notify`]; this file writes them.
 
-use super::{ChangeError, Service, ServiceError, write_change};
-use crate::config::ContactKind;
-use crate::escalation::{EscalationState, Recipient, Timer, TimerKind, resolve_targets};
+use super::{ChangeError, Service, ServiceError};
+use crate::escalation::{EscalationState, Timer, TimerKind, resolve_targets};
 use crate::incident::{Actor, Change, Incident, IncidentError, Status, TimelineEvent};
-use crate::notify::{
-    AfterFailure, DeliveryError, DeliveryState, OutboxEntry, PageContent, after_failure, page_key,
-};
+use crate::notify::{AfterFailure, DeliveryError, DeliveryState, OutboxEntry, after_failure};
 use crate::store::{StoreError, Tx};
 use chrono::{DateTime, Utc};
 use tracing::{error, info, info_span, warn};
@@ -79,54 +76,7 @@ impl Service {
         let mut on_call = |schedule: &str| self.directory.on_call(schedule, now).map(|o| o.user);
         let (recipients, uncovered) = resolve_targets(&run.targets, &mut on_call);
         let inc = &mut change.incident;
-        let page = PageContent {
-            incident: inc.id,
-            title: inc.title.clone(),
-            severity: inc.severity,
-            service: inc.service.clone(),
-            step: step + 1,
-            round: round + 1,
-        };
-        for r in &recipients {
-            let methods: Vec<(ContactKind, chrono::Duration)> = match r {
-                Recipient::User(name) => match self.directory.user(name) {
-                    Some(u) => u
-                        .contact_methods
-                        .iter()
-                        .map(|m| {
-                            (
-                                m.kind,
-                                chrono::Duration::from_std(m.after)
-                                    .unwrap_or(chrono::Duration::MAX),
-                            )
-                        })
-                        .collect(),
-                    None => Vec::new(),
-                },
-                Recipient::Webhook(_) => vec![(ContactKind::Webhook, chrono::Duration::zero())],
-            };
-            for (i, (method, after)) in methods.into_iter().enumerate() {
-                let key = page_key(inc.id, state.generation, round, step, r, i);
-                if tx.outbox_entry(&key)?.is_some() {
-                    continue; // queued already: one page per step
-                }
-                let due = now + after;
-                tx.put_outbox(&OutboxEntry {
-                    key,
-                    incident: inc.id,
-                    recipient: r.clone(),
-                    method,
-                    method_index: i,
-                    page: page.clone(),
-                    created_at: now,
-                    first_due: due,
-                    due,
-                    attempts: 0,
-                    last_error: None,
-                    state: DeliveryState::Pending,
-                })?;
-            }
-        }
+        self.queue_pages(tx, inc, &recipients, state.generation, round, step, now)?;
         inc.record(
             &mut change.entries,
             now,
@@ -292,7 +242,7 @@ impl Service {
                 }
             }
         }
-        write_change(tx, &change)
+        self.write_change(tx, &change)
     }
 
     /// Re-reads a due outbox entry before sending it: `None` if it is no
@@ -315,7 +265,8 @@ impl Service {
                 return Ok(());
             }
             let status = tx.incident(entry.incident)?.map(|i| i.status);
-            if status == Some(Status::Triggered) {
+            // Chat jobs always run; pages only while nobody has taken it.
+            if entry.job != crate::notify::Job::Page || status == Some(Status::Triggered) {
                 claimed = Some(entry);
             } else {
                 let reason = match status {
@@ -362,6 +313,11 @@ impl Service {
             let recipient = entry.recipient.to_string();
             let method = entry.method.as_str().to_string();
             match &result {
+                Ok(()) if entry.job != crate::notify::Job::Page => {
+                    // Channel upkeep is not worth a timeline line each time.
+                    entry.state = DeliveryState::Delivered { at: now };
+                    entry.last_error = None;
+                }
                 Ok(()) => {
                     entry.state = DeliveryState::Delivered { at: now };
                     entry.last_error = None;
@@ -414,7 +370,7 @@ impl Service {
                 }
             }
             tx.put_outbox(&entry)?;
-            write_change(tx, &change)
+            self.write_change(tx, &change)
         })?;
         self.store.flush().await?;
         Ok(())

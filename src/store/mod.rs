@@ -84,6 +84,13 @@ pub trait Tx {
     fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError>;
     /// Writes an outbox entry; a pending one is queued at its `due` time.
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Records that a chat channel belongs to an incident.
+    fn set_channel(
+        &mut self,
+        platform: &str,
+        channel: &str,
+        id: IncidentId,
+    ) -> Result<(), StoreError>;
 }
 
 /// A schedule override made at runtime (REST API, CLI, chat).
@@ -150,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every outbox entry of an incident, by key.
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// The incident whose channel this is.
+    fn incident_by_channel(
+        &self,
+        platform: &str,
+        channel: &str,
+    ) -> Result<Option<IncidentId>, StoreError>;
 
     /// Stores a runtime override (assigning its id) and flushes it.
     fn add_override(&self, o: StoredOverride) -> Result<StoredOverride, StoreError>;

@@ -10,6 +10,7 @@
 //! - `outbox`: idempotency key → JSON [`OutboxEntry`]
 //! - `outbox_queue`: due time | idempotency key → () for pending entries
 //! - `overrides`: schedule 0x00 id → JSON [`StoredOverride`]
+//! - `channels`: platform 0x00 channel id → incident id
 
 use super::{FlushFuture, Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
@@ -38,7 +39,8 @@ const TIMERS: usize = 5;
 const OUTBOX: usize = 6;
 const OUTBOX_QUEUE: usize = 7;
 const OVERRIDES: usize = 8;
-const TREE_NAMES: [&str; 9] = [
+const CHANNELS: usize = 9;
+const TREE_NAMES: [&str; 10] = [
     "incidents",
     "open",
     "timeline",
@@ -48,6 +50,7 @@ const TREE_NAMES: [&str; 9] = [
     "outbox",
     "outbox_queue",
     "overrides",
+    "channels",
 ];
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -289,6 +292,15 @@ impl Tx for SledTx<'_> {
         self.tput(OUTBOX, entry.key.as_bytes(), encode(entry))
     }
 
+    fn set_channel(
+        &mut self,
+        platform: &str,
+        channel: &str,
+        id: IncidentId,
+    ) -> Result<(), StoreError> {
+        self.tput(CHANNELS, &open_key(platform, channel), encode(&id))
+    }
+
     fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError> {
         let id = match self.trees[EVENTS].generate_id() {
             Ok(id) => id,
@@ -435,6 +447,14 @@ impl Store for SledStore {
                 decode(&v, OUTBOX, &k)
             })
             .collect()
+    }
+
+    fn incident_by_channel(
+        &self,
+        platform: &str,
+        channel: &str,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        self.get(CHANNELS, &open_key(platform, channel))
     }
 
     fn add_override(&self, mut o: StoredOverride) -> Result<StoredOverride, StoreError> {

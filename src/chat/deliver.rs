@@ -1,0 +1,154 @@
+//! Runs the outbox's chat jobs through a [`ChatPlatform`]: open an incident
+//! channel, refresh the card, post, archive, and page by direct message.
+
+use super::{CardView, ChatMessage, ChatPlatform, channel_name};
+use crate::escalation::Recipient;
+use crate::incident::{ChatLink, Incident};
+use crate::notify::{DeliveryError, Job, OutboxEntry};
+use crate::service::Service;
+
+fn store_error(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::retryable(format!("store: {e}"))
+}
+
+/// The platform ids of a tocsin user on `platform`.
+fn platform_id(service: &Service, platform: &str, user: &str) -> Option<String> {
+    let u = service.directory().user(user)?;
+    match platform {
+        "slack" => u.slack_id.clone(),
+        "discord" => u.discord_id.clone(),
+        _ => None,
+    }
+}
+
+fn mention(service: &Service, platform: &str, user: &str) -> String {
+    match platform_id(service, platform, user) {
+        Some(id) => format!("<@{id}>"),
+        None => user.to_string(),
+    }
+}
+
+/// The people working the incident: whoever was paged for it, and its roles.
+fn responders(service: &Service, inc: &Incident) -> Result<Vec<String>, DeliveryError> {
+    let mut users: Vec<String> = Vec::new();
+    for e in service.store().outbox_for(inc.id).map_err(store_error)? {
+        if let (Job::Page, Recipient::User(u)) = (&e.job, &e.recipient)
+            && !users.contains(u)
+        {
+            users.push(u.clone());
+        }
+    }
+    for u in inc.roles.values() {
+        if !users.contains(u) {
+            users.push(u.clone());
+        }
+    }
+    Ok(users)
+}
+
+/// The card of an incident as `platform` shows it.
+pub fn card(service: &Service, platform: &str, inc: &Incident) -> Result<CardView, DeliveryError> {
+    let paged = responders(service, inc)?
+        .iter()
+        .map(|u| mention(service, platform, u))
+        .collect();
+    let roles = inc
+        .roles
+        .iter()
+        .map(|(r, u)| (r.clone(), mention(service, platform, u)))
+        .collect();
+    Ok(CardView::of(inc, paged, roles))
+}
+
+/// Runs one chat job or chat page.
+pub async fn run(
+    service: &Service,
+    platform: &dyn ChatPlatform,
+    entry: &OutboxEntry,
+) -> Result<(), DeliveryError> {
+    let name = platform.name();
+    if entry.job == Job::Page {
+        let Recipient::User(user) = &entry.recipient else {
+            return Err(DeliveryError::permanent("a chat page needs a user"));
+        };
+        let id = platform_id(service, name, user)
+            .ok_or_else(|| DeliveryError::permanent(format!("user '{user}' has no {name} id")))?;
+        platform
+            .send_dm(&id, &ChatMessage::Page(entry.page.clone()), &entry.key)
+            .await?;
+        return Ok(());
+    }
+    let inc = service
+        .store()
+        .incident(entry.incident)
+        .map_err(store_error)?
+        .ok_or_else(|| DeliveryError::permanent(format!("{} does not exist", entry.incident)))?;
+    let link = inc.chat.get(name).cloned();
+    match &entry.job {
+        Job::OpenChannel => {
+            if link.is_some() {
+                return Ok(());
+            }
+            let prefix = &service.directory().config.chat.channel_prefix;
+            let channel = platform.create_channel(&channel_name(prefix, &inc)).await?;
+            let people: Vec<String> = responders(service, &inc)?
+                .iter()
+                .filter_map(|u| platform_id(service, name, u))
+                .collect();
+            if !people.is_empty() {
+                platform.invite(&channel.id, &people).await?;
+            }
+            let view = card(service, name, &inc)?;
+            platform.set_topic(&channel.id, &view.headline()).await?;
+            let card_id = platform.post(&channel.id, &ChatMessage::Card(view)).await?;
+            service
+                .record_channel(
+                    inc.id,
+                    name,
+                    ChatLink {
+                        channel_id: channel.id,
+                        channel_name: channel.name,
+                        card_id: Some(card_id),
+                        archived: false,
+                    },
+                    inc.updated_at,
+                )
+                .await
+                .map_err(store_error)
+        }
+        Job::UpdateCard => match link {
+            Some(ChatLink {
+                channel_id,
+                card_id: Some(card_id),
+                ..
+            }) => {
+                let view = card(service, name, &inc)?;
+                platform
+                    .update(&channel_id, &card_id, &ChatMessage::Card(view))
+                    .await
+            }
+            // No channel yet: opening it posts the current card.
+            _ => Ok(()),
+        },
+        Job::Post { text } => match link {
+            Some(l) => platform
+                .post(&l.channel_id, &ChatMessage::Text(text.clone()))
+                .await
+                .map(|_| ()),
+            None => Err(DeliveryError::retryable(
+                "the incident channel is not open yet",
+            )),
+        },
+        Job::Archive => match link {
+            Some(l) if !l.archived => {
+                platform.archive(&l.channel_id).await?;
+                service
+                    .mark_archived(inc.id, name)
+                    .await
+                    .map_err(store_error)
+            }
+            _ => Ok(()),
+        },
+        Job::Page => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,436 @@
+//! The command handler every platform shares: a verified platform user and
+//! a parsed [`Command`] in, a [`Reply`] out. Everything it changes goes
+//! through the [`Service`], so a Slack button, a Discord command and the
+//! REST API behave the same.
+
+use super::Button;
+use super::command::{
+    Command, INCIDENT_USAGE, IncidentAction, ONCALL_USAGE, PAGE_USAGE, PageTarget, UserRef,
+};
+use crate::config::{TargetConfig, UserConfig};
+use crate::incident::{Actor, Incident, IncidentId};
+use crate::service::{Service, ServiceError};
+use crate::store::StoredOverride;
+use chrono::Duration;
+
+/// Who sees a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    /// Only the person who asked.
+    Ephemeral,
+    /// Everyone in the channel.
+    InChannel,
+}
+
+/// What to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The text (Markdown).
+    pub text: String,
+    /// Who sees it.
+    pub visibility: Visibility,
+}
+
+impl Reply {
+    fn private(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            visibility: Visibility::Ephemeral,
+        }
+    }
+
+    fn public(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            visibility: Visibility::InChannel,
+        }
+    }
+}
+
+/// A command from a platform user.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// `slack` or `discord`.
+    pub platform: &'static str,
+    /// The platform's id of the user (verified by the adapter).
+    pub user_id: String,
+    /// The channel it came from.
+    pub channel_id: Option<String>,
+    /// What they asked.
+    pub command: Command,
+}
+
+/// The shared handler.
+#[derive(Clone)]
+pub struct ChatHandler {
+    service: Service,
+}
+
+impl ChatHandler {
+    /// A handler over the service.
+    pub fn new(service: Service) -> Self {
+        Self { service }
+    }
+
+    /// The tocsin user behind a platform id.
+    pub fn user(&self, platform: &str, id: &str) -> Option<&UserConfig> {
+        self.service.directory().config.users.iter().find(|u| {
+            let pid = match platform {
+                "slack" => u.slack_id.as_deref(),
+                "discord" => u.discord_id.as_deref(),
+                _ => None,
+            };
+            pid == Some(id)
+        })
+    }
+
+    fn resolve_user(&self, platform: &str, r: &UserRef) -> Result<String, String> {
+        match r {
+            UserRef::Platform(id) => self
+                .user(platform, id)
+                .map(|u| u.name.clone())
+                .ok_or_else(|| format!("<@{id}> is not a tocsin user.")),
+            UserRef::Name(n) => self
+                .service
+                .directory()
+                .user(n)
+                .map(|u| u.name.clone())
+                .ok_or_else(|| format!("'{n}' is not a tocsin user.")),
+        }
+    }
+
+    /// The platform mention of a tocsin user, or their name.
+    pub fn mention(&self, platform: &str, user: &str) -> String {
+        let u = self.service.directory().user(user);
+        let id = match platform {
+            "slack" => u.and_then(|u| u.slack_id.clone()),
+            "discord" => u.and_then(|u| u.discord_id.clone()),
+            _ => None,
+        };
+        match id {
+            Some(id) => format!("<@{id}>"),
+            None => user.to_string(),
+        }
+    }
+
+    /// Carries out a command.
+    pub async fn handle(&self, inv: Invocation) -> Reply {
+        let Some(user) = self
+            .user(inv.platform, &inv.user_id)
+            .map(|u| u.name.clone())
+        else {
+            return Reply::private(format!(
+                "You are not a tocsin user: ask an admin to add your {} id ({}) to a [[users]] entry.",
+                inv.platform, inv.user_id
+            ));
+        };
+        let by = Actor::User(user.clone());
+        match inv.command {
+            Command::Help => {
+                Reply::private(format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}"))
+            }
+            Command::OnCall { schedule } => self.on_call(inv.platform, schedule.as_deref()),
+            Command::Cover {
+                user: who,
+                duration,
+                schedule,
+            } => {
+                self.cover(inv.platform, &user, &who, duration, schedule)
+                    .await
+            }
+            Command::Page { target, message } => self.page(inv.platform, by, target, message).await,
+            Command::Incident { id, action } => {
+                if let IncidentAction::New { title, severity } = action {
+                    return self.open(by, title, severity).await;
+                }
+                if let IncidentAction::Drill(_) = action {
+                    return Reply::private(
+                        "Drills need runbooks, and this tocsin has none configured.",
+                    );
+                }
+                let id = match id {
+                    Some(id) => id,
+                    None => match self.channel_incident(inv.platform, inv.channel_id.as_deref()) {
+                        Some(id) => id,
+                        None => {
+                            return Reply::private(
+                                "This is not an incident channel: name the incident, like /incident INC-42 ack",
+                            );
+                        }
+                    },
+                };
+                self.incident_action(inv.platform, id, by, action).await
+            }
+        }
+    }
+
+    /// A button press on a card or a page.
+    pub async fn press(
+        &self,
+        platform: &'static str,
+        user_id: &str,
+        button: Button,
+        id: IncidentId,
+    ) -> Reply {
+        let action = match button {
+            Button::Ack => IncidentAction::Ack,
+            Button::Resolve => IncidentAction::Resolve { note: None },
+            Button::Escalate => IncidentAction::Escalate,
+            Button::Runbook => IncidentAction::Runbook(vec!["show".into()]),
+        };
+        self.handle(Invocation {
+            platform,
+            user_id: user_id.to_string(),
+            channel_id: None,
+            command: Command::Incident {
+                id: Some(id),
+                action,
+            },
+        })
+        .await
+    }
+
+    fn channel_incident(&self, platform: &str, channel: Option<&str>) -> Option<IncidentId> {
+        self.service
+            .store()
+            .incident_by_channel(platform, channel?)
+            .ok()
+            .flatten()
+    }
+
+    async fn incident_action(
+        &self,
+        platform: &str,
+        id: IncidentId,
+        by: Actor,
+        action: IncidentAction,
+    ) -> Reply {
+        let who = by.to_string();
+        let result: Result<Reply, ServiceError> = async {
+            Ok(match action {
+                IncidentAction::Ack => {
+                    self.service.acknowledge(id, by).await?;
+                    Reply::public(format!("{id} acknowledged by {who}. Paging stopped."))
+                }
+                IncidentAction::Resolve { note } => {
+                    self.service.resolve(id, by, note.clone()).await?;
+                    match note {
+                        Some(n) => Reply::public(format!("{id} resolved by {who}: {n}")),
+                        None => Reply::public(format!("{id} resolved by {who}.")),
+                    }
+                }
+                IncidentAction::Escalate => {
+                    let inc = self.service.escalate(id, by).await?;
+                    let step = inc.escalation.as_ref().map(|e| e.step + 1).unwrap_or(1);
+                    Reply::public(format!("{who} escalated {id}: step {step} is being paged."))
+                }
+                IncidentAction::Snooze { duration } => {
+                    let d = Duration::from_std(duration).unwrap_or(Duration::hours(1));
+                    self.service.snooze(id, by, d).await?;
+                    Reply::public(format!(
+                        "{who} snoozed {id} for {}. It triggers again after that.",
+                        humantime::format_duration(duration)
+                    ))
+                }
+                IncidentAction::Status | IncidentAction::Summary => {
+                    let inc = self
+                        .service
+                        .store()
+                        .incident(id)?
+                        .ok_or(ServiceError::NotFound(id))?;
+                    Reply::private(self.status_text(platform, &inc))
+                }
+                IncidentAction::Severity(sev) => {
+                    self.service.set_severity(id, sev, by).await?;
+                    Reply::public(format!("{who} set {id} to {sev}."))
+                }
+                IncidentAction::Role { role, user } => match self.resolve_user(platform, &user) {
+                    Ok(name) => {
+                        self.service
+                            .assign_role(id, role.as_str(), &name, by)
+                            .await?;
+                        Reply::public(format!(
+                            "{} is now {role} of {id}.",
+                            self.mention(platform, &name)
+                        ))
+                    }
+                    Err(e) => Reply::private(e),
+                },
+                IncidentAction::Note(text) => {
+                    let action_item = text.to_ascii_lowercase().starts_with("action:");
+                    self.service.add_note(id, &text, by).await?;
+                    Reply::private(if action_item {
+                        format!("Action item added to {id}.")
+                    } else {
+                        format!("Note added to {id}.")
+                    })
+                }
+                IncidentAction::Runbook(_) | IncidentAction::Step(_) | IncidentAction::Phase(_) => {
+                    Reply::private("This tocsin has no runbooks configured.")
+                }
+                IncidentAction::New { .. } | IncidentAction::Drill(_) => {
+                    unreachable!("handled before an incident is resolved")
+                }
+            })
+        }
+        .await;
+        result.unwrap_or_else(|e| Reply::private(e.to_string()))
+    }
+
+    async fn open(
+        &self,
+        by: Actor,
+        title: String,
+        severity: Option<crate::incident::Severity>,
+    ) -> Reply {
+        match self.service.open_manual(&title, severity, by, None).await {
+            Ok(inc) => Reply::public(format!(
+                "Opened {}: {} ({}). Escalation and the incident channel follow.",
+                inc.id, inc.title, inc.severity
+            )),
+            Err(e) => Reply::private(e.to_string()),
+        }
+    }
+
+    async fn page(&self, platform: &str, by: Actor, target: PageTarget, message: String) -> Reply {
+        let target = match target {
+            PageTarget::User(u) => match self.resolve_user(platform, &u) {
+                Ok(name) => TargetConfig::User(name),
+                Err(e) => return Reply::private(e),
+            },
+            PageTarget::Schedule(s) => {
+                if self.service.directory().schedule(&s).is_none() {
+                    return Reply::private(format!("'{s}' is neither a @user nor a schedule."));
+                }
+                TargetConfig::Schedule(s)
+            }
+        };
+        let what = match &target {
+            TargetConfig::User(u) => self.mention(platform, u),
+            TargetConfig::Schedule(s) => format!("whoever is on call for {s}"),
+            TargetConfig::Webhook(w) => w.clone(),
+        };
+        match self
+            .service
+            .open_manual(&message, None, by, Some(vec![target]))
+            .await
+        {
+            Ok(inc) => Reply::public(format!("Opened {} and paged {what}: {}", inc.id, inc.title)),
+            Err(e) => Reply::private(e.to_string()),
+        }
+    }
+
+    fn on_call(&self, platform: &str, only: Option<&str>) -> Reply {
+        let dir = self.service.directory();
+        let now = self.service.clock().now();
+        let mut lines = Vec::new();
+        for s in dir.schedules() {
+            if only.is_some_and(|o| o != s.name()) {
+                continue;
+            }
+            let extra = dir.runtime_overrides(s.name());
+            let now_on = s.who_is_on_call(now, &extra);
+            let next = now_on
+                .as_ref()
+                .and_then(|c| s.who_is_on_call(c.end, &extra));
+            let who = |o: &Option<crate::oncall::OnCall>| match o {
+                Some(o) => format!(
+                    "{} until {}",
+                    self.mention(platform, &o.user),
+                    o.end.format("%a %d %b %H:%M UTC")
+                ),
+                None => "nobody".into(),
+            };
+            lines.push(format!(
+                "*{}*: {} (next: {})",
+                s.name(),
+                who(&now_on),
+                who(&next)
+            ));
+        }
+        match (lines.is_empty(), only) {
+            (true, Some(o)) => {
+                Reply::private(format!("There is no schedule '{o}'.\n{ONCALL_USAGE}"))
+            }
+            (true, None) => Reply::private("No schedules are configured."),
+            (false, _) => Reply::private(lines.join("\n")),
+        }
+    }
+
+    async fn cover(
+        &self,
+        platform: &str,
+        invoker: &str,
+        who: &UserRef,
+        duration: std::time::Duration,
+        schedule: Option<String>,
+    ) -> Reply {
+        let name = match self.resolve_user(platform, who) {
+            Ok(n) => n,
+            Err(e) => return Reply::private(e),
+        };
+        let dir = self.service.directory();
+        if name != invoker && !dir.config.chat.admins.iter().any(|a| a == invoker) {
+            return Reply::private(
+                "Only admins ([chat] admins) can put someone else on call; you can cover yourself.",
+            );
+        }
+        let schedule =
+            match schedule.or_else(|| dir.schedules().next().map(|s| s.name().to_string())) {
+                Some(s) if dir.schedule(&s).is_some() => s,
+                Some(s) => return Reply::private(format!("There is no schedule '{s}'.")),
+                None => return Reply::private("No schedules are configured."),
+            };
+        let start = self.service.clock().now();
+        let end = start + Duration::from_std(duration).unwrap_or(Duration::hours(1));
+        match self
+            .service
+            .add_override(StoredOverride {
+                id: 0,
+                schedule: schedule.clone(),
+                user: name.clone(),
+                start,
+                end,
+                created_by: invoker.to_string(),
+            })
+            .await
+        {
+            Ok(_) => Reply::public(format!(
+                "{} is on call for {schedule} until {}.",
+                self.mention(platform, &name),
+                end.format("%a %d %b %H:%M UTC")
+            )),
+            Err(e) => Reply::private(e.to_string()),
+        }
+    }
+
+    /// The status of an incident, as text.
+    pub fn status_text(&self, platform: &str, inc: &Incident) -> String {
+        let mut lines = vec![
+            format!(
+                "*{}* {} — {} — {}",
+                inc.id, inc.title, inc.severity, inc.status
+            ),
+            format!(
+                "Service {} · {} of {} alerts firing · opened {}",
+                inc.service,
+                inc.firing_alerts(),
+                inc.alerts.len(),
+                inc.created_at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ];
+        if !inc.roles.is_empty() {
+            lines.push(
+                inc.roles
+                    .iter()
+                    .map(|(r, u)| format!("{r}: {}", self.mention(platform, u)))
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+            );
+        }
+        if let Some(a) = inc.acknowledged_at {
+            lines.push(format!("Acknowledged {}", a.format("%H:%M UTC")));
+        }
+        lines.join("\n")
+    }
+}

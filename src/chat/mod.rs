@@ -1,0 +1,198 @@
+//! Chat: the platform-neutral core that Slack and Discord plug into.
+//!
+//! - [`command`]: the `/incident`, `/oncall`, `/page` language, parsed once
+//!   for every platform.
+//! - [`handler`]: carries out a parsed command for a verified platform user,
+//!   through the [`Service`](crate::service::Service), and says what to reply.
+//! - [`ChatPlatform`]: what an adapter does (channels, messages, DMs);
+//!   [`deliver`] runs the outbox's chat jobs through it.
+//! - [`slack`]: the Slack adapter.
+
+pub mod command;
+pub mod deliver;
+pub mod handler;
+pub mod slack;
+
+use crate::incident::{Incident, IncidentId, Severity, Status};
+use crate::notify::{DeliveryError, PageContent};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so platforms can sit behind `dyn ChatPlatform`.
+pub type ChatFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DeliveryError>> + Send + 'a>>;
+
+/// A channel a platform created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef {
+    /// Its id.
+    pub id: String,
+    /// Its name (possibly with a suffix the platform needed).
+    pub name: String,
+}
+
+/// The buttons a message can carry; each names the incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Button {
+    /// Acknowledge.
+    Ack,
+    /// Resolve.
+    Resolve,
+    /// Escalate.
+    Escalate,
+    /// Show the runbook.
+    Runbook,
+}
+
+impl Button {
+    /// The action id carried by the button (and parsed back on a press).
+    pub fn action_id(self) -> &'static str {
+        match self {
+            Self::Ack => "tocsin_ack",
+            Self::Resolve => "tocsin_resolve",
+            Self::Escalate => "tocsin_escalate",
+            Self::Runbook => "tocsin_runbook",
+        }
+    }
+
+    /// Its label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ack => "Acknowledge",
+            Self::Resolve => "Resolve",
+            Self::Escalate => "Escalate",
+            Self::Runbook => "Runbook",
+        }
+    }
+
+    /// The button for an action id.
+    pub fn from_action_id(id: &str) -> Option<Self> {
+        [Self::Ack, Self::Resolve, Self::Escalate, Self::Runbook]
+            .into_iter()
+            .find(|b| b.action_id() == id)
+    }
+}
+
+/// What the incident card shows; each platform renders it its own way.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CardView {
+    /// The incident.
+    pub id: IncidentId,
+    /// Title.
+    pub title: String,
+    /// Severity.
+    pub severity: Severity,
+    /// Service.
+    pub service: String,
+    /// Status.
+    pub status: Status,
+    /// Who is on call for it now (platform mentions where known).
+    pub on_call: Vec<String>,
+    /// Roles, as `role: who`.
+    pub roles: Vec<(String, String)>,
+    /// Alerts firing / in all.
+    pub alerts: (usize, usize),
+    /// Buttons that make sense in this status.
+    pub buttons: Vec<Button>,
+}
+
+impl CardView {
+    /// The card of `incident`; `on_call` already rendered as mentions.
+    pub fn of(incident: &Incident, on_call: Vec<String>, roles: Vec<(String, String)>) -> Self {
+        let buttons = match incident.status {
+            Status::Triggered => vec![
+                Button::Ack,
+                Button::Resolve,
+                Button::Escalate,
+                Button::Runbook,
+            ],
+            Status::Acknowledged => vec![Button::Resolve, Button::Escalate, Button::Runbook],
+            Status::Resolved => vec![],
+        };
+        Self {
+            id: incident.id,
+            title: incident.title.clone(),
+            severity: incident.severity,
+            service: incident.service.clone(),
+            status: incident.status,
+            on_call,
+            roles,
+            alerts: (incident.firing_alerts(), incident.alerts.len()),
+            buttons,
+        }
+    }
+
+    /// One line for notifications and channel topics.
+    pub fn headline(&self) -> String {
+        format!(
+            "[{}] {}: {} ({})",
+            self.severity, self.id, self.title, self.service
+        )
+    }
+}
+
+/// A message to post.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatMessage {
+    /// The incident card.
+    Card(CardView),
+    /// A page to a person, with Acknowledge and Resolve buttons.
+    Page(PageContent),
+    /// Plain text (Markdown).
+    Text(String),
+}
+
+/// What a chat adapter can do. Every call reports failures as a
+/// [`DeliveryError`] that knows whether a retry may help (and how long the
+/// platform asked to wait).
+pub trait ChatPlatform: Send + Sync + 'static {
+    /// `slack` or `discord`.
+    fn name(&self) -> &'static str;
+    /// Creates a channel named `name` (adding a suffix if it is taken).
+    fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef>;
+    /// Invites platform users into a channel.
+    fn invite<'a>(&'a self, channel: &'a str, users: &'a [String]) -> ChatFuture<'a, ()>;
+    /// Sets the channel topic.
+    fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()>;
+    /// Posts a message; returns its id.
+    fn post<'a>(&'a self, channel: &'a str, message: &'a ChatMessage) -> ChatFuture<'a, String>;
+    /// Replaces a message.
+    fn update<'a>(
+        &'a self,
+        channel: &'a str,
+        message_id: &'a str,
+        message: &'a ChatMessage,
+    ) -> ChatFuture<'a, ()>;
+    /// Sends a direct message to a platform user; `idempotency_key` lets a
+    /// retry find a message that was sent before a crash instead of sending
+    /// it twice.
+    fn send_dm<'a>(
+        &'a self,
+        user: &'a str,
+        message: &'a ChatMessage,
+        idempotency_key: &'a str,
+    ) -> ChatFuture<'a, String>;
+    /// Archives (or locks) a channel.
+    fn archive<'a>(&'a self, channel: &'a str) -> ChatFuture<'a, ()>;
+}
+
+/// A channel name for an incident: `inc-42-api-error-rate`, lowercase,
+/// at most 80 characters (Slack's limit; Discord allows 100).
+pub fn channel_name(prefix: &str, incident: &Incident) -> String {
+    let mut slug = String::new();
+    for c in incident.title.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let mut name = format!("{prefix}-{}", incident.id.0);
+    if !slug.is_empty() {
+        name.push('-');
+        name.push_str(slug);
+    }
+    name.truncate(80);
+    name.trim_end_matches('-').to_string()
+}

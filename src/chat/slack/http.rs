@@ -1,0 +1,287 @@
+//! Slack's inbound HTTP: slash commands, interactions (buttons) and the
+//! Events API. Every request's signature is checked with the signing secret
+//! (slack-morphism's verifier) and its timestamp must be within 5 minutes of
+//! tocsin's clock; a failure is 401 and nothing happens. Work runs after
+//! the 200 (Slack wants an answer within 3 s); results go to `response_url`.
+
+use crate::chat::Button;
+use crate::chat::command::{self, Command};
+use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
+use crate::clock::Clock;
+use crate::http::ApiError;
+use crate::incident::IncidentId;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+use std::sync::Arc;
+use tracing::{info, warn};
+
+/// Largest age of a request timestamp, as Slack recommends.
+const MAX_AGE_SECONDS: i64 = 300;
+
+/// What the Slack routes need.
+#[derive(Clone)]
+pub struct SlackState {
+    /// The shared command handler.
+    pub handler: ChatHandler,
+    /// For replies to `response_url` and app mentions.
+    pub platform: Arc<super::SlackPlatform>,
+    /// Verifies `x-slack-signature`.
+    pub verifier: SlackEventSignatureVerifier,
+    /// tocsin's clock, for the replay window.
+    pub clock: Arc<dyn Clock>,
+    /// Posts replies to `response_url`.
+    pub http: reqwest::Client,
+}
+
+/// The Slack routes.
+pub fn router(state: SlackState) -> Router {
+    Router::new()
+        .route("/slack/commands", post(commands))
+        .route("/slack/interactions", post(interactions))
+        .route("/slack/events", post(events))
+        .with_state(state)
+}
+
+/// Checks the signature and the timestamp; the body as text if they hold.
+fn verify(st: &SlackState, headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthorized(format!("missing {name} header")))
+    };
+    let signature = header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER)?;
+    let ts = header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP)?;
+    let seconds: i64 = ts
+        .parse()
+        .map_err(|_| ApiError::unauthorized("x-slack-request-timestamp is not a number"))?;
+    let now = st.clock.now().timestamp();
+    if (now - seconds).abs() > MAX_AGE_SECONDS {
+        warn!(
+            age = now - seconds,
+            "Refused a Slack request outside the 5-minute window"
+        );
+        return Err(ApiError::unauthorized(
+            "the request timestamp is more than 5 minutes from tocsin's clock (replayed or skewed)",
+        ));
+    }
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;
+    st.verifier.verify(signature, text, ts).map_err(|e| {
+        warn!(error = %e, "Refused a Slack request with a bad signature");
+        ApiError::unauthorized("the Slack signature does not match")
+    })?;
+    Ok(text.to_string())
+}
+
+/// Posts a reply to a `response_url`.
+async fn respond(st: &SlackState, url: &str, reply: &Reply) {
+    let body = json!({
+        "response_type": match reply.visibility {
+            Visibility::Ephemeral => "ephemeral",
+            Visibility::InChannel => "in_channel",
+        },
+        "replace_original": false,
+        "text": reply.text,
+    });
+    match st.http.post(url).json(&body).send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => warn!(status = %r.status(), "Slack refused a command reply"),
+        Err(e) => warn!(error = %e.without_url(), "Could not post a command reply to Slack"),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandForm {
+    command: String,
+    #[serde(default)]
+    text: String,
+    user_id: String,
+    channel_id: String,
+    response_url: String,
+}
+
+/// `POST /slack/commands`
+async fn commands(
+    State(st): State<SlackState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let text = verify(&st, &headers, &body)?;
+    let form: CommandForm = serde_urlencoded::from_str(&text)
+        .map_err(|e| ApiError::bad_request(format!("not a Slack slash command: {e}")))?;
+    info!(command = %form.command, user = %form.user_id, "Slack command");
+    let parsed = command::parse(&form.command, &form.text);
+    tokio::spawn(async move {
+        let reply = match parsed {
+            Ok(command) => {
+                st.handler
+                    .handle(Invocation {
+                        platform: "slack",
+                        user_id: form.user_id,
+                        channel_id: Some(form.channel_id),
+                        command,
+                    })
+                    .await
+            }
+            Err(usage) => Reply {
+                text: usage.to_string(),
+                visibility: Visibility::Ephemeral,
+            },
+        };
+        respond(&st, &form.response_url, &reply).await;
+    });
+    // An empty 200: Slack shows nothing until the reply arrives.
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct InteractionForm {
+    payload: String,
+}
+
+/// `POST /slack/interactions`: button presses on cards and pages.
+async fn interactions(
+    State(st): State<SlackState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let text = verify(&st, &headers, &body)?;
+    let form: InteractionForm = serde_urlencoded::from_str(&text)
+        .map_err(|e| ApiError::bad_request(format!("not a Slack interaction: {e}")))?;
+    let event: SlackInteractionEvent = serde_json::from_str(&form.payload)
+        .map_err(|e| ApiError::bad_request(format!("not a Slack interaction payload: {e}")))?;
+    let SlackInteractionEvent::BlockActions(actions) = event else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let user = actions
+        .user
+        .as_ref()
+        .map(|u| u.id.to_string())
+        .ok_or_else(|| ApiError::bad_request("the interaction has no user"))?;
+    let Some(action) = actions.actions.as_ref().and_then(|a| a.first()).cloned() else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let button = Button::from_action_id(action.action_id.as_ref())
+        .ok_or_else(|| ApiError::bad_request(format!("unknown action '{}'", action.action_id)))?;
+    let id: IncidentId = action
+        .value
+        .as_deref()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))?;
+    info!(%user, action = %action.action_id, incident = %id, "Slack button");
+    let response_url: Option<String> = actions.response_url.map(|u| u.0.to_string());
+    tokio::spawn(async move {
+        let reply = st.handler.press("slack", &user, button, id).await;
+        match response_url {
+            Some(url) => respond(&st, &url, &reply).await,
+            None => warn!("A Slack interaction without response_url; the reply is dropped"),
+        }
+    });
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /slack/events`: URL verification and app mentions
+/// (`@tocsin ack` in an incident channel works like `/incident ack`).
+async fn events(
+    State(st): State<SlackState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    let text = verify(&st, &headers, &body)?;
+    let event: SlackPushEvent = serde_json::from_str(&text)
+        .map_err(|e| ApiError::bad_request(format!("not a Slack event: {e}")))?;
+    match event {
+        SlackPushEvent::UrlVerification(v) => {
+            Ok(axum::Json(json!({"challenge": v.challenge})).into_response())
+        }
+        SlackPushEvent::EventCallback(cb) => {
+            if let SlackEventCallbackBody::AppMention(m) = cb.event {
+                let user = m.user.to_string();
+                let channel = m.channel.to_string();
+                let said = m.content.text.unwrap_or_default();
+                // Drop the mention of the bot itself, keep the command.
+                let words: String = said
+                    .split_whitespace()
+                    .skip_while(|w| w.starts_with("<@"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                tokio::spawn(async move {
+                    let reply = match command::parse("incident", &words) {
+                        Ok(Command::Help) | Err(_) => Reply {
+                            text: command::INCIDENT_USAGE.into(),
+                            visibility: Visibility::InChannel,
+                        },
+                        Ok(command) => {
+                            st.handler
+                                .handle(Invocation {
+                                    platform: "slack",
+                                    user_id: user,
+                                    channel_id: Some(channel.clone()),
+                                    command,
+                                })
+                                .await
+                        }
+                    };
+                    use crate::chat::{ChatMessage, ChatPlatform};
+                    if let Err(e) = st
+                        .platform
+                        .post(&channel, &ChatMessage::Text(reply.text))
+                        .await
+                    {
+                        warn!(error = %e, "Could not answer an app mention");
+                    }
+                });
+            }
+            Ok(StatusCode::OK.into_response())
+        }
+        _ => Ok(StatusCode::OK.into_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slack_morphism::prelude::SlackSigningSecret;
+
+    /// Slack's published example (api.slack.com/authentication/verifying-requests-from-slack).
+    #[test]
+    fn slack_published_signature_example() {
+        let verifier = SlackEventSignatureVerifier::new(&SlackSigningSecret::new(
+            "8f742231b10e8888abcd99yyyzzz85a5".into(),
+        ));
+        let body = "token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503";
+        // The crate checks the timestamp against the real clock too, so
+        // check the HMAC with tocsin's own signer, then that the crate
+        // refuses the (years-old) timestamp.
+        assert_eq!(
+            sign("8f742231b10e8888abcd99yyyzzz85a5", "1531420618", body),
+            expected
+        );
+        assert!(verifier.verify(expected, body, "1531420618").is_err());
+        let wrong = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b504";
+        assert!(verifier.verify(wrong, body, "1531420618").is_err());
+    }
+
+    /// Signs like Slack does: `v0=hex(HMAC-SHA256(secret, "v0:" ts ":" body))`.
+    pub fn sign(secret: &str, ts: &str, body: &str) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:{body}").as_bytes());
+        format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+    }
+}

@@ -1,0 +1,369 @@
+//! Chat-side commands and bookkeeping: severity, roles, notes, incidents
+//! opened from chat, and the outbox jobs that keep incident channels and
+//! cards in step with the incident.
+
+use super::{ChangeError, Service, ServiceError};
+use crate::config::{ContactKind, TargetConfig};
+use crate::escalation::{EscalationState, Recipient, resolve_targets};
+use crate::incident::{
+    Actor, Change, ChatLink, Incident, IncidentId, Severity, Status, TimelineEvent,
+};
+use crate::intake::{AlertAction, AlertEvent};
+use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent, chat_key, page_key};
+use crate::store::{StoreError, Tx};
+use chrono::{DateTime, Utc};
+use tracing::{Instrument, info_span};
+
+impl Service {
+    /// The chat platforms configured, by name.
+    pub fn chat_platforms(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if self.directory.config.slack.is_some() {
+            p.push("slack");
+        }
+        p
+    }
+
+    /// Changes an incident's severity.
+    pub async fn set_severity(
+        &self,
+        id: IncidentId,
+        to: Severity,
+        by: Actor,
+    ) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        self.change(id, move |_, inc| {
+            Ok(inc.set_severity(to, by.clone(), now)?)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
+    }
+
+    /// Gives a tocsin user a role on an incident.
+    pub async fn assign_role(
+        &self,
+        id: IncidentId,
+        role: &str,
+        user: &str,
+        by: Actor,
+    ) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        self.change(id, move |_, inc| {
+            Ok(inc.assign_role(role, user, by.clone(), now)?)
+        })
+        .instrument(info_span!("incident", incident = %id))
+        .await
+    }
+
+    /// Adds a note (or, with `action:`, an action item).
+    pub async fn add_note(
+        &self,
+        id: IncidentId,
+        text: &str,
+        by: Actor,
+    ) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        self.change(id, move |_, inc| Ok(inc.add_note(text, by.clone(), now)))
+            .instrument(info_span!("incident", incident = %id))
+            .await
+    }
+
+    /// Opens an incident by hand (from chat) on the chat default service.
+    /// With `page`, those targets are paged now instead of the service's
+    /// escalation policy.
+    pub async fn open_manual(
+        &self,
+        title: &str,
+        severity: Option<Severity>,
+        by: Actor,
+        page: Option<Vec<TargetConfig>>,
+    ) -> Result<Incident, ServiceError> {
+        let config = &self.directory.config;
+        let service = config
+            .chat
+            .service(config)
+            .ok_or_else(|| {
+                ServiceError::Refused(crate::incident::IncidentError::Unchanged(
+                    "no service is configured to open incidents in".into(),
+                ))
+            })?
+            .to_string();
+        let now = self.clock.now();
+        let mut opened = None;
+        self.store.transact(&mut |tx| {
+            let id = tx.next_incident_id()?;
+            let event = AlertEvent {
+                dedup_key: format!("manual-{}", id.0),
+                fingerprint: None,
+                action: AlertAction::Trigger,
+                summary: title.to_string(),
+                incident_title: None,
+                source: by.to_string(),
+                severity: Some(severity.unwrap_or(crate::incident::DEFAULT_SEVERITY)),
+                labels: Default::default(),
+                details: serde_json::Value::Null,
+                links: Vec::new(),
+            };
+            let mut change = Incident::open(id, &service, "chat", &event, now);
+            for e in &mut change.entries {
+                e.actor = by.clone();
+            }
+            match &page {
+                Some(targets) => self.page_targets(tx, &mut change, targets, by.clone(), now)?,
+                None => self.start_escalation(tx, &mut change, now)?,
+            }
+            self.write_change(tx, &change)?;
+            tx.set_open_incident(&service, &event.dedup_key, Some(id))?;
+            opened = Some(change.incident);
+            Ok(())
+        })?;
+        self.store.flush().await?;
+        self.wake();
+        Ok(opened.expect("the transaction ran"))
+    }
+
+    /// Pages `targets` once, now (for `/page`): no policy, no timer.
+    fn page_targets(
+        &self,
+        tx: &mut dyn Tx,
+        change: &mut Change,
+        targets: &[TargetConfig],
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut on_call = |s: &str| self.directory.on_call(s, now).map(|o| o.user);
+        let (recipients, uncovered) = resolve_targets(targets, &mut on_call);
+        let inc = &mut change.incident;
+        inc.escalation = Some(EscalationState {
+            policy: String::new(),
+            generation: 0,
+            step: 0,
+            round: 0,
+            timer: None,
+            exhausted: false,
+        });
+        self.queue_pages(tx, inc, &recipients, 0, 0, 0, now)?;
+        inc.record(
+            &mut change.entries,
+            now,
+            by,
+            TimelineEvent::EscalationStep {
+                policy: "direct page".into(),
+                step: 1,
+                round: 1,
+                notified: recipients.iter().map(|r| r.to_string()).collect(),
+            },
+        );
+        for schedule in uncovered {
+            inc.record(
+                &mut change.entries,
+                now,
+                Actor::System,
+                TimelineEvent::NobodyOnCall { schedule },
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues a page per recipient and contact method (skipping any already
+    /// queued: one page per step).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn queue_pages(
+        &self,
+        tx: &mut dyn Tx,
+        inc: &Incident,
+        recipients: &[Recipient],
+        generation: u32,
+        round: u32,
+        step: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let page = PageContent {
+            incident: inc.id,
+            title: inc.title.clone(),
+            severity: inc.severity,
+            service: inc.service.clone(),
+            step: step + 1,
+            round: round + 1,
+        };
+        for r in recipients {
+            let methods: Vec<(ContactKind, chrono::Duration)> = match r {
+                Recipient::User(name) => match self.directory.user(name) {
+                    Some(u) => u
+                        .contact_methods
+                        .iter()
+                        .map(|m| {
+                            (
+                                m.kind,
+                                chrono::Duration::from_std(m.after)
+                                    .unwrap_or(chrono::Duration::MAX),
+                            )
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                },
+                Recipient::Webhook(_) => vec![(ContactKind::Webhook, chrono::Duration::zero())],
+                Recipient::Channel(_) => Vec::new(),
+            };
+            for (i, (method, after)) in methods.into_iter().enumerate() {
+                let key = page_key(inc.id, generation, round, step, r, i);
+                if tx.outbox_entry(&key)?.is_some() {
+                    continue;
+                }
+                let due = now + after;
+                tx.put_outbox(&OutboxEntry {
+                    key,
+                    job: Job::Page,
+                    incident: inc.id,
+                    recipient: r.clone(),
+                    method,
+                    method_index: i,
+                    page: page.clone(),
+                    created_at: now,
+                    first_due: due,
+                    due,
+                    attempts: 0,
+                    last_error: None,
+                    state: DeliveryState::Pending,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the chat jobs a change calls for: open the channel of a new
+    /// incident, refresh its card when what the card shows changed, archive
+    /// it some time after it resolved.
+    pub(super) fn queue_chat(
+        &self,
+        tx: &mut dyn Tx,
+        before: Option<&Incident>,
+        after: &Incident,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for platform in self.chat_platforms() {
+            let job = |job: Job, what: &str, due: DateTime<Utc>| {
+                chat_entry(after, platform, job, what, now, due)
+            };
+            match before {
+                None => tx.put_outbox(&job(Job::OpenChannel, "open", now))?,
+                Some(b) => {
+                    if card_changed(b, after) {
+                        tx.put_outbox(&job(Job::UpdateCard, "card", now))?;
+                    }
+                    if b.status != Status::Resolved && after.status == Status::Resolved {
+                        let delay =
+                            chrono::Duration::from_std(self.directory.config.chat.archive_after)
+                                .unwrap_or(chrono::Duration::days(1));
+                        tx.put_outbox(&job(Job::Archive, "archive", now + delay))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the channel opened for an incident (and refreshes the card
+    /// if the incident changed while the channel was being made).
+    pub async fn record_channel(
+        &self,
+        id: IncidentId,
+        platform: &str,
+        link: ChatLink,
+        rendered_at: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        self.change(id, |tx, inc| {
+            let mut inc2 = inc.clone();
+            tx.set_channel(platform, &link.channel_id, id)?;
+            inc2.chat.insert(platform.to_string(), link.clone());
+            let mut change = Change {
+                incident: inc2,
+                entries: Vec::new(),
+            };
+            change.incident.record(
+                &mut change.entries,
+                now,
+                Actor::System,
+                TimelineEvent::ChannelOpened {
+                    platform: platform.to_string(),
+                    channel: link.channel_name.clone(),
+                },
+            );
+            if inc.updated_at > rendered_at {
+                // Changed while the channel was being made: refresh the card.
+                tx.put_outbox(&chat_entry(
+                    inc,
+                    platform,
+                    Job::UpdateCard,
+                    "card",
+                    now,
+                    now,
+                ))
+                .map_err(ChangeError::Store)?;
+            }
+            Ok(change)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Marks an incident's channel archived.
+    pub async fn mark_archived(&self, id: IncidentId, platform: &str) -> Result<(), ServiceError> {
+        self.change(id, |_, inc| {
+            let mut inc = inc.clone();
+            if let Some(l) = inc.chat.get_mut(platform) {
+                l.archived = true;
+            }
+            Ok(Change {
+                incident: inc,
+                entries: Vec::new(),
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+/// An outbox entry for a chat job on `platform`, due at `due`.
+fn chat_entry(
+    inc: &Incident,
+    platform: &str,
+    job: Job,
+    what: &str,
+    now: DateTime<Utc>,
+    due: DateTime<Utc>,
+) -> OutboxEntry {
+    OutboxEntry {
+        key: chat_key(inc.id, platform, what),
+        job,
+        incident: inc.id,
+        recipient: Recipient::Channel(platform.to_string()),
+        method: ContactKind::Slack,
+        method_index: 0,
+        page: PageContent {
+            incident: inc.id,
+            title: inc.title.clone(),
+            severity: inc.severity,
+            service: inc.service.clone(),
+            step: 0,
+            round: 0,
+        },
+        created_at: now,
+        first_due: due,
+        due,
+        attempts: 0,
+        last_error: None,
+        state: DeliveryState::Pending,
+    }
+}
+
+/// Whether anything the incident card shows changed.
+fn card_changed(a: &Incident, b: &Incident) -> bool {
+    a.status != b.status
+        || a.severity != b.severity
+        || a.title != b.title
+        || a.roles != b.roles
+        || a.firing_alerts() != b.firing_alerts()
+        || a.alerts.len() != b.alerts.len()
+}
