@@ -86,33 +86,44 @@ pub async fn run(
     let link = inc.chat.get(name).cloned();
     match &entry.job {
         Job::OpenChannel => {
-            if link.is_some() {
-                return Ok(());
-            }
-            let prefix = &service.directory().config.chat.channel_prefix;
-            let channel = platform.create_channel(&channel_name(prefix, &inc)).await?;
+            // Each part is recorded as it is done, so a retry after a
+            // partial failure picks up where it stopped (one channel, one card).
+            let channel_id = match &link {
+                Some(ChatLink {
+                    card_id: Some(_), ..
+                }) => return Ok(()),
+                Some(l) => l.channel_id.clone(),
+                None => {
+                    let prefix = &service.directory().config.chat.channel_prefix;
+                    let channel = platform.create_channel(&channel_name(prefix, &inc)).await?;
+                    service
+                        .record_channel(
+                            inc.id,
+                            name,
+                            ChatLink {
+                                channel_id: channel.id.clone(),
+                                channel_name: channel.name,
+                                card_id: None,
+                                archived: false,
+                            },
+                        )
+                        .await
+                        .map_err(store_error)?;
+                    channel.id
+                }
+            };
             let people: Vec<String> = responders(service, &inc)?
                 .iter()
                 .filter_map(|u| platform_id(service, name, u))
                 .collect();
             if !people.is_empty() {
-                platform.invite(&channel.id, &people).await?;
+                platform.invite(&channel_id, &people).await?;
             }
             let view = card(service, name, &inc)?;
-            platform.set_topic(&channel.id, &view.headline()).await?;
-            let card_id = platform.post(&channel.id, &ChatMessage::Card(view)).await?;
+            platform.set_topic(&channel_id, &view.headline()).await?;
+            let card_id = platform.post(&channel_id, &ChatMessage::Card(view)).await?;
             service
-                .record_channel(
-                    inc.id,
-                    name,
-                    ChatLink {
-                        channel_id: channel.id,
-                        channel_name: channel.name,
-                        card_id: Some(card_id),
-                        archived: false,
-                    },
-                    inc.updated_at,
-                )
+                .record_card(inc.id, name, card_id, inc.updated_at)
                 .await
                 .map_err(store_error)
         }

@@ -263,24 +263,24 @@ impl Service {
         Ok(())
     }
 
-    /// Records the channel opened for an incident (and refreshes the card
-    /// if the incident changed while the channel was being made).
+    /// Records the channel opened for an incident.
     pub async fn record_channel(
         &self,
         id: IncidentId,
         platform: &str,
         link: ChatLink,
-        rendered_at: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.change(id, |tx, inc| {
-            let mut inc2 = inc.clone();
             tx.set_channel(platform, &link.channel_id, id)?;
-            inc2.chat.insert(platform.to_string(), link.clone());
             let mut change = Change {
-                incident: inc2,
+                incident: inc.clone(),
                 entries: Vec::new(),
             };
+            change
+                .incident
+                .chat
+                .insert(platform.to_string(), link.clone());
             change.incident.record(
                 &mut change.entries,
                 now,
@@ -290,8 +290,28 @@ impl Service {
                     channel: link.channel_name.clone(),
                 },
             );
+            Ok(change)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Records the card posted in an incident's channel, and refreshes it if
+    /// the incident changed since it was rendered at `rendered_at`.
+    pub async fn record_card(
+        &self,
+        id: IncidentId,
+        platform: &str,
+        card_id: String,
+        rendered_at: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        self.change(id, |tx, inc| {
+            let mut inc2 = inc.clone();
+            if let Some(l) = inc2.chat.get_mut(platform) {
+                l.card_id = Some(card_id.clone());
+            }
             if inc.updated_at > rendered_at {
-                // Changed while the channel was being made: refresh the card.
                 tx.put_outbox(&chat_entry(
                     inc,
                     platform,
@@ -302,7 +322,10 @@ impl Service {
                 ))
                 .map_err(ChangeError::Store)?;
             }
-            Ok(change)
+            Ok(Change {
+                incident: inc2,
+                entries: Vec::new(),
+            })
         })
         .await
         .map(|_| ())

@@ -10,3 +10,4 @@ mod intake;
 mod oncall;
 mod paging;
 mod restart;
+mod slack;

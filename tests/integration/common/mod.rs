@@ -1,5 +1,6 @@
 //! Test harness: a tocsin served on 127.0.0.1:0 over a fresh data directory.
 
+pub mod fake_slack;
 pub mod receiver;
 pub mod smtp;
 

@@ -1,0 +1,273 @@
+//! A fake Slack Web API on loopback: answers the documented JSON shapes of
+//! the methods tocsin calls, records every call, and can be told to answer
+//! 429 with `Retry-After`, 500, or a Slack error such as `name_taken`. It
+//! also takes `response_url` posts.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One recorded call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: String,
+    pub params: Value,
+    pub authorization: Option<String>,
+    /// The status answered.
+    pub status: u16,
+}
+
+/// A scripted failure.
+#[derive(Debug, Clone)]
+pub enum Fail {
+    /// 429 with `Retry-After: secs`.
+    RateLimited(u32),
+    /// HTTP 500.
+    ServerError,
+    /// `{"ok": false, "error": code}` with 200.
+    Error(&'static str),
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    failures: HashMap<String, VecDeque<Fail>>,
+    taken: HashSet<String>,
+    channels: Vec<(String, String)>,
+    /// channel → posted messages (for conversations.history).
+    messages: HashMap<String, Vec<Value>>,
+    responses: Vec<(String, Value)>,
+    seq: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeSlack {
+    inner: Arc<Mutex<Inner>>,
+    pub addr: Option<SocketAddr>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl FakeSlack {
+    pub async fn start() -> Self {
+        let mut s = FakeSlack::default();
+        let app = Router::new()
+            .route("/api/{method}", axum::routing::post(api).get(api))
+            .route("/response/{id}", axum::routing::post(response))
+            .with_state(s.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        s.addr = Some(listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        s
+    }
+
+    /// The `api_url` to configure.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/api", self.addr.unwrap())
+    }
+
+    /// A `response_url` the fake records posts to.
+    pub fn response_url(&self, id: &str) -> String {
+        format!("http://{}/response/{id}", self.addr.unwrap())
+    }
+
+    pub fn fail(&self, method: &str, failures: &[Fail]) {
+        self.inner
+            .lock()
+            .failures
+            .entry(method.into())
+            .or_default()
+            .extend(failures.iter().cloned());
+    }
+
+    pub fn take_name(&self, name: &str) {
+        self.inner.lock().taken.insert(name.into());
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().calls.clone()
+    }
+
+    /// Successful calls of one method.
+    pub fn ok_calls(&self, method: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.method == method && c.status == 200 && c.params.get("__error").is_none())
+            .collect()
+    }
+
+    pub fn responses(&self, id: &str) -> Vec<Value> {
+        self.inner
+            .lock()
+            .responses
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Waits until `check` holds, up to 10 s.
+    pub async fn wait_until(&self, what: &str, check: impl Fn(&FakeSlack) -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check(self) {
+            let notified = self.notify.notified();
+            if tokio::time::timeout_at(deadline, notified).await.is_err() && !check(self) {
+                panic!(
+                    "fake Slack: timed out waiting for {what}; calls: {:#?}",
+                    self.calls()
+                );
+            }
+        }
+    }
+}
+
+fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(q) = query {
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            out.insert(k.into_owned(), json!(v.into_owned()));
+        }
+    }
+    let ct = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.starts_with("application/json") {
+        if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+            out.extend(m);
+        }
+    } else {
+        for (k, v) in url::form_urlencoded::parse(body) {
+            out.insert(k.into_owned(), json!(v.into_owned()));
+        }
+    }
+    Value::Object(out)
+}
+
+fn channel_obj(id: &str, name: &str) -> Value {
+    json!({"id": id, "name": name, "name_normalized": name, "created": 1_700_000_000,
+           "is_channel": true, "is_private": false, "is_archived": false, "is_member": true})
+}
+
+async fn api(
+    State(s): State<FakeSlack>,
+    Path(method): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = params(query, &headers, &body);
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut inner = s.inner.lock();
+    let failure = inner.failures.get_mut(&method).and_then(|q| q.pop_front());
+    let (status, body, retry_after) = match failure {
+        Some(Fail::RateLimited(secs)) => (
+            429,
+            json!({"ok": false, "error": "ratelimited"}),
+            Some(secs),
+        ),
+        Some(Fail::ServerError) => (500, json!({"ok": false, "error": "internal_error"}), None),
+        Some(Fail::Error(code)) => (200, json!({"ok": false, "error": code}), None),
+        None => {
+            inner.seq += 1;
+            let seq = inner.seq;
+            let ts = format!("1700000000.{seq:06}");
+            let str_param = |k: &str| {
+                p.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let body = match method.as_str() {
+                "conversations.create" => {
+                    let name = str_param("name");
+                    if inner.taken.contains(&name) {
+                        json!({"ok": false, "error": "name_taken"})
+                    } else {
+                        inner.taken.insert(name.clone());
+                        let id = format!("C{seq:04}");
+                        inner.channels.push((id.clone(), name.clone()));
+                        json!({"ok": true, "channel": channel_obj(&id, &name)})
+                    }
+                }
+                "conversations.invite" | "conversations.setTopic" | "conversations.archive" => {
+                    let ch = str_param("channel");
+                    json!({"ok": true, "channel": channel_obj(&ch, "x"), "topic": str_param("topic")})
+                }
+                "conversations.open" => {
+                    let users = p.get("users").cloned().unwrap_or(Value::Null);
+                    let user = match &users {
+                        Value::Array(a) => a
+                            .first()
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        Value::String(s) => s.split(',').next().unwrap_or_default().to_string(),
+                        _ => String::new(),
+                    };
+                    json!({"ok": true, "channel": {"id": format!("D{user}")}})
+                }
+                "conversations.history" => {
+                    let ch = str_param("channel");
+                    let msgs = inner.messages.get(&ch).cloned().unwrap_or_default();
+                    json!({"ok": true, "messages": msgs, "has_more": false})
+                }
+                "chat.postMessage" => {
+                    let ch = str_param("channel");
+                    let mut msg = json!({"type": "message", "ts": ts, "text": str_param("text"), "bot_id": "B1"});
+                    if let Some(md) = p.get("metadata") {
+                        msg["metadata"] = md.clone();
+                    }
+                    inner
+                        .messages
+                        .entry(ch.clone())
+                        .or_default()
+                        .insert(0, msg.clone());
+                    json!({"ok": true, "channel": ch, "ts": ts, "message": msg})
+                }
+                "chat.update" => {
+                    json!({"ok": true, "channel": str_param("channel"), "ts": str_param("ts"),
+                           "text": str_param("text"), "message": {"text": str_param("text")}})
+                }
+                other => json!({"ok": false, "error": format!("unknown_method:{other}")}),
+            };
+            (200, body, None)
+        }
+    };
+    let mut recorded = p.clone();
+    if body["ok"] == false {
+        recorded["__error"] = body["error"].clone();
+    }
+    inner.calls.push(Call {
+        method,
+        params: recorded,
+        authorization,
+        status,
+    });
+    drop(inner);
+    s.notify.notify_waiters();
+    let mut resp = (StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response();
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert("retry-after", secs.to_string().parse().unwrap());
+    }
+    resp
+}
+
+async fn response(State(s): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    s.inner.lock().responses.push((id, v));
+    s.notify.notify_waiters();
+    (StatusCode::OK, "ok").into_response()
+}

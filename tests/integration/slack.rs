@@ -1,0 +1,740 @@
+//! Slack end to end, through slack-morphism against a fake Slack Web API:
+//! channels, cards, paging DMs, signed commands and buttons, rate limits.
+
+use crate::common::fake_slack::{Fail, FakeSlack};
+use crate::common::*;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tocsin::clock::{Clock, SystemClock};
+use tocsin::store::Store;
+
+const SECRET: &str = "test-signing-secret";
+
+fn slack_config(fake: &FakeSlack) -> String {
+    format!(
+        r#"
+[notify]
+initial_backoff = "200ms"
+max_backoff = "2s"
+give_up_after = "1m"
+request_timeout = "5s"
+
+[chat]
+admins = ["alice"]
+archive_after = "1h"
+
+[slack]
+bot_token = "xoxb-test-token"
+signing_secret = "{SECRET}"
+api_url = "{api}"
+
+[[users]]
+name = "alice"
+slack_id = "U0ALICE"
+contact_methods = [{{ kind = "slack" }}]
+
+[[users]]
+name = "bob"
+slack_id = "U0BOB"
+contact_methods = [{{ kind = "slack" }}]
+
+[[users]]
+name = "carol"
+contact_methods = [{{ kind = "log" }}]
+
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "everyone-alice"
+users = ["alice"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * Mon"
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{{ user = "bob" }}]
+delay = "10m"
+"#,
+        api = fake.api_url()
+    )
+}
+
+struct Slack {
+    app: TestApp,
+    fake: FakeSlack,
+}
+
+async fn slack() -> Slack {
+    let fake = FakeSlack::start().await;
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    Slack { app, fake }
+}
+
+fn sign(ts: &str, body: &str) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("v0:{ts}:{body}").as_bytes());
+    format!("v0={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn now_ts() -> String {
+    SystemClock.now().timestamp().to_string()
+}
+
+impl Slack {
+    async fn post_signed(
+        &self,
+        path: &str,
+        body: &str,
+        ts: &str,
+        signature: &str,
+        ct: &str,
+    ) -> (u16, String) {
+        let resp = self
+            .app
+            .http
+            .post(self.app.url(path))
+            .header("content-type", ct)
+            .header("x-slack-request-timestamp", ts)
+            .header("x-slack-signature", signature)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// A signed slash command; returns the HTTP status.
+    async fn command(
+        &self,
+        user: &str,
+        channel: &str,
+        command: &str,
+        text: &str,
+        reply_id: &str,
+    ) -> u16 {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("token", "unused")
+            .append_pair("team_id", "T0TEAM")
+            .append_pair("channel_id", channel)
+            .append_pair("user_id", user)
+            .append_pair("command", command)
+            .append_pair("text", text)
+            .append_pair("response_url", &self.fake.response_url(reply_id))
+            .append_pair("trigger_id", "1.2.3")
+            .finish();
+        let ts = now_ts();
+        let sig = sign(&ts, &body);
+        self.post_signed(
+            "/slack/commands",
+            &body,
+            &ts,
+            &sig,
+            "application/x-www-form-urlencoded",
+        )
+        .await
+        .0
+    }
+
+    /// A signed button press.
+    async fn press(&self, user: &str, action: &str, incident: &str, reply_id: &str) -> u16 {
+        let payload = json!({
+            "type": "block_actions",
+            "team": {"id": "T0TEAM", "domain": "test"},
+            "user": {"id": user, "name": user},
+            "api_app_id": "A0APP",
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0001"},
+            "trigger_id": "1.2.3",
+            "response_url": self.fake.response_url(reply_id),
+            "actions": [{"type": "button", "action_id": action, "block_id": "b", "value": incident, "action_ts": "1700000000.1"}],
+        });
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("payload", &payload.to_string())
+            .finish();
+        let ts = now_ts();
+        let sig = sign(&ts, &body);
+        self.post_signed(
+            "/slack/interactions",
+            &body,
+            &ts,
+            &sig,
+            "application/x-www-form-urlencoded",
+        )
+        .await
+        .0
+    }
+
+    async fn reply(&self, id: &str) -> Value {
+        self.fake
+            .wait_until(&format!("a reply on {id}"), |f| !f.responses(id).is_empty())
+            .await;
+        self.fake.responses(id)[0].clone()
+    }
+
+    /// Waits for the incident channel and the card of INC-n.
+    async fn channel_of(&self, n: u64) -> String {
+        let key = format!("INC-{n}");
+        let mut channel = String::new();
+        for _ in 0..200 {
+            let inc = self.app.incident(&key).await;
+            if let Some(c) = inc["incident"]["chat"]["slack"]["channel_id"].as_str() {
+                channel = c.to_string();
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(
+            !channel.is_empty(),
+            "no channel for {key}: {:#?}",
+            self.fake.calls()
+        );
+        channel
+    }
+}
+
+async fn trigger(app: &TestApp, key: &str) {
+    let (s, b) = app.pd("trigger", key, "Payment errors above 5%").await;
+    assert_eq!(s, 202, "{b}");
+}
+
+fn blocks_text(params: &Value) -> String {
+    params["blocks"].to_string()
+}
+
+#[tokio::test]
+async fn an_alert_opens_a_channel_invites_posts_the_card_and_pages_by_dm() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    let create = s.fake.ok_calls("conversations.create");
+    assert_eq!(create.len(), 1);
+    assert_eq!(create[0].params["name"], "inc-1-payment-errors-above-5");
+    assert_eq!(
+        create[0].authorization.as_deref(),
+        Some("Bearer xoxb-test-token")
+    );
+    let invite = s.fake.ok_calls("conversations.invite");
+    assert_eq!(invite[0].params["channel"], channel);
+    assert!(
+        invite[0].params["users"].to_string().contains("U0ALICE"),
+        "{:?}",
+        invite[0].params
+    );
+    let topic = s.fake.ok_calls("conversations.setTopic");
+    assert_eq!(
+        topic[0].params["topic"],
+        "[SEV2] INC-1: Payment errors above 5% (payments)"
+    );
+    let card = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c.params["channel"] == channel)
+        .expect("a card in the channel");
+    let blocks = blocks_text(&card.params);
+    assert!(
+        blocks.contains("tocsin_ack") && blocks.contains("INC-1"),
+        "{blocks}"
+    );
+    assert!(
+        blocks.contains("<@U0ALICE>"),
+        "the card names who was paged: {blocks}"
+    );
+
+    // The page: a DM to alice with buttons and the idempotency key in its metadata.
+    s.fake
+        .wait_until("the DM page", |f| {
+            f.ok_calls("chat.postMessage")
+                .iter()
+                .any(|c| c.params["channel"] == "DU0ALICE")
+        })
+        .await;
+    let dm = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c.params["channel"] == "DU0ALICE")
+        .unwrap();
+    assert_eq!(dm.params["metadata"]["event_type"], "tocsin_page");
+    assert_eq!(
+        dm.params["metadata"]["event_payload"]["idempotency_key"],
+        "INC-1/g0/r0/s0/user:alice/m0"
+    );
+    assert!(blocks_text(&dm.params).contains("tocsin_resolve"));
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_ack_command_stops_escalation_and_updates_the_card() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    assert_eq!(s.app.store.timer_count().unwrap(), 1);
+    assert_eq!(
+        s.command("U0ALICE", &channel, "/incident", "ack", "r1")
+            .await,
+        200
+    );
+    let reply = s.reply("r1").await;
+    assert_eq!(reply["response_type"], "in_channel");
+    assert_eq!(
+        reply["text"],
+        "INC-1 acknowledged by alice. Paging stopped."
+    );
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "acknowledged"
+    );
+    assert_eq!(s.app.store.timer_count().unwrap(), 0);
+    s.fake
+        .wait_until("the card update", |f| !f.ok_calls("chat.update").is_empty())
+        .await;
+    let update = &s.fake.ok_calls("chat.update")[0];
+    assert_eq!(update.params["channel"], channel);
+    let blocks = blocks_text(&update.params);
+    assert!(
+        blocks.contains("Acknowledged") && !blocks.contains("tocsin_ack"),
+        "{blocks}"
+    );
+
+    // Inside the channel the incident is implied; elsewhere it must be named.
+    assert_eq!(
+        s.command("U0ALICE", "C9OTHER", "/incident", "resolve", "r2")
+            .await,
+        200
+    );
+    assert!(
+        s.reply("r2").await["text"]
+            .as_str()
+            .unwrap()
+            .contains("not an incident channel")
+    );
+    assert_eq!(
+        s.command(
+            "U0ALICE",
+            "C9OTHER",
+            "/incident",
+            "INC-1 resolve fixed it",
+            "r3"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        s.reply("r3").await["text"],
+        "INC-1 resolved by alice: fixed it"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_button_press_acknowledges() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    s.channel_of(1).await;
+    assert_eq!(s.press("U0BOB", "tocsin_ack", "INC-1", "b1").await, 200);
+    assert_eq!(
+        s.reply("b1").await["text"],
+        "INC-1 acknowledged by bob. Paging stopped."
+    );
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["acknowledged_by"]["name"], "bob");
+    assert_eq!(s.app.store.timer_count().unwrap(), 0);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_stale_timestamps_and_strangers_change_nothing() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    let body = format!(
+        "command=%2Fincident&text=ack&user_id=U0ALICE&channel_id={channel}&response_url=x&team_id=T&trigger_id=1"
+    );
+    let ts = now_ts();
+    let (st, b) = s
+        .post_signed(
+            "/slack/commands",
+            &body,
+            &ts,
+            "v0=deadbeef",
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    assert_eq!(st, 401, "{b}");
+    assert!(b.contains("signature does not match"), "{b}");
+    let stale = (SystemClock.now().timestamp() - 600).to_string();
+    let (st, b) = s
+        .post_signed(
+            "/slack/commands",
+            &body,
+            &stale,
+            &sign(&stale, &body),
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    assert_eq!(st, 401);
+    assert!(b.contains("5 minutes"), "{b}");
+    let (st, _) = s
+        .post_signed(
+            "/slack/interactions",
+            "payload=%7B%7D",
+            &ts,
+            "v0=00",
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+    assert_eq!(st, 401);
+    // A correctly signed command from someone tocsin does not know.
+    assert_eq!(
+        s.command("U0STRANGER", &channel, "/incident", "ack", "s1")
+            .await,
+        200
+    );
+    let reply = s.reply("s1").await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("not a tocsin user")
+    );
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    assert_eq!(s.app.store.timer_count().unwrap(), 1);
+    // Bad usage gets the usage, not silence.
+    assert_eq!(
+        s.command("U0ALICE", &channel, "/incident", "frobnicate", "u1")
+            .await,
+        200
+    );
+    assert!(
+        s.reply("u1").await["text"]
+            .as_str()
+            .unwrap()
+            .contains("Usage: /incident")
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_and_errors_are_retried_and_the_page_arrives_once() {
+    let fake = FakeSlack::start().await;
+    // The channel card is posted first, then the DM: fail both kinds a little.
+    fake.fail(
+        "conversations.open",
+        &[Fail::RateLimited(1), Fail::ServerError],
+    );
+    fake.fail("conversations.create", &[Fail::RateLimited(1)]);
+    // A transient Slack error after the channel exists: the retry must not
+    // create a second channel.
+    fake.fail("conversations.invite", &[Fail::Error("fatal_error")]);
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    let s = Slack { app, fake };
+    trigger(&s.app, "pay").await;
+    s.channel_of(1).await;
+    s.fake
+        .wait_until("the DM page", |f| {
+            f.ok_calls("chat.postMessage")
+                .iter()
+                .any(|c| c.params["channel"] == "DU0ALICE")
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let dms = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.params["channel"] == "DU0ALICE")
+        .count();
+    assert_eq!(dms, 1);
+    assert_eq!(s.fake.ok_calls("conversations.create").len(), 1);
+    assert_eq!(s.fake.ok_calls("conversations.invite").len(), 1);
+    let timeline = s.app.incident("INC-1").await["timeline"].clone();
+    let retries: Vec<String> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "delivery_retry")
+        .map(|e| e["error"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        retries.contains(&"slack conversations.open: rate limited".to_string()),
+        "{retries:?}"
+    );
+    assert!(
+        retries.contains(&"slack conversations.open: HTTP 500 Internal Server Error".to_string()),
+        "{retries:?}"
+    );
+    let paged = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "paged")
+        .unwrap();
+    assert_eq!(paged["attempts"], 3);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_channel_name_gets_a_suffix() {
+    let s = slack().await;
+    s.fake.take_name("inc-1-payment-errors-above-5");
+    trigger(&s.app, "pay").await;
+    s.channel_of(1).await;
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(
+        inc["incident"]["chat"]["slack"]["channel_name"],
+        "inc-1-payment-errors-above-5-2"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn url_verification_and_app_mentions() {
+    let s = slack().await;
+    let body = json!({"token": "x", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"}).to_string();
+    let ts = now_ts();
+    let (st, b) = s
+        .post_signed(
+            "/slack/events",
+            &body,
+            &ts,
+            &sign(&ts, &body),
+            "application/json",
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert!(b.contains("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"));
+
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    let body = json!({
+        "token": "x", "team_id": "T0TEAM", "api_app_id": "A0APP", "type": "event_callback",
+        "event_id": "Ev1", "event_time": 1_700_000_000,
+        "event": {"type": "app_mention", "user": "U0ALICE", "text": "<@U0TOCSIN> ack", "ts": "1700000000.000200",
+                  "channel": channel, "event_ts": "1700000000.000200"}
+    })
+    .to_string();
+    let (st, b) = s
+        .post_signed(
+            "/slack/events",
+            &body,
+            &ts,
+            &sign(&ts, &body),
+            "application/json",
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    s.fake
+        .wait_until("the mention reply", |f| {
+            f.ok_calls("chat.postMessage").iter().any(|c| {
+                c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("acknowledged by alice")
+            })
+        })
+        .await;
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "acknowledged"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn oncall_cover_and_page_commands() {
+    let s = slack().await;
+    assert_eq!(s.command("U0ALICE", "C1", "/oncall", "", "o1").await, 200);
+    assert!(
+        s.reply("o1").await["text"]
+            .as_str()
+            .unwrap()
+            .contains("*primary*: <@U0ALICE>")
+    );
+    // Bob may not put alice on call; alice (an admin) may put bob on call.
+    assert_eq!(
+        s.command("U0BOB", "C1", "/oncall", "cover <@U0ALICE> 2h", "o2")
+            .await,
+        200
+    );
+    assert!(
+        s.reply("o2").await["text"]
+            .as_str()
+            .unwrap()
+            .contains("Only admins")
+    );
+    assert_eq!(
+        s.command("U0ALICE", "C1", "/oncall", "cover <@U0BOB> 2h", "o3")
+            .await,
+        200
+    );
+    assert!(
+        s.reply("o3").await["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("<@U0BOB> is on call for primary until")
+    );
+    let (_, oncall) = s.app.get("/v1/oncall").await;
+    assert_eq!(oncall["oncall"][0]["on_call"]["user"], "bob");
+
+    assert_eq!(
+        s.command(
+            "U0ALICE",
+            "C1",
+            "/page",
+            "<@U0BOB> the EU checkout is down",
+            "p1"
+        )
+        .await,
+        200
+    );
+    let reply = s.reply("p1").await;
+    assert_eq!(
+        reply["text"],
+        "Opened INC-1 and paged <@U0BOB>: the EU checkout is down"
+    );
+    s.fake
+        .wait_until("bob's DM", |f| {
+            f.ok_calls("chat.postMessage")
+                .iter()
+                .any(|c| c.params["channel"] == "DU0BOB")
+        })
+        .await;
+    assert_eq!(
+        s.command(
+            "U0ALICE",
+            "C1",
+            "/incident",
+            "new Login failures spiking sev1",
+            "n1"
+        )
+        .await,
+        200
+    );
+    assert!(
+        s.reply("n1").await["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Opened INC-2: Login failures spiking (SEV1)")
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn roles_notes_severity_and_resolve_archive_later() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    assert_eq!(
+        s.command("U0ALICE", &ch, "/incident", "role commander <@U0BOB>", "a")
+            .await,
+        200
+    );
+    assert_eq!(
+        s.reply("a").await["text"],
+        "<@U0BOB> is now commander of INC-1."
+    );
+    assert_eq!(
+        s.command(
+            "U0ALICE",
+            &ch,
+            "/incident",
+            "note action: alert on queue depth",
+            "b"
+        )
+        .await,
+        200
+    );
+    assert_eq!(s.reply("b").await["text"], "Action item added to INC-1.");
+    assert_eq!(
+        s.command("U0ALICE", &ch, "/incident", "severity sev1", "c")
+            .await,
+        200
+    );
+    assert_eq!(s.reply("c").await["text"], "alice set INC-1 to SEV1.");
+    assert_eq!(
+        s.command("U0ALICE", &ch, "/incident", "resolve", "d").await,
+        200
+    );
+    s.reply("d").await;
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["roles"]["commander"], "bob");
+    let types: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "role_assigned",
+        "action_item",
+        "severity_changed",
+        "resolved",
+        "channel_opened",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    // The archive waits for [chat] archive_after (1h).
+    let notes = s.app.get("/v1/incidents/INC-1/notifications").await.1;
+    let archive = notes["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["job"] == "archive")
+        .expect("an archive job");
+    assert_eq!(archive["state"]["state"], "pending");
+    assert!(s.fake.ok_calls("conversations.archive").is_empty());
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_dm_finds_the_first_one_instead_of_paging_twice() {
+    use tocsin::chat::{ChatMessage, ChatPlatform};
+    let fake = FakeSlack::start().await;
+    let cfg = tocsin::config::Config::from_toml_str(
+        &format!(
+            "[slack]\nbot_token = \"xoxb-t\"\nsigning_secret = \"s\"\napi_url = \"{}\"\n",
+            fake.api_url()
+        ),
+        &Default::default(),
+    )
+    .unwrap();
+    let slack = tocsin::chat::slack::SlackPlatform::new(cfg.slack.as_ref().unwrap()).unwrap();
+    let msg = ChatMessage::Text("page".into());
+    let first = slack
+        .send_dm("U0ALICE", &msg, "INC-9/g0/r0/s0/user:alice/m0")
+        .await
+        .unwrap();
+    let again = slack
+        .send_dm("U0ALICE", &msg, "INC-9/g0/r0/s0/user:alice/m0")
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(fake.ok_calls("chat.postMessage").len(), 1);
+    let other = slack
+        .send_dm("U0ALICE", &msg, "INC-9/g0/r0/s1/user:alice/m0")
+        .await
+        .unwrap();
+    assert_ne!(first, other);
+}
