@@ -1,6 +1,7 @@
 //! Wiring: opens the store, builds the service and serves HTTP until shutdown.
 
 use crate::chat::ChatPlatform;
+use crate::chat::discord::{Discord, DiscordPlatform};
 use crate::chat::handler::ChatHandler;
 use crate::chat::slack::SlackPlatform;
 use crate::chat::slack::http::{SlackState, router as slack_router};
@@ -29,6 +30,9 @@ pub enum AppError {
     /// A notifier could not be set up.
     #[error("setting up notifications: {0}")]
     Notify(String),
+    /// Runbooks or templates could not be loaded.
+    #[error("loading runbooks and templates:\n{0}")]
+    Setup(String),
 }
 
 /// How long in-flight deliveries may take to finish at shutdown.
@@ -44,6 +48,8 @@ pub struct App {
     pub store: Arc<SledStore>,
     /// The outbox worker.
     pub worker: Worker,
+    /// Discord's command registration and gateway client, if configured.
+    pub discord: Option<Discord>,
 }
 
 impl App {
@@ -54,15 +60,25 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         let config = Arc::new(config);
-        let directory = Arc::new(Directory::new(config.clone()));
+        let directory =
+            Arc::new(Directory::load(config.clone()).map_err(|e| AppError::Setup(e.join("\n")))?);
         let service = Service::new(store.clone(), clock, directory)?;
         let slack = match &config.slack {
             Some(c) => Some(Arc::new(SlackPlatform::new(c).map_err(AppError::Notify)?)),
             None => None,
         };
+        let discord_platform = match &config.discord {
+            Some(c) => Some(Arc::new(
+                DiscordPlatform::new(c, config.notify.request_timeout).map_err(AppError::Notify)?,
+            )),
+            None => None,
+        };
         let mut chat: Vec<Arc<dyn ChatPlatform>> = Vec::new();
         if let Some(s) = &slack {
             chat.push(s.clone());
+        }
+        if let Some(d) = &discord_platform {
+            chat.push(d.clone());
         }
         let notifiers = Arc::new(Notifiers::new(config.clone(), chat).map_err(AppError::Notify)?);
         let worker = Worker::new(service.clone(), notifiers);
@@ -82,6 +98,13 @@ impl App {
             }),
             _ => None,
         };
+        let discord = match (&config.discord, discord_platform) {
+            (Some(c), Some(platform)) => Some(
+                Discord::new(c, platform, handler.clone(), service.clock().clone())
+                    .map_err(AppError::Notify)?,
+            ),
+            _ => None,
+        };
         let state = AppState {
             service: service.clone(),
             config,
@@ -90,27 +113,36 @@ impl App {
         if let Some(s) = slack_state {
             app_router = app_router.merge(slack_router(s));
         }
+        if let Some(r) = discord.as_ref().and_then(Discord::router) {
+            app_router = app_router.merge(r);
+        }
         Ok(Self {
             router: app_router,
             service,
             store,
             worker,
+            discord,
         })
     }
 
-    /// Starts the escalation scheduler and the outbox worker; they stop
-    /// when `stop` turns true.
+    /// Starts the escalation scheduler and the outbox worker (and Discord's
+    /// command registration and gateway client); they stop when `stop`
+    /// turns true.
     pub fn spawn_background(
         &self,
         stop: &tokio::sync::watch::Sender<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![
+        let mut tasks = vec![
             tokio::spawn(crate::escalation::scheduler::run(
                 self.service.clone(),
                 stop.subscribe(),
             )),
             tokio::spawn(self.worker.clone().run(stop.subscribe(), SHUTDOWN_GRACE)),
-        ]
+        ];
+        if let Some(d) = &self.discord {
+            tasks.push(tokio::spawn(d.clone().run(stop.subscribe())));
+        }
+        tasks
     }
 }
 
@@ -141,9 +173,13 @@ pub async fn run_with_clock(
     let (stop, _) = tokio::sync::watch::channel(false);
     let background = app.spawn_background(&stop);
     info!(addr = %listener.local_addr()?, "Listening");
-    axum::serve(listener, app.router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::serve(
+        listener,
+        app.router,
+        shutdown,
+        crate::http::Timeouts::default(),
+    )
+    .await?;
     info!("HTTP drained; stopping the scheduler and the outbox");
     let _ = stop.send(true);
     for task in background {

@@ -43,6 +43,42 @@ impl Client {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// `GET path` as text, with one response header's value.
+    pub async fn get_text(
+        &self,
+        path: &str,
+        header: &str,
+    ) -> Result<(String, Option<String>), ClientError> {
+        let resp = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                url: self.base.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let value = resp
+            .headers()
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = resp.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok((text, value))
+        } else {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or(text);
+            Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            })
+        }
+    }
+
     /// `POST path` with a JSON body and an optional bearer token.
     pub async fn post(
         &self,

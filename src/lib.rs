@@ -25,6 +25,12 @@
 //! - [`notify`]: the outbox (one entry per page, with an idempotency key),
 //!   delivery with retries and backoff, and the notifiers (webhook, email,
 //!   log).
+//! - [`runbook`]: runbook files (loading with file-and-line errors,
+//!   matching by service, severity and labels) and progress through their
+//!   phases and steps.
+//! - [`summary`]: the post-incident summary built from the timeline;
+//!   [`templates`]: the minijinja templates that render it and the chat
+//!   messages.
 //! - [`store`]: the [`store::Store`] trait and its sled backend, with group
 //!   commit.
 //! - [`config`]: the TOML configuration, environment overrides and
@@ -46,6 +52,9 @@ pub mod incident;
 pub mod intake;
 pub mod notify;
 pub mod oncall;
+pub mod runbook;
 pub mod secret;
 pub mod service;
 pub mod store;
+pub mod summary;
+pub mod templates;

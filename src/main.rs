@@ -34,6 +34,11 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Audit trail checks.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Who is on call now (and next), on a running server.
     #[command(args_conflicts_with_subcommands = true)]
     Oncall {
@@ -44,6 +49,18 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Discord setup.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCommand {
+    /// Overwrite the guild's application commands (/incident, /oncall,
+    /// /page) with tocsin's definitions; `serve` does this at start too.
+    Register,
 }
 
 #[derive(Subcommand)]
@@ -95,6 +112,24 @@ enum IncidentsCommand {
     },
     /// Show one incident and its timeline.
     Show {
+        /// `INC-42` or `42`.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print an incident's post-incident summary (Markdown).
+    Summary {
+        /// `INC-42` or `42`.
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check an incident's timeline hash chain: an edited or deleted entry is named.
+    Verify {
         /// `INC-42` or `42`.
         id: String,
         #[command(flatten)]
@@ -196,12 +231,36 @@ async fn main() -> Result<()> {
         Command::Check => {
             let path = config_path(&cli.config);
             match Config::load(&path, &Config::process_env()) {
-                Ok(c) => println!(
-                    "{}: OK ({} integrations, {} services)",
-                    path.display(),
-                    c.integrations.len(),
-                    c.services.len()
-                ),
+                Ok(c) => {
+                    // Runbooks and templates too: every problem, with file and line.
+                    let mut problems: Vec<String> = Vec::new();
+                    let runbooks = match tocsin::runbook::load_dir(&c.runbooks.dir) {
+                        Ok(r) => r.len(),
+                        Err(e) => {
+                            problems.extend(e.iter().map(|e| e.to_string()));
+                            0
+                        }
+                    };
+                    match tocsin::templates::Templates::load(c.templates.dir.as_deref()) {
+                        Ok(t) => problems.extend(t.check_all().iter().map(|e| e.to_string())),
+                        Err(e) => problems.extend(e.iter().map(|e| e.to_string())),
+                    }
+                    if !problems.is_empty() {
+                        eprintln!("{}: {} problem(s)", path.display(), problems.len());
+                        for p in problems {
+                            eprintln!("  {p}");
+                        }
+                        std::process::exit(1);
+                    }
+                    println!(
+                        "{}: OK ({} integrations, {} services, {} runbooks, {} templates)",
+                        path.display(),
+                        c.integrations.len(),
+                        c.services.len(),
+                        runbooks,
+                        tocsin::templates::NAMES.len()
+                    );
+                }
                 Err(ConfigError::Invalid(issues)) => {
                     eprintln!("{}: {} problem(s)", path.display(), issues.len());
                     for i in issues {
@@ -234,7 +293,47 @@ async fn main() -> Result<()> {
                 let body = client.get(&format!("/v1/incidents/{id}")).await?;
                 print_incident(&body);
             }
+            IncidentsCommand::Summary { id, server } => {
+                let client = Client::new(&base_url(server, &cli.config));
+                let (md, _) = client
+                    .get_text(&format!("/v1/incidents/{id}/summary"), "content-type")
+                    .await?;
+                print!("{md}");
+            }
         },
+        Command::Audit {
+            command: AuditCommand::Verify { id, server },
+        } => {
+            let client = Client::new(&base_url(server, &cli.config));
+            let (jsonl, head) = client
+                .get_text(
+                    &format!("/v1/incidents/{id}/timeline?format=jsonl"),
+                    "x-tocsin-timeline-head",
+                )
+                .await?;
+            let mut entries = Vec::new();
+            for (i, line) in jsonl
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let e: tocsin::incident::TimelineEntry = serde_json::from_str(line)
+                    .with_context(|| format!("timeline line {} is not a timeline entry", i + 1))?;
+                entries.push(e);
+            }
+            let head = head.context("the server sent no x-tocsin-timeline-head")?;
+            match tocsin::incident::verify_chain(&entries, &head) {
+                Ok(()) => println!(
+                    "{id}: {} entries, the hash chain is intact (head {})",
+                    entries.len(),
+                    head.get(..16).unwrap_or(&head)
+                ),
+                Err(e) => {
+                    eprintln!("{id}: TAMPERED: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Alert {
             command:
                 AlertCommand::Send {
@@ -280,6 +379,30 @@ async fn main() -> Result<()> {
                 "{} (dedup_key {})",
                 answer["message"].as_str().unwrap_or("sent"),
                 answer["dedup_key"].as_str().unwrap_or("?")
+            );
+        }
+        Command::Discord {
+            command: DiscordCommand::Register,
+        } => {
+            let config = load_config(&cli.config)?;
+            let Some(discord) = &config.discord else {
+                bail!("the config has no [discord] section");
+            };
+            let platform =
+                tocsin::chat::discord::DiscordPlatform::new(discord, config.notify.request_timeout)
+                    .map_err(anyhow::Error::msg)?;
+            let names = platform
+                .register_commands()
+                .await
+                .context("registering the Discord commands")?;
+            println!(
+                "Registered {} in guild {}",
+                names
+                    .iter()
+                    .map(|n| format!("/{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                discord.guild_id
             );
         }
         Command::Oncall {

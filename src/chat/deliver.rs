@@ -125,7 +125,28 @@ pub async fn run(
             service
                 .record_card(inc.id, name, card_id, inc.updated_at)
                 .await
-                .map_err(store_error)
+                .map_err(store_error)?;
+            let rb = inc
+                .runbook
+                .as_ref()
+                .and_then(|p| service.directory().runbooks.get(&p.runbook));
+            let intro = service.directory().templates.render(
+                "channel_intro.md",
+                serde_json::json!({
+                    "incident": crate::service::incident_context(&inc),
+                    "runbook": rb.map(|r| serde_json::json!({"name": r.name, "title": r.title})),
+                }),
+            );
+            match intro {
+                Ok(text) => platform
+                    .post(&channel_id, &ChatMessage::Text(text))
+                    .await
+                    .map(|_| ()),
+                Err(e) => {
+                    tracing::error!(error = %e, "The channel intro template failed; no intro posted");
+                    Ok(())
+                }
+            }
         }
         Job::UpdateCard => match link {
             Some(ChatLink {
@@ -149,6 +170,19 @@ pub async fn run(
             None => Err(DeliveryError::retryable(
                 "the incident channel is not open yet",
             )),
+        },
+        Job::PostSummary => match link {
+            Some(l) => {
+                let md = service
+                    .summary_markdown(inc.id)
+                    .await
+                    .map_err(store_error)?;
+                platform
+                    .post(&l.channel_id, &ChatMessage::Text(md))
+                    .await
+                    .map(|_| ())
+            }
+            None => Ok(()),
         },
         Job::Archive => match link {
             Some(l) if !l.archived => {

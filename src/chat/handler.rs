@@ -8,7 +8,7 @@ use super::command::{
     Command, INCIDENT_USAGE, IncidentAction, ONCALL_USAGE, PAGE_USAGE, PageTarget, UserRef,
 };
 use crate::config::{TargetConfig, UserConfig};
-use crate::incident::{Actor, Incident, IncidentId};
+use crate::incident::{Actor, Incident, IncidentError, IncidentId, RunbookStep};
 use crate::service::{Service, ServiceError};
 use crate::store::StoredOverride;
 use chrono::Duration;
@@ -143,10 +143,8 @@ impl ChatHandler {
                 if let IncidentAction::New { title, severity } = action {
                     return self.open(by, title, severity).await;
                 }
-                if let IncidentAction::Drill(_) = action {
-                    return Reply::private(
-                        "Drills need runbooks, and this tocsin has none configured.",
-                    );
+                if let IncidentAction::Drill(runbook) = action {
+                    return self.drill(&user, runbook).await;
                 }
                 let id = match id {
                     Some(id) => id,
@@ -265,8 +263,47 @@ impl ChatHandler {
                         format!("Note added to {id}.")
                     })
                 }
-                IncidentAction::Runbook(_) | IncidentAction::Step(_) | IncidentAction::Phase(_) => {
-                    Reply::private("This tocsin has no runbooks configured.")
+                IncidentAction::Runbook(args) => self.runbook(platform, id, by, args).await?,
+                IncidentAction::Step(args) => {
+                    let (step, rest) = match args.split_first() {
+                        Some((verb, rest)) => (verb.to_ascii_lowercase(), rest),
+                        None => (String::new(), &[][..]),
+                    };
+                    let Some((step_id, words)) = rest.split_first() else {
+                        return Ok(Reply::private(
+                            "Usage: /incident step done <id> [note] · /incident step skip <id> <reason>",
+                        ));
+                    };
+                    let text = words.join(" ");
+                    let command = match step.as_str() {
+                        "done" => RunbookStep::Done {
+                            step: step_id.clone(),
+                            note: (!text.is_empty()).then_some(text),
+                        },
+                        "skip" => RunbookStep::Skip {
+                            step: step_id.clone(),
+                            reason: text,
+                        },
+                        _ => {
+                            return Ok(Reply::private(
+                                "Usage: /incident step done <id> [note] · /incident step skip <id> <reason>",
+                            ));
+                        }
+                    };
+                    let done = matches!(command, RunbookStep::Done { .. });
+                    self.service.runbook_step(id, command, by).await?;
+                    Reply::public(format!(
+                        "{who} {} step `{step_id}` of {id}.",
+                        if done { "did" } else { "skipped" }
+                    ))
+                }
+                IncidentAction::Phase(args) => {
+                    if args.first().map(|a| a.to_ascii_lowercase()).as_deref() != Some("next") {
+                        return Ok(Reply::private("Usage: /incident phase next"));
+                    }
+                    let inc = self.service.runbook_step(id, RunbookStep::NextPhase, by).await?;
+                    let card = self.runbook_card(platform, &inc)?;
+                    Reply::public(card)
                 }
                 IncidentAction::New { .. } | IncidentAction::Drill(_) => {
                     unreachable!("handled before an incident is resolved")
@@ -275,6 +312,143 @@ impl ChatHandler {
         }
         .await;
         result.unwrap_or_else(|e| Reply::private(e.to_string()))
+    }
+
+    async fn runbook(
+        &self,
+        platform: &str,
+        id: IncidentId,
+        by: Actor,
+        args: Vec<String>,
+    ) -> Result<Reply, ServiceError> {
+        let inc = self
+            .service
+            .store()
+            .incident(id)?
+            .ok_or(ServiceError::NotFound(id))?;
+        match args.first().map(|a| a.as_str()) {
+            None | Some("list") => {
+                let fits = self.service.runbooks_for(&inc);
+                let attached = inc.runbook.as_ref().map(|p| p.runbook.as_str());
+                let mut lines = vec![format!("Runbooks that fit {id}:")];
+                if fits.is_empty() {
+                    lines = vec![format!(
+                        "No runbook fits {id} by its service, severity and labels. All runbooks: {}",
+                        self.service
+                            .directory()
+                            .runbooks
+                            .all()
+                            .map(|r| format!("`{}`", r.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )];
+                }
+                for r in fits {
+                    let mark = if Some(r.name.as_str()) == attached {
+                        " (attached)"
+                    } else {
+                        ""
+                    };
+                    lines.push(format!("• `{}` {}{mark}", r.name, r.title));
+                }
+                lines.push(
+                    "Attach one with /incident runbook <name>; see it with /incident runbook show"
+                        .into(),
+                );
+                Ok(Reply::private(lines.join("\n")))
+            }
+            Some("show") => Ok(Reply::private(self.runbook_card(platform, &inc)?)),
+            Some(name) => {
+                let inc = self.service.attach_runbook(id, name, by).await?;
+                Ok(Reply::public(self.runbook_card(platform, &inc)?))
+            }
+        }
+    }
+
+    /// The runbook card (current phase and its steps) from its template.
+    pub fn runbook_card(&self, platform: &str, inc: &Incident) -> Result<String, ServiceError> {
+        use crate::runbook::{RunbookCommandError, StepState};
+        let progress = inc
+            .runbook
+            .as_ref()
+            .ok_or(IncidentError::from(RunbookCommandError::NoneAttached))?;
+        let dir = self.service.directory();
+        let rb = dir.runbooks.get(&progress.runbook).ok_or_else(|| {
+            IncidentError::from(RunbookCommandError::Missing(progress.runbook.clone()))
+        })?;
+        let phase = &rb.phases[progress.phase.min(rb.phases.len() - 1)];
+        let steps: Vec<serde_json::Value> = phase
+            .steps
+            .iter()
+            .map(|s| {
+                let owner_user = s
+                    .owner
+                    .role()
+                    .and_then(|r| inc.roles.get(r))
+                    .map(|u| self.mention(platform, u));
+                let mut v = serde_json::json!({
+                    "id": s.id, "text": s.text, "link": s.link, "command": s.command,
+                    "owner": s.owner.to_string(), "owner_user": owner_user, "evidence": s.evidence,
+                    "state": "open", "by": null, "note": null, "reason": null,
+                });
+                match progress.steps.get(&s.id) {
+                    Some(StepState::Done { by, note, .. }) => {
+                        v["state"] = "done".into();
+                        v["by"] = by.clone().into();
+                        v["note"] = note.clone().into();
+                    }
+                    Some(StepState::Skipped { by, reason, .. }) => {
+                        v["state"] = "skipped".into();
+                        v["by"] = by.clone().into();
+                        v["reason"] = reason.clone().into();
+                    }
+                    None => {}
+                }
+                v
+            })
+            .collect();
+        dir.templates
+            .render(
+                "runbook_card.md",
+                serde_json::json!({
+                    "incident": crate::service::incident_context(inc),
+                    "runbook": {"name": rb.name, "title": rb.title},
+                    "phase": {"title": phase.title, "kind": phase.phase},
+                    "phase_number": progress.phase + 1,
+                    "phase_count": rb.phases.len(),
+                    "steps": steps,
+                }),
+            )
+            .map_err(|e| IncidentError::Unchanged(e.to_string()).into())
+    }
+
+    async fn drill(&self, user: &str, runbook: Option<String>) -> Reply {
+        let dir = self.service.directory();
+        let name = match runbook {
+            Some(n) => n,
+            None => {
+                let names: Vec<String> = dir
+                    .runbooks
+                    .all()
+                    .map(|r| format!("`{}`", r.name))
+                    .collect();
+                return Reply::private(if names.is_empty() {
+                    "Drills walk a runbook, and this tocsin has none.".to_string()
+                } else {
+                    format!(
+                        "Name the runbook to rehearse: /incident drill <runbook>. Runbooks: {}",
+                        names.join(", ")
+                    )
+                });
+            }
+        };
+        match self.service.open_drill(&name, user).await {
+            Ok(inc) => Reply::public(format!(
+                "Drill {} opened: {}. Only {user} is paged; walk the runbook with /incident runbook show.",
+                inc.id, inc.title
+            )),
+            Err(e) => Reply::private(e.to_string()),
+        }
     }
 
     async fn open(

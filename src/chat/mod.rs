@@ -7,9 +7,11 @@
 //! - [`ChatPlatform`]: what an adapter does (channels, messages, DMs);
 //!   [`deliver`] runs the outbox's chat jobs through it.
 //! - [`slack`]: the Slack adapter.
+//! - [`discord`]: the Discord adapter.
 
 pub mod command;
 pub mod deliver;
+pub mod discord;
 pub mod handler;
 pub mod slack;
 

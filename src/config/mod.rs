@@ -59,6 +59,36 @@ pub struct Config {
     pub chat: ChatConfig,
     /// `[slack]`
     pub slack: Option<SlackConfig>,
+    /// `[discord]`
+    pub discord: Option<DiscordConfig>,
+    /// `[runbooks]`
+    pub runbooks: RunbooksConfig,
+    /// `[templates]`
+    pub templates: TemplatesConfig,
+}
+
+/// `[runbooks]`: where runbook files are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunbooksConfig {
+    /// The directory of `*.toml` runbooks.
+    pub dir: PathBuf,
+}
+
+impl Default for RunbooksConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("runbooks"),
+        }
+    }
+}
+
+/// `[templates]`: overrides of the shipped templates.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TemplatesConfig {
+    /// A directory whose files replace the shipped templates of the same name.
+    pub dir: Option<PathBuf>,
 }
 
 /// `[chat]`: what Slack and Discord share.
@@ -75,6 +105,9 @@ pub struct ChatConfig {
     /// How long after resolve the incident channel is archived.
     #[serde(with = "humantime_serde")]
     pub archive_after: std::time::Duration,
+    /// Whether drills page the service's escalation policy; by default a
+    /// drill pages only the person who started it.
+    pub drills_use_policy: bool,
 }
 
 impl Default for ChatConfig {
@@ -84,6 +117,7 @@ impl Default for ChatConfig {
             admins: Vec::new(),
             channel_prefix: "inc".into(),
             archive_after: std::time::Duration::from_secs(24 * 3600),
+            drills_use_policy: false,
         }
     }
 }
@@ -103,6 +137,86 @@ pub struct SlackConfig {
 
 fn default_slack_api() -> String {
     "https://slack.com/api".into()
+}
+
+/// `[discord]`: the Discord application and its bot.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The application id (a snowflake).
+    #[serde(deserialize_with = "snowflake")]
+    pub application_id: u64,
+    /// The application's Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    /// Bot token, from the environment.
+    pub bot_token: Secret,
+    /// The guild (server) incident channels are created in.
+    #[serde(deserialize_with = "snowflake")]
+    pub guild_id: u64,
+    /// The API base, without a trailing slash; anything but
+    /// `https://discord.com` is used as serenity's proxy (tests, proxies).
+    #[serde(default = "default_discord_api")]
+    pub api_url: String,
+    /// How interactions arrive.
+    #[serde(default)]
+    pub mode: DiscordMode,
+    /// The category incident channels are created under.
+    #[serde(default = "default_incidents_category")]
+    pub incidents_category: String,
+    /// The category resolved incidents' channels are moved to.
+    #[serde(default = "default_archive_category")]
+    pub archive_category: String,
+    /// How long tocsin works on an interaction before it answers with a
+    /// deferred response and edits the answer in later (Discord allows 3 s).
+    #[serde(default = "default_defer_after", with = "humantime_serde")]
+    pub defer_after: std::time::Duration,
+}
+
+/// How Discord interactions reach tocsin.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscordMode {
+    /// HTTP POSTs to `/discord/interactions` (needs a public HTTPS URL).
+    #[default]
+    Interactions,
+    /// A gateway (websocket) connection from tocsin to Discord.
+    Gateway,
+}
+
+fn default_discord_api() -> String {
+    "https://discord.com".into()
+}
+
+fn default_incidents_category() -> String {
+    "incidents".into()
+}
+
+fn default_archive_category() -> String {
+    "incidents-archive".into()
+}
+
+fn default_defer_after() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+/// A Discord snowflake, written as a string or an integer.
+fn snowflake<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Number(u64),
+    }
+    let n = match Raw::deserialize(d)? {
+        Raw::Text(s) => s.trim().parse::<u64>().map_err(|_| {
+            serde::de::Error::custom(format!("'{s}' is not a Discord id (a number)"))
+        })?,
+        Raw::Number(n) => n,
+    };
+    if n == 0 {
+        return Err(serde::de::Error::custom("a Discord id is never 0"));
+    }
+    Ok(n)
 }
 
 impl ChatConfig {
@@ -446,6 +560,58 @@ impl Config {
                 );
             }
         }
+        if let Some(discord) = &self.discord {
+            if discord.bot_token.is_empty() {
+                issue("discord.bot_token".into(), "must not be empty".into());
+            }
+            if discord.public_key.len() != 64
+                || !discord.public_key.chars().all(|c| c.is_ascii_hexdigit())
+            {
+                issue(
+                    "discord.public_key".into(),
+                    "must be the application's public key: 64 hex digits".into(),
+                );
+            } else if crate::chat::discord::http::verifier(&discord.public_key).is_err() {
+                issue(
+                    "discord.public_key".into(),
+                    "is not a valid Ed25519 public key".into(),
+                );
+            }
+            if discord.api_url.ends_with('/')
+                || !matches!(reqwest::Url::parse(&discord.api_url), Ok(u) if u.scheme() == "http" || u.scheme() == "https")
+            {
+                issue(
+                    "discord.api_url".into(),
+                    "must be an http(s) URL without a trailing slash".into(),
+                );
+            }
+            for (key, name) in [
+                ("incidents_category", &discord.incidents_category),
+                ("archive_category", &discord.archive_category),
+            ] {
+                if name.trim().is_empty() || name.chars().count() > 100 {
+                    issue(
+                        format!("discord.{key}"),
+                        "must be 1 to 100 characters".into(),
+                    );
+                }
+            }
+            if discord
+                .incidents_category
+                .eq_ignore_ascii_case(&discord.archive_category)
+            {
+                issue(
+                    "discord.archive_category".into(),
+                    "must differ from discord.incidents_category".into(),
+                );
+            }
+            if discord.defer_after > std::time::Duration::from_millis(2500) {
+                issue(
+                    "discord.defer_after".into(),
+                    "must be at most 2.5s: Discord wants an answer within 3 s".into(),
+                );
+            }
+        }
         if let Some(token) = &self.api.token
             && token.expose().len() < 8
         {
@@ -492,6 +658,9 @@ const SECTIONS: &[&str] = &[
     "notify",
     "chat",
     "slack",
+    "runbooks",
+    "templates",
+    "discord",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -580,6 +749,19 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     }
     if let Some(v) = table.remove("slack") {
         config.slack = section(v, "slack", issues);
+    }
+    if let Some(v) = table.remove("runbooks")
+        && let Some(s) = section(v, "runbooks", issues)
+    {
+        config.runbooks = s;
+    }
+    if let Some(v) = table.remove("templates")
+        && let Some(s) = section(v, "templates", issues)
+    {
+        config.templates = s;
+    }
+    if let Some(v) = table.remove("discord") {
+        config.discord = section(v, "discord", issues);
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

@@ -47,6 +47,8 @@ pub enum ContactKind {
     Email,
     /// A Slack direct message with Acknowledge and Resolve buttons.
     Slack,
+    /// A Discord direct message with Acknowledge and Resolve buttons.
+    Discord,
 }
 
 impl ContactKind {
@@ -57,6 +59,25 @@ impl ContactKind {
             Self::Webhook => "webhook",
             Self::Email => "email",
             Self::Slack => "slack",
+            Self::Discord => "discord",
+        }
+    }
+
+    /// The chat platform that delivers this kind of page, if it is one.
+    pub fn chat_platform(self) -> Option<&'static str> {
+        match self {
+            Self::Slack => Some("slack"),
+            Self::Discord => Some("discord"),
+            Self::Log | Self::Webhook | Self::Email => None,
+        }
+    }
+
+    /// The kind of page a chat platform delivers.
+    pub fn of_chat_platform(platform: &str) -> Option<Self> {
+        match platform {
+            "slack" => Some(Self::Slack),
+            "discord" => Some(Self::Discord),
+            _ => None,
         }
     }
 }
@@ -288,8 +309,22 @@ pub(super) fn validate(
                 ContactKind::Slack if config.slack.is_none() => {
                     issue(path, "kind slack needs a [slack] section".into())
                 }
+                ContactKind::Discord if u.discord_id.is_none() => {
+                    issue(path, "kind discord needs the user's 'discord_id'".into())
+                }
+                ContactKind::Discord if config.discord.is_none() => {
+                    issue(path, "kind discord needs a [discord] section".into())
+                }
                 _ => {}
             }
+        }
+        if let Some(id) = &u.discord_id
+            && (id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) || id.len() > 20)
+        {
+            issue(
+                format!("users[{at}].discord_id"),
+                format!("'{id}' is not a Discord user id (a number, like 80351110224678912)"),
+            );
         }
         if let Some(w) = &u.webhook
             && let Some(problem) = check_url(&w.url)

@@ -164,6 +164,80 @@ pub async fn resolve(
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
+/// `GET /v1/incidents/{id}/summary`: the post-incident summary (Markdown).
+pub async fn summary(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&raw)?;
+    let md = st.service.summary_markdown(id).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/markdown; charset=utf-8",
+        )],
+        md,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimelineQuery {
+    format: Option<String>,
+}
+
+/// `GET /v1/incidents/{id}/timeline?format=json|jsonl`: the timeline with
+/// its hash chain, for audits. The chain's head is in the
+/// `x-tocsin-timeline-head` header (and in the JSON form).
+pub async fn timeline(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let id = parse_id(&raw)?;
+    let store = st.service.store();
+    let incident = store
+        .incident(id)
+        .map_err(crate::service::ServiceError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))?;
+    let entries = store
+        .timeline(id)
+        .map_err(crate::service::ServiceError::from)?;
+    let head = incident.timeline_head.clone();
+    match q.format.as_deref().unwrap_or("json") {
+        "jsonl" => {
+            let mut body = String::new();
+            for e in &entries {
+                body.push_str(&serde_json::to_string(e).expect("entries serialize"));
+                body.push('\n');
+            }
+            Ok((
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "application/jsonl; charset=utf-8".to_string(),
+                    ),
+                    (
+                        axum::http::header::HeaderName::from_static("x-tocsin-timeline-head"),
+                        head,
+                    ),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        "json" => Ok(Json(
+            json!({ "incident": id.to_string(), "head": head, "timeline": entries }),
+        )
+        .into_response()),
+        other => Err(ApiError::bad_request(format!(
+            "unknown format '{other}'; use json or jsonl"
+        ))),
+    }
+}
+
 /// `GET /v1/stats`: how many alert events and incidents are stored.
 pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
     let store = st.service.store();

@@ -8,6 +8,9 @@ mod api;
 mod error;
 mod intake;
 mod schedules;
+mod serve;
+
+pub use serve::{Timeouts, serve};
 
 pub use error::ApiError;
 
@@ -43,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/snooze", post(api::snooze))
         .route("/v1/incidents/{id}/escalate", post(api::escalate))
         .route("/v1/incidents/{id}/notifications", get(api::notifications))
+        .route("/v1/incidents/{id}/summary", get(api::summary))
+        .route("/v1/incidents/{id}/timeline", get(api::timeline))
         .route("/v1/oncall", get(schedules::oncall_now))
         .route("/v1/schedules/{name}/shifts", get(schedules::shifts))
         .route("/v1/schedules/{name}/ical", get(schedules::ical))
@@ -60,6 +65,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // A body that trickles in is cut off (408) rather than holding a task.
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(10),
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

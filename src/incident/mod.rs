@@ -8,7 +8,7 @@ mod severity;
 mod timeline;
 
 pub use severity::Severity;
-pub use timeline::{Actor, TimelineEntry, TimelineEvent};
+pub use timeline::{Actor, ChainError, TimelineEntry, TimelineEvent, verify_chain};
 
 use crate::intake::{AlertAction, AlertEvent, AlertLink};
 use chrono::{DateTime, Utc};
@@ -177,6 +177,15 @@ pub struct Incident {
     /// Its chat channels, by platform (`slack`, `discord`).
     #[serde(default)]
     pub chat: BTreeMap<String, ChatLink>,
+    /// SHA-256 of the last timeline entry: the head of the audit chain.
+    #[serde(default)]
+    pub timeline_head: String,
+    /// Whether this is a drill, not a real incident.
+    #[serde(default)]
+    pub drill: bool,
+    /// The runbook attached to it and the progress through it.
+    #[serde(default)]
+    pub runbook: Option<crate::runbook::Progress>,
 }
 
 /// An incident's channel on one chat platform.
@@ -191,6 +200,27 @@ pub struct ChatLink {
     /// Whether the channel was archived.
     #[serde(default)]
     pub archived: bool,
+}
+
+/// A runbook progress command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunbookStep {
+    /// Mark a step done.
+    Done {
+        /// The step id.
+        step: String,
+        /// The evidence or remark.
+        note: Option<String>,
+    },
+    /// Skip a step.
+    Skip {
+        /// The step id.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// Move to the next phase.
+    NextPhase,
 }
 
 /// The severity given to incidents whose sender named none.
@@ -223,6 +253,9 @@ pub enum IncidentError {
     /// The command would change nothing.
     #[error("{0}")]
     Unchanged(String),
+    /// A runbook command was refused.
+    #[error(transparent)]
+    Runbook(#[from] crate::runbook::RunbookCommandError),
 }
 
 impl Incident {
@@ -233,6 +266,19 @@ impl Incident {
         integration: &str,
         event: &AlertEvent,
         now: DateTime<Utc>,
+    ) -> Change {
+        Self::open_as(id, service, integration, event, now, None)
+    }
+
+    /// Opens an incident, recording `opened_by` (default: the integration)
+    /// as the one who opened it.
+    pub fn open_as(
+        id: IncidentId,
+        service: &str,
+        integration: &str,
+        event: &AlertEvent,
+        now: DateTime<Utc>,
+        opened_by: Option<Actor>,
     ) -> Change {
         let severity = event.severity.unwrap_or(DEFAULT_SEVERITY);
         let title = event
@@ -260,8 +306,11 @@ impl Incident {
             escalation: None,
             roles: BTreeMap::new(),
             chat: BTreeMap::new(),
+            timeline_head: String::new(),
+            drill: false,
+            runbook: None,
         };
-        let actor = Actor::Integration(integration.to_string());
+        let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();
         incident.push(
             &mut entries,
@@ -590,6 +639,89 @@ impl Incident {
         }
     }
 
+    /// Attaches a runbook (replacing one nobody has started on).
+    pub fn attach_runbook(
+        &self,
+        runbook: &crate::runbook::Runbook,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if let Some(p) = &self.runbook {
+            if p.runbook == runbook.name {
+                return Err(IncidentError::Unchanged(format!(
+                    "runbook {} is already attached to {}",
+                    runbook.name, self.id
+                )));
+            }
+            if !p.steps.is_empty() {
+                return Err(IncidentError::Unchanged(format!(
+                    "{} already has runbook {} under way",
+                    self.id, p.runbook
+                )));
+            }
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        inc.runbook = Some(crate::runbook::Progress::start(runbook));
+        inc.updated_at = now;
+        inc.push(
+            &mut entries,
+            now,
+            by,
+            TimelineEvent::RunbookAttached {
+                runbook: runbook.name.clone(),
+                title: runbook.title.clone(),
+            },
+        );
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// Runs a runbook command against the attached runbook's progress.
+    pub fn runbook_step(
+        &self,
+        runbook: &crate::runbook::Runbook,
+        command: RunbookStep,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        use crate::runbook::RunbookCommandError as E;
+        let mut inc = self.clone();
+        let progress = inc.runbook.as_mut().ok_or(E::NoneAttached)?;
+        if progress.runbook != runbook.name {
+            return Err(E::Missing(progress.runbook.clone()).into());
+        }
+        let who = by.to_string();
+        let event = match command {
+            RunbookStep::Done { step, note } => {
+                progress.done(runbook, &step, note.clone(), &who, now)?;
+                TimelineEvent::StepDone {
+                    step,
+                    note: note.filter(|n| !n.trim().is_empty()),
+                }
+            }
+            RunbookStep::Skip { step, reason } => {
+                progress.skip(runbook, &step, &reason, &who, now)?;
+                TimelineEvent::StepSkipped { step, reason }
+            }
+            RunbookStep::NextPhase => {
+                let phase = progress.next_phase(runbook)?;
+                TimelineEvent::PhaseStarted {
+                    phase: phase.title.clone(),
+                }
+            }
+        };
+        let mut entries = Vec::new();
+        inc.updated_at = now;
+        inc.push(&mut entries, now, by, event);
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
     /// Appends a timeline entry to a change being built.
     pub fn record(
         &mut self,
@@ -630,12 +762,15 @@ impl Incident {
         actor: Actor,
         event: TimelineEvent,
     ) {
-        entries.push(TimelineEntry {
+        let entry = TimelineEntry {
             seq: self.timeline_len,
             at,
             actor,
             event,
-        });
+            prev: std::mem::take(&mut self.timeline_head),
+        };
+        self.timeline_head = entry.digest();
+        entries.push(entry);
         self.timeline_len += 1;
     }
 }

@@ -168,3 +168,43 @@ fn a_resolve_for_an_unknown_alert_changes_nothing_but_counts() {
     assert_eq!(r.incident.status, Status::Triggered);
     assert!(r.entries.is_empty());
 }
+
+#[test]
+fn the_timeline_is_a_hash_chain() {
+    let c = Incident::open(
+        IncidentId(5),
+        "api",
+        "am",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    let mut all = c.entries.clone();
+    let ack = c
+        .incident
+        .acknowledge(Actor::User("alice".into()), t0())
+        .unwrap();
+    all.extend(ack.entries.clone());
+    let res = ack
+        .incident
+        .resolve(Actor::User("bob".into()), None, t0())
+        .unwrap();
+    all.extend(res.entries.clone());
+    let head = res.incident.timeline_head.clone();
+    assert_eq!(all[0].prev, "");
+    assert_eq!(all[1].prev, all[0].digest());
+    verify_chain(&all, &head).unwrap();
+
+    // Edit an entry: the next one no longer matches.
+    let mut edited = all.clone();
+    edited[1].actor = Actor::User("mallory".into());
+    let e = verify_chain(&edited, &head).unwrap_err();
+    assert_eq!(e.seq, 2);
+    assert!(e.reason.contains("entry 1 was changed"), "{e}");
+    // Delete the last entry: the head no longer matches.
+    let e = verify_chain(&all[..all.len() - 1], &head).unwrap_err();
+    assert!(e.reason.contains("removed"), "{e}");
+    // Delete one in the middle.
+    let mut gap = all.clone();
+    gap.remove(1);
+    assert_eq!(verify_chain(&gap, &head).unwrap_err().seq, 1);
+}

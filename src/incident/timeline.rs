@@ -94,6 +94,33 @@ pub enum TimelineEvent {
         /// The channel's name.
         channel: String,
     },
+    /// A runbook was attached.
+    RunbookAttached {
+        /// Its name.
+        runbook: String,
+        /// Its title.
+        title: String,
+    },
+    /// A runbook step was done.
+    StepDone {
+        /// The step id.
+        step: String,
+        /// The evidence or remark.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A runbook step was skipped.
+    StepSkipped {
+        /// The step id.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// The next runbook phase began.
+    PhaseStarted {
+        /// Its title.
+        phase: String,
+    },
     /// An escalation step ran.
     EscalationStep {
         /// The policy.
@@ -171,6 +198,14 @@ impl TimelineEvent {
             Self::Resolved { note: None } => "Resolved".into(),
             Self::Note { text } => format!("Note: {text}"),
             Self::RoleAssigned { role, user } => format!("{user} is {role}"),
+            Self::RunbookAttached { title, .. } => format!("Runbook attached: {title}"),
+            Self::StepDone {
+                step,
+                note: Some(n),
+            } => format!("Step {step} done: {n}"),
+            Self::StepDone { step, note: None } => format!("Step {step} done"),
+            Self::StepSkipped { step, reason } => format!("Step {step} skipped: {reason}"),
+            Self::PhaseStarted { phase } => format!("Phase started: {phase}"),
             Self::ActionItem { text } => format!("Action item: {text}"),
             Self::ChannelOpened { platform, channel } => {
                 format!("Opened {platform} channel #{channel}")
@@ -241,4 +276,70 @@ pub struct TimelineEntry {
     /// What happened.
     #[serde(flatten)]
     pub event: TimelineEvent,
+    /// SHA-256 (hex) of the previous entry as stored; empty for the first.
+    /// Editing or deleting an entry breaks the chain.
+    #[serde(default)]
+    pub prev: String,
+}
+
+impl TimelineEntry {
+    /// SHA-256 (hex) of this entry's JSON, as the next entry's `prev`.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let json = serde_json::to_vec(self).expect("timeline entries serialize");
+        hex::encode(Sha256::digest(&json))
+    }
+}
+
+/// Where an audit chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("timeline entry {seq}: {reason}")]
+pub struct ChainError {
+    /// The first entry that does not fit.
+    pub seq: u64,
+    /// Why.
+    pub reason: String,
+}
+
+/// Checks a timeline's hash chain: positions are consecutive, each entry
+/// names the SHA-256 of the one before, and the last one hashes to `head`
+/// (the incident's `timeline_head`), so a deleted last entry shows too.
+pub fn verify_chain(entries: &[TimelineEntry], head: &str) -> Result<(), ChainError> {
+    let mut prev = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as u64 {
+            return Err(ChainError {
+                seq: i as u64,
+                reason: format!(
+                    "expected position {i}, found {} (an entry was removed or reordered)",
+                    e.seq
+                ),
+            });
+        }
+        if e.prev != prev {
+            let reason = if i == 0 {
+                "the first entry should have no predecessor".to_string()
+            } else {
+                format!(
+                    "does not match entry {} (entry {} was changed)",
+                    i - 1,
+                    i - 1
+                )
+            };
+            return Err(ChainError { seq: e.seq, reason });
+        }
+        prev = e.digest();
+    }
+    if prev != head {
+        let last = entries.len().saturating_sub(1) as u64;
+        return Err(ChainError {
+            seq: last,
+            reason: if entries.is_empty() {
+                "the timeline is empty but the incident records entries".into()
+            } else {
+                format!("entry {last} was changed, or entries after it were removed")
+            },
+        });
+    }
+    Ok(())
 }

@@ -157,6 +157,9 @@ pub fn generate_dedup_key() -> String {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 pub(crate) mod test_support {
     /// Reads a fixture file from `tests/fixtures/`.
     pub fn fixture(path: &str) -> Vec<u8> {

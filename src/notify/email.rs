@@ -38,9 +38,15 @@ impl EmailSender {
         })
     }
 
-    /// Sends the page to `to`. The Message-ID carries the idempotency key,
-    /// so a retried page threads with (and can be dropped as) the first.
-    pub async fn send(&self, to: &str, entry: &OutboxEntry) -> Result<(), DeliveryError> {
+    /// Sends the page to `to` with the body `text` (rendered from the
+    /// `page.md` template). The Message-ID carries the idempotency key, so
+    /// a retried page threads with (and can be dropped as) the first.
+    pub async fn send(
+        &self,
+        to: &str,
+        entry: &OutboxEntry,
+        text: String,
+    ) -> Result<(), DeliveryError> {
         let message_id = format!(
             "<{}@tocsin>",
             entry
@@ -52,15 +58,6 @@ impl EmailSender {
                     '.'
                 })
                 .collect::<String>()
-        );
-        let text = format!(
-            "{}\n\nService: {}\nSeverity: {}\nEscalation step {} (round {})\n\nAcknowledge it in chat or with:\n  tocsin incidents ... / POST /v1/incidents/{}/acknowledge\n",
-            entry.page.headline(),
-            entry.page.service,
-            entry.page.severity,
-            entry.page.step,
-            entry.page.round,
-            entry.page.incident,
         );
         let msg = Message::builder()
             .from(

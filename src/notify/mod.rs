@@ -87,6 +87,8 @@ pub enum Job {
         /// The text (Markdown).
         text: String,
     },
+    /// Post the post-incident summary in the incident channel.
+    PostSummary,
     /// Archive the incident channel.
     Archive,
 }

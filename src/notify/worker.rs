@@ -65,8 +65,8 @@ impl Notifiers {
         if let Recipient::Channel(platform) = &entry.recipient {
             return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
         }
-        if entry.method == ContactKind::Slack {
-            return crate::chat::deliver::run(service, self.platform("slack")?, entry).await;
+        if let Some(platform) = entry.method.chat_platform() {
+            return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
         }
         match &entry.recipient {
             Recipient::Webhook(name) => {
@@ -103,7 +103,7 @@ impl Notifiers {
                         })?;
                         webhook::deliver(&self.http, &hook.url, hook.secret.as_ref(), entry).await
                     }
-                    ContactKind::Slack => unreachable!("handled above"),
+                    ContactKind::Slack | ContactKind::Discord => unreachable!("handled above"),
                     ContactKind::Email => {
                         let to = user.email.as_deref().ok_or_else(|| {
                             DeliveryError::permanent(format!("user '{name}' has no email"))
@@ -112,7 +112,18 @@ impl Notifiers {
                             .email
                             .as_ref()
                             .ok_or_else(|| DeliveryError::permanent("no [smtp] is configured"))?;
-                        sender.send(to, entry).await
+                        let text = service
+                            .directory()
+                            .templates
+                            .render(
+                                "page.md",
+                                serde_json::json!({"page": entry.page, "drill": false}),
+                            )
+                            .unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "The page template failed; sending the headline");
+                                entry.page.headline()
+                            });
+                        sender.send(to, entry, text).await
                     }
                 }
             }
@@ -144,7 +155,14 @@ impl Worker {
     /// in flight.
     pub fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, crate::store::StoreError> {
         let now = self.service.clock().now();
-        let due = self.service.store().due_outbox(now, 256)?;
+        // Only as many as can be sent now (plus what is in flight and will
+        // be skipped): decoding more would be wasted work.
+        let room = self.permits.available_permits();
+        if room == 0 {
+            return Ok(0);
+        }
+        let in_flight = self.in_flight.lock().len();
+        let due = self.service.store().due_outbox(now, room + in_flight)?;
         let mut started = 0;
         for entry in due {
             if !self.in_flight.lock().insert(entry.key.clone()) {

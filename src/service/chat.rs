@@ -6,7 +6,7 @@ use super::{ChangeError, Service, ServiceError};
 use crate::config::{ContactKind, TargetConfig};
 use crate::escalation::{EscalationState, Recipient, resolve_targets};
 use crate::incident::{
-    Actor, Change, ChatLink, Incident, IncidentId, Severity, Status, TimelineEvent,
+    Actor, Change, ChatLink, Incident, IncidentId, Severity, Status, TimelineEntry, TimelineEvent,
 };
 use crate::intake::{AlertAction, AlertEvent};
 use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent, chat_key, page_key};
@@ -20,6 +20,9 @@ impl Service {
         let mut p = Vec::new();
         if self.directory.config.slack.is_some() {
             p.push("slack");
+        }
+        if self.directory.config.discord.is_some() {
+            p.push("discord");
         }
         p
     }
@@ -78,6 +81,21 @@ impl Service {
         by: Actor,
         page: Option<Vec<TargetConfig>>,
     ) -> Result<Incident, ServiceError> {
+        self.open_incident(title, severity, by, page, None, false)
+            .await
+    }
+
+    /// Opens an incident by hand: with `runbook` attached (or the first that
+    /// fits), marked as a drill or not.
+    pub(super) async fn open_incident(
+        &self,
+        title: &str,
+        severity: Option<Severity>,
+        by: Actor,
+        page: Option<Vec<TargetConfig>>,
+        runbook: Option<&crate::runbook::Runbook>,
+        drill: bool,
+    ) -> Result<Incident, ServiceError> {
         let config = &self.directory.config;
         let service = config
             .chat
@@ -104,9 +122,17 @@ impl Service {
                 details: serde_json::Value::Null,
                 links: Vec::new(),
             };
-            let mut change = Incident::open(id, &service, "chat", &event, now);
-            for e in &mut change.entries {
-                e.actor = by.clone();
+            let mut change = Incident::open_as(id, &service, "chat", &event, now, Some(by.clone()));
+            change.incident.drill = drill;
+            match runbook {
+                Some(rb) => match change.incident.attach_runbook(rb, by.clone(), now) {
+                    Ok(c) => {
+                        change.incident = c.incident;
+                        change.entries.extend(c.entries);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Could not attach the runbook"),
+                },
+                None => self.auto_attach(&mut change, now),
             }
             match &page {
                 Some(targets) => self.page_targets(tx, &mut change, targets, by.clone(), now)?,
@@ -239,12 +265,26 @@ impl Service {
         tx: &mut dyn Tx,
         before: Option<&Incident>,
         after: &Incident,
+        entries: &[TimelineEntry],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        let posts = self.channel_posts(before, after, entries);
         for platform in self.chat_platforms() {
             let job = |job: Job, what: &str, due: DateTime<Utc>| {
                 chat_entry(after, platform, job, what, now, due)
             };
+            for (seq, text) in &posts {
+                tx.put_outbox(&job(
+                    Job::Post { text: text.clone() },
+                    &format!("post/{seq}"),
+                    now,
+                ))?;
+            }
+            if before.is_some_and(|b| b.status != Status::Resolved)
+                && after.status == Status::Resolved
+            {
+                tx.put_outbox(&job(Job::PostSummary, "summary", now))?;
+            }
             match before {
                 None => tx.put_outbox(&job(Job::OpenChannel, "open", now))?,
                 Some(b) => {
@@ -348,6 +388,73 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The messages a change posts in the incident channel, rendered from
+    /// the templates, keyed by the timeline entry that caused each. A
+    /// template that fails to render is logged and skipped: it must never
+    /// stop the state change.
+    fn channel_posts(
+        &self,
+        before: Option<&Incident>,
+        after: &Incident,
+        entries: &[TimelineEntry],
+    ) -> Vec<(u64, String)> {
+        let Some(_) = before else {
+            return Vec::new(); // the channel's intro covers the opening
+        };
+        let t = &self.directory.templates;
+        let inc = incident_context(after);
+        let mut posts = Vec::new();
+        for e in entries {
+            let rendered = match &e.event {
+                TimelineEvent::EscalationStep {
+                    policy,
+                    step,
+                    round,
+                    notified,
+                } => t.render(
+                    "escalation.md",
+                    serde_json::json!({"incident": inc, "policy": policy, "step": step, "round": round, "notified": notified}),
+                ),
+                TimelineEvent::Acknowledged => t.render(
+                    "acknowledged.md",
+                    serde_json::json!({"incident": inc, "by": e.actor.to_string(),
+                        "tta": (e.at - after.created_at).num_seconds()}),
+                ),
+                TimelineEvent::Resolved { note } => t.render(
+                    "resolved.md",
+                    serde_json::json!({"incident": inc, "by": e.actor.to_string(), "note": note,
+                        "ttr": (e.at - after.created_at).num_seconds(),
+                        "archive_after": humantime::format_duration(self.directory.config.chat.archive_after).to_string()}),
+                ),
+                _ => continue,
+            };
+            match rendered {
+                Ok(text) => posts.push((e.seq, text)),
+                Err(err) => {
+                    tracing::error!(error = %err, "A chat template failed to render; the message is skipped")
+                }
+            }
+        }
+        posts
+    }
+}
+
+/// What templates see of an incident.
+pub fn incident_context(inc: &Incident) -> serde_json::Value {
+    serde_json::json!({
+        "key": inc.id.to_string(),
+        "id": inc.id.0,
+        "title": inc.title,
+        "severity": inc.severity.label(),
+        "service": inc.service,
+        "status": inc.status.as_str(),
+        "drill": inc.drill,
+        "created_at": inc.created_at,
+        "roles": inc.roles,
+    })
+}
+
 /// An outbox entry for a chat job on `platform`, due at `due`.
 fn chat_entry(
     inc: &Incident,
@@ -362,7 +469,7 @@ fn chat_entry(
         job,
         incident: inc.id,
         recipient: Recipient::Channel(platform.to_string()),
-        method: ContactKind::Slack,
+        method: ContactKind::of_chat_platform(platform).unwrap_or(ContactKind::Slack),
         method_index: 0,
         page: PageContent {
             incident: inc.id,

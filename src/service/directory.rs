@@ -8,7 +8,9 @@
 use crate::config::{Config, UserConfig};
 use crate::escalation::Policy;
 use crate::oncall::{OnCall, Override, Schedule};
+use crate::runbook::Runbooks;
 use crate::store::{Store, StoreError, StoredOverride};
+use crate::templates::Templates;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap};
@@ -22,14 +24,18 @@ pub struct Directory {
     schedules: BTreeMap<String, Schedule>,
     policies: BTreeMap<String, Policy>,
     overrides: RwLock<HashMap<String, Vec<StoredOverride>>>,
+    /// The loaded runbooks.
+    pub runbooks: Runbooks,
+    /// The message templates.
+    pub templates: Templates,
 }
 
 impl Directory {
-    /// Builds the directory from a validated config.
+    /// Builds the directory from a validated config, with its runbooks and templates.
     ///
     /// # Panics
     /// If a schedule does not build: [`Config::load`] validated them.
-    pub fn new(config: Arc<Config>) -> Self {
+    pub fn new(config: Arc<Config>, runbooks: Runbooks, templates: Templates) -> Self {
         let is_user = |n: &str| config.users.iter().any(|u| u.name == n);
         let schedules = config
             .schedules
@@ -50,6 +56,21 @@ impl Directory {
             schedules,
             policies,
             overrides: RwLock::new(HashMap::new()),
+            runbooks,
+            templates,
+        }
+    }
+
+    /// Loads the runbooks and templates the config names and builds the
+    /// directory; every runbook and template problem is returned at once.
+    pub fn load(config: Arc<Config>) -> Result<Self, Vec<String>> {
+        let runbooks = crate::runbook::load_dir(&config.runbooks.dir)
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        let templates = Templates::load(config.templates.dir.as_deref())
+            .map_err(|e| e.iter().map(|e| e.to_string()).collect::<Vec<_>>());
+        match (runbooks, templates) {
+            (Ok(r), Ok(t)) => Ok(Self::new(config, r, t)),
+            (r, t) => Err(r.err().into_iter().chain(t.err()).flatten().collect()),
         }
     }
 

@@ -12,7 +12,9 @@
 mod chat;
 pub mod directory;
 mod paging;
+mod runbook;
 
+pub use chat::incident_context;
 pub use directory::Directory;
 
 use crate::clock::Clock;
@@ -330,6 +332,7 @@ fn apply_event(
         (None, AlertAction::Trigger) => {
             let id = tx.next_incident_id()?;
             let mut change = Incident::open(id, service, &integration.name, event, now);
+            svc.auto_attach(&mut change, now);
             svc.start_escalation(tx, &mut change, now)?;
             svc.write_change(tx, &change)?;
             if change.incident.status.is_open() {
@@ -359,7 +362,7 @@ impl Service {
     pub(crate) fn write_change(&self, tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
         let before = tx.incident(change.incident.id)?;
         write_incident(tx, change)?;
-        self.queue_chat(tx, before.as_ref(), &change.incident)
+        self.queue_chat(tx, before.as_ref(), &change.incident, &change.entries)
     }
 }
 

@@ -171,18 +171,32 @@ impl Service {
     /// Fires every timer due at `now`; returns how many fired. Each timer
     /// is its own transaction; one flush covers them all.
     pub async fn fire_due_timers(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+        /// After this many timers: flush, let the outbox start paging, and
+        /// yield, so a backlog after downtime neither delays the first page
+        /// nor holds a runtime thread.
+        const BATCH: usize = 128;
         let mut fired = 0;
+        let mut unflushed = 0;
         while let Some(timer) = self.store.next_timer()? {
             if timer.due > now {
                 break;
             }
-            let span = info_span!("incident", incident = %timer.incident);
-            let _enter = span.enter();
-            self.store
-                .transact(&mut |tx| self.fire_timer(tx, &timer, now))?;
+            {
+                let span = info_span!("incident", incident = %timer.incident);
+                let _enter = span.enter();
+                self.store
+                    .transact(&mut |tx| self.fire_timer(tx, &timer, now))?;
+            }
             fired += 1;
+            unflushed += 1;
+            if unflushed == BATCH {
+                self.store.flush().await?;
+                self.wakers.outbox.notify_one();
+                unflushed = 0;
+                tokio::task::yield_now().await;
+            }
         }
-        if fired > 0 {
+        if unflushed > 0 {
             self.store.flush().await?;
             self.wakers.outbox.notify_one();
         }

@@ -158,6 +158,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every outbox entry of an incident, by key.
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// Stores an incident's rendered post-incident summary.
+    fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError>;
+
+    /// An incident's stored summary.
+    fn summary(&self, id: IncidentId) -> Result<Option<String>, StoreError>;
+
     /// The incident whose channel this is.
     fn incident_by_channel(
         &self,

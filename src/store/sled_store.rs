@@ -11,6 +11,7 @@
 //! - `outbox_queue`: due time | idempotency key → () for pending entries
 //! - `overrides`: schedule 0x00 id → JSON [`StoredOverride`]
 //! - `channels`: platform 0x00 channel id → incident id
+//! - `summaries`: id → the rendered post-incident summary (JSON string)
 
 use super::{FlushFuture, Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
@@ -40,7 +41,8 @@ const OUTBOX: usize = 6;
 const OUTBOX_QUEUE: usize = 7;
 const OVERRIDES: usize = 8;
 const CHANNELS: usize = 9;
-const TREE_NAMES: [&str; 10] = [
+const SUMMARIES: usize = 10;
+const TREE_NAMES: [&str; 11] = [
     "incidents",
     "open",
     "timeline",
@@ -51,6 +53,7 @@ const TREE_NAMES: [&str; 10] = [
     "outbox_queue",
     "overrides",
     "channels",
+    "summaries",
 ];
 
 type Waiter = oneshot::Sender<Result<(), String>>;
@@ -447,6 +450,17 @@ impl Store for SledStore {
                 decode(&v, OUTBOX, &k)
             })
             .collect()
+    }
+
+    fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError> {
+        self.trees[SUMMARIES]
+            .insert(id.0.to_be_bytes(), encode(&markdown))
+            .map_err(backend)?;
+        self.flush_blocking()
+    }
+
+    fn summary(&self, id: IncidentId) -> Result<Option<String>, StoreError> {
+        self.get(SUMMARIES, &id.0.to_be_bytes())
     }
 
     fn incident_by_channel(

@@ -117,4 +117,66 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(after, None);
     store.check_writable().unwrap();
+
+    // Timers: ordered by due time, deleted in transactions.
+    use crate::escalation::{Timer, TimerKind};
+    let late = Timer {
+        due: now() + chrono::Duration::minutes(10),
+        incident: IncidentId(1),
+        generation: 0,
+        kind: TimerKind::Escalate { step: 1, round: 0 },
+    };
+    let early = Timer {
+        due: now() + chrono::Duration::minutes(5),
+        incident: IncidentId(2),
+        generation: 0,
+        kind: TimerKind::Unsnooze,
+    };
+    store
+        .transact(&mut |tx| {
+            tx.put_timer(&late)?;
+            tx.put_timer(&early)
+        })
+        .unwrap();
+    assert_eq!(store.next_timer().unwrap(), Some(early));
+    assert_eq!(store.timer_count().unwrap(), 2);
+    let mut deleted = (false, false);
+    store
+        .transact(&mut |tx| {
+            deleted = (tx.delete_timer(&early)?, tx.delete_timer(&early)?);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(deleted, (true, false));
+    assert_eq!(store.next_timer().unwrap(), Some(late));
+
+    // Summaries, channels and runtime overrides.
+    assert_eq!(store.summary(IncidentId(1)).unwrap(), None);
+    store.put_summary(IncidentId(1), "# INC-1").unwrap();
+    assert_eq!(
+        store.summary(IncidentId(1)).unwrap().as_deref(),
+        Some("# INC-1")
+    );
+    store
+        .transact(&mut |tx| tx.set_channel("slack", "C1", IncidentId(1)))
+        .unwrap();
+    assert_eq!(
+        store.incident_by_channel("slack", "C1").unwrap(),
+        Some(IncidentId(1))
+    );
+    assert_eq!(store.incident_by_channel("discord", "C1").unwrap(), None);
+    let o = store
+        .add_override(super::StoredOverride {
+            id: 0,
+            schedule: "primary".into(),
+            user: "carol".into(),
+            start: now(),
+            end: now() + chrono::Duration::hours(1),
+            created_by: "suite".into(),
+        })
+        .unwrap();
+    assert_eq!(store.overrides("primary").unwrap(), vec![o.clone()]);
+    assert!(store.overrides("other").unwrap().is_empty());
+    assert!(store.delete_override("primary", o.id).unwrap());
+    assert!(!store.delete_override("primary", o.id).unwrap());
 }

@@ -181,3 +181,54 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(b["error"], "method_not_allowed");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /v2/enqueue HTTP/1.1\r\nHost: tocsin\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    let (s, _) = app.pd("trigger", "during-slowloris", "x").await;
+    assert_eq!(s, 202);
+    // The slow client is dropped after the 1 s header timeout of the test server.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut buf)).await;
+    match read {
+        Ok(Ok(n)) => {
+            let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+        }
+        Ok(Err(_)) => {} // reset: also cut off
+        Err(_) => panic!("the slow connection was still open after 5 s"),
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(
+        format!("POST /hooks/{GENERIC_KEY} HTTP/1.1\r\nHost: tocsin\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"summ")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let before = app.store_counts();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(15), slow.read(&mut buf))
+        .await
+        .expect("the server answers within the body timeout")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        answer.starts_with("HTTP/1.1 408") || answer.starts_with("HTTP/1.1 400"),
+        "{answer}"
+    );
+    assert_eq!(app.store_counts(), before);
+    app.stop().await;
+}

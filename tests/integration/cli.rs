@@ -19,7 +19,10 @@ fn check_accepts_the_example_config() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (4 integrations, 2 services)"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("OK (4 integrations, 2 services, 6 runbooks, 7 templates)")
+    );
 }
 
 #[test]

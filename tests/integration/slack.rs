@@ -11,7 +11,7 @@ use tocsin::store::Store;
 
 const SECRET: &str = "test-signing-secret";
 
-fn slack_config(fake: &FakeSlack) -> String {
+pub fn slack_config(fake: &FakeSlack) -> String {
     format!(
         r#"
 [notify]
@@ -65,9 +65,9 @@ delay = "10m"
     )
 }
 
-struct Slack {
-    app: TestApp,
-    fake: FakeSlack,
+pub struct Slack {
+    pub app: TestApp,
+    pub fake: FakeSlack,
 }
 
 async fn slack() -> Slack {
@@ -116,7 +116,7 @@ impl Slack {
     }
 
     /// A signed slash command; returns the HTTP status.
-    async fn command(
+    pub async fn command(
         &self,
         user: &str,
         channel: &str,
@@ -175,7 +175,7 @@ impl Slack {
         .0
     }
 
-    async fn reply(&self, id: &str) -> Value {
+    pub async fn reply(&self, id: &str) -> Value {
         self.fake
             .wait_until(&format!("a reply on {id}"), |f| !f.responses(id).is_empty())
             .await;
@@ -183,7 +183,7 @@ impl Slack {
     }
 
     /// Waits for the incident channel and the card of INC-n.
-    async fn channel_of(&self, n: u64) -> String {
+    pub async fn channel_of(&self, n: u64) -> String {
         let key = format!("INC-{n}");
         let mut channel = String::new();
         for _ in 0..200 {

@@ -1,5 +1,6 @@
 //! Test harness: a tocsin served on 127.0.0.1:0 over a fresh data directory.
 
+pub mod fake_discord;
 pub mod fake_slack;
 pub mod receiver;
 pub mod smtp;
@@ -112,12 +113,20 @@ pub async fn spawn_app_with(
     let worker = app.worker.clone();
     let (stop, _) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move {
-        axum::serve(listener, app.router)
-            .with_graceful_shutdown(async {
+        let timeouts = tocsin::http::Timeouts {
+            header_read: std::time::Duration::from_secs(1),
+            shutdown_grace: std::time::Duration::from_secs(5),
+        };
+        tocsin::http::serve(
+            listener,
+            app.router,
+            async {
                 let _ = rx.await;
-            })
-            .await
-            .unwrap();
+            },
+            timeouts,
+        )
+        .await
+        .unwrap();
     });
     TestApp {
         addr,

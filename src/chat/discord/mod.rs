@@ -1,0 +1,730 @@
+//! The Discord adapter, through serenity.
+//!
+//! Outbound: [`DiscordPlatform`] implements [`ChatPlatform`] with Discord's
+//! REST API: incident channels are text channels under a category in the
+//! configured guild, responders are let in with permission overwrites, the
+//! card is an embed with buttons, pages are direct messages carrying a
+//! nonce, and archiving moves the channel to an archive category and locks
+//! it. Requests are serenity [`Request`]s (its routes, authorization and
+//! proxy handling) sent by tocsin's own HTTP client, so that a 429's
+//! `retry_after` reaches the outbox: serenity's error type keeps neither
+//! the headers nor a 429 body.
+//!
+//! Inbound: [`http`] verifies and answers `POST /discord/interactions`;
+//! [`gateway`] receives the same interactions over a gateway connection.
+//! Both feed the shared [`ChatHandler`](super::handler::ChatHandler).
+
+pub mod commands;
+pub mod embeds;
+pub mod gateway;
+pub mod http;
+
+use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform};
+use crate::config::{DiscordConfig, DiscordMode};
+use crate::notify::DeliveryError;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use serenity::all::{
+    ApplicationId, ChannelId, ChannelType, CreateChannel, EditChannel, GuildChannel, GuildId,
+    LightMethod, Message, MessageId, Nonce, PermissionOverwrite, PermissionOverwriteType,
+    Permissions, PrivateChannel, Request, RoleId, Route, TargetId, UserId,
+};
+use serenity::http::{Http, HttpBuilder};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// What a responder may do in an incident channel.
+pub const RESPONDER: Permissions = Permissions::VIEW_CHANNEL.union(Permissions::SEND_MESSAGES);
+
+/// What an archived channel takes away from everyone.
+pub const LOCKED: Permissions = Permissions::SEND_MESSAGES
+    .union(Permissions::SEND_MESSAGES_IN_THREADS)
+    .union(Permissions::CREATE_PUBLIC_THREADS)
+    .union(Permissions::CREATE_PRIVATE_THREADS);
+
+/// The longest channel topic Discord takes.
+const TOPIC_MAX: usize = 1024;
+
+/// A Discord guild, through the application's bot.
+pub struct DiscordPlatform {
+    http: Arc<Http>,
+    client: reqwest::Client,
+    guild: GuildId,
+    application: ApplicationId,
+    incidents_category: String,
+    archive_category: String,
+    token: crate::secret::Secret,
+    api_url: String,
+}
+
+impl std::fmt::Debug for DiscordPlatform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordPlatform")
+            .field("guild", &self.guild)
+            .field("application", &self.application)
+            .field("api_url", &self.api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Maps an unsuccessful answer to a delivery result: 429 comes back with
+/// Discord's `retry_after` (body, else `Retry-After`, else
+/// `X-RateLimit-Reset-After`); 5xx and 408 are retried; other 4xx are not.
+pub fn map_status(
+    what: &str,
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) -> DeliveryError {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    if status.as_u16() == 429 {
+        let seconds = body
+            .get("retry_after")
+            .and_then(Value::as_f64)
+            .or_else(|| header("retry-after"))
+            .or_else(|| header("x-ratelimit-reset-after"));
+        let global = body.get("global").and_then(Value::as_bool) == Some(true)
+            || headers.contains_key("x-ratelimit-global");
+        return DeliveryError {
+            message: format!(
+                "discord {what}: rate limited{}",
+                if global { " (global)" } else { "" }
+            ),
+            retryable: true,
+            retry_after: seconds
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| Duration::from_secs_f64(s.min(3600.0))),
+        };
+    }
+    let mut message = format!("discord {what}: HTTP {status}");
+    if let Some(m) = body.get("message").and_then(Value::as_str) {
+        message.push_str(&format!(": {}", embeds::truncate(m, 200)));
+        if let Some(code) = body.get("code").and_then(Value::as_i64) {
+            message.push_str(&format!(" ({code})"));
+        }
+    }
+    if status.is_server_error() || status.as_u16() == 408 {
+        DeliveryError::retryable(message)
+    } else {
+        DeliveryError::permanent(message)
+    }
+}
+
+/// A snowflake from a stored or configured id.
+fn snowflake(what: &str, id: &str) -> Result<u64, DeliveryError> {
+    match id.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(DeliveryError::permanent(format!(
+            "'{id}' is not a Discord {what} id"
+        ))),
+    }
+}
+
+/// The nonce of a page: Discord takes at most 25 characters, so it is a
+/// digest of the idempotency key.
+pub fn nonce(idempotency_key: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(idempotency_key.as_bytes());
+    hex::encode(digest)[..25].to_string()
+}
+
+/// The permission overwrites of a channel after locking: nobody keeps
+/// [`LOCKED`], @everyone included (a member's allow would beat a deny on
+/// @everyone, so each overwrite is changed).
+pub fn locked_overwrites(
+    existing: &[PermissionOverwrite],
+    guild: GuildId,
+) -> Vec<PermissionOverwrite> {
+    let everyone = PermissionOverwriteType::Role(RoleId::new(guild.get()));
+    let mut out: Vec<PermissionOverwrite> = existing
+        .iter()
+        .map(|o| PermissionOverwrite {
+            allow: o.allow - LOCKED,
+            deny: o.deny | LOCKED,
+            kind: o.kind,
+        })
+        .collect();
+    if !out.iter().any(|o| o.kind == everyone) {
+        out.push(PermissionOverwrite {
+            allow: Permissions::empty(),
+            deny: LOCKED,
+            kind: everyone,
+        });
+    }
+    out
+}
+
+impl DiscordPlatform {
+    /// A client for `[discord]`; `timeout` bounds each request.
+    pub fn new(cfg: &DiscordConfig, timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("discord: http client: {e}"))?;
+        let platform = Self {
+            http: Arc::new(Self::builder(cfg).build()),
+            client,
+            guild: GuildId::new(cfg.guild_id),
+            application: ApplicationId::new(cfg.application_id),
+            incidents_category: cfg.incidents_category.clone(),
+            archive_category: cfg.archive_category.clone(),
+            token: cfg.bot_token.clone(),
+            api_url: cfg.api_url.clone(),
+        };
+        Ok(platform)
+    }
+
+    /// serenity's HTTP client for `[discord]`: requests go to `api_url`
+    /// (the proxy replaces `https://discord.com`, keeping `/api/v10/...`).
+    /// serenity's rate limiter would send them to discord.com whatever the
+    /// proxy, so it is off: tocsin's outbox handles 429.
+    fn builder(cfg: &DiscordConfig) -> HttpBuilder {
+        HttpBuilder::new(cfg.bot_token.expose())
+            .application_id(ApplicationId::new(cfg.application_id))
+            .proxy(cfg.api_url.clone())
+            .ratelimiter_disabled(true)
+    }
+
+    /// A new serenity client like this one's (for the gateway client,
+    /// which takes its own).
+    pub fn new_http(&self) -> Http {
+        HttpBuilder::new(self.token.expose())
+            .application_id(self.application)
+            .proxy(self.api_url.clone())
+            .ratelimiter_disabled(true)
+            .build()
+    }
+
+    /// serenity's client, for interaction responses.
+    pub fn http(&self) -> &Arc<Http> {
+        &self.http
+    }
+
+    /// The guild.
+    pub fn guild(&self) -> GuildId {
+        self.guild
+    }
+
+    /// Sends a request; the body of a 2xx answer, or a [`DeliveryError`].
+    async fn send(&self, what: &str, req: Request<'_>) -> Result<axum::body::Bytes, DeliveryError> {
+        let builder = req
+            .build(&self.client, self.http.token(), self.http.proxy.as_deref())
+            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))?;
+        let resp = builder.send().await.map_err(|e| {
+            let e = e.without_url();
+            DeliveryError::retryable(format!("discord {what}: {e}"))
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map_err(|e| {
+            DeliveryError::retryable(format!("discord {what}: {}", e.without_url()))
+        })?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let err = map_status(what, status, &headers, &json);
+        warn!(error = %err, retry_after = ?err.retry_after, "Discord refused a request");
+        Err(err)
+    }
+
+    /// Sends a request and decodes the answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        req: Request<'_>,
+    ) -> Result<T, DeliveryError> {
+        let body = self.send(what, req).await?;
+        serde_json::from_slice(&body).map_err(|e| {
+            DeliveryError::permanent(format!("discord {what}: unexpected answer: {e}"))
+        })
+    }
+
+    fn body(what: &str, v: &impl serde::Serialize) -> Result<Option<Vec<u8>>, DeliveryError> {
+        serde_json::to_vec(v)
+            .map(Some)
+            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))
+    }
+
+    /// The guild's channels.
+    async fn channels(&self) -> Result<Vec<GuildChannel>, DeliveryError> {
+        let req = Request::new(
+            Route::GuildChannels {
+                guild_id: self.guild,
+            },
+            LightMethod::Get,
+        );
+        self.call("list channels", req).await
+    }
+
+    /// The category named `name` among `channels`, created if missing.
+    async fn category(
+        &self,
+        channels: &[GuildChannel],
+        name: &str,
+    ) -> Result<ChannelId, DeliveryError> {
+        if let Some(c) = channels
+            .iter()
+            .find(|c| c.kind == ChannelType::Category && c.name.eq_ignore_ascii_case(name))
+        {
+            return Ok(c.id);
+        }
+        let what = "create category";
+        let body = CreateChannel::new(name).kind(ChannelType::Category);
+        let req = Request::new(
+            Route::GuildChannels {
+                guild_id: self.guild,
+            },
+            LightMethod::Post,
+        )
+        .body(Self::body(what, &body)?);
+        let created: GuildChannel = self.call(what, req).await?;
+        info!(category = %name, id = %created.id, "Created a Discord category");
+        Ok(created.id)
+    }
+
+    /// Bulk-overwrites the guild's application commands with
+    /// [`commands::definitions`]; returns the names Discord echoed.
+    pub async fn register_commands(&self) -> Result<Vec<String>, DeliveryError> {
+        let what = "register commands";
+        let req = Request::new(
+            Route::GuildCommands {
+                application_id: self.application,
+                guild_id: self.guild,
+            },
+            LightMethod::Put,
+        )
+        .body(Self::body(what, &commands::definitions())?);
+        let echoed: Vec<Value> = self.call(what, req).await?;
+        Ok(echoed
+            .iter()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect())
+    }
+}
+
+impl ChatPlatform for DiscordPlatform {
+    fn name(&self) -> &'static str {
+        "discord"
+    }
+
+    /// A text channel under the incidents category. Discord allows
+    /// duplicate names, so an existing channel of this name in the category
+    /// (left by a retry after a crash) is taken instead of making another.
+    fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef> {
+        Box::pin(async move {
+            let channels = self.channels().await?;
+            let category = self.category(&channels, &self.incidents_category).await?;
+            if let Some(c) = channels.iter().find(|c| {
+                c.kind == ChannelType::Text && c.parent_id == Some(category) && c.name == name
+            }) {
+                return Ok(ChannelRef {
+                    id: c.id.to_string(),
+                    name: c.name.clone(),
+                });
+            }
+            let what = "create channel";
+            let name: String = name.chars().take(100).collect();
+            let body = CreateChannel::new(name.clone())
+                .kind(ChannelType::Text)
+                .category(category);
+            let req = Request::new(
+                Route::GuildChannels {
+                    guild_id: self.guild,
+                },
+                LightMethod::Post,
+            )
+            .body(Self::body(what, &body)?);
+            let created: GuildChannel = self.call(what, req).await?;
+            Ok(ChannelRef {
+                id: created.id.to_string(),
+                name: created.name,
+            })
+        })
+    }
+
+    /// A member overwrite per responder: they may see and write in the
+    /// channel whatever the category allows everyone. PUT is idempotent.
+    fn invite<'a>(&'a self, channel: &'a str, users: &'a [String]) -> ChatFuture<'a, ()> {
+        Box::pin(async move {
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            for user in users {
+                let what = "allow responder";
+                let user_id = snowflake("user", user)?;
+                let body = json!({
+                    "allow": RESPONDER.bits().to_string(),
+                    "deny": "0",
+                    "type": 1,
+                });
+                let req = Request::new(
+                    Route::ChannelPermission {
+                        channel_id,
+                        target_id: TargetId::new(user_id),
+                    },
+                    LightMethod::Put,
+                )
+                .body(Self::body(what, &body)?);
+                self.send(what, req).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()> {
+        Box::pin(async move {
+            let what = "set topic";
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            let body = EditChannel::new().topic(embeds::truncate(topic, TOPIC_MAX));
+            let req = Request::new(Route::Channel { channel_id }, LightMethod::Patch)
+                .body(Self::body(what, &body)?);
+            self.send(what, req).await.map(|_| ())
+        })
+    }
+
+    /// Text longer than one message holds (a summary) goes out as several
+    /// messages, in order; the first one's id is returned.
+    fn post<'a>(&'a self, channel: &'a str, message: &'a ChatMessage) -> ChatFuture<'a, String> {
+        Box::pin(async move {
+            let what = "create message";
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            let pieces: Vec<ChatMessage> = match message {
+                ChatMessage::Text(t) => embeds::split(t, 10)
+                    .into_iter()
+                    .map(ChatMessage::Text)
+                    .collect(),
+                other => vec![other.clone()],
+            };
+            let mut first = None;
+            for piece in &pieces {
+                let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
+                    .body(Self::body(what, &embeds::create(piece))?);
+                let sent: Message = self.call(what, req).await?;
+                first.get_or_insert(sent.id.to_string());
+            }
+            first.ok_or_else(|| DeliveryError::permanent("discord create message: nothing to send"))
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        channel: &'a str,
+        message_id: &'a str,
+        message: &'a ChatMessage,
+    ) -> ChatFuture<'a, ()> {
+        Box::pin(async move {
+            let what = "edit message";
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            let message_id = MessageId::new(snowflake("message", message_id)?);
+            let req = Request::new(
+                Route::ChannelMessage {
+                    channel_id,
+                    message_id,
+                },
+                LightMethod::Patch,
+            )
+            .body(Self::body(what, &embeds::edit(message))?);
+            self.send(what, req).await.map(|_| ())
+        })
+    }
+
+    /// Opens the DM channel, then sends with the key's nonce and
+    /// `enforce_nonce`: a retry within Discord's nonce window gets the
+    /// first message back instead of a second page. (Discord has no
+    /// message metadata to search a DM's history by, as Slack does.)
+    fn send_dm<'a>(
+        &'a self,
+        user: &'a str,
+        message: &'a ChatMessage,
+        idempotency_key: &'a str,
+    ) -> ChatFuture<'a, String> {
+        Box::pin(async move {
+            let what = "open DM";
+            let recipient = UserId::new(snowflake("user", user)?);
+            let req = Request::new(Route::UserMeDmChannels, LightMethod::Post)
+                .body(Self::body(what, &json!({"recipient_id": recipient}))?);
+            let dm: PrivateChannel = self.call(what, req).await?;
+            let what = "send DM";
+            let body = embeds::create(message)
+                .nonce(Nonce::String(nonce(idempotency_key)))
+                .enforce_nonce(true);
+            let req = Request::new(
+                Route::ChannelMessages { channel_id: dm.id },
+                LightMethod::Post,
+            )
+            .body(Self::body(what, &body)?);
+            let sent: Message = self.call(what, req).await?;
+            Ok(sent.id.to_string())
+        })
+    }
+
+    /// Moves the channel to the archive category (made if missing) and
+    /// takes [`LOCKED`] away from everyone, in one edit. A channel that is
+    /// gone counts as archived.
+    fn archive<'a>(&'a self, channel: &'a str) -> ChatFuture<'a, ()> {
+        Box::pin(async move {
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            let channels = self.channels().await?;
+            let Some(current) = channels.iter().find(|c| c.id == channel_id) else {
+                warn!(channel = %channel_id, "The incident channel is gone; nothing to archive");
+                return Ok(());
+            };
+            let archive = self.category(&channels, &self.archive_category).await?;
+            let what = "archive channel";
+            let body = EditChannel::new()
+                .category(Some(archive))
+                .permissions(locked_overwrites(
+                    &current.permission_overwrites,
+                    self.guild,
+                ));
+            let req = Request::new(Route::Channel { channel_id }, LightMethod::Patch)
+                .body(Self::body(what, &body)?);
+            self.send(what, req).await.map(|_| ())
+        })
+    }
+}
+
+/// Everything tocsin runs for Discord: the platform, the interaction
+/// routes or the gateway client, and command registration at start.
+#[derive(Clone)]
+pub struct Discord {
+    /// The REST side, shared with the outbox.
+    pub platform: Arc<DiscordPlatform>,
+    /// What interactions are answered with.
+    pub state: http::DiscordState,
+    /// How interactions arrive.
+    pub mode: DiscordMode,
+}
+
+impl Discord {
+    /// Wires the interaction side over `platform`.
+    pub fn new(
+        cfg: &DiscordConfig,
+        platform: Arc<DiscordPlatform>,
+        handler: super::handler::ChatHandler,
+        clock: Arc<dyn crate::clock::Clock>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            state: http::DiscordState {
+                handler,
+                platform: platform.clone(),
+                verifier: http::verifier(&cfg.public_key)?,
+                clock,
+                defer_after: cfg.defer_after,
+            },
+            platform,
+            mode: cfg.mode,
+        })
+    }
+
+    /// `POST /discord/interactions`, in interactions mode.
+    pub fn router(&self) -> Option<axum::Router> {
+        (self.mode == DiscordMode::Interactions).then(|| http::router(self.state.clone()))
+    }
+
+    /// Registers the commands (retrying until Discord takes them), and in
+    /// gateway mode runs the gateway client; until `stop`.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let register = {
+            let platform = self.platform.clone();
+            let mut stop = stop.clone();
+            async move {
+                let mut wait = Duration::from_secs(5);
+                loop {
+                    match platform.register_commands().await {
+                        Ok(names) => {
+                            info!(commands = ?names, guild = %platform.guild, "Registered the Discord commands");
+                            return;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "Could not register the Discord commands; retrying")
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => return,
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(300));
+                }
+            }
+        };
+        match self.mode {
+            DiscordMode::Interactions => {
+                tokio::select! {
+                    _ = register => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            DiscordMode::Gateway => {
+                let gateway = gateway::run(self.state.clone(), stop.clone());
+                tokio::join!(register, gateway);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigError};
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn rate_limits_carry_discords_retry_after() {
+        let body =
+            json!({"message": "You are being rate limited.", "retry_after": 1.5, "global": false});
+        let e = map_status(
+            "send DM",
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "2"), ("x-ratelimit-reset-after", "1.5")]),
+            &body,
+        );
+        assert!(e.retryable);
+        assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        assert_eq!(e.message, "discord send DM: rate limited");
+        // Without the body: the header; then the bucket's reset.
+        let e = map_status(
+            "x",
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[("retry-after", "3")]),
+            &Value::Null,
+        );
+        assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+        let e = map_status(
+            "x",
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[
+                ("x-ratelimit-reset-after", "0.25"),
+                ("x-ratelimit-global", "true"),
+            ]),
+            &Value::Null,
+        );
+        assert_eq!(e.retry_after, Some(Duration::from_millis(250)));
+        assert_eq!(e.message, "discord x: rate limited (global)");
+    }
+
+    #[test]
+    fn server_errors_are_retried_and_client_errors_are_not() {
+        let e = map_status(
+            "x",
+            StatusCode::BAD_GATEWAY,
+            &HeaderMap::new(),
+            &Value::Null,
+        );
+        assert!(e.retryable && e.retry_after.is_none());
+        let e = map_status(
+            "create channel",
+            StatusCode::FORBIDDEN,
+            &HeaderMap::new(),
+            &json!({"message": "Missing Permissions", "code": 50013}),
+        );
+        assert!(!e.retryable);
+        assert_eq!(
+            e.message,
+            "discord create channel: HTTP 403 Forbidden: Missing Permissions (50013)"
+        );
+    }
+
+    #[test]
+    fn locking_takes_sending_from_everyone_and_keeps_reading() {
+        let guild = GuildId::new(10);
+        let alice = PermissionOverwrite {
+            allow: RESPONDER,
+            deny: Permissions::empty(),
+            kind: PermissionOverwriteType::Member(UserId::new(11)),
+        };
+        let locked = locked_overwrites(&[alice], guild);
+        assert_eq!(locked.len(), 2);
+        assert_eq!(locked[0].allow, Permissions::VIEW_CHANNEL);
+        assert!(locked[0].deny.contains(Permissions::SEND_MESSAGES));
+        assert_eq!(
+            locked[1].kind,
+            PermissionOverwriteType::Role(RoleId::new(10))
+        );
+        assert!(locked[1].deny.contains(Permissions::SEND_MESSAGES));
+        // Locking twice changes nothing more.
+        assert_eq!(locked_overwrites(&locked, guild), locked);
+    }
+
+    #[test]
+    fn nonces_fit_discords_25_characters() {
+        let a = nonce("INC-1/g0/r0/s0/user:alice/m0");
+        assert_eq!(a.len(), 25);
+        assert_eq!(a, nonce("INC-1/g0/r0/s0/user:alice/m0"));
+        assert_ne!(a, nonce("INC-1/g0/r0/s1/user:alice/m0"));
+    }
+
+    fn problems(toml: &str) -> Vec<String> {
+        match Config::from_toml_str(toml, &Default::default()) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(issues)) => issues.iter().map(|i| i.to_string()).collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
+    #[test]
+    fn the_discord_section_is_validated() {
+        let good = format!(
+            "[discord]\napplication_id = 1\npublic_key = \"{KEY}\"\nbot_token = \"t\"\nguild_id = \"2\"\n"
+        );
+        assert_eq!(problems(&good), Vec::<String>::new());
+        let c = Config::from_toml_str(&good, &Default::default()).unwrap();
+        let d = c.discord.unwrap();
+        assert_eq!(d.api_url, "https://discord.com");
+        assert_eq!(d.mode, DiscordMode::Interactions);
+        assert_eq!(d.incidents_category, "incidents");
+        assert_eq!(d.archive_category, "incidents-archive");
+
+        let bad = "[discord]\napplication_id = \"app\"\npublic_key = \"abc\"\nbot_token = \"\"\nguild_id = 0\n";
+        let p = problems(bad);
+        assert!(
+            p.iter().any(|i| i.starts_with("discord.application_id")),
+            "{p:?}"
+        );
+        let bad = "[discord]\napplication_id = 1\npublic_key = \"abc\"\nbot_token = \"\"\nguild_id = 2\napi_url = \"ftp://x/\"\nmode = \"gateway\"\ndefer_after = \"5s\"\n";
+        let p = problems(bad);
+        for path in [
+            "discord.public_key",
+            "discord.bot_token",
+            "discord.api_url",
+            "discord.defer_after",
+        ] {
+            assert!(p.iter().any(|i| i.starts_with(path)), "{path}: {p:?}");
+        }
+
+        let users = "[[users]]\nname = \"a\"\ncontact_methods = [{ kind = \"discord\" }]\n[[users]]\nname = \"b\"\ndiscord_id = \"<@12>\"\n";
+        let p = problems(users);
+        assert!(
+            p.iter()
+                .any(|i| i.contains("needs the user's 'discord_id'")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|i| i.starts_with("users[1].discord_id")),
+            "{p:?}"
+        );
+        let p = problems(
+            "[[users]]\nname = \"a\"\ndiscord_id = \"12\"\ncontact_methods = [{ kind = \"discord\" }]\n",
+        );
+        assert!(
+            p.iter().any(|i| i.contains("needs a [discord] section")),
+            "{p:?}"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! A fake Discord on loopback: the REST API (`/api/v10/...`) answering the
+//! documented object shapes (channels, messages, DM channels, application
+//! commands, interaction webhooks) and recording every call, and a small
+//! gateway (websocket) that speaks HELLO, IDENTIFY, READY, heartbeats and
+//! dispatches the interactions a test hands it. It can answer 429 with
+//! Discord's JSON body and rate-limit headers, 500, or do the work and then
+//! answer 500 (a lost response).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+pub const GUILD: &str = "1100000000000000001";
+pub const APPLICATION: &str = "1100000000000000002";
+pub const BOT_USER: &str = "1100000000000000003";
+pub const GENERAL: &str = "1100000000000000004";
+
+/// One recorded REST call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The route's name, like `create_message`.
+    pub route: &'static str,
+    pub method: String,
+    /// The path after `/api/v10`.
+    pub path: String,
+    pub body: Value,
+    pub authorization: Option<String>,
+    /// The status answered.
+    pub status: u16,
+    /// When it arrived.
+    pub at: std::time::Instant,
+}
+
+/// A scripted failure.
+#[derive(Debug, Clone)]
+pub enum Fail {
+    /// 429 with `{"message":"You are being rate limited.","retry_after":secs,"global":false}`
+    /// and the `Retry-After` and `X-RateLimit-*` headers.
+    RateLimited(f64),
+    /// 429 with the `Retry-After` header only (no JSON body).
+    RateLimitedHeaderOnly(u32),
+    /// HTTP 500.
+    ServerError,
+    /// Does the work, then answers 500: the response is lost.
+    LoseResponse,
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<Call>,
+    failures: HashMap<&'static str, VecDeque<Fail>>,
+    /// Guild channels, as channel objects.
+    channels: Vec<Value>,
+    /// channel id → its messages, oldest first.
+    messages: HashMap<String, Vec<Value>>,
+    /// user id → DM channel id.
+    dms: HashMap<String, String>,
+    seq: u64,
+    /// Interactions for the gateway to dispatch.
+    dispatch: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    /// What the gateway received (IDENTIFY and heartbeats).
+    gateway_received: Vec<Value>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeDiscord {
+    inner: Arc<Mutex<Inner>>,
+    pub addr: Option<SocketAddr>,
+    pub gateway_addr: Option<SocketAddr>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+fn user_obj(id: &str, name: &str, bot: bool) -> Value {
+    json!({"id": id, "username": name, "discriminator": "0", "global_name": null,
+           "avatar": null, "bot": bot, "public_flags": 0})
+}
+
+impl FakeDiscord {
+    pub async fn start() -> Self {
+        let mut s = FakeDiscord::default();
+        s.inner.lock().channels.push(json!({
+            "id": GENERAL, "type": 0, "name": "general", "guild_id": GUILD,
+            "parent_id": null, "position": 0, "permission_overwrites": [], "topic": null, "nsfw": false
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        s.addr = Some(listener.local_addr().unwrap());
+        let gw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        s.gateway_addr = Some(gw.local_addr().unwrap());
+        let app = Router::new()
+            .route("/api/v10/{*path}", axum::routing::any(api))
+            .with_state(s.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let fake = s.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = gw.accept().await {
+                tokio::spawn(gateway_session(fake.clone(), stream));
+            }
+        });
+        s
+    }
+
+    /// The `api_url` to configure.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.addr.unwrap())
+    }
+
+    pub fn fail(&self, route: &'static str, failures: &[Fail]) {
+        self.inner
+            .lock()
+            .failures
+            .entry(route)
+            .or_default()
+            .extend(failures.iter().cloned());
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.inner.lock().calls.clone()
+    }
+
+    /// Successful calls of one route.
+    pub fn ok_calls(&self, route: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.route == route && (200..300).contains(&c.status))
+            .collect()
+    }
+
+    pub fn channel(&self, id: &str) -> Option<Value> {
+        self.inner
+            .lock()
+            .channels
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+    }
+
+    pub fn channel_named(&self, name: &str) -> Option<Value> {
+        self.inner
+            .lock()
+            .channels
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    }
+
+    pub fn messages(&self, channel: &str) -> Vec<Value> {
+        self.inner
+            .lock()
+            .messages
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The DM channel of a user, once opened.
+    pub fn dm_of(&self, user: &str) -> Option<String> {
+        self.inner.lock().dms.get(user).cloned()
+    }
+
+    /// Adds a channel as if made by hand (for the "category exists" path).
+    pub fn add_channel(&self, kind: u8, name: &str, parent: Option<&str>) -> String {
+        let mut inner = self.inner.lock();
+        inner.seq += 1;
+        let id = snowflake(inner.seq);
+        inner.channels.push(json!({
+            "id": id, "type": kind, "name": name, "guild_id": GUILD, "parent_id": parent,
+            "position": 0, "permission_overwrites": [], "topic": null, "nsfw": false
+        }));
+        id
+    }
+
+    /// Hands an interaction to the gateway for an INTERACTION_CREATE dispatch.
+    pub fn dispatch_interaction(&self, interaction: Value) {
+        let tx = self
+            .inner
+            .lock()
+            .dispatch
+            .clone()
+            .expect("no gateway session yet");
+        tx.send(interaction).unwrap();
+    }
+
+    pub fn gateway_connected(&self) -> bool {
+        self.inner.lock().dispatch.is_some()
+    }
+
+    pub fn gateway_received(&self) -> Vec<Value> {
+        self.inner.lock().gateway_received.clone()
+    }
+
+    /// Waits until `check` holds, up to 10 s.
+    pub async fn wait_until(&self, what: &str, check: impl Fn(&FakeDiscord) -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !check(self) {
+            let notified = self.notify.notified();
+            let tick = tokio::time::sleep(std::time::Duration::from_millis(50));
+            tokio::select! {
+                _ = notified => {}
+                _ = tick => {}
+            }
+            if tokio::time::Instant::now() > deadline && !check(self) {
+                panic!(
+                    "fake Discord: timed out waiting for {what}; calls: {:#?}",
+                    self.calls()
+                );
+            }
+        }
+    }
+}
+
+fn snowflake(seq: u64) -> String {
+    (1_200_000_000_000_000_000u64 + seq).to_string()
+}
+
+const TIMESTAMP: &str = "2026-01-05T10:00:00.000000+00:00";
+
+fn message_obj(id: &str, channel: &str, body: &Value) -> Value {
+    json!({
+        "id": id,
+        "channel_id": channel,
+        "author": user_obj(BOT_USER, "tocsin", true),
+        "content": body.get("content").cloned().unwrap_or(json!("")),
+        "timestamp": TIMESTAMP,
+        "edited_timestamp": null,
+        "tts": false,
+        "mention_everyone": false,
+        "mentions": [],
+        "mention_roles": [],
+        "attachments": [],
+        "embeds": body.get("embeds").cloned().unwrap_or(json!([])),
+        "components": body.get("components").cloned().unwrap_or(json!([])),
+        "pinned": false,
+        "type": 0,
+        "flags": 0,
+        "nonce": body.get("nonce").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Which documented route a request is, by method and path.
+fn route_of(method: &Method, parts: &[&str]) -> &'static str {
+    match (method.as_str(), parts) {
+        ("GET", ["guilds", _, "channels"]) => "list_channels",
+        ("POST", ["guilds", _, "channels"]) => "create_channel",
+        ("PATCH", ["channels", _]) => "edit_channel",
+        ("PUT", ["channels", _, "permissions", _]) => "put_permission",
+        ("POST", ["channels", _, "messages"]) => "create_message",
+        ("PATCH", ["channels", _, "messages", _]) => "edit_message",
+        ("POST", ["users", "@me", "channels"]) => "create_dm",
+        ("PUT", ["applications", _, "guilds", _, "commands"]) => "register_commands",
+        ("PATCH", ["webhooks", _, _, "messages", "@original"]) => "edit_original",
+        ("POST", ["webhooks", _, _]) => "followup",
+        ("POST", ["interactions", _, _, "callback"]) => "interaction_callback",
+        ("GET", ["gateway"]) | ("GET", ["gateway", "bot"]) => "gateway",
+        _ => "unknown",
+    }
+}
+
+async fn api(
+    State(s): State<FakeDiscord>,
+    Path(path): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _ = uri;
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let route = route_of(&method, &parts);
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut inner = s.inner.lock();
+    let failure = inner.failures.get_mut(route).and_then(|q| q.pop_front());
+    let mut extra_headers: Vec<(&'static str, String)> = Vec::new();
+    let (status, answer) = match failure {
+        Some(Fail::RateLimited(secs)) => {
+            extra_headers.push(("retry-after", format!("{}", secs.ceil() as u64)));
+            extra_headers.push(("x-ratelimit-limit", "5".into()));
+            extra_headers.push(("x-ratelimit-remaining", "0".into()));
+            extra_headers.push(("x-ratelimit-reset-after", format!("{secs}")));
+            extra_headers.push(("x-ratelimit-bucket", "fake-bucket".into()));
+            extra_headers.push(("x-ratelimit-scope", "user".into()));
+            (
+                429,
+                json!({"message": "You are being rate limited.", "retry_after": secs, "global": false}),
+            )
+        }
+        Some(Fail::RateLimitedHeaderOnly(secs)) => {
+            extra_headers.push(("retry-after", secs.to_string()));
+            (429, Value::Null)
+        }
+        Some(Fail::ServerError) => (
+            500,
+            json!({"message": "500: Internal Server Error", "code": 0}),
+        ),
+        Some(Fail::LoseResponse) => {
+            let _ = perform(&mut inner, route, &parts, &req, &s);
+            (
+                500,
+                json!({"message": "500: Internal Server Error", "code": 0}),
+            )
+        }
+        None => perform(&mut inner, route, &parts, &req, &s),
+    };
+    inner.calls.push(Call {
+        route,
+        method: method.to_string(),
+        path: format!("/{path}"),
+        body: req,
+        authorization,
+        status,
+        at: std::time::Instant::now(),
+    });
+    drop(inner);
+    s.notify.notify_waiters();
+    let status = StatusCode::from_u16(status).unwrap();
+    let mut resp = if status == StatusCode::NO_CONTENT {
+        status.into_response()
+    } else if answer.is_null() {
+        (status, "").into_response()
+    } else {
+        (status, axum::Json(answer)).into_response()
+    };
+    for (k, v) in extra_headers {
+        resp.headers_mut().insert(k, v.parse().unwrap());
+    }
+    resp
+}
+
+/// Does what a route does; the status and body to answer.
+fn perform(
+    inner: &mut Inner,
+    route: &'static str,
+    parts: &[&str],
+    req: &Value,
+    s: &FakeDiscord,
+) -> (u16, Value) {
+    inner.seq += 1;
+    let id = snowflake(inner.seq);
+    let unknown_channel = (404, json!({"message": "Unknown Channel", "code": 10003}));
+    match route {
+        "list_channels" => (200, Value::Array(inner.channels.clone())),
+        "create_channel" => {
+            let channel = json!({
+                "id": id, "type": req["type"].as_u64().unwrap_or(0), "name": req["name"],
+                "guild_id": GUILD, "parent_id": req.get("parent_id").cloned().unwrap_or(Value::Null),
+                "position": inner.channels.len(),
+                "permission_overwrites": req.get("permission_overwrites").cloned().unwrap_or(json!([])),
+                "topic": req.get("topic").cloned().unwrap_or(Value::Null), "nsfw": false,
+                "rate_limit_per_user": 0, "last_message_id": null
+            });
+            inner.channels.push(channel.clone());
+            (201, channel)
+        }
+        "edit_channel" => {
+            let Some(ch) = inner.channels.iter_mut().find(|c| c["id"] == parts[1]) else {
+                return unknown_channel;
+            };
+            for key in ["topic", "parent_id", "permission_overwrites", "name"] {
+                if let Some(v) = req.get(key) {
+                    ch[key] = v.clone();
+                }
+            }
+            (200, ch.clone())
+        }
+        "put_permission" => {
+            let Some(ch) = inner.channels.iter_mut().find(|c| c["id"] == parts[1]) else {
+                return unknown_channel;
+            };
+            let target = parts[3];
+            let overwrite = json!({"id": target, "type": req["type"], "allow": req["allow"], "deny": req["deny"]});
+            let list = ch["permission_overwrites"].as_array_mut().unwrap();
+            list.retain(|o| o["id"] != target);
+            list.push(overwrite);
+            (204, Value::Null)
+        }
+        "create_message" => {
+            let channel = parts[1].to_string();
+            let known = inner.channels.iter().any(|c| c["id"] == channel)
+                || inner.dms.values().any(|d| *d == channel);
+            if !known {
+                return unknown_channel;
+            }
+            let msgs = inner.messages.entry(channel.clone()).or_default();
+            // enforce_nonce: the same nonce from the same author returns the
+            // first message instead of creating another.
+            if req["enforce_nonce"] == true
+                && !req["nonce"].is_null()
+                && let Some(m) = msgs.iter().find(|m| m["nonce"] == req["nonce"])
+            {
+                return (200, m.clone());
+            }
+            let m = message_obj(&id, &channel, req);
+            msgs.push(m.clone());
+            (200, m)
+        }
+        "edit_message" => {
+            let msgs = inner.messages.entry(parts[1].to_string()).or_default();
+            let Some(m) = msgs.iter_mut().find(|m| m["id"] == parts[3]) else {
+                return (404, json!({"message": "Unknown Message", "code": 10008}));
+            };
+            for key in ["content", "embeds", "components"] {
+                if let Some(v) = req.get(key) {
+                    m[key] = v.clone();
+                }
+            }
+            m["edited_timestamp"] = json!(TIMESTAMP);
+            (200, m.clone())
+        }
+        "create_dm" => {
+            let user = req["recipient_id"].as_str().unwrap_or_default().to_string();
+            let dm = inner
+                .dms
+                .entry(user.clone())
+                .or_insert_with(|| id.clone())
+                .clone();
+            (
+                200,
+                json!({"id": dm, "type": 1, "last_message_id": null, "flags": 0,
+                       "recipients": [user_obj(&user, "someone", false)]}),
+            )
+        }
+        "register_commands" => {
+            let echoed: Vec<Value> = req
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut c)| {
+                    c["id"] = json!(snowflake(inner.seq * 100 + i as u64));
+                    c["application_id"] = json!(APPLICATION);
+                    c["guild_id"] = json!(GUILD);
+                    c["version"] = json!("1");
+                    c["type"] = json!(1);
+                    c["default_member_permissions"] = Value::Null;
+                    c
+                })
+                .collect();
+            (200, Value::Array(echoed))
+        }
+        "edit_original" | "followup" => (200, message_obj(&id, GENERAL, req)),
+        "interaction_callback" => (204, Value::Null),
+        "gateway" => (
+            200,
+            json!({"url": format!("ws://{}", s.gateway_addr.unwrap()), "shards": 1,
+                   "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}),
+        ),
+        _ => (404, json!({"message": "404: Not Found", "code": 0})),
+    }
+}
+
+/// One gateway connection: HELLO, wait for IDENTIFY, READY, then heartbeat
+/// ACKs and the dispatches the test hands over.
+async fn gateway_session(fake: FakeDiscord, stream: tokio::net::TcpStream) {
+    let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    let send = |v: Value| WsMessage::Text(v.to_string());
+    if ws
+        .send(send(
+            json!({"op": 10, "d": {"heartbeat_interval": 41250}, "s": null, "t": null}),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            msg = ws.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                let WsMessage::Text(text) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                fake.inner.lock().gateway_received.push(v.clone());
+                fake.notify.notify_waiters();
+                match v["op"].as_u64() {
+                    Some(1) => {
+                        let _ = ws.send(send(json!({"op": 11, "d": null, "s": null, "t": null}))).await;
+                    }
+                    Some(2) => {
+                        seq += 1;
+                        let ready = json!({"op": 0, "t": "READY", "s": seq, "d": {
+                            "v": 10,
+                            "user": user_obj(BOT_USER, "tocsin", true),
+                            "guilds": [{"id": GUILD, "unavailable": true}],
+                            "session_id": "fake-session",
+                            "resume_gateway_url": format!("ws://{}", fake.gateway_addr.unwrap()),
+                            "shard": [0, 1],
+                            "application": {"id": APPLICATION, "flags": 0},
+                        }});
+                        if ws.send(send(ready)).await.is_err() {
+                            break;
+                        }
+                        fake.inner.lock().dispatch = Some(tx.clone());
+                        fake.notify.notify_waiters();
+                    }
+                    _ => {}
+                }
+            }
+            Some(interaction) = rx.recv() => {
+                seq += 1;
+                let dispatch = json!({"op": 0, "t": "INTERACTION_CREATE", "s": seq, "d": interaction});
+                if ws.send(send(dispatch)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}

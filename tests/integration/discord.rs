@@ -1,0 +1,1176 @@
+//! Discord end to end, through serenity against a fake Discord: incident
+//! channels with permission overwrites, cards, paging DMs with nonces,
+//! signed interactions (commands and buttons), deferred answers, rate
+//! limits, archiving, command registration and gateway mode.
+
+use crate::common::fake_discord::{APPLICATION, Fail, FakeDiscord, GENERAL, GUILD};
+use crate::common::*;
+use ed25519_dalek::{Signer, SigningKey};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tocsin::clock::{Clock, SystemClock};
+use tocsin::store::Store;
+
+const ALICE: &str = "1300000000000000011";
+const BOB: &str = "1300000000000000012";
+const STRANGER: &str = "1300000000000000099";
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[7u8; 32])
+}
+
+struct Opts {
+    archive_after: &'static str,
+    defer_after: &'static str,
+    mode: &'static str,
+}
+
+const DEFAULT: Opts = Opts {
+    archive_after: "1h",
+    defer_after: "2s",
+    mode: "interactions",
+};
+
+fn discord_config(fake: &FakeDiscord, o: &Opts) -> String {
+    format!(
+        r#"
+[notify]
+initial_backoff = "200ms"
+max_backoff = "2s"
+give_up_after = "1m"
+request_timeout = "5s"
+
+[chat]
+admins = ["alice"]
+archive_after = "{archive}"
+
+[discord]
+application_id = "{APPLICATION}"
+public_key = "{public}"
+bot_token = "test-bot-token"
+guild_id = {GUILD}
+api_url = "{api}"
+mode = "{mode}"
+defer_after = "{defer}"
+
+[[users]]
+name = "alice"
+discord_id = "{ALICE}"
+contact_methods = [{{ kind = "discord" }}]
+
+[[users]]
+name = "bob"
+discord_id = "{BOB}"
+contact_methods = [{{ kind = "discord" }}]
+
+[[users]]
+name = "carol"
+contact_methods = [{{ kind = "log" }}]
+
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "everyone-alice"
+users = ["alice"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * Mon"
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{{ user = "bob" }}]
+delay = "10m"
+"#,
+        public = hex::encode(key().verifying_key().to_bytes()),
+        api = fake.api_url(),
+        archive = o.archive_after,
+        defer = o.defer_after,
+        mode = o.mode,
+    )
+}
+
+struct Discord {
+    app: TestApp,
+    fake: FakeDiscord,
+}
+
+async fn discord_with(o: &Opts) -> Discord {
+    let fake = FakeDiscord::start().await;
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &discord_config(&fake, o),
+    )
+    .await;
+    app.start_background();
+    Discord { app, fake }
+}
+
+async fn discord() -> Discord {
+    discord_with(&DEFAULT).await
+}
+
+static SEQ: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> String {
+    (1_400_000_000_000_000_000u64 + SEQ.fetch_add(1, Ordering::SeqCst)).to_string()
+}
+
+fn user_obj(id: &str) -> Value {
+    json!({"id": id, "username": format!("user{id}"), "discriminator": "0", "global_name": null,
+           "avatar": null, "public_flags": 0})
+}
+
+fn member(id: &str) -> Value {
+    json!({"user": user_obj(id), "nick": null, "avatar": null, "roles": [],
+           "joined_at": "2026-01-01T00:00:00.000000+00:00", "premium_since": null,
+           "deaf": false, "mute": false, "flags": 0, "pending": false, "permissions": "2147483647"})
+}
+
+/// The documented interaction object of a guild slash command.
+fn command(user: &str, channel: &str, name: &str, options: Value) -> Value {
+    json!({
+        "type": 2, "id": next_id(), "application_id": APPLICATION,
+        "token": format!("token-{}", next_id()), "version": 1,
+        "guild_id": GUILD, "channel_id": channel,
+        "channel": {"id": channel, "type": 0, "guild_id": GUILD, "name": "x", "permissions": "2147483647"},
+        "member": member(user), "app_permissions": "2147483647",
+        "locale": "en-US", "guild_locale": "en-US", "entitlements": [],
+        "authorizing_integration_owners": {"0": GUILD}, "context": 0,
+        "attachment_size_limit": 8388608,
+        "data": {"id": "1300000000000000100", "name": name, "type": 1, "options": options},
+    })
+}
+
+fn sub(name: &str, options: Value) -> Value {
+    json!([{"name": name, "type": 1, "options": options}])
+}
+
+fn opt(name: &str, value: &str) -> Value {
+    json!({"name": name, "type": 3, "value": value})
+}
+
+fn user_opt(name: &str, id: &str) -> Value {
+    json!({"name": name, "type": 6, "value": id})
+}
+
+/// A button press: in a DM (`user`), or in a guild channel (`member`).
+fn press(user: &str, channel: &str, custom_id: &str, in_dm: bool) -> Value {
+    let mut v = json!({
+        "type": 3, "id": next_id(), "application_id": APPLICATION,
+        "token": format!("token-{}", next_id()), "version": 1,
+        "channel_id": channel, "channel": {"id": channel, "type": if in_dm { 1 } else { 0 }},
+        "app_permissions": "2147483647", "locale": "en-US", "entitlements": [],
+        "authorizing_integration_owners": {"1": user}, "context": if in_dm { 1 } else { 0 },
+        "attachment_size_limit": 8388608,
+        "message": {"id": "1300000000000000200", "channel_id": channel, "author": user_obj("1100000000000000003"),
+                    "content": "", "timestamp": "2026-01-05T10:00:00.000000+00:00", "edited_timestamp": null,
+                    "tts": false, "mention_everyone": false, "mentions": [], "mention_roles": [],
+                    "attachments": [], "embeds": [], "components": [], "pinned": false, "type": 0, "flags": 0},
+        "data": {"custom_id": custom_id, "component_type": 2},
+    });
+    if in_dm {
+        v["user"] = user_obj(user);
+    } else {
+        v["guild_id"] = json!(GUILD);
+        v["member"] = member(user);
+    }
+    v
+}
+
+fn now_ts() -> String {
+    SystemClock.now().timestamp().to_string()
+}
+
+fn sign(ts: &str, body: &str) -> String {
+    hex::encode(key().sign(format!("{ts}{body}").as_bytes()).to_bytes())
+}
+
+impl Discord {
+    async fn post_signed(&self, body: &str, ts: &str, signature: &str) -> (u16, Value) {
+        let resp = self
+            .app
+            .http
+            .post(self.app.url("/discord/interactions"))
+            .header("content-type", "application/json")
+            .header("x-signature-ed25519", signature)
+            .header("x-signature-timestamp", ts)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A correctly signed interaction; the HTTP status and answer.
+    async fn interact(&self, interaction: &Value) -> (u16, Value) {
+        let body = interaction.to_string();
+        let ts = now_ts();
+        self.post_signed(&body, &ts, &sign(&ts, &body)).await
+    }
+
+    /// A signed command that must get an immediate message; its content.
+    async fn say(&self, user: &str, channel: &str, name: &str, options: Value) -> (String, bool) {
+        let (status, answer) = self.interact(&command(user, channel, name, options)).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["type"], 4, "{answer}");
+        let ephemeral = answer["data"]["flags"].as_u64().unwrap_or(0) & 64 == 64;
+        (
+            answer["data"]["content"].as_str().unwrap().to_string(),
+            ephemeral,
+        )
+    }
+
+    /// Waits for the incident channel of INC-n.
+    async fn channel_of(&self, n: u64) -> String {
+        let key = format!("INC-{n}");
+        for _ in 0..400 {
+            let inc = self.app.incident(&key).await;
+            if let Some(c) = inc["incident"]["chat"]["discord"]["channel_id"].as_str()
+                && inc["incident"]["chat"]["discord"]["card_id"].is_string()
+            {
+                return c.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no channel for {key}: {:#?}", self.fake.calls());
+    }
+
+    async fn dm_page(&self, user: &str) -> Value {
+        self.fake
+            .wait_until("the DM page", |f| {
+                f.dm_of(user).is_some_and(|dm| !f.messages(&dm).is_empty())
+            })
+            .await;
+        let dm = self.fake.dm_of(user).unwrap();
+        self.fake
+            .ok_calls("create_message")
+            .into_iter()
+            .find(|c| c.path == format!("/channels/{dm}/messages"))
+            .unwrap()
+            .body
+    }
+}
+
+async fn trigger(app: &TestApp, key: &str) {
+    let (s, b) = app.pd("trigger", key, "Payment errors above 5%").await;
+    assert_eq!(s, 202, "{b}");
+}
+
+fn status(app_incident: &Value) -> String {
+    app_incident["incident"]["status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_alert_opens_a_channel_lets_responders_in_and_pages_by_dm_with_a_nonce() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let channel = d.channel_of(1).await;
+
+    // The "incidents" category is made once, the channel under it.
+    let created = d.fake.ok_calls("create_channel");
+    assert_eq!(created.len(), 2, "{created:#?}");
+    assert_eq!(created[0].body["name"], "incidents");
+    assert_eq!(created[0].body["type"], 4);
+    let category = d.fake.channel_named("incidents").unwrap()["id"].clone();
+    assert_eq!(created[1].body["name"], "inc-1-payment-errors-above-5");
+    assert_eq!(created[1].body["type"], 0);
+    assert_eq!(created[1].body["parent_id"], category);
+    assert_eq!(created[1].path, format!("/guilds/{GUILD}/channels"));
+    assert_eq!(
+        created[1].authorization.as_deref(),
+        Some("Bot test-bot-token")
+    );
+
+    // Alice (paged) is let in: VIEW_CHANNEL | SEND_MESSAGES for her user.
+    let ch = d.fake.channel(&channel).unwrap();
+    let overwrites = ch["permission_overwrites"].as_array().unwrap();
+    assert_eq!(
+        overwrites,
+        &vec![json!({"id": ALICE, "type": 1, "allow": "3072", "deny": "0"})]
+    );
+    assert_eq!(
+        ch["topic"],
+        "[SEV2] INC-1: Payment errors above 5% (payments)"
+    );
+
+    // The card: an embed with buttons whose custom ids name the incident.
+    let card = &d.fake.messages(&channel)[0];
+    let embed = &card["embeds"][0];
+    assert_eq!(embed["title"], "🟠 INC-1: Payment errors above 5%");
+    assert!(embed["fields"].to_string().contains(&format!("<@{ALICE}>")));
+    let ids: Vec<&str> = card["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "tocsin_ack:INC-1",
+            "tocsin_resolve:INC-1",
+            "tocsin_escalate:INC-1",
+            "tocsin_runbook:INC-1"
+        ]
+    );
+
+    // The page: a DM to alice with Acknowledge and Resolve, and the
+    // idempotency key's nonce, enforced.
+    let page = d.dm_page(ALICE).await;
+    assert_eq!(
+        d.fake.ok_calls("create_dm")[0].body,
+        json!({"recipient_id": ALICE})
+    );
+    assert_eq!(
+        page["nonce"],
+        tocsin::chat::discord::nonce("INC-1/g0/r0/s0/user:alice/m0")
+    );
+    assert_eq!(page["nonce"].as_str().unwrap().len(), 25);
+    assert_eq!(page["enforce_nonce"], true);
+    assert_eq!(
+        page["content"],
+        "You are paged: [SEV2] INC-1: Payment errors above 5% (payments)"
+    );
+    let buttons = page["components"][0]["components"].to_string();
+    assert!(
+        buttons.contains("tocsin_ack:INC-1") && buttons.contains("tocsin_resolve:INC-1"),
+        "{buttons}"
+    );
+    assert_eq!(page["allowed_mentions"]["parse"], json!(["users"]));
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_button_in_the_dm_acknowledges_stops_escalation_and_the_embed_is_edited() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let channel = d.channel_of(1).await;
+    d.dm_page(ALICE).await;
+    assert_eq!(d.app.store.timer_count().unwrap(), 1);
+    let dm = d.fake.dm_of(ALICE).unwrap();
+    let (st, answer) = d
+        .interact(&press(ALICE, &dm, "tocsin_ack:INC-1", true))
+        .await;
+    assert_eq!(st, 200, "{answer}");
+    assert_eq!(answer["type"], 4);
+    assert_eq!(
+        answer["data"]["content"],
+        "INC-1 acknowledged by alice. Paging stopped."
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "acknowledged");
+    assert_eq!(d.app.store.timer_count().unwrap(), 0);
+    d.fake
+        .wait_until("the card edit", |f| !f.ok_calls("edit_message").is_empty())
+        .await;
+    let edit = &d.fake.ok_calls("edit_message")[0];
+    let card_id = d.app.incident("INC-1").await["incident"]["chat"]["discord"]["card_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(edit.path, format!("/channels/{channel}/messages/{card_id}"));
+    let body = edit.body.to_string();
+    assert!(
+        body.contains("Acknowledged") && !body.contains("tocsin_ack"),
+        "{body}"
+    );
+    // Bob was never paged: escalation stopped.
+    assert!(d.fake.dm_of(BOB).is_none());
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn ping_gets_pong() {
+    let d = discord().await;
+    let (st, answer) = d
+        .interact(&json!({"type": 1, "id": next_id(), "application_id": APPLICATION, "token": "t", "version": 1}))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(answer, json!({"type": 1}));
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn every_incident_subcommand() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let say = |name: &'static str, options: Value| {
+        let d = &d;
+        let ch = ch.clone();
+        async move { d.say(ALICE, &ch, "incident", sub(name, options)).await }
+    };
+
+    let (text, private) = say("status", json!([])).await;
+    assert!(
+        text.starts_with("*INC-1* Payment errors above 5%"),
+        "{text}"
+    );
+    assert!(private);
+    let (text, private) = say("summary", json!([])).await;
+    assert!(text.starts_with("*INC-1*"), "{text}");
+    assert!(private);
+    assert_eq!(
+        say("severity", json!([opt("level", "sev1")])).await,
+        ("alice set INC-1 to SEV1.".to_string(), false)
+    );
+    assert_eq!(
+        say(
+            "role",
+            json!([opt("role", "commander"), user_opt("user", BOB)])
+        )
+        .await,
+        (format!("<@{BOB}> is now commander of INC-1."), false)
+    );
+    assert_eq!(
+        say("note", json!([opt("text", "action: alert on queue depth")])).await,
+        ("Action item added to INC-1.".to_string(), true)
+    );
+    assert_eq!(
+        say("note", json!([opt("text", "rolled back v2")])).await,
+        ("Note added to INC-1.".to_string(), true)
+    );
+    let (text, _) = say("runbook", json!([])).await;
+    assert!(text.contains("runbook"), "{text}");
+    let (text, _) = say("help", json!([])).await;
+    assert!(text.contains("Usage: /incident"), "{text}");
+    assert_eq!(
+        say("snooze", json!([opt("duration", "30m")])).await,
+        (
+            "alice snoozed INC-1 for 30m. It triggers again after that.".to_string(),
+            false
+        )
+    );
+    let (text, _) = say("snooze", json!([opt("duration", "forever")])).await;
+    assert!(text.contains("'snooze' needs one duration"), "{text}");
+    let (text, private) = say("escalate", json!([])).await;
+    assert!(text.starts_with("alice escalated INC-1: step"), "{text}");
+    assert!(!private);
+    assert_eq!(
+        say("ack", json!([])).await,
+        (
+            "INC-1 acknowledged by alice. Paging stopped.".to_string(),
+            false
+        )
+    );
+    assert_eq!(d.app.store.timer_count().unwrap(), 0);
+
+    // Outside the incident channel the incident must be named.
+    let (text, private) = d
+        .say(ALICE, GENERAL, "incident", sub("resolve", json!([])))
+        .await;
+    assert!(text.contains("not an incident channel"), "{text}");
+    assert!(private);
+    assert_eq!(
+        d.say(
+            ALICE,
+            GENERAL,
+            "incident",
+            sub(
+                "resolve",
+                json!([opt("note", "fixed it"), opt("incident", "INC-1")])
+            )
+        )
+        .await,
+        ("INC-1 resolved by alice: fixed it".to_string(), false)
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
+    let (text, _) = d
+        .say(
+            ALICE,
+            GENERAL,
+            "incident",
+            sub(
+                "new",
+                json!([
+                    opt("title", "Login failures critical"),
+                    opt("severity", "sev1")
+                ]),
+            ),
+        )
+        .await;
+    assert!(
+        text.starts_with("Opened INC-2: Login failures critical (SEV1)"),
+        "{text}"
+    );
+
+    let inc = d.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["roles"]["commander"], "bob");
+    assert_eq!(inc["incident"]["severity"], "sev1");
+    let types: Vec<&str> = inc["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "role_assigned",
+        "action_item",
+        "note",
+        "severity_changed",
+        "snoozed",
+        "resolved",
+        "channel_opened",
+    ] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn oncall_cover_and_page_commands() {
+    let d = discord().await;
+    let (text, private) = d
+        .say(ALICE, GENERAL, "oncall", sub("show", json!([])))
+        .await;
+    assert!(text.contains(&format!("*primary*: <@{ALICE}>")), "{text}");
+    assert!(private);
+    // Bob may not put alice on call; alice (an admin) may put bob on call.
+    let (text, _) = d
+        .say(
+            BOB,
+            GENERAL,
+            "oncall",
+            sub(
+                "cover",
+                json!([user_opt("user", ALICE), opt("duration", "2h")]),
+            ),
+        )
+        .await;
+    assert!(text.contains("Only admins"), "{text}");
+    let (text, private) = d
+        .say(
+            ALICE,
+            GENERAL,
+            "oncall",
+            sub(
+                "cover",
+                json!([
+                    user_opt("user", BOB),
+                    opt("duration", "2h"),
+                    opt("schedule", "primary")
+                ]),
+            ),
+        )
+        .await;
+    assert!(
+        text.starts_with(&format!("<@{BOB}> is on call for primary until")),
+        "{text}"
+    );
+    assert!(!private);
+    let (_, oncall) = d.app.get("/v1/oncall").await;
+    assert_eq!(oncall["oncall"][0]["on_call"]["user"], "bob");
+
+    assert_eq!(
+        d.say(
+            ALICE,
+            GENERAL,
+            "page",
+            json!([
+                opt("message", "the EU checkout is down"),
+                user_opt("user", BOB)
+            ])
+        )
+        .await,
+        (
+            format!("Opened INC-1 and paged <@{BOB}>: the EU checkout is down"),
+            false
+        )
+    );
+    d.dm_page(BOB).await;
+    let (text, _) = d
+        .say(
+            ALICE,
+            GENERAL,
+            "page",
+            json!([opt("message", "DB latency"), opt("schedule", "primary")]),
+        )
+        .await;
+    assert_eq!(
+        text,
+        "Opened INC-2 and paged whoever is on call for primary: DB latency"
+    );
+    let (text, private) = d
+        .say(ALICE, GENERAL, "page", json!([opt("message", "who?")]))
+        .await;
+    assert!(text.contains("either a user or a schedule"), "{text}");
+    assert!(private);
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn every_button() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let click = |user: &'static str, id: &'static str| {
+        let d = &d;
+        let ch = ch.clone();
+        async move {
+            let (st, answer) = d.interact(&press(user, &ch, id, false)).await;
+            assert_eq!(st, 200, "{answer}");
+            assert_eq!(answer["type"], 4, "{answer}");
+            answer["data"]["content"].as_str().unwrap().to_string()
+        }
+    };
+    assert!(click(BOB, "tocsin_runbook:INC-1").await.contains("runbook"));
+    assert_eq!(
+        click(BOB, "tocsin_escalate:INC-1").await,
+        "bob escalated INC-1: step 2 is being paged."
+    );
+    d.dm_page(BOB).await;
+    assert_eq!(
+        click(BOB, "tocsin_ack:INC-1").await,
+        "INC-1 acknowledged by bob. Paging stopped."
+    );
+    assert_eq!(
+        d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"],
+        "bob"
+    );
+    assert_eq!(
+        click(ALICE, "tocsin_resolve:INC-1").await,
+        "INC-1 resolved by alice."
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
+    let (st, answer) = d
+        .interact(&press(ALICE, &ch, "tocsin_frobnicate:INC-1", false))
+        .await;
+    assert_eq!(st, 200);
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown button")
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_signatures_stale_timestamps_and_strangers_change_nothing() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let ack = command(ALICE, &ch, "incident", sub("ack", json!([])));
+    let body = ack.to_string();
+    let calls_before = d.fake.calls().len();
+
+    // A bad signature.
+    let ts = now_ts();
+    let (st, answer) = d.post_signed(&body, &ts, &"00".repeat(64)).await;
+    assert_eq!(st, 401, "{answer}");
+    assert_eq!(answer["error"], "unauthorized");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("signature does not match")
+    );
+    // A valid signature over a different body.
+    let (st, _) = d.post_signed(&body, &ts, &sign(&ts, "{}")).await;
+    assert_eq!(st, 401);
+    // No signature at all.
+    let resp = d
+        .app
+        .http
+        .post(d.app.url("/discord/interactions"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    // A correct signature, 10 minutes old (a replay).
+    let stale = (SystemClock.now().timestamp() - 600).to_string();
+    let (st, answer) = d.post_signed(&body, &stale, &sign(&stale, &body)).await;
+    assert_eq!(st, 401);
+    assert!(
+        answer["message"].as_str().unwrap().contains("5 minutes"),
+        "{answer}"
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
+    assert_eq!(d.app.store.timer_count().unwrap(), 1);
+
+    // A correctly signed command and button from someone tocsin does not know.
+    let (text, private) = d
+        .say(STRANGER, &ch, "incident", sub("ack", json!([])))
+        .await;
+    assert!(text.contains("not a tocsin user"), "{text}");
+    assert!(text.contains(STRANGER), "{text}");
+    assert!(private);
+    let (_, answer) = d
+        .interact(&press(STRANGER, &ch, "tocsin_resolve:INC-1", false))
+        .await;
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("not a tocsin user")
+    );
+    assert_eq!(answer["data"]["flags"], 64);
+    assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
+    assert_eq!(d.app.store.timer_count().unwrap(), 1);
+    // Nothing was sent to Discord for any of them.
+    assert!(
+        d.fake.calls()[calls_before..]
+            .iter()
+            .all(|c| c.route != "edit_message" && c.route != "edit_original"),
+        "{:#?}",
+        &d.fake.calls()[calls_before..]
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn slow_work_gets_a_deferred_answer_then_the_webhook_edit_or_followup() {
+    let d = discord_with(&Opts {
+        defer_after: "0s",
+        ..DEFAULT
+    })
+    .await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let (st, answer) = d
+        .interact(&command(ALICE, &ch, "incident", sub("status", json!([]))))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(answer["type"], 5, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "status is private: {answer}");
+    let interaction = command(ALICE, &ch, "incident", sub("ack", json!([])));
+    let token = interaction["token"].as_str().unwrap().to_string();
+    let (_, answer) = d.interact(&interaction).await;
+    assert_eq!(answer["type"], 5, "{answer}");
+    assert!(
+        answer["data"]["flags"].as_u64().unwrap_or(0) & 64 == 0,
+        "an ack is public: {answer}"
+    );
+    let path = format!("/webhooks/{APPLICATION}/{token}/messages/@original");
+    d.fake
+        .wait_until("the edit of the original answer", |f| {
+            f.ok_calls("edit_original").iter().any(|c| c.path == path)
+        })
+        .await;
+    let edit = d
+        .fake
+        .ok_calls("edit_original")
+        .into_iter()
+        .find(|c| c.path == path)
+        .unwrap();
+    assert_eq!(
+        edit.body["content"],
+        "INC-1 acknowledged by alice. Paging stopped."
+    );
+
+    // A button: deferred update (type 6), then a follow-up message.
+    let click = press(ALICE, &ch, "tocsin_resolve:INC-1", false);
+    let token = click["token"].as_str().unwrap().to_string();
+    let (_, answer) = d.interact(&click).await;
+    assert_eq!(answer, json!({"type": 6}));
+    let path = format!("/webhooks/{APPLICATION}/{token}");
+    d.fake
+        .wait_until("the follow-up", |f| {
+            f.ok_calls("followup").iter().any(|c| c.path == path)
+        })
+        .await;
+    let followup = d
+        .fake
+        .ok_calls("followup")
+        .into_iter()
+        .find(|c| c.path == path)
+        .unwrap();
+    assert_eq!(followup.body["content"], "INC-1 resolved by alice.");
+    assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limits_are_retried_after_retry_after_and_the_page_arrives_once() {
+    let fake = FakeDiscord::start().await;
+    fake.fail("create_dm", &[Fail::RateLimited(1.5), Fail::ServerError]);
+    fake.fail("list_channels", &[Fail::RateLimitedHeaderOnly(1)]);
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &discord_config(&fake, &DEFAULT),
+    )
+    .await;
+    app.start_background();
+    let d = Discord { app, fake };
+    trigger(&d.app, "pay").await;
+    d.channel_of(1).await;
+    d.dm_page(ALICE).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let dm = d.fake.dm_of(ALICE).unwrap();
+    assert_eq!(d.fake.messages(&dm).len(), 1, "one page");
+    assert_eq!(
+        d.fake.ok_calls("create_channel").len(),
+        2,
+        "category + channel"
+    );
+
+    // The second attempt waited for Discord's retry_after (1.5 s), not the
+    // 200 ms backoff.
+    let dm_calls: Vec<_> = d
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == "create_dm")
+        .collect();
+    assert_eq!(dm_calls[0].status, 429);
+    assert_eq!(dm_calls[1].status, 500);
+    assert_eq!(dm_calls[2].status, 200);
+    let waited = dm_calls[1].at - dm_calls[0].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(1450),
+        "{waited:?}"
+    );
+
+    let timeline = d.app.incident("INC-1").await["timeline"].clone();
+    let retries: Vec<String> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "delivery_retry")
+        .map(|e| e["error"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        retries.contains(&"discord open DM: rate limited".to_string()),
+        "{retries:?}"
+    );
+    assert!(
+        retries
+            .iter()
+            .any(|r| r.starts_with("discord open DM: HTTP 500 Internal Server Error")),
+        "{retries:?}"
+    );
+    assert!(
+        retries.contains(&"discord list channels: rate limited".to_string()),
+        "{retries:?}"
+    );
+    let paged = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "paged")
+        .unwrap();
+    assert_eq!(paged["attempts"], 3);
+    d.app.stop().await;
+}
+
+fn platform(fake: &FakeDiscord) -> tocsin::chat::discord::DiscordPlatform {
+    let cfg = tocsin::config::Config::from_toml_str(
+        &format!(
+            "[discord]\napplication_id = \"{APPLICATION}\"\npublic_key = \"{}\"\nbot_token = \"t\"\nguild_id = \"{GUILD}\"\napi_url = \"{}\"\n",
+            hex::encode(key().verifying_key().to_bytes()),
+            fake.api_url()
+        ),
+        &Default::default(),
+    )
+    .unwrap();
+    tocsin::chat::discord::DiscordPlatform::new(
+        cfg.discord.as_ref().unwrap(),
+        std::time::Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_retried_dm_whose_answer_was_lost_is_sent_once() {
+    use tocsin::chat::{ChatMessage, ChatPlatform};
+    let fake = FakeDiscord::start().await;
+    let discord = platform(&fake);
+    // Discord sends the message, but the answer never arrives.
+    fake.fail("create_message", &[Fail::LoseResponse]);
+    let msg = ChatMessage::Text("page".into());
+    let key = "INC-9/g0/r0/s0/user:alice/m0";
+    let err = discord.send_dm(ALICE, &msg, key).await.unwrap_err();
+    assert!(err.retryable, "{err:?}");
+    let again = discord.send_dm(ALICE, &msg, key).await.unwrap();
+    let dm = fake.dm_of(ALICE).unwrap();
+    let sent = fake.messages(&dm);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0]["id"], again);
+    let other = discord
+        .send_dm(ALICE, &msg, "INC-9/g0/r0/s1/user:alice/m0")
+        .await
+        .unwrap();
+    assert_ne!(again, other);
+    assert_eq!(fake.messages(&dm).len(), 2);
+}
+
+#[tokio::test]
+async fn channels_reuse_the_category_and_a_lost_create_does_not_make_two() {
+    use tocsin::chat::ChatPlatform;
+    let fake = FakeDiscord::start().await;
+    let category = fake.add_channel(4, "Incidents", None);
+    let discord = platform(&fake);
+    fake.fail("create_channel", &[Fail::LoseResponse]);
+    assert!(discord.create_channel("inc-3-db").await.is_err());
+    let ch = discord.create_channel("inc-3-db").await.unwrap();
+    assert_eq!(ch.name, "inc-3-db");
+    let made: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == "create_channel")
+        .collect();
+    assert_eq!(made.len(), 1, "the retry found the first one: {made:#?}");
+    assert_eq!(made[0].body["parent_id"], category.as_str());
+    // Errors are mapped: 404 is permanent.
+    let err = discord
+        .set_topic("1999999999999999999", "x")
+        .await
+        .unwrap_err();
+    assert!(!err.retryable);
+    assert_eq!(
+        err.message,
+        "discord set topic: HTTP 404 Not Found: Unknown Channel (10003)"
+    );
+}
+
+#[tokio::test]
+async fn resolved_channels_are_moved_to_the_archive_and_locked() {
+    let d = discord_with(&Opts {
+        archive_after: "1s",
+        ..DEFAULT
+    })
+    .await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    d.say(ALICE, &ch, "incident", sub("resolve", json!([])))
+        .await;
+    d.fake
+        .wait_until("the archive", |f| {
+            f.ok_calls("edit_channel")
+                .iter()
+                .any(|c| c.body.get("parent_id").is_some())
+        })
+        .await;
+    let archive = d.fake.channel_named("incidents-archive").unwrap();
+    assert_eq!(archive["type"], 4);
+    let channel = d.fake.channel(&ch).unwrap();
+    assert_eq!(channel["parent_id"], archive["id"]);
+    let overwrites = channel["permission_overwrites"].as_array().unwrap();
+    let find = |id: &str| {
+        overwrites
+            .iter()
+            .find(|o| o["id"] == id)
+            .unwrap_or_else(|| panic!("no overwrite for {id}: {overwrites:?}"))
+    };
+    let bits = |v: &Value| v.as_str().unwrap().parse::<u64>().unwrap();
+    const SEND: u64 = 1 << 11;
+    const VIEW: u64 = 1 << 10;
+    let alice = find(ALICE);
+    assert_eq!(alice["type"], 1);
+    assert_eq!(bits(&alice["allow"]), VIEW, "alice can still read");
+    assert!(bits(&alice["deny"]) & SEND == SEND);
+    let everyone = find(GUILD);
+    assert_eq!(everyone["type"], 0);
+    assert!(bits(&everyone["deny"]) & SEND == SEND);
+    for _ in 0..100 {
+        if d.app.incident("INC-1").await["incident"]["chat"]["discord"]["archived"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        d.app.incident("INC-1").await["incident"]["chat"]["discord"]["archived"],
+        true
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn tocsin_discord_register_overwrites_the_guild_commands() {
+    let fake = FakeDiscord::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tocsin.toml");
+    std::fs::write(
+        &config,
+        config_text_with(
+            &dir.path().join("data"),
+            "127.0.0.1:0",
+            Some("payments"),
+            &discord_config(&fake, &DEFAULT),
+        ),
+    )
+    .unwrap();
+    // Async: the fake answers on this test's runtime.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["discord", "register", "--config"])
+        .arg(&config)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("Registered /incident, /oncall, /page in guild {GUILD}")
+    );
+    let calls = fake.ok_calls("register_commands");
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.method, "PUT");
+    assert_eq!(
+        call.path,
+        format!("/applications/{APPLICATION}/guilds/{GUILD}/commands")
+    );
+    assert_eq!(call.authorization.as_deref(), Some("Bot test-bot-token"));
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&call.body), ["incident", "oncall", "page"]);
+    assert_eq!(
+        names(&call.body[0]["options"]),
+        [
+            "new", "ack", "resolve", "escalate", "snooze", "status", "severity", "role", "note",
+            "summary", "runbook", "step", "phase", "drill", "help"
+        ]
+    );
+    assert_eq!(names(&call.body[1]["options"]), ["show", "cover"]);
+    assert_eq!(
+        names(&call.body[2]["options"]),
+        ["message", "user", "schedule"]
+    );
+    // The payload is exactly the definitions the parser is tested against.
+    assert_eq!(
+        call.body,
+        serde_json::to_value(tocsin::chat::discord::commands::definitions()).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
+    let gateway = Opts {
+        mode: "gateway",
+        ..DEFAULT
+    };
+    let d = discord_with(&gateway).await;
+    // Gateway mode serves no interactions endpoint.
+    let (st, _) = d
+        .interact(&json!({"type": 1, "id": "1", "token": "t"}))
+        .await;
+    assert_eq!(st, 404);
+
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let cfg = tocsin::config::Config::from_toml_str(
+        &config_text_with(
+            std::path::Path::new("/unused"),
+            "127.0.0.1:0",
+            Some("payments"),
+            &discord_config(&d.fake, &gateway),
+        ),
+        &Default::default(),
+    )
+    .unwrap();
+    let c = cfg.discord.as_ref().unwrap();
+    let platform = Arc::new(
+        tocsin::chat::discord::DiscordPlatform::new(c, std::time::Duration::from_secs(5)).unwrap(),
+    );
+    let runtime = tocsin::chat::discord::Discord::new(
+        c,
+        platform,
+        tocsin::chat::handler::ChatHandler::new(d.app.service.clone()),
+        d.app.service.clock().clone(),
+    )
+    .unwrap();
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runtime.run(stop.subscribe()));
+
+    // serenity asks for the gateway URL through the proxy, connects to the
+    // fake's ws:// URL, identifies with the bot token and gets READY.
+    d.fake
+        .wait_until("the gateway session", |f| f.gateway_connected())
+        .await;
+    assert!(
+        d.fake
+            .ok_calls("gateway")
+            .iter()
+            .any(|c| c.path == "/gateway")
+    );
+    let identify = d
+        .fake
+        .gateway_received()
+        .into_iter()
+        .find(|m| m["op"] == 2)
+        .unwrap();
+    assert!(
+        identify["d"]["token"]
+            .as_str()
+            .unwrap()
+            .ends_with("test-bot-token")
+    );
+    // Commands are registered at start in gateway mode too.
+    d.fake
+        .wait_until("the registration", |f| {
+            !f.ok_calls("register_commands").is_empty()
+        })
+        .await;
+
+    let interaction = command(ALICE, &ch, "incident", sub("ack", json!([])));
+    let id = interaction["id"].as_str().unwrap().to_string();
+    let token = interaction["token"].as_str().unwrap().to_string();
+    d.fake.dispatch_interaction(interaction);
+    let path = format!("/interactions/{id}/{token}/callback");
+    d.fake
+        .wait_until("the interaction response", |f| {
+            f.ok_calls("interaction_callback")
+                .iter()
+                .any(|c| c.path == path)
+        })
+        .await;
+    let answer = d
+        .fake
+        .ok_calls("interaction_callback")
+        .into_iter()
+        .find(|c| c.path == path)
+        .unwrap()
+        .body;
+    assert_eq!(answer["type"], 4);
+    assert_eq!(
+        answer["data"]["content"],
+        "INC-1 acknowledged by alice. Paging stopped."
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "acknowledged");
+    assert_eq!(d.app.store.timer_count().unwrap(), 0);
+
+    // A button press over the gateway, from a DM.
+    let dm_press = press(ALICE, "1300000000000000300", "tocsin_resolve:INC-1", true);
+    let path = format!(
+        "/interactions/{}/{}/callback",
+        dm_press["id"].as_str().unwrap(),
+        dm_press["token"].as_str().unwrap()
+    );
+    d.fake.dispatch_interaction(dm_press);
+    d.fake
+        .wait_until("the button response", |f| {
+            f.ok_calls("interaction_callback")
+                .iter()
+                .any(|c| c.path == path)
+        })
+        .await;
+    assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
+
+    let _ = stop.send(true);
+    tokio::time::timeout(std::time::Duration::from_secs(10), task)
+        .await
+        .expect("the gateway client stops")
+        .unwrap();
+    d.app.stop().await;
+}

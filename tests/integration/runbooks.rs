@@ -1,0 +1,339 @@
+//! Runbooks, drills, summaries and the audit chain, through the fake Slack.
+
+use crate::common::fake_slack::FakeSlack;
+use crate::common::*;
+use crate::slack::{Slack, slack_config};
+use std::sync::Arc;
+use tocsin::clock::SystemClock;
+
+async fn slack() -> Slack {
+    let fake = FakeSlack::start().await;
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    Slack { app, fake }
+}
+
+/// The Alertmanager fixture (HighErrorRate, critical) opens INC-1 on `api`.
+async fn high_error_rate(s: &Slack) -> String {
+    let (st, b) = s
+        .app
+        .post_raw(
+            &format!("/hooks/{AM_KEY}"),
+            fixture("alertmanager/firing.json"),
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    s.channel_of(1).await
+}
+
+async fn say(s: &Slack, ch: &str, text: &str, id: &str) -> String {
+    assert_eq!(s.command("U0ALICE", ch, "/incident", text, id).await, 200);
+    s.reply(id).await["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_matching_runbook_is_attached_and_walked_phase_by_phase() {
+    let s = slack().await;
+    let ch = high_error_rate(&s).await;
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["runbook"]["runbook"], "high-error-rate");
+
+    let list = say(&s, &ch, "runbook", "l").await;
+    assert!(
+        list.contains("`high-error-rate` High error rate (attached)"),
+        "{list}"
+    );
+    let card = say(&s, &ch, "runbook show", "c").await;
+    assert!(
+        card.starts_with("*Runbook: High error rate*, phase 1 of 6: *Detection and reporting*"),
+        "{card}"
+    );
+    assert!(
+        card.contains("`confirm-errors`") && card.contains("*evidence required*"),
+        "{card}"
+    );
+
+    // Evidence is required; unknown steps and early phase changes are refused.
+    let refused = say(&s, &ch, "step done confirm-errors", "a").await;
+    assert!(refused.contains("needs evidence"), "{refused}");
+    let unknown = say(&s, &ch, "step done warp-drive", "b").await;
+    assert!(unknown.contains("has no step 'warp-drive'"), "{unknown}");
+    let early = say(&s, &ch, "phase next", "e").await;
+    assert!(
+        early.contains("finish or skip these steps of Detection and reporting first"),
+        "{early}"
+    );
+
+    assert_eq!(
+        say(
+            &s,
+            &ch,
+            "step done confirm-errors 12% 5xx on /v1/orders since 10:02",
+            "d1"
+        )
+        .await,
+        "alice did step `confirm-errors` of INC-1."
+    );
+    assert_eq!(
+        say(&s, &ch, "step done check-burn-rate 14x burn over 1h", "d2").await,
+        "alice did step `check-burn-rate` of INC-1."
+    );
+    assert_eq!(
+        say(&s, &ch, "step skip start-timeline tocsin keeps it", "d3").await,
+        "alice skipped step `start-timeline` of INC-1."
+    );
+    assert!(
+        say(&s, &ch, "step skip post-status-page", "d4")
+            .await
+            .contains("say why")
+    );
+    say(
+        &s,
+        &ch,
+        "step skip post-status-page internal API only",
+        "d5",
+    )
+    .await;
+    let next = say(&s, &ch, "phase next", "n").await;
+    assert!(
+        next.contains("phase 2 of 6: *Assessment and analysis*"),
+        "{next}"
+    );
+    let done_again = say(&s, &ch, "step done confirm-errors again", "x").await;
+    assert!(done_again.contains("already done"), "{done_again}");
+
+    let timeline = s.app.incident("INC-1").await["timeline"].clone();
+    let kinds: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for k in [
+        "runbook_attached",
+        "step_done",
+        "step_skipped",
+        "phase_started",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
+    }
+    let done = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "step_done")
+        .unwrap();
+    assert_eq!(done["actor"]["name"], "alice");
+    assert_eq!(done["note"], "12% 5xx on /v1/orders since 10:02");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn resolving_posts_the_resolution_and_the_summary() {
+    let s = slack().await;
+    let ch = high_error_rate(&s).await;
+    say(&s, &ch, "ack", "a").await;
+    say(
+        &s,
+        &ch,
+        "note action: alert on the orders error budget",
+        "n",
+    )
+    .await;
+    say(&s, &ch, "step done confirm-errors 12% 5xx", "d").await;
+    say(&s, &ch, "resolve rolled back v42", "r").await;
+    s.fake
+        .wait_until("the summary in the channel", |f| {
+            f.ok_calls("chat.postMessage").iter().any(|c| {
+                c.params["channel"] == ch.as_str()
+                    && c.params["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("# INC-1:")
+            })
+        })
+        .await;
+    let texts: Vec<String> = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .iter()
+        .filter(|c| c.params["channel"] == ch.as_str())
+        .map(|c| c.params["text"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("INC-1 acknowledged by *alice* after")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("INC-1 resolved by *alice* after")
+                && t.contains(": rolled back v42.")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.starts_with("*INC-1: ")),
+        "the channel intro: {texts:#?}"
+    );
+
+    let resp = s
+        .app
+        .http
+        .get(s.app.url("/v1/incidents/INC-1/summary"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/markdown; charset=utf-8"
+    );
+    let md = resp.text().await.unwrap();
+    assert!(md.starts_with("# INC-1: "), "{md}");
+    assert!(
+        md.contains("| Time to acknowledge |")
+            && md.contains("- [ ] alert on the orders error budget (alice)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- [x] Detection and reporting / `confirm-errors`"),
+        "{md}"
+    );
+    assert!(md.contains("not reached"), "{md}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_drill_pages_only_its_starter_and_says_drill() {
+    let s = slack().await;
+    let reply = say(&s, "C1", "drill high-error-rate", "d").await;
+    assert!(
+        reply.starts_with("Drill INC-1 opened: Drill: High error rate. Only alice is paged"),
+        "{reply}"
+    );
+    s.fake
+        .wait_until("the drill page", |f| {
+            f.ok_calls("chat.postMessage")
+                .iter()
+                .any(|c| c.params["channel"] == "DU0ALICE")
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !s.fake
+            .ok_calls("chat.postMessage")
+            .iter()
+            .any(|c| c.params["channel"] == "DU0BOB"),
+        "a drill pages nobody else"
+    );
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["drill"], true);
+    assert_eq!(inc["incident"]["runbook"]["runbook"], "high-error-rate");
+    let ch = s.channel_of(1).await;
+    say(&s, &ch, "resolve drill over", "r").await;
+    let md = s
+        .app
+        .http
+        .get(s.app.url("/v1/incidents/1/summary"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        md.starts_with("# [DRILL] INC-1: Drill: High error rate"),
+        "{md}"
+    );
+    assert!(
+        say(&s, "C1", "drill", "x")
+            .await
+            .contains("Name the runbook")
+    );
+    assert!(
+        say(&s, "C1", "drill nope", "y")
+            .await
+            .contains("there is no runbook 'nope'")
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tampered_timeline_entry_is_named_by_audit_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = ServerProcess::start(dir.path(), port).await;
+    let http = reqwest::Client::new();
+    for action in ["trigger", "acknowledge", "resolve"] {
+        let mut body = serde_json::json!({"routing_key": PD_KEY, "event_action": action, "dedup_key": "audit"});
+        if action == "trigger" {
+            body["payload"] =
+                serde_json::json!({"summary": "audit me", "source": "t", "severity": "info"});
+        }
+        http.post(format!("{}/v2/enqueue", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let verify = |config: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["audit", "verify", "INC-1", "--config"])
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&server.config);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("INC-1: 4 entries, the hash chain is intact")
+    );
+    let jsonl = http
+        .get(format!(
+            "{}/v1/incidents/INC-1/timeline?format=jsonl",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jsonl.lines().count(), 4);
+
+    // Stop tocsin, rewrite who acknowledged (entry 2), start it again.
+    assert!(server.terminate().success());
+    {
+        let db = sled::open(dir.path().join("data")).unwrap();
+        let tree = db.open_tree("timeline").unwrap();
+        let mut key = 1u64.to_be_bytes().to_vec();
+        key.extend_from_slice(&2u64.to_be_bytes());
+        let mut entry: serde_json::Value =
+            serde_json::from_slice(&tree.get(&key).unwrap().unwrap()).unwrap();
+        assert_eq!(entry["type"], "acknowledged");
+        entry["actor"] = serde_json::json!({"kind": "user", "name": "mallory"});
+        tree.insert(key, serde_json::to_vec(&entry).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let server = ServerProcess::start(dir.path(), port).await;
+    let bad = verify(&server.config);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(
+            "INC-1: TAMPERED: timeline entry 3: does not match entry 2 (entry 2 was changed)"
+        ),
+        "{err}"
+    );
+}
