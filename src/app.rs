@@ -109,6 +109,7 @@ impl App {
             service: service.clone(),
             config,
         };
+        let max_body = state.config.server.max_body_bytes;
         let mut app_router = router(state);
         if let Some(s) = slack_state {
             app_router = app_router.merge(slack_router(s));
@@ -116,6 +117,7 @@ impl App {
         if let Some(r) = discord.as_ref().and_then(Discord::router) {
             app_router = app_router.merge(r);
         }
+        let app_router = crate::http::finish(app_router, max_body);
         Ok(Self {
             router: app_router,
             service,

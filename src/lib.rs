@@ -38,6 +38,7 @@
 //! - [`clock`]: the only place that reads the system time.
 //! - [`app`]: wires the pieces together and runs the server until shutdown.
 //! - [`client`]: a small REST client used by the CLI.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 
 #![forbid(unsafe_code)]
 
@@ -50,6 +51,7 @@ pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod metrics;
 pub mod notify;
 pub mod oncall;
 pub mod runbook;

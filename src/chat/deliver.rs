@@ -122,31 +122,28 @@ pub async fn run(
             let view = card(service, name, &inc)?;
             platform.set_topic(&channel_id, &view.headline()).await?;
             let card_id = platform.post(&channel_id, &ChatMessage::Card(view)).await?;
-            service
-                .record_card(inc.id, name, card_id, inc.updated_at)
-                .await
-                .map_err(store_error)?;
             let rb = inc
                 .runbook
                 .as_ref()
                 .and_then(|p| service.directory().runbooks.get(&p.runbook));
-            let intro = service.directory().templates.render(
-                "channel_intro.md",
-                serde_json::json!({
-                    "incident": crate::service::incident_context(&inc),
-                    "runbook": rb.map(|r| serde_json::json!({"name": r.name, "title": r.title})),
-                }),
-            );
-            match intro {
-                Ok(text) => platform
-                    .post(&channel_id, &ChatMessage::Text(text))
-                    .await
-                    .map(|_| ()),
-                Err(e) => {
-                    tracing::error!(error = %e, "The channel intro template failed; no intro posted");
-                    Ok(())
-                }
-            }
+            let intro = service
+                .directory()
+                .templates
+                .render(
+                    "channel_intro.md",
+                    serde_json::json!({
+                        "incident": crate::service::incident_context(&inc),
+                        "runbook": rb.map(|r| serde_json::json!({"name": r.name, "title": r.title})),
+                    }),
+                )
+                .map_err(|e| tracing::error!(error = %e, "The channel intro template failed; no intro posted"))
+                .ok();
+            // The intro goes out as its own job, so a failure to post it
+            // is retried without posting the card twice.
+            service
+                .record_card(inc.id, name, card_id, inc.updated_at, intro)
+                .await
+                .map_err(store_error)
         }
         Job::UpdateCard => match link {
             Some(ChatLink {

@@ -17,6 +17,10 @@ pub async fn run(service: Service, mut shutdown: watch::Receiver<bool>) {
             return;
         }
         let now = service.clock().now();
+        service.wakers().scheduler_beat.store(
+            now.timestamp_millis().max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let Err(e) = service.fire_due_timers(now).await {
             error!(error = %e, "Firing escalation timers failed; retrying in 1s");
             tokio::select! {

@@ -328,32 +328,112 @@ pub async fn notifications(
     Ok(Json(json!({ "notifications": entries })).into_response())
 }
 
+/// `GET /metrics`: Prometheus exposition text. Gauges of stored state are
+/// computed here, from the store.
+pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+    use crate::metrics::{METRICS, labels};
+    let store = st.service.store().clone();
+    let now = st.service.clock().now();
+    let text = tokio::task::spawn_blocking(move || -> Result<String, crate::store::StoreError> {
+        METRICS.incidents_open.clear();
+        for inc in store.incidents(None, usize::MAX)? {
+            if inc.status.is_open() {
+                METRICS
+                    .incidents_open
+                    .get_or_create(&labels([
+                        ("severity", inc.severity.label()),
+                        ("status", inc.status.as_str()),
+                    ]))
+                    .inc();
+            }
+        }
+        let due = store.due_outbox(now, usize::MAX)?;
+        let oldest = due.iter().map(|e| e.due).min();
+        METRICS.outbox_oldest_age.set(
+            oldest
+                .map(|d| (now - d).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0),
+        );
+        METRICS.outbox_depth.set(store.outbox_depth()? as i64);
+        METRICS.timers_pending.set(store.timer_count()? as i64);
+        Ok(METRICS.encode())
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("metrics: {e}")))?
+    .map_err(crate::service::ServiceError::from)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
 /// `GET /healthz`: the process is alive.
 pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: the store is open and writable.
+/// `GET /readyz`: ready when the store is open and writable and the
+/// escalation scheduler is running. Chat platforms are reported (their
+/// last call) but do not make tocsin unready: alerts must still be taken
+/// and paged by other means while Slack or Discord is down.
 pub async fn readyz(State(st): State<AppState>) -> Response {
     let store = st.service.store().clone();
-    let check = tokio::task::spawn_blocking(move || store.check_writable()).await;
-    match check {
-        Ok(Ok(())) => {
-            Json(json!({ "status": "ready", "checks": { "store": "ok" } })).into_response()
-        }
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unready", "checks": { "store": e.to_string() } })),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({ "status": "unready", "checks": { "store": format!("check failed: {e}") } }),
-            ),
-        )
-            .into_response(),
+    let store_check = match tokio::task::spawn_blocking(move || store.check_writable()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("check failed: {e}")),
+    };
+    let beat = st
+        .service
+        .wakers()
+        .scheduler_beat
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let now = st.service.clock().now().timestamp_millis();
+    let scheduler_check = if beat == 0 {
+        Err("the escalation scheduler has not started".to_string())
+    } else if now - beat > 90_000 {
+        Err(format!(
+            "the escalation scheduler last ran {} s ago",
+            (now - beat) / 1000
+        ))
+    } else {
+        Ok(())
+    };
+    let mut platforms = serde_json::Map::new();
+    for p in st.service.chat_platforms() {
+        let last = st.service.wakers().chat_health.lock().get(p).cloned();
+        platforms.insert(
+            p.to_string(),
+            json!(match last {
+                None => "configured; no call yet".to_string(),
+                Some(None) => "ok".to_string(),
+                Some(Some(e)) => format!("last call failed: {e}"),
+            }),
+        );
     }
+    let word = |r: &Result<(), String>| match r {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.clone(),
+    };
+    let ready = store_check.is_ok() && scheduler_check.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "unready" },
+        "checks": {
+            "store": word(&store_check),
+            "scheduler": word(&scheduler_check),
+            "chat": platforms,
+        },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 /// Unknown route.

@@ -12,6 +12,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::metrics::{METRICS, labels};
+
+fn count(integration: &str, outcome: &str, n: u64) {
+    METRICS
+        .alerts_received
+        .get_or_create(&labels([
+            ("integration", integration),
+            ("outcome", outcome),
+        ]))
+        .inc_by(n);
+}
+
 /// `POST /v2/enqueue`: PagerDuty Events API v2, with PagerDuty's answers.
 pub async fn enqueue(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let body = match body {
@@ -32,6 +44,7 @@ pub async fn enqueue(State(st): State<AppState>, body: Result<Bytes, BytesReject
     let req = match intake::pagerduty::parse(&body) {
         Ok(r) => r,
         Err(e) => {
+            count("unknown", "rejected", 1);
             return pd_error(
                 StatusCode::BAD_REQUEST,
                 "Event object is invalid",
@@ -130,7 +143,10 @@ async fn hook(
             )));
         }
     }
-    .map_err(intake_error)?;
+    .map_err(|e| {
+        count(&integration.name, "rejected", 1);
+        intake_error(e)
+    })?;
     apply(st, integration, &events, StatusCode::ACCEPTED).await
 }
 
@@ -181,9 +197,10 @@ fn accepted_body(outcomes: &[EventOutcome]) -> serde_json::Value {
 }
 
 fn authenticate<'a>(st: &'a AppState, key: &str) -> Result<&'a IntegrationConfig, ApiError> {
-    st.config
-        .integration_by_key(key)
-        .ok_or_else(|| ApiError::unauthorized("no integration has this key"))
+    st.config.integration_by_key(key).ok_or_else(|| {
+        count("unknown", "rejected", 1);
+        ApiError::unauthorized("no integration has this key")
+    })
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header.

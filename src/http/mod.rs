@@ -31,9 +31,36 @@ pub struct AppState {
     pub config: Arc<Config>,
 }
 
+/// Counts and times each request by its matched route (never the raw URL,
+/// which may hold a key, and which would explode the label cardinality).
+pub async fn track(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use crate::metrics::{METRICS, labels};
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    METRICS
+        .http_requests
+        .get_or_create(&labels([
+            ("route", &route),
+            ("method", &method),
+            ("status", &status),
+        ]))
+        .inc();
+    METRICS
+        .http_duration
+        .get_or_create(&labels([("route", &route)]))
+        .observe(started.elapsed().as_secs_f64());
+    resp
+}
+
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.server.max_body_bytes;
     Router::new()
         .route("/v2/enqueue", post(intake::enqueue))
         .route("/hooks", post(intake::hook_bearer))
@@ -60,11 +87,21 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(schedules::delete_override),
         )
         .route("/v1/stats", get(api::stats))
+        .route("/metrics", get(api::metrics))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// The protections and instrumentation every route gets, the chat
+/// platforms' included: body limit, body timeout, metrics, a span per
+/// request keyed by the matched route. Apply after merging all routes.
+pub fn finish(router: Router, max_body_bytes: usize) -> Router {
+    router
+        .route_layer(axum::middleware::from_fn(track))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         // A body that trickles in is cut off (408) rather than holding a task.
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             std::time::Duration::from_secs(10),
@@ -77,5 +114,4 @@ pub fn router(state: AppState) -> Router {
                 .unwrap_or_else(|| "unmatched".into());
             tracing::info_span!("request", method = %req.method(), route = %route)
         }))
-        .with_state(state)
 }

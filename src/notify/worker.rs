@@ -204,6 +204,19 @@ impl Worker {
             }
         };
         let result = self.notifiers.deliver(&self.service, &entry).await;
+        let platform = match &entry.recipient {
+            crate::escalation::Recipient::Channel(p) => Some(p.clone()),
+            _ if matches!(entry.method, ContactKind::Slack) => Some("slack".to_string()),
+            _ if entry.method.as_str() == "discord" => Some("discord".to_string()),
+            _ => None,
+        };
+        if let Some(p) = platform {
+            self.service
+                .wakers()
+                .chat_health
+                .lock()
+                .insert(p, result.as_ref().err().map(|e| e.message.clone()));
+        }
         let jitter: f64 = rand::random();
         let now = self.service.clock().now();
         if let Err(e) = self

@@ -344,12 +344,24 @@ impl Service {
         platform: &str,
         card_id: String,
         rendered_at: DateTime<Utc>,
+        intro: Option<String>,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
         self.change(id, |tx, inc| {
             let mut inc2 = inc.clone();
             if let Some(l) = inc2.chat.get_mut(platform) {
                 l.card_id = Some(card_id.clone());
+            }
+            if let Some(text) = &intro {
+                tx.put_outbox(&chat_entry(
+                    inc,
+                    platform,
+                    Job::Post { text: text.clone() },
+                    "post/intro",
+                    now,
+                    now,
+                ))
+                .map_err(ChangeError::Store)?;
             }
             if inc.updated_at > rendered_at {
                 tx.put_outbox(&chat_entry(

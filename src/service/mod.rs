@@ -68,13 +68,18 @@ pub struct EventOutcome {
     pub effect: Effect,
 }
 
-/// Wakes the background tasks when new work is written.
+/// Wakes the background tasks when new work is written, and records that
+/// they are alive (for `/readyz`).
 #[derive(Debug, Default)]
 pub struct Wakers {
     /// The escalation scheduler: a timer was added.
     pub scheduler: tokio::sync::Notify,
     /// The outbox worker: an entry was queued or came due.
     pub outbox: tokio::sync::Notify,
+    /// When the scheduler last went round its loop (unix millis; 0: never).
+    pub scheduler_beat: std::sync::atomic::AtomicI64,
+    /// The last chat call per platform: `None` if it worked, else the error.
+    pub chat_health: parking_lot::Mutex<std::collections::BTreeMap<String, Option<String>>>,
 }
 
 /// The application service.
@@ -166,6 +171,13 @@ impl Service {
         })?;
         self.store.flush().await?;
         self.wake();
+        crate::metrics::METRICS
+            .alerts_received
+            .get_or_create(&crate::metrics::labels([
+                ("integration", &integration.name),
+                ("outcome", "accepted"),
+            ]))
+            .inc_by(events.len() as u64);
         for o in &outcomes {
             if let Some(id) = o.incident {
                 let span = info_span!("incident", incident = %id);
@@ -361,8 +373,28 @@ impl Service {
     /// so the next trigger opens a new one.
     pub(crate) fn write_change(&self, tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
         let before = tx.incident(change.incident.id)?;
+        observe_response_times(before.as_ref(), &change.incident);
         write_incident(tx, change)?;
         self.queue_chat(tx, before.as_ref(), &change.incident, &change.entries)
+    }
+}
+
+/// Time to acknowledge and to resolve, when a change first reaches them.
+fn observe_response_times(before: Option<&Incident>, after: &Incident) {
+    use crate::metrics::METRICS;
+    if let Some(at) = after.acknowledged_at
+        && before.is_none_or(|b| b.acknowledged_at.is_none())
+    {
+        METRICS
+            .time_to_acknowledge
+            .observe((at - after.created_at).num_milliseconds() as f64 / 1000.0);
+    }
+    if let Some(at) = after.resolved_at
+        && before.is_none_or(|b| b.resolved_at.is_none())
+    {
+        METRICS
+            .time_to_resolve
+            .observe((at - after.created_at).num_milliseconds() as f64 / 1000.0);
     }
 }
 

@@ -212,6 +212,9 @@ impl Service {
         if !tx.delete_timer(timer)? {
             return Ok(());
         }
+        crate::metrics::METRICS
+            .timer_lateness
+            .observe(((now - timer.due).num_milliseconds().max(0) as f64) / 1000.0);
         let Some(inc) = tx.incident(timer.incident)? else {
             return Ok(());
         };
@@ -326,6 +329,7 @@ impl Service {
             entry.attempts += 1;
             let recipient = entry.recipient.to_string();
             let method = entry.method.as_str().to_string();
+            count_delivery(&entry, &result);
             match &result {
                 Ok(()) if entry.job != crate::notify::Job::Page => {
                     // Channel upkeep is not worth a timeline line each time.
@@ -365,6 +369,12 @@ impl Service {
                             );
                         }
                         AfterFailure::GiveUp => {
+                            if entry.job == crate::notify::Job::Page {
+                                crate::metrics::METRICS
+                                    .pages_failed
+                                    .get_or_create(&crate::metrics::labels([("method", &method)]))
+                                    .inc();
+                            }
                             error!(incident = %entry.incident, recipient = %entry.recipient, method = %method, error = %err.message, "Gave up on a page");
                             entry.state = DeliveryState::Failed { at: now };
                             change.incident.record(
@@ -388,6 +398,53 @@ impl Service {
         })?;
         self.store.flush().await?;
         Ok(())
+    }
+}
+
+/// Counts a delivery attempt: pages by method, chat jobs by platform and job.
+fn count_delivery(entry: &OutboxEntry, result: &Result<(), DeliveryError>) {
+    use crate::metrics::{METRICS, labels};
+    let method = entry.method.as_str();
+    if entry.job == crate::notify::Job::Page {
+        match result {
+            Ok(()) => METRICS
+                .pages_sent
+                .get_or_create(&labels([("method", method)]))
+                .inc(),
+            Err(_) => METRICS
+                .deliveries_retried
+                .get_or_create(&labels([("method", method)]))
+                .inc(),
+        };
+    }
+    let platform = match &entry.recipient {
+        crate::escalation::Recipient::Channel(p) => Some(p.as_str()),
+        _ if matches!(method, "slack" | "discord") => Some(method),
+        _ => None,
+    };
+    if let Some(platform) = platform {
+        let job = serde_json::to_value(&entry.job)
+            .ok()
+            .and_then(|v| v["job"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "page".into());
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        METRICS
+            .chat_calls
+            .get_or_create(&labels([
+                ("platform", platform),
+                ("job", &job),
+                ("outcome", outcome),
+            ]))
+            .inc();
+        if let Err(e) = result
+            && e.retry_after.is_some()
+            && e.retryable
+        {
+            METRICS
+                .chat_rate_limited
+                .get_or_create(&labels([("platform", platform), ("job", &job)]))
+                .inc();
+        }
     }
 }
 

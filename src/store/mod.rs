@@ -152,6 +152,9 @@ pub trait Store: Send + Sync + 'static {
     /// Pending outbox entries due at or before `now`, earliest first.
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// How many outbox entries are pending.
+    fn outbox_depth(&self) -> Result<u64, StoreError>;
+
     /// When the earliest pending outbox entry is due.
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 

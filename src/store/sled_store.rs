@@ -68,6 +68,7 @@ pub struct SledStore {
     flush_requests: Option<mpsc::Sender<Waiter>>,
     flusher: Option<std::thread::JoinHandle<()>>,
     flushes: Arc<AtomicU64>,
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for SledStore {
@@ -109,12 +110,27 @@ impl SledStore {
             flush_requests: Some(tx),
             flusher: Some(flusher),
             flushes,
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// How many fsyncs the group commit has done; for benchmarks and tests.
     pub fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Fault injection: while on, every write fails as a broken disk would
+    /// (transactions and the readiness probe). For tests and failure drills.
+    pub fn set_write_failure(&self, on: bool) {
+        self.fail_writes.store(on, Ordering::SeqCst);
+    }
+
+    fn writes_failing(&self) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            Err(StoreError::Backend("write failed (fault injected)".into()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Flushes synchronously; for shutdown.
@@ -318,6 +334,7 @@ impl Store for SledStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.writes_failing()?;
         let _writer = self.write_lock.lock();
         let trees: Vec<&sled::Tree> = self.trees.iter().collect();
         // sled wants `Fn` (it may re-run on conflict); the closure is ours alone.
@@ -397,6 +414,7 @@ impl Store for SledStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
+        self.writes_failing()?;
         let probe = encode(&"probe");
         self.trees[META]
             .insert(b"readyz_probe", probe.clone())
@@ -432,6 +450,10 @@ impl Store for SledStore {
             }
         }
         Ok(out)
+    }
+
+    fn outbox_depth(&self) -> Result<u64, StoreError> {
+        Ok(self.trees[OUTBOX_QUEUE].len() as u64)
     }
 
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -99,6 +99,20 @@ async fn acknowledge_and_resolve_need_the_token() {
 #[tokio::test]
 async fn health_and_readiness() {
     let app = spawn_app().await;
+    // Not ready until the scheduler runs.
+    let (s, b) = app.get("/readyz").await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        b["checks"]["scheduler"],
+        "the escalation scheduler has not started"
+    );
+    app.start_background();
+    for _ in 0..100 {
+        if app.get("/readyz").await.0 == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let (s, b) = app.get("/healthz").await;
     assert_eq!((s, b["status"].as_str()), (200, Some("ok")));
     let (s, b) = app.get("/v1/stats").await;
@@ -108,5 +122,23 @@ async fn health_and_readiness() {
     );
     let (s, b) = app.get("/readyz").await;
     assert_eq!((s, b["checks"]["store"].as_str()), (200, Some("ok")));
+    assert_eq!(b["checks"]["scheduler"], "ok");
+
+    // A broken disk: unready, with the reason; alerts get a 503 and nothing is stored.
+    app.store.set_write_failure(true);
+    let (s, b) = app.get("/readyz").await;
+    assert_eq!(s, 503);
+    assert_eq!(
+        b["checks"]["store"],
+        "storage backend: write failed (fault injected)"
+    );
+    let before = app.store_counts();
+    let (s, b) = app.pd("trigger", "disk-broken", "x").await;
+    assert_eq!(s, 503, "{b}");
+    assert_eq!(b["status"], "error");
+    assert_eq!(app.store_counts(), before);
+    app.store.set_write_failure(false);
+    assert_eq!(app.get("/readyz").await.0, 200);
+    assert_eq!(app.pd("trigger", "disk-ok", "x").await.0, 202);
     app.stop().await;
 }

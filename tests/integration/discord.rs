@@ -412,12 +412,12 @@ async fn every_incident_subcommand() {
 
     let (text, private) = say("status", json!([])).await;
     assert!(
-        text.starts_with("*INC-1* Payment errors above 5%"),
+        text.starts_with("**INC-1** Payment errors above 5%"),
         "{text}"
     );
     assert!(private);
     let (text, private) = say("summary", json!([])).await;
-    assert!(text.starts_with("*INC-1*"), "{text}");
+    assert!(text.starts_with("**INC-1**"), "{text}");
     assert!(private);
     assert_eq!(
         say("severity", json!([opt("level", "sev1")])).await,
@@ -532,7 +532,7 @@ async fn oncall_cover_and_page_commands() {
     let (text, private) = d
         .say(ALICE, GENERAL, "oncall", sub("show", json!([])))
         .await;
-    assert!(text.contains(&format!("*primary*: <@{ALICE}>")), "{text}");
+    assert!(text.contains(&format!("**primary**: <@{ALICE}>")), "{text}");
     assert!(private);
     // Bob may not put alice on call; alice (an admin) may put bob on call.
     let (text, _) = d

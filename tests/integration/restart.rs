@@ -86,15 +86,17 @@ async fn timers_survive_a_crash_and_overdue_ones_fire_once_at_start() {
     let recv = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let extra = chain(&recv, ["2s", "3s", "1h"]);
+    let extra = chain(&recv, ["3s", "3s", "1h"]);
     let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
     trigger(&server.base, "crash-1").await;
     assert!(recv.wait_for(1, Duration::from_secs(5)).await);
     assert_eq!(recv.at("alice").len(), 1);
     wait_recorded(&server.base, 1).await;
+    // Let the record's group commit finish (the API cannot show it).
+    tokio::time::sleep(Duration::from_millis(500)).await;
     // Crash with bob's step pending, stay down past its due time.
     server.kill();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert_eq!(recv.received().len(), 1);
     let server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
     // Bob's overdue step fires at start...
@@ -119,8 +121,10 @@ async fn a_page_recorded_before_sigkill_is_not_sent_again() {
     let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
     trigger(&server.base, "once").await;
     assert!(recv.wait_for(1, Duration::from_secs(5)).await);
-    // Wait until tocsin has recorded the delivery, then crash it.
+    // Wait until tocsin has recorded the delivery (and the record's group
+    // commit, which the API cannot show, has had time to finish), then crash it.
     wait_recorded(&server.base, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     server.kill();
     let _server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

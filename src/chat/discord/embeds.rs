@@ -150,7 +150,38 @@ pub fn page(p: &PageContent) -> (String, CreateEmbed) {
 
 /// Plain Markdown: the message text up to 2000 characters, else embeds
 /// of up to 4096 characters each (6000 in all, the rest cut).
+/// Slack-flavoured Markdown (the shared templates and replies) to
+/// Discord's: `*bold*` becomes `**bold**` (Discord reads `*x*` as italics),
+/// and the emoji shortcodes the templates use become the emoji, since
+/// Discord does not expand shortcodes in bot messages.
+pub fn markdown(t: &str) -> String {
+    static BOLD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(^|[^*\w])\*([^*\n]+?)\*([^*\w]|$)").expect("valid regex")
+    });
+    let mut out = t.to_string();
+    for (code, emoji) in [
+        (":white_check_mark:", "\u{2705}"),
+        (":fast_forward:", "\u{23e9}"),
+        (":white_large_square:", "\u{2b1c}"),
+        (":rotating_light:", "\u{1f6a8}"),
+        (":eyes:", "\u{1f440}"),
+        (":red_circle:", "\u{1f534}"),
+        (":large_orange_circle:", "\u{1f7e0}"),
+        (":large_yellow_circle:", "\u{1f7e1}"),
+        (":white_circle:", "\u{26aa}"),
+    ] {
+        out = out.replace(code, emoji);
+    }
+    // Twice: adjacent matches share their boundary character.
+    for _ in 0..2 {
+        out = BOLD.replace_all(&out, "$1**$2**$3").into_owned();
+    }
+    out
+}
+
 pub fn text(t: &str) -> (Option<String>, Vec<CreateEmbed>) {
+    let converted = markdown(t);
+    let t = converted.as_str();
     let t = if t.trim().is_empty() { "\u{200b}" } else { t };
     if t.chars().count() <= CONTENT_MAX {
         return (Some(t.to_string()), Vec::new());
@@ -247,6 +278,22 @@ pub fn edit(message: &ChatMessage) -> EditMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slack_markdown_reads_right_on_discord() {
+        assert_eq!(
+            markdown("*INC-1* acknowledged by *alice*."),
+            "**INC-1** acknowledged by **alice**."
+        );
+        assert_eq!(
+            markdown("already **bold** and 5*3"),
+            "already **bold** and 5*3"
+        );
+        assert_eq!(
+            markdown(":white_check_mark: `step` done"),
+            "\u{2705} `step` done"
+        );
+    }
 
     fn view(status: Status) -> CardView {
         CardView {

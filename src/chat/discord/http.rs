@@ -245,7 +245,10 @@ pub type Later = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn message(reply: &Reply) -> CreateInteractionResponseMessage {
     CreateInteractionResponseMessage::new()
-        .content(embeds::truncate(&reply.text, CONTENT_MAX))
+        .content(embeds::truncate(
+            &embeds::markdown(&reply.text),
+            CONTENT_MAX,
+        ))
         .allowed_mentions(embeds::mentions())
         .ephemeral(reply.visibility == Visibility::Ephemeral)
 }
@@ -388,7 +391,7 @@ impl DiscordState {
 /// interaction, a 429 or a 5xx is retried a few times.
 async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, how: Deferred) {
     let http = platform.http();
-    let content = embeds::truncate(&reply.text, CONTENT_MAX);
+    let content = embeds::truncate(&embeds::markdown(&reply.text), CONTENT_MAX);
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=5 {
         let result = match how {

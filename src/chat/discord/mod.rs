@@ -116,6 +116,24 @@ pub fn map_status(
     }
 }
 
+/// A serenity client for `[discord]`. Requests go to `api_url`: the proxy
+/// replaces `https://discord.com` and keeps `/api/v10/...`. serenity's rate
+/// limiter would send them to discord.com whatever the proxy, so it is off:
+/// tocsin's outbox handles 429. `client` carries the request timeout.
+fn serenity_http(
+    token: &crate::secret::Secret,
+    client: &reqwest::Client,
+    application: u64,
+    api_url: &str,
+) -> Http {
+    HttpBuilder::new(token.expose())
+        .client(client.clone())
+        .application_id(ApplicationId::new(application))
+        .proxy(api_url)
+        .ratelimiter_disabled(true)
+        .build()
+}
+
 /// A snowflake from a stored or configured id.
 fn snowflake(what: &str, id: &str) -> Result<u64, DeliveryError> {
     match id.trim().parse::<u64>() {
@@ -167,8 +185,9 @@ impl DiscordPlatform {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("discord: http client: {e}"))?;
-        let platform = Self {
-            http: Arc::new(Self::builder(cfg).build()),
+        let http = serenity_http(&cfg.bot_token, &client, cfg.application_id, &cfg.api_url);
+        Ok(Self {
+            http: Arc::new(http),
             client,
             guild: GuildId::new(cfg.guild_id),
             application: ApplicationId::new(cfg.application_id),
@@ -176,29 +195,18 @@ impl DiscordPlatform {
             archive_category: cfg.archive_category.clone(),
             token: cfg.bot_token.clone(),
             api_url: cfg.api_url.clone(),
-        };
-        Ok(platform)
+        })
     }
 
-    /// serenity's HTTP client for `[discord]`: requests go to `api_url`
-    /// (the proxy replaces `https://discord.com`, keeping `/api/v10/...`).
-    /// serenity's rate limiter would send them to discord.com whatever the
-    /// proxy, so it is off: tocsin's outbox handles 429.
-    fn builder(cfg: &DiscordConfig) -> HttpBuilder {
-        HttpBuilder::new(cfg.bot_token.expose())
-            .application_id(ApplicationId::new(cfg.application_id))
-            .proxy(cfg.api_url.clone())
-            .ratelimiter_disabled(true)
-    }
-
-    /// A new serenity client like this one's (for the gateway client,
-    /// which takes its own).
+    /// A new serenity client like this one's (the gateway client takes
+    /// its own).
     pub fn new_http(&self) -> Http {
-        HttpBuilder::new(self.token.expose())
-            .application_id(self.application)
-            .proxy(self.api_url.clone())
-            .ratelimiter_disabled(true)
-            .build()
+        serenity_http(
+            &self.token,
+            &self.client,
+            self.application.get(),
+            &self.api_url,
+        )
     }
 
     /// serenity's client, for interaction responses.
