@@ -166,8 +166,9 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
     let path = config.storage.path.clone();
+    let cache = config.storage.cache_mb.saturating_mul(1024 * 1024);
     let store = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open(&path))
+        tokio::task::spawn_blocking(move || SledStore::open_with_cache(&path, cache))
             .await
             .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??,
     );

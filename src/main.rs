@@ -34,6 +34,26 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
+    /// Save a consistent snapshot of a running server's store (JSON lines).
+    Backup {
+        /// Where to write it.
+        #[arg(long)]
+        to: PathBuf,
+        /// API token [default: the config's [api] token]
+        #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Restore a backup into an empty data directory (with tocsin stopped).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data directory [default: the config's storage.path]
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Audit trail checks.
     Audit {
         #[command(subcommand)]
@@ -301,6 +321,55 @@ async fn main() -> Result<()> {
                 print!("{md}");
             }
         },
+        Command::Backup { to, token, server } => {
+            let token = match token {
+                Some(t) => t.clone(),
+                None => load_config(&cli.config)?
+                    .api
+                    .token
+                    .map(|t| t.expose().to_string())
+                    .context("no --token given and the config has no [api] token")?,
+            };
+            let url = format!(
+                "{}/v1/backup",
+                base_url(server, &cli.config).trim_end_matches('/')
+            );
+            let resp = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            if !resp.status().is_success() {
+                bail!(
+                    "tocsin answered {}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            let body = resp.bytes().await?;
+            let tmp = to.with_extension("partial");
+            std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, to)?;
+            println!(
+                "Backup of {} records written to {}",
+                body.iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    .saturating_sub(1),
+                to.display()
+            );
+        }
+        Command::Restore { from, data } => {
+            let data = match data {
+                Some(d) => d.clone(),
+                None => load_config(&cli.config)?.storage.path,
+            };
+            let file =
+                std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+            let n = tocsin::store::SledStore::restore(&data, std::io::BufReader::new(file))?;
+            println!("Restored {n} records into {}", data.display());
+        }
         Command::Audit {
             command: AuditCommand::Verify { id, server },
         } => {

@@ -253,12 +253,15 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// The data directory.
     pub path: PathBuf,
+    /// sled's page cache, in MiB.
+    pub cache_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("data"),
+            cache_mb: 64,
         }
     }
 }

@@ -328,6 +328,26 @@ pub async fn notifications(
     Ok(Json(json!({ "notifications": entries })).into_response())
 }
 
+/// `GET /v1/backup`: a consistent snapshot of the store as JSON lines
+/// (bearer token). Restore it with `tocsin restore`.
+pub async fn backup(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&st, &headers)?;
+    let store = st.service.store().clone();
+    let now = st.service.clock().now();
+    let body = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        store.backup(&mut out, now).map(|_| out)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("backup: {e}")))?
+    .map_err(crate::service::ServiceError::from)?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
+        body,
+    )
+        .into_response())
+}
+
 /// `GET /metrics`: Prometheus exposition text. Gauges of stored state are
 /// computed here, from the store.
 pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {

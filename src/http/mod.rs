@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
+        .route("/v1/backup", get(api::backup))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .fallback(api::not_found)

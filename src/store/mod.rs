@@ -8,7 +8,7 @@
 
 mod sled_store;
 
-pub use sled_store::SledStore;
+pub use sled_store::{BACKUP_FORMAT, BACKUP_VERSION, SledStore};
 
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
@@ -139,6 +139,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many incidents exist, of every status.
     fn incident_count(&self) -> Result<u64, StoreError>;
+
+    /// Writes a consistent snapshot of everything as JSON lines: a header
+    /// (`{"format": "tocsin-backup", "version": 1, ...}`), then one
+    /// `{"tree", "key" (hex), "value" (the stored JSON text)}` per record.
+    /// Returns how many records.
+    fn backup(&self, out: &mut dyn std::io::Write, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Writes and reads back a probe; for readiness checks.
     fn check_writable(&self) -> Result<(), StoreError>;

@@ -58,6 +58,11 @@ const TREE_NAMES: [&str; 11] = [
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// The `format` of a backup's header line.
+pub const BACKUP_FORMAT: &str = "tocsin-backup";
+/// The backup format's version; restore refuses others.
+pub const BACKUP_VERSION: u64 = 1;
+
 /// The sled-backed [`Store`].
 pub struct SledStore {
     db: sled::Db,
@@ -83,10 +88,16 @@ impl Drop for SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in `path`.
+    /// Opens (or creates) the database in `path`, with a 64 MiB cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, 64 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the database in `path` with a page cache of `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(500))
             .open()
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
@@ -131,6 +142,65 @@ impl SledStore {
         } else {
             Ok(())
         }
+    }
+
+    /// Restores a backup into `path`, which must not hold a database yet.
+    pub fn restore<R: std::io::BufRead>(path: &Path, input: R) -> Result<u64, StoreError> {
+        let bad = |line: usize, m: String| StoreError::Backend(format!("backup line {line}: {m}"));
+        if path.exists()
+            && std::fs::read_dir(path)
+                .map_err(|e| StoreError::Backend(format!("{}: {e}", path.display())))?
+                .next()
+                .is_some()
+        {
+            return Err(StoreError::Backend(format!(
+                "{} is not empty; restore only into a new data directory",
+                path.display()
+            )));
+        }
+        let mut lines = input.lines();
+        let header: serde_json::Value = match lines.next() {
+            Some(Ok(l)) => serde_json::from_str(&l).map_err(|e| bad(1, e.to_string()))?,
+            _ => return Err(bad(1, "the backup is empty".into())),
+        };
+        if header["format"] != BACKUP_FORMAT {
+            return Err(bad(1, "this is not a tocsin backup".into()));
+        }
+        if header["version"].as_u64() != Some(BACKUP_VERSION) {
+            return Err(bad(
+                1,
+                format!(
+                    "backup version {} is not {BACKUP_VERSION}",
+                    header["version"]
+                ),
+            ));
+        }
+        let store = Self::open(path)?;
+        let mut n = 0;
+        for (i, line) in lines.enumerate() {
+            let line = line.map_err(|e| bad(i + 2, e.to_string()))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| bad(i + 2, e.to_string()))?;
+            let tree = rec["tree"].as_str().unwrap_or_default();
+            let t = TREE_NAMES
+                .iter()
+                .position(|n| *n == tree)
+                .ok_or_else(|| bad(i + 2, format!("unknown tree '{tree}'")))?;
+            let key = hex::decode(rec["key"].as_str().unwrap_or_default())
+                .map_err(|e| bad(i + 2, format!("bad key: {e}")))?;
+            let value = rec["value"]
+                .as_str()
+                .ok_or_else(|| bad(i + 2, "no value".into()))?;
+            store.trees[t]
+                .insert(key, value.as_bytes())
+                .map_err(backend)?;
+            n += 1;
+        }
+        store.flush_blocking()?;
+        Ok(n)
     }
 
     /// Flushes synchronously; for shutdown.
@@ -411,6 +481,35 @@ impl Store for SledStore {
 
     fn incident_count(&self) -> Result<u64, StoreError> {
         Ok(self.trees[INCIDENTS].len() as u64)
+    }
+
+    /// Writes a consistent snapshot as JSON lines (see [`BACKUP_FORMAT`]):
+    /// a header line, then one line per record. Writers wait meanwhile.
+    fn backup(&self, out: &mut dyn std::io::Write, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let io = |e: std::io::Error| StoreError::Backend(format!("writing the backup: {e}"));
+        let _writer = self.write_lock.lock();
+        let header = serde_json::json!({
+            "format": BACKUP_FORMAT,
+            "version": BACKUP_VERSION,
+            "created_at": now,
+            "trees": TREE_NAMES,
+        });
+        writeln!(out, "{header}").map_err(io)?;
+        let mut n = 0;
+        for (i, tree) in self.trees.iter().enumerate() {
+            for item in tree.iter() {
+                let (k, v) = item.map_err(backend)?;
+                let line = serde_json::json!({
+                    "tree": TREE_NAMES[i],
+                    "key": hex::encode(&k),
+                    "value": String::from_utf8_lossy(&v),
+                });
+                writeln!(out, "{line}").map_err(io)?;
+                n += 1;
+            }
+        }
+        out.flush().map_err(io)?;
+        Ok(n)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {

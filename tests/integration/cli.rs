@@ -143,3 +143,102 @@ async fn alert_send_and_incidents_commands() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("incident INC-9 does not exist"));
 }
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_even_at_debug() {
+    use crate::common::fake_slack::FakeSlack;
+    let fake = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        "[slack]\nbot_token = \"xoxb-super-secret-bot-token\"\nsigning_secret = \"super-secret-signing\"\napi_url = \"{}\"\n",
+        fake.api_url()
+    );
+    let config = dir.path().join("tocsin.toml");
+    std::fs::write(
+        &config,
+        config_text_with(
+            &dir.path().join("data"),
+            &format!("127.0.0.1:{port}"),
+            None,
+            &extra,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("tocsin.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "debug")
+        .env("TOCSIN__LOG__FORMAT", "json")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Keys in URLs and headers, a wrong token, a Slack request, an incident that opens a channel.
+    http.post(format!("{base}/hooks/{GENERIC_KEY}"))
+        .json(&serde_json::json!({"summary": "log test"}))
+        .send()
+        .await
+        .unwrap();
+    http.post(format!("{base}/hooks"))
+        .bearer_auth(AM_KEY)
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    http.post(format!("{base}/v1/incidents/1/acknowledge"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    http.post(format!("{base}/slack/commands"))
+        .body("x=1")
+        .send()
+        .await
+        .unwrap();
+    fake.wait_until("the channel", |f| {
+        !f.ok_calls("chat.postMessage").is_empty()
+    })
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let out = child.wait_with_output().unwrap();
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&log).unwrap(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        logs.lines().count() > 10,
+        "expected debug logs, got: {logs}"
+    );
+    assert!(
+        logs.lines().filter(|l| l.starts_with('{')).count() > 5,
+        "JSON log lines"
+    );
+    for secret in [
+        GENERIC_KEY,
+        AM_KEY,
+        API_TOKEN,
+        PD_KEY,
+        "xoxb-super-secret-bot-token",
+        "super-secret-signing",
+    ] {
+        assert!(!logs.contains(secret), "{secret} appears in the logs");
+    }
+}

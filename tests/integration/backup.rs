@@ -1,0 +1,176 @@
+//! Backup and restore round trip, through the CLI and a real server.
+
+use crate::common::receiver::Receiver;
+use crate::common::*;
+use crate::paging::paging_config;
+use serde_json::{Value, json};
+
+fn tocsin(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::get(format!("{base}{path}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn backup_then_restore_into_a_fresh_directory() {
+    let recv = Receiver::start().await;
+    let extra = paging_config(&recv, 2525, "");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(dir.path(), free_port(), Some("payments"), &extra).await;
+    let http = reqwest::Client::new();
+    for key in ["a", "b"] {
+        let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
+                          "payload": {"summary": format!("incident {key}"), "source": "t", "severity": "critical"}});
+        assert_eq!(
+            http.post(format!("{}/v2/enqueue", server.base))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            202
+        );
+    }
+    http.post(format!("{}/v1/incidents/INC-2/acknowledge", server.base))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"by": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    let o = http
+        .post(format!("{}/v1/schedules/primary/overrides", server.base))
+        .bearer_auth(API_TOKEN)
+        .json(&json!({"user": "carol", "start": "2026-11-29T00:00:00Z", "end": "2027-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(o.status(), 201);
+    let before_incidents = get(&server.base, "/v1/incidents").await;
+    let before_timeline = get(&server.base, "/v1/incidents/INC-1/timeline").await;
+    let before_timers =
+        get(&server.base, "/v1/incidents/INC-1").await["incident"]["escalation"]["timer"].clone();
+    assert!(
+        before_timers.is_object(),
+        "INC-1 has a pending escalation timer"
+    );
+
+    let file = dir.path().join("tocsin.backup.jsonl");
+    let out = tocsin(&["backup", "--to", file.to_str().unwrap()], &server.config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Backup of "));
+    let first = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let header: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (header["format"].as_str(), header["version"].as_u64()),
+        (Some("tocsin-backup"), Some(1))
+    );
+    drop(server);
+
+    // Restore into a fresh directory and serve from it.
+    let fresh = tempfile::tempdir().unwrap();
+    let data = fresh.path().join("data");
+    let restored = tocsin(
+        &[
+            "restore",
+            "--from",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &dir.path().join("tocsin.toml"),
+    );
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let again = tocsin(
+        &[
+            "restore",
+            "--from",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        &dir.path().join("tocsin.toml"),
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+
+    let server =
+        ServerProcess::start_with(fresh.path(), free_port(), Some("payments"), &extra).await;
+    assert_eq!(get(&server.base, "/v1/incidents").await, before_incidents);
+    assert_eq!(
+        get(&server.base, "/v1/incidents/INC-1/timeline").await,
+        before_timeline
+    );
+    assert_eq!(
+        get(&server.base, "/v1/incidents/INC-1").await["incident"]["escalation"]["timer"],
+        before_timers
+    );
+    let overrides = get(&server.base, "/v1/schedules/primary/overrides").await;
+    assert_eq!(overrides["overrides"][0]["user"], "carol");
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tocsin_escalation_timers_pending 1"),
+        "{metrics}"
+    );
+    let verify = tocsin(&["audit", "verify", "INC-1"], &server.config);
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // And it keeps working: a new alert gets the next number.
+    let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": "c",
+                      "payload": {"summary": "after restore", "source": "t", "severity": "info"}});
+    http.post(format!("{}/v2/enqueue", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        get(&server.base, "/v1/incidents").await["incidents"][0]["key"],
+        "INC-3"
+    );
+}
+
+#[test]
+fn restore_refuses_what_is_not_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.jsonl");
+    std::fs::write(&file, "{\"format\":\"something-else\"}\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["restore", "--from", file.to_str().unwrap(), "--data"])
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("this is not a tocsin backup"));
+}
