@@ -54,6 +54,12 @@ enum Command {
         #[arg(long)]
         data: Option<PathBuf>,
     },
+    /// Ask a running server whether it is ready (exit 0) or not (exit 1);
+    /// for container health checks.
+    Health {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Audit trail checks.
     Audit {
         #[command(subcommand)]
@@ -231,7 +237,14 @@ fn base_url(server: &ServerArgs, cli: &Option<PathBuf>) -> String {
         return u.clone();
     }
     match load_config(cli) {
-        Ok(c) => format!("http://{}", c.server.listen),
+        Ok(c) => {
+            // A server listening on every address is reached on loopback.
+            let mut addr = c.server.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
         Err(_) => "http://127.0.0.1:8080".into(),
     }
 }
@@ -321,6 +334,24 @@ async fn main() -> Result<()> {
                 print!("{md}");
             }
         },
+        Command::Health { server } => {
+            let url = format!(
+                "{}/readyz",
+                base_url(server, &cli.config).trim_end_matches('/')
+            );
+            let resp = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(5))
+                .build()?
+                .get(&url)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach {url}"))?;
+            let ok = resp.status().is_success();
+            println!("{}", resp.text().await.unwrap_or_default());
+            if !ok {
+                std::process::exit(1);
+            }
+        }
         Command::Backup { to, token, server } => {
             let token = match token {
                 Some(t) => t.clone(),

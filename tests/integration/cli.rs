@@ -242,3 +242,23 @@ async fn no_secret_reaches_the_logs_even_at_debug() {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
 }
+
+#[tokio::test]
+async fn health_subcommand_reports_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = ServerProcess::start(dir.path(), port).await;
+    let out = tocsin()
+        .args(["health", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\":\"ready\""));
+    drop(server);
+    let out = tocsin()
+        .args(["health", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
