@@ -1,0 +1,299 @@
+#!/usr/bin/env bash
+# Interop test: a real Prometheus sends its alerts straight to tocsin, as if
+# tocsin were its Alertmanager (POST /api/v2/alerts, Authorization: Bearer KEY
+# of an alertmanager-kind integration). An alerting rule fires at once
+# (`vector(1)`): one incident opens, titled with the alertname. The rule file
+# is then rewritten to `vector(1) == 2` and Prometheus reloaded with SIGHUP:
+# Prometheus sends the alert with endsAt = resolve time, and the incident
+# resolves.
+#
+# Usage: tests/interop/prometheus.sh
+#   TOCSIN_BIN=/path/to/tocsin   use this binary instead of building one
+#   KEEP_TMP=1                   keep the temp dir (configs, logs, data)
+#   POLL_TIMEOUT=30              seconds to wait for each expected state
+# Needs: curl, python3, prometheus (installed with apt-get if missing and we
+# are root).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+POLL_TIMEOUT="${POLL_TIMEOUT:-30}"
+START_SECONDS=$SECONDS
+ALERT=InteropPrometheusRule
+
+log() { printf '[interop] %s\n' "$*"; }
+pass() { printf 'PASS: %s\n' "$*"; }
+
+TMP=""
+TOCSIN_PID=""
+PROM_PID=""
+
+dump_logs() {
+    if [[ -n "$TMP" && -f "$TMP/tocsin.log" ]]; then
+        echo "----- tail of tocsin log ($TMP/tocsin.log) -----"
+        tail -n 40 "$TMP/tocsin.log" | sed 's/\x1b\[[0-9;]*m//g' || true
+    fi
+    if [[ -n "$TMP" && -f "$TMP/prometheus.log" ]]; then
+        echo "----- tail of prometheus log ($TMP/prometheus.log) -----"
+        tail -n 40 "$TMP/prometheus.log" || true
+    fi
+}
+
+stop() {
+    local pid="$1"
+    [[ -n "$pid" ]] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ $rc -ne 0 ]]; then
+        [[ -n "${FAILED_REPORTED:-}" ]] || { echo "FAIL: script error (exit $rc)"; dump_logs; }
+    fi
+    stop "$PROM_PID"
+    stop "$TOCSIN_PID"
+    if [[ -n "$TMP" ]]; then
+        if [[ -n "${KEEP_TMP:-}" || $rc -ne 0 ]]; then
+            log "kept $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+fail() {
+    printf 'FAIL: %s\n' "$*"
+    dump_logs
+    FAILED_REPORTED=1
+    exit 1
+}
+
+command -v curl >/dev/null || fail "curl is required"
+command -v python3 >/dev/null || fail "python3 is required"
+
+# --- 1. Prometheus ---------------------------------------------------------
+if ! command -v prometheus >/dev/null; then
+    log "installing prometheus"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y prometheus >/dev/null; then
+        apt-get update >/dev/null
+        apt-get install -y prometheus >/dev/null
+    fi
+    command -v prometheus >/dev/null || fail "could not install prometheus"
+fi
+log "$(prometheus --version 2>&1 | head -n 1)"
+
+# --- 2. tocsin -------------------------------------------------------------
+if [[ -n "${TOCSIN_BIN:-}" ]]; then
+    [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
+else
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
+    log "building tocsin (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    BUILD_START=$SECONDS
+    (cd "$REPO" && cargo build --quiet) || fail "cargo build failed"
+    log "build took $((SECONDS - BUILD_START))s"
+    TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
+fi
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-prom.XXXXXX")"
+
+read -r TOCSIN_PORT PROM_PORT < <(python3 - <<'EOF'
+import socket
+socks = []
+for _ in range(2):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
+PROM="http://127.0.0.1:$PROM_PORT"
+KEY="interop-prom-key-$RANDOM$RANDOM"
+
+cat >"$TMP/tocsin.toml" <<EOF
+[server]
+listen = "127.0.0.1:$TOCSIN_PORT"
+
+[storage]
+path = "$TMP/data"
+
+[api]
+token = "interop-api-token"
+
+[log]
+format = "human"
+level = "info"
+
+[[services]]
+name = "metrics"
+description = "Alerts pushed by Prometheus itself"
+
+[[integrations]]
+name = "prometheus"
+kind = "alertmanager"
+key = "$KEY"
+service = "metrics"
+EOF
+
+while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
+unset TOCSIN_CONFIG
+
+log "starting tocsin on $TOCSIN"
+"$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
+TOCSIN_PID=$!
+
+wait_http() { # name url pid
+    local name="$1" url="$2" pid="$3" deadline=$((SECONDS + 20))
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || fail "$name exited during startup"
+        ((SECONDS < deadline)) || fail "$name not ready at $url after 20s"
+        sleep 0.2
+    done
+}
+wait_http tocsin "$TOCSIN/readyz" "$TOCSIN_PID"
+pass "tocsin is ready: $(curl -fsS "$TOCSIN/readyz")"
+
+# --- 3. Prometheus config and start ---------------------------------------
+cat >"$TMP/prometheus.yml" <<EOF
+global:
+  scrape_interval: 15s
+  evaluation_interval: 1s
+rule_files:
+  - rules.yml
+alerting:
+  alertmanagers:
+    - api_version: v2
+      scheme: http
+      authorization:
+        credentials: $KEY
+      static_configs:
+        - targets: ['127.0.0.1:$TOCSIN_PORT']
+scrape_configs: []
+EOF
+
+write_rules() { # expr
+    # Written to a temp file and renamed, so a reload never reads half a file.
+    cat >"$TMP/rules.yml.new" <<EOF
+groups:
+  - name: tocsin-interop
+    interval: 1s
+    rules:
+      - alert: $ALERT
+        expr: $1
+        for: 0s
+        labels:
+          severity: critical
+          service: api
+        annotations:
+          summary: "Interop test alert from Prometheus"
+EOF
+    mv "$TMP/rules.yml.new" "$TMP/rules.yml"
+}
+write_rules 'vector(1)'
+
+if command -v promtool >/dev/null; then
+    promtool check config "$TMP/prometheus.yml" >"$TMP/promtool.log" 2>&1 \
+        || { cat "$TMP/promtool.log"; fail "promtool check config refused the Prometheus config"; }
+fi
+
+log "starting prometheus on $PROM"
+PHASE_START=$SECONDS
+prometheus \
+    --config.file="$TMP/prometheus.yml" \
+    --storage.tsdb.path="$TMP/prom-data" \
+    --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --web.external-url="$PROM" \
+    --rules.alert.resend-delay=1s \
+    --log.level=debug \
+    >"$TMP/prometheus.log" 2>&1 &
+PROM_PID=$!
+wait_http prometheus "$PROM/-/ready" "$PROM_PID"
+pass "prometheus is ready"
+
+# --- 4. Fire, check, resolve, check ---------------------------------------
+# Prints a one-line summary and exits 0 when there is exactly one incident,
+# from the prometheus integration, titled $ALERT, with status $1.
+check_incidents() { # want
+    local json
+    json="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
+    python3 - "$1" "$ALERT" "$json" <<'EOF'
+import json, sys
+want, alert, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+incs = body["incidents"]
+print("; ".join(
+    f'{i["key"]} {i["integration"]}/{i["service"]} "{i["title"]}" {i["status"]} {i["severity"]} alerts={len(i["alerts"])}'
+    for i in incs) or "no incidents")
+ok = (len(incs) == 1 and incs[0]["title"] == alert and incs[0]["status"] == want
+      and incs[0]["integration"] == "prometheus" and incs[0]["service"] == "metrics"
+      and incs[0]["severity"] == "sev1" and len(incs[0]["alerts"]) == 1)
+sys.exit(0 if ok else 1)
+EOF
+}
+
+wait_incidents() { # want
+    local want="$1" deadline=$((SECONDS + POLL_TIMEOUT)) out
+    while :; do
+        if out="$(check_incidents "$want")"; then
+            pass "incident $want after $((SECONDS - PHASE_START))s: $out"
+            return 0
+        fi
+        kill -0 "$TOCSIN_PID" 2>/dev/null || fail "tocsin died"
+        kill -0 "$PROM_PID" 2>/dev/null || fail "prometheus died"
+        if ((SECONDS >= deadline)); then
+            echo "incidents now: $out"
+            curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
+            fail "expected exactly one $want incident titled $ALERT within ${POLL_TIMEOUT}s"
+        fi
+        sleep 0.5
+    done
+}
+
+log "waiting for prometheus to fire $ALERT at tocsin"
+wait_incidents triggered
+
+log "rule now 'vector(1) == 2'; reloading prometheus (SIGHUP)"
+PHASE_START=$SECONDS
+write_rules 'vector(1) == 2'
+kill -HUP "$PROM_PID"
+wait_incidents resolved
+
+ID="$(curl -fsS "$TOCSIN/v1/incidents?status=resolved" | python3 -c 'import json,sys; print(json.load(sys.stdin)["incidents"][0]["id"])')"
+curl -fsS "$TOCSIN/v1/incidents/$ID" | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+inc, tl = b["incident"], b["timeline"]
+assert inc["status"] == "resolved", inc["status"]
+assert tl and tl[-1].get("type") == "resolved", tl[-1] if tl else "empty timeline"
+print(inc["key"] + " events=" + str(inc["event_count"]) + " timeline: " + ", ".join(str(e.get("type")) for e in tl))
+' || fail "timeline of incident $ID"
+
+# Prometheus' own view: notifications sent, none dropped or failed.
+METRICS="$(curl -fsS "$PROM/metrics")" || fail "GET $PROM/metrics failed"
+python3 - "$METRICS" <<'EOF' || fail "Prometheus reported errors sending to tocsin"
+import re, sys
+vals = {}
+for line in sys.argv[1].splitlines():
+    m = re.match(r'^(prometheus_notifications_(?:sent|errors|dropped)_total)(\{[^}]*\})?\s+(\S+)', line)
+    if m:
+        vals[m.group(1)] = vals.get(m.group(1), 0.0) + float(m.group(3))
+print("prometheus: " + ", ".join(f"{k.split('_')[2]}={v:g}" for k, v in sorted(vals.items())))
+sent = vals.get("prometheus_notifications_sent_total", 0)
+errors = vals.get("prometheus_notifications_errors_total", 0)
+sys.exit(0 if sent >= 2 and errors == 0 else 1)
+EOF
+pass "prometheus sent its alerts to tocsin without errors"
+
+pass "prometheus interop ($((SECONDS - START_SECONDS))s)"
