@@ -232,3 +232,66 @@ delay = "1h"
     );
     drop(server);
 }
+
+#[tokio::test]
+async fn sigterm_during_load_keeps_every_acknowledged_event_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = ServerProcess::start(dir.path(), port).await;
+    let base = server.base.clone();
+    let acked = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (acked, stop, base) = (acked.clone(), stop.clone(), base.clone());
+        senders.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let key = format!("t{worker}-{n}");
+                n += 1;
+                let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
+                                  "payload": {"summary": "sigterm", "source": "t", "severity": "info"}});
+                match http.post(format!("{base}/v2/enqueue")).json(&body).send().await {
+                    Ok(r) if r.status().as_u16() == 202 => acked.lock().push(key),
+                    // Refused or cut off while shutting down: not acknowledged.
+                    Ok(_) | Err(_) => {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }));
+    }
+    while acked.lock().len() < 200 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let status = server.terminate();
+    stop.store(true, Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(status.success(), "exit status {status:?}");
+    let acked: HashSet<String> = acked.lock().iter().cloned().collect();
+    let server = ServerProcess::start(dir.path(), port).await;
+    let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=10000", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: HashSet<String> = body["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["dedup_key"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost across SIGTERM",
+        lost.len()
+    );
+}
