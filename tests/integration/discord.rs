@@ -1174,3 +1174,78 @@ async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
         .unwrap();
     d.app.stop().await;
 }
+
+#[tokio::test]
+async fn runbooks_and_drills_work_the_same_on_discord() {
+    let d = discord().await;
+    let (st, b) = d
+        .app
+        .post_raw(
+            &format!("/hooks/{AM_KEY}"),
+            fixture("alertmanager/firing.json"),
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let ch = d.channel_of(1).await;
+    let say = |name: &'static str, args: &'static str| {
+        let d = &d;
+        let ch = ch.clone();
+        async move {
+            let options = if args.is_empty() {
+                json!([])
+            } else {
+                json!([opt("args", args)])
+            };
+            d.say(ALICE, &ch, "incident", sub(name, options)).await.0
+        }
+    };
+    let list = say("runbook", "").await;
+    assert!(
+        list.contains("`high-error-rate` High error rate (attached)"),
+        "{list}"
+    );
+    let card = say("runbook", "show").await;
+    assert!(
+        card.contains("phase 1 of 6") && card.contains("Detection and reporting"),
+        "{card}"
+    );
+    assert!(
+        say("step", "done confirm-errors")
+            .await
+            .contains("needs evidence")
+    );
+    assert_eq!(
+        say("step", "done confirm-errors 12% 5xx").await,
+        "alice did step `confirm-errors` of INC-1."
+    );
+    assert_eq!(
+        say("step", "done check-burn-rate 14x").await,
+        "alice did step `check-burn-rate` of INC-1."
+    );
+    assert_eq!(
+        say("step", "skip start-timeline tocsin keeps it").await,
+        "alice skipped step `start-timeline` of INC-1."
+    );
+    assert!(
+        say("phase", "next")
+            .await
+            .contains("finish or skip these steps")
+    );
+    say("step", "skip post-status-page internal only").await;
+    assert!(say("phase", "next").await.contains("phase 2 of 6"));
+
+    let drill = d
+        .say(
+            ALICE,
+            &ch,
+            "incident",
+            sub("drill", json!([opt("runbook", "high-error-rate")])),
+        )
+        .await
+        .0;
+    assert!(drill.starts_with("Drill INC-2 opened"), "{drill}");
+    let inc = d.app.incident("INC-2").await;
+    assert_eq!(inc["incident"]["drill"], true);
+    assert_eq!(inc["incident"]["runbook"]["runbook"], "high-error-rate");
+    d.app.stop().await;
+}
