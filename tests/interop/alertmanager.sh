@@ -18,66 +18,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 POLL_TIMEOUT="${POLL_TIMEOUT:-30}"
 START_SECONDS=$SECONDS
 
-log() { printf '[interop] %s\n' "$*"; }
-pass() { printf 'PASS: %s\n' "$*"; }
-
-TMP=""
-TOCSIN_PID=""
-AM_PID=""
-
-dump_logs() {
-    if [[ -n "$TMP" && -f "$TMP/tocsin.log" ]]; then
-        echo "----- tail of tocsin log ($TMP/tocsin.log) -----"
-        tail -n 40 "$TMP/tocsin.log" | sed 's/\x1b\[[0-9;]*m//g' || true
-    fi
-    if [[ -n "$TMP" && -f "$TMP/alertmanager.log" ]]; then
-        echo "----- tail of alertmanager log ($TMP/alertmanager.log) -----"
-        tail -n 40 "$TMP/alertmanager.log" || true
-    fi
-}
-
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ $rc -ne 0 ]]; then
-        # Unexpected errors (set -e) have not printed the logs yet.
-        [[ -n "${FAILED_REPORTED:-}" ]] || { echo "FAIL: script error (exit $rc)"; dump_logs; }
-    fi
-    stop "$AM_PID"
-    stop "$TOCSIN_PID"
-    if [[ -n "$TMP" ]]; then
-        if [[ -n "${KEEP_TMP:-}" || $rc -ne 0 ]]; then
-            log "kept $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-# fail() prints the logs itself and tells cleanup so.
-fail() {
-    printf 'FAIL: %s\n' "$*"
-    dump_logs
-    FAILED_REPORTED=1
-    exit 1
-}
+source "$HERE/lib.sh"
 
 command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
@@ -95,16 +36,7 @@ fi
 log "$(prometheus-alertmanager --version 2>&1 | head -n 1)"
 
 # --- 2. tocsin -------------------------------------------------------------
-if [[ -n "${TOCSIN_BIN:-}" ]]; then
-    [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
-else
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
-    log "building tocsin (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    BUILD_START=$SECONDS
-    (cd "$REPO" && cargo build --quiet) || fail "cargo build failed"
-    log "build took $((SECONDS - BUILD_START))s"
-    TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
-fi
+tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-am.XXXXXX")"
 
@@ -160,22 +92,9 @@ service = "pay"
 EOF
 
 # Environment overrides (TOCSIN__*) would change the config under test.
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
-unset TOCSIN_CONFIG
 
-log "starting tocsin on $TOCSIN"
-"$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
-TOCSIN_PID=$!
+start_tocsin "$TOCSIN"
 
-wait_http() { # name url pid
-    local name="$1" url="$2" pid="$3" deadline=$((SECONDS + 20))
-    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || fail "$name exited during startup"
-        ((SECONDS < deadline)) || fail "$name not ready at $url after 20s"
-        sleep 0.2
-    done
-}
-wait_http tocsin "$TOCSIN/readyz" "$TOCSIN_PID"
 pass "tocsin is ready: $(curl -fsS "$TOCSIN/readyz")"
 
 # --- 3. Alertmanager config and start -------------------------------------
@@ -222,6 +141,7 @@ prometheus-alertmanager \
     --log.level=debug \
     >"$TMP/alertmanager.log" 2>&1 &
 AM_PID=$!
+PIDS+=("$AM_PID")
 wait_http alertmanager "$AM/-/ready" "$AM_PID"
 pass "alertmanager is ready"
 

@@ -15,58 +15,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 START_SECONDS=$SECONDS
 
-log() { printf '[interop] %s\n' "$*"; }
-pass() { printf 'PASS: %s\n' "$*"; }
-
-TMP=""
-TOCSIN_PID=""
-
-dump_logs() {
-    if [[ -n "$TMP" && -f "$TMP/tocsin.log" ]]; then
-        echo "----- tail of tocsin log ($TMP/tocsin.log) -----"
-        tail -n 40 "$TMP/tocsin.log" | sed 's/\x1b\[[0-9;]*m//g' || true
-    fi
-}
-
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [[ $rc -ne 0 ]]; then
-        [[ -n "${FAILED_REPORTED:-}" ]] || { echo "FAIL: script error (exit $rc)"; dump_logs; }
-    fi
-    stop "$TOCSIN_PID"
-    if [[ -n "$TMP" ]]; then
-        if [[ -n "${KEEP_TMP:-}" || $rc -ne 0 ]]; then
-            log "kept $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-fail() {
-    printf 'FAIL: %s\n' "$*"
-    dump_logs
-    FAILED_REPORTED=1
-    exit 1
-}
+source "$HERE/lib.sh"
 
 command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
@@ -80,19 +29,10 @@ fi
 log "pdpyras $(python3 -W ignore -c 'import pdpyras; print(pdpyras.__version__)')"
 
 # --- 2. tocsin -------------------------------------------------------------
-if [[ -n "${TOCSIN_BIN:-}" ]]; then
-    [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
-else
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
-    log "building tocsin (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    BUILD_START=$SECONDS
-    (cd "$REPO" && cargo build --quiet) || fail "cargo build failed"
-    log "build took $((SECONDS - BUILD_START))s"
-    TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
-fi
+tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-pd.XXXXXX")"
-TOCSIN_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+TOCSIN_PORT="$(free_port)"
 TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
 KEY="interop-pdpyras-key-$RANDOM$RANDOM"
 
@@ -121,18 +61,8 @@ key = "$KEY"
 service = "db"
 EOF
 
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
-unset TOCSIN_CONFIG
 
-log "starting tocsin on $TOCSIN"
-"$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
-TOCSIN_PID=$!
-deadline=$((SECONDS + 20))
-until curl -fsS -o /dev/null "$TOCSIN/readyz" 2>/dev/null; do
-    kill -0 "$TOCSIN_PID" 2>/dev/null || fail "tocsin exited during startup"
-    ((SECONDS < deadline)) || fail "tocsin not ready after 20s"
-    sleep 0.2
-done
+start_tocsin "$TOCSIN"
 pass "tocsin is ready"
 
 # --- 3. pdpyras against tocsin ---------------------------------------------

@@ -1,0 +1,111 @@
+# Shared by the interop scripts (and bench/compare-alertmanager.sh): logging,
+# failure reports with the logs of every process, cleanup of every process
+# started, readiness waits, free ports and the tocsin binary.
+#
+# A script sets HERE and REPO, sources this file, appends the PIDs it starts
+# to PIDS, and writes its processes' logs as $TMP/*.log.
+
+TMP=""
+PIDS=()
+START_SECONDS=${START_SECONDS:-$SECONDS}
+
+log() { printf '[interop] %s\n' "$*"; }
+pass() { printf 'PASS: %s\n' "$*"; }
+
+# The tail of every log in $TMP, without colour codes.
+dump_logs() {
+    [[ -n "$TMP" ]] || return 0
+    local f
+    for f in "$TMP"/*.log; do
+        [[ -f "$f" ]] || continue
+        echo "----- tail of $(basename "$f" .log) log ($f) -----"
+        tail -n 40 "$f" | sed 's/\x1b\[[0-9;]*m//g' || true
+    done
+}
+
+# SIGTERM, then SIGKILL after 5 s.
+stop() {
+    local pid="$1"
+    [[ -n "$pid" ]] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ $rc -ne 0 ]]; then
+        # Unexpected errors (set -e) have not printed the logs yet.
+        [[ -n "${FAILED_REPORTED:-}" ]] || { echo "FAIL: script error (exit $rc)"; dump_logs; }
+    fi
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop "${PIDS[$i]}"
+    done
+    if [[ -n "$TMP" ]]; then
+        if [[ -n "${KEEP_TMP:-}" || $rc -ne 0 ]]; then
+            log "kept $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# fail() prints the logs itself and tells cleanup so.
+fail() {
+    printf 'FAIL: %s\n' "$*"
+    dump_logs
+    FAILED_REPORTED=1
+    exit 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits up to 20 s for `url` to answer 2xx while `pid` lives.
+wait_http() { # name url pid
+    local name="$1" url="$2" pid="$3" deadline=$((SECONDS + 20))
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+        kill -0 "$pid" 2>/dev/null || fail "$name exited during startup"
+        ((SECONDS < deadline)) || fail "$name not ready at $url after 20s"
+        sleep 0.2
+    done
+}
+
+# Sets TOCSIN_BIN: as given, or a fresh debug build.
+tocsin_bin() {
+    if [[ -n "${TOCSIN_BIN:-}" ]]; then
+        [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
+        return 0
+    fi
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
+    log "building tocsin (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    local started=$SECONDS
+    (cd "$REPO" && cargo build --quiet) || fail "cargo build failed"
+    log "build took $((SECONDS - started))s"
+    TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
+}
+
+# Starts tocsin with $TMP/tocsin.toml, logging to $TMP/tocsin.log, without
+# any TOCSIN__ overrides from the caller's environment; waits until ready.
+start_tocsin() { # base_url
+    while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
+    unset TOCSIN_CONFIG
+    log "starting tocsin on $1"
+    "$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
+    TOCSIN_PID=$!
+    PIDS+=("$TOCSIN_PID")
+    wait_http tocsin "$1/readyz" "$TOCSIN_PID"
+}
