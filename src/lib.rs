@@ -6,7 +6,7 @@
 //!   It authenticates, limits bodies and turns errors into one JSON shape;
 //!   it holds no domain logic.
 //! - [`chat`]: the chat core (command language, shared handler, the
-//!   `ChatPlatform` trait, channel upkeep) and the Slack adapter.
+//!   `ChatPlatform` trait, channel upkeep) and the Slack and Discord adapters.
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
 //!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
 //!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
