@@ -29,21 +29,33 @@ pub struct Reply {
     pub text: String,
     /// Who sees it.
     pub visibility: Visibility,
+    /// Buttons under the text (the runbook card's), each with the incident
+    /// and its argument (a step id, or empty).
+    pub buttons: Vec<(Button, IncidentId, String)>,
 }
 
 impl Reply {
-    fn private(text: impl Into<String>) -> Self {
+    /// A reply only the asker sees.
+    pub fn private(text: impl Into<String>) -> Self {
         Self {
             text: text.into(),
             visibility: Visibility::Ephemeral,
+            buttons: Vec::new(),
         }
     }
 
-    fn public(text: impl Into<String>) -> Self {
+    /// A reply the channel sees.
+    pub fn public(text: impl Into<String>) -> Self {
         Self {
             text: text.into(),
             visibility: Visibility::InChannel,
+            buttons: Vec::new(),
         }
+    }
+
+    fn with_buttons(mut self, buttons: Vec<(Button, IncidentId, String)>) -> Self {
+        self.buttons = buttons;
+        self
     }
 }
 
@@ -169,12 +181,15 @@ impl ChatHandler {
         user_id: &str,
         button: Button,
         id: IncidentId,
+        arg: &str,
     ) -> Reply {
         let action = match button {
             Button::Ack => IncidentAction::Ack,
             Button::Resolve => IncidentAction::Resolve { note: None },
             Button::Escalate => IncidentAction::Escalate,
             Button::Runbook => IncidentAction::Runbook(vec!["show".into()]),
+            Button::StepDone => IncidentAction::Step(vec!["done".into(), arg.to_string()]),
+            Button::PhaseNext => IncidentAction::Phase(vec!["next".into()]),
         };
         self.handle(Invocation {
             platform,
@@ -303,7 +318,7 @@ impl ChatHandler {
                     }
                     let inc = self.service.runbook_step(id, RunbookStep::NextPhase, by).await?;
                     let card = self.runbook_card(platform, &inc)?;
-                    Reply::public(card)
+                    Reply::public(card).with_buttons(self.runbook_buttons(&inc))
                 }
                 IncidentAction::New { .. } | IncidentAction::Drill(_) => {
                     unreachable!("handled before an incident is resolved")
@@ -357,12 +372,35 @@ impl ChatHandler {
                 );
                 Ok(Reply::private(lines.join("\n")))
             }
-            Some("show") => Ok(Reply::private(self.runbook_card(platform, &inc)?)),
+            Some("show") => Ok(Reply::private(self.runbook_card(platform, &inc)?)
+                .with_buttons(self.runbook_buttons(&inc))),
             Some(name) => {
                 let inc = self.service.attach_runbook(id, name, by).await?;
-                Ok(Reply::public(self.runbook_card(platform, &inc)?))
+                Ok(Reply::public(self.runbook_card(platform, &inc)?)
+                    .with_buttons(self.runbook_buttons(&inc)))
             }
         }
+    }
+
+    /// The runbook card's buttons: Done for the current phase's open steps
+    /// that need no evidence (evidence needs a note, so a command), and
+    /// Next phase. At most five, as Discord allows in a row.
+    pub fn runbook_buttons(&self, inc: &Incident) -> Vec<(Button, IncidentId, String)> {
+        let Some(progress) = &inc.runbook else {
+            return Vec::new();
+        };
+        let Some(rb) = self.service.directory().runbooks.get(&progress.runbook) else {
+            return Vec::new();
+        };
+        let mut buttons: Vec<(Button, IncidentId, String)> = progress
+            .open_steps(rb, progress.phase)
+            .into_iter()
+            .filter(|s| !s.evidence)
+            .take(4)
+            .map(|s| (Button::StepDone, inc.id, s.id.clone()))
+            .collect();
+        buttons.push((Button::PhaseNext, inc.id, String::new()));
+        buttons
     }
 
     /// The runbook card (current phase and its steps) from its template.

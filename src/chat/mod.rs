@@ -44,6 +44,10 @@ pub enum Button {
     Escalate,
     /// Show the runbook.
     Runbook,
+    /// Mark a runbook step done (the step id travels with the button).
+    StepDone,
+    /// Move to the runbook's next phase.
+    PhaseNext,
 }
 
 impl Button {
@@ -54,6 +58,8 @@ impl Button {
             Self::Resolve => "tocsin_resolve",
             Self::Escalate => "tocsin_escalate",
             Self::Runbook => "tocsin_runbook",
+            Self::StepDone => "tocsin_step_done",
+            Self::PhaseNext => "tocsin_phase_next",
         }
     }
 
@@ -64,14 +70,23 @@ impl Button {
             Self::Resolve => "Resolve",
             Self::Escalate => "Escalate",
             Self::Runbook => "Runbook",
+            Self::StepDone => "Done",
+            Self::PhaseNext => "Next phase",
         }
     }
 
     /// The button for an action id.
     pub fn from_action_id(id: &str) -> Option<Self> {
-        [Self::Ack, Self::Resolve, Self::Escalate, Self::Runbook]
-            .into_iter()
-            .find(|b| b.action_id() == id)
+        [
+            Self::Ack,
+            Self::Resolve,
+            Self::Escalate,
+            Self::Runbook,
+            Self::StepDone,
+            Self::PhaseNext,
+        ]
+        .into_iter()
+        .find(|b| b.action_id() == id)
     }
 }
 

@@ -1232,7 +1232,47 @@ async fn runbooks_and_drills_work_the_same_on_discord() {
             .contains("finish or skip these steps")
     );
     say("step", "skip post-status-page internal only").await;
-    assert!(say("phase", "next").await.contains("phase 2 of 6"));
+    let (st, answer) = d
+        .interact(&command(
+            ALICE,
+            &ch,
+            "incident",
+            sub("phase", json!([opt("args", "next")])),
+        ))
+        .await;
+    assert_eq!(st, 200, "{answer}");
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("phase 2 of 6"),
+        "{answer}"
+    );
+    let ids: Vec<&str> = answer["data"]["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "tocsin_step_done:INC-1:read-error-samples",
+            "tocsin_phase_next:INC-1"
+        ]
+    );
+    let (_, done) = d
+        .interact(&press(
+            ALICE,
+            &ch,
+            "tocsin_step_done:INC-1:read-error-samples",
+            false,
+        ))
+        .await;
+    assert_eq!(
+        done["data"]["content"],
+        "alice did step `read-error-samples` of INC-1."
+    );
 
     let drill = d
         .say(

@@ -105,10 +105,8 @@ async fn metrics_move_with_a_scripted_incident() {
     let after = scrape(&app).await;
 
     let delta = |s: &str| get(&after, s) - get(&before, s);
-    assert_eq!(
-        delta(r#"tocsin_alerts_received_total{integration="pd",outcome="accepted"}"#),
-        1.0
-    );
+    // Counters are process-wide and other tests run alongside: at least ours.
+    assert!(delta(r#"tocsin_alerts_received_total{integration="pd",outcome="accepted"}"#) >= 1.0);
     assert!(
         delta(r#"tocsin_alerts_received_total{integration="unknown",outcome="rejected"}"#) >= 1.0
     );

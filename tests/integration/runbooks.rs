@@ -99,10 +99,53 @@ async fn a_matching_runbook_is_attached_and_walked_phase_by_phase() {
         "d5",
     )
     .await;
-    let next = say(&s, &ch, "phase next", "n").await;
+    assert_eq!(
+        s.command("U0ALICE", &ch, "/incident", "phase next", "n")
+            .await,
+        200
+    );
+    let next = s.reply("n").await;
+    let text = next["text"].as_str().unwrap();
     assert!(
-        next.contains("phase 2 of 6: *Assessment and analysis*"),
-        "{next}"
+        text.contains("phase 2 of 6: *Assessment and analysis*"),
+        "{text}"
+    );
+    // The card's buttons: Done for steps that need no evidence, and Next phase.
+    let buttons = next["blocks"].as_array().unwrap().last().unwrap()["elements"].clone();
+    let ids: Vec<&str> = buttons
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["action_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["tocsin_step_done:read-error-samples", "tocsin_phase_next"],
+        "{buttons}"
+    );
+    assert_eq!(buttons[0]["value"], "INC-1 read-error-samples");
+    assert_eq!(
+        s.press(
+            "U0ALICE",
+            "tocsin_step_done:read-error-samples",
+            "INC-1 read-error-samples",
+            "bd"
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        s.reply("bd").await["text"],
+        "alice did step `read-error-samples` of INC-1."
+    );
+    assert_eq!(
+        s.press("U0ALICE", "tocsin_phase_next", "INC-1", "bn").await,
+        200
+    );
+    let refused = s.reply("bn").await["text"].as_str().unwrap().to_string();
+    assert!(
+        refused.contains("finish or skip these steps of Assessment and analysis first"),
+        "{refused}"
     );
     let done_again = say(&s, &ch, "step done confirm-errors again", "x").await;
     assert!(done_again.contains("already done"), "{done_again}");

@@ -148,7 +148,7 @@ impl Slack {
     }
 
     /// A signed button press.
-    async fn press(&self, user: &str, action: &str, incident: &str, reply_id: &str) -> u16 {
+    pub async fn press(&self, user: &str, action: &str, incident: &str, reply_id: &str) -> u16 {
         let payload = json!({
             "type": "block_actions",
             "team": {"id": "T0TEAM", "domain": "test"},

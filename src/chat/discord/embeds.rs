@@ -69,12 +69,57 @@ pub fn parse_custom_id(id: &str) -> Option<(Button, IncidentId)> {
     Some((Button::from_action_id(action)?, incident.parse().ok()?))
 }
 
+/// The `custom_id` of a button with an argument (a runbook step):
+/// `tocsin_step_done:INC-42:read-error-samples` (at most 100 characters).
+pub fn custom_id_arg(b: Button, incident: IncidentId, arg: &str) -> String {
+    if arg.is_empty() {
+        custom_id(b, incident)
+    } else {
+        truncate(&format!("{}:{incident}:{arg}", b.action_id()), 100)
+    }
+}
+
+/// The button, incident and argument of a `custom_id`.
+pub fn parse_custom_id_arg(id: &str) -> Option<(Button, IncidentId, String)> {
+    let mut parts = id.splitn(3, ':');
+    let button = Button::from_action_id(parts.next()?)?;
+    let incident = parts.next()?.parse().ok()?;
+    Some((
+        button,
+        incident,
+        parts.next().unwrap_or_default().to_string(),
+    ))
+}
+
+/// The buttons under a reply (the runbook card's): one row of five at most.
+pub fn reply_buttons(buttons: &[(Button, IncidentId, String)]) -> Vec<CreateActionRow> {
+    if buttons.is_empty() {
+        return Vec::new();
+    }
+    vec![CreateActionRow::Buttons(
+        buttons
+            .iter()
+            .take(5)
+            .map(|(b, id, arg)| {
+                let label = if arg.is_empty() {
+                    b.label().to_string()
+                } else {
+                    truncate(&format!("{}: {arg}", b.label()), 80)
+                };
+                CreateButton::new(custom_id_arg(*b, *id, arg))
+                    .label(label)
+                    .style(ButtonStyle::Secondary)
+            })
+            .collect(),
+    )]
+}
+
 fn button(b: Button, incident: IncidentId) -> CreateButton {
     let style = match b {
         Button::Ack => ButtonStyle::Primary,
         Button::Resolve => ButtonStyle::Success,
         Button::Escalate => ButtonStyle::Danger,
-        Button::Runbook => ButtonStyle::Secondary,
+        Button::Runbook | Button::StepDone | Button::PhaseNext => ButtonStyle::Secondary,
     };
     CreateButton::new(custom_id(b, incident))
         .label(b.label())

@@ -250,14 +250,12 @@ fn message(reply: &Reply) -> CreateInteractionResponseMessage {
             CONTENT_MAX,
         ))
         .allowed_mentions(embeds::mentions())
+        .components(embeds::reply_buttons(&reply.buttons))
         .ephemeral(reply.visibility == Visibility::Ephemeral)
 }
 
 fn private(text: impl Into<String>) -> CreateInteractionResponse {
-    CreateInteractionResponse::Message(message(&Reply {
-        text: text.into(),
-        visibility: Visibility::Ephemeral,
-    }))
+    CreateInteractionResponse::Message(message(&Reply::private(text)))
 }
 
 /// Whether a command's reply is for the whole channel when it works (the
@@ -324,13 +322,15 @@ impl DiscordState {
                     .await
             }
             IncomingKind::Component { custom_id } => {
-                let Some((button, id)) = embeds::parse_custom_id(&custom_id) else {
+                let Some((button, id, arg)) = embeds::parse_custom_id_arg(&custom_id) else {
                     return (private(format!("Unknown button '{custom_id}'.")), None);
                 };
                 info!(%user, button = button.action_id(), incident = %id, "Discord button");
                 let handler = self.handler.clone();
                 let work =
-                    tokio::spawn(async move { handler.press("discord", &user, button, id).await });
+                    tokio::spawn(
+                        async move { handler.press("discord", &user, button, id, &arg).await },
+                    );
                 self.race(
                     work,
                     inc.token,
@@ -372,10 +372,7 @@ impl DiscordState {
                         Ok(r) => r,
                         Err(e) => {
                             warn!(error = %e, "A Discord command failed");
-                            Reply {
-                                text: "Something went wrong; see tocsin's log.".into(),
-                                visibility: Visibility::Ephemeral,
-                            }
+                            Reply::private("Something went wrong; see tocsin's log.")
                         }
                     };
                     deliver_late(&platform, &token, &reply, how).await;
@@ -398,7 +395,8 @@ async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, ho
             Deferred::EditOriginal => {
                 let edit = EditInteractionResponse::new()
                     .content(content.clone())
-                    .allowed_mentions(embeds::mentions());
+                    .allowed_mentions(embeds::mentions())
+                    .components(embeds::reply_buttons(&reply.buttons));
                 http.edit_original_interaction_response(token, &edit, Vec::new())
                     .await
                     .map(|_| ())
@@ -407,6 +405,7 @@ async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, ho
                 let followup = CreateInteractionResponseFollowup::new()
                     .content(content.clone())
                     .allowed_mentions(embeds::mentions())
+                    .components(embeds::reply_buttons(&reply.buttons))
                     .ephemeral(reply.visibility == Visibility::Ephemeral);
                 http.create_followup_message(token, &followup, Vec::new())
                     .await
@@ -522,10 +521,9 @@ mod tests {
         ));
         assert_eq!(defer["type"], 5);
         assert_eq!(defer["data"]["flags"], 64);
-        let m = json(&CreateInteractionResponse::Message(message(&Reply {
-            text: "hi".into(),
-            visibility: Visibility::InChannel,
-        })));
+        let m = json(&CreateInteractionResponse::Message(message(
+            &Reply::public("hi"),
+        )));
         assert_eq!(m["type"], 4);
         assert_eq!(m["data"]["content"], "hi");
         assert_eq!(

@@ -111,6 +111,36 @@ pub fn page(p: &PageContent) -> Value {
     ])
 }
 
+/// The buttons under a reply (the runbook card's): the value carries the
+/// incident and the button's argument, like `INC-42 read-error-samples`.
+pub fn reply_buttons(buttons: &[(Button, crate::incident::IncidentId, String)]) -> Value {
+    let elements: Vec<Value> = buttons
+        .iter()
+        .take(25)
+        .map(|(b, id, arg)| {
+            let label = if arg.is_empty() {
+                b.label().to_string()
+            } else {
+                truncate(&format!("{}: {arg}", b.label()), 75)
+            };
+            let value = if arg.is_empty() {
+                id.to_string()
+            } else {
+                format!("{id} {arg}")
+            };
+            // Slack wants action ids unique within a block.
+            let action_id = if arg.is_empty() {
+                b.action_id().to_string()
+            } else {
+                truncate(&format!("{}:{arg}", b.action_id()), 255)
+            };
+            json!({"type": "button", "action_id": action_id,
+                   "text": {"type": "plain_text", "text": label}, "value": value})
+        })
+        .collect();
+    json!({"type": "actions", "block_id": "tocsin_runbook", "elements": elements})
+}
+
 /// Plain Markdown, split into sections of at most 3000 characters.
 pub fn text(t: &str) -> Value {
     let mut blocks = Vec::new();

@@ -85,7 +85,7 @@ fn verify(st: &SlackState, headers: &HeaderMap, body: &Bytes) -> Result<String, 
 
 /// Posts a reply to a `response_url`.
 async fn respond(st: &SlackState, url: &str, reply: &Reply) {
-    let body = json!({
+    let mut body = json!({
         "response_type": match reply.visibility {
             Visibility::Ephemeral => "ephemeral",
             Visibility::InChannel => "in_channel",
@@ -93,6 +93,13 @@ async fn respond(st: &SlackState, url: &str, reply: &Reply) {
         "replace_original": false,
         "text": reply.text,
     });
+    if !reply.buttons.is_empty() {
+        let mut blocks = super::blocks::text(&reply.text);
+        if let Some(list) = blocks.as_array_mut() {
+            list.push(super::blocks::reply_buttons(&reply.buttons));
+        }
+        body["blocks"] = blocks;
+    }
     match st.http.post(url).json(&body).send().await {
         Ok(r) if r.status().is_success() => {}
         Ok(r) => warn!(status = %r.status(), "Slack refused a command reply"),
@@ -134,10 +141,7 @@ async fn commands(
                     })
                     .await
             }
-            Err(usage) => Reply {
-                text: usage.to_string(),
-                visibility: Visibility::Ephemeral,
-            },
+            Err(usage) => Reply::private(usage.to_string()),
         };
         respond(&st, &form.response_url, &reply).await;
     });
@@ -173,18 +177,20 @@ async fn interactions(
     let Some(action) = actions.actions.as_ref().and_then(|a| a.first()).cloned() else {
         return Ok(StatusCode::OK.into_response());
     };
-    let button = Button::from_action_id(action.action_id.as_ref())
+    let action_id: &str = action.action_id.as_ref();
+    let button = Button::from_action_id(action_id.split(':').next().unwrap_or_default())
         .ok_or_else(|| ApiError::bad_request(format!("unknown action '{}'", action.action_id)))?;
-    let id: IncidentId = action
-        .value
-        .as_deref()
-        .unwrap_or_default()
+    // The value is the incident, then the button's argument (a step id).
+    let value = action.value.clone().unwrap_or_default();
+    let (raw_id, arg) = value.split_once(' ').unwrap_or((value.as_str(), ""));
+    let arg = arg.to_string();
+    let id: IncidentId = raw_id
         .parse()
         .map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))?;
     info!(%user, action = %action.action_id, incident = %id, "Slack button");
     let response_url: Option<String> = actions.response_url.map(|u| u.0.to_string());
     tokio::spawn(async move {
-        let reply = st.handler.press("slack", &user, button, id).await;
+        let reply = st.handler.press("slack", &user, button, id, &arg).await;
         match response_url {
             Some(url) => respond(&st, &url, &reply).await,
             None => warn!("A Slack interaction without response_url; the reply is dropped"),
@@ -221,10 +227,7 @@ async fn events(
                     .join(" ");
                 tokio::spawn(async move {
                     let reply = match command::parse("incident", &words) {
-                        Ok(Command::Help) | Err(_) => Reply {
-                            text: command::INCIDENT_USAGE.into(),
-                            visibility: Visibility::InChannel,
-                        },
+                        Ok(Command::Help) | Err(_) => Reply::public(command::INCIDENT_USAGE),
                         Ok(command) => {
                             st.handler
                                 .handle(Invocation {
