@@ -220,10 +220,23 @@ impl SledStore {
 /// Waits for flush requests; every request that arrived while the previous
 /// fsync ran is served by the next one.
 fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, count: Arc<AtomicU64>) {
+    serve_flushes(
+        || db.flush().map(|_| ()).map_err(|e| e.to_string()),
+        rx,
+        count,
+    )
+}
+
+/// The group-commit loop, over any flush (the database's, or a test's).
+fn serve_flushes(
+    flush: impl Fn() -> Result<(), String>,
+    rx: mpsc::Receiver<Waiter>,
+    count: Arc<AtomicU64>,
+) {
     while let Ok(first) = rx.recv() {
         let mut waiters = vec![first];
         waiters.extend(rx.try_iter());
-        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        let result = flush();
         count.fetch_add(1, Ordering::Relaxed);
         for w in waiters {
             let _ = w.send(result.clone());
@@ -635,18 +648,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn concurrent_flushes_share_fsyncs() {
+    async fn requests_during_a_flush_share_the_next_one() {
+        // A flush that takes 50 ms, like a slow fsync: the 63 requests that
+        // arrive meanwhile must be served together by the next flush.
+        let (tx, rx) = mpsc::channel::<Waiter>();
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        let flusher = std::thread::spawn(move || {
+            serve_flushes(
+                || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    Ok(())
+                },
+                rx,
+                c,
+            )
+        });
+        let mut pending = Vec::new();
+        for _ in 0..64 {
+            let (w, r) = oneshot::channel();
+            tx.send(w).unwrap();
+            pending.push(r);
+        }
+        for p in pending {
+            p.await.unwrap().unwrap();
+        }
+        drop(tx);
+        flusher.join().unwrap();
+        let n = count.load(Ordering::Relaxed);
+        assert!((1..=3).contains(&n), "{n} flushes for 64 requests");
+    }
+
+    #[tokio::test]
+    async fn every_flush_request_is_answered() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        // The requests are queued when flush() is called, before any is
-        // awaited: an fsync takes far longer than queueing 64 requests, so
-        // they are served by a handful of fsyncs, not 64.
         let pending: Vec<_> = (0..64).map(|_| store.flush()).collect();
         for p in pending {
             p.await.unwrap();
         }
-        let n = store.flush_count();
-        assert!((1..16).contains(&n), "{n} fsyncs for 64 requests");
+        assert!(store.flush_count() >= 1);
     }
 
     #[test]
