@@ -95,12 +95,32 @@ impl SledStore {
 
     /// Opens (or creates) the database in `path` with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .flush_every_ms(Some(500));
+        // sled releases its file lock from a background thread after the
+        // last handle is dropped: reopening in the same process (restore,
+        // tests) may find it still held for a moment. A second process on
+        // the same directory still fails, after the wait.
+        let mut attempts = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && attempts < 30 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot open {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        };
         let trees = TREE_NAMES
             .iter()
             .map(|n| db.open_tree(n))
