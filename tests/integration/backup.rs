@@ -57,6 +57,25 @@ async fn backup_then_restore_into_a_fresh_directory() {
         .await
         .unwrap();
     assert_eq!(o.status(), 201);
+    // Let the pages go out and be recorded, so nothing changes after the backup.
+    for inc in ["INC-1", "INC-2"] {
+        let mut settled = false;
+        for _ in 0..200 {
+            let n = get(&server.base, &format!("/v1/incidents/{inc}/notifications")).await;
+            if n["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["method"] == "webhook")
+                .all(|e| e["state"]["state"] != "pending")
+            {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(settled, "{inc}'s pages did not settle");
+    }
     let before_incidents = get(&server.base, "/v1/incidents").await;
     let before_timeline = get(&server.base, "/v1/incidents/INC-1/timeline").await;
     let before_timers =
