@@ -1,7 +1,7 @@
 //! The HTTP surface: alert intake, the REST API and health checks.
 //!
 //! Handlers authenticate, bound and parse the request, call the
-//! [`Service`](crate::service::Service), and map results to responses. Spans
+//! [`Service`], and map results to responses. Spans
 //! carry the matched route, never the raw URL (which may hold a key).
 
 mod api;
