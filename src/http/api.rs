@@ -123,6 +123,22 @@ fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiErr
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
+/// What every write call on an incident starts with: the token, the id,
+/// the body, and only the fields this call takes.
+fn command_request(
+    st: &AppState,
+    raw: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    allowed: &[&str],
+) -> Result<(IncidentId, ChangeBody), ApiError> {
+    authorize(st, headers)?;
+    let id = parse_id(raw)?;
+    let body = change_body(body)?;
+    only(&body, allowed)?;
+    Ok((id, body))
+}
+
 fn actor(body: &ChangeBody) -> Actor {
     Actor::User(body.by.clone().unwrap_or_else(|| "api".into()))
 }
@@ -134,14 +150,7 @@ pub async fn acknowledge(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
-    let id = parse_id(&raw)?;
-    let body = change_body(body)?;
-    if body.note.is_some() {
-        return Err(ApiError::bad_request(
-            "'note' is only accepted when resolving",
-        ));
-    }
+    let (id, body) = command_request(&st, &raw, &headers, body, &[])?;
     let incident = st.service.acknowledge(id, actor(&body)).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
@@ -153,10 +162,7 @@ pub async fn resolve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
-    let id = parse_id(&raw)?;
-    let body = change_body(body)?;
-    only(&body, &["note"])?;
+    let (id, body) = command_request(&st, &raw, &headers, body, &["note"])?;
     let incident = st
         .service
         .resolve(id, actor(&body), body.note.clone())
@@ -272,10 +278,7 @@ pub async fn snooze(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
-    let id = parse_id(&raw)?;
-    let body = change_body(body)?;
-    only(&body, &["duration"])?;
+    let (id, body) = command_request(&st, &raw, &headers, body, &["duration"])?;
     let raw_duration = body
         .duration
         .as_deref()
@@ -300,10 +303,7 @@ pub async fn escalate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
-    let id = parse_id(&raw)?;
-    let body = change_body(body)?;
-    only(&body, &[])?;
+    let (id, body) = command_request(&st, &raw, &headers, body, &[])?;
     let incident = st.service.escalate(id, actor(&body)).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }

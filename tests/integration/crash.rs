@@ -113,28 +113,8 @@ async fn sigterm_drains_and_exits_zero() {
 async fn sigkill_mid_load_with_escalation_loses_nothing_and_pages_each_step_once() {
     use crate::common::receiver::Receiver;
     let recv = Receiver::start().await;
-    let extra = format!(
-        r#"
-[[users]]
-name = "alice"
-webhook = {{ url = "{a}" }}
-contact_methods = [{{ kind = "webhook" }}]
-[[users]]
-name = "bob"
-webhook = {{ url = "{b}" }}
-contact_methods = [{{ kind = "webhook" }}]
-[[escalation_policies]]
-name = "chain"
-[[escalation_policies.steps]]
-targets = [{{ user = "alice" }}]
-delay = "1s"
-[[escalation_policies.steps]]
-targets = [{{ user = "bob" }}]
-delay = "1h"
-"#,
-        a = recv.url("alice"),
-        b = recv.url("bob"),
-    );
+    // alice at once, bob 1 s later (during the load), carol an hour on.
+    let extra = crate::restart::chain(&recv, ["1s", "1h", "1h"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Three one-person steps, `delay` apart.
-fn chain(recv: &Receiver, delays: [&str; 3]) -> String {
+pub fn chain(recv: &Receiver, delays: [&str; 3]) -> String {
     format!(
         r#"
 [[users]]
