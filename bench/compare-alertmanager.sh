@@ -35,49 +35,9 @@ STORM_EVENTS="${STORM_EVENTS:-10000}"
 MEMORY_INCIDENTS="${MEMORY_INCIDENTS:-100000}"
 START_SECONDS=$SECONDS
 
+source "$REPO/tests/interop/lib.sh"
+# The bench's log lines carry the elapsed time.
 log() { printf '[bench %4ds] %s\n' "$((SECONDS - START_SECONDS))" "$*"; }
-pass() { printf 'PASS: %s\n' "$*"; }
-
-TMP=""
-PIDS=()
-
-stop() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    [[ $rc -eq 0 || -n "${FAILED_REPORTED:-}" ]] || echo "FAIL: script error (exit $rc)"
-    local pid
-    for pid in "${PIDS[@]}"; do stop "$pid"; done
-    if [[ -n "$TMP" ]]; then
-        if [[ -n "${KEEP_TMP:-}" || $rc -ne 0 ]]; then
-            echo "[bench] kept $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-fail() {
-    printf 'FAIL: %s\n' "$*"
-    FAILED_REPORTED=1
-    exit 1
-}
 
 # --- tools ------------------------------------------------------------------
 need=()
@@ -112,21 +72,12 @@ log "$(prometheus-alertmanager --version 2>&1 | head -n 1)"
 log "$(wrk --version 2>&1 | head -n 1)"
 log "$(nproc) cores; $(free -g | awk '/^Mem:/ {print $2}') GiB; data in $TMP ($(df -T "$TMP" | awk 'NR==2 {print $2}'))"
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 # The load average, and how many compilers other work had running then (the
 # two cores are shared; the load average also counts this script's last phase).
 loadavg() { echo "$(cut -d' ' -f1-3 /proc/loadavg), rustc: $(ps -eo comm= | awk '$1 == "rustc" {n++} END {print n + 0}')"; }
 rss_kb() { ps -o rss= -p "$1" | tr -d ' '; }
 hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
-wait_http() { # name url pid
-    local name="$1" url="$2" pid="$3" deadline=$((SECONDS + 30))
-    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
-        kill -0 "$pid" 2>/dev/null || fail "$name exited during startup"
-        ((SECONDS < deadline)) || fail "$name not ready at $url after 30s"
-        sleep 0.05
-    done
-}
 
 # tocsin_config DIR PORT [WEBHOOK_URL]: a pagerduty integration; with a
 # webhook URL, the service pages alice (webhook) through a one-step policy.
