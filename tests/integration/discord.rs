@@ -35,16 +35,6 @@ const DEFAULT: Opts = Opts {
 fn discord_config(fake: &FakeDiscord, o: &Opts) -> String {
     format!(
         r#"
-[notify]
-initial_backoff = "200ms"
-max_backoff = "2s"
-give_up_after = "1m"
-request_timeout = "5s"
-
-[chat]
-admins = ["alice"]
-archive_after = "{archive}"
-
 [discord]
 application_id = "{APPLICATION}"
 public_key = "{public}"
@@ -53,44 +43,12 @@ guild_id = {GUILD}
 api_url = "{api}"
 mode = "{mode}"
 defer_after = "{defer}"
-
-[[users]]
-name = "alice"
-discord_id = "{ALICE}"
-contact_methods = [{{ kind = "discord" }}]
-
-[[users]]
-name = "bob"
-discord_id = "{BOB}"
-contact_methods = [{{ kind = "discord" }}]
-
-[[users]]
-name = "carol"
-contact_methods = [{{ kind = "log" }}]
-
-[[schedules]]
-name = "primary"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "everyone-alice"
-users = ["alice"]
-start = "2026-01-05T00:00:00"
-handoff = "0 0 9 * * Mon"
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.steps]]
-targets = [{{ schedule = "primary" }}]
-delay = "5m"
-[[escalation_policies.steps]]
-targets = [{{ user = "bob" }}]
-delay = "10m"
-"#,
+{people}"#,
         public = hex::encode(key().verifying_key().to_bytes()),
         api = fake.api_url(),
-        archive = o.archive_after,
         defer = o.defer_after,
         mode = o.mode,
+        people = chat_people("discord", ALICE, BOB, o.archive_after),
     )
 }
 

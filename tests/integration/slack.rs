@@ -14,54 +14,13 @@ const SECRET: &str = "test-signing-secret";
 pub fn slack_config(fake: &FakeSlack) -> String {
     format!(
         r#"
-[notify]
-initial_backoff = "200ms"
-max_backoff = "2s"
-give_up_after = "1m"
-request_timeout = "5s"
-
-[chat]
-admins = ["alice"]
-archive_after = "1h"
-
 [slack]
 bot_token = "xoxb-test-token"
 signing_secret = "{SECRET}"
 api_url = "{api}"
-
-[[users]]
-name = "alice"
-slack_id = "U0ALICE"
-contact_methods = [{{ kind = "slack" }}]
-
-[[users]]
-name = "bob"
-slack_id = "U0BOB"
-contact_methods = [{{ kind = "slack" }}]
-
-[[users]]
-name = "carol"
-contact_methods = [{{ kind = "log" }}]
-
-[[schedules]]
-name = "primary"
-time_zone = "UTC"
-[[schedules.layers]]
-name = "everyone-alice"
-users = ["alice"]
-start = "2026-01-05T00:00:00"
-handoff = "0 0 9 * * Mon"
-
-[[escalation_policies]]
-name = "payments"
-[[escalation_policies.steps]]
-targets = [{{ schedule = "primary" }}]
-delay = "5m"
-[[escalation_policies.steps]]
-targets = [{{ user = "bob" }}]
-delay = "10m"
-"#,
-        api = fake.api_url()
+{people}"#,
+        api = fake.api_url(),
+        people = chat_people("slack", "U0ALICE", "U0BOB", "1h"),
     )
 }
 

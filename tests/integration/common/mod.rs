@@ -345,3 +345,55 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// What the Slack and Discord tests share: quick retries, alice (on call,
+/// paged by chat DM), bob (paged by chat DM at step 2), carol (no chat id),
+/// and a two-step policy for `payments`. `platform` is `slack` or
+/// `discord`; the ids are the users' ids there.
+pub fn chat_people(platform: &str, alice_id: &str, bob_id: &str, archive_after: &str) -> String {
+    format!(
+        r#"
+[notify]
+initial_backoff = "200ms"
+max_backoff = "2s"
+give_up_after = "1m"
+request_timeout = "5s"
+
+[chat]
+admins = ["alice"]
+archive_after = "{archive_after}"
+
+[[users]]
+name = "alice"
+{platform}_id = "{alice_id}"
+contact_methods = [{{ kind = "{platform}" }}]
+
+[[users]]
+name = "bob"
+{platform}_id = "{bob_id}"
+contact_methods = [{{ kind = "{platform}" }}]
+
+[[users]]
+name = "carol"
+contact_methods = [{{ kind = "log" }}]
+
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "everyone-alice"
+users = ["alice"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * Mon"
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{{ user = "bob" }}]
+delay = "10m"
+"#
+    )
+}
