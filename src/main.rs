@@ -527,8 +527,7 @@ async fn main() -> Result<()> {
                 }),
             ..
         } => {
-            #[allow(clippy::disallowed_methods)] // the CLI's "now" is the operator's
-            let now = chrono::Utc::now();
+            let now = tocsin::clock::Clock::now(&tocsin::clock::SystemClock);
             let start = from.unwrap_or(now);
             let end = match (to, duration) {
                 (Some(t), _) => *t,

@@ -11,21 +11,13 @@ fn store_error(e: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::retryable(format!("store: {e}"))
 }
 
-/// The platform ids of a tocsin user on `platform`.
+/// The id of a tocsin user on `platform`.
 fn platform_id(service: &Service, platform: &str, user: &str) -> Option<String> {
-    let u = service.directory().user(user)?;
-    match platform {
-        "slack" => u.slack_id.clone(),
-        "discord" => u.discord_id.clone(),
-        _ => None,
-    }
-}
-
-fn mention(service: &Service, platform: &str, user: &str) -> String {
-    match platform_id(service, platform, user) {
-        Some(id) => format!("<@{id}>"),
-        None => user.to_string(),
-    }
+    service
+        .directory()
+        .user(user)?
+        .chat_id(platform)
+        .map(str::to_string)
 }
 
 /// The people working the incident: whoever was paged for it, and its roles.
@@ -50,12 +42,12 @@ fn responders(service: &Service, inc: &Incident) -> Result<Vec<String>, Delivery
 pub fn card(service: &Service, platform: &str, inc: &Incident) -> Result<CardView, DeliveryError> {
     let paged = responders(service, inc)?
         .iter()
-        .map(|u| mention(service, platform, u))
+        .map(|u| service.directory().mention(platform, u))
         .collect();
     let roles = inc
         .roles
         .iter()
-        .map(|(r, u)| (r.clone(), mention(service, platform, u)))
+        .map(|(r, u)| (r.clone(), service.directory().mention(platform, u)))
         .collect();
     Ok(CardView::of(inc, paged, roles))
 }

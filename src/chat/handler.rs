@@ -86,14 +86,7 @@ impl ChatHandler {
 
     /// The tocsin user behind a platform id.
     pub fn user(&self, platform: &str, id: &str) -> Option<&UserConfig> {
-        self.service.directory().config.users.iter().find(|u| {
-            let pid = match platform {
-                "slack" => u.slack_id.as_deref(),
-                "discord" => u.discord_id.as_deref(),
-                _ => None,
-            };
-            pid == Some(id)
-        })
+        self.service.directory().user_by_chat_id(platform, id)
     }
 
     fn resolve_user(&self, platform: &str, r: &UserRef) -> Result<String, String> {
@@ -113,16 +106,7 @@ impl ChatHandler {
 
     /// The platform mention of a tocsin user, or their name.
     pub fn mention(&self, platform: &str, user: &str) -> String {
-        let u = self.service.directory().user(user);
-        let id = match platform {
-            "slack" => u.and_then(|u| u.slack_id.clone()),
-            "discord" => u.and_then(|u| u.discord_id.clone()),
-            _ => None,
-        };
-        match id {
-            Some(id) => format!("<@{id}>"),
-            None => user.to_string(),
-        }
+        self.service.directory().mention(platform, user)
     }
 
     /// Carries out a command.

@@ -28,6 +28,17 @@ pub struct UserConfig {
     pub contact_methods: Vec<ContactMethodConfig>,
 }
 
+impl UserConfig {
+    /// The user's id on a chat platform (`slack`, `discord`).
+    pub fn chat_id(&self, platform: &str) -> Option<&str> {
+        match platform {
+            "slack" => self.slack_id.as_deref(),
+            "discord" => self.discord_id.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 fn default_contact_methods() -> Vec<ContactMethodConfig> {
     vec![ContactMethodConfig {
         kind: ContactKind::Log,

@@ -125,6 +125,16 @@ pub struct OutboxEntry {
     pub state: DeliveryState,
 }
 
+impl OutboxEntry {
+    /// The chat platform that carries it: a channel job's, or a chat page's.
+    pub fn chat_platform(&self) -> Option<&str> {
+        match &self.recipient {
+            Recipient::Channel(p) => Some(p.as_str()),
+            _ => self.method.chat_platform(),
+        }
+    }
+}
+
 /// The idempotency key of a chat job on `platform` (one per kind: a
 /// pending card update absorbs the next).
 pub fn chat_key(incident: IncidentId, platform: &str, what: &str) -> String {

@@ -62,10 +62,7 @@ impl Notifiers {
         service: &Service,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
-        if let Recipient::Channel(platform) = &entry.recipient {
-            return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
-        }
-        if let Some(platform) = entry.method.chat_platform() {
+        if let Some(platform) = entry.chat_platform() {
             return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
         }
         match &entry.recipient {
@@ -204,12 +201,7 @@ impl Worker {
             }
         };
         let result = self.notifiers.deliver(&self.service, &entry).await;
-        let platform = match &entry.recipient {
-            crate::escalation::Recipient::Channel(p) => Some(p.clone()),
-            _ if matches!(entry.method, ContactKind::Slack) => Some("slack".to_string()),
-            _ if entry.method.as_str() == "discord" => Some("discord".to_string()),
-            _ => None,
-        };
+        let platform = entry.chat_platform().map(str::to_string);
         if let Some(p) = platform {
             self.service
                 .wakers()

@@ -124,6 +124,23 @@ impl Directory {
         self.config.users.iter().find(|u| u.name == name)
     }
 
+    /// The user behind a chat platform's user id.
+    pub fn user_by_chat_id(&self, platform: &str, id: &str) -> Option<&UserConfig> {
+        self.config
+            .users
+            .iter()
+            .find(|u| u.chat_id(platform) == Some(id))
+    }
+
+    /// How to name a tocsin user on a chat platform: a mention where the
+    /// user has an id there, else the name.
+    pub fn mention(&self, platform: &str, user: &str) -> String {
+        match self.user(user).and_then(|u| u.chat_id(platform)) {
+            Some(id) => format!("<@{id}>"),
+            None => user.to_string(),
+        }
+    }
+
     /// A schedule by name.
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
         self.schedules.get(name)

@@ -417,12 +417,7 @@ fn count_delivery(entry: &OutboxEntry, result: &Result<(), DeliveryError>) {
                 .inc(),
         };
     }
-    let platform = match &entry.recipient {
-        crate::escalation::Recipient::Channel(p) => Some(p.as_str()),
-        _ if matches!(method, "slack" | "discord") => Some(method),
-        _ => None,
-    };
-    if let Some(platform) = platform {
+    if let Some(platform) = entry.chat_platform() {
         let job = serde_json::to_value(&entry.job)
             .ok()
             .and_then(|v| v["job"].as_str().map(str::to_string))
