@@ -116,16 +116,7 @@ pub struct CardView {
 impl CardView {
     /// The card of `incident`; `on_call` already rendered as mentions.
     pub fn of(incident: &Incident, on_call: Vec<String>, roles: Vec<(String, String)>) -> Self {
-        let buttons = match incident.status {
-            Status::Triggered => vec![
-                Button::Ack,
-                Button::Resolve,
-                Button::Escalate,
-                Button::Runbook,
-            ],
-            Status::Acknowledged => vec![Button::Resolve, Button::Escalate, Button::Runbook],
-            Status::Resolved => vec![],
-        };
+        let buttons = buttons_for(incident.status);
         Self {
             id: incident.id,
             title: incident.title.clone(),
@@ -145,6 +136,37 @@ impl CardView {
             "[{}] {}: {} ({})",
             self.severity, self.id, self.title, self.service
         )
+    }
+}
+
+/// The card's buttons in a status: nothing to press once resolved.
+pub fn buttons_for(status: Status) -> Vec<Button> {
+    match status {
+        Status::Triggered => vec![
+            Button::Ack,
+            Button::Resolve,
+            Button::Escalate,
+            Button::Runbook,
+        ],
+        Status::Acknowledged => vec![Button::Resolve, Button::Escalate, Button::Runbook],
+        Status::Resolved => vec![],
+    }
+}
+
+/// A card for rendering tests: INC-42, SEV1, with one person paged and a
+/// commander, named by the platform's mentions.
+#[cfg(test)]
+pub(crate) fn sample_card(status: Status, paged: &str, commander: &str) -> CardView {
+    CardView {
+        id: IncidentId(42),
+        title: "API error rate above 5%".into(),
+        severity: Severity::Sev1,
+        service: "api".into(),
+        status,
+        on_call: vec![paged.into()],
+        roles: vec![("commander".into(), commander.into())],
+        alerts: (2, 3),
+        buttons: buttons_for(status),
     }
 }
 

@@ -341,26 +341,7 @@ mod tests {
     }
 
     fn view(status: Status) -> CardView {
-        CardView {
-            id: IncidentId(42),
-            title: "API error rate above 5%".into(),
-            severity: Severity::Sev1,
-            service: "api".into(),
-            status,
-            on_call: vec!["<@80351110224678912>".into()],
-            roles: vec![("commander".into(), "<@80351110224678913>".into())],
-            alerts: (2, 3),
-            buttons: match status {
-                Status::Triggered => vec![
-                    Button::Ack,
-                    Button::Resolve,
-                    Button::Escalate,
-                    Button::Runbook,
-                ],
-                Status::Acknowledged => vec![Button::Resolve, Button::Escalate, Button::Runbook],
-                Status::Resolved => vec![],
-            },
-        }
+        crate::chat::sample_card(status, "<@80351110224678912>", "<@80351110224678913>")
     }
 
     fn page_content() -> PageContent {

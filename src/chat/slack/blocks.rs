@@ -167,26 +167,7 @@ mod tests {
     use crate::incident::IncidentId;
 
     fn view(status: Status) -> CardView {
-        CardView {
-            id: IncidentId(42),
-            title: "API error rate above 5%".into(),
-            severity: Severity::Sev1,
-            service: "api".into(),
-            status,
-            on_call: vec!["<@U01ALICE>".into()],
-            roles: vec![("commander".into(), "<@U02BOB>".into())],
-            alerts: (2, 3),
-            buttons: match status {
-                Status::Triggered => vec![
-                    Button::Ack,
-                    Button::Resolve,
-                    Button::Escalate,
-                    Button::Runbook,
-                ],
-                Status::Acknowledged => vec![Button::Resolve, Button::Escalate, Button::Runbook],
-                Status::Resolved => vec![],
-            },
-        }
+        crate::chat::sample_card(status, "<@U01ALICE>", "<@U02BOB>")
     }
 
     #[test]
