@@ -134,6 +134,22 @@ impl Slack {
         .0
     }
 
+    /// A signed slash command and the reply it gets.
+    pub async fn ask(
+        &self,
+        user: &str,
+        channel: &str,
+        command: &str,
+        text: &str,
+        reply_id: &str,
+    ) -> Value {
+        assert_eq!(
+            self.command(user, channel, command, text, reply_id).await,
+            200
+        );
+        self.reply(reply_id).await
+    }
+
     pub async fn reply(&self, id: &str) -> Value {
         self.fake
             .wait_until(&format!("a reply on {id}"), |f| !f.responses(id).is_empty())
@@ -240,12 +256,7 @@ async fn a_signed_ack_command_stops_escalation_and_updates_the_card() {
     trigger(&s.app, "pay").await;
     let channel = s.channel_of(1).await;
     assert_eq!(s.app.store.timer_count().unwrap(), 1);
-    assert_eq!(
-        s.command("U0ALICE", &channel, "/incident", "ack", "r1")
-            .await,
-        200
-    );
-    let reply = s.reply("r1").await;
+    let reply = s.ask("U0ALICE", &channel, "/incident", "ack", "r1").await;
     assert_eq!(reply["response_type"], "in_channel");
     assert_eq!(
         reply["text"],
@@ -268,30 +279,22 @@ async fn a_signed_ack_command_stops_escalation_and_updates_the_card() {
     );
 
     // Inside the channel the incident is implied; elsewhere it must be named.
-    assert_eq!(
-        s.command("U0ALICE", "C9OTHER", "/incident", "resolve", "r2")
-            .await,
-        200
-    );
     assert!(
-        s.reply("r2").await["text"]
+        s.ask("U0ALICE", "C9OTHER", "/incident", "resolve", "r2")
+            .await["text"]
             .as_str()
             .unwrap()
             .contains("not an incident channel")
     );
     assert_eq!(
-        s.command(
+        s.ask(
             "U0ALICE",
             "C9OTHER",
             "/incident",
             "INC-1 resolve fixed it",
             "r3"
         )
-        .await,
-        200
-    );
-    assert_eq!(
-        s.reply("r3").await["text"],
+        .await["text"],
         "INC-1 resolved by alice: fixed it"
     );
     s.app.stop().await;
@@ -356,12 +359,9 @@ async fn bad_signatures_stale_timestamps_and_strangers_change_nothing() {
         .await;
     assert_eq!(st, 401);
     // A correctly signed command from someone tocsin does not know.
-    assert_eq!(
-        s.command("U0STRANGER", &channel, "/incident", "ack", "s1")
-            .await,
-        200
-    );
-    let reply = s.reply("s1").await;
+    let reply = s
+        .ask("U0STRANGER", &channel, "/incident", "ack", "s1")
+        .await;
     assert_eq!(reply["response_type"], "ephemeral");
     assert!(
         reply["text"]
@@ -375,13 +375,9 @@ async fn bad_signatures_stale_timestamps_and_strangers_change_nothing() {
     );
     assert_eq!(s.app.store.timer_count().unwrap(), 1);
     // Bad usage gets the usage, not silence.
-    assert_eq!(
-        s.command("U0ALICE", &channel, "/incident", "frobnicate", "u1")
-            .await,
-        200
-    );
     assert!(
-        s.reply("u1").await["text"]
+        s.ask("U0ALICE", &channel, "/incident", "frobnicate", "u1")
+            .await["text"]
             .as_str()
             .unwrap()
             .contains("Usage: /incident")
@@ -524,32 +520,23 @@ async fn url_verification_and_app_mentions() {
 #[tokio::test]
 async fn oncall_cover_and_page_commands() {
     let s = slack().await;
-    assert_eq!(s.command("U0ALICE", "C1", "/oncall", "", "o1").await, 200);
     assert!(
-        s.reply("o1").await["text"]
+        s.ask("U0ALICE", "C1", "/oncall", "", "o1").await["text"]
             .as_str()
             .unwrap()
             .contains("*primary*: <@U0ALICE>")
     );
     // Bob may not put alice on call; alice (an admin) may put bob on call.
-    assert_eq!(
-        s.command("U0BOB", "C1", "/oncall", "cover <@U0ALICE> 2h", "o2")
-            .await,
-        200
-    );
     assert!(
-        s.reply("o2").await["text"]
+        s.ask("U0BOB", "C1", "/oncall", "cover <@U0ALICE> 2h", "o2")
+            .await["text"]
             .as_str()
             .unwrap()
             .contains("Only admins")
     );
-    assert_eq!(
-        s.command("U0ALICE", "C1", "/oncall", "cover <@U0BOB> 2h", "o3")
-            .await,
-        200
-    );
     assert!(
-        s.reply("o3").await["text"]
+        s.ask("U0ALICE", "C1", "/oncall", "cover <@U0BOB> 2h", "o3")
+            .await["text"]
             .as_str()
             .unwrap()
             .starts_with("<@U0BOB> is on call for primary until")
@@ -557,18 +544,15 @@ async fn oncall_cover_and_page_commands() {
     let (_, oncall) = s.app.get("/v1/oncall").await;
     assert_eq!(oncall["oncall"][0]["on_call"]["user"], "bob");
 
-    assert_eq!(
-        s.command(
+    let reply = s
+        .ask(
             "U0ALICE",
             "C1",
             "/page",
             "<@U0BOB> the EU checkout is down",
-            "p1"
+            "p1",
         )
-        .await,
-        200
-    );
-    let reply = s.reply("p1").await;
+        .await;
     assert_eq!(
         reply["text"],
         "Opened INC-1 and paged <@U0BOB>: the EU checkout is down"
@@ -580,19 +564,15 @@ async fn oncall_cover_and_page_commands() {
                 .any(|c| c.params["channel"] == "DU0BOB")
         })
         .await;
-    assert_eq!(
-        s.command(
+    assert!(
+        s.ask(
             "U0ALICE",
             "C1",
             "/incident",
             "new Login failures spiking sev1",
             "n1"
         )
-        .await,
-        200
-    );
-    assert!(
-        s.reply("n1").await["text"]
+        .await["text"]
             .as_str()
             .unwrap()
             .starts_with("Opened INC-2: Login failures spiking (SEV1)")
@@ -606,37 +586,27 @@ async fn roles_notes_severity_and_resolve_archive_later() {
     trigger(&s.app, "pay").await;
     let ch = s.channel_of(1).await;
     assert_eq!(
-        s.command("U0ALICE", &ch, "/incident", "role commander <@U0BOB>", "a")
-            .await,
-        200
-    );
-    assert_eq!(
-        s.reply("a").await["text"],
+        s.ask("U0ALICE", &ch, "/incident", "role commander <@U0BOB>", "a")
+            .await["text"],
         "<@U0BOB> is now commander of INC-1."
     );
     assert_eq!(
-        s.command(
+        s.ask(
             "U0ALICE",
             &ch,
             "/incident",
             "note action: alert on queue depth",
             "b"
         )
-        .await,
-        200
+        .await["text"],
+        "Action item added to INC-1."
     );
-    assert_eq!(s.reply("b").await["text"], "Action item added to INC-1.");
     assert_eq!(
-        s.command("U0ALICE", &ch, "/incident", "severity sev1", "c")
-            .await,
-        200
+        s.ask("U0ALICE", &ch, "/incident", "severity sev1", "c")
+            .await["text"],
+        "alice set INC-1 to SEV1."
     );
-    assert_eq!(s.reply("c").await["text"], "alice set INC-1 to SEV1.");
-    assert_eq!(
-        s.command("U0ALICE", &ch, "/incident", "resolve", "d").await,
-        200
-    );
-    s.reply("d").await;
+    s.ask("U0ALICE", &ch, "/incident", "resolve", "d").await;
     let inc = s.app.incident("INC-1").await;
     assert_eq!(inc["incident"]["roles"]["commander"], "bob");
     let types: Vec<&str> = inc["timeline"]
