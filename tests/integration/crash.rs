@@ -6,6 +6,66 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Eight senders posting PagerDuty triggers to `base` until stopped; the
+/// dedup keys that got a 202 are recorded, one entry per event.
+struct Load {
+    stop: Arc<AtomicBool>,
+    acked: Arc<parking_lot::Mutex<Vec<String>>>,
+    senders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `key(worker, n)` names worker's n-th event (`None`: that worker is
+    /// done). With `strict`, any answer but 202 fails the test; otherwise
+    /// (a shutting-down server) it just is not acknowledged.
+    fn start(base: &str, key: fn(u64, u64) -> Option<String>, strict: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let senders = (0..8u64)
+            .map(|worker| {
+                let (stop, acked, base) = (stop.clone(), acked.clone(), base.to_string());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Some(key) = key(worker, n) else { break };
+                        n += 1;
+                        let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
+                                          "payload": {"summary": "load", "source": "t", "severity": "error"}});
+                        match http.post(format!("{base}/v2/enqueue")).json(&body).send().await {
+                            Ok(r) if r.status().as_u16() == 202 => acked.lock().push(key),
+                            Ok(r) if strict => panic!("unexpected status {}", r.status()),
+                            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                            Err(_) => break, // the server is gone
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            acked,
+            senders,
+        }
+    }
+
+    /// Waits until `n` events got a 202.
+    async fn until(&self, n: usize) {
+        while self.acked.lock().len() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the senders; the keys acknowledged, one per event.
+    async fn finish(self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        for s in self.senders {
+            s.await.unwrap();
+        }
+        self.acked.lock().clone()
+    }
+}
+
 #[tokio::test]
 async fn every_acknowledged_event_survives_sigkill() {
     let dir = tempfile::tempdir().unwrap();
@@ -13,37 +73,12 @@ async fn every_acknowledged_event_survives_sigkill() {
     let mut server = ServerProcess::start(dir.path(), port).await;
     let base = server.base.clone();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let acked = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
-    let mut senders = Vec::new();
-    for worker in 0..8 {
-        let (stop, acked, base) = (stop.clone(), acked.clone(), base.clone());
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("w{worker}-e{n}");
-                n += 1;
-                let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
-                                  "payload": {"summary": "crash test", "source": "t", "severity": "error"}});
-                match http.post(format!("{base}/v2/enqueue")).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 202 => acked.lock().push(key),
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => break, // the server is gone
-                }
-            }
-        }));
-    }
+    let load = Load::start(&base, |w, n| Some(format!("w{w}-e{n}")), true);
     // Let a batch through, then kill the server right after its latest 2xx.
-    while acked.lock().len() < 300 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    load.until(300).await;
     server.kill();
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
-    let acked: HashSet<String> = acked.lock().iter().cloned().collect();
+    let acked = load.finish().await;
+    let acked: HashSet<String> = acked.into_iter().collect();
     assert!(acked.len() >= 300);
 
     let server = ServerProcess::start(dir.path(), port).await;
@@ -119,43 +154,21 @@ async fn sigkill_mid_load_with_escalation_loses_nothing_and_pages_each_step_once
     let port = free_port();
     let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
     let base = server.base.clone();
-    let stop = Arc::new(AtomicBool::new(false));
-    // Per dedup key: how many of its events got a 202.
-    let acked = Arc::new(parking_lot::Mutex::new(std::collections::HashMap::<
-        String,
-        u64,
-    >::new()));
-    let mut senders = Vec::new();
-    for worker in 0..8u64 {
-        let (stop, acked, base) = (stop.clone(), acked.clone(), base.clone());
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            // Worker w sends events w, w+8, ...; event e goes to key e % 500.
-            let mut e = worker;
-            while e < 5000 && !stop.load(Ordering::Relaxed) {
-                let key = format!("k{}", e % 500);
-                let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
-                                  "payload": {"summary": "load", "source": "t", "severity": "error"}});
-                match http.post(format!("{base}/v2/enqueue")).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 202 => *acked.lock().entry(key).or_default() += 1,
-                    Ok(r) => panic!("unexpected status {}", r.status()),
-                    Err(_) => break,
-                }
-                e += 8;
-            }
-        }));
-    }
+    // Worker w sends events w, w+8, ... up to 5000; event e goes to key e % 500.
+    let load = Load::start(
+        &base,
+        |w, n| (w + 8 * n < 5000).then(|| format!("k{}", (w + 8 * n) % 500)),
+        true,
+    );
     // Kill mid-load, after the first incidents' step 2 came due.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    while acked.lock().values().sum::<u64>() < 2500 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    load.until(2500).await;
     server.kill();
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
+    // Per dedup key: how many of its events got a 202.
+    let mut acked = std::collections::HashMap::<String, u64>::new();
+    for key in load.finish().await {
+        *acked.entry(key).or_default() += 1;
     }
-    let acked = acked.lock().clone();
     // Down for 2 s: every incident's step 2 is now overdue.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
@@ -219,42 +232,13 @@ async fn sigterm_during_load_keeps_every_acknowledged_event_and_exits_zero() {
     let port = free_port();
     let mut server = ServerProcess::start(dir.path(), port).await;
     let base = server.base.clone();
-    let acked = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut senders = Vec::new();
-    for worker in 0..8 {
-        let (acked, stop, base) = (acked.clone(), stop.clone(), base.clone());
-        senders.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let key = format!("t{worker}-{n}");
-                n += 1;
-                let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
-                                  "payload": {"summary": "sigterm", "source": "t", "severity": "info"}});
-                match http.post(format!("{base}/v2/enqueue")).json(&body).send().await {
-                    Ok(r) if r.status().as_u16() == 202 => acked.lock().push(key),
-                    // Refused or cut off while shutting down: not acknowledged.
-                    Ok(_) | Err(_) => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                }
-            }
-        }));
-    }
-    while acked.lock().len() < 200 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Answers other than 202 while shutting down are simply not acknowledged.
+    let load = Load::start(&base, |w, n| Some(format!("t{w}-{n}")), false);
+    load.until(200).await;
     let status = server.terminate();
-    stop.store(true, Ordering::Relaxed);
-    for s in senders {
-        s.await.unwrap();
-    }
+    let acked = load.finish().await;
     assert!(status.success(), "exit status {status:?}");
-    let acked: HashSet<String> = acked.lock().iter().cloned().collect();
+    let acked: HashSet<String> = acked.into_iter().collect();
     let server = ServerProcess::start(dir.path(), port).await;
     let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=10000", server.base))
         .await
