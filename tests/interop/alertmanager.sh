@@ -24,15 +24,7 @@ command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
 
 # --- 1. Alertmanager -------------------------------------------------------
-if ! command -v prometheus-alertmanager >/dev/null; then
-    log "installing prometheus-alertmanager"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y prometheus-alertmanager >/dev/null; then
-        apt-get update >/dev/null
-        apt-get install -y prometheus-alertmanager >/dev/null
-    fi
-    command -v prometheus-alertmanager >/dev/null || fail "could not install prometheus-alertmanager"
-fi
+need_command prometheus-alertmanager prometheus-alertmanager
 log "$(prometheus-alertmanager --version 2>&1 | head -n 1)"
 
 # --- 2. tocsin -------------------------------------------------------------
@@ -41,16 +33,7 @@ tocsin_bin
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-am.XXXXXX")"
 
 # Two distinct free ports, chosen by the kernel.
-read -r TOCSIN_PORT AM_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r TOCSIN_PORT AM_PORT < <(free_ports 2)
 TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
 AM="http://127.0.0.1:$AM_PORT"
 WEBHOOK_KEY="interop-am-webhook-key-$RANDOM$RANDOM"

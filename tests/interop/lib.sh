@@ -71,7 +71,29 @@ fail() {
 }
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    free_ports 1
+}
+
+# N distinct free ports on one line, chosen by the kernel.
+free_ports() {
+    python3 -c 'import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))' "$1"
+}
+
+# Installs a Debian package unless its command is there (`apt-get update`
+# only when the first try fails).
+need_command() { # command package
+    command -v "$1" >/dev/null && return 0
+    log "installing $2"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y "$2" >/dev/null; then
+        apt-get update >/dev/null
+        apt-get install -y "$2" >/dev/null
+    fi
+    command -v "$1" >/dev/null || fail "could not install $2"
 }
 
 # Waits up to 20 s for `url` to answer 2xx while `pid` lives.

@@ -27,15 +27,7 @@ command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
 
 # --- 1. Prometheus ---------------------------------------------------------
-if ! command -v prometheus >/dev/null; then
-    log "installing prometheus"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y prometheus >/dev/null; then
-        apt-get update >/dev/null
-        apt-get install -y prometheus >/dev/null
-    fi
-    command -v prometheus >/dev/null || fail "could not install prometheus"
-fi
+need_command prometheus prometheus
 log "$(prometheus --version 2>&1 | head -n 1)"
 
 # --- 2. tocsin -------------------------------------------------------------
@@ -43,16 +35,7 @@ tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-prom.XXXXXX")"
 
-read -r TOCSIN_PORT PROM_PORT < <(python3 - <<'EOF'
-import socket
-socks = []
-for _ in range(2):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r TOCSIN_PORT PROM_PORT < <(free_ports 2)
 TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
 PROM="http://127.0.0.1:$PROM_PORT"
 KEY="interop-prom-key-$RANDOM$RANDOM"
