@@ -51,8 +51,9 @@ impl Service {
         by: Actor,
     ) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
+        let (role, user) = (role.to_string(), user.to_string());
         self.change(id, move |_, inc| {
-            Ok(inc.assign_role(role, user, by.clone(), now)?)
+            Ok(inc.assign_role(&role, &user, by.clone(), now)?)
         })
         .instrument(info_span!("incident", incident = %id))
         .await
@@ -66,7 +67,8 @@ impl Service {
         by: Actor,
     ) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
-        self.change(id, move |_, inc| Ok(inc.add_note(text, by.clone(), now)))
+        let text = text.to_string();
+        self.change(id, move |_, inc| Ok(inc.add_note(&text, by.clone(), now)))
             .instrument(info_span!("incident", incident = %id))
             .await
     }
@@ -311,8 +313,9 @@ impl Service {
         link: ChatLink,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
-        self.change(id, |tx, inc| {
-            tx.set_channel(platform, &link.channel_id, id)?;
+        let platform = platform.to_string();
+        self.change(id, move |tx, inc| {
+            tx.set_channel(&platform, &link.channel_id, id)?;
             let mut change = Change {
                 incident: inc.clone(),
                 entries: Vec::new(),
@@ -347,7 +350,9 @@ impl Service {
         intro: Option<String>,
     ) -> Result<(), ServiceError> {
         let now = self.clock.now();
-        self.change(id, |tx, inc| {
+        let platform = platform.to_string();
+        self.change(id, move |tx, inc| {
+            let platform = platform.as_str();
             let mut inc2 = inc.clone();
             if let Some(l) = inc2.chat.get_mut(platform) {
                 l.card_id = Some(card_id.clone());
@@ -385,9 +390,10 @@ impl Service {
 
     /// Marks an incident's channel archived.
     pub async fn mark_archived(&self, id: IncidentId, platform: &str) -> Result<(), ServiceError> {
-        self.change(id, |_, inc| {
+        let platform = platform.to_string();
+        self.change(id, move |_, inc| {
             let mut inc = inc.clone();
-            if let Some(l) = inc.chat.get_mut(platform) {
+            if let Some(l) = inc.chat.get_mut(&platform) {
                 l.archived = true;
             }
             Ok(Change {

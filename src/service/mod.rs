@@ -13,6 +13,7 @@ mod chat;
 pub mod directory;
 mod paging;
 mod runbook;
+mod writer;
 
 pub use chat::incident_context;
 pub use directory::Directory;
@@ -89,6 +90,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     directory: Arc<Directory>,
     wakers: Arc<Wakers>,
+    writer: Arc<writer::Writer>,
 }
 
 impl Service {
@@ -100,7 +102,9 @@ impl Service {
         directory: Arc<Directory>,
     ) -> Result<Self, StoreError> {
         directory.load_overrides(store.as_ref())?;
+        let writer = Arc::new(writer::Writer::start(store.clone())?);
         Ok(Self {
+            writer,
             store,
             clock,
             directory,
@@ -161,15 +165,18 @@ impl Service {
         events: &[AlertEvent],
     ) -> Result<Vec<EventOutcome>, ServiceError> {
         let now = self.clock.now();
-        let mut outcomes = Vec::new();
-        self.store.transact(&mut |tx| {
-            outcomes.clear();
-            for event in events {
-                outcomes.push(self.apply_event(tx, integration, event, now)?);
-            }
-            Ok(())
-        })?;
-        self.store.flush().await?;
+        let svc = self.clone();
+        let integration_ = integration.clone();
+        let events_ = events.to_vec();
+        let outcomes = self
+            .writer
+            .write(move |tx| {
+                events_
+                    .iter()
+                    .map(|event| svc.apply_event(tx, &integration_, event, now))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
         self.wake();
         crate::metrics::METRICS
             .alerts_received
@@ -228,9 +235,10 @@ impl Service {
         duration: chrono::Duration,
     ) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
+        let svc = self.clone();
         self.change(id, move |tx, inc| {
             let mut change = inc.snooze(by.clone(), now + duration, now)?;
-            self.schedule_unsnooze(tx, &mut change, now + duration)
+            svc.schedule_unsnooze(tx, &mut change, now + duration)
                 .map_err(ChangeError::Store)?;
             Ok(change)
         })
@@ -241,8 +249,9 @@ impl Service {
     /// Runs the next escalation step now.
     pub async fn escalate(&self, id: IncidentId, by: Actor) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
+        let svc = self.clone();
         self.change(id, move |tx, inc| {
-            self.escalate_now(tx, inc, by.clone(), now)
+            svc.escalate_now(tx, inc, by.clone(), now)
         })
         .instrument(info_span!("incident", incident = %id))
         .await
@@ -251,26 +260,25 @@ impl Service {
     /// Runs `decide` on the incident in one transaction and writes the change.
     async fn change<D>(&self, id: IncidentId, decide: D) -> Result<Incident, ServiceError>
     where
-        D: Fn(&mut dyn Tx, &Incident) -> Result<Change, ChangeError>,
+        D: Fn(&mut dyn Tx, &Incident) -> Result<Change, ChangeError> + Send + 'static,
     {
-        let mut result: Option<Result<Incident, ServiceError>> = None;
-        self.store.transact(&mut |tx| {
-            let Some(current) = tx.incident(id)? else {
-                result = Some(Err(ServiceError::NotFound(id)));
-                return Ok(());
-            };
-            match decide(tx, &current) {
-                Ok(change) => {
-                    self.write_change(tx, &change)?;
-                    result = Some(Ok(change.incident));
+        let svc = self.clone();
+        let incident = self
+            .writer
+            .write(move |tx| {
+                let Some(current) = tx.incident(id)? else {
+                    return Ok(Err(ServiceError::NotFound(id)));
+                };
+                match decide(tx, &current) {
+                    Ok(change) => {
+                        svc.write_change(tx, &change)?;
+                        Ok(Ok(change.incident))
+                    }
+                    Err(ChangeError::Refused(e)) => Ok(Err(e.into())),
+                    Err(ChangeError::Store(e)) => Err(e),
                 }
-                Err(ChangeError::Refused(e)) => result = Some(Err(e.into())),
-                Err(ChangeError::Store(e)) => return Err(e),
-            }
-            Ok(())
-        })?;
-        let incident = result.expect("the transaction ran")?;
-        self.store.flush().await?;
+            })
+            .await??;
         self.wake();
         info!(status = %incident.status, "Incident changed");
         Ok(incident)

@@ -168,37 +168,33 @@ impl Service {
         Ok(change)
     }
 
-    /// Fires every timer due at `now`; returns how many fired. Each timer
-    /// is its own transaction; one flush covers them all.
+    /// Fires every timer due at `now`; returns how many fired. Timers fire
+    /// in batches of up to 128, each batch one transaction and one flush,
+    /// after which the outbox starts paging and the task yields: a backlog
+    /// after downtime neither delays the first page nor holds a runtime
+    /// thread.
     pub async fn fire_due_timers(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
-        /// After this many timers: flush, let the outbox start paging, and
-        /// yield, so a backlog after downtime neither delays the first page
-        /// nor holds a runtime thread.
         const BATCH: usize = 128;
         let mut fired = 0;
-        let mut unflushed = 0;
-        while let Some(timer) = self.store.next_timer()? {
-            if timer.due > now {
+        loop {
+            let due = self.store.due_timers(now, BATCH)?;
+            if due.is_empty() {
                 break;
             }
-            {
-                let span = info_span!("incident", incident = %timer.incident);
-                let _enter = span.enter();
-                self.store
-                    .transact(&mut |tx| self.fire_timer(tx, &timer, now))?;
-            }
-            fired += 1;
-            unflushed += 1;
-            if unflushed == BATCH {
-                self.store.flush().await?;
-                self.wakers.outbox.notify_one();
-                unflushed = 0;
-                tokio::task::yield_now().await;
-            }
-        }
-        if unflushed > 0 {
-            self.store.flush().await?;
+            fired += due.len();
+            let svc = self.clone();
+            self.writer
+                .write(move |tx| {
+                    for timer in &due {
+                        let span = info_span!("incident", incident = %timer.incident);
+                        let _enter = span.enter();
+                        svc.fire_timer(tx, timer, now)?;
+                    }
+                    Ok(())
+                })
+                .await?;
             self.wakers.outbox.notify_one();
+            tokio::task::yield_now().await;
         }
         Ok(fired)
     }
@@ -311,9 +307,11 @@ impl Service {
         now: DateTime<Utc>,
         jitter: f64,
     ) -> Result<(), ServiceError> {
-        let notify = &self.directory.config.notify;
-        self.store.transact(&mut |tx| {
-            let Some(mut entry) = tx.outbox_entry(key)? else {
+        let svc = self.clone();
+        let key = key.to_string();
+        self.writer.write(move |tx| {
+            let notify = &svc.directory.config.notify;
+            let Some(mut entry) = tx.outbox_entry(&key)? else {
                 return Ok(());
             };
             if entry.state != DeliveryState::Pending {
@@ -394,9 +392,9 @@ impl Service {
                 }
             }
             tx.put_outbox(&entry)?;
-            self.write_change(tx, &change)
-        })?;
-        self.store.flush().await?;
+            svc.write_change(tx, &change)
+        })
+        .await?;
         Ok(())
     }
 }

@@ -41,9 +41,10 @@ impl Service {
             .directory
             .runbooks
             .get(name)
-            .ok_or_else(|| IncidentError::Unchanged(format!("there is no runbook '{name}'")))?;
+            .ok_or_else(|| IncidentError::Unchanged(format!("there is no runbook '{name}'")))?
+            .clone();
         self.change(id, move |_, inc| {
-            Ok(inc.attach_runbook(rb, by.clone(), now)?)
+            Ok(inc.attach_runbook(&rb, by.clone(), now)?)
         })
         .instrument(info_span!("incident", incident = %id))
         .await
@@ -57,13 +58,14 @@ impl Service {
         by: Actor,
     ) -> Result<Incident, ServiceError> {
         let now = self.clock.now();
+        let svc = self.clone();
         self.change(id, move |_, inc| {
             let progress = inc
                 .runbook
                 .as_ref()
                 .ok_or(crate::runbook::RunbookCommandError::NoneAttached)
                 .map_err(IncidentError::from)?;
-            let rb = self
+            let rb = svc
                 .directory
                 .runbooks
                 .get(&progress.runbook)

@@ -125,6 +125,10 @@ pub trait Store: Send + Sync + 'static {
     /// Resolves when every write committed before the call is on disk.
     fn flush(&self) -> FlushFuture<'_>;
 
+    /// Puts every write committed before the call on disk, on the calling
+    /// thread (which blocks). For a thread that does its own group commit.
+    fn flush_now(&self) -> Result<(), StoreError>;
+
     /// Reads an incident.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
 
@@ -151,6 +155,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The earliest timer.
     fn next_timer(&self) -> Result<Option<Timer>, StoreError>;
+
+    /// The earliest timers due at or before `now`, at most `limit`.
+    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError>;
 
     /// How many timers are pending.
     fn timer_count(&self) -> Result<u64, StoreError>;

@@ -463,6 +463,13 @@ impl Store for SledStore {
         }
     }
 
+    fn flush_now(&self) -> Result<(), StoreError> {
+        self.writes_failing()?;
+        self.db.flush().map_err(backend)?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn flush(&self) -> FlushFuture<'_> {
         let (tx, rx) = oneshot::channel();
         let sent = match &self.flush_requests {
@@ -563,6 +570,19 @@ impl Store for SledStore {
             Some((k, v)) => decode(&v, TIMERS, &k).map(Some),
             None => Ok(None),
         }
+    }
+
+    fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
+        let mut due = Vec::new();
+        for kv in self.trees[TIMERS].iter() {
+            let (k, v) = kv.map_err(backend)?;
+            let timer: Timer = decode(&v, TIMERS, &k)?;
+            if timer.due > now || due.len() == limit {
+                break;
+            }
+            due.push(timer);
+        }
+        Ok(due)
     }
 
     fn timer_count(&self) -> Result<u64, StoreError> {
