@@ -12,6 +12,8 @@
 //!    every one fires at start and the run is timed until all pages arrived.
 //!
 //! `cargo bench --bench paging` (optionally `-- --pages 1000 --timers 100000 --senders 1,8`).
+//! `-- --only-pending --timers N` runs only the restart with pending timers;
+//! `-- --only-overdue --overdue N --wait S` only the one with overdue timers.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tocsin::clock::{Clock, SystemClock};
 use tocsin::escalation::{EscalationState, Timer, TimerKind};
-use tocsin::incident::{Incident, Severity};
+use tocsin::incident::{Incident, IncidentId, Severity, TimelineEvent};
 use tocsin::intake::{AlertAction, AlertEvent};
 use tocsin::store::{SledStore, Store};
 
@@ -387,7 +389,15 @@ async fn main() {
     // `--only-pending`: just the restart with pending timers (for large
     // counts like 1,000,000, where firing them all would take minutes).
     let only_pending = args.iter().any(|a| a == "--only-pending");
-    let senders: Vec<usize> = if only_pending {
+    // `--only-overdue`: just the restart with overdue timers, with
+    // `--overdue N` of them (default: `--timers`), waiting up to `--wait`
+    // seconds (default 240) for their pages.
+    let only_overdue = args.iter().any(|a| a == "--only-overdue");
+    let overdue: usize = arg("--overdue")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(timers);
+    let wait: u64 = arg("--wait").and_then(|s| s.parse().ok()).unwrap_or(240);
+    let senders: Vec<usize> = if only_pending || only_overdue {
         Vec::new()
     } else {
         arg("--senders")
@@ -424,7 +434,18 @@ async fn main() {
         assert_eq!(r.received, r.sent, "a trigger was never paged");
     }
 
-    // Timers an hour away: start-up must not depend on them.
+    if !only_overdue {
+        pending_restarts(timers).await;
+    }
+    if only_pending {
+        return;
+    }
+    overdue_restart(overdue, wait).await;
+}
+
+/// Restarts with `timers` timers due in an hour: start-up must not depend
+/// on them.
+async fn pending_restarts(timers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let recv = Receiver::start().await;
     let port = free_port();
@@ -458,12 +479,12 @@ async fn main() {
         );
     }
     assert_eq!(recv.requests(), 0, "a timer an hour away fired");
-    drop(dir);
-    if only_pending {
-        return;
-    }
+}
 
-    // Timers a minute overdue: every one fires at start.
+/// A restart with `timers` timers a minute overdue: every one fires at
+/// start. Waits up to `wait` seconds for the pages, then reads from the
+/// store when each timer fired and when its page was recorded.
+async fn overdue_restart(timers: usize, wait: u64) {
     let dir = tempfile::tempdir().unwrap();
     let recv = Receiver::start().await;
     let port = free_port();
@@ -473,8 +494,9 @@ async fn main() {
     let due = SystemClock.now() - chrono::Duration::seconds(60);
     let wrote = prepare(&data, timers, due).await;
     let spawned = Instant::now();
+    let spawned_utc = SystemClock.now();
     let (server, ready) = start_timed(&cfg, port).await;
-    let all = recv.wait_for(timers, Duration::from_secs(240)).await;
+    let all = recv.wait_for(timers, Duration::from_secs(wait)).await;
     let done = spawned.elapsed();
     let stop = terminate(server).await;
     let arrivals = recv.arrivals();
@@ -492,7 +514,7 @@ async fn main() {
     println!("### Restart with {timers} timers 1 minute overdue");
     println!();
     println!(
-        "the same data set with every timer due 1 minute ago (written in {:.1} s); times from spawn",
+        "the same data set with every timer due 1 minute before it was written (written in {:.1} s); times from spawn",
         wrote.as_secs_f64()
     );
     println!();
@@ -519,6 +541,65 @@ async fn main() {
             arrivals.len()
         );
     }
+
+    // When each timer fired and its page was recorded, from the incidents'
+    // own timelines: the EscalationStep entry is written in the transaction
+    // that fires the timer, the Paged entry in the one that records the
+    // webhook's 2xx.
+    let (fired, paged) = tokio::task::spawn_blocking(move || firing_times(&data, timers))
+        .await
+        .unwrap();
+    let overdue_at_spawn = (spawned_utc - due).num_milliseconds() as f64 / 1000.0;
+    println!();
+    println!(
+        "Per timer, read back from the store: seconds after spawn at which it fired and its page was recorded \
+         (each timer was already {overdue_at_spawn:.1} s overdue at spawn; add that for the full lateness)"
+    );
+    println!();
+    println!("| what | count | p50 s | p99 s | max s |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (what, times) in [("timer fired", fired), ("page recorded", paged)] {
+        let mut secs: Vec<f64> = times
+            .iter()
+            .map(|t| (*t - spawned_utc).num_milliseconds() as f64 / 1000.0)
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            secs.get(((secs.len() as f64 - 1.0) * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "| {what} | {} | {:.2} | {:.2} | {:.2} |",
+            secs.len(),
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
+}
+
+/// For incidents 1..=count: when the first escalation step ran (the timer
+/// fired) and when the first page was recorded.
+fn firing_times(data: &Path, count: usize) -> (Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) {
+    let store = SledStore::open(data).unwrap();
+    let (mut fired, mut paged) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for id in 1..=count as u64 {
+        let timeline = store.timeline(IncidentId(id)).unwrap();
+        if let Some(e) = timeline
+            .iter()
+            .find(|e| matches!(e.event, TimelineEvent::EscalationStep { .. }))
+        {
+            fired.push(e.at);
+        }
+        if let Some(e) = timeline
+            .iter()
+            .find(|e| matches!(e.event, TimelineEvent::Paged { .. }))
+        {
+            paged.push(e.at);
+        }
+    }
+    (fired, paged)
 }
 
 fn dir_size(path: &Path) -> u64 {

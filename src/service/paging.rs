@@ -266,36 +266,39 @@ impl Service {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<OutboxEntry>, ServiceError> {
-        let mut claimed = None;
-        let mut cancelled = false;
-        self.store.transact(&mut |tx| {
-            claimed = None;
-            cancelled = false;
-            let Some(mut entry) = tx.outbox_entry(key)? else {
-                return Ok(());
-            };
-            if entry.state != DeliveryState::Pending || entry.due > now {
-                return Ok(());
-            }
-            let status = tx.incident(entry.incident)?.map(|i| i.status);
-            // Chat jobs always run; pages only while nobody has taken it.
-            if entry.job != crate::notify::Job::Page || status == Some(Status::Triggered) {
-                claimed = Some(entry);
-            } else {
-                let reason = match status {
+        // Plain reads, no transaction: an acknowledgement can land just
+        // after this check whatever we do, and the receiver then gets one
+        // page too many either way. Cancelling is a write, and re-checks.
+        let Some(entry) = self.store.outbox_entry(key)? else {
+            return Ok(None);
+        };
+        if entry.state != DeliveryState::Pending || entry.due > now {
+            return Ok(None);
+        }
+        let status = self.store.incident(entry.incident)?.map(|i| i.status);
+        // Chat jobs always run; pages only while nobody has taken it.
+        if entry.job != crate::notify::Job::Page || status == Some(Status::Triggered) {
+            return Ok(Some(entry));
+        }
+        let key = key.to_string();
+        self.writer
+            .write(move |tx| {
+                let Some(mut entry) = tx.outbox_entry(&key)? else {
+                    return Ok(());
+                };
+                if entry.state != DeliveryState::Pending {
+                    return Ok(());
+                }
+                let reason = match tx.incident(entry.incident)?.map(|i| i.status) {
+                    Some(Status::Triggered) => return Ok(()), // triggered again: send it later
                     Some(s) => format!("incident {s} before the page was sent"),
                     None => "incident does not exist".into(),
                 };
                 entry.state = DeliveryState::Cancelled { at: now, reason };
-                tx.put_outbox(&entry)?;
-                cancelled = true;
-            }
-            Ok(())
-        })?;
-        if cancelled {
-            self.store.flush().await?;
-        }
-        Ok(claimed)
+                tx.put_outbox(&entry)
+            })
+            .await?;
+        Ok(None)
     }
 
     /// Records a delivery attempt: delivered, retry later, or give up (and

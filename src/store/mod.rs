@@ -171,6 +171,9 @@ pub trait Store: Send + Sync + 'static {
     /// When the earliest pending outbox entry is due.
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// An outbox entry, by its idempotency key.
+    fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError>;
+
     /// Every outbox entry of an incident, by key.
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
 

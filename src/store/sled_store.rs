@@ -615,6 +615,10 @@ impl Store for SledStore {
         }
     }
 
+    fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        self.get(OUTBOX, key.as_bytes())
+    }
+
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError> {
         let prefix = format!("{incident}/");
         self.trees[OUTBOX]
