@@ -169,7 +169,6 @@ impl Service {
         let integration_ = integration.clone();
         let events_ = events.to_vec();
         let outcomes = self
-            .writer
             .write(move |tx| {
                 events_
                     .iter()
@@ -177,7 +176,6 @@ impl Service {
                     .collect::<Result<Vec<_>, _>>()
             })
             .await?;
-        self.wake();
         crate::metrics::METRICS
             .alerts_received
             .get_or_create(&crate::metrics::labels([
@@ -264,7 +262,6 @@ impl Service {
     {
         let svc = self.clone();
         let incident = self
-            .writer
             .write(move |tx| {
                 let Some(current) = tx.incident(id)? else {
                     return Ok(Err(ServiceError::NotFound(id)));
@@ -279,9 +276,33 @@ impl Service {
                 }
             })
             .await??;
-        self.wake();
         info!(status = %incident.status, "Incident changed");
         Ok(incident)
+    }
+
+    /// Runs `f` through the writer (see [`writer`]): returns once its
+    /// transaction is on disk, then wakes the scheduler if it added a timer
+    /// and the outbox worker if it queued an entry.
+    async fn write<R, F>(&self, mut f: F) -> Result<R, StoreError>
+    where
+        F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (result, wrote) = self
+            .writer
+            .write(move |tx| {
+                let mut noted = writer::Noting::new(tx);
+                let result = f(&mut noted)?;
+                Ok((result, noted.wrote))
+            })
+            .await?;
+        if wrote.timer {
+            self.wakers.scheduler.notify_one();
+        }
+        if wrote.outbox {
+            self.wakers.outbox.notify_one();
+        }
+        Ok(result)
     }
 
     /// Tells the background tasks to look for new work.

@@ -15,7 +15,10 @@
 //! run again alone, so one failing job fails only its own caller. A job may
 //! therefore run more than once, and must only touch the store through `tx`.
 
-use crate::store::{Store, StoreError, Tx};
+use crate::escalation::Timer;
+use crate::incident::{Incident, IncidentId, TimelineEntry};
+use crate::notify::OutboxEntry;
+use crate::store::{Store, StoreError, StoredEvent, Tx};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -160,6 +163,86 @@ fn run_batch(store: &dyn Store, batch: &mut [Box<dyn Job>]) -> Vec<Result<(), St
             .iter_mut()
             .map(|job| store.transact(&mut |tx| job.run(tx)))
             .collect(),
+    }
+}
+
+/// What kinds of work a transaction queued.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Wrote {
+    /// It added an escalation timer.
+    pub(crate) timer: bool,
+    /// It queued an outbox entry.
+    pub(crate) outbox: bool,
+}
+
+/// A [`Tx`] that notes whether timers or outbox entries were written, so
+/// only the background task that has new work is woken.
+pub(crate) struct Noting<'a> {
+    tx: &'a mut dyn Tx,
+    pub(crate) wrote: Wrote,
+}
+
+impl<'a> Noting<'a> {
+    pub(crate) fn new(tx: &'a mut dyn Tx) -> Self {
+        Self {
+            tx,
+            wrote: Wrote::default(),
+        }
+    }
+}
+
+impl Tx for Noting<'_> {
+    fn open_incident(
+        &self,
+        service: &str,
+        dedup_key: &str,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        self.tx.open_incident(service, dedup_key)
+    }
+    fn set_open_incident(
+        &mut self,
+        service: &str,
+        dedup_key: &str,
+        id: Option<IncidentId>,
+    ) -> Result<(), StoreError> {
+        self.tx.set_open_incident(service, dedup_key, id)
+    }
+    fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
+        self.tx.incident(id)
+    }
+    fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        self.tx.put_incident(incident)
+    }
+    fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
+        self.tx.next_incident_id()
+    }
+    fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError> {
+        self.tx.append_timeline(id, entry)
+    }
+    fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError> {
+        self.tx.record_event(event)
+    }
+    fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.wrote.timer = true;
+        self.tx.put_timer(timer)
+    }
+    fn delete_timer(&mut self, timer: &Timer) -> Result<bool, StoreError> {
+        self.tx.delete_timer(timer)
+    }
+    fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        self.tx.outbox_entry(key)
+    }
+    fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.wrote.outbox = true;
+        self.tx.put_outbox(entry)
+    }
+    fn set_channel(
+        &mut self,
+        platform: &str,
+        channel: &str,
+        id: IncidentId,
+    ) -> Result<(), StoreError> {
+        self.tx.set_channel(platform, channel, id)
     }
 }
 
