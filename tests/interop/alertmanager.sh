@@ -2,8 +2,11 @@
 # Interop test: a real Prometheus Alertmanager notifies tocsin through both a
 # webhook receiver (Authorization: Bearer KEY on /hooks) and a pagerduty
 # receiver (Events v2 on /v2/enqueue). Checks that one alert group becomes one
-# incident per integration, that both resolve when the alerts resolve, and
-# that Alertmanager counted every notification as delivered.
+# incident per integration, that both resolve when the alerts resolve, that
+# the on-call user of the services' schedule is paged once per incident by
+# Slack DM (tests/interop/fake_slack.py records it, and rate-limits the first
+# DM with a 429 so the retry is part of the test), and that Alertmanager
+# counted every notification as delivered.
 #
 # Usage: tests/interop/alertmanager.sh
 #   TOCSIN_BIN=/path/to/tocsin   use this binary instead of building one
@@ -32,8 +35,9 @@ tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-am.XXXXXX")"
 
-# Two distinct free ports, chosen by the kernel.
-read -r TOCSIN_PORT AM_PORT < <(free_ports 2)
+# Three distinct free ports, chosen by the kernel.
+read -r TOCSIN_PORT AM_PORT SLACK_PORT < <(free_ports 3)
+SLACK="http://127.0.0.1:$SLACK_PORT"
 TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
 AM="http://127.0.0.1:$AM_PORT"
 WEBHOOK_KEY="interop-am-webhook-key-$RANDOM$RANDOM"
@@ -56,10 +60,48 @@ level = "info"
 [[services]]
 name = "web"
 description = "Alerts from Alertmanager's webhook receiver"
+escalation_policy = "page-oncall"
 
 [[services]]
 name = "pay"
 description = "Alerts from Alertmanager's pagerduty receiver"
+escalation_policy = "page-oncall"
+
+# Paging by Slack DM, through slack-morphism, to the fake Slack Web API.
+[slack]
+bot_token = "xoxb-interop-token"
+signing_secret = "interop-signing-secret"
+api_url = "$SLACK/api"
+
+[notify]
+initial_backoff = "200ms"
+max_backoff = "2s"
+
+[[users]]
+name = "alice"
+slack_id = "U0ALICE"
+contact_methods = [{ kind = "slack" }]
+
+[[users]]
+name = "bob"
+slack_id = "U0BOB"
+contact_methods = [{ kind = "slack" }]
+
+# A daily rotation: whoever it gives is the one to be paged.
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "daily"
+users = ["alice", "bob"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * *"
+
+[[escalation_policies]]
+name = "page-oncall"
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }]
+delay = "10m"
 
 [[integrations]]
 name = "am-webhook"
@@ -75,6 +117,12 @@ service = "pay"
 EOF
 
 # Environment overrides (TOCSIN__*) would change the config under test.
+
+log "starting the fake Slack Web API on $SLACK"
+python3 "$HERE/fake_slack.py" "$SLACK_PORT" --rate-limit-first-dm >"$TMP/fake_slack.log" 2>&1 &
+SLACK_PID=$!
+PIDS+=("$SLACK_PID")
+wait_http "fake Slack" "$SLACK/_calls" "$SLACK_PID"
 
 start_tocsin "$TOCSIN"
 
@@ -206,10 +254,75 @@ wait_incidents() { # want
     done
 }
 
+# Prints who of alice and bob is on call in "primary" now.
+oncall_user() {
+    curl -fsS "$TOCSIN/v1/oncall" | python3 -c '
+import json, sys
+for s in json.load(sys.stdin)["oncall"]:
+    if s["schedule"] == "primary":
+        print(s["on_call"]["user"])'
+}
+
+# Checks the fake Slack's record: every incident paged exactly once, by DM
+# to the on-call user ($1, or $2 if the rotation handed off meanwhile), and
+# the 429 on the first DM was answered by a retry. Exit 0 when it holds.
+check_pages() { # oncall-before oncall-after
+    local incidents calls
+    incidents="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
+    calls="$(curl -fsS "$SLACK/_calls")" || { echo "GET $SLACK/_calls failed"; return 1; }
+    python3 - "$1" "$2" "$incidents" "$calls" <<'EOF'
+import json, sys
+before, after = sys.argv[1], sys.argv[2]
+incs = [i["key"] for i in json.loads(sys.argv[3])["incidents"]]
+calls = json.loads(sys.argv[4])
+slack_ids = {"alice": "U0ALICE", "bob": "U0BOB"}
+dms = [c for c in calls if c["method"] == "chat.postMessage"
+       and str(c["params"].get("channel", "")).startswith("D")]
+limited = [c for c in dms if c["status"] == 429]
+pages = {}
+for c in dms:
+    if c["status"] != 200 or not c["ok"]:
+        continue
+    md = c["params"].get("metadata") or {}
+    key = (md.get("event_payload") or {}).get("idempotency_key", "")
+    if md.get("event_type") != "tocsin_page" or not key:
+        continue
+    pages.setdefault(key.split("/")[0], []).append((key, c["params"]["channel"]))
+print("pages by DM: " + ("; ".join(f"{k}: {v}" for k, v in sorted(pages.items())) or "none")
+      + f"; 429s answered: {len(limited)}")
+ok = len(incs) == 2 and sorted(pages) == sorted(incs) and len(limited) == 1
+for key, sent in pages.items():
+    if len(sent) != 1:
+        print(f"{key} was paged {len(sent)} times")
+        ok = False
+    elif sent[0][1] not in ("D" + slack_ids[before], "D" + slack_ids[after]):
+        print(f"{key} paged {sent[0][1]}, but {before} is on call")
+        ok = False
+sys.exit(0 if ok else 1)
+EOF
+}
+
+wait_pages() { # oncall-before
+    local deadline=$((SECONDS + POLL_TIMEOUT)) out
+    while :; do
+        if out="$(check_pages "$1" "$(oncall_user)")"; then
+            pass "the on-call user ($1) was paged once per incident by Slack DM: $out"
+            return 0
+        fi
+        ((SECONDS < deadline)) || { echo "$out"; fail "expected one Slack DM page per incident within ${POLL_TIMEOUT}s"; }
+        sleep 0.5
+    done
+}
+
+ONCALL="$(oncall_user)"
+[[ "$ONCALL" == alice || "$ONCALL" == bob ]] || fail "GET /v1/oncall: no one on call in primary ($ONCALL)"
+log "on call in primary: $ONCALL"
+
 log "posting two firing alerts to alertmanager"
 PHASE_START=$SECONDS
 post_alerts ""
 wait_incidents triggered
+wait_pages "$ONCALL"
 
 # The webhook incident's dedup key is Alertmanager's groupKey.
 WEB_DEDUP="$(curl -fsS "$TOCSIN/v1/incidents?status=triggered" | python3 -c '
@@ -239,6 +352,11 @@ assert tl[-1].get("type") == "resolved", tl[-1]
 print(inc["key"] + " timeline: " + ", ".join(str(e.get("type")) for e in tl))
 ' || fail "timeline of incident $id"
 done
+
+# Resolving pages nobody, and nothing was paged twice.
+sleep 2
+out="$(check_pages "$ONCALL" "$(oncall_user)")" || { echo "$out"; fail "pages changed after the incidents resolved"; }
+pass "still one page per incident after resolve: $out"
 
 # --- Alertmanager's own view: every notification delivered ---------------
 METRICS="$(curl -fsS "$AM/metrics")" || fail "GET $AM/metrics failed"
