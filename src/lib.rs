@@ -16,8 +16,8 @@
 //! - [`service`]: the one writer. Every state change (an alert, an
 //!   acknowledgement, a resolve) goes through it: it asks the pure domain
 //!   for the decision and writes state and timeline in one transaction,
-//!   then waits for the group commit so nothing is acknowledged before it
-//!   is on disk.
+//!   on a writer thread that batches queued changes into one transaction
+//!   and one fsync, so nothing is acknowledged before it is on disk.
 //! - [`incident`]: incidents, their state machine, dedup and grouping, and
 //!   the typed timeline. Pure: takes `now`, does no I/O.
 //! - [`escalation`]: escalation policies, the pure "what does this step

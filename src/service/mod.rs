@@ -4,10 +4,11 @@
 //! escalation steps, timers and outbox bookkeeping; `directory.rs` the
 //! read-only view of users, schedules and policies built from the config.
 //!
-//! Intake, the REST API and (later) chat commands call it. It asks the pure
-//! domain ([`crate::incident`]) for the decision, writes the new state and
-//! its timeline entries in one store transaction, and returns only once the
-//! group commit has put them on disk.
+//! Intake, the REST API and chat commands call it. It asks the pure domain
+//! ([`crate::incident`]) for the decision, writes the new state and its
+//! timeline entries in one store transaction, and returns only once they
+//! are on disk. `writer.rs` runs those transactions on one thread, batching
+//! whatever is queued into one transaction and one flush.
 
 mod chat;
 pub mod directory;
