@@ -299,6 +299,59 @@ async fn a_storm_of_alerts_pages_once_per_step() {
 }
 
 #[tokio::test]
+async fn concurrent_alerts_batched_together_still_group_and_page_once() {
+    // 64 requests for one key and 64 for distinct keys, all in flight at
+    // once, so the writer applies many of them in shared transactions.
+    let p = paging().await;
+    let url = p.app.url("/v2/enqueue");
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..128 {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let dedup = if i % 2 == 0 {
+                "storm".to_string()
+            } else {
+                format!("own-{i}")
+            };
+            let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": dedup,
+                              "payload": {"summary": "concurrent", "source": "test", "severity": "error"}});
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 202);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    p.app.tick().await;
+    let incidents = p.app.incidents().await;
+    assert_eq!(incidents.len(), 65, "one for the storm, one per own key");
+    let storm: Vec<_> = incidents
+        .iter()
+        .filter(|i| i["dedup_key"] == "storm")
+        .collect();
+    assert_eq!(storm.len(), 1);
+    assert_eq!(storm[0]["event_count"], 64);
+    // Numbers are handed out once each, with no gap.
+    let mut ids: Vec<u64> = incidents
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=65).collect::<Vec<_>>());
+    // One page per incident, however the requests were batched.
+    let keys = p.recv.delivered_keys();
+    assert_eq!(keys.len(), 65, "{keys:?}");
+    assert!(keys.values().all(|&n| n == 1), "{keys:?}");
+    assert_eq!(p.app.store_counts().0, 128);
+    p.app.stop().await;
+}
+
+#[tokio::test]
 async fn snooze_then_trigger_again() {
     let p = paging().await;
     trigger(&p.app, "pay-1").await;
