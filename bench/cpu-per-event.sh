@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# CPU per durable intake event, by thread: runs the release tocsin on a fresh
+# data directory, loads it with wrk (bench/events.lua, PagerDuty Events v2
+# triggers, a new dedup_key per request) at 1 and 8 connections, and reads
+# the CPU time of each of tocsin's threads from /proc before and after.
+# Threads are grouped by name without their number (sled-io-3 -> sled-io-),
+# so the table shows where each event's CPU goes: the HTTP workers
+# (tokio-rt-worker), the writer thread (tocsin-writer), sled's IO pool.
+#
+# Usage: bench/cpu-per-event.sh
+#   TOCSIN_BIN=/path/to/tocsin   use this (release) binary instead of building
+#   RUN_SECONDS=5                length of each run
+#   CONNECTIONS="1 8"            the runs
+#   WORK_DIR=/var/tmp            where the data directory goes (on disk)
+# Needs wrk (installed with apt-get if missing and we are root).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+RUN_SECONDS="${RUN_SECONDS:-5}"
+CONNECTIONS="${CONNECTIONS:-1 8}"
+source "$REPO/tests/interop/lib.sh"
+
+command -v wrk >/dev/null || need_command wrk wrk
+if [[ -z "${TOCSIN_BIN:-}" ]]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
+    log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+    (cd "$REPO" && cargo build --release --quiet) || fail "cargo build --release failed"
+    TOCSIN_BIN="$CARGO_TARGET_DIR/release/tocsin"
+fi
+while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
+unset TOCSIN_CONFIG RUST_LOG
+
+TMP="$(mktemp -d "${WORK_DIR:-/var/tmp}/tocsin-cpu.XXXXXX")"
+PORT="$(free_port)"
+cat >"$TMP/tocsin.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PORT"
+[storage]
+path = "$TMP/data"
+[log]
+level = "warn"
+[[services]]
+name = "bench"
+[[integrations]]
+name = "pd"
+kind = "pagerduty"
+key = "bench-pagerduty-key"
+service = "bench"
+TOML
+"$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
+TOCSIN_PID=$!
+PIDS+=("$TOCSIN_PID")
+wait_http tocsin "http://127.0.0.1:$PORT/readyz" "$TOCSIN_PID"
+
+ticks=$(getconf CLK_TCK)
+# Prints "name ticks" per thread group (utime + stime).
+threads() {
+    for t in /proc/"$TOCSIN_PID"/task/*; do
+        printf '%s %s\n' "$(sed 's/[0-9]*$//' "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+    done | awk '{a[$1] += $2} END {for (k in a) print k, a[k]}' | sort
+}
+
+echo "| connections | events/s | p50 | p99 | CPU µs per event | by thread (µs per event) |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for c in $CONNECTIONS; do
+    t=1; ((c > 1)) && t=2
+    threads >"$TMP/before"
+    BENCH_MODE=pagerduty BENCH_KEY=bench-pagerduty-key \
+        wrk -t"$t" -c"$c" -d"${RUN_SECONDS}s" --latency -s "$HERE/events.lua" \
+        "http://127.0.0.1:$PORT/v2/enqueue" >"$TMP/wrk.$c" 2>&1 || { cat "$TMP/wrk.$c"; fail "wrk failed"; }
+    threads >"$TMP/after"
+    rps="$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.$c")"
+    p50="$(awk '$1 == "50%" {print $2}' "$TMP/wrk.$c")"
+    p99="$(awk '$1 == "99%" {print $2}' "$TMP/wrk.$c")"
+    join "$TMP/before" "$TMP/after" | awk -v rps="$rps" -v secs="$RUN_SECONDS" -v hz="$ticks" \
+        -v c="$c" -v p50="$p50" -v p99="$p99" '
+        { d = ($3 - $2) * 1e6 / hz / (rps * secs); total += d; if (d >= 0.5) { parts = parts sprintf("%s%s %.0f", sep, $1, d); sep = ", " } }
+        END { printf "| %s | %.0f | %s | %s | %.0f | %s |\n", c, rps, p50, p99, total, parts }'
+done
