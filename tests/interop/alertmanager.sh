@@ -4,15 +4,17 @@
 # receiver (Events v2 on /v2/enqueue). Checks that one alert group becomes one
 # incident per integration, that both resolve when the alerts resolve, that
 # the on-call user of the services' schedule is paged once per incident by
-# Slack DM (tests/interop/fake_slack.py records it, and rate-limits the first
-# DM with a 429 so the retry is part of the test), and that Alertmanager
-# counted every notification as delivered.
+# Slack DM (the tests' fake Slack Web API, run as examples/fake_slack.rs,
+# records it; it answers the first chat.postMessage with a 429 so the retry
+# is part of the test), and that Alertmanager counted every notification as
+# delivered.
 #
 # Usage: tests/interop/alertmanager.sh
 #   TOCSIN_BIN=/path/to/tocsin   use this binary instead of building one
 #   KEEP_TMP=1                   keep the temp dir (configs, logs, data)
 #   POLL_TIMEOUT=30              seconds to wait for each expected state
-# Needs: curl, python3, prometheus-alertmanager (installed with apt-get if
+#   FAKE_SLACK_BIN=/path         use this build of examples/fake_slack.rs
+# Needs: curl, python3, cargo (for the fake Slack), prometheus-alertmanager (installed with apt-get if
 # missing and we are root).
 set -euo pipefail
 
@@ -118,8 +120,9 @@ EOF
 
 # Environment overrides (TOCSIN__*) would change the config under test.
 
+FAKE_SLACK_BIN="${FAKE_SLACK_BIN:-$(example_bin fake_slack)}"
 log "starting the fake Slack Web API on $SLACK"
-python3 "$HERE/fake_slack.py" "$SLACK_PORT" --rate-limit-first-dm >"$TMP/fake_slack.log" 2>&1 &
+"$FAKE_SLACK_BIN" "$SLACK_PORT" --rate-limit-first-post >"$TMP/fake_slack.log" 2>&1 &
 SLACK_PID=$!
 PIDS+=("$SLACK_PID")
 wait_http "fake Slack" "$SLACK/_calls" "$SLACK_PID"
@@ -264,8 +267,9 @@ for s in json.load(sys.stdin)["oncall"]:
 }
 
 # Checks the fake Slack's record: every incident paged exactly once, by DM
-# to the on-call user ($1, or $2 if the rotation handed off meanwhile), and
-# the 429 on the first DM was answered by a retry. Exit 0 when it holds.
+# to the on-call user ($1, or $2 if the rotation handed off meanwhile), with
+# the bot token, and the 429 on the first post was answered by a retry.
+# Exit 0 when it holds.
 check_pages() { # oncall-before oncall-after
     local incidents calls
     incidents="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
@@ -276,21 +280,26 @@ before, after = sys.argv[1], sys.argv[2]
 incs = [i["key"] for i in json.loads(sys.argv[3])["incidents"]]
 calls = json.loads(sys.argv[4])
 slack_ids = {"alice": "U0ALICE", "bob": "U0BOB"}
-dms = [c for c in calls if c["method"] == "chat.postMessage"
-       and str(c["params"].get("channel", "")).startswith("D")]
-limited = [c for c in dms if c["status"] == 429]
+posts = [c for c in calls if c["method"] == "chat.postMessage"]
+limited = [c for c in posts if c["status"] == 429]
+bad_auth = [c for c in calls if c["authorization"] != "Bearer xoxb-interop-token"]
 pages = {}
-for c in dms:
-    if c["status"] != 200 or not c["ok"]:
+for c in posts:
+    if c["status"] != 200 or "__error" in c["params"] \
+            or not str(c["params"].get("channel", "")).startswith("D"):
         continue
     md = c["params"].get("metadata") or {}
+    if isinstance(md, str):
+        md = json.loads(md)
     key = (md.get("event_payload") or {}).get("idempotency_key", "")
     if md.get("event_type") != "tocsin_page" or not key:
         continue
     pages.setdefault(key.split("/")[0], []).append((key, c["params"]["channel"]))
 print("pages by DM: " + ("; ".join(f"{k}: {v}" for k, v in sorted(pages.items())) or "none")
-      + f"; 429s answered: {len(limited)}")
-ok = len(incs) == 2 and sorted(pages) == sorted(incs) and len(limited) == 1
+      + f"; chat.postMessage 429s retried: {len(limited)}")
+if bad_auth:
+    print(f"{len(bad_auth)} calls without the bot token: {bad_auth[0]}")
+ok = len(incs) == 2 and sorted(pages) == sorted(incs) and len(limited) == 1 and not bad_auth
 for key, sent in pages.items():
     if len(sent) != 1:
         print(f"{key} was paged {len(sent)} times")

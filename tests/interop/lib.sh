@@ -120,6 +120,13 @@ tocsin_bin() {
     TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
 }
 
+# Prints the path of the debug build of examples/NAME.rs, building it first.
+example_bin() { # name
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
+    (cd "$REPO" && cargo build --quiet --example "$1") >&2 || fail "cargo build --example $1 failed"
+    echo "$CARGO_TARGET_DIR/debug/examples/$1"
+}
+
 # Starts tocsin with $TMP/tocsin.toml, logging to $TMP/tocsin.log, without
 # any TOCSIN__ overrides from the caller's environment; waits until ready.
 start_tocsin() { # base_url

@@ -1,7 +1,10 @@
 //! A fake Slack Web API on loopback: answers the documented JSON shapes of
 //! the methods tocsin calls, records every call, and can be told to answer
 //! 429 with `Retry-After`, 500, or a Slack error such as `name_taken`. It
-//! also takes `response_url` posts.
+//! also takes `response_url` posts. `GET /_calls` lists the calls as JSON.
+//!
+//! `examples/fake_slack.rs` runs this same fake as a program, for the
+//! interop scripts.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -56,12 +59,18 @@ pub struct FakeSlack {
 
 impl FakeSlack {
     pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (port 0: any free port).
+    pub async fn start_on(addr: SocketAddr) -> Self {
         let mut s = FakeSlack::default();
         let app = Router::new()
             .route("/api/{method}", axum::routing::post(api).get(api))
             .route("/response/{id}", axum::routing::post(response))
+            .route("/_calls", axum::routing::get(calls))
             .with_state(s.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         s.addr = Some(listener.local_addr().unwrap());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -263,6 +272,18 @@ async fn api(
             .insert("retry-after", secs.to_string().parse().unwrap());
     }
     resp
+}
+
+async fn calls(State(s): State<FakeSlack>) -> Response {
+    let calls: Vec<Value> = s
+        .calls()
+        .into_iter()
+        .map(|c| {
+            json!({"method": c.method, "params": c.params, "status": c.status,
+                   "authorization": c.authorization})
+        })
+        .collect();
+    axum::Json(calls).into_response()
 }
 
 async fn response(State(s): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
