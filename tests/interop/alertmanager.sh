@@ -177,6 +177,7 @@ prometheus-alertmanager \
 AM_PID=$!
 PIDS+=("$AM_PID")
 wait_http alertmanager "$AM/-/ready" "$AM_PID"
+WATCH="tocsin:$TOCSIN_PID alertmanager:$AM_PID fake-Slack:$SLACK_PID"
 pass "alertmanager is ready"
 
 # --- 4. Fire, check, resolve, check ---------------------------------------
@@ -240,21 +241,13 @@ EOF
 }
 
 wait_incidents() { # want
-    local want="$1" deadline=$((SECONDS + POLL_TIMEOUT)) out
-    while :; do
-        if out="$(check_incidents "$want")"; then
-            pass "both incidents $want after $((SECONDS - PHASE_START))s: $out"
-            return 0
-        fi
-        kill -0 "$TOCSIN_PID" 2>/dev/null || fail "tocsin died"
-        kill -0 "$AM_PID" 2>/dev/null || fail "alertmanager died"
-        if ((SECONDS >= deadline)); then
-            echo "incidents now: $out"
-            curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
-            fail "expected one $want incident per integration within ${POLL_TIMEOUT}s"
-        fi
-        sleep 0.5
-    done
+    if poll check_incidents "$1"; then
+        pass "both incidents $1 after $((SECONDS - PHASE_START))s: $POLL_OUT"
+        return 0
+    fi
+    echo "incidents now: $POLL_OUT"
+    curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
+    fail "expected one $1 incident per integration within ${POLL_TIMEOUT}s"
 }
 
 # Prints who of alice and bob is on call in "primary" now.
@@ -311,16 +304,14 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+# check_pages with whoever is on call now as the second name.
+check_pages_now() { # oncall-before
+    check_pages "$1" "$(oncall_user)"
+}
+
 wait_pages() { # oncall-before
-    local deadline=$((SECONDS + POLL_TIMEOUT)) out
-    while :; do
-        if out="$(check_pages "$1" "$(oncall_user)")"; then
-            pass "the on-call user ($1) was paged once per incident by Slack DM: $out"
-            return 0
-        fi
-        ((SECONDS < deadline)) || { echo "$out"; fail "expected one Slack DM page per incident within ${POLL_TIMEOUT}s"; }
-        sleep 0.5
-    done
+    poll check_pages_now "$1" || { echo "$POLL_OUT"; fail "expected one Slack DM page per incident within ${POLL_TIMEOUT}s"; }
+    pass "the on-call user ($1) was paged once per incident by Slack DM: $POLL_OUT"
 }
 
 ONCALL="$(oncall_user)"
@@ -364,7 +355,7 @@ done
 
 # Resolving pages nobody, and nothing was paged twice.
 sleep 2
-out="$(check_pages "$ONCALL" "$(oncall_user)")" || { echo "$out"; fail "pages changed after the incidents resolved"; }
+out="$(check_pages_now "$ONCALL")" || { echo "$out"; fail "pages changed after the incidents resolved"; }
 pass "still one page per incident after resolve: $out"
 
 # --- Alertmanager's own view: every notification delivered ---------------

@@ -120,6 +120,24 @@ tocsin_bin() {
     TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
 }
 
+# poll CMD [ARGS...]: runs CMD every 0.5 s until it exits 0, for up to
+# POLL_TIMEOUT seconds (default 30), and leaves its last output in POLL_OUT.
+# Fails at once if a process named in WATCH ("name:pid" words) has died.
+# Returns 1 when time runs out.
+poll() {
+    local deadline=$((SECONDS + ${POLL_TIMEOUT:-30})) w
+    while :; do
+        if POLL_OUT="$("$@")"; then
+            return 0
+        fi
+        for w in ${WATCH:-}; do
+            kill -0 "${w#*:}" 2>/dev/null || fail "${w%%:*} died"
+        done
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
+}
+
 # Prints the path of the debug build of examples/NAME.rs, building it first.
 example_bin() { # name
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"

@@ -126,6 +126,7 @@ prometheus \
 PROM_PID=$!
 PIDS+=("$PROM_PID")
 wait_http prometheus "$PROM/-/ready" "$PROM_PID"
+WATCH="tocsin:$TOCSIN_PID prometheus:$PROM_PID"
 pass "prometheus is ready"
 
 # --- 4. Fire, check, resolve, check ---------------------------------------
@@ -149,21 +150,13 @@ EOF
 }
 
 wait_incidents() { # want
-    local want="$1" deadline=$((SECONDS + POLL_TIMEOUT)) out
-    while :; do
-        if out="$(check_incidents "$want")"; then
-            pass "incident $want after $((SECONDS - PHASE_START))s: $out"
-            return 0
-        fi
-        kill -0 "$TOCSIN_PID" 2>/dev/null || fail "tocsin died"
-        kill -0 "$PROM_PID" 2>/dev/null || fail "prometheus died"
-        if ((SECONDS >= deadline)); then
-            echo "incidents now: $out"
-            curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
-            fail "expected exactly one $want incident titled $ALERT within ${POLL_TIMEOUT}s"
-        fi
-        sleep 0.5
-    done
+    if poll check_incidents "$1"; then
+        pass "incident $1 after $((SECONDS - PHASE_START))s: $POLL_OUT"
+        return 0
+    fi
+    echo "incidents now: $POLL_OUT"
+    curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
+    fail "expected exactly one $1 incident titled $ALERT within ${POLL_TIMEOUT}s"
 }
 
 log "waiting for prometheus to fire $ALERT at tocsin"
