@@ -140,6 +140,13 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.next_timer().unwrap(), Some(early));
     assert_eq!(store.timer_count().unwrap(), 2);
+    // Due ones only, earliest first, at most `limit`.
+    assert!(store.due_timers(now(), 10).unwrap().is_empty());
+    let at = now() + chrono::Duration::minutes(7);
+    assert_eq!(store.due_timers(at, 10).unwrap(), vec![early]);
+    let at = now() + chrono::Duration::minutes(10);
+    assert_eq!(store.due_timers(at, 10).unwrap(), vec![early, late]);
+    assert_eq!(store.due_timers(at, 1).unwrap(), vec![early]);
     let mut deleted = (false, false);
     store
         .transact(&mut |tx| {
@@ -149,6 +156,38 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(deleted, (true, false));
     assert_eq!(store.next_timer().unwrap(), Some(late));
+
+    // Outbox entries: queued when pending, read back by key.
+    use crate::config::ContactKind;
+    use crate::escalation::Recipient;
+    use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent};
+    let entry = OutboxEntry {
+        key: "INC-1/g0/r0/s0/user:alice/m0".into(),
+        job: Job::Page,
+        incident: IncidentId(1),
+        recipient: Recipient::User("alice".into()),
+        method: ContactKind::Webhook,
+        method_index: 0,
+        page: PageContent {
+            incident: IncidentId(1),
+            title: "t".into(),
+            severity: crate::incident::Severity::Sev1,
+            service: "api".into(),
+            step: 1,
+            round: 1,
+        },
+        created_at: now(),
+        first_due: now(),
+        due: now(),
+        attempts: 0,
+        last_error: None,
+        state: DeliveryState::Pending,
+    };
+    store.transact(&mut |tx| tx.put_outbox(&entry)).unwrap();
+    assert_eq!(store.outbox_entry(&entry.key).unwrap(), Some(entry.clone()));
+    assert_eq!(store.outbox_entry("INC-9/none").unwrap(), None);
+    assert_eq!(store.due_outbox(now(), 10).unwrap(), vec![entry.clone()]);
+    assert_eq!(store.outbox_depth().unwrap(), 1);
 
     // Summaries, channels and runtime overrides.
     assert_eq!(store.summary(IncidentId(1)).unwrap(), None);
