@@ -149,21 +149,38 @@ fn serve(store: &dyn Store, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
 }
 
 /// Runs the batch in one transaction; if that fails, each job alone.
+/// A job that panics (a bug) fails like a storage error: its transaction is
+/// not committed, the others are retried alone, and the thread goes on.
 fn run_batch(store: &dyn Store, batch: &mut [Box<dyn Job>]) -> Vec<Result<(), StoreError>> {
-    let together = store.transact(&mut |tx| {
-        for job in batch.iter_mut() {
-            job.run(tx)?;
-        }
-        Ok(())
+    let together = guarded(|| {
+        store.transact(&mut |tx| {
+            for job in batch.iter_mut() {
+                job.run(tx)?;
+            }
+            Ok(())
+        })
     });
     match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
         Err(_) => batch
             .iter_mut()
-            .map(|job| store.transact(&mut |tx| job.run(tx)))
+            .map(|job| guarded(|| store.transact(&mut |tx| job.run(tx))))
             .collect(),
     }
+}
+
+/// Runs `f`, turning a panic into an error.
+fn guarded(f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        tracing::error!(panic = %what, "A state change panicked; it was not written");
+        Err(StoreError::Backend(format!("the change failed: {what}")))
+    })
 }
 
 /// What kinds of work a transaction queued.
@@ -315,6 +332,39 @@ mod tests {
         // back with it, so there is no gap.
         ids.sort();
         assert_eq!(ids, (1..=49).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_goes_on() {
+        let (_dir, _store, writer) = writer();
+        let writer = Arc::new(writer);
+        let mut calls = Vec::new();
+        for i in 0..20u64 {
+            let w = writer.clone();
+            calls.push(tokio::spawn(async move {
+                w.write(move |tx| {
+                    let id = tx.next_incident_id()?;
+                    assert_ne!(i, 7, "job 7 has a bug");
+                    Ok(id)
+                })
+                .await
+            }));
+        }
+        let mut ids = Vec::new();
+        for (i, c) in calls.into_iter().enumerate() {
+            match c.await.unwrap() {
+                Ok(id) => ids.push(id.0),
+                Err(e) => {
+                    assert_eq!(i, 7);
+                    assert!(e.to_string().contains("job 7 has a bug"), "{e}");
+                }
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, (1..=19).collect::<Vec<_>>());
+        // Still serving.
+        let next = writer.write(|tx| tx.next_incident_id()).await.unwrap();
+        assert_eq!(next.0, 20);
     }
 
     #[tokio::test]
