@@ -35,6 +35,7 @@ use tocsin::intake::{AlertAction, AlertEvent};
 use tocsin::store::{SledStore, Store};
 
 const KEY: &str = "bench-pagerduty-key";
+const PROBE_KEY: &str = "bench-probe-key";
 const SERVICE: &str = "bench";
 const INTEGRATION: &str = "pd";
 const POLICY: &str = "page-alice";
@@ -67,6 +68,14 @@ name = "{INTEGRATION}"
 kind = "pagerduty"
 key = "{KEY}"
 service = "{SERVICE}"
+# New alerts sent while a backlog of timers fires: no policy, no pages.
+[[services]]
+name = "quiet"
+[[integrations]]
+name = "probe"
+kind = "pagerduty"
+key = "{PROBE_KEY}"
+service = "quiet"
 "#,
         data = data.display()
     )
@@ -496,7 +505,14 @@ async fn overdue_restart(timers: usize, wait: u64) {
     let spawned = Instant::now();
     let spawned_utc = SystemClock.now();
     let (server, ready) = start_timed(&cfg, port).await;
+    // Meanwhile new alerts keep coming, one every 20 ms, each timed to its
+    // 202: the backlog shares the writer with them.
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = tokio::spawn(probe_intake(port, probing.clone()));
     let all = recv.wait_for(timers, Duration::from_secs(wait)).await;
+    probing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut probes = probe.await.unwrap();
+    probes.sort();
     let done = spawned.elapsed();
     let stop = terminate(server).await;
     let arrivals = recv.arrivals();
@@ -558,6 +574,19 @@ async fn overdue_restart(timers: usize, wait: u64) {
     println!();
     println!("| what | count | p50 s | p99 s | max s |");
     println!("| --- | --- | --- | --- | --- |");
+    let secs = |d: Duration| d.as_secs_f64();
+    println!(
+        "| new alert's 202 while the backlog fires (one every 20 ms) | {} | {:.4} | {:.4} | {:.4} |",
+        probes.len(),
+        secs(probes.get(probes.len() / 2).copied().unwrap_or_default()),
+        secs(
+            probes
+                .get((probes.len() as f64 * 0.99) as usize)
+                .copied()
+                .unwrap_or_default()
+        ),
+        secs(probes.last().copied().unwrap_or_default()),
+    );
     for (what, times) in [("timer fired", fired), ("page recorded", paged)] {
         let mut secs: Vec<f64> = times
             .iter()
@@ -577,6 +606,26 @@ async fn overdue_restart(timers: usize, wait: u64) {
             q(1.0)
         );
     }
+}
+
+/// Sends a trigger to the probe integration every 20 ms while `on`, each
+/// with its own dedup key; returns how long each took to get its 202.
+async fn probe_intake(port: u16, on: Arc<std::sync::atomic::AtomicBool>) -> Vec<Duration> {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v2/enqueue");
+    let mut took = Vec::new();
+    let mut n = 0;
+    while on.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let body = json!({"routing_key": PROBE_KEY, "event_action": "trigger", "dedup_key": format!("probe-{n}"),
+                          "payload": {"summary": "probe", "source": "bench", "severity": "warning"}});
+        let t = Instant::now();
+        let r = http.post(&url).json(&body).send().await.expect("probe");
+        assert_eq!(r.status().as_u16(), 202);
+        took.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    took
 }
 
 /// For incidents 1..=count: when the first escalation step ran (the timer

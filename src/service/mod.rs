@@ -170,7 +170,7 @@ impl Service {
         let integration_ = integration.clone();
         let events_ = events.to_vec();
         let outcomes = self
-            .write(move |tx| {
+            .write(writer::Priority::Now, move |tx| {
                 events_
                     .iter()
                     .map(|event| svc.apply_event(tx, &integration_, event, now))
@@ -263,7 +263,7 @@ impl Service {
     {
         let svc = self.clone();
         let incident = self
-            .write(move |tx| {
+            .write(writer::Priority::Now, move |tx| {
                 let Some(current) = tx.incident(id)? else {
                     return Ok(Err(ServiceError::NotFound(id)));
                 };
@@ -281,17 +281,18 @@ impl Service {
         Ok(incident)
     }
 
-    /// Runs `f` through the writer (see [`writer`]): returns once its
+    /// Runs `f` through the writer (see [`writer`]), before background work
+    /// if somebody waits for it: returns once its
     /// transaction is on disk, then wakes the scheduler if it added a timer
     /// and the outbox worker if it queued an entry.
-    async fn write<R, F>(&self, mut f: F) -> Result<R, StoreError>
+    async fn write<R, F>(&self, priority: writer::Priority, mut f: F) -> Result<R, StoreError>
     where
         F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
         let (result, wrote) = self
             .writer
-            .write(move |tx| {
+            .write(priority, move |tx| {
                 let mut noted = writer::Noting::new(tx);
                 let result = f(&mut noted)?;
                 Ok((result, noted.wrote))

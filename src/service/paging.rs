@@ -2,6 +2,7 @@
 //! transactions. The decisions come from [`crate::escalation`] and
 //! [`crate::notify`]; this file writes them.
 
+use super::writer::Priority;
 use super::{ChangeError, Service, ServiceError};
 use crate::escalation::{EscalationState, Timer, TimerKind, resolve_targets};
 use crate::incident::{Actor, Change, Incident, IncidentError, Status, TimelineEvent};
@@ -169,12 +170,15 @@ impl Service {
     }
 
     /// Fires every timer due at `now`; returns how many fired. Timers fire
-    /// in batches of up to 128, each batch one transaction and one flush,
-    /// after which the outbox starts paging and the task yields: a backlog
-    /// after downtime neither delays the first page nor holds a runtime
-    /// thread. Each call records the scheduler's heartbeat for `/readyz`.
+    /// in batches, each batch one transaction and one flush, after which the
+    /// outbox starts paging and the task yields: a backlog after downtime
+    /// neither delays the first page nor holds a runtime thread. A batch
+    /// stops after 128 timers or 2 ms, whichever comes first, because new
+    /// alerts wait for it at the writer. Each call records the scheduler's
+    /// heartbeat for `/readyz`.
     pub async fn fire_due_timers(&self, now: DateTime<Utc>) -> Result<usize, ServiceError> {
         const BATCH: usize = 128;
+        const BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
         let mut fired = 0;
         loop {
             // A long backlog takes a while: each batch runs at the time it
@@ -190,17 +194,23 @@ impl Service {
             if due.is_empty() {
                 break;
             }
-            fired += due.len();
             let svc = self.clone();
-            self.write(move |tx| {
-                for timer in &due {
-                    let span = info_span!("incident", incident = %timer.incident);
-                    let _enter = span.enter();
-                    svc.fire_timer(tx, timer, now)?;
-                }
-                Ok(())
-            })
-            .await?;
+            fired += self
+                .write(Priority::Background, move |tx| {
+                    let started = std::time::Instant::now();
+                    let mut n = 0;
+                    for timer in &due {
+                        if n > 0 && started.elapsed() > BUDGET {
+                            break; // the rest go in the next batch
+                        }
+                        let span = info_span!("incident", incident = %timer.incident);
+                        let _enter = span.enter();
+                        svc.fire_timer(tx, timer, now)?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+                .await?;
             tokio::task::yield_now().await;
         }
         Ok(fired)
@@ -288,7 +298,7 @@ impl Service {
             return Ok(Some(entry));
         }
         let key = key.to_string();
-        self.write(move |tx| {
+        self.write(Priority::Background, move |tx| {
             let Some(mut entry) = tx.outbox_entry(&key)? else {
                 return Ok(());
             };
@@ -318,7 +328,7 @@ impl Service {
     ) -> Result<(), ServiceError> {
         let svc = self.clone();
         let key = key.to_string();
-        self.write(move |tx| {
+        self.write(Priority::Background, move |tx| {
             let notify = &svc.directory.config.notify;
             let Some(mut entry) = tx.outbox_entry(&key)? else {
                 return Ok(());

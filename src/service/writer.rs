@@ -14,16 +14,36 @@
 //! Jobs are isolated: if the batch's transaction fails, every job in it is
 //! run again alone, so one failing job fails only its own caller. A job may
 //! therefore run more than once, and must only touch the store through `tx`.
+//!
+//! Jobs somebody is waiting for ([`Priority::Now`]: an alert, a person's
+//! command) go before background work ([`Priority::Background`]: timers
+//! coming due, delivery records), and a background batch stops taking jobs
+//! after 2 ms. So a backlog of a million overdue timers holds a new alert up
+//! by a couple of milliseconds, not by the whole backlog. When both kinds
+//! are queued, batches of each take turns, so a steady stream of alerts
+//! cannot starve the pages either.
 
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, TimelineEntry};
 use crate::notify::OutboxEntry;
 use crate::store::{Store, StoreError, StoredEvent, Tx};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most jobs in one transaction.
 const MAX_BATCH: usize = 256;
+/// How long a background batch keeps taking jobs.
+const BACKGROUND_BUDGET: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Who waits for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Priority {
+    /// A sender or a person waits for the answer.
+    Now,
+    /// Background work: it can wait for the others.
+    Background,
+}
 
 /// A queued job, with the caller waiting for its answer.
 trait Job: Send {
@@ -66,7 +86,7 @@ where
 /// The writer: a handle to the thread that applies every queued job.
 pub(crate) struct Writer {
     /// `None` only while dropping.
-    queue: Option<mpsc::UnboundedSender<Box<dyn Job>>>,
+    queue: Option<mpsc::UnboundedSender<(Priority, Box<dyn Job>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -86,7 +106,7 @@ impl Writer {
 
     /// Runs `f` in a transaction (shared with whatever else is queued) and
     /// returns its result once the transaction is on disk.
-    pub(crate) async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    pub(crate) async fn write<R, F>(&self, priority: Priority, f: F) -> Result<R, StoreError>
     where
         F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
@@ -100,7 +120,7 @@ impl Writer {
         });
         self.queue
             .as_ref()
-            .and_then(|q| q.send(job).ok())
+            .and_then(|q| q.send((priority, job)).ok())
             .ok_or_else(|| StoreError::Backend("the writer has stopped".into()))?;
         answer
             .await
@@ -121,17 +141,41 @@ impl Drop for Writer {
     }
 }
 
-fn serve(store: &dyn Store, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::new();
-    while let Some(first) = jobs.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+fn serve(store: &dyn Store, mut jobs: mpsc::UnboundedReceiver<(Priority, Box<dyn Job>)>) {
+    let mut now: VecDeque<Box<dyn Job>> = VecDeque::new();
+    let mut background: VecDeque<Box<dyn Job>> = VecDeque::new();
+    let mut background_turn = false;
+    loop {
+        let mut next = if now.is_empty() && background.is_empty() {
+            match jobs.blocking_recv() {
+                Some(job) => Some(job),
+                None => return,
+            }
+        } else {
+            None
+        };
+        while let Some((priority, job)) = next.take().or_else(|| jobs.try_recv().ok()) {
+            match priority {
+                Priority::Now => now.push_back(job),
+                Priority::Background => background.push_back(job),
             }
         }
-        let results = run_batch(store, &mut batch);
+        // Waited-for jobs first, but when both kinds are queued they take
+        // turns, so a steady stream of alerts cannot starve the pages.
+        let background_next = now.is_empty() || (!background.is_empty() && background_turn);
+        background_turn = !background_next;
+        let (from, budget) = if background_next {
+            (&mut background, Some(BACKGROUND_BUDGET))
+        } else {
+            (&mut now, None)
+        };
+        let take = from.len().min(MAX_BATCH);
+        let mut batch: Vec<Box<dyn Job>> = from.drain(..take).collect();
+        let results = run_batch(store, &mut batch, budget);
+        // Jobs the budget left out go back to the front, in order.
+        for job in batch.drain(results.len()..).rev() {
+            from.push_front(job);
+        }
         let flushed = if results.iter().any(Result::is_ok) {
             store.flush_now()
         } else {
@@ -148,20 +192,34 @@ fn serve(store: &dyn Store, mut jobs: mpsc::UnboundedReceiver<Box<dyn Job>>) {
     }
 }
 
-/// Runs the batch in one transaction; if that fails, each job alone.
+/// Runs the batch in one transaction; if that fails, each job alone. With a
+/// `budget`, stops taking jobs once it is spent (after at least one): the
+/// results cover the jobs that ran, a prefix of the batch.
+///
 /// A job that panics (a bug) fails like a storage error: its transaction is
 /// not committed, the others are retried alone, and the thread goes on.
-fn run_batch(store: &dyn Store, batch: &mut [Box<dyn Job>]) -> Vec<Result<(), StoreError>> {
+fn run_batch(
+    store: &dyn Store,
+    batch: &mut [Box<dyn Job>],
+    budget: Option<std::time::Duration>,
+) -> Vec<Result<(), StoreError>> {
+    let mut ran = 0;
     let together = guarded(|| {
         store.transact(&mut |tx| {
+            ran = 0;
+            let started = std::time::Instant::now();
             for job in batch.iter_mut() {
+                if ran > 0 && budget.is_some_and(|b| started.elapsed() > b) {
+                    break;
+                }
                 job.run(tx)?;
+                ran += 1;
             }
             Ok(())
         })
     });
     match together {
-        Ok(()) => batch.iter().map(|_| Ok(())).collect(),
+        Ok(()) => (0..ran).map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
         Err(_) => batch
             .iter_mut()
@@ -283,7 +341,9 @@ mod tests {
         let calls: Vec<_> = (0..200)
             .map(|_| {
                 let w = writer.clone();
-                tokio::spawn(async move { w.write(|tx| tx.next_incident_id()).await })
+                tokio::spawn(
+                    async move { w.write(Priority::Now, |tx| tx.next_incident_id()).await },
+                )
             })
             .collect();
         let mut ids = Vec::new();
@@ -308,7 +368,7 @@ mod tests {
         for i in 0..50u64 {
             let w = writer.clone();
             calls.push(tokio::spawn(async move {
-                w.write(move |tx| {
+                w.write(Priority::Now, move |tx| {
                     let id = tx.next_incident_id()?;
                     if i == 25 {
                         return Err(StoreError::Aborted("job 25 refuses".into()));
@@ -342,7 +402,7 @@ mod tests {
         for i in 0..20u64 {
             let w = writer.clone();
             calls.push(tokio::spawn(async move {
-                w.write(move |tx| {
+                w.write(Priority::Now, move |tx| {
                     let id = tx.next_incident_id()?;
                     assert_ne!(i, 7, "job 7 has a bug");
                     Ok(id)
@@ -363,18 +423,111 @@ mod tests {
         ids.sort();
         assert_eq!(ids, (1..=19).collect::<Vec<_>>());
         // Still serving.
-        let next = writer.write(|tx| tx.next_incident_id()).await.unwrap();
+        let next = writer
+            .write(Priority::Now, |tx| tx.next_incident_id())
+            .await
+            .unwrap();
         assert_eq!(next.0, 20);
+    }
+
+    #[tokio::test]
+    async fn waited_for_jobs_go_before_background_work_which_runs_in_short_batches() {
+        let (_dir, store, writer) = writer();
+        let writer = Arc::new(writer);
+        let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let before = store.flush_count();
+        let mut tasks = Vec::new();
+        // 20 background jobs of 1 ms each, then one somebody waits for.
+        for i in 0..21 {
+            let (w, order) = (writer.clone(), order.clone());
+            let priority = if i == 20 {
+                Priority::Now
+            } else {
+                Priority::Background
+            };
+            tasks.push(tokio::spawn(async move {
+                let id = w
+                    .write(priority, |tx| {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        tx.next_incident_id()
+                    })
+                    .await
+                    .unwrap();
+                order.lock().push((id.0, i));
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // The order they ran in is the order of the numbers they drew.
+        let mut ran = order.lock().clone();
+        ran.sort();
+        let ran: Vec<i32> = ran.into_iter().map(|(_, i)| i).collect();
+        let place = ran.iter().position(|&i| i == 20).unwrap();
+        assert!(place < 10, "the waited-for job ran {place}th: {ran:?}");
+        // Background jobs ran in the order they were queued.
+        let background: Vec<i32> = ran.iter().copied().filter(|&i| i != 20).collect();
+        assert_eq!(background, (0..20).collect::<Vec<_>>());
+        // 2 ms per background batch: 20 ms of work takes several flushes.
+        let flushes = store.flush_count() - before;
+        assert!(flushes >= 5, "{flushes} flushes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_steady_stream_of_waited_for_jobs_does_not_starve_background_work() {
+        let (_dir, _store, writer) = writer();
+        let writer = Arc::new(writer);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // More waited-for work than the writer can do: a 3 ms job about
+        // every millisecond, so there is always one queued.
+        let stream = {
+            let (w, stop) = (writer.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut jobs = tokio::task::JoinSet::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let w = w.clone();
+                    jobs.spawn(async move {
+                        w.write(Priority::Now, |tx| {
+                            std::thread::sleep(std::time::Duration::from_millis(3));
+                            tx.next_incident_id()
+                        })
+                        .await
+                        .unwrap()
+                    });
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                jobs.join_all().await.len()
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Background jobs, one after the other, while the stream goes on.
+        // Each waits for at most one batch of the stream's jobs.
+        for _ in 0..3 {
+            let done = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                writer.write(Priority::Background, |tx| tx.next_incident_id()),
+            )
+            .await;
+            assert!(done.is_ok(), "a background job starved behind the stream");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(stream.await.unwrap() > 10, "the stream ran meanwhile");
     }
 
     #[tokio::test]
     async fn a_failed_write_answers_with_the_error_and_leaves_nothing() {
         let (_dir, store, writer) = writer();
         store.set_write_failure(true);
-        let err = writer.write(|tx| tx.next_incident_id()).await.unwrap_err();
+        let err = writer
+            .write(Priority::Now, |tx| tx.next_incident_id())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("storage"), "{err}");
         store.set_write_failure(false);
-        let id = writer.write(|tx| tx.next_incident_id()).await.unwrap();
+        let id = writer
+            .write(Priority::Now, |tx| tx.next_incident_id())
+            .await
+            .unwrap();
         assert_eq!(id.0, 1, "the failed write allocated nothing");
     }
 }
