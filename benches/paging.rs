@@ -369,7 +369,7 @@ fn write_store(data: &Path, count: usize, due: DateTime<Utc>) {
             .unwrap();
         written += batch;
     }
-    store.flush_blocking().unwrap();
+    store.flush().unwrap();
     assert_eq!(store.timer_count().unwrap(), count as u64);
 }
 

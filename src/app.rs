@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::notify::worker::{Notifiers, Worker};
 use crate::service::{Directory, Service};
-use crate::store::{SledStore, StoreError};
+use crate::store::{SledStore, Store, StoreError};
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use std::future::Future;
@@ -189,7 +189,7 @@ pub async fn run_with_clock(
         let _ = task.await;
     }
     info!("Flushing the store");
-    tokio::task::spawn_blocking(move || store.flush_blocking())
+    tokio::task::spawn_blocking(move || store.flush())
         .await
         .map_err(|e| StoreError::Backend(format!("final flush: {e}")))??;
     info!("Stopped");

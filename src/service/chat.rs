@@ -109,45 +109,45 @@ impl Service {
             })?
             .to_string();
         let now = self.clock.now();
-        let mut opened = None;
-        self.store.transact(&mut |tx| {
-            let id = tx.next_incident_id()?;
-            let event = AlertEvent {
-                dedup_key: format!("manual-{}", id.0),
-                fingerprint: None,
-                action: AlertAction::Trigger,
-                summary: title.to_string(),
-                incident_title: None,
-                source: by.to_string(),
-                severity: Some(severity.unwrap_or(crate::incident::DEFAULT_SEVERITY)),
-                labels: Default::default(),
-                details: serde_json::Value::Null,
-                links: Vec::new(),
-            };
-            let mut change = Incident::open_as(id, &service, "chat", &event, now, Some(by.clone()));
-            change.incident.drill = drill;
-            match runbook {
-                Some(rb) => match change.incident.attach_runbook(rb, by.clone(), now) {
-                    Ok(c) => {
-                        change.incident = c.incident;
-                        change.entries.extend(c.entries);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "Could not attach the runbook"),
-                },
-                None => self.auto_attach(&mut change, now),
-            }
-            match &page {
-                Some(targets) => self.page_targets(tx, &mut change, targets, by.clone(), now)?,
-                None => self.start_escalation(tx, &mut change, now)?,
-            }
-            self.write_change(tx, &change)?;
-            tx.set_open_incident(&service, &event.dedup_key, Some(id))?;
-            opened = Some(change.incident);
-            Ok(())
-        })?;
-        self.store.flush().await?;
-        self.wake();
-        Ok(opened.expect("the transaction ran"))
+        let (svc, title, runbook) = (self.clone(), title.to_string(), runbook.cloned());
+        let opened = self
+            .write(super::writer::Priority::Now, move |tx| {
+                let id = tx.next_incident_id()?;
+                let event = AlertEvent {
+                    dedup_key: format!("manual-{}", id.0),
+                    fingerprint: None,
+                    action: AlertAction::Trigger,
+                    summary: title.clone(),
+                    incident_title: None,
+                    source: by.to_string(),
+                    severity: Some(severity.unwrap_or(crate::incident::DEFAULT_SEVERITY)),
+                    labels: Default::default(),
+                    details: serde_json::Value::Null,
+                    links: Vec::new(),
+                };
+                let mut change =
+                    Incident::open_as(id, &service, "chat", &event, now, Some(by.clone()));
+                change.incident.drill = drill;
+                match &runbook {
+                    Some(rb) => match change.incident.attach_runbook(rb, by.clone(), now) {
+                        Ok(c) => {
+                            change.incident = c.incident;
+                            change.entries.extend(c.entries);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "Could not attach the runbook"),
+                    },
+                    None => svc.auto_attach(&mut change, now),
+                }
+                match &page {
+                    Some(targets) => svc.page_targets(tx, &mut change, targets, by.clone(), now)?,
+                    None => svc.start_escalation(tx, &mut change, now)?,
+                }
+                svc.write_change(tx, &change)?;
+                tx.set_open_incident(&service, &event.dedup_key, Some(id))?;
+                Ok(change.incident)
+            })
+            .await?;
+        Ok(opened)
     }
 
     /// Pages `targets` once, now (for `/page`): no policy, no timer.

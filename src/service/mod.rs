@@ -307,12 +307,6 @@ impl Service {
         Ok(result)
     }
 
-    /// Tells the background tasks to look for new work.
-    fn wake(&self) {
-        self.wakers.scheduler.notify_one();
-        self.wakers.outbox.notify_one();
-    }
-
     fn apply_event(
         &self,
         tx: &mut dyn Tx,

@@ -177,7 +177,7 @@ fn serve(store: &dyn Store, mut jobs: mpsc::UnboundedReceiver<(Priority, Box<dyn
             from.push_front(job);
         }
         let flushed = if results.iter().any(Result::is_ok) {
-            store.flush_now()
+            store.flush()
         } else {
             Ok(())
         };

@@ -3,8 +3,9 @@
 //! Writes happen in [`Store::transact`]: everything a state change touches
 //! (incident, timeline entries, the raw alert events, and later timers and
 //! outbox entries) is written atomically or not at all. Durability is
-//! separate: [`Store::flush`] resolves once everything written before the
-//! call is on disk, and concurrent callers share one fsync (group commit).
+//! separate: [`Store::flush`] returns once everything written before the
+//! call is on disk. The service's writer thread calls it once per batch of
+//! transactions (group commit).
 
 mod sled_store;
 
@@ -16,8 +17,6 @@ use crate::intake::AlertEvent;
 use crate::notify::OutboxEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
-use std::pin::Pin;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -110,9 +109,6 @@ pub struct StoredOverride {
     pub created_by: String,
 }
 
-/// A future returned by [`Store::flush`].
-pub type FlushFuture<'a> = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>>;
-
 /// Durable storage for tocsin's state.
 pub trait Store: Send + Sync + 'static {
     /// Runs `f` in one atomic transaction. `f` may be run more than once
@@ -122,12 +118,9 @@ pub trait Store: Send + Sync + 'static {
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
-    /// Resolves when every write committed before the call is on disk.
-    fn flush(&self) -> FlushFuture<'_>;
-
-    /// Puts every write committed before the call on disk, on the calling
-    /// thread (which blocks). For a thread that does its own group commit.
-    fn flush_now(&self) -> Result<(), StoreError>;
+    /// Puts every write committed before the call on disk; blocks the
+    /// calling thread meanwhile.
+    fn flush(&self) -> Result<(), StoreError>;
 
     /// Reads an incident.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;

@@ -13,7 +13,7 @@
 //! - `channels`: platform 0x00 channel id → incident id
 //! - `summaries`: id → the rendered post-incident summary (JSON string)
 
-use super::{FlushFuture, Store, StoreError, StoredEvent, StoredOverride, Tx};
+use super::{Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
 use crate::notify::{DeliveryState, OutboxEntry};
@@ -26,10 +26,7 @@ use sled::transaction::{
     UnabortableTransactionError,
 };
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use tokio::sync::oneshot;
 
 const INCIDENTS: usize = 0;
 const OPEN: usize = 1;
@@ -56,8 +53,6 @@ const TREE_NAMES: [&str; 11] = [
     "summaries",
 ];
 
-type Waiter = oneshot::Sender<Result<(), String>>;
-
 /// The `format` of a backup's header line.
 pub const BACKUP_FORMAT: &str = "tocsin-backup";
 /// The backup format's version; restore refuses others.
@@ -69,22 +64,9 @@ pub struct SledStore {
     trees: Vec<sled::Tree>,
     /// One writer at a time: transactions never conflict, so they never retry.
     write_lock: Mutex<()>,
-    /// `None` only while dropping.
-    flush_requests: Option<mpsc::Sender<Waiter>>,
-    flusher: Option<std::thread::JoinHandle<()>>,
-    flushes: Arc<AtomicU64>,
+    /// How many flushes; see [`SledStore::flush_count`].
+    flushes: AtomicU64,
     fail_writes: std::sync::atomic::AtomicBool,
-}
-
-impl Drop for SledStore {
-    /// Stops the flusher and waits for it, so the database is closed (and
-    /// its lock released) when the store is gone.
-    fn drop(&mut self) {
-        self.flush_requests.take();
-        if let Some(handle) = self.flusher.take() {
-            let _ = handle.join();
-        }
-    }
 }
 
 impl SledStore {
@@ -126,26 +108,16 @@ impl SledStore {
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        let (tx, rx) = mpsc::channel::<Waiter>();
-        let flushes = Arc::new(AtomicU64::new(0));
-        let flusher_db = db.clone();
-        let flusher_count = flushes.clone();
-        let flusher = std::thread::Builder::new()
-            .name("tocsin-group-commit".into())
-            .spawn(move || group_commit(flusher_db, rx, flusher_count))
-            .map_err(|e| StoreError::Backend(format!("cannot start the flusher: {e}")))?;
         Ok(Self {
             db,
             trees,
             write_lock: Mutex::new(()),
-            flush_requests: Some(tx),
-            flusher: Some(flusher),
-            flushes,
+            flushes: AtomicU64::new(0),
             fail_writes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// How many fsyncs the group commit has done; for benchmarks and tests.
+    /// How many times [`Store::flush`] has put writes on disk; for benchmarks and tests.
     pub fn flush_count(&self) -> u64 {
         self.flushes.load(Ordering::Relaxed)
     }
@@ -219,13 +191,8 @@ impl SledStore {
                 .map_err(backend)?;
             n += 1;
         }
-        store.flush_blocking()?;
+        store.flush()?;
         Ok(n)
-    }
-
-    /// Flushes synchronously; for shutdown.
-    pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(backend)
     }
 
     fn get<T: DeserializeOwned>(&self, tree: usize, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -234,33 +201,6 @@ impl SledStore {
             .map_err(backend)?
             .map(|v| decode(&v, tree, key))
             .transpose()
-    }
-}
-
-/// Waits for flush requests; every request that arrived while the previous
-/// fsync ran is served by the next one.
-fn group_commit(db: sled::Db, rx: mpsc::Receiver<Waiter>, count: Arc<AtomicU64>) {
-    serve_flushes(
-        || db.flush().map(|_| ()).map_err(|e| e.to_string()),
-        rx,
-        count,
-    )
-}
-
-/// The group-commit loop, over any flush (the database's, or a test's).
-fn serve_flushes(
-    flush: impl Fn() -> Result<(), String>,
-    rx: mpsc::Receiver<Waiter>,
-    count: Arc<AtomicU64>,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut waiters = vec![first];
-        waiters.extend(rx.try_iter());
-        let result = flush();
-        count.fetch_add(1, Ordering::Relaxed);
-        for w in waiters {
-            let _ = w.send(result.clone());
-        }
     }
 }
 
@@ -463,27 +403,11 @@ impl Store for SledStore {
         }
     }
 
-    fn flush_now(&self) -> Result<(), StoreError> {
+    fn flush(&self) -> Result<(), StoreError> {
         self.writes_failing()?;
         self.db.flush().map_err(backend)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         Ok(())
-    }
-
-    fn flush(&self) -> FlushFuture<'_> {
-        let (tx, rx) = oneshot::channel();
-        let sent = match &self.flush_requests {
-            Some(requests) => requests.send(tx).map_err(|_| ()),
-            None => Err(()),
-        };
-        Box::pin(async move {
-            sent.map_err(|_| StoreError::Backend("the flusher has stopped".into()))?;
-            match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(StoreError::Backend(format!("flush failed: {e}"))),
-                Err(_) => Err(StoreError::Backend("the flusher has stopped".into())),
-            }
-        })
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -634,7 +558,7 @@ impl Store for SledStore {
         self.trees[SUMMARIES]
             .insert(id.0.to_be_bytes(), encode(&markdown))
             .map_err(backend)?;
-        self.flush_blocking()
+        self.flush()
     }
 
     fn summary(&self, id: IncidentId) -> Result<Option<String>, StoreError> {
@@ -654,7 +578,7 @@ impl Store for SledStore {
         self.trees[OVERRIDES]
             .insert(override_key(&o.schedule, o.id), encode(&o))
             .map_err(backend)?;
-        self.flush_blocking()?;
+        self.flush()?;
         Ok(o)
     }
 
@@ -675,7 +599,7 @@ impl Store for SledStore {
             .remove(override_key(schedule, id))
             .map_err(backend)?
             .is_some();
-        self.flush_blocking()?;
+        self.flush()?;
         Ok(existed)
     }
 }
@@ -691,47 +615,17 @@ mod tests {
         crate::store::suite::run(&store);
     }
 
-    #[tokio::test]
-    async fn requests_during_a_flush_share_the_next_one() {
-        // A flush that takes 50 ms, like a slow fsync: the 63 requests that
-        // arrive meanwhile must be served together by the next flush.
-        let (tx, rx) = mpsc::channel::<Waiter>();
-        let count = Arc::new(AtomicU64::new(0));
-        let c = count.clone();
-        let flusher = std::thread::spawn(move || {
-            serve_flushes(
-                || {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                    Ok(())
-                },
-                rx,
-                c,
-            )
-        });
-        let mut pending = Vec::new();
-        for _ in 0..64 {
-            let (w, r) = oneshot::channel();
-            tx.send(w).unwrap();
-            pending.push(r);
-        }
-        for p in pending {
-            p.await.unwrap().unwrap();
-        }
-        drop(tx);
-        flusher.join().unwrap();
-        let n = count.load(Ordering::Relaxed);
-        assert!((1..=3).contains(&n), "{n} flushes for 64 requests");
-    }
-
-    #[tokio::test]
-    async fn every_flush_request_is_answered() {
+    #[test]
+    fn flushes_are_counted_and_refused_while_writes_fail() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        let pending: Vec<_> = (0..64).map(|_| store.flush()).collect();
-        for p in pending {
-            p.await.unwrap();
-        }
-        assert!(store.flush_count() >= 1);
+        store.flush().unwrap();
+        store.flush().unwrap();
+        assert_eq!(store.flush_count(), 2);
+        store.set_write_failure(true);
+        assert!(store.flush().is_err());
+        store.set_write_failure(false);
+        assert_eq!(store.flush_count(), 2);
     }
 
     #[test]
@@ -742,7 +636,7 @@ mod tests {
             store
                 .transact(&mut |tx| tx.next_incident_id().map(|_| ()))
                 .unwrap();
-            store.flush_blocking().unwrap();
+            store.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
         let mut got = None;
