@@ -812,12 +812,7 @@ async fn rate_limits_are_retried_after_retry_after_and_the_page_arrives_once() {
         retries.contains(&"discord list channels: rate limited".to_string()),
         "{retries:?}"
     );
-    let paged = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "paged")
-        .unwrap();
+    let paged = timeline_entry(&timeline, "paged");
     assert_eq!(paged["attempts"], 3);
     d.app.stop().await;
 }

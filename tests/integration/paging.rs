@@ -486,12 +486,7 @@ async fn a_flaky_receiver_gets_the_page_once_and_the_timeline_shows_retries() {
         retries[1]["error"],
         "receiver answered 429 Too Many Requests"
     );
-    let paged = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "paged")
-        .unwrap();
+    let paged = timeline_entry(&timeline, "paged");
     assert_eq!(paged["attempts"], 3);
     p.app.stop().await;
 }
@@ -511,12 +506,7 @@ async fn giving_up_is_loud_and_moves_to_the_next_contact_method() {
         p.app.tick().await;
     }
     let timeline = p.app.incident("INC-1").await["timeline"].clone();
-    let failed = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "delivery_failed")
-        .expect("a delivery_failed entry");
+    let failed = timeline_entry(&timeline, "delivery_failed");
     assert_eq!(failed["recipient"], "alice");
     assert_eq!(failed["method"], "webhook");
     assert_eq!(p.smtp.mails.lock().len(), 1);

@@ -162,12 +162,7 @@ async fn a_matching_runbook_is_attached_and_walked_phase_by_phase() {
     ] {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
-    let done = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "step_done")
-        .unwrap();
+    let done = timeline_entry(&timeline, "step_done");
     assert_eq!(done["actor"]["name"], "alice");
     assert_eq!(done["note"], "12% 5xx on /v1/orders since 10:02");
     s.app.stop().await;
@@ -257,21 +252,9 @@ async fn a_drill_pages_only_its_starter_and_says_drill() {
         reply.starts_with("Drill INC-1 opened: Drill: High error rate. Only alice is paged"),
         "{reply}"
     );
-    s.fake
-        .wait_until("the drill page", |f| {
-            f.ok_calls("chat.postMessage")
-                .iter()
-                .any(|c| c.params["channel"] == "DU0ALICE")
-        })
-        .await;
+    s.fake.wait_for_dm("U0ALICE").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        !s.fake
-            .ok_calls("chat.postMessage")
-            .iter()
-            .any(|c| c.params["channel"] == "DU0BOB"),
-        "a drill pages nobody else"
-    );
+    assert!(!s.fake.has_dm("U0BOB"), "a drill pages nobody else");
     let inc = s.app.incident("INC-1").await;
     assert_eq!(inc["incident"]["drill"], true);
     assert_eq!(inc["incident"]["runbook"]["runbook"], "high-error-rate");

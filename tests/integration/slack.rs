@@ -228,13 +228,7 @@ async fn an_alert_opens_a_channel_invites_posts_the_card_and_pages_by_dm() {
     );
 
     // The page: a DM to alice with buttons and the idempotency key in its metadata.
-    s.fake
-        .wait_until("the DM page", |f| {
-            f.ok_calls("chat.postMessage")
-                .iter()
-                .any(|c| c.params["channel"] == "DU0ALICE")
-        })
-        .await;
+    s.fake.wait_for_dm("U0ALICE").await;
     let dm = s
         .fake
         .ok_calls("chat.postMessage")
@@ -407,13 +401,7 @@ async fn rate_limits_and_errors_are_retried_and_the_page_arrives_once() {
     let s = Slack { app, fake };
     trigger(&s.app, "pay").await;
     s.channel_of(1).await;
-    s.fake
-        .wait_until("the DM page", |f| {
-            f.ok_calls("chat.postMessage")
-                .iter()
-                .any(|c| c.params["channel"] == "DU0ALICE")
-        })
-        .await;
+    s.fake.wait_for_dm("U0ALICE").await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let dms = s
         .fake
@@ -440,12 +428,7 @@ async fn rate_limits_and_errors_are_retried_and_the_page_arrives_once() {
         retries.contains(&"slack conversations.open: HTTP 500 Internal Server Error".to_string()),
         "{retries:?}"
     );
-    let paged = timeline
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["type"] == "paged")
-        .unwrap();
+    let paged = timeline_entry(&timeline, "paged");
     assert_eq!(paged["attempts"], 3);
     s.app.stop().await;
 }
@@ -557,13 +540,7 @@ async fn oncall_cover_and_page_commands() {
         reply["text"],
         "Opened INC-1 and paged <@U0BOB>: the EU checkout is down"
     );
-    s.fake
-        .wait_until("bob's DM", |f| {
-            f.ok_calls("chat.postMessage")
-                .iter()
-                .any(|c| c.params["channel"] == "DU0BOB")
-        })
-        .await;
+    s.fake.wait_for_dm("U0BOB").await;
     assert!(
         s.ask(
             "U0ALICE",

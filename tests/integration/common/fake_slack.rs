@@ -113,6 +113,20 @@ impl FakeSlack {
             .collect()
     }
 
+    /// Whether a message was posted to `user`'s DM channel.
+    pub fn has_dm(&self, user: &str) -> bool {
+        let dm = format!("D{user}");
+        self.ok_calls("chat.postMessage")
+            .iter()
+            .any(|c| c.params["channel"] == dm.as_str())
+    }
+
+    /// Waits until a message was posted to `user`'s DM channel.
+    pub async fn wait_for_dm(&self, user: &str) {
+        self.wait_until(&format!("a DM to {user}"), |f| f.has_dm(user))
+            .await;
+    }
+
     pub fn responses(&self, id: &str) -> Vec<Value> {
         self.inner
             .lock()

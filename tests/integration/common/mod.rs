@@ -397,3 +397,13 @@ delay = "10m"
 "#
     )
 }
+
+/// The first entry of `kind` in a timeline as the API returns it.
+pub fn timeline_entry<'a>(timeline: &'a Value, kind: &str) -> &'a Value {
+    timeline
+        .as_array()
+        .expect("a timeline array")
+        .iter()
+        .find(|e| e["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} entry in {timeline}"))
+}
