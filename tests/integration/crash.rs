@@ -82,18 +82,8 @@ async fn every_acknowledged_event_survives_sigkill() {
     assert!(acked.len() >= 300);
 
     let server = ServerProcess::start(dir.path(), port).await;
-    let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=10000", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: HashSet<String> = body["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["dedup_key"].as_str().unwrap().to_string())
-        .collect();
+    let incidents = server.incidents().await;
+    let stored = server.dedup_keys().await;
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),
@@ -102,9 +92,7 @@ async fn every_acknowledged_event_survives_sigkill() {
         &lost[..lost.len().min(5)]
     );
     // Incident numbers stay unique after the restart.
-    let mut ids: Vec<u64> = body["incidents"]
-        .as_array()
-        .unwrap()
+    let mut ids: Vec<u64> = incidents
         .iter()
         .map(|i| i["id"].as_u64().unwrap())
         .collect();
@@ -172,13 +160,7 @@ async fn sigkill_mid_load_with_escalation_loses_nothing_and_pages_each_step_once
     // Down for 2 s: every incident's step 2 is now overdue.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
-    let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=10000", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let incidents = body["incidents"].as_array().unwrap().clone();
+    let incidents = server.incidents().await;
     let by_key: std::collections::HashMap<String, u64> = incidents
         .iter()
         .map(|i| {
@@ -240,18 +222,7 @@ async fn sigterm_during_load_keeps_every_acknowledged_event_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
     let acked: HashSet<String> = acked.into_iter().collect();
     let server = ServerProcess::start(dir.path(), port).await;
-    let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents?limit=10000", server.base))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: HashSet<String> = body["incidents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["dedup_key"].as_str().unwrap().to_string())
-        .collect();
+    let stored = server.dedup_keys().await;
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(
         lost.is_empty(),

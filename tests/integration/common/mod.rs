@@ -276,6 +276,26 @@ pub fn free_port() -> u16 {
 }
 
 impl ServerProcess {
+    /// Every incident, as `GET /v1/incidents` lists them.
+    pub async fn incidents(&self) -> Vec<Value> {
+        let body: Value = reqwest::get(format!("{}/v1/incidents?limit=10000", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["incidents"].as_array().unwrap().clone()
+    }
+
+    /// The dedup keys of every incident.
+    pub async fn dedup_keys(&self) -> std::collections::HashSet<String> {
+        self.incidents()
+            .await
+            .iter()
+            .map(|i| i["dedup_key"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Writes a config for `data` in `dir` (once) and starts the server.
     pub async fn start(dir: &Path, port: u16) -> Self {
         Self::start_with(dir, port, None, "").await
