@@ -94,20 +94,7 @@ async fn alert_send_and_incidents_commands() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let server = ServerProcess::start(dir.path(), port).await;
-    let run = |args: &[&str]| {
-        let out = tocsin()
-            .args(args)
-            .arg("--config")
-            .arg(&server.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = |args: &[&str]| server.cli(args);
     let sent = run(&[
         "alert",
         "send",

@@ -710,17 +710,7 @@ async fn slow_work_gets_a_deferred_answer_then_the_webhook_edit_or_followup() {
         "an ack is public: {answer}"
     );
     let path = format!("/webhooks/{APPLICATION}/{token}/messages/@original");
-    d.fake
-        .wait_until("the edit of the original answer", |f| {
-            f.ok_calls("edit_original").iter().any(|c| c.path == path)
-        })
-        .await;
-    let edit = d
-        .fake
-        .ok_calls("edit_original")
-        .into_iter()
-        .find(|c| c.path == path)
-        .unwrap();
+    let edit = d.fake.wait_for_call("edit_original", &path).await;
     assert_eq!(
         edit.body["content"],
         "INC-1 acknowledged by alice. Paging stopped."
@@ -732,17 +722,7 @@ async fn slow_work_gets_a_deferred_answer_then_the_webhook_edit_or_followup() {
     let (_, answer) = d.interact(&click).await;
     assert_eq!(answer, json!({"type": 6}));
     let path = format!("/webhooks/{APPLICATION}/{token}");
-    d.fake
-        .wait_until("the follow-up", |f| {
-            f.ok_calls("followup").iter().any(|c| c.path == path)
-        })
-        .await;
-    let followup = d
-        .fake
-        .ok_calls("followup")
-        .into_iter()
-        .find(|c| c.path == path)
-        .unwrap();
+    let followup = d.fake.wait_for_call("followup", &path).await;
     assert_eq!(followup.body["content"], "INC-1 resolved by alice.");
     assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
     d.app.stop().await;
@@ -1081,19 +1061,10 @@ async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
     let token = interaction["token"].as_str().unwrap().to_string();
     d.fake.dispatch_interaction(interaction);
     let path = format!("/interactions/{id}/{token}/callback");
-    d.fake
-        .wait_until("the interaction response", |f| {
-            f.ok_calls("interaction_callback")
-                .iter()
-                .any(|c| c.path == path)
-        })
-        .await;
     let answer = d
         .fake
-        .ok_calls("interaction_callback")
-        .into_iter()
-        .find(|c| c.path == path)
-        .unwrap()
+        .wait_for_call("interaction_callback", &path)
+        .await
         .body;
     assert_eq!(answer["type"], 4);
     assert_eq!(
@@ -1111,13 +1082,7 @@ async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
         dm_press["token"].as_str().unwrap()
     );
     d.fake.dispatch_interaction(dm_press);
-    d.fake
-        .wait_until("the button response", |f| {
-            f.ok_calls("interaction_callback")
-                .iter()
-                .any(|c| c.path == path)
-        })
-        .await;
+    d.fake.wait_for_call("interaction_callback", &path).await;
     assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
 
     let _ = stop.send(true);

@@ -159,20 +159,7 @@ async fn oncall_cli_shows_and_overrides() {
         &paging_config(&recv, 2525, ""),
     )
     .await;
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
-            .args(args)
-            .arg("--config")
-            .arg(&server.config)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = |args: &[&str]| server.cli(args);
     let shown = run(&["oncall", "primary"]);
     assert!(shown.starts_with("primary (UTC)"), "{shown}");
     assert!(

@@ -199,6 +199,14 @@ impl FakeDiscord {
         self.inner.lock().gateway_received.clone()
     }
 
+    /// Waits for a successful call to `route` at `path`, and returns it.
+    pub async fn wait_for_call(&self, route: &str, path: &str) -> Call {
+        let found = |f: &FakeDiscord| f.ok_calls(route).into_iter().find(|c| c.path == path);
+        self.wait_until(&format!("{route} at {path}"), |f| found(f).is_some())
+            .await;
+        found(self).expect("seen by wait_until")
+    }
+
     /// Waits until `check` holds, up to 10 s.
     pub async fn wait_until(&self, what: &str, check: impl Fn(&FakeDiscord) -> bool) {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);

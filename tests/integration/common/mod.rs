@@ -276,6 +276,23 @@ pub fn free_port() -> u16 {
 }
 
 impl ServerProcess {
+    /// Runs the `tocsin` CLI with `args` and this server's config; its
+    /// stdout, after checking that it succeeded.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// Every incident, as `GET /v1/incidents` lists them.
     pub async fn incidents(&self) -> Vec<Value> {
         let body: Value = reqwest::get(format!("{}/v1/incidents?limit=10000", self.base))
