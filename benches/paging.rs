@@ -340,6 +340,7 @@ fn write_store(data: &Path, count: usize, due: DateTime<Utc>) {
                         labels: Default::default(),
                         details: serde_json::Value::Null,
                         links: Vec::new(),
+                        left_out: None,
                     };
                     let change = Incident::open(id, SERVICE, INTEGRATION, &event, now);
                     let mut incident = change.incident;

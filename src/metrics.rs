@@ -36,6 +36,9 @@ pub struct Metrics {
     registry: Registry,
     /// Alerts received, by integration and outcome (`accepted`, `rejected`).
     pub alerts_received: Family<Labels, Counter>,
+    /// Fields of received alerts that tocsin does not know (kept, not
+    /// refused), by integration.
+    pub intake_unknown_fields: Family<Labels, Counter>,
     /// HTTP requests, by route (the matched path), method and status.
     pub http_requests: Family<Labels, Counter>,
     /// HTTP request duration, by route.
@@ -73,6 +76,7 @@ impl Metrics {
             Family::new_with_constructor(http_histogram);
         let m = Self {
             alerts_received: Family::default(),
+            intake_unknown_fields: Family::default(),
             http_requests: Family::default(),
             http_duration,
             pages_sent: Family::default(),
@@ -93,6 +97,11 @@ impl Metrics {
             "tocsin_alerts_received",
             "Alert events received, by integration and outcome",
             m.alerts_received.clone(),
+        );
+        registry.register(
+            "tocsin_intake_unknown_fields",
+            "Fields of received alerts that tocsin does not know (kept with the event), by integration",
+            m.intake_unknown_fields.clone(),
         );
         registry.register(
             "tocsin_http_requests",

@@ -234,8 +234,13 @@ impl ChatConfig {
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes, on every route but the
+    /// alert webhooks (PagerDuty's own limit for `/v2/enqueue`).
     pub max_body_bytes: usize,
+    /// Largest accepted body on `/hooks` and `/api/v2/alerts`: an
+    /// Alertmanager notification for a group of 1,000 alerts is about
+    /// 570 KB, and Alertmanager does not retry a 413.
+    pub max_alert_body_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -243,6 +248,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 512 * 1024,
+            max_alert_body_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -624,6 +630,12 @@ impl Config {
             issue(
                 "server.max_body_bytes".into(),
                 "must be at least 1024".into(),
+            );
+        }
+        if self.server.max_alert_body_bytes < 1024 * 1024 {
+            issue(
+                "server.max_alert_body_bytes".into(),
+                "must be at least 1048576 (1 MiB): Alertmanager does not retry a 413, so a large group would page nobody".into(),
             );
         }
         issues

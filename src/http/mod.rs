@@ -61,12 +61,36 @@ pub async fn track(req: Request, next: axum::middleware::Next) -> axum::response
 
 /// Builds the router.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v2/enqueue", post(intake::enqueue))
-        .route("/hooks", post(intake::hook_bearer))
-        .route("/hooks/{key}", post(intake::hook_path))
-        .route("/api/v2/alerts", post(intake::prometheus_alerts))
-        .route("/v1/incidents", get(api::list_incidents))
+    let alert_limit = DefaultBodyLimit::max(state.config.server.max_alert_body_bytes);
+    let hook_header = post(intake::hook_header)
+        .put(intake::hook_header)
+        .layer(alert_limit);
+    let hook_path = post(intake::hook_path)
+        .put(intake::hook_path)
+        .layer(alert_limit);
+    let alerts = post(intake::prometheus_alerts).layer(alert_limit);
+    let alerts_path = post(intake::prometheus_alerts_path).layer(alert_limit);
+    let mut r = Router::new();
+    // Every intake route also answers with a trailing slash (Sentry posts
+    // to `/v2/enqueue/`).
+    for (path, handler) in [
+        ("/v2/enqueue", post(intake::enqueue)),
+        (
+            "/generic/2010-04-15/create_event.json",
+            post(intake::enqueue_v1),
+        ),
+        ("/hooks", hook_header),
+        ("/hooks/{key}", hook_path),
+        ("/api/v2/alerts", alerts.clone()),
+        ("/api/v1/alerts", alerts),
+        ("/hooks/{key}/api/v2/alerts", alerts_path.clone()),
+        ("/hooks/{key}/api/v1/alerts", alerts_path),
+    ] {
+        r = r
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
+    r.route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::show_incident))
         .route("/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/v1/incidents/{id}/resolve", post(api::resolve))

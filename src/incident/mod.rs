@@ -166,6 +166,12 @@ pub struct Incident {
     pub last_event_at: DateTime<Utc>,
     /// Its alerts, by fingerprint.
     pub alerts: BTreeMap<String, Alert>,
+    /// How many of its group's alerts the sender's latest notification left
+    /// out (Alertmanager's `truncatedAlerts` under `max_alerts`). While
+    /// above 0 the incident does not resolve by itself: nobody can tell
+    /// whether the left-out alerts still fire.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub left_out_alerts: u64,
     /// How many timeline entries it has (the next entry's `seq`).
     pub timeline_len: u64,
     /// Its escalation, if its service has a policy.
@@ -221,6 +227,10 @@ pub enum RunbookStep {
     },
     /// Move to the next phase.
     NextPhase,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The severity given to incidents whose sender named none.
@@ -302,6 +312,7 @@ impl Incident {
             event_count: 0,
             last_event_at: now,
             alerts: BTreeMap::new(),
+            left_out_alerts: 0,
             timeline_len: 0,
             escalation: None,
             roles: BTreeMap::new(),
@@ -335,6 +346,9 @@ impl Incident {
         inc.event_count += 1;
         inc.last_event_at = now;
         inc.updated_at = now;
+        if let Some(n) = event.left_out {
+            inc.left_out_alerts = n;
+        }
         match event.action {
             AlertAction::Trigger => {
                 let fp = event
@@ -437,7 +451,18 @@ impl Incident {
                     }
                     // An alert this incident never saw: nothing to resolve.
                     Some(_) => {}
-                    // The whole incident.
+                    // The whole incident, unless the sender left alerts out
+                    // of the notification that says so.
+                    None if inc.left_out_alerts > 0 => {
+                        inc.push(
+                            &mut entries,
+                            now,
+                            actor.clone(),
+                            TimelineEvent::ResolveHeld {
+                                left_out: inc.left_out_alerts,
+                            },
+                        );
+                    }
                     None => {
                         for alert in inc.alerts.values_mut() {
                             alert.state = AlertState::Resolved;
@@ -445,7 +470,7 @@ impl Incident {
                     }
                 }
                 let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
-                if all_resolved {
+                if all_resolved && inc.left_out_alerts == 0 {
                     inc.close(&mut entries, now, actor, None);
                 }
             }

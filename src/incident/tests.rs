@@ -19,6 +19,7 @@ fn event(fp: &str, action: AlertAction, sev: Option<Severity>) -> AlertEvent {
         labels: Default::default(),
         details: serde_json::Value::Null,
         links: vec![],
+        left_out: None,
     }
 }
 

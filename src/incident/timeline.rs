@@ -55,6 +55,12 @@ pub enum TimelineEvent {
         /// The alert's fingerprint.
         fingerprint: String,
     },
+    /// The sender said the group resolved, but its notification left alerts
+    /// out (Alertmanager's `max_alerts`): the incident stays open.
+    ResolveHeld {
+        /// How many alerts the notification left out.
+        left_out: u64,
+    },
     /// The severity changed.
     SeverityChanged {
         /// Before.
@@ -192,6 +198,9 @@ impl TimelineEvent {
             Self::AlertReceived { summary, .. } => format!("Alert received: {summary}"),
             Self::AlertResolved { fingerprint } => format!("Alert {fingerprint} resolved"),
             Self::AlertRefired { fingerprint } => format!("Alert {fingerprint} fired again"),
+            Self::ResolveHeld { left_out } => format!(
+                "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved, or someone resolves it"
+            ),
             Self::SeverityChanged { from, to } => format!("Severity changed from {from} to {to}"),
             Self::Acknowledged => "Acknowledged".into(),
             Self::Resolved { note: Some(n) } => format!("Resolved: {n}"),

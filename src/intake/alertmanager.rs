@@ -18,94 +18,97 @@
 //! ```
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, bounded_key, label_fingerprint,
-    parse_json, truncate,
+    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, bounded_key,
+    label_fingerprint, labels, note_unknown, nullable, parse_json, truncate,
 };
 use crate::incident::Severity;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-/// A webhook notification. Unknown fields are tolerated here on purpose:
-/// Alertmanager and Grafana add fields between versions, and refusing a
-/// notification would drop a page. The whole body is kept with the event.
+/// A webhook notification. Unknown fields are tolerated (and reported) on
+/// purpose: Alertmanager and Grafana add fields between versions, and
+/// refusing a notification would drop a page. `null` stands for absent.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Notification {
     pub version: Option<String>,
     pub group_key: Option<String>,
     pub status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub receiver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub group_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub common_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub common_annotations: BTreeMap<String, String>,
-    #[serde(default, rename = "externalURL")]
+    #[serde(default, rename = "externalURL", deserialize_with = "nullable")]
     pub external_url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub truncated_alerts: u64,
     pub alerts: Option<Vec<Alert>>,
     /// Grafana only.
     pub title: Option<String>,
-    /// Grafana only: `alerting` or `ok`.
-    pub state: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// One alert in a notification.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Alert {
-    pub status: String,
-    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "labels")]
     pub labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     pub annotations: BTreeMap<String, String>,
     pub starts_at: Option<String>,
     pub ends_at: Option<String>,
-    #[serde(default, rename = "generatorURL")]
+    #[serde(default, rename = "generatorURL", deserialize_with = "nullable")]
     pub generator_url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub fingerprint: String,
     /// Grafana only.
-    #[serde(default, rename = "dashboardURL")]
+    #[serde(default, rename = "dashboardURL", deserialize_with = "nullable")]
     pub dashboard_url: String,
     /// Grafana only.
-    #[serde(default, rename = "panelURL")]
+    #[serde(default, rename = "panelURL", deserialize_with = "nullable")]
     pub panel_url: String,
     /// Grafana only.
-    #[serde(default, rename = "silenceURL")]
+    #[serde(default, rename = "silenceURL", deserialize_with = "nullable")]
     pub silence_url: String,
     /// Grafana only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub value_string: String,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
-/// Parses an Alertmanager webhook (version 4).
-pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
+/// Per-alert fields Grafana adds that tocsin keeps in the details without
+/// reading them (so they are not reported as unknown).
+const KNOWN_ALERT_EXTRAS: &[&str] = &["values", "imageURL", "orgId"];
+
+/// Parses an Alertmanager webhook. Alertmanager sends version 4; a body
+/// without a version, or with another one, is read the same way (and the
+/// version kept), since its shape has not changed since version 4.
+pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
     let n: Notification = parse_json(body)?;
-    match n.version.as_deref() {
-        Some("4") => {}
-        Some(v) => {
-            return Err(IntakeError::Invalid(vec![format!(
-                "'version' is '{v}'; tocsin understands Alertmanager webhook version 4"
-            )]));
-        }
-        None => {
-            return Err(IntakeError::Invalid(vec![
-                "'version' is missing; this does not look like an Alertmanager webhook".into(),
-            ]));
-        }
-    }
     events_from_group(n)
 }
 
 /// Turns a group notification (Alertmanager or Grafana unified) into events:
 /// one per alert, then a whole-incident resolve if the group resolved.
-pub(crate) fn events_from_group(n: Notification) -> Result<Vec<AlertEvent>, IntakeError> {
+///
+/// With `truncatedAlerts > 0` (`max_alerts`), Alertmanager computes the
+/// group's `status` from the alerts it kept, so "resolved" may hide a
+/// left-out alert that still fires. Then the listed alerts resolve one by
+/// one and the incident stays open while the latest notification left
+/// alerts out (each event carries `left_out`).
+pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> {
     let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &n.extra);
     let group_key = match n.group_key.as_deref() {
         Some(k) if !k.is_empty() => bounded_key(k),
         _ => {
@@ -113,35 +116,49 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Vec<AlertEvent>, Inta
             String::new()
         }
     };
+    let Some(alerts) = n.alerts else {
+        errors.push("'alerts' is missing".to_string());
+        return Err(IntakeError::Invalid(errors));
+    };
+    let mut firing = Vec::with_capacity(alerts.len());
+    for (i, a) in alerts.iter().enumerate() {
+        if a.extra
+            .keys()
+            .any(|k| !KNOWN_ALERT_EXTRAS.contains(&k.as_str()))
+        {
+            let extra: BTreeMap<String, Value> = a
+                .extra
+                .iter()
+                .filter(|(k, _)| !KNOWN_ALERT_EXTRAS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            note_unknown(&mut unknown, &format!("alerts[{i}]"), &extra);
+        }
+        match alert_firing(a) {
+            Some(f) => firing.push(f),
+            None => errors.push(format!(
+                "'alerts[{i}].status' must be firing or resolved, not '{}'",
+                a.status.as_deref().unwrap_or_default()
+            )),
+        }
+    }
     let group_resolved = match n.status.as_deref() {
         Some("firing") => false,
         Some("resolved") => true,
+        // Not said: resolved when every listed alert is.
+        None if errors.is_empty() => !firing.is_empty() && firing.iter().all(|f| !f),
+        None => false,
         Some(other) => {
             errors.push(format!(
                 "'status' must be firing or resolved, not '{other}'"
             ));
             false
         }
-        None => {
-            errors.push("'status' is missing".to_string());
-            false
-        }
     };
-    let Some(alerts) = n.alerts else {
-        errors.push("'alerts' is missing".to_string());
-        return Err(IntakeError::Invalid(errors));
-    };
-    for (i, a) in alerts.iter().enumerate() {
-        if a.status != "firing" && a.status != "resolved" {
-            errors.push(format!(
-                "'alerts[{i}].status' must be firing or resolved, not '{}'",
-                a.status
-            ));
-        }
-    }
     if !errors.is_empty() {
         return Err(IntakeError::Invalid(errors));
     }
+    let left_out = n.truncated_alerts;
     let group_title = n
         .common_annotations
         .get("summary")
@@ -151,30 +168,57 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Vec<AlertEvent>, Inta
             let first = alerts.first().map(|a| &a.labels);
             default_title(&n.group_labels, &n.common_labels, first, alerts.len())
         });
+    let title = truncate(&group_title, MAX_SUMMARY);
     let mut events = Vec::with_capacity(alerts.len() + 1);
-    for a in &alerts {
+    for (a, is_firing) in alerts.into_iter().zip(firing) {
         let fingerprint = if a.fingerprint.is_empty() {
             label_fingerprint(&a.labels)
         } else {
-            a.fingerprint.clone()
+            a.fingerprint
         };
         let summary = a
             .annotations
             .get("summary")
-            .cloned()
-            .or_else(|| a.labels.get("alertname").cloned())
-            .unwrap_or_else(|| group_title.clone());
+            .or_else(|| a.labels.get("alertname"))
+            .map(|s| truncate(s, MAX_SUMMARY))
+            .unwrap_or_else(|| title.clone());
         let severity = a
             .labels
             .get("severity")
             .or_else(|| n.common_labels.get("severity"))
             .and_then(|w| Severity::from_sender(w));
+        let mut links = Vec::new();
+        for (href, text) in [
+            (a.generator_url, "Source"),
+            (a.dashboard_url, "Dashboard"),
+            (a.panel_url, "Panel"),
+            (a.silence_url, "Silence"),
+        ] {
+            if !href.is_empty() {
+                links.push(AlertLink {
+                    href,
+                    text: text.into(),
+                });
+            }
+        }
+        if let Some(url) = a.annotations.get("runbook_url") {
+            links.push(AlertLink {
+                href: url.clone(),
+                text: "Runbook".into(),
+            });
+        }
+        let source = a
+            .labels
+            .get("instance")
+            .or_else(|| a.labels.get("job"))
+            .cloned()
+            .unwrap_or_else(|| "alertmanager".into());
         let mut details = Map::new();
         details.insert("annotations".into(), json!(a.annotations));
-        if let Some(s) = &a.starts_at {
+        if let Some(s) = a.starts_at {
             details.insert("startsAt".into(), json!(s));
         }
-        if let Some(s) = &a.ends_at {
+        if let Some(s) = a.ends_at {
             details.insert("endsAt".into(), json!(s));
         }
         if !a.value_string.is_empty() {
@@ -186,63 +230,79 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Vec<AlertEvent>, Inta
         if !n.external_url.is_empty() {
             details.insert("externalURL".into(), json!(n.external_url));
         }
-        let mut links = Vec::new();
-        for (href, text) in [
-            (&a.generator_url, "Source"),
-            (&a.dashboard_url, "Dashboard"),
-            (&a.panel_url, "Panel"),
-            (&a.silence_url, "Silence"),
-        ] {
-            if !href.is_empty() {
-                links.push(AlertLink {
-                    href: href.clone(),
-                    text: text.into(),
-                });
+        for (k, v) in a.extra {
+            if KNOWN_ALERT_EXTRAS.contains(&k.as_str()) {
+                details.insert(k, v);
+            } else {
+                details
+                    .entry("unknown_fields")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .expect("an object")
+                    .insert(k, v);
             }
-        }
-        if let Some(url) = a.annotations.get("runbook_url") {
-            links.push(AlertLink {
-                href: url.clone(),
-                text: "Runbook".into(),
-            });
         }
         events.push(AlertEvent {
             dedup_key: group_key.clone(),
             fingerprint: Some(fingerprint),
-            action: if a.status == "firing" {
+            action: if is_firing {
                 AlertAction::Trigger
             } else {
                 AlertAction::Resolve
             },
-            summary: truncate(&summary, MAX_SUMMARY),
-            incident_title: Some(truncate(&group_title, MAX_SUMMARY)),
-            source: a
-                .labels
-                .get("instance")
-                .or_else(|| a.labels.get("job"))
-                .cloned()
-                .unwrap_or_else(|| "alertmanager".into()),
+            summary,
+            incident_title: Some(title.clone()),
+            source,
             severity,
-            labels: a.labels.clone(),
+            labels: a.labels,
             details: Value::Object(details),
             links,
+            left_out: Some(left_out),
         });
     }
     if group_resolved {
+        let mut details = json!({ "truncatedAlerts": left_out });
+        if let Some(v) = &n.version {
+            details["version"] = json!(v);
+        }
+        if !n.extra.is_empty() {
+            details["unknown_fields"] = json!(n.extra);
+        }
         events.push(AlertEvent {
             dedup_key: group_key,
             fingerprint: None,
             action: AlertAction::Resolve,
-            summary: truncate(&group_title, MAX_SUMMARY),
+            summary: title,
             incident_title: None,
             source: "alertmanager".into(),
             severity: None,
             labels: n.common_labels,
-            details: json!({ "truncatedAlerts": n.truncated_alerts }),
+            details,
             links: Vec::new(),
+            left_out: Some(left_out),
         });
     }
-    Ok(events)
+    Ok(Parsed {
+        events,
+        unknown_fields: unknown,
+    })
+}
+
+/// Whether an alert fires: its `status`, or when it has none, its `endsAt`
+/// (unset, Go's zero time or unreadable: firing). `None` for a status that
+/// is neither.
+fn alert_firing(a: &Alert) -> Option<bool> {
+    match a.status.as_deref() {
+        Some("firing") => Some(true),
+        Some("resolved") => Some(false),
+        Some(_) => None,
+        None => Some(
+            a.ends_at
+                .as_deref()
+                .and_then(super::time::parse_set_datetime)
+                .is_none(),
+        ),
+    }
 }
 
 fn default_title(
@@ -283,7 +343,7 @@ mod tests {
 
     #[test]
     fn firing_group_gives_one_trigger_per_alert() {
-        let events = parse(&fixture("alertmanager/firing.json")).unwrap();
+        let events = parse(&fixture("alertmanager/firing.json")).unwrap().events;
         assert_eq!(events.len(), 2);
         assert!(events.iter().all(|e| e.action == AlertAction::Trigger));
         assert_eq!(events[0].dedup_key, events[1].dedup_key);
@@ -295,8 +355,10 @@ mod tests {
 
     #[test]
     fn resolved_group_resolves_each_alert_and_the_incident() {
-        let firing = parse(&fixture("alertmanager/firing.json")).unwrap();
-        let events = parse(&fixture("alertmanager/resolved.json")).unwrap();
+        let firing = parse(&fixture("alertmanager/firing.json")).unwrap().events;
+        let events = parse(&fixture("alertmanager/resolved.json"))
+            .unwrap()
+            .events;
         let last = events.last().unwrap();
         assert_eq!(last.action, AlertAction::Resolve);
         assert_eq!(last.fingerprint, None);
@@ -309,9 +371,9 @@ mod tests {
     }
 
     #[test]
-    fn refuses_other_versions_and_bad_statuses() {
-        let e = parse(br#"{"version":"3","groupKey":"g","status":"firing","alerts":[]}"#);
-        assert!(e.unwrap_err().to_string().contains("version 4"));
+    fn reads_other_versions_and_refuses_bad_statuses() {
+        let ok = parse(br#"{"version":"5","groupKey":"g","status":"firing","alerts":[]}"#);
+        assert!(ok.unwrap().events.is_empty());
         let e = parse(
             br#"{"version":"4","groupKey":"g","status":"burning","alerts":[{"status":"x"}]}"#,
         )
@@ -324,12 +386,43 @@ mod tests {
     }
 
     #[test]
+    fn nulls_and_unknown_fields_are_accepted_and_reported() {
+        let p = parse(
+            br#"{"version":"4","groupKey":"g","status":"firing","receiver":null,"groupLabels":null,
+                "commonLabels":{"severity":"critical","n":3,"gone":null},"commonAnnotations":null,"externalURL":null,
+                "truncatedAlerts":null,"groupId":"x",
+                "alerts":[{"status":"firing","labels":{"alertname":"A"},"annotations":null,
+                           "startsAt":"0001-01-01T00:00:00.000Z","endsAt":null,"generatorURL":null,
+                           "fingerprint":null,"UpdatedAt":"2026-12-01T10:00:00Z"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(p.events.len(), 1);
+        assert_eq!(p.events[0].severity, Some(Severity::Sev1));
+        assert_eq!(p.unknown_fields, ["groupId", "alerts[0].UpdatedAt"]);
+        assert_eq!(
+            p.events[0].details["unknown_fields"]["UpdatedAt"],
+            "2026-12-01T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_truncated_resolved_notification_resolves_only_what_it_lists() {
+        let body = br#"{"version":"4","groupKey":"g","status":"resolved","truncatedAlerts":3,
+            "alerts":[{"status":"resolved","labels":{"alertname":"A","i":"1"},"fingerprint":"f1"}]}"#;
+        let events = parse(body).unwrap().events;
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].fingerprint.as_deref(), Some("f1"));
+        assert_eq!(events[0].action, AlertAction::Resolve);
+        assert!(events.iter().all(|e| e.left_out == Some(3)));
+    }
+
+    #[test]
     fn long_group_keys_are_hashed() {
         let long = "x".repeat(400);
         let body = format!(
             r#"{{"version":"4","groupKey":"{long}","status":"firing","alerts":[{{"status":"firing","labels":{{"alertname":"A"}}}}]}}"#
         );
-        let events = parse(body.as_bytes()).unwrap();
+        let events = parse(body.as_bytes()).unwrap().events;
         assert!(events[0].dedup_key.starts_with("sha256:"));
         assert_eq!(events[0].incident_title.as_deref(), Some("A"));
     }

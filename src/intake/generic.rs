@@ -14,19 +14,20 @@
 //! }
 //! ```
 //!
-//! Unknown keys are refused: this format is ours, so a typo should fail loudly.
+//! Unknown keys are accepted, kept in the details under `unknown_fields`,
+//! and named in the answer's `warnings`: a typo shows, and a script that
+//! sends one more field than tocsin knows still pages. `null` is "absent".
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_DEDUP_KEY, MAX_SUMMARY,
-    generate_dedup_key, parse_json,
+    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_DEDUP_KEY, MAX_SUMMARY, Parsed,
+    generate_dedup_key, labels, note_unknown, nullable, parse_json,
 };
 use crate::incident::Severity;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct GenericEvent {
     summary: Option<String>,
     severity: Option<String>,
@@ -36,16 +37,20 @@ struct GenericEvent {
     source: Option<String>,
     #[serde(default)]
     details: Value,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     links: Vec<AlertLink>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     labels: BTreeMap<String, String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
 }
 
 /// Parses one generic event.
-pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
+pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
     let g: GenericEvent = parse_json(body)?;
     let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &g.extra);
     let action = match g.status.as_deref().unwrap_or("trigger") {
         "trigger" | "firing" => AlertAction::Trigger,
         "acknowledge" => AlertAction::Acknowledge,
@@ -93,7 +98,18 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
     if !errors.is_empty() {
         return Err(IntakeError::Invalid(errors));
     }
-    Ok(vec![AlertEvent {
+    let mut details = g.details;
+    if !g.extra.is_empty() {
+        if !details.is_object() {
+            details = if details.is_null() {
+                json!({})
+            } else {
+                json!({ "details": details })
+            };
+        }
+        details["unknown_fields"] = json!(g.extra);
+    }
+    let event = AlertEvent {
         fingerprint: Some(dedup_key.clone()),
         dedup_key,
         action,
@@ -102,9 +118,14 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
         source: g.source.unwrap_or_else(|| "generic".into()),
         severity,
         labels: g.labels,
-        details: g.details,
+        details,
         links: g.links,
-    }])
+        left_out: None,
+    };
+    Ok(Parsed {
+        events: vec![event],
+        unknown_fields: unknown,
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +134,7 @@ mod tests {
 
     #[test]
     fn minimal_trigger() {
-        let e = parse(br#"{"summary":"disk full"}"#).unwrap();
+        let e = parse(br#"{"summary":"disk full"}"#).unwrap().events;
         assert_eq!(e[0].action, AlertAction::Trigger);
         assert_eq!(e[0].severity, Some(Severity::Sev3));
         assert_eq!(e[0].dedup_key.len(), 32);
@@ -125,15 +146,21 @@ mod tests {
             br#"{"dedup_key":"db-1","status":"resolve","labels":{"team":"x"},
             "links":[{"href":"https://example.test","text":"dash"}]}"#,
         )
-        .unwrap();
+        .unwrap()
+        .events;
         assert_eq!(e[0].action, AlertAction::Resolve);
         assert_eq!(e[0].dedup_key, "db-1");
     }
 
     #[test]
-    fn refuses_typos_and_bad_values() {
+    fn reports_typos_and_refuses_bad_values() {
         let e = parse(br#"{"sumary":"x"}"#).unwrap_err().to_string();
-        assert!(e.contains("sumary"), "{e}");
+        assert!(e.contains("'summary' is missing"), "{e}");
+        let p = parse(br#"{"summary":"x","sevrity":"critical","links":null,"labels":{"n":1}}"#)
+            .unwrap();
+        assert_eq!(p.unknown_fields, ["sevrity"]);
+        assert_eq!(p.events[0].details["unknown_fields"]["sevrity"], "critical");
+        assert_eq!(p.events[0].labels["n"], "1");
         let e = parse(br#"{"summary":"","severity":"purple","status":"maybe"}"#)
             .unwrap_err()
             .messages();

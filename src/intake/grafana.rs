@@ -11,7 +11,10 @@
 //!   incident is the rule.
 
 use super::alertmanager::{Notification, events_from_group};
-use super::{AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, parse_json, truncate};
+use super::{
+    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, labels, note_unknown,
+    nullable, parse_json, truncate,
+};
 use crate::incident::Severity;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,21 +26,28 @@ struct Legacy {
     title: Option<String>,
     rule_id: Option<i64>,
     rule_name: Option<String>,
-    #[serde(default, rename = "ruleUrl")]
+    #[serde(default, rename = "ruleUrl", deserialize_with = "nullable")]
     rule_url: String,
     state: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     message: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     eval_matches: Vec<Value>,
-    #[serde(default, rename = "imageUrl")]
+    #[serde(default, rename = "imageUrl", deserialize_with = "nullable")]
     image_url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     tags: BTreeMap<String, String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
 }
 
+/// Fields of Grafana's legacy webhook that tocsin reads or knows to ignore.
+const LEGACY_KNOWN: &[&str] = &["orgId", "dashboardId", "panelId"];
+
 /// Parses either Grafana format, told apart by the presence of `alerts`.
-pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
+/// Any `version` and `state` are read (Grafana's `state` is informational:
+/// each alert's `status` decides).
+pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
     let probe: Value = parse_json(body)?;
     let Some(obj) = probe.as_object() else {
         return Err(IntakeError::Malformed(
@@ -45,20 +55,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
         ));
     };
     if obj.contains_key("alerts") {
-        let n: Notification = parse_json(body)?;
-        if let Some(v) = n.version.as_deref()
-            && v != "1"
-        {
-            return Err(IntakeError::Invalid(vec![format!(
-                "'version' is '{v}'; tocsin understands Grafana's unified alerting webhook version 1"
-            )]));
-        }
-        if let Some(state) = n.state.as_deref()
-            && !matches!(state, "alerting" | "ok")
-        {
-            return Err(IntakeError::Invalid(vec![format!(
-                "'state' must be alerting or ok, not '{state}'"
-            )]));
+        let mut n: Notification = parse_json(body)?;
+        // Grafana's own fields, beyond Alertmanager's.
+        for known in ["orgId", "message", "state"] {
+            n.extra.remove(known);
         }
         events_from_group(n)
     } else if obj.contains_key("ruleId") || obj.contains_key("ruleName") {
@@ -71,8 +71,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
     }
 }
 
-fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
-    let l: Legacy = parse_json(body)?;
+fn parse_legacy(body: &[u8]) -> Result<Parsed, IntakeError> {
+    let mut l: Legacy = parse_json(body)?;
+    for known in LEGACY_KNOWN {
+        l.extra.remove(*known);
+    }
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &l.extra);
     let rule = match (&l.rule_id, &l.rule_name) {
         (Some(id), _) => format!("grafana-rule-{id}"),
         (None, Some(name)) if !name.is_empty() => format!("grafana-rule-{name}"),
@@ -86,7 +91,7 @@ fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
         Some("alerting" | "no_data") => AlertAction::Trigger,
         Some("ok") => AlertAction::Resolve,
         // Paused and pending rules say nothing about the service's health.
-        Some("paused" | "pending") => return Ok(Vec::new()),
+        Some("paused" | "pending") => return Ok(Parsed::default()),
         Some(other) => {
             return Err(IntakeError::Invalid(vec![format!(
                 "'state' must be alerting, ok, no_data, paused or pending, not '{other}'"
@@ -112,7 +117,15 @@ fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
             text: "Image".into(),
         });
     }
-    Ok(vec![AlertEvent {
+    let mut details = json!({
+        "message": l.message,
+        "state": l.state,
+        "evalMatches": l.eval_matches,
+    });
+    if !l.extra.is_empty() {
+        details["unknown_fields"] = json!(l.extra);
+    }
+    let event = AlertEvent {
         fingerprint: Some(rule.clone()),
         dedup_key: rule,
         action,
@@ -124,13 +137,14 @@ fn parse_legacy(body: &[u8]) -> Result<Vec<AlertEvent>, IntakeError> {
             .get("severity")
             .and_then(|w| Severity::from_sender(w)),
         labels: l.tags,
-        details: json!({
-            "message": l.message,
-            "state": l.state,
-            "evalMatches": l.eval_matches,
-        }),
+        details,
         links,
-    }])
+        left_out: None,
+    };
+    Ok(Parsed {
+        events: vec![event],
+        unknown_fields: unknown,
+    })
 }
 
 #[cfg(test)]
@@ -140,10 +154,14 @@ mod tests {
 
     #[test]
     fn unified_firing_and_resolved() {
-        let f = parse(&fixture("grafana/unified-firing.json")).unwrap();
+        let f = parse(&fixture("grafana/unified-firing.json"))
+            .unwrap()
+            .events;
         assert!(!f.is_empty());
         assert!(f.iter().all(|e| e.action == AlertAction::Trigger));
-        let r = parse(&fixture("grafana/unified-resolved.json")).unwrap();
+        let r = parse(&fixture("grafana/unified-resolved.json"))
+            .unwrap()
+            .events;
         assert_eq!(r.last().unwrap().action, AlertAction::Resolve);
         assert_eq!(r.last().unwrap().fingerprint, None);
         assert_eq!(r[0].dedup_key, f[0].dedup_key);
@@ -151,11 +169,13 @@ mod tests {
 
     #[test]
     fn legacy_alerting_and_ok() {
-        let a = parse(&fixture("grafana/legacy-alerting.json")).unwrap();
+        let a = parse(&fixture("grafana/legacy-alerting.json"))
+            .unwrap()
+            .events;
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].action, AlertAction::Trigger);
         assert!(a[0].dedup_key.starts_with("grafana-rule-"));
-        let ok = parse(&fixture("grafana/legacy-ok.json")).unwrap();
+        let ok = parse(&fixture("grafana/legacy-ok.json")).unwrap().events;
         assert_eq!(ok[0].action, AlertAction::Resolve);
         assert_eq!(ok[0].dedup_key, a[0].dedup_key);
     }
@@ -165,6 +185,7 @@ mod tests {
         assert!(
             parse(br#"{"ruleId":1,"state":"paused"}"#)
                 .unwrap()
+                .events
                 .is_empty()
         );
         let e = parse(br#"{"hello":"world"}"#).unwrap_err().to_string();

@@ -18,9 +18,10 @@ pub mod generic;
 pub mod grafana;
 pub mod pagerduty;
 pub mod prometheus;
+pub mod time;
 
 use crate::incident::Severity;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 
 /// Longest accepted dedup key, as PagerDuty's.
@@ -79,6 +80,101 @@ pub struct AlertEvent {
     /// Links (runbooks, dashboards, generator URLs).
     #[serde(default)]
     pub links: Vec<AlertLink>,
+    /// For an event from a group notification (Alertmanager, Grafana): how
+    /// many of the group's alerts the sender left out of it (Alertmanager's
+    /// `truncatedAlerts`, under `max_alerts`). `None` for senders without
+    /// groups. While the latest notification left alerts out, the incident
+    /// does not resolve by itself: tocsin cannot know whether they fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_out: Option<u64>,
+}
+
+/// What a parser made of one request: its events, and the fields it did not
+/// know (kept in the events' details, counted, never a refusal).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    /// The events, in order.
+    pub events: Vec<AlertEvent>,
+    /// Paths of the fields this parser does not know (`description`,
+    /// `alerts[0].UpdatedAt`), at most [`MAX_REPORTED_UNKNOWN`].
+    pub unknown_fields: Vec<String>,
+}
+
+/// How many unknown field names a parse reports (a sender with a new field
+/// in each of 10,000 alerts says the same thing 10,000 times).
+pub const MAX_REPORTED_UNKNOWN: usize = 20;
+
+/// Notes unknown fields `extra` found at `path` (`""` for the top level).
+pub(crate) fn note_unknown(
+    unknown: &mut Vec<String>,
+    path: &str,
+    extra: &BTreeMap<String, serde_json::Value>,
+) {
+    for k in extra.keys() {
+        if unknown.len() >= MAX_REPORTED_UNKNOWN {
+            return;
+        }
+        let name = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        if !unknown.contains(&name) {
+            unknown.push(name);
+        }
+    }
+}
+
+/// `null` (or absent, with `#[serde(default)]`) as the type's default: senders
+/// write `"links": null` for an empty list (Kapacitor, Go's nil slices).
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A label map that also takes `null`, and numbers or booleans as values
+/// (written as text); `null` values are dropped.
+pub(crate) fn labels<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    use serde_json::Value;
+    let raw = Option::<BTreeMap<String, Value>>::deserialize(d)?.unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (k, v) in raw {
+        match v {
+            Value::String(s) => {
+                out.insert(k, s);
+            }
+            Value::Null => {}
+            Value::Number(_) | Value::Bool(_) => {
+                out.insert(k, v.to_string());
+            }
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "label '{k}' must be a string, not {}",
+                    json_kind(&other)
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `string`, `number`, ... for messages.
+pub(crate) fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// Why a payload was refused. Each message names the field concerned.

@@ -13,30 +13,36 @@
 //! ```
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_DEDUP_KEY, MAX_SUMMARY,
-    generate_dedup_key, parse_json,
+    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_DEDUP_KEY, MAX_SUMMARY, Parsed,
+    generate_dedup_key, note_unknown, nullable, parse_json, time::parse_datetime,
 };
 use crate::incident::Severity;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 
+/// An Events v2 body. Fields tocsin does not know are kept (in the event's
+/// details, under `unknown_fields`) and reported, never refused: PagerDuty's
+/// schema does not forbid them, and Sumo Logic sends a top-level
+/// `description`. `null` stands for absent everywhere (Kapacitor sends
+/// `"images": null, "links": null`).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Envelope {
     routing_key: Option<String>,
     event_action: Option<String>,
     dedup_key: Option<String>,
     payload: Option<Payload>,
-    #[serde(default)]
-    images: Vec<Image>,
-    #[serde(default)]
-    links: Vec<Link>,
+    #[serde(default, deserialize_with = "nullable")]
+    images: Vec<Value>,
+    #[serde(default, deserialize_with = "nullable")]
+    links: Vec<Value>,
     client: Option<String>,
     client_url: Option<String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Payload {
     summary: Option<String>,
     source: Option<String>,
@@ -46,24 +52,8 @@ struct Payload {
     group: Option<String>,
     class: Option<String>,
     custom_details: Option<Value>,
-}
-
-#[derive(Debug, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-struct Image {
-    src: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    href: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    alt: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Link {
-    href: String,
-    #[serde(default)]
-    text: Option<String>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
 }
 
 /// A parsed Events v2 request: the routing key and the event.
@@ -73,34 +63,78 @@ pub struct EnqueueRequest {
     pub routing_key: String,
     /// The normalised event.
     pub event: AlertEvent,
+    /// Fields tocsin does not know (kept in the event's details).
+    pub unknown_fields: Vec<String>,
 }
 
-/// Parses one Events v2 body. Every invalid field is reported.
-pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
-    let env: Envelope = parse_json(body)?;
-    let mut errors = Vec::new();
-    let routing_key = match env.routing_key {
-        Some(k) if !k.trim().is_empty() => k,
-        _ => {
-            errors.push("'routing_key' is missing or empty".to_string());
-            String::new()
+impl EnqueueRequest {
+    /// The request as a one-event [`Parsed`].
+    pub fn into_parsed(self) -> Parsed {
+        Parsed {
+            events: vec![self.event],
+            unknown_fields: self.unknown_fields,
         }
-    };
-    let action = match env.event_action.as_deref() {
+    }
+}
+
+fn action(word: Option<&str>, field: &str, errors: &mut Vec<String>) -> Option<AlertAction> {
+    match word {
         Some("trigger") => Some(AlertAction::Trigger),
         Some("acknowledge") => Some(AlertAction::Acknowledge),
         Some("resolve") => Some(AlertAction::Resolve),
         Some(other) => {
             errors.push(format!(
-                "'event_action' must be trigger, acknowledge or resolve, not '{other}'"
+                "'{field}' must be trigger, acknowledge or resolve, not '{other}'"
             ));
             None
         }
         None => {
-            errors.push("'event_action' is missing".to_string());
+            errors.push(format!("'{field}' is missing"));
             None
         }
+    }
+}
+
+/// Links as senders write them: objects with `href` (and `text`); an item
+/// without a usable `href` is kept in the details, not refused.
+fn links(items: Vec<Value>, details: &mut Map<String, Value>) -> Vec<AlertLink> {
+    let mut out = Vec::new();
+    let mut odd = Vec::new();
+    for item in items {
+        match item.get("href").and_then(Value::as_str) {
+            Some(href) if !href.is_empty() => out.push(AlertLink {
+                href: href.to_string(),
+                text: item
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            }),
+            _ => odd.push(item),
+        }
+    }
+    if !odd.is_empty() {
+        details.insert("unusable_links".into(), Value::Array(odd));
+    }
+    out
+}
+
+/// Parses one Events v2 body. Every invalid field is reported; the checks
+/// are PagerDuty's own (routing key, action, and for a trigger a summary of
+/// at most 1,024 characters, a source and a known severity).
+pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
+    let env: Envelope = parse_json(body)?;
+    let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &env.extra);
+    let routing_key = match env.routing_key {
+        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            errors.push("'routing_key' is missing or empty".to_string());
+            String::new()
+        }
     };
+    let action = action(env.event_action.as_deref(), "event_action", &mut errors);
     if let Some(k) = &env.dedup_key
         && k.chars().count() > MAX_DEDUP_KEY
     {
@@ -114,6 +148,7 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
     let mut details = Map::new();
     match (&env.payload, action) {
         (Some(p), _) => {
+            note_unknown(&mut unknown, "payload", &p.extra);
             match p.summary.as_deref() {
                 Some(s) if !s.trim().is_empty() => {
                     if s.chars().count() > MAX_SUMMARY {
@@ -148,12 +183,11 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
                 None => {}
             }
             if let Some(ts) = &p.timestamp {
-                if chrono::DateTime::parse_from_rfc3339(ts).is_err() {
-                    errors.push(format!(
-                        "'payload.timestamp' is not an ISO 8601 date-time: '{ts}'"
-                    ));
-                } else {
-                    details.insert("timestamp".into(), json!(ts));
+                // Kept as sent; normalised beside it when it parses. A
+                // timestamp tocsin cannot read is no reason to drop a page.
+                details.insert("timestamp".into(), json!(ts));
+                if let Some(t) = parse_datetime(ts) {
+                    details.insert("timestamp_utc".into(), json!(t));
                 }
             }
             for (name, v) in [
@@ -167,6 +201,9 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
             }
             if let Some(cd) = &p.custom_details {
                 details.insert("custom_details".into(), cd.clone());
+            }
+            if !p.extra.is_empty() {
+                details.insert("payload_unknown_fields".into(), json!(p.extra));
             }
         }
         (None, Some(AlertAction::Trigger)) => {
@@ -195,14 +232,10 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
     if !env.images.is_empty() {
         details.insert("images".into(), json!(env.images));
     }
-    let links = env
-        .links
-        .into_iter()
-        .map(|l| AlertLink {
-            href: l.href,
-            text: l.text.unwrap_or_default(),
-        })
-        .collect();
+    if !env.extra.is_empty() {
+        details.insert("unknown_fields".into(), json!(env.extra));
+    }
+    let links = links(env.links, &mut details);
     Ok(EnqueueRequest {
         routing_key,
         event: AlertEvent {
@@ -216,7 +249,134 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
             labels: Default::default(),
             details: Value::Object(details),
             links,
+            left_out: None,
         },
+        unknown_fields: unknown,
+    })
+}
+
+/// An Events API v1 body (`POST /generic/2010-04-15/create_event.json`), the
+/// default of Netdata, ElastAlert and Alertmanager's `service_key`.
+#[derive(Debug, Deserialize)]
+struct V1Event {
+    service_key: Option<String>,
+    event_type: Option<String>,
+    incident_key: Option<String>,
+    description: Option<String>,
+    details: Option<Value>,
+    client: Option<String>,
+    client_url: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    contexts: Vec<Value>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+fn empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+/// The severity of a v1 event, which has none: PagerDuty treats v1 events
+/// as `error`.
+pub const V1_SEVERITY: Severity = Severity::Sev2;
+
+/// Parses one Events API v1 body; `routing_key` carries its `service_key`.
+/// v1's rules: a service key and an event type; a trigger needs a
+/// description (at most 1,024 characters); acknowledge and resolve need the
+/// `incident_key`.
+pub fn parse_v1(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
+    let mut v: V1Event = parse_json(body)?;
+    // Alertmanager's one struct for both versions sends these empty on v1.
+    v.extra
+        .retain(|k, val| !(matches!(k.as_str(), "event_action" | "payload") && empty(val)));
+    let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &v.extra);
+    let routing_key = match v.service_key {
+        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            errors.push("'service_key' is missing or empty".to_string());
+            String::new()
+        }
+    };
+    let action = action(v.event_type.as_deref(), "event_type", &mut errors);
+    let summary = v.description.unwrap_or_default();
+    if action == Some(AlertAction::Trigger) && summary.trim().is_empty() {
+        errors.push("'description' is missing or empty".to_string());
+    }
+    if summary.chars().count() > MAX_SUMMARY {
+        errors.push(format!(
+            "'description' is longer than {MAX_SUMMARY} characters"
+        ));
+    }
+    let dedup_key = match (v.incident_key, action) {
+        (Some(k), _) if k.chars().count() > MAX_DEDUP_KEY => {
+            errors.push(format!(
+                "'incident_key' is longer than {MAX_DEDUP_KEY} characters"
+            ));
+            k
+        }
+        (Some(k), _) if !k.is_empty() => k,
+        (_, Some(AlertAction::Trigger)) => generate_dedup_key(),
+        (_, Some(_)) => {
+            errors.push("'incident_key' is required to acknowledge or resolve".to_string());
+            String::new()
+        }
+        (_, None) => String::new(),
+    };
+    if !errors.is_empty() {
+        return Err(IntakeError::Invalid(errors));
+    }
+    let mut details = Map::new();
+    match v.details {
+        None | Some(Value::Null) => {}
+        Some(d) => {
+            details.insert("details".into(), d);
+        }
+    }
+    if let Some(c) = v.client {
+        details.insert("client".into(), json!(c));
+    }
+    if let Some(c) = v.client_url {
+        details.insert("client_url".into(), json!(c));
+    }
+    // v1 contexts: {"type":"link","href":...,"text":...} or {"type":"image","src":...}.
+    let (link_items, images): (Vec<Value>, Vec<Value>) = v
+        .contexts
+        .into_iter()
+        .partition(|c| c.get("type").and_then(Value::as_str) != Some("image"));
+    if !images.is_empty() {
+        details.insert("images".into(), Value::Array(images));
+    }
+    if !v.extra.is_empty() {
+        details.insert("unknown_fields".into(), json!(v.extra));
+    }
+    let links = links(link_items, &mut details);
+    let action = action.expect("checked above");
+    Ok(EnqueueRequest {
+        routing_key,
+        event: AlertEvent {
+            fingerprint: Some(dedup_key.clone()),
+            dedup_key,
+            action,
+            summary,
+            incident_title: None,
+            source: details
+                .get("client")
+                .and_then(Value::as_str)
+                .unwrap_or("pagerduty-v1")
+                .to_string(),
+            severity: (action == AlertAction::Trigger).then_some(V1_SEVERITY),
+            labels: Default::default(),
+            details: Value::Object(details),
+            links,
+            left_out: None,
+        },
+        unknown_fields: unknown,
     })
 }
 
@@ -276,9 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_keys_wrong_types_and_bad_json() {
-        let unknown = parse(br#"{"routing_key":"k","event_action":"trigger","colour":1}"#);
-        assert!(unknown.unwrap_err().to_string().contains("colour"));
+    fn rejects_wrong_types_and_bad_json() {
         let wrong = parse(br#"{"routing_key":5}"#).unwrap_err().to_string();
         assert!(wrong.contains("routing_key"), "{wrong}");
         let bad = parse(b"{not json").unwrap_err().to_string();
@@ -289,5 +447,116 @@ mod tests {
     fn resolve_needs_a_dedup_key() {
         let e = parse(br#"{"routing_key":"k","event_action":"resolve"}"#).unwrap_err();
         assert!(e.to_string().contains("dedup_key"));
+    }
+
+    /// PagerDuty's published payloads, read from `../shared/reference/`.
+    fn reference(name: &str) -> Vec<u8> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/senders")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn pagerdutys_own_examples_parse() {
+        for name in [
+            "pagerduty-docs-2026-trigger.json",
+            "pagerduty-openapi-events-v2-trigger.json",
+            "pagerduty-docs-2026-acknowledge.json",
+            "pagerduty-docs-2026-resolve.json",
+        ] {
+            let r = parse(&reference(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(r.routing_key, "example-pagerduty-key");
+            assert!(
+                r.unknown_fields.is_empty(),
+                "{name}: {:?}",
+                r.unknown_fields
+            );
+        }
+        let t = parse(&reference("pagerduty-docs-2026-trigger.json")).unwrap();
+        // `+0000`, which RFC 3339 does not allow but ISO 8601 does.
+        assert_eq!(t.event.details["timestamp_utc"], "2015-07-17T08:42:58.315Z");
+        assert_eq!(t.event.details["component"], "postgres");
+        assert_eq!(t.event.links[0].text, "Link text");
+        assert_eq!(t.event.severity, Some(Severity::Sev4));
+    }
+
+    #[test]
+    fn sumo_logics_description_is_kept_not_refused() {
+        let r = parse(&reference("sumologic-docs-pagerduty-v2-trigger.json")).unwrap();
+        assert_eq!(r.unknown_fields, ["description"]);
+        assert_eq!(
+            r.event.details["unknown_fields"]["description"],
+            "Monitor: checkout 5xx rate"
+        );
+        assert_eq!(r.event.summary, "summary");
+    }
+
+    #[test]
+    fn nulls_unknown_fields_and_odd_links_are_accepted() {
+        // Kapacitor's pagerduty2: nil slices as null; a link item with a key
+        // more; a payload field PagerDuty may add next year.
+        let body = br#"{"routing_key":"k","event_action":"trigger","dedup_key":null,
+            "images":null,"links":[{"href":"https://x.test","text":"x","rel":"dash"},{"text":"no href"}],
+            "client":null,"client_url":null,
+            "payload":{"summary":"s","source":"h","severity":"error","timestamp":"2026-12-01T10:00:00.000",
+                       "custom_details":null,"component":null,"priority":"P1"}}"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.event.links.len(), 1);
+        assert_eq!(r.event.details["unusable_links"][0]["text"], "no href");
+        assert_eq!(r.event.details["timestamp_utc"], "2026-12-01T10:00:00Z");
+        assert_eq!(r.unknown_fields, ["payload.priority"]);
+        assert_eq!(r.event.dedup_key.len(), 32);
+        // A timestamp nobody can read is kept as text, and the page goes out.
+        let odd = br#"{"routing_key":"k","event_action":"trigger",
+            "payload":{"summary":"s","source":"h","severity":"info","timestamp":"last tuesday"}}"#;
+        let r = parse(odd).unwrap();
+        assert_eq!(r.event.details["timestamp"], "last tuesday");
+        assert!(r.event.details.get("timestamp_utc").is_none());
+    }
+
+    #[test]
+    fn summary_over_pagerdutys_limit_is_refused() {
+        let body = format!(
+            r#"{{"routing_key":"k","event_action":"trigger","payload":{{"summary":"{}","source":"h","severity":"info"}}}}"#,
+            "x".repeat(1025)
+        );
+        let e = parse(body.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("1024"), "{e}");
+    }
+
+    #[test]
+    fn events_v1_trigger_acknowledge_resolve() {
+        let t = parse_v1(
+            br#"{"service_key":"svc","event_type":"trigger","incident_key":"db/disk",
+                "description":"Disk full","client":"Netdata","client_url":"http://n",
+                "details":{"value":"99%"},"contexts":[{"type":"link","href":"http://d","text":"dash"},
+                {"type":"image","src":"http://i.png"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(t.routing_key, "svc");
+        assert_eq!(t.event.dedup_key, "db/disk");
+        assert_eq!(t.event.action, AlertAction::Trigger);
+        assert_eq!(t.event.severity, Some(V1_SEVERITY));
+        assert_eq!(t.event.source, "Netdata");
+        assert_eq!(t.event.links[0].href, "http://d");
+        assert_eq!(t.event.details["images"][0]["src"], "http://i.png");
+        let a = parse_v1(
+            br#"{"service_key":"svc","event_type":"acknowledge","incident_key":"db/disk"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.event.action, AlertAction::Acknowledge);
+        let generated =
+            parse_v1(br#"{"service_key":"svc","event_type":"trigger","description":"d"}"#).unwrap();
+        assert_eq!(generated.event.dedup_key.len(), 32);
+        let e = parse_v1(br#"{"event_type":"resolve"}"#)
+            .unwrap_err()
+            .messages();
+        assert!(e.iter().any(|m| m.contains("service_key")), "{e:?}");
+        assert!(e.iter().any(|m| m.contains("incident_key")), "{e:?}");
+        let e = parse_v1(br#"{"service_key":"s","event_type":"trigger"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("description"), "{e}");
     }
 }

@@ -17,32 +17,46 @@
 //! per label set), as Alertmanager's default `group_by: [alertname]` would.
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, bounded_key, label_fingerprint,
-    parse_json, truncate,
+    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, bounded_key,
+    label_fingerprint, labels, note_unknown, nullable, parse_json, time::parse_set_datetime,
+    truncate,
 };
 use crate::incident::Severity;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// One posted alert. Beyond Alertmanager's `postableAlert`, fields are kept
+/// and reported, not refused: Grafana's Alertmanager contact point posts Go
+/// structs with untagged fields (`UpdatedAt`, `Timeout`). Times are read as
+/// any ISO 8601 form; Go's zero time is "unset", as amtool sends it.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 struct PostableAlert {
+    #[serde(default, deserialize_with = "labels")]
     labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "labels")]
     annotations: BTreeMap<String, String>,
-    starts_at: Option<DateTime<Utc>>,
-    ends_at: Option<DateTime<Utc>>,
-    #[serde(default, rename = "generatorURL")]
+    #[serde(default, deserialize_with = "nullable")]
+    starts_at: String,
+    #[serde(default, deserialize_with = "nullable")]
+    ends_at: String,
+    #[serde(default, rename = "generatorURL", deserialize_with = "nullable")]
     generator_url: String,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
 }
 
-/// Parses the alert array; `now` decides which alerts are resolved.
-pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AlertEvent>, IntakeError> {
+/// Parses the alert array; `now` decides which alerts are resolved. The
+/// only refusal is Alertmanager's own: an alert without labels (tocsin
+/// needs an `alertname`, as every Prometheus alert has).
+pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Parsed, IntakeError> {
     let alerts: Vec<PostableAlert> = parse_json(body)?;
     let mut errors = Vec::new();
+    let mut unknown = Vec::new();
     for (i, a) in alerts.iter().enumerate() {
+        note_unknown(&mut unknown, &format!("[{i}]"), &a.extra);
         if a.labels.get("alertname").is_none_or(|n| n.is_empty()) {
             errors.push(format!("'[{i}].labels.alertname' is missing or empty"));
         }
@@ -50,11 +64,13 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AlertEvent>, IntakeE
     if !errors.is_empty() {
         return Err(IntakeError::Invalid(errors));
     }
-    Ok(alerts
+    let events = alerts
         .into_iter()
         .map(|a| {
             let name = a.labels["alertname"].clone();
-            let firing = a.ends_at.is_none_or(|end| end > now);
+            let starts_at = parse_set_datetime(&a.starts_at);
+            let ends_at = parse_set_datetime(&a.ends_at);
+            let firing = ends_at.is_none_or(|end| end > now);
             let summary = a
                 .annotations
                 .get("summary")
@@ -87,16 +103,27 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Vec<AlertEvent>, IntakeE
                     .labels
                     .get("severity")
                     .and_then(|w| Severity::from_sender(w)),
-                details: json!({
-                    "annotations": a.annotations,
-                    "startsAt": a.starts_at,
-                    "endsAt": a.ends_at,
-                }),
+                details: {
+                    let mut d = json!({
+                        "annotations": a.annotations,
+                        "startsAt": starts_at,
+                        "endsAt": ends_at,
+                    });
+                    if !a.extra.is_empty() {
+                        d["unknown_fields"] = json!(a.extra);
+                    }
+                    d
+                },
                 labels: a.labels,
                 links,
+                left_out: None,
             }
         })
-        .collect())
+        .collect();
+    Ok(Parsed {
+        events,
+        unknown_fields: unknown,
+    })
 }
 
 #[cfg(test)]
@@ -113,9 +140,13 @@ mod tests {
         let body = fixture("prometheus/firing.json");
         let raw: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
         let ends = at(raw[0]["endsAt"].as_str().unwrap());
-        let before = parse(&body, ends - chrono::Duration::seconds(1)).unwrap();
+        let before = parse(&body, ends - chrono::Duration::seconds(1))
+            .unwrap()
+            .events;
         assert_eq!(before[0].action, AlertAction::Trigger);
-        let after = parse(&body, ends + chrono::Duration::seconds(1)).unwrap();
+        let after = parse(&body, ends + chrono::Duration::seconds(1))
+            .unwrap()
+            .events;
         assert_eq!(after[0].action, AlertAction::Resolve);
         assert!(before[0].dedup_key.starts_with("prometheus:"));
     }
@@ -125,7 +156,9 @@ mod tests {
         let body = fixture("prometheus/resolved.json");
         let raw: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
         let ends = at(raw[0]["endsAt"].as_str().unwrap());
-        let events = parse(&body, ends + chrono::Duration::seconds(1)).unwrap();
+        let events = parse(&body, ends + chrono::Duration::seconds(1))
+            .unwrap()
+            .events;
         assert!(events.iter().all(|e| e.action == AlertAction::Resolve));
     }
 
@@ -133,7 +166,7 @@ mod tests {
     fn series_of_one_rule_share_an_incident() {
         let body = br#"[{"labels":{"alertname":"Down","instance":"a"}},
                         {"labels":{"alertname":"Down","instance":"b"}}]"#;
-        let e = parse(body, at("2026-11-29T10:00:00Z")).unwrap();
+        let e = parse(body, at("2026-11-29T10:00:00Z")).unwrap().events;
         assert_eq!(e[0].dedup_key, e[1].dedup_key);
         assert_ne!(e[0].fingerprint, e[1].fingerprint);
         assert_eq!(e[0].action, AlertAction::Trigger);
@@ -145,5 +178,25 @@ mod tests {
         assert!(e.to_string().contains("[0].labels.alertname"));
         let e = parse(br#"{"labels":{}}"#, at("2026-11-29T10:00:00Z")).unwrap_err();
         assert!(e.to_string().contains("sequence"), "{e}");
+    }
+
+    #[test]
+    fn amtools_zero_times_fire_and_go_fields_are_kept() {
+        // amtool 0.25 `alert add`: Go's zero time for both ends.
+        let body = br#"[{"labels":{"alertname":"Test","severity":"critical"},"annotations":{},
+            "startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z","generatorURL":""}]"#;
+        let p = parse(body, at("2026-12-01T10:00:00Z")).unwrap();
+        assert_eq!(p.events[0].action, AlertAction::Trigger);
+        assert_eq!(p.events[0].details["endsAt"], Value::Null);
+        // Grafana's Alertmanager contact point: untagged Go fields.
+        let body = br#"[{"labels":{"alertname":"G"},"annotations":null,"startsAt":"2026-12-01T09:59:00+00:00",
+            "endsAt":"2026-12-01T10:04:00.123456789+00:00","generatorURL":"http://g",
+            "UpdatedAt":"2026-12-01T09:59:00Z","Timeout":false}]"#;
+        let p = parse(body, at("2026-12-01T10:00:00Z")).unwrap();
+        assert_eq!(p.events[0].action, AlertAction::Trigger);
+        assert_eq!(p.unknown_fields, ["[0].Timeout", "[0].UpdatedAt"]);
+        assert_eq!(p.events[0].details["unknown_fields"]["Timeout"], false);
+        let later = parse(body, at("2026-12-01T10:05:00Z")).unwrap();
+        assert_eq!(later.events[0].action, AlertAction::Resolve);
     }
 }

@@ -42,8 +42,9 @@ fn t0() -> chrono::DateTime<chrono::Utc> {
 }
 
 fn incident_from_fixture(path: &str, service: &str) -> Incident {
-    let events =
-        crate::intake::alertmanager::parse(&crate::intake::test_support::fixture(path)).unwrap();
+    let events = crate::intake::alertmanager::parse(&crate::intake::test_support::fixture(path))
+        .unwrap()
+        .events;
     let mut change = Incident::open(IncidentId(1), service, "am", &events[0], t0());
     for e in &events[1..] {
         change = change.incident.apply_alert(e, t0());

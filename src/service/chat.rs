@@ -124,6 +124,7 @@ impl Service {
                     labels: Default::default(),
                     details: serde_json::Value::Null,
                     links: Vec::new(),
+                    left_out: None,
                 };
                 let mut change =
                     Incident::open_as(id, &service, "chat", &event, now, Some(by.clone()));

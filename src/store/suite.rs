@@ -17,6 +17,7 @@ fn event(key: &str) -> AlertEvent {
         labels: Default::default(),
         details: serde_json::Value::Null,
         links: vec![],
+        left_out: None,
     }
 }
 

@@ -55,6 +55,7 @@ fn scripted() -> (
         labels: Default::default(),
         details: serde_json::Value::Null,
         links: vec![],
+        left_out: None,
     };
     let mut timeline = Vec::new();
     let step = |c: Change, timeline: &mut Vec<_>| {

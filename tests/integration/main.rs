@@ -15,4 +15,5 @@ mod oncall;
 mod paging;
 mod restart;
 mod runbooks;
+mod senders;
 mod slack;

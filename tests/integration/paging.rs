@@ -534,9 +534,12 @@ request_timeout = "30s""#;
     )
     .await;
     app.start_background();
+    // Whoever the rotation puts on call at this real time (alice or bob),
+    // their receiver hangs.
     recv.script("users/alice", &[Answer::Hang]);
+    recv.script("users/bob", &[Answer::Hang]);
     trigger(&app, "wedge").await;
-    // Alice's receiver hangs; an incident paged by the API to carol goes through.
+    // The on-call user's receiver hangs; an incident paged by the API to carol goes through.
     let (s, _) = app
         .post_with_token("/v1/incidents/INC-1/escalate", Some(API_TOKEN), &json!({}))
         .await;
@@ -548,7 +551,8 @@ request_timeout = "30s""#;
     );
     let paths: Vec<String> = recv.received().iter().map(|r| r.path.clone()).collect();
     assert!(
-        paths.contains(&"/users/carol".to_string()) && paths.contains(&"/hooks/ops".to_string())
+        paths.contains(&"/users/carol".to_string()) && paths.contains(&"/hooks/ops".to_string()),
+        "{paths:?}"
     );
     app.stop().await;
 }

@@ -1,0 +1,399 @@
+//! What real senders send (`tests/fixtures/senders/`, built from each
+//! sender's source, and PagerDuty's and Sumo Logic's published payloads in
+//! `../shared/reference/senders/`) gets the status and the incident effect
+//! the sender meant.
+
+use crate::common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The keys the sender fixtures carry, and PagerDuty's documented example key.
+const SENDERS: &str = r#"
+[[integrations]]
+name = "pd-v2"
+kind = "pagerduty"
+key = "pd-routing-key"
+service = "payments"
+[[integrations]]
+name = "pd-v1"
+kind = "pagerduty"
+key = "pd-service-key"
+service = "payments"
+[[integrations]]
+name = "pd-refusals"
+kind = "pagerduty"
+key = "pd-refusals-key"
+service = "payments"
+[[integrations]]
+name = "am-refusals"
+kind = "alertmanager"
+key = "am-refusals-key"
+service = "api"
+[[integrations]]
+name = "pd-docs"
+kind = "pagerduty"
+key = "example-pagerduty-key"
+service = "payments"
+"#;
+
+async fn app() -> TestApp {
+    spawn_app_with(Arc::new(tocsin::clock::SystemClock), None, SENDERS).await
+}
+
+fn sender(name: &str) -> Vec<u8> {
+    fixture(&format!("senders/{name}.json"))
+}
+
+fn reference(name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/reference/senders")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = app
+        .http
+        .request(method, app.url(path))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn status_of(list: &[Value], title_part: &str) -> String {
+    let inc = list
+        .iter()
+        .find(|i| i["title"].as_str().unwrap_or_default().contains(title_part))
+        .unwrap_or_else(|| panic!("no incident titled *{title_part}* in {list:#?}"));
+    inc["status"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn events_v2_senders_open_and_resolve() {
+    let app = app().await;
+    // (trigger, resolve, a word of the title, the path the sender posts to)
+    let cases = [
+        (
+            "go-pagerduty-v2-trigger",
+            Some("go-pagerduty-v2-resolve"),
+            "Replication lag",
+            "/v2/enqueue",
+        ),
+        (
+            "kapacitor-pagerduty2-trigger",
+            Some("kapacitor-pagerduty2-resolve"),
+            "cpu_alert",
+            "/v2/enqueue",
+        ),
+        // Sentry posts to the URL with a trailing slash.
+        (
+            "sentry-issue-alert-trigger",
+            None,
+            "Payment provider",
+            "/v2/enqueue/",
+        ),
+        ("elastalert-v2-trigger", None, "Nginx", "/v2/enqueue"),
+        // Netdata: no offset on the timestamp, a form content type (below).
+        ("netdata-pd-v2-trigger", None, "disk", "/v2/enqueue"),
+    ];
+    for (trigger, resolve, title, path) in cases {
+        let (s, b) = send(&app, reqwest::Method::POST, path, sender(trigger)).await;
+        assert_eq!(s, 202, "{trigger}: {b}");
+        assert_eq!(b["status"], "success", "{trigger}: {b}");
+        assert!(!b["dedup_key"].as_str().unwrap().is_empty(), "{b}");
+        assert_eq!(status_of(&app.incidents().await, title), "triggered");
+        if let Some(resolve) = resolve {
+            let (s, b) = send(&app, reqwest::Method::POST, path, sender(resolve)).await;
+            assert_eq!(s, 202, "{resolve}: {b}");
+            assert_eq!(status_of(&app.incidents().await, title), "resolved");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn pagerdutys_and_sumo_logics_documented_payloads_page() {
+    let app = app().await;
+    let (s, b) = app
+        .post_raw("/v2/enqueue", reference("pagerduty-docs-2026-trigger.json"))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let list = app.incidents().await;
+    assert_eq!(status_of(&list, "host1.example.com"), "triggered");
+    let id = list[0]["key"].as_str().unwrap().to_string();
+    let inc = app.incident(&id).await["incident"].clone();
+    let alert = inc["alerts"].as_object().unwrap().values().next().unwrap();
+    assert_eq!(
+        alert["details"]["timestamp_utc"],
+        "2015-07-17T08:42:58.315Z"
+    );
+    for name in [
+        "pagerduty-docs-2026-acknowledge.json",
+        "pagerduty-docs-2026-resolve.json",
+    ] {
+        let (s, _) = app.post_raw("/v2/enqueue", reference(name)).await;
+        assert_eq!(s, 202, "{name}");
+    }
+    assert_eq!(
+        status_of(&app.incidents().await, "host1.example.com"),
+        "resolved"
+    );
+    let (s, b) = app
+        .post_raw(
+            "/v2/enqueue",
+            reference("pagerduty-openapi-events-v2-trigger.json"),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    // Sumo Logic's top-level `description` is kept, and counted.
+    let (s, b) = app
+        .post_raw(
+            "/v2/enqueue",
+            reference("sumologic-docs-pagerduty-v2-trigger.json"),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(app.incidents().await.len(), 3);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"tocsin_intake_unknown_fields_total{integration="pd-docs"} 1"#),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_v1_senders_get_v1_answers() {
+    let app = app().await;
+    let path = "/generic/2010-04-15/create_event.json";
+    for (trigger, resolve, title) in [
+        (
+            "alertmanager-pagerduty-v1-trigger",
+            Some("alertmanager-pagerduty-v1-resolve"),
+            "HighErrorRate",
+        ),
+        (
+            "netdata-pd-v1-trigger",
+            Some("netdata-pd-v1-resolve"),
+            "disk_space_usage",
+        ),
+        ("elastalert-v1-trigger", None, "Nginx"),
+    ] {
+        let (s, b) = send(&app, reqwest::Method::POST, path, sender(trigger)).await;
+        assert_eq!(s, 200, "{trigger}: {b}");
+        assert_eq!(b["status"], "success");
+        assert_eq!(b["message"], "Event processed");
+        assert!(!b["incident_key"].as_str().unwrap().is_empty(), "{b}");
+        assert_eq!(status_of(&app.incidents().await, title), "triggered");
+        if let Some(resolve) = resolve {
+            let (s, b) = send(&app, reqwest::Method::POST, path, sender(resolve)).await;
+            assert_eq!(s, 200, "{resolve}: {b}");
+            assert_eq!(status_of(&app.incidents().await, title), "resolved");
+        }
+    }
+    // v1's refusal, in v1's shape.
+    let (s, b) = app
+        .post_json(
+            path,
+            &json!({"service_key": "pd-service-key", "event_type": "trigger"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(b["status"], "invalid event");
+    assert!(b["errors"][0].as_str().unwrap().contains("description"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn netdatas_form_content_type_is_read_as_json() {
+    let app = app().await;
+    let resp = app
+        .http
+        .post(app.url("/v2/enqueue"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(sender("netdata-pd-v2-trigger"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn amtool_and_grafanas_alertmanager_contact_point() {
+    let app = app().await;
+    // amtool 0.25 `alert add`: Go's zero time for startsAt and endsAt.
+    let resp = app
+        .http
+        .post(app.url("/api/v2/alerts"))
+        .bearer_auth(AM_KEY)
+        .header("content-type", "application/json")
+        .body(sender("amtool-alert-add-minimal"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status_of(&app.incidents().await, "DiskFull"), "triggered");
+    // Grafana's Alertmanager contact point: basic auth only, untagged Go
+    // fields in the body. It sends firing alerts with `endsAt` a few
+    // minutes ahead, so the fixture's are moved to now.
+    let mut alerts: Value = serde_json::from_slice(&sender("grafana-alertmanager-alerts")).unwrap();
+    use tocsin::clock::Clock;
+    let ends = (tocsin::clock::SystemClock.now() + chrono::Duration::minutes(5)).to_rfc3339();
+    for a in alerts.as_array_mut().unwrap() {
+        a["endsAt"] = json!(ends);
+    }
+    let resp = app
+        .http
+        .post(app.url("/api/v2/alerts"))
+        .basic_auth("grafana", Some(AM_KEY))
+        .header("content-type", "application/json")
+        .body(alerts.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(status_of(&app.incidents().await, "HighCPU"), "triggered");
+    // The key in the path, for senders that can set a prefix only.
+    let (s, b) = app
+        .post_raw(
+            &format!("/hooks/{AM_KEY}/api/v2/alerts"),
+            br#"[{"labels":{"alertname":"ViaPrefix"}}]"#.to_vec(),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(status_of(&app.incidents().await, "ViaPrefix"), "triggered");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn grafanas_webhook_by_put_with_basic_auth() {
+    let app = app().await;
+    let resp = app
+        .http
+        .put(app.url("/hooks"))
+        .basic_auth("anyone", Some(GRAFANA_KEY))
+        .header("content-type", "application/json")
+        .body(sender("grafana-webhook-put-truncated"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let b: Value = resp.json().await.unwrap();
+    assert_eq!(status, 202, "{b}");
+    assert_eq!(b["results"][0]["effect"], "opened");
+    // Alertmanager's `http_config.basic_auth` on a webhook receiver.
+    let resp = app
+        .http
+        .post(app.url("/hooks/"))
+        .basic_auth("alertmanager", Some(AM_KEY))
+        .header("content-type", "application/json")
+        .body(fixture("alertmanager/firing.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    // A wrong password is refused, and says how to send the key.
+    let resp = app
+        .http
+        .post(app.url("/hooks"))
+        .basic_auth("alertmanager", Some("wrong"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_truncated_resolved_notification_keeps_the_incident_open() {
+    let app = app().await;
+    let am = format!("/hooks/{AM_KEY}");
+    let firing = json!({
+        "version": "4", "status": "firing", "receiver": "tocsin",
+        "groupKey": "{}:{alertname=\"HighErrorRate\", service=\"api\"}",
+        "truncatedAlerts": 3,
+        "groupLabels": {"alertname": "HighErrorRate"}, "commonLabels": {}, "commonAnnotations": {},
+        "externalURL": "http://am", "alerts": [
+            {"status": "firing", "labels": {"alertname": "HighErrorRate", "instance": "api-1:8080"},
+             "fingerprint": "abcc45788bcf7aa8", "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"},
+            {"status": "firing", "labels": {"alertname": "HighErrorRate", "instance": "api-2:8080"},
+             "fingerprint": "5becaa63e842270d", "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z"}
+        ]
+    });
+    let (s, b) = app.post_json(&am, &firing).await;
+    assert_eq!(s, 202, "{b}");
+    // The listed alerts resolved; Alertmanager says "resolved" though 3
+    // alerts it left out still fire.
+    let (s, b) = app
+        .post_raw(&am, sender("alertmanager-webhook-max-alerts-resolved"))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let list = app.incidents().await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["status"], "triggered");
+    let timeline = app.incident("INC-1").await["timeline"].clone();
+    let held = timeline_entry(&timeline, "resolve_held");
+    assert_eq!(held["left_out"], 3);
+    // A notification that lists every alert resolved closes it.
+    let mut all =
+        serde_json::from_slice::<Value>(&sender("alertmanager-webhook-max-alerts-resolved"))
+            .unwrap();
+    all["truncatedAlerts"] = json!(0);
+    let (s, _) = app.post_json(&am, &all).await;
+    assert_eq!(s, 202);
+    assert_eq!(app.incidents().await[0]["status"], "resolved");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_are_counted_under_the_integration() {
+    let app = app().await;
+    let (s, _) = app
+        .post_json(
+            "/v2/enqueue",
+            &json!({"routing_key": "pd-refusals-key", "event_action": "trigger",
+                    "payload": {"summary": "x".repeat(1025), "source": "h", "severity": "info"}}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = app
+        .post_raw("/hooks/am-refusals-key", b"{not json".to_vec())
+        .await;
+    assert_eq!(s, 400);
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"tocsin_alerts_received_total{integration="pd-refusals",outcome="rejected"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"tocsin_alerts_received_total{integration="am-refusals",outcome="rejected"} 1"#
+        ),
+        "{metrics}"
+    );
+    app.stop().await;
+}
