@@ -341,6 +341,7 @@ fn write_store(data: &Path, count: usize, due: DateTime<Utc>) {
                         details: serde_json::Value::Null,
                         links: Vec::new(),
                         left_out: None,
+                        expires_at: None,
                     };
                     let change = Incident::open(id, SERVICE, INTEGRATION, &event, now);
                     let mut incident = change.incident;

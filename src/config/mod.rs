@@ -353,6 +353,15 @@ pub struct IntegrationConfig {
     pub key: Secret,
     /// The service its alerts belong to.
     pub service: String,
+    /// For alerts pushed to `/api/v2/alerts` without an `endsAt` (amtool,
+    /// scripts): how long one fires unless it is sent again, as
+    /// Alertmanager's `resolve_timeout`.
+    #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
+    pub resolve_timeout: std::time::Duration,
+}
+
+fn default_resolve_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 /// `[[services]]`: something that can have incidents.
@@ -501,6 +510,12 @@ impl Config {
                 issue(
                     format!("integrations[{i}].key"),
                     "may only contain printable ASCII without spaces or '/'".into(),
+                );
+            }
+            if integ.resolve_timeout.is_zero() {
+                issue(
+                    format!("integrations[{i}].resolve_timeout"),
+                    "must be longer than 0s (alerts without endsAt fire this long)".into(),
                 );
             }
             if !services.contains(integ.service.as_str()) {

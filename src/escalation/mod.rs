@@ -164,6 +164,8 @@ pub enum TimerKind {
     Exhausted,
     /// A snooze ends: the incident triggers again.
     Unsnooze,
+    /// Alerts whose `endsAt` passed resolve ([`crate::incident::Incident::expire`]).
+    Expire,
 }
 
 /// A durable timer.
@@ -193,6 +195,7 @@ impl Timer {
             TimerKind::Escalate { step, round } => (0u8, step, round),
             TimerKind::Exhausted => (1, 0, 0),
             TimerKind::Unsnooze => (2, 0, 0),
+            TimerKind::Expire => (3, 0, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());

@@ -287,7 +287,9 @@ async fn prometheus(
         return Err(e);
     }
     let body = alert_body(st, route, integration, body)?;
-    let parsed = intake::prometheus::parse(&body, st.service.clock().now())
+    let resolve_timeout = chrono::Duration::from_std(integration.resolve_timeout)
+        .unwrap_or(chrono::Duration::minutes(5));
+    let parsed = intake::prometheus::parse(&body, st.service.clock().now(), resolve_timeout)
         .map_err(|e| intake_error(route, integration, e))?;
     apply(st, route, integration, parsed, StatusCode::OK).await
 }

@@ -129,6 +129,10 @@ pub struct Alert {
     pub first_seen: DateTime<Utc>,
     /// Latest event.
     pub last_seen: DateTime<Utc>,
+    /// When it resolves by itself unless its sender re-sends it (alerts
+    /// pushed to `/api/v2/alerts`: `endsAt`, or `resolve_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// An incident.
@@ -172,6 +176,10 @@ pub struct Incident {
     /// whether the left-out alerts still fire.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub left_out_alerts: u64,
+    /// The timer that resolves its alerts whose `expires_at` passes (the
+    /// earliest of them), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry: Option<crate::escalation::Timer>,
     /// How many timeline entries it has (the next entry's `seq`).
     pub timeline_len: u64,
     /// Its escalation, if its service has a policy.
@@ -313,6 +321,7 @@ impl Incident {
             last_event_at: now,
             alerts: BTreeMap::new(),
             left_out_alerts: 0,
+            expiry: None,
             timeline_len: 0,
             escalation: None,
             roles: BTreeMap::new(),
@@ -362,6 +371,7 @@ impl Incident {
                         alert.summary = event.summary.clone();
                         alert.details = event.details.clone();
                         alert.links = event.links.clone();
+                        alert.expires_at = event.expires_at;
                         if alert.state == AlertState::Resolved {
                             alert.state = AlertState::Firing;
                             inc.push(
@@ -386,6 +396,7 @@ impl Incident {
                                 count: 1,
                                 first_seen: now,
                                 last_seen: now,
+                                expires_at: event.expires_at,
                             },
                         );
                         inc.push(
@@ -435,6 +446,7 @@ impl Incident {
                         alert.details = event.details.clone();
                         let was_firing = alert.state == AlertState::Firing;
                         alert.state = AlertState::Resolved;
+                        alert.expires_at = None;
                         // With other alerts still firing the incident stays
                         // open, so the alert's own resolve is worth a line;
                         // otherwise the incident's resolve says it all.
@@ -479,6 +491,68 @@ impl Incident {
             incident: inc,
             entries,
         }
+    }
+
+    /// The earliest time one of its firing alerts expires, while it is open.
+    pub fn next_expiry(&self) -> Option<DateTime<Utc>> {
+        if !self.status.is_open() {
+            return None;
+        }
+        self.alerts
+            .values()
+            .filter(|a| a.state == AlertState::Firing)
+            .filter_map(|a| a.expires_at)
+            .min()
+    }
+
+    /// Resolves the firing alerts whose `expires_at` is not after `now` (their
+    /// sender stopped re-sending them), and the incident if that was the
+    /// last of them. `None` if none expired.
+    pub fn expire(&self, now: DateTime<Utc>) -> Option<Change> {
+        if !self.status.is_open() {
+            return None;
+        }
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        let expired: Vec<String> = inc
+            .alerts
+            .iter()
+            .filter(|(_, a)| {
+                a.state == AlertState::Firing && a.expires_at.is_some_and(|t| t <= now)
+            })
+            .map(|(fp, _)| fp.clone())
+            .collect();
+        if expired.is_empty() {
+            return None;
+        }
+        for fp in expired {
+            let alert = inc.alerts.get_mut(&fp).expect("listed above");
+            alert.state = AlertState::Resolved;
+            let until = alert.expires_at.take().expect("filtered on it");
+            inc.push(
+                &mut entries,
+                now,
+                Actor::System,
+                TimelineEvent::AlertExpired {
+                    fingerprint: fp,
+                    ends_at: until,
+                },
+            );
+        }
+        inc.updated_at = now;
+        let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
+        if all_resolved && inc.left_out_alerts == 0 {
+            inc.close(
+                &mut entries,
+                now,
+                Actor::System,
+                Some("every alert's endsAt passed without the sender re-sending it".into()),
+            );
+        }
+        Some(Change {
+            incident: inc,
+            entries,
+        })
     }
 
     /// A person acknowledges.

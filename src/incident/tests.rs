@@ -20,6 +20,7 @@ fn event(fp: &str, action: AlertAction, sev: Option<Severity>) -> AlertEvent {
         details: serde_json::Value::Null,
         links: vec![],
         left_out: None,
+        expires_at: None,
     }
 }
 

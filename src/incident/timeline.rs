@@ -50,6 +50,14 @@ pub enum TimelineEvent {
         /// The alert's fingerprint.
         fingerprint: String,
     },
+    /// An alert resolved by itself: its sender did not re-send it before its
+    /// `endsAt` (Alertmanager's semantics for `/api/v2/alerts`).
+    AlertExpired {
+        /// The alert's fingerprint.
+        fingerprint: String,
+        /// When it was due to end.
+        ends_at: DateTime<Utc>,
+    },
     /// An alert that had resolved fires again.
     AlertRefired {
         /// The alert's fingerprint.
@@ -198,6 +206,13 @@ impl TimelineEvent {
             Self::AlertReceived { summary, .. } => format!("Alert received: {summary}"),
             Self::AlertResolved { fingerprint } => format!("Alert {fingerprint} resolved"),
             Self::AlertRefired { fingerprint } => format!("Alert {fingerprint} fired again"),
+            Self::AlertExpired {
+                fingerprint,
+                ends_at,
+            } => format!(
+                "Alert {fingerprint} resolved: not re-sent before its end time {}",
+                ends_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
             Self::ResolveHeld { left_out } => format!(
                 "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved, or someone resolves it"
             ),

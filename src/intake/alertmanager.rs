@@ -258,6 +258,7 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
             details: Value::Object(details),
             links,
             left_out: Some(left_out),
+            expires_at: None,
         });
     }
     if group_resolved {
@@ -280,6 +281,7 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
             details,
             links: Vec::new(),
             left_out: Some(left_out),
+            expires_at: None,
         });
     }
     Ok(Parsed {

@@ -121,6 +121,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
         details,
         links: g.links,
         left_out: None,
+        expires_at: None,
     };
     Ok(Parsed {
         events: vec![event],

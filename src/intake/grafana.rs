@@ -140,6 +140,7 @@ fn parse_legacy(body: &[u8]) -> Result<Parsed, IntakeError> {
         details,
         links,
         left_out: None,
+        expires_at: None,
     };
     Ok(Parsed {
         events: vec![event],

@@ -87,6 +87,12 @@ pub struct AlertEvent {
     /// does not resolve by itself: tocsin cannot know whether they fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub left_out: Option<u64>,
+    /// For senders that re-send firing alerts instead of resolving them
+    /// (Alertmanager's API, `/api/v2/alerts`): the alert resolves by itself
+    /// at this time unless an event refreshes it (its `endsAt`, or, when
+    /// unset, now plus the integration's `resolve_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What a parser made of one request: its events, and the fields it did not

@@ -250,6 +250,7 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
             details: Value::Object(details),
             links,
             left_out: None,
+            expires_at: None,
         },
         unknown_fields: unknown,
     })
@@ -375,6 +376,7 @@ pub fn parse_v1(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
             details: Value::Object(details),
             links,
             left_out: None,
+            expires_at: None,
         },
         unknown_fields: unknown,
     })

@@ -48,10 +48,18 @@ struct PostableAlert {
     extra: BTreeMap<String, Value>,
 }
 
-/// Parses the alert array; `now` decides which alerts are resolved. The
-/// only refusal is Alertmanager's own: an alert without labels (tocsin
-/// needs an `alertname`, as every Prometheus alert has).
-pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Parsed, IntakeError> {
+/// Parses the alert array, with Alertmanager's semantics: an alert whose
+/// `endsAt` is set fires until then (and is resolved when it is not after
+/// `now`); one without (absent or Go's zero time) fires for
+/// `resolve_timeout`. Either way the event's `expires_at` says when the
+/// alert resolves unless it is sent again. The only refusal is
+/// Alertmanager's own: an alert without labels (tocsin needs an
+/// `alertname`, as every Prometheus alert has).
+pub fn parse(
+    body: &[u8],
+    now: DateTime<Utc>,
+    resolve_timeout: chrono::Duration,
+) -> Result<Parsed, IntakeError> {
     let alerts: Vec<PostableAlert> = parse_json(body)?;
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
@@ -71,6 +79,7 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Parsed, IntakeError> {
             let starts_at = parse_set_datetime(&a.starts_at);
             let ends_at = parse_set_datetime(&a.ends_at);
             let firing = ends_at.is_none_or(|end| end > now);
+            let expires_at = firing.then(|| ends_at.unwrap_or(now + resolve_timeout));
             let summary = a
                 .annotations
                 .get("summary")
@@ -117,6 +126,7 @@ pub fn parse(body: &[u8], now: DateTime<Utc>) -> Result<Parsed, IntakeError> {
                 labels: a.labels,
                 links,
                 left_out: None,
+                expires_at,
             }
         })
         .collect();
@@ -131,6 +141,10 @@ mod tests {
     use super::*;
     use crate::intake::test_support::fixture;
 
+    fn timeout() -> chrono::Duration {
+        chrono::Duration::minutes(5)
+    }
+
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
@@ -140,11 +154,11 @@ mod tests {
         let body = fixture("prometheus/firing.json");
         let raw: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
         let ends = at(raw[0]["endsAt"].as_str().unwrap());
-        let before = parse(&body, ends - chrono::Duration::seconds(1))
+        let before = parse(&body, ends - chrono::Duration::seconds(1), timeout())
             .unwrap()
             .events;
         assert_eq!(before[0].action, AlertAction::Trigger);
-        let after = parse(&body, ends + chrono::Duration::seconds(1))
+        let after = parse(&body, ends + chrono::Duration::seconds(1), timeout())
             .unwrap()
             .events;
         assert_eq!(after[0].action, AlertAction::Resolve);
@@ -156,7 +170,7 @@ mod tests {
         let body = fixture("prometheus/resolved.json");
         let raw: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
         let ends = at(raw[0]["endsAt"].as_str().unwrap());
-        let events = parse(&body, ends + chrono::Duration::seconds(1))
+        let events = parse(&body, ends + chrono::Duration::seconds(1), timeout())
             .unwrap()
             .events;
         assert!(events.iter().all(|e| e.action == AlertAction::Resolve));
@@ -166,7 +180,9 @@ mod tests {
     fn series_of_one_rule_share_an_incident() {
         let body = br#"[{"labels":{"alertname":"Down","instance":"a"}},
                         {"labels":{"alertname":"Down","instance":"b"}}]"#;
-        let e = parse(body, at("2026-11-29T10:00:00Z")).unwrap().events;
+        let e = parse(body, at("2026-11-29T10:00:00Z"), timeout())
+            .unwrap()
+            .events;
         assert_eq!(e[0].dedup_key, e[1].dedup_key);
         assert_ne!(e[0].fingerprint, e[1].fingerprint);
         assert_eq!(e[0].action, AlertAction::Trigger);
@@ -174,9 +190,14 @@ mod tests {
 
     #[test]
     fn refuses_alerts_without_a_name() {
-        let e = parse(br#"[{"labels":{"job":"x"}}]"#, at("2026-11-29T10:00:00Z")).unwrap_err();
+        let e = parse(
+            br#"[{"labels":{"job":"x"}}]"#,
+            at("2026-11-29T10:00:00Z"),
+            timeout(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("[0].labels.alertname"));
-        let e = parse(br#"{"labels":{}}"#, at("2026-11-29T10:00:00Z")).unwrap_err();
+        let e = parse(br#"{"labels":{}}"#, at("2026-11-29T10:00:00Z"), timeout()).unwrap_err();
         assert!(e.to_string().contains("sequence"), "{e}");
     }
 
@@ -185,18 +206,25 @@ mod tests {
         // amtool 0.25 `alert add`: Go's zero time for both ends.
         let body = br#"[{"labels":{"alertname":"Test","severity":"critical"},"annotations":{},
             "startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z","generatorURL":""}]"#;
-        let p = parse(body, at("2026-12-01T10:00:00Z")).unwrap();
+        let p = parse(body, at("2026-12-01T10:00:00Z"), timeout()).unwrap();
         assert_eq!(p.events[0].action, AlertAction::Trigger);
         assert_eq!(p.events[0].details["endsAt"], Value::Null);
+        // Firing for resolve_timeout, unless sent again.
+        assert_eq!(p.events[0].expires_at, Some(at("2026-12-01T10:05:00Z")));
         // Grafana's Alertmanager contact point: untagged Go fields.
         let body = br#"[{"labels":{"alertname":"G"},"annotations":null,"startsAt":"2026-12-01T09:59:00+00:00",
             "endsAt":"2026-12-01T10:04:00.123456789+00:00","generatorURL":"http://g",
             "UpdatedAt":"2026-12-01T09:59:00Z","Timeout":false}]"#;
-        let p = parse(body, at("2026-12-01T10:00:00Z")).unwrap();
+        let p = parse(body, at("2026-12-01T10:00:00Z"), timeout()).unwrap();
         assert_eq!(p.events[0].action, AlertAction::Trigger);
         assert_eq!(p.unknown_fields, ["[0].Timeout", "[0].UpdatedAt"]);
         assert_eq!(p.events[0].details["unknown_fields"]["Timeout"], false);
-        let later = parse(body, at("2026-12-01T10:05:00Z")).unwrap();
+        // Its own endsAt says until when it fires.
+        assert_eq!(
+            p.events[0].expires_at,
+            Some(at("2026-12-01T10:04:00.123456789Z"))
+        );
+        let later = parse(body, at("2026-12-01T10:05:00Z"), timeout()).unwrap();
         assert_eq!(later.events[0].action, AlertAction::Resolve);
     }
 }

@@ -37,7 +37,7 @@ fn all_parsers(body: &[u8]) {
     check(alertmanager::parse(body).map(|_| ()));
     check(grafana::parse(body).map(|_| ()));
     check(generic::parse(body).map(|_| ()));
-    check(prometheus::parse(body, now()).map(|_| ()));
+    check(prometheus::parse(body, now(), chrono::Duration::minutes(5)).map(|_| ()));
 }
 
 proptest! {

@@ -125,6 +125,7 @@ impl Service {
                     details: serde_json::Value::Null,
                     links: Vec::new(),
                     left_out: None,
+                    expires_at: None,
                 };
                 let mut change =
                     Incident::open_as(id, &service, "chat", &event, now, Some(by.clone()));

@@ -220,6 +220,7 @@ impl Service {
         self.change(id, move |tx, inc| {
             let mut change = inc.resolve(by.clone(), note.clone(), now)?;
             paging::stop_escalation(tx, &mut change.incident)?;
+            paging::sync_expiry(tx, &mut change.incident)?;
             Ok(change)
         })
         .instrument(info_span!("incident", incident = %id))
@@ -358,6 +359,7 @@ fn apply_event(
             if change.incident.status != was && change.incident.status != Status::Triggered {
                 paging::stop_escalation(tx, &mut change.incident)?;
             }
+            paging::sync_expiry(tx, &mut change.incident)?;
             svc.write_change(tx, &change)?;
             let effect = match (was, change.incident.status) {
                 (s, Status::Resolved) if s != Status::Resolved => Effect::Resolved,
@@ -371,6 +373,7 @@ fn apply_event(
             let mut change = Incident::open(id, service, &integration.name, event, now);
             svc.auto_attach(&mut change, now);
             svc.start_escalation(tx, &mut change, now)?;
+            paging::sync_expiry(tx, &mut change.incident)?;
             svc.write_change(tx, &change)?;
             if change.incident.status.is_open() {
                 tx.set_open_incident(service, &event.dedup_key, Some(id))?;

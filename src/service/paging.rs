@@ -22,7 +22,56 @@ pub(super) fn stop_escalation(tx: &mut dyn Tx, incident: &mut Incident) -> Resul
     Ok(())
 }
 
+/// Keeps the incident's expiry timer on the earliest `expires_at` of its
+/// firing alerts (none once it is resolved), in the same transaction as the
+/// change that moved it.
+pub(super) fn sync_expiry(tx: &mut dyn Tx, incident: &mut Incident) -> Result<(), StoreError> {
+    let want = incident.next_expiry();
+    if incident.expiry.map(|t| t.due) == want {
+        return Ok(());
+    }
+    if let Some(old) = incident.expiry.take() {
+        tx.delete_timer(&old)?;
+    }
+    if let Some(due) = want {
+        let timer = Timer {
+            due,
+            incident: incident.id,
+            generation: 0,
+            kind: TimerKind::Expire,
+        };
+        tx.put_timer(&timer)?;
+        incident.expiry = Some(timer);
+    }
+    Ok(())
+}
+
 impl Service {
+    /// Resolves the alerts of `inc` whose end time passed (the expiry timer
+    /// fired), and the incident with them if they were the last.
+    fn fire_expiry(
+        &self,
+        tx: &mut dyn Tx,
+        inc: Incident,
+        timer: &Timer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if inc.expiry.as_ref() != Some(timer) {
+            return Ok(()); // superseded
+        }
+        let mut change = inc.expire(now).unwrap_or_else(|| Change {
+            incident: inc.clone(),
+            entries: Vec::new(),
+        });
+        change.incident.expiry = None;
+        if !change.incident.status.is_open() {
+            info!("Resolved: every alert's end time passed");
+            stop_escalation(tx, &mut change.incident)?;
+        }
+        sync_expiry(tx, &mut change.incident)?;
+        self.write_change(tx, &change)
+    }
+
     /// Starts the service's escalation policy on a new incident: the first
     /// step runs now, in the same transaction that opens the incident.
     pub(super) fn start_escalation(
@@ -231,6 +280,9 @@ impl Service {
         let Some(inc) = tx.incident(timer.incident)? else {
             return Ok(());
         };
+        if timer.kind == TimerKind::Expire {
+            return self.fire_expiry(tx, inc, timer, now);
+        }
         let Some(state) = inc.escalation.clone() else {
             return Ok(());
         };
@@ -264,6 +316,7 @@ impl Service {
                     );
                 }
             }
+            TimerKind::Expire => unreachable!("handled above"),
             TimerKind::Unsnooze => {
                 if let Some(mut woken) = change.incident.unsnooze(now) {
                     info!("Snooze ended; escalating again");

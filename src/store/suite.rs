@@ -18,6 +18,7 @@ fn event(key: &str) -> AlertEvent {
         details: serde_json::Value::Null,
         links: vec![],
         left_out: None,
+        expires_at: None,
     }
 }
 

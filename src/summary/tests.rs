@@ -56,6 +56,7 @@ fn scripted() -> (
         details: serde_json::Value::Null,
         links: vec![],
         left_out: None,
+        expires_at: None,
     };
     let mut timeline = Vec::new();
     let step = |c: Change, timeline: &mut Vec<_>| {

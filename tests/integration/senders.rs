@@ -397,3 +397,60 @@ async fn refusals_are_counted_under_the_integration() {
     );
     app.stop().await;
 }
+
+/// Alertmanager's semantics for `/api/v2/alerts`: an alert without `endsAt`
+/// fires for `resolve_timeout`, each re-send refreshes it, and one that is
+/// not re-sent resolves by itself (a timer in the store, so restarts keep it).
+#[tokio::test]
+async fn pushed_alerts_without_ends_at_expire_after_resolve_timeout() {
+    use tocsin::clock::{Clock, ManualClock};
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let clock = ManualClock::new(t0);
+    let app = spawn_app_with(Arc::new(clock.clone()), None, SENDERS).await;
+    let push = |body: &'static str| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/api/v2/alerts"))
+                .bearer_auth(AM_KEY)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        }
+    };
+    let amtool = r#"[{"labels":{"alertname":"Disk","instance":"a"},"startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z"},
+                     {"labels":{"alertname":"Disk","instance":"b"}}]"#;
+    assert_eq!(push(amtool).await, 200);
+    assert_eq!(app.incidents().await[0]["status"], "triggered");
+    // Four minutes on, only instance a is sent again.
+    clock.advance(chrono::Duration::minutes(4));
+    assert_eq!(
+        push(r#"[{"labels":{"alertname":"Disk","instance":"a"}}]"#).await,
+        200
+    );
+    // At 5m b expires; a (refreshed at 4m) still fires.
+    clock.advance(chrono::Duration::seconds(61));
+    app.tick().await;
+    let inc = app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["status"], "triggered");
+    let expired = timeline_entry(&inc["timeline"], "alert_expired");
+    assert_eq!(expired["actor"]["kind"], "system");
+    // At 9m a expires too, and with it the incident.
+    clock.advance(chrono::Duration::minutes(4));
+    app.tick().await;
+    let inc = app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["status"], "resolved", "{inc:#}");
+    assert!(inc["incident"]["resolved_at"].as_str().is_some());
+    assert_eq!(clock.now(), t0 + chrono::Duration::seconds(9 * 60 + 1));
+    // Nothing left pending.
+    assert_eq!(
+        tocsin::store::Store::timer_count(app.store.as_ref()).unwrap(),
+        0
+    );
+    app.stop().await;
+}
