@@ -65,6 +65,29 @@ pub struct Config {
     pub runbooks: RunbooksConfig,
     /// `[templates]`
     pub templates: TemplatesConfig,
+    /// `[intake]`
+    pub intake: IntakeConfig,
+}
+
+/// `[intake]`: how much one sender may open at once. Alerts beyond these
+/// limits are never refused: they are grouped into one flood incident per
+/// integration that pages once and says how many alerts it holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// New incidents one request may open.
+    pub max_new_incidents_per_request: usize,
+    /// New incidents one integration may open per minute.
+    pub max_new_incidents_per_minute: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            max_new_incidents_per_request: 100,
+            max_new_incidents_per_minute: 300,
+        }
+    }
 }
 
 /// `[runbooks]`: where runbook files are.
@@ -647,6 +670,23 @@ impl Config {
                 "must be at least 1024".into(),
             );
         }
+        for (key, value) in [
+            (
+                "intake.max_new_incidents_per_request",
+                self.intake.max_new_incidents_per_request,
+            ),
+            (
+                "intake.max_new_incidents_per_minute",
+                self.intake.max_new_incidents_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                issue(
+                    key.into(),
+                    "must be at least 1 (alerts beyond it go to one flood incident)".into(),
+                );
+            }
+        }
         if self.server.max_alert_body_bytes < 1024 * 1024 {
             issue(
                 "server.max_alert_body_bytes".into(),
@@ -691,6 +731,7 @@ const SECTIONS: &[&str] = &[
     "runbooks",
     "templates",
     "discord",
+    "intake",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -792,6 +833,11 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     }
     if let Some(v) = table.remove("discord") {
         config.discord = section(v, "discord", issues);
+    }
+    if let Some(v) = table.remove("intake")
+        && let Some(s) = section(v, "intake", issues)
+    {
+        config.intake = s;
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

@@ -150,7 +150,7 @@ async fn pagerduty(
     let dedup_key = req.event.dedup_key.clone();
     let parsed = req.into_parsed();
     note_unknown(route, &integration.name, &parsed);
-    match st.service.ingest(integration, &parsed.events).await {
+    match st.service.ingest(integration, parsed.events).await {
         Ok(_) if v1 => (
             StatusCode::OK,
             Json(json!({
@@ -325,7 +325,7 @@ async fn apply(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     note_unknown(route, &integration.name, &parsed);
-    let outcomes = match st.service.ingest(integration, &parsed.events).await {
+    let outcomes = match st.service.ingest(integration, parsed.events).await {
         Ok(o) => o,
         Err(e) => {
             let api: ApiError = e.into();
@@ -346,16 +346,33 @@ async fn apply(
     Ok((status, Json(body)).into_response())
 }
 
+/// Results listed in an answer; a larger request's answer counts them.
+const MAX_RESULTS: usize = 1_000;
+
 fn accepted_body(outcomes: &[EventOutcome]) -> Value {
-    json!({
+    let mut effects = serde_json::Map::new();
+    for o in outcomes {
+        let name = serde_json::to_value(&o.effect)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let n = effects.entry(name).or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap_or(0) + 1);
+    }
+    let mut body = json!({
         "status": "accepted",
         "events": outcomes.len(),
-        "results": outcomes.iter().map(|o| json!({
+        "effects": effects,
+        "results": outcomes.iter().take(MAX_RESULTS).map(|o| json!({
             "dedup_key": o.dedup_key,
             "incident": o.incident.map(|i| i.to_string()),
             "effect": o.effect,
         })).collect::<Vec<_>>(),
-    })
+    });
+    if outcomes.len() > MAX_RESULTS {
+        body["results_truncated"] = json!(true);
+    }
+    body
 }
 
 /// The integration a request's key names: from the path, else the

@@ -176,6 +176,11 @@ pub struct Incident {
     /// whether the left-out alerts still fire.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub left_out_alerts: u64,
+    /// Alerts beyond [`MAX_TRACKED_ALERTS`] that joined it, counted but not
+    /// tracked one by one; while above 0 only a resolve of the whole group
+    /// (or a person) resolves it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untracked_alerts: u64,
     /// The timer that resolves its alerts whose `expires_at` passes (the
     /// earliest of them), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +245,9 @@ pub enum RunbookStep {
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
+
+/// How many alerts one incident tracks one by one; more are counted.
+pub const MAX_TRACKED_ALERTS: usize = 5_000;
 
 /// The severity given to incidents whose sender named none.
 pub const DEFAULT_SEVERITY: Severity = Severity::Sev3;
@@ -321,6 +329,7 @@ impl Incident {
             last_event_at: now,
             alerts: BTreeMap::new(),
             left_out_alerts: 0,
+            untracked_alerts: 0,
             expiry: None,
             timeline_len: 0,
             escalation: None,
@@ -349,8 +358,22 @@ impl Incident {
     /// Applies an alert event to this open incident: dedup, grouping,
     /// severity, and resolve once every alert has resolved.
     pub fn apply_alert(&self, event: &AlertEvent, now: DateTime<Utc>) -> Change {
-        let mut inc = self.clone();
+        let mut incident = self.clone();
         let mut entries = Vec::new();
+        incident.apply_alert_in(event, now, &mut entries);
+        Change { incident, entries }
+    }
+
+    /// [`Incident::apply_alert`] in place, appending its timeline entries to
+    /// `entries`: the service applies a request's events for one incident
+    /// without copying a large group once per event.
+    pub fn apply_alert_in(
+        &mut self,
+        event: &AlertEvent,
+        now: DateTime<Utc>,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let inc = self;
         let actor = Actor::Integration(inc.integration.clone());
         inc.event_count += 1;
         inc.last_event_at = now;
@@ -364,6 +387,7 @@ impl Incident {
                     .fingerprint
                     .clone()
                     .unwrap_or_else(|| event.dedup_key.clone());
+                let full = inc.alerts.len() >= MAX_TRACKED_ALERTS;
                 match inc.alerts.get_mut(&fp) {
                     Some(alert) => {
                         alert.count += 1;
@@ -375,10 +399,26 @@ impl Incident {
                         if alert.state == AlertState::Resolved {
                             alert.state = AlertState::Firing;
                             inc.push(
-                                &mut entries,
+                                entries,
                                 now,
                                 actor.clone(),
                                 TimelineEvent::AlertRefired { fingerprint: fp },
+                            );
+                        }
+                    }
+                    None if full => {
+                        // Beyond the cap an alert is counted, not tracked: a
+                        // group this large is one outage, and one incident
+                        // document must stay bounded.
+                        inc.untracked_alerts += 1;
+                        if inc.untracked_alerts == 1 {
+                            inc.push(
+                                entries,
+                                now,
+                                actor.clone(),
+                                TimelineEvent::AlertsUntracked {
+                                    tracked: MAX_TRACKED_ALERTS,
+                                },
                             );
                         }
                     }
@@ -400,7 +440,7 @@ impl Incident {
                             },
                         );
                         inc.push(
-                            &mut entries,
+                            entries,
                             now,
                             actor.clone(),
                             TimelineEvent::AlertReceived {
@@ -416,7 +456,7 @@ impl Incident {
                     let from = inc.severity;
                     inc.severity = sev;
                     inc.push(
-                        &mut entries,
+                        entries,
                         now,
                         actor.clone(),
                         TimelineEvent::SeverityChanged { from, to: sev },
@@ -428,7 +468,7 @@ impl Incident {
                     inc.status = Status::Acknowledged;
                     inc.acknowledged_at = Some(now);
                     inc.acknowledged_by = Some(actor.clone());
-                    inc.push(&mut entries, now, actor, TimelineEvent::Acknowledged);
+                    inc.push(entries, now, actor, TimelineEvent::Acknowledged);
                 }
             }
             AlertAction::Resolve => {
@@ -439,7 +479,7 @@ impl Incident {
                 };
                 match &event.fingerprint {
                     Some(fp) if inc.alerts.contains_key(fp) => {
-                        let still_firing = others_firing(&inc, fp);
+                        let still_firing = others_firing(inc, fp);
                         let alert = inc.alerts.get_mut(fp).expect("checked above");
                         alert.count += 1;
                         alert.last_seen = now;
@@ -452,7 +492,7 @@ impl Incident {
                         // otherwise the incident's resolve says it all.
                         if was_firing && still_firing {
                             inc.push(
-                                &mut entries,
+                                entries,
                                 now,
                                 actor.clone(),
                                 TimelineEvent::AlertResolved {
@@ -467,7 +507,7 @@ impl Incident {
                     // of the notification that says so.
                     None if inc.left_out_alerts > 0 => {
                         inc.push(
-                            &mut entries,
+                            entries,
                             now,
                             actor.clone(),
                             TimelineEvent::ResolveHeld {
@@ -478,18 +518,16 @@ impl Incident {
                     None => {
                         for alert in inc.alerts.values_mut() {
                             alert.state = AlertState::Resolved;
+                            alert.expires_at = None;
                         }
+                        inc.untracked_alerts = 0;
                     }
                 }
                 let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
-                if all_resolved && inc.left_out_alerts == 0 {
-                    inc.close(&mut entries, now, actor, None);
+                if all_resolved && inc.left_out_alerts == 0 && inc.untracked_alerts == 0 {
+                    inc.close(entries, now, actor, None);
                 }
             }
-        }
-        Change {
-            incident: inc,
-            entries,
         }
     }
 
@@ -541,7 +579,7 @@ impl Incident {
         }
         inc.updated_at = now;
         let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
-        if all_resolved && inc.left_out_alerts == 0 {
+        if all_resolved && inc.left_out_alerts == 0 && inc.untracked_alerts == 0 {
             inc.close(
                 &mut entries,
                 now,

@@ -69,6 +69,11 @@ pub enum TimelineEvent {
         /// How many alerts the notification left out.
         left_out: u64,
     },
+    /// The incident tracks as many alerts as it can; more are counted.
+    AlertsUntracked {
+        /// How many it tracks one by one.
+        tracked: usize,
+    },
     /// The severity changed.
     SeverityChanged {
         /// Before.
@@ -215,6 +220,9 @@ impl TimelineEvent {
             ),
             Self::ResolveHeld { left_out } => format!(
                 "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved, or someone resolves it"
+            ),
+            Self::AlertsUntracked { tracked } => format!(
+                "More than {tracked} alerts: further alerts are counted, not tracked one by one; it resolves when the whole group does, or by hand"
             ),
             Self::SeverityChanged { from, to } => format!("Severity changed from {from} to {to}"),
             Self::Acknowledged => "Acknowledged".into(),

@@ -12,18 +12,20 @@
 
 mod chat;
 pub mod directory;
+mod intake;
 mod paging;
 mod runbook;
 mod writer;
 
 pub use chat::incident_context;
 pub use directory::Directory;
+pub use intake::flood_key;
 
 use crate::clock::Clock;
 use crate::config::IntegrationConfig;
-use crate::incident::{Actor, Change, Incident, IncidentError, IncidentId, Status};
-use crate::intake::{AlertAction, AlertEvent};
-use crate::store::{Store, StoreError, StoredEvent, Tx};
+use crate::incident::{Actor, Change, Incident, IncidentError, IncidentId};
+use crate::intake::AlertEvent;
+use crate::store::{Store, StoreError, Tx};
 use serde::Serialize;
 use std::sync::Arc;
 use tracing::{Instrument, info, info_span};
@@ -57,6 +59,9 @@ pub enum Effect {
     /// Concerned no open incident (a resolve or acknowledge for an unknown
     /// or already resolved key); stored, changed nothing.
     NoOpenIncident,
+    /// Went to its integration's flood incident: the request or the
+    /// integration had opened as many incidents as `[intake]` allows.
+    Flood,
 }
 
 /// The outcome of one alert event.
@@ -92,6 +97,7 @@ pub struct Service {
     directory: Arc<Directory>,
     wakers: Arc<Wakers>,
     writer: Arc<writer::Writer>,
+    floods: Arc<intake::FloodWindows>,
 }
 
 impl Service {
@@ -110,6 +116,7 @@ impl Service {
             clock,
             directory,
             wakers: Arc::new(Wakers::default()),
+            floods: Arc::default(),
         })
     }
 
@@ -158,39 +165,49 @@ impl Service {
         &self.clock
     }
 
-    /// Applies the events of one request from `integration`, atomically, and
-    /// returns once they are on disk.
+    /// Applies the events of one request from `integration`, in chunks of a
+    /// few hundred (each one transaction), and returns once all are on disk.
+    /// A failure part-way means no answer to the sender, who sends again;
+    /// events applied twice change nothing but the event count.
     pub async fn ingest(
         &self,
         integration: &IntegrationConfig,
-        events: &[AlertEvent],
+        events: Vec<AlertEvent>,
     ) -> Result<Vec<EventOutcome>, ServiceError> {
         let now = self.clock.now();
-        let svc = self.clone();
-        let integration_ = integration.clone();
-        let events_ = events.to_vec();
-        let outcomes = self
-            .write(writer::Priority::Now, move |tx| {
-                events_
-                    .iter()
-                    .map(|event| svc.apply_event(tx, &integration_, event, now))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let total = events.len() as u64;
+        let budget = Arc::new(intake::RequestBudget::new(
+            self.directory.config.intake.max_new_incidents_per_request,
+        ));
+        let integration_ = Arc::new(integration.clone());
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut events = events.into_iter().peekable();
+        while events.peek().is_some() {
+            let chunk: Arc<Vec<AlertEvent>> =
+                Arc::new(events.by_ref().take(intake::CHUNK).collect());
+            let svc = self.clone();
+            let (integration, budget) = (integration_.clone(), budget.clone());
+            let done = self
+                .write(writer::Priority::Now, move |tx| {
+                    svc.apply_events(tx, &integration, &chunk, now, &budget)
+                })
+                .await?;
+            outcomes.extend(done);
+        }
         crate::metrics::METRICS
             .alerts_received
             .get_or_create(&crate::metrics::labels([
                 ("integration", &integration.name),
                 ("outcome", "accepted"),
             ]))
-            .inc_by(events.len() as u64);
+            .inc_by(total);
         for o in &outcomes {
-            if let Some(id) = o.incident {
+            if let Some(id) = o.incident
+                && !matches!(o.effect, Effect::Appended | Effect::Flood)
+            {
                 let span = info_span!("incident", incident = %id);
                 span.in_scope(|| {
-                    if o.effect != Effect::Appended {
-                        info!(integration = %integration.name, dedup_key = %o.dedup_key, effect = ?o.effect, "Alert applied");
-                    }
+                    info!(integration = %integration.name, dedup_key = %o.dedup_key, effect = ?o.effect, "Alert applied");
                 });
             }
         }
@@ -307,16 +324,6 @@ impl Service {
         }
         Ok(result)
     }
-
-    fn apply_event(
-        &self,
-        tx: &mut dyn Tx,
-        integration: &IntegrationConfig,
-        event: &AlertEvent,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<EventOutcome, StoreError> {
-        apply_event(self, tx, integration, event, now)
-    }
 }
 
 /// Why a command's decision failed inside a transaction.
@@ -337,73 +344,25 @@ impl From<StoreError> for ChangeError {
     }
 }
 
-fn apply_event(
-    svc: &Service,
-    tx: &mut dyn Tx,
-    integration: &IntegrationConfig,
-    event: &AlertEvent,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<EventOutcome, StoreError> {
-    let service = integration.service.as_str();
-    let open = tx.open_incident(service, &event.dedup_key)?;
-    let (incident, effect) = match (open, event.action) {
-        (Some(id), _) => {
-            let current = tx.incident(id)?.ok_or_else(|| StoreError::Corrupt {
-                key: format!("open/{service}/{}", event.dedup_key),
-                message: format!("points at {id}, which does not exist"),
-            })?;
-            let was = current.status;
-            let mut change = current.apply_alert(event, now);
-            // The sender acknowledged or resolved it: no more pages. (A
-            // repeat trigger on a snoozed incident keeps its snooze.)
-            if change.incident.status != was && change.incident.status != Status::Triggered {
-                paging::stop_escalation(tx, &mut change.incident)?;
-            }
-            paging::sync_expiry(tx, &mut change.incident)?;
-            svc.write_change(tx, &change)?;
-            let effect = match (was, change.incident.status) {
-                (s, Status::Resolved) if s != Status::Resolved => Effect::Resolved,
-                (Status::Triggered, Status::Acknowledged) => Effect::Acknowledged,
-                _ => Effect::Appended,
-            };
-            (Some(id), effect)
-        }
-        (None, AlertAction::Trigger) => {
-            let id = tx.next_incident_id()?;
-            let mut change = Incident::open(id, service, &integration.name, event, now);
-            svc.auto_attach(&mut change, now);
-            svc.start_escalation(tx, &mut change, now)?;
-            paging::sync_expiry(tx, &mut change.incident)?;
-            svc.write_change(tx, &change)?;
-            if change.incident.status.is_open() {
-                tx.set_open_incident(service, &event.dedup_key, Some(id))?;
-            }
-            (Some(id), Effect::Opened)
-        }
-        (None, _) => (None, Effect::NoOpenIncident),
-    };
-    tx.record_event(&StoredEvent {
-        received_at: now,
-        integration: integration.name.clone(),
-        incident,
-        event: event.clone(),
-    })?;
-    Ok(EventOutcome {
-        dedup_key: event.dedup_key.clone(),
-        incident,
-        effect,
-    })
-}
-
 impl Service {
     /// Writes an incident and its new timeline entries, and queues what chat
     /// must show of the change. A resolved incident leaves the open index,
     /// so the next trigger opens a new one.
     pub(crate) fn write_change(&self, tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
         let before = tx.incident(change.incident.id)?;
-        observe_response_times(before.as_ref(), &change.incident);
+        self.write_change_after(tx, before.as_ref(), change)
+    }
+
+    /// [`Service::write_change`] when the stored state is already at hand.
+    pub(crate) fn write_change_after(
+        &self,
+        tx: &mut dyn Tx,
+        before: Option<&Incident>,
+        change: &Change,
+    ) -> Result<(), StoreError> {
+        observe_response_times(before, &change.incident);
         write_incident(tx, change)?;
-        self.queue_chat(tx, before.as_ref(), &change.incident, &change.entries)
+        self.queue_chat(tx, before, &change.incident, &change.entries)
     }
 }
 

@@ -137,7 +137,9 @@ async fn sigkill_mid_load_with_escalation_loses_nothing_and_pages_each_step_once
     use crate::common::receiver::Receiver;
     let recv = Receiver::start().await;
     // alice at once, bob 1 s later (during the load), carol an hour on.
-    let extra = crate::restart::chain(&recv, ["1s", "1h", "1h"]);
+    // 500 keys in a few seconds is past the default flood limits; this test
+    // wants each key its own incident.
+    let extra = crate::restart::chain(&recv, ["1s", "1h", "1h"]) + UNLIMITED_INTAKE;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;

@@ -454,3 +454,164 @@ async fn pushed_alerts_without_ends_at_expire_after_resolve_timeout() {
     );
     app.stop().await;
 }
+
+/// An Alertmanager-kind integration on `payments`, whose policy pages alice
+/// by webhook at once; tight flood limits.
+fn flood_config(recv: &crate::common::receiver::Receiver) -> String {
+    crate::restart::chain(recv, ["1h", "1h", "1h"])
+        + r#"
+[[integrations]]
+name = "flood-am"
+kind = "alertmanager"
+key = "flood-am-key"
+service = "payments"
+[intake]
+max_new_incidents_per_request = 5
+max_new_incidents_per_minute = 8
+"#
+}
+
+fn alertmanager_group(n: usize, status: &str) -> Value {
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"status": status, "labels": {"alertname": "NodeDown", "instance": format!("node-{i:04}:9100"),
+                     "job": "node", "severity": "critical", "cluster": "prod-eu-west-1", "team": "platform",
+                     "namespace": "monitoring", "node": format!("ip-10-0-{}-{}.eu-west-1.compute.internal", i / 250, i % 250)},
+                   "annotations": {"summary": format!("node-{i:04} is down"), "description": "No scrape for 5 minutes.",
+                     "runbook_url": "https://runbooks.example.internal/node/NodeDown"},
+                   "startsAt": "2026-12-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                   "generatorURL": "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0",
+                   "fingerprint": format!("{i:016x}")})
+        })
+        .collect();
+    json!({"version": "4", "status": status, "receiver": "tocsin", "groupKey": "{}:{alertname=\"NodeDown\"}",
+           "truncatedAlerts": 0, "groupLabels": {"alertname": "NodeDown"},
+           "commonLabels": {"alertname": "NodeDown", "job": "node", "severity": "critical"},
+           "commonAnnotations": {"description": "No scrape for 5 minutes."},
+           "externalURL": "http://alertmanager:9093", "alerts": alerts})
+}
+
+#[tokio::test]
+async fn a_1000_alert_group_is_one_incident_and_pages_once() {
+    let recv = crate::common::receiver::Receiver::start().await;
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("chain"),
+        &flood_config(&recv),
+    )
+    .await;
+    let body = alertmanager_group(1000, "firing").to_string();
+    assert!(body.len() > 512 * 1024, "{} bytes", body.len());
+    let (s, b) = app.post_raw("/hooks/flood-am-key", body).await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["events"], 1000);
+    assert_eq!(b["effects"]["opened"], 1);
+    assert_eq!(b["effects"]["appended"], 999);
+    let list = app.incidents().await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["alerts"].as_object().unwrap().len(), 1000);
+    assert_eq!(list[0]["event_count"], 1000);
+    app.tick().await;
+    assert_eq!(recv.at("alice").len(), 1, "one page for the whole group");
+    // The group resolves: one resolve for all.
+    let (s, _) = app
+        .post_raw(
+            "/hooks/flood-am-key",
+            alertmanager_group(1000, "resolved").to_string(),
+        )
+        .await;
+    assert_eq!(s, 202);
+    assert_eq!(app.incidents().await[0]["status"], "resolved");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_flood_of_new_alerts_opens_one_flood_incident_that_pages_once() {
+    let recv = crate::common::receiver::Receiver::start().await;
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("chain"),
+        &flood_config(&recv),
+    )
+    .await;
+    let push = |alerts: Value| {
+        let app = &app;
+        async move {
+            let resp = app
+                .http
+                .post(app.url("/api/v2/alerts"))
+                .bearer_auth("flood-am-key")
+                .body(alerts.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let names = |from: usize, to: usize| -> Value {
+        Value::Array(
+            (from..to)
+                .map(|i| json!({"labels": {"alertname": format!("Rule{i:03}"), "severity": "warning"}}))
+                .collect(),
+        )
+    };
+    // 20 distinct rules in one push: 5 open their own incidents (the
+    // per-request limit), 15 join the flood incident.
+    let (s, b) = push(names(0, 20)).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["effects"]["opened"], 5, "{b}");
+    assert_eq!(b["effects"]["flood"], 15, "{b}");
+    let list = app.incidents().await;
+    assert_eq!(list.len(), 6);
+    let flood = list
+        .iter()
+        .find(|i| i["dedup_key"] == "flood:flood-am")
+        .expect("a flood incident");
+    assert_eq!(
+        flood["title"],
+        "Alert flood from flood-am: 15 alerts beyond the new-incident limits"
+    );
+    // 5 more: 3 left of this minute's 8, 2 to the flood.
+    let (_, b) = push(names(20, 25)).await;
+    assert_eq!(b["effects"]["opened"], 3, "{b}");
+    assert_eq!(b["effects"]["flood"], 2, "{b}");
+    let list = app.incidents().await;
+    assert_eq!(list.len(), 9);
+    app.tick().await;
+    // One page per incident: 8 own, 1 flood.
+    assert_eq!(recv.at("alice").len(), 9);
+    // A re-send of a flooded alert stays in the flood incident, paging nobody.
+    let (_, b) = push(names(10, 11)).await;
+    assert_eq!(b["effects"]["flood"], 1, "{b}");
+    app.tick().await;
+    assert_eq!(recv.at("alice").len(), 9);
+    // Its resolve resolves it there; the flood incident holds 17 alerts.
+    let ended = json!([{"labels": {"alertname": "Rule010", "severity": "warning"},
+                        "endsAt": "2020-01-01T00:00:00Z"}]);
+    let (_, b) = push(ended).await;
+    assert_eq!(b["effects"]["flood"], 1, "{b}");
+    let list = app.incidents().await;
+    let flood = list
+        .iter()
+        .find(|i| i["dedup_key"] == "flood:flood-am")
+        .unwrap();
+    assert_eq!(flood["status"], "triggered");
+    let resolved: Vec<&String> = flood["alerts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, a)| a["state"] == "resolved")
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert!(
+        resolved[0].starts_with("prometheus:Rule010#"),
+        "{resolved:?}"
+    );
+    assert_eq!(
+        flood["title"],
+        "Alert flood from flood-am: 17 alerts beyond the new-incident limits"
+    );
+    app.stop().await;
+}

@@ -260,6 +260,11 @@ pub fn fixture(path: &str) -> Vec<u8> {
     std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display()))
 }
 
+/// `[intake]` limits no load test reaches: thousands of distinct keys in a
+/// few seconds would otherwise (rightly) go to a flood incident.
+pub const UNLIMITED_INTAKE: &str =
+    "\n[intake]\nmax_new_incidents_per_request = 1000000\nmax_new_incidents_per_minute = 1000000\n";
+
 /// The real `tocsin` binary serving on a free port, as a child process.
 pub struct ServerProcess {
     pub child: std::process::Child,
@@ -313,9 +318,10 @@ impl ServerProcess {
             .collect()
     }
 
-    /// Writes a config for `data` in `dir` (once) and starts the server.
+    /// Writes a config for `data` in `dir` (once) and starts the server,
+    /// with flood limits out of the way of load tests.
     pub async fn start(dir: &Path, port: u16) -> Self {
-        Self::start_with(dir, port, None, "").await
+        Self::start_with(dir, port, None, UNLIMITED_INTAKE).await
     }
 
     /// Like `start`, with an escalation policy for `payments` and more TOML.
