@@ -91,6 +91,9 @@ listen = "127.0.0.1:$port"
 path = "$dir/data"
 [log]
 level = "warn"
+[intake]
+max_new_incidents_per_request = 1000000
+max_new_incidents_per_minute = 1000000
 EOF
         if [[ -n "$hook" ]]; then
             cat <<EOF

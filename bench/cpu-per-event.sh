@@ -40,6 +40,9 @@ listen = "127.0.0.1:$PORT"
 path = "$TMP/data"
 [log]
 level = "warn"
+[intake]
+max_new_incidents_per_request = 1000000
+max_new_incidents_per_minute = 1000000
 [[services]]
 name = "bench"
 [[integrations]]

@@ -51,6 +51,10 @@ listen = "127.0.0.1:{port}"
 path = "{data}"
 [log]
 level = "warn"
+# Every event opens its own incident here: the flood limits would group them.
+[intake]
+max_new_incidents_per_request = 1000000
+max_new_incidents_per_minute = 1000000
 [[users]]
 name = "alice"
 webhook = {{ url = "{webhook}" }}
