@@ -139,19 +139,15 @@ fn push_body(size: usize, name: impl Fn(usize) -> String) -> (String, usize) {
 
 /// An Alertmanager webhook notification of one group, `size` bytes at most.
 fn group_body(size: usize) -> (String, usize) {
-    let head = json!({"version": "4", "status": "firing", "receiver": "tocsin",
-        "groupKey": "{}:{alertname=\"NodeDown\"}", "truncatedAlerts": 0,
-        "groupLabels": {"alertname": "NodeDown"}, "commonLabels": {"alertname": "NodeDown"},
-        "commonAnnotations": {}, "externalURL": "http://am:9093", "alerts": []})
-    .to_string();
-    let mut out = head.trim_end_matches("]}").to_string();
+    // Alertmanager's field order: `alerts` before the group's key.
+    let mut out = String::from(r#"{"receiver":"tocsin","status":"firing","alerts":["#);
     let mut n = 0;
     loop {
         let a = json!({"status": "firing", "labels": {"alertname": "NodeDown", "instance": format!("node-{n}:9100")},
                        "annotations": {"summary": format!("node {n} down")}, "startsAt": "2026-12-01T10:00:00Z",
                        "endsAt": "0001-01-01T00:00:00Z", "fingerprint": format!("{n:016x}")});
         let text = a.to_string();
-        if out.len() + text.len() + 3 > size {
+        if out.len() + text.len() + 300 > size {
             break;
         }
         if n > 0 {
@@ -160,7 +156,7 @@ fn group_body(size: usize) -> (String, usize) {
         out.push_str(&text);
         n += 1;
     }
-    out.push_str("]}");
+    out.push_str(r#"],"groupLabels":{"alertname":"NodeDown"},"commonLabels":{"alertname":"NodeDown"},"commonAnnotations":{},"externalURL":"http://am:9093","version":"4","groupKey":"{}:{alertname=\"NodeDown\"}","truncatedAlerts":0}"#);
     (out, n)
 }
 

@@ -13,8 +13,8 @@
 
 use super::{ApiError, AppState};
 use crate::config::{IntegrationConfig, IntegrationKind};
-use crate::intake::{self, IntakeError, Parsed};
-use crate::service::EventOutcome;
+use crate::intake::{self, AlertEvent, Checked, IntakeError};
+use crate::service::{EventOutcome, INGEST_CHUNK};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -57,18 +57,18 @@ fn refused(route: &str, integration: Option<&str>, status: StatusCode, reason: &
 }
 
 /// Counts and logs the fields a sender sent that tocsin does not know.
-fn note_unknown(route: &str, integration: &str, parsed: &Parsed) {
-    if parsed.unknown_fields.is_empty() {
+fn note_unknown(route: &str, integration: &str, unknown: &[String]) {
+    if unknown.is_empty() {
         return;
     }
     METRICS
         .intake_unknown_fields
         .get_or_create(&labels([("integration", integration)]))
-        .inc_by(parsed.unknown_fields.len() as u64);
+        .inc_by(unknown.len() as u64);
     info!(
         route,
         integration,
-        fields = %parsed.unknown_fields.join(", "),
+        fields = %unknown.join(", "),
         "Alert has fields tocsin does not know; kept with the event"
     );
 }
@@ -149,7 +149,7 @@ async fn pagerduty(
     };
     let dedup_key = req.event.dedup_key.clone();
     let parsed = req.into_parsed();
-    note_unknown(route, &integration.name, &parsed);
+    note_unknown(route, &integration.name, &parsed.unknown_fields);
     match st.service.ingest(integration, parsed.events).await {
         Ok(_) if v1 => (
             StatusCode::OK,
@@ -225,10 +225,10 @@ async fn hook(
         "post to /hooks/KEY, or send 'Authorization: Bearer KEY' or basic auth with the key as password",
     )?;
     let body = alert_body(st, route, integration, body)?;
-    let parsed = match integration.kind {
-        IntegrationKind::Alertmanager => intake::alertmanager::parse(&body),
-        IntegrationKind::Grafana => intake::grafana::parse(&body),
-        IntegrationKind::Generic => intake::generic::parse(&body),
+    let check: fn(&[u8]) -> Result<Box<dyn Checked>, IntakeError> = match integration.kind {
+        IntegrationKind::Alertmanager => |b| intake::alertmanager::check(b, &[]),
+        IntegrationKind::Grafana => intake::grafana::check,
+        IntegrationKind::Generic => intake::generic::check,
         IntegrationKind::Pagerduty => {
             let e = ApiError::bad_request(format!(
                 "integration '{}' is of kind pagerduty: send its events to /v2/enqueue",
@@ -237,9 +237,8 @@ async fn hook(
             refused(route, Some(&integration.name), e.status, &e.message);
             return Err(e);
         }
-    }
-    .map_err(|e| intake_error(route, integration, e))?;
-    apply(st, route, integration, parsed, StatusCode::ACCEPTED).await
+    };
+    ingest(st, route, integration, body, check, StatusCode::ACCEPTED).await
 }
 
 /// `POST /api/v2/alerts` (and `/api/v1/alerts`): Prometheus' alert push,
@@ -289,9 +288,9 @@ async fn prometheus(
     let body = alert_body(st, route, integration, body)?;
     let resolve_timeout = chrono::Duration::from_std(integration.resolve_timeout)
         .unwrap_or(chrono::Duration::minutes(5));
-    let parsed = intake::prometheus::parse(&body, st.service.clock().now(), resolve_timeout)
-        .map_err(|e| intake_error(route, integration, e))?;
-    apply(st, route, integration, parsed, StatusCode::OK).await
+    let now = st.service.clock().now();
+    let check = move |b: &[u8]| intake::prometheus::check(b, now, resolve_timeout);
+    ingest(st, route, integration, body, check, StatusCode::OK).await
 }
 
 /// The body of an alert webhook, or the logged refusal.
@@ -317,27 +316,76 @@ fn alert_body(
     })
 }
 
-async fn apply(
+/// Checks the whole body (a refusal writes nothing), then parses it a
+/// second time into events that go to the store a chunk at a time as they
+/// are read, so memory stays bounded by the body and a few chunks however
+/// many alerts it holds. Both reads run off the async runtime.
+async fn ingest<C>(
     st: &AppState,
     route: &str,
     integration: &IntegrationConfig,
-    parsed: Parsed,
+    body: Bytes,
+    check: C,
     status: StatusCode,
-) -> Result<Response, ApiError> {
-    note_unknown(route, &integration.name, &parsed);
-    let outcomes = match st.service.ingest(integration, parsed.events).await {
-        Ok(o) => o,
-        Err(e) => {
-            let api: ApiError = e.into();
-            refused(route, Some(&integration.name), api.status, &api.message);
-            return Err(api);
+) -> Result<Response, ApiError>
+where
+    C: FnOnce(&[u8]) -> Result<Box<dyn Checked>, IntakeError> + Send + 'static,
+{
+    let read = body.clone();
+    let checked = tokio::task::spawn_blocking(move || check(&read))
+        .await
+        .map_err(|e| ApiError::internal(format!("reading the request failed: {e}")))?
+        .map_err(|e| intake_error(route, integration, e))?;
+    let unknown = checked.unknown_fields().to_vec();
+    note_unknown(route, &integration.name, &unknown);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AlertEvent>>(1);
+    let producer = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(INGEST_CHUNK);
+        checked.stream(&body, &mut |e| {
+            chunk.push(e);
+            if chunk.len() >= INGEST_CHUNK {
+                tx.blocking_send(std::mem::take(&mut chunk))
+                    .map_err(|_| "intake stopped".to_string())?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            let _ = tx.blocking_send(chunk);
         }
-    };
-    let mut body = accepted_body(&outcomes);
-    if !parsed.unknown_fields.is_empty() {
+        Ok::<(), IntakeError>(())
+    });
+    let session = st.service.ingest_session(integration);
+    let mut summary = Summary::default();
+    let mut failed = None;
+    while let Some(chunk) = rx.recv().await {
+        match session.apply(chunk).await {
+            Ok(outcomes) => summary.add(&outcomes),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let produced = producer.await;
+    if let Some(e) = failed {
+        let api: ApiError = e.into();
+        refused(route, Some(&integration.name), api.status, &api.message);
+        return Err(api);
+    }
+    match produced {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(intake_error(route, integration, e)),
+        Err(e) => {
+            return Err(ApiError::internal(format!(
+                "reading the request failed: {e}"
+            )));
+        }
+    }
+    let mut body = summary.body();
+    if !unknown.is_empty() {
         body["warnings"] = json!(
-            parsed
-                .unknown_fields
+            unknown
                 .iter()
                 .map(|f| format!("unknown field '{f}' kept in the event's details"))
                 .collect::<Vec<_>>()
@@ -349,30 +397,46 @@ async fn apply(
 /// Results listed in an answer; a larger request's answer counts them.
 const MAX_RESULTS: usize = 1_000;
 
-fn accepted_body(outcomes: &[EventOutcome]) -> Value {
-    let mut effects = serde_json::Map::new();
-    for o in outcomes {
-        let name = serde_json::to_value(&o.effect)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let n = effects.entry(name).or_insert(json!(0));
-        *n = json!(n.as_u64().unwrap_or(0) + 1);
+/// What an answer says of a request's events: how many had each effect,
+/// and the first [`MAX_RESULTS`] one by one.
+#[derive(Default)]
+struct Summary {
+    events: usize,
+    effects: std::collections::BTreeMap<String, u64>,
+    results: Vec<Value>,
+}
+
+impl Summary {
+    fn add(&mut self, outcomes: &[EventOutcome]) {
+        for o in outcomes {
+            self.events += 1;
+            let name = serde_json::to_value(&o.effect)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *self.effects.entry(name).or_default() += 1;
+            if self.results.len() < MAX_RESULTS {
+                self.results.push(json!({
+                    "dedup_key": o.dedup_key,
+                    "incident": o.incident.map(|i| i.to_string()),
+                    "effect": o.effect,
+                }));
+            }
+        }
     }
-    let mut body = json!({
-        "status": "accepted",
-        "events": outcomes.len(),
-        "effects": effects,
-        "results": outcomes.iter().take(MAX_RESULTS).map(|o| json!({
-            "dedup_key": o.dedup_key,
-            "incident": o.incident.map(|i| i.to_string()),
-            "effect": o.effect,
-        })).collect::<Vec<_>>(),
-    });
-    if outcomes.len() > MAX_RESULTS {
-        body["results_truncated"] = json!(true);
+
+    fn body(self) -> Value {
+        let mut body = json!({
+            "status": "accepted",
+            "events": self.events,
+            "effects": self.effects,
+            "results": self.results,
+        });
+        if self.events > MAX_RESULTS {
+            body["results_truncated"] = json!(true);
+        }
+        body
     }
-    body
 }
 
 /// The integration a request's key names: from the path, else the

@@ -18,8 +18,9 @@
 //! ```
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, bounded_key,
-    label_fingerprint, labels, note_unknown, nullable, parse_json, truncate,
+    AlertAction, AlertEvent, AlertLink, Checked, Each, IntakeError, MAX_SUMMARY, Parsed, Problems,
+    Sink, bounded_key, label_fingerprint, labels, note_unknown, nullable, parse_json,
+    parse_json_seed, truncate,
 };
 use crate::incident::Severity;
 use serde::Deserialize;
@@ -47,7 +48,9 @@ pub(crate) struct Notification {
     pub external_url: String,
     #[serde(default, deserialize_with = "nullable")]
     pub truncated_alerts: u64,
-    pub alerts: Option<Vec<Alert>>,
+    /// Read through and checked, not kept: the events come from a second
+    /// read ([`Group::stream`]).
+    pub alerts: Option<AlertsCheck>,
     /// Grafana only.
     pub title: Option<String>,
     #[serde(flatten)]
@@ -93,39 +96,90 @@ const KNOWN_ALERT_EXTRAS: &[&str] = &["values", "imageURL", "orgId"];
 /// without a version, or with another one, is read the same way (and the
 /// version kept), since its shape has not changed since version 4.
 pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
-    let n: Notification = parse_json(body)?;
-    events_from_group(n)
+    super::collect(check(body, &[])?, body)
 }
 
-/// Turns a group notification (Alertmanager or Grafana unified) into events:
-/// one per alert, then a whole-incident resolve if the group resolved.
-///
-/// With `truncatedAlerts > 0` (`max_alerts`), Alertmanager computes the
-/// group's `status` from the alerts it kept, so "resolved" may hide a
-/// left-out alert that still fires. Then the listed alerts resolve one by
-/// one and the incident stays open while the latest notification left
-/// alerts out (each event carries `left_out`).
-pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> {
-    let mut errors = Vec::new();
+/// Reads a group notification (Alertmanager, or Grafana unified with its
+/// own top-level fields `known`) once, checking it and every alert in it,
+/// keeping only the group's fields.
+pub(crate) fn check(body: &[u8], known: &[&str]) -> Result<Box<dyn Checked>, IntakeError> {
+    let mut n: Notification = parse_json(body)?;
+    n.extra.retain(|k, _| !known.contains(&k.as_str()));
+    let mut problems = Problems::default();
     let mut unknown = Vec::new();
     note_unknown(&mut unknown, "", &n.extra);
     let group_key = match n.group_key.as_deref() {
         Some(k) if !k.is_empty() => bounded_key(k),
         _ => {
-            errors.push("'groupKey' is missing or empty".to_string());
+            problems.push("'groupKey' is missing or empty".to_string());
             String::new()
         }
     };
-    let Some(alerts) = n.alerts else {
-        errors.push("'alerts' is missing".to_string());
-        return Err(IntakeError::Invalid(errors));
+    let Some(alerts) = n.alerts.take() else {
+        problems.push("'alerts' is missing".to_string());
+        problems.into_result()?;
+        unreachable!("a problem was pushed");
     };
-    let mut firing = Vec::with_capacity(alerts.len());
-    for (i, a) in alerts.iter().enumerate() {
-        if a.extra
-            .keys()
-            .any(|k| !KNOWN_ALERT_EXTRAS.contains(&k.as_str()))
-        {
+    for p in alerts.problems {
+        problems.push(p);
+    }
+    for u in alerts.unknown {
+        if unknown.len() < super::MAX_REPORTED_UNKNOWN && !unknown.contains(&u) {
+            unknown.push(u);
+        }
+    }
+    let group_resolved = match n.status.as_deref() {
+        Some("firing") => false,
+        Some("resolved") => true,
+        // Not said: resolved when every listed alert is.
+        None => alerts.count > 0 && alerts.firing == 0,
+        Some(other) => {
+            problems.push(format!(
+                "'status' must be firing or resolved, not '{other}'"
+            ));
+            false
+        }
+    };
+    problems.into_result()?;
+    let group_title = n
+        .common_annotations
+        .get("summary")
+        .cloned()
+        .or_else(|| n.title.clone().filter(|t| !t.is_empty()))
+        .unwrap_or_else(|| {
+            default_title(
+                &n.group_labels,
+                &n.common_labels,
+                alerts.first_labels.as_ref(),
+                alerts.count,
+            )
+        });
+    Ok(Box::new(Group {
+        group_key,
+        title: truncate(&group_title, MAX_SUMMARY),
+        group_resolved,
+        n,
+        unknown,
+    }))
+}
+
+/// What [`check`] learns of the `alerts` array on its read through it.
+#[derive(Debug, Default)]
+pub(crate) struct AlertsCheck {
+    count: usize,
+    firing: usize,
+    first_labels: Option<BTreeMap<String, String>>,
+    problems: Vec<String>,
+    unknown: Vec<String>,
+}
+
+impl<'de> Deserialize<'de> for AlertsCheck {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::DeserializeSeed;
+        let mut out = AlertsCheck::default();
+        let mut problems = Problems::default();
+        let mut unknown = Vec::new();
+        out.count = Each::new(|i, a: Alert| {
             let extra: BTreeMap<String, Value> = a
                 .extra
                 .iter()
@@ -133,44 +187,127 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             note_unknown(&mut unknown, &format!("alerts[{i}]"), &extra);
-        }
-        match alert_firing(a) {
-            Some(f) => firing.push(f),
-            None => errors.push(format!(
-                "'alerts[{i}].status' must be firing or resolved, not '{}'",
-                a.status.as_deref().unwrap_or_default()
-            )),
-        }
+            match alert_firing(&a) {
+                Some(true) => out.firing += 1,
+                Some(false) => {}
+                None => problems.push(format!(
+                    "'alerts[{i}].status' must be firing or resolved, not '{}'",
+                    a.status.as_deref().unwrap_or_default()
+                )),
+            }
+            if i == 0 {
+                out.first_labels = Some(a.labels);
+            }
+            Ok(())
+        })
+        .deserialize(d)?;
+        out.problems = match problems.into_result() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.messages(),
+        };
+        out.unknown = unknown;
+        Ok(out)
     }
-    let group_resolved = match n.status.as_deref() {
-        Some("firing") => false,
-        Some("resolved") => true,
-        // Not said: resolved when every listed alert is.
-        None if errors.is_empty() => !firing.is_empty() && firing.iter().all(|f| !f),
-        None => false,
-        Some(other) => {
-            errors.push(format!(
-                "'status' must be firing or resolved, not '{other}'"
-            ));
-            false
-        }
-    };
-    if !errors.is_empty() {
-        return Err(IntakeError::Invalid(errors));
+}
+
+/// A checked group notification: its alerts' events come from a second
+/// read of the body, then the group's resolve if it resolved.
+///
+/// With `truncatedAlerts > 0` (`max_alerts`), Alertmanager computes the
+/// group's `status` from the alerts it kept, so "resolved" may hide a
+/// left-out alert that still fires. Then the listed alerts resolve one by
+/// one and the incident stays open while the latest notification left
+/// alerts out (each event carries `left_out`).
+struct Group {
+    group_key: String,
+    title: String,
+    group_resolved: bool,
+    n: Notification,
+    unknown: Vec<String>,
+}
+
+impl Checked for Group {
+    fn unknown_fields(&self) -> &[String] {
+        &self.unknown
     }
-    let left_out = n.truncated_alerts;
-    let group_title = n
-        .common_annotations
-        .get("summary")
-        .cloned()
-        .or_else(|| n.title.clone().filter(|t| !t.is_empty()))
-        .unwrap_or_else(|| {
-            let first = alerts.first().map(|a| &a.labels);
-            default_title(&n.group_labels, &n.common_labels, first, alerts.len())
-        });
-    let title = truncate(&group_title, MAX_SUMMARY);
-    let mut events = Vec::with_capacity(alerts.len() + 1);
-    for (a, is_firing) in alerts.into_iter().zip(firing) {
+
+    fn stream(self: Box<Self>, body: &[u8], sink: &mut Sink<'_>) -> Result<(), IntakeError> {
+        parse_json_seed(
+            body,
+            OnlyAlerts(Each::new(|_, a: Alert| sink(self.event(a)))),
+        )?;
+        if self.group_resolved {
+            let n = &self.n;
+            let mut details = json!({ "truncatedAlerts": n.truncated_alerts });
+            if let Some(v) = &n.version {
+                details["version"] = json!(v);
+            }
+            if !n.extra.is_empty() {
+                details["unknown_fields"] = json!(n.extra);
+            }
+            sink(AlertEvent {
+                dedup_key: self.group_key.clone(),
+                fingerprint: None,
+                action: AlertAction::Resolve,
+                summary: self.title.clone(),
+                incident_title: None,
+                source: "alertmanager".into(),
+                severity: None,
+                labels: n.common_labels.clone(),
+                details,
+                links: Vec::new(),
+                left_out: Some(n.truncated_alerts),
+                expires_at: None,
+            })
+            .map_err(IntakeError::Malformed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a notification's `alerts` with the seed inside, skipping the rest.
+struct OnlyAlerts<S>(S);
+
+impl<'de, S: serde::de::DeserializeSeed<'de, Value = usize>> serde::de::DeserializeSeed<'de>
+    for OnlyAlerts<S>
+{
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, S: serde::de::DeserializeSeed<'de, Value = usize>> serde::de::Visitor<'de>
+    for OnlyAlerts<S>
+{
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a notification object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seed = Some(self.0);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match (key.as_ref(), seed.take()) {
+                ("alerts", Some(s)) => {
+                    map.next_value_seed(s)?;
+                }
+                (_, s) => {
+                    seed = s;
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Group {
+    fn event(&self, a: Alert) -> AlertEvent {
+        let n = &self.n;
+        let is_firing = alert_firing(&a).unwrap_or(true);
         let fingerprint = if a.fingerprint.is_empty() {
             label_fingerprint(&a.labels)
         } else {
@@ -181,7 +318,7 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
             .get("summary")
             .or_else(|| a.labels.get("alertname"))
             .map(|s| truncate(s, MAX_SUMMARY))
-            .unwrap_or_else(|| title.clone());
+            .unwrap_or_else(|| self.title.clone());
         let severity = a
             .labels
             .get("severity")
@@ -242,8 +379,8 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
                     .insert(k, v);
             }
         }
-        events.push(AlertEvent {
-            dedup_key: group_key.clone(),
+        AlertEvent {
+            dedup_key: self.group_key.clone(),
             fingerprint: Some(fingerprint),
             action: if is_firing {
                 AlertAction::Trigger
@@ -251,43 +388,16 @@ pub(crate) fn events_from_group(n: Notification) -> Result<Parsed, IntakeError> 
                 AlertAction::Resolve
             },
             summary,
-            incident_title: Some(title.clone()),
+            incident_title: Some(self.title.clone()),
             source,
             severity,
             labels: a.labels,
             details: Value::Object(details),
             links,
-            left_out: Some(left_out),
+            left_out: Some(n.truncated_alerts),
             expires_at: None,
-        });
-    }
-    if group_resolved {
-        let mut details = json!({ "truncatedAlerts": left_out });
-        if let Some(v) = &n.version {
-            details["version"] = json!(v);
         }
-        if !n.extra.is_empty() {
-            details["unknown_fields"] = json!(n.extra);
-        }
-        events.push(AlertEvent {
-            dedup_key: group_key,
-            fingerprint: None,
-            action: AlertAction::Resolve,
-            summary: title,
-            incident_title: None,
-            source: "alertmanager".into(),
-            severity: None,
-            labels: n.common_labels,
-            details,
-            links: Vec::new(),
-            left_out: Some(left_out),
-            expires_at: None,
-        });
     }
-    Ok(Parsed {
-        events,
-        unknown_fields: unknown,
-    })
 }
 
 /// Whether an alert fires: its `status`, or when it has none, its `endsAt`

@@ -45,6 +45,11 @@ struct GenericEvent {
     extra: BTreeMap<String, Value>,
 }
 
+/// Parses and checks one generic event.
+pub fn check(body: &[u8]) -> Result<Box<dyn super::Checked>, IntakeError> {
+    Ok(Box::new(parse(body)?))
+}
+
 /// Parses one generic event.
 pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
     let g: GenericEvent = parse_json(body)?;

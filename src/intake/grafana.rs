@@ -10,10 +10,10 @@
 //!   `evalMatches` (`tests/fixtures/grafana/legacy-alerting.json`); the
 //!   incident is the rule.
 
-use super::alertmanager::{Notification, events_from_group};
+use super::alertmanager;
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, labels, note_unknown,
-    nullable, parse_json, truncate,
+    AlertAction, AlertEvent, AlertLink, Checked, IntakeError, MAX_SUMMARY, Parsed, labels,
+    note_unknown, nullable, parse_json, truncate,
 };
 use crate::incident::Severity;
 use serde::Deserialize;
@@ -48,21 +48,27 @@ const LEGACY_KNOWN: &[&str] = &["orgId", "dashboardId", "panelId"];
 /// Any `version` and `state` are read (Grafana's `state` is informational:
 /// each alert's `status` decides).
 pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
-    let probe: Value = parse_json(body)?;
-    let Some(obj) = probe.as_object() else {
-        return Err(IntakeError::Malformed(
-            "invalid JSON body: expected an object".into(),
-        ));
-    };
-    if obj.contains_key("alerts") {
-        let mut n: Notification = parse_json(body)?;
-        // Grafana's own fields, beyond Alertmanager's.
-        for known in ["orgId", "message", "state"] {
-            n.extra.remove(known);
+    super::collect(check(body)?, body)
+}
+
+/// Reads and checks either format; see [`parse`].
+pub fn check(body: &[u8]) -> Result<Box<dyn Checked>, IntakeError> {
+    // The top-level keys only, skipping every value.
+    let probe: Result<BTreeMap<String, serde::de::IgnoredAny>, _> = parse_json(body);
+    let keys = match probe {
+        Ok(k) => k,
+        Err(IntakeError::Malformed(m)) if m.starts_with("invalid JSON body") => {
+            return Err(IntakeError::Malformed(
+                "invalid JSON body: expected an object".into(),
+            ));
         }
-        events_from_group(n)
-    } else if obj.contains_key("ruleId") || obj.contains_key("ruleName") {
-        parse_legacy(body)
+        Err(e) => return Err(e),
+    };
+    if keys.contains_key("alerts") {
+        // Grafana's own fields, beyond Alertmanager's.
+        alertmanager::check(body, &["orgId", "message", "state"])
+    } else if keys.contains_key("ruleId") || keys.contains_key("ruleName") {
+        Ok(Box::new(parse_legacy(body)?))
     } else {
         Err(IntakeError::Invalid(vec![
             "this is neither a Grafana unified alerting webhook ('alerts') nor a legacy one ('ruleId', 'ruleName')"

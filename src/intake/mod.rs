@@ -206,10 +206,22 @@ impl IntakeError {
 
 /// Parses JSON with a message that says where it went wrong.
 pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, IntakeError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    parse_json_seed(body, std::marker::PhantomData::<T>)
+}
+
+/// [`parse_json`] with a seed: for visitors that check or hand on the
+/// elements of a large array one at a time instead of keeping them.
+pub(crate) fn parse_json_seed<'a, S: serde::de::DeserializeSeed<'a>>(
+    body: &'a [u8],
+    seed: S,
+) -> Result<S::Value, IntakeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut track = serde_path_to_error::Track::new();
+    let result = seed
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .and_then(|v| de.end().map(|()| v));
+    result.map_err(|inner| {
+        let path = track.path().to_string();
         let what = if inner.is_syntax() || inner.is_eof() {
             format!("malformed JSON: {inner}")
         } else if path == "." {
@@ -218,6 +230,122 @@ pub(crate) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, In
             format!("{path}: {inner}")
         };
         IntakeError::Malformed(what)
+    })
+}
+
+/// Reads a JSON array one element at a time, calling `f(index, element)`
+/// and keeping nothing; its value is the number of elements. An error from
+/// `f` stops the read.
+pub(crate) struct Each<T, F>(F, std::marker::PhantomData<T>);
+
+impl<T, F> Each<T, F> {
+    pub(crate) fn new(f: F) -> Self {
+        Self(f, std::marker::PhantomData)
+    }
+}
+
+impl<'de, T, F> serde::de::DeserializeSeed<'de> for Each<T, F>
+where
+    T: Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<(), String>,
+{
+    type Value = usize;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T, F> serde::de::Visitor<'de> for Each<T, F>
+where
+    T: Deserialize<'de>,
+    F: FnMut(usize, T) -> Result<(), String>,
+{
+    type Value = usize;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(mut self, mut seq: A) -> Result<usize, A::Error> {
+        let mut i = 0;
+        while let Some(item) = seq.next_element::<T>()? {
+            (self.0)(i, item).map_err(serde::de::Error::custom)?;
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+/// Problems found in a request, at most [`MAX_REPORTED_ERRORS`] of them
+/// named (a body of 100,000 bad alerts says so in a few lines).
+#[derive(Debug, Default)]
+pub(crate) struct Problems {
+    named: Vec<String>,
+    more: usize,
+}
+
+/// How many problems one refusal names.
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+impl Problems {
+    pub(crate) fn push(&mut self, p: String) {
+        if self.named.len() < MAX_REPORTED_ERRORS {
+            self.named.push(p);
+        } else {
+            self.more += 1;
+        }
+    }
+
+    pub(crate) fn into_result(self) -> Result<(), IntakeError> {
+        if self.named.is_empty() {
+            return Ok(());
+        }
+        let mut all = self.named;
+        if self.more > 0 {
+            all.push(format!("... and {} more like these", self.more));
+        }
+        Err(IntakeError::Invalid(all))
+    }
+}
+
+/// Where a checked request's events go, one at a time; an error stops it.
+pub type Sink<'a> = dyn FnMut(AlertEvent) -> Result<(), String> + 'a;
+
+/// A request that was read through and found valid, whose events can now
+/// be produced one at a time (so a 16 MiB body of small alerts never sits
+/// in memory as 100,000 events at once).
+pub trait Checked: Send {
+    /// Fields the sender sent that tocsin does not know.
+    fn unknown_fields(&self) -> &[String];
+    /// Produces the events, in order, from the same body.
+    fn stream(self: Box<Self>, body: &[u8], sink: &mut Sink<'_>) -> Result<(), IntakeError>;
+}
+
+impl Checked for Parsed {
+    fn unknown_fields(&self) -> &[String] {
+        &self.unknown_fields
+    }
+
+    fn stream(self: Box<Self>, _body: &[u8], sink: &mut Sink<'_>) -> Result<(), IntakeError> {
+        for e in self.events {
+            sink(e).map_err(IntakeError::Malformed)?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks a request and collects all its events (tests, small bodies).
+pub fn collect(checked: Box<dyn Checked>, body: &[u8]) -> Result<Parsed, IntakeError> {
+    let unknown_fields = checked.unknown_fields().to_vec();
+    let mut events = Vec::new();
+    checked.stream(body, &mut |e| {
+        events.push(e);
+        Ok(())
+    })?;
+    Ok(Parsed {
+        events,
+        unknown_fields,
     })
 }
 

@@ -17,9 +17,9 @@
 //! per label set), as Alertmanager's default `group_by: [alertname]` would.
 
 use super::{
-    AlertAction, AlertEvent, AlertLink, IntakeError, MAX_SUMMARY, Parsed, bounded_key,
-    label_fingerprint, labels, note_unknown, nullable, parse_json, time::parse_set_datetime,
-    truncate,
+    AlertAction, AlertEvent, AlertLink, Checked, Each, IntakeError, MAX_SUMMARY, Parsed, Problems,
+    Sink, bounded_key, label_fingerprint, labels, note_unknown, nullable, parse_json_seed,
+    time::parse_set_datetime, truncate,
 };
 use crate::incident::Severity;
 use chrono::{DateTime, Utc};
@@ -60,80 +60,108 @@ pub fn parse(
     now: DateTime<Utc>,
     resolve_timeout: chrono::Duration,
 ) -> Result<Parsed, IntakeError> {
-    let alerts: Vec<PostableAlert> = parse_json(body)?;
-    let mut errors = Vec::new();
+    super::collect(check(body, now, resolve_timeout)?, body)
+}
+
+/// Reads the whole array once, checking every alert and keeping none.
+pub fn check(
+    body: &[u8],
+    now: DateTime<Utc>,
+    resolve_timeout: chrono::Duration,
+) -> Result<Box<dyn Checked>, IntakeError> {
+    let mut problems = Problems::default();
     let mut unknown = Vec::new();
-    for (i, a) in alerts.iter().enumerate() {
-        note_unknown(&mut unknown, &format!("[{i}]"), &a.extra);
-        if a.labels.get("alertname").is_none_or(|n| n.is_empty()) {
-            errors.push(format!("'[{i}].labels.alertname' is missing or empty"));
+    parse_json_seed(
+        body,
+        Each::new(|i, a: PostableAlert| {
+            note_unknown(&mut unknown, &format!("[{i}]"), &a.extra);
+            if a.labels.get("alertname").is_none_or(|n| n.is_empty()) {
+                problems.push(format!("'[{i}].labels.alertname' is missing or empty"));
+            }
+            Ok(())
+        }),
+    )?;
+    problems.into_result()?;
+    Ok(Box::new(Push {
+        now,
+        resolve_timeout,
+        unknown,
+    }))
+}
+
+/// A checked push: its events come from a second read of the body.
+struct Push {
+    now: DateTime<Utc>,
+    resolve_timeout: chrono::Duration,
+    unknown: Vec<String>,
+}
+
+impl Checked for Push {
+    fn unknown_fields(&self) -> &[String] {
+        &self.unknown
+    }
+
+    fn stream(self: Box<Self>, body: &[u8], sink: &mut Sink<'_>) -> Result<(), IntakeError> {
+        parse_json_seed(body, Each::new(|_, a: PostableAlert| sink(self.event(a))))?;
+        Ok(())
+    }
+}
+
+impl Push {
+    fn event(&self, a: PostableAlert) -> AlertEvent {
+        let now = self.now;
+        let name = a.labels["alertname"].clone();
+        let starts_at = parse_set_datetime(&a.starts_at);
+        let ends_at = parse_set_datetime(&a.ends_at);
+        let firing = ends_at.is_none_or(|end| end > now);
+        let expires_at = firing.then(|| ends_at.unwrap_or(now + self.resolve_timeout));
+        let summary = a
+            .annotations
+            .get("summary")
+            .cloned()
+            .unwrap_or_else(|| name.clone());
+        let mut links = Vec::new();
+        if !a.generator_url.is_empty() {
+            links.push(AlertLink {
+                href: a.generator_url.clone(),
+                text: "Source".into(),
+            });
+        }
+        let mut details = json!({
+            "annotations": a.annotations,
+            "startsAt": starts_at,
+            "endsAt": ends_at,
+        });
+        if !a.extra.is_empty() {
+            details["unknown_fields"] = json!(a.extra);
+        }
+        AlertEvent {
+            dedup_key: bounded_key(&format!("prometheus:{name}")),
+            fingerprint: Some(label_fingerprint(&a.labels)),
+            action: if firing {
+                AlertAction::Trigger
+            } else {
+                AlertAction::Resolve
+            },
+            summary: truncate(&summary, MAX_SUMMARY),
+            incident_title: Some(truncate(&name, MAX_SUMMARY)),
+            source: a
+                .labels
+                .get("instance")
+                .or_else(|| a.labels.get("job"))
+                .cloned()
+                .unwrap_or_else(|| "prometheus".into()),
+            severity: a
+                .labels
+                .get("severity")
+                .and_then(|w| Severity::from_sender(w)),
+            details,
+            labels: a.labels,
+            links,
+            left_out: None,
+            expires_at,
         }
     }
-    if !errors.is_empty() {
-        return Err(IntakeError::Invalid(errors));
-    }
-    let events = alerts
-        .into_iter()
-        .map(|a| {
-            let name = a.labels["alertname"].clone();
-            let starts_at = parse_set_datetime(&a.starts_at);
-            let ends_at = parse_set_datetime(&a.ends_at);
-            let firing = ends_at.is_none_or(|end| end > now);
-            let expires_at = firing.then(|| ends_at.unwrap_or(now + resolve_timeout));
-            let summary = a
-                .annotations
-                .get("summary")
-                .cloned()
-                .unwrap_or_else(|| name.clone());
-            let mut links = Vec::new();
-            if !a.generator_url.is_empty() {
-                links.push(AlertLink {
-                    href: a.generator_url.clone(),
-                    text: "Source".into(),
-                });
-            }
-            AlertEvent {
-                dedup_key: bounded_key(&format!("prometheus:{name}")),
-                fingerprint: Some(label_fingerprint(&a.labels)),
-                action: if firing {
-                    AlertAction::Trigger
-                } else {
-                    AlertAction::Resolve
-                },
-                summary: truncate(&summary, MAX_SUMMARY),
-                incident_title: Some(truncate(&name, MAX_SUMMARY)),
-                source: a
-                    .labels
-                    .get("instance")
-                    .or_else(|| a.labels.get("job"))
-                    .cloned()
-                    .unwrap_or_else(|| "prometheus".into()),
-                severity: a
-                    .labels
-                    .get("severity")
-                    .and_then(|w| Severity::from_sender(w)),
-                details: {
-                    let mut d = json!({
-                        "annotations": a.annotations,
-                        "startsAt": starts_at,
-                        "endsAt": ends_at,
-                    });
-                    if !a.extra.is_empty() {
-                        d["unknown_fields"] = json!(a.extra);
-                    }
-                    d
-                },
-                labels: a.labels,
-                links,
-                left_out: None,
-                expires_at,
-            }
-        })
-        .collect();
-    Ok(Parsed {
-        events,
-        unknown_fields: unknown,
-    })
 }
 
 #[cfg(test)]

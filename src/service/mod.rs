@@ -174,44 +174,28 @@ impl Service {
         integration: &IntegrationConfig,
         events: Vec<AlertEvent>,
     ) -> Result<Vec<EventOutcome>, ServiceError> {
-        let now = self.clock.now();
-        let total = events.len() as u64;
-        let budget = Arc::new(intake::RequestBudget::new(
-            self.directory.config.intake.max_new_incidents_per_request,
-        ));
-        let integration_ = Arc::new(integration.clone());
+        let session = self.ingest_session(integration);
         let mut outcomes = Vec::with_capacity(events.len());
         let mut events = events.into_iter().peekable();
         while events.peek().is_some() {
-            let chunk: Arc<Vec<AlertEvent>> =
-                Arc::new(events.by_ref().take(intake::CHUNK).collect());
-            let svc = self.clone();
-            let (integration, budget) = (integration_.clone(), budget.clone());
-            let done = self
-                .write(writer::Priority::Now, move |tx| {
-                    svc.apply_events(tx, &integration, &chunk, now, &budget)
-                })
-                .await?;
-            outcomes.extend(done);
-        }
-        crate::metrics::METRICS
-            .alerts_received
-            .get_or_create(&crate::metrics::labels([
-                ("integration", &integration.name),
-                ("outcome", "accepted"),
-            ]))
-            .inc_by(total);
-        for o in &outcomes {
-            if let Some(id) = o.incident
-                && !matches!(o.effect, Effect::Appended | Effect::Flood)
-            {
-                let span = info_span!("incident", incident = %id);
-                span.in_scope(|| {
-                    info!(integration = %integration.name, dedup_key = %o.dedup_key, effect = ?o.effect, "Alert applied");
-                });
-            }
+            let chunk: Vec<AlertEvent> = events.by_ref().take(INGEST_CHUNK).collect();
+            outcomes.extend(session.apply(chunk).await?);
         }
         Ok(outcomes)
+    }
+
+    /// One request's intake, fed in chunks of at most [`INGEST_CHUNK`]
+    /// events as they are parsed; the request's new-incident budget spans
+    /// all of them.
+    pub fn ingest_session(&self, integration: &IntegrationConfig) -> IngestSession {
+        IngestSession {
+            svc: self.clone(),
+            integration: Arc::new(integration.clone()),
+            budget: Arc::new(intake::RequestBudget::new(
+                self.directory.config.intake.max_new_incidents_per_request,
+            )),
+            now: self.clock.now(),
+        }
     }
 
     /// A person acknowledges an incident; escalation stops.
@@ -323,6 +307,56 @@ impl Service {
             self.wakers.outbox.notify_one();
         }
         Ok(result)
+    }
+}
+
+/// Events per intake transaction.
+pub const INGEST_CHUNK: usize = intake::CHUNK;
+
+/// One request's intake; see [`Service::ingest_session`].
+pub struct IngestSession {
+    svc: Service,
+    integration: Arc<IntegrationConfig>,
+    budget: Arc<intake::RequestBudget>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+impl IngestSession {
+    /// Applies the next chunk in one transaction; returns once it is on disk.
+    pub async fn apply(&self, chunk: Vec<AlertEvent>) -> Result<Vec<EventOutcome>, ServiceError> {
+        let total = chunk.len() as u64;
+        let chunk = Arc::new(chunk);
+        let (svc, integration, budget, now) = (
+            self.svc.clone(),
+            self.integration.clone(),
+            self.budget.clone(),
+            self.now,
+        );
+        let outcomes = self
+            .svc
+            .write(writer::Priority::Now, move |tx| {
+                svc.apply_events(tx, &integration, &chunk, now, &budget)
+            })
+            .await?;
+        let name = &self.integration.name;
+        crate::metrics::METRICS
+            .alerts_received
+            .get_or_create(&crate::metrics::labels([
+                ("integration", name),
+                ("outcome", "accepted"),
+            ]))
+            .inc_by(total);
+        for o in &outcomes {
+            if let Some(id) = o.incident
+                && !matches!(o.effect, Effect::Appended | Effect::Flood)
+            {
+                let span = info_span!("incident", incident = %id);
+                span.in_scope(|| {
+                    info!(integration = %name, dedup_key = %o.dedup_key, effect = ?o.effect, "Alert applied");
+                });
+            }
+        }
+        Ok(outcomes)
     }
 }
 
