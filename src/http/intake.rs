@@ -225,7 +225,7 @@ async fn hook(
         "post to /hooks/KEY, or send 'Authorization: Bearer KEY' or basic auth with the key as password",
     )?;
     let body = alert_body(st, route, integration, body)?;
-    let check: fn(&[u8]) -> Result<Box<dyn Checked>, IntakeError> = match integration.kind {
+    let check: intake::CheckFn = match integration.kind {
         IntegrationKind::Alertmanager => |b| intake::alertmanager::check(b, &[]),
         IntegrationKind::Grafana => intake::grafana::check,
         IntegrationKind::Generic => intake::generic::check,
