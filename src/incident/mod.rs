@@ -247,7 +247,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// How many alerts one incident tracks one by one; more are counted.
-pub const MAX_TRACKED_ALERTS: usize = 5_000;
+pub const MAX_TRACKED_ALERTS: usize = 2_000;
 
 /// The severity given to incidents whose sender named none.
 pub const DEFAULT_SEVERITY: Severity = Severity::Sev3;

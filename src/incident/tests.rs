@@ -210,3 +210,69 @@ fn the_timeline_is_a_hash_chain() {
     gap.remove(1);
     assert_eq!(verify_chain(&gap, &head).unwrap_err().seq, 1);
 }
+
+#[test]
+fn alerts_beyond_the_cap_are_counted_and_hold_the_incident_open() {
+    let t = t0();
+    let mut inc = Incident::open(
+        IncidentId(1),
+        "svc",
+        "am",
+        &event("a0", AlertAction::Trigger, None),
+        t,
+    )
+    .incident;
+    let mut entries = Vec::new();
+    for i in 1..=MAX_TRACKED_ALERTS + 2 {
+        inc.apply_alert_in(
+            &event(&format!("a{i}"), AlertAction::Trigger, None),
+            t,
+            &mut entries,
+        );
+    }
+    assert_eq!(inc.alerts.len(), MAX_TRACKED_ALERTS);
+    assert_eq!(inc.untracked_alerts, 3);
+    let said: Vec<_> = entries
+        .iter()
+        .filter(|e| matches!(e.event, TimelineEvent::AlertsUntracked { .. }))
+        .collect();
+    assert_eq!(said.len(), 1, "said once");
+    // Every tracked alert resolving one by one does not resolve it...
+    let fps: Vec<String> = inc.alerts.keys().cloned().collect();
+    for fp in fps {
+        inc.apply_alert_in(&event(&fp, AlertAction::Resolve, None), t, &mut entries);
+    }
+    assert_eq!(inc.status, Status::Triggered);
+    // ...the whole group's resolve does.
+    let mut all = event("x", AlertAction::Resolve, None);
+    all.fingerprint = None;
+    inc.apply_alert_in(&all, t, &mut entries);
+    assert_eq!(inc.status, Status::Resolved);
+    assert_eq!(inc.untracked_alerts, 0);
+}
+
+#[test]
+fn expired_alerts_resolve_and_the_last_one_resolves_the_incident() {
+    let t = t0();
+    let mut a = event("a", AlertAction::Trigger, None);
+    a.expires_at = Some(t + chrono::Duration::minutes(5));
+    let mut b = event("b", AlertAction::Trigger, None);
+    b.expires_at = Some(t + chrono::Duration::minutes(10));
+    let inc = Incident::open(IncidentId(1), "svc", "am", &a, t).incident;
+    let inc = inc.apply_alert(&b, t).incident;
+    assert_eq!(inc.next_expiry(), a.expires_at);
+    assert!(inc.expire(t + chrono::Duration::minutes(4)).is_none());
+    let first = inc.expire(t + chrono::Duration::minutes(5)).unwrap();
+    assert_eq!(first.incident.status, Status::Triggered);
+    assert_eq!(first.incident.next_expiry(), b.expires_at);
+    let last = first
+        .incident
+        .expire(t + chrono::Duration::minutes(11))
+        .unwrap();
+    assert_eq!(last.incident.status, Status::Resolved);
+    assert_eq!(last.incident.next_expiry(), None);
+    assert!(matches!(
+        last.entries.last().unwrap().event,
+        TimelineEvent::Resolved { .. }
+    ));
+}

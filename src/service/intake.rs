@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Events per transaction.
-pub(super) const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 1024;
 
 /// The dedup key of an integration's flood incident.
 pub fn flood_key(integration: &str) -> String {
