@@ -183,6 +183,7 @@ pub fn sample_context(name: &str) -> serde_json::Value {
             "pages": [{"at": "2026-11-29T10:00:01Z", "recipient": "alice", "method": "slack", "attempts": 1}],
             "failed_pages": [], "roles": [{"role": "commander", "user": "alice"}],
             "runbook": null, "notes": [], "action_items": [],
+            "changes": ["2026-11-29 09:40 UTC Deploy api 1.2 (deploybot)"],
             "timeline": [{"at": "2026-11-29T10:00:00Z", "actor": "integration am", "text": "Opened as SEV1: API error rate above 5%"}],
         }}),
     }

@@ -111,6 +111,8 @@ pub struct CardView {
     pub alerts: (usize, usize),
     /// Buttons that make sense in this status.
     pub buttons: Vec<Button>,
+    /// Changes to the service shortly before it opened, one line each.
+    pub changes: Vec<String>,
 }
 
 impl CardView {
@@ -127,6 +129,11 @@ impl CardView {
             roles,
             alerts: (incident.firing_alerts(), incident.alerts.len()),
             buttons,
+            changes: incident
+                .recent_changes
+                .iter()
+                .map(crate::incident::ServiceChange::line)
+                .collect(),
         }
     }
 
@@ -167,6 +174,7 @@ pub(crate) fn sample_card(status: Status, paged: &str, commander: &str) -> CardV
         roles: vec![("commander".into(), commander.into())],
         alerts: (2, 3),
         buttons: buttons_for(status),
+        changes: vec![],
     }
 }
 

@@ -30,6 +30,7 @@ use crate::metrics::{METRICS, labels};
 mod route {
     pub const ENQUEUE: &str = "/v2/enqueue";
     pub const ENQUEUE_V1: &str = "/generic/2010-04-15/create_event.json";
+    pub const CHANGE: &str = "/v2/change/enqueue";
     pub const HOOKS: &str = "/hooks";
     pub const ALERTS: &str = "/api/v2/alerts";
 }
@@ -167,6 +168,67 @@ async fn pagerduty(
                 "message": "Event processed",
                 "dedup_key": dedup_key,
             })),
+        )
+            .into_response(),
+        Err(e) => {
+            let api: ApiError = e.into();
+            refused(route, Some(&integration.name), api.status, &api.message);
+            (
+                api.status,
+                Json(json!({ "status": "error", "message": api.message })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /v2/change/enqueue`: PagerDuty change events (deploys, config
+/// changes), shown on the service's next incidents; PagerDuty's answers.
+pub async fn change_enqueue(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let route = route::CHANGE;
+    let body = match body {
+        Ok(b) => b,
+        Err(r) => {
+            let message = body_message(&r, st.config.server.max_body_bytes, "PagerDuty's limit");
+            refused(route, None, r.status(), &message);
+            return pd_error(r.status(), &message, vec![message.clone()]);
+        }
+    };
+    let req = match intake::pagerduty::parse_change(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            refused(route, None, StatusCode::BAD_REQUEST, &e.to_string());
+            return pd_error(
+                StatusCode::BAD_REQUEST,
+                "Event object is invalid",
+                e.messages(),
+            );
+        }
+    };
+    let integration = match st.config.integration_by_key(&req.routing_key) {
+        Some(i) if i.kind == IntegrationKind::Pagerduty => i,
+        _ => {
+            let msg = "'routing_key' does not match any pagerduty integration".to_string();
+            refused(route, None, StatusCode::BAD_REQUEST, &msg);
+            return pd_error(StatusCode::BAD_REQUEST, "Invalid routing key", vec![msg]);
+        }
+    };
+    note_unknown(route, &integration.name, &req.unknown_fields);
+    let change = crate::incident::ServiceChange {
+        at: req.at.unwrap_or_else(|| st.service.clock().now()),
+        summary: req.summary,
+        source: req.source,
+        integration: integration.name.clone(),
+        links: req.links,
+        details: req.details,
+    };
+    match st.service.record_change(integration, change).await {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({"status": "success", "message": "Change event processed"})),
         )
             .into_response(),
         Err(e) => {

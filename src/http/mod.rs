@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
     // to `/v2/enqueue/`).
     for (path, handler) in [
         ("/v2/enqueue", post(intake::enqueue)),
+        ("/v2/change/enqueue", post(intake::change_enqueue)),
         (
             "/generic/2010-04-15/create_event.json",
             post(intake::enqueue_v1),

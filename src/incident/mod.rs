@@ -205,7 +205,48 @@ pub struct Incident {
     /// The runbook attached to it and the progress through it.
     #[serde(default)]
     pub runbook: Option<crate::runbook::Progress>,
+    /// Changes to its service in the day before it opened, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_changes: Vec<ServiceChange>,
 }
+
+/// A change to a service (a deploy, a config push), as a PagerDuty change
+/// event tells it: shown on the service's incidents, "what changed before
+/// it broke".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceChange {
+    /// When it happened (the sender's timestamp, else when it arrived).
+    pub at: DateTime<Utc>,
+    /// What changed.
+    pub summary: String,
+    /// Where (the pipeline, the tool).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
+    /// The integration that told tocsin.
+    pub integration: String,
+    /// Links (the build, the diff).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<AlertLink>,
+    /// The sender's details (`custom_details`).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub details: serde_json::Value,
+}
+
+impl ServiceChange {
+    /// One line: time, summary, source.
+    pub fn line(&self) -> String {
+        let mut l = format!("{} {}", self.at.format("%Y-%m-%d %H:%M UTC"), self.summary);
+        if !self.source.is_empty() {
+            l.push_str(&format!(" ({})", self.source));
+        }
+        l
+    }
+}
+
+/// How far back changes count as "recent" for a new incident.
+pub const RECENT_CHANGES_WINDOW: chrono::Duration = chrono::Duration::hours(24);
+/// How many recent changes an incident shows.
+pub const RECENT_CHANGES_SHOWN: usize = 5;
 
 /// An incident's channel on one chat platform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +379,7 @@ impl Incident {
             timeline_head: String::new(),
             drill: false,
             runbook: None,
+            recent_changes: Vec::new(),
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();
@@ -529,6 +571,32 @@ impl Incident {
                 }
             }
         }
+    }
+
+    /// Notes the service's changes shortly before `now` (newest first) on a
+    /// new incident: on its card, its timeline and so its summary.
+    pub fn note_recent_changes(
+        &mut self,
+        changes: &[ServiceChange],
+        now: DateTime<Utc>,
+        entries: &mut Vec<TimelineEntry>,
+    ) {
+        let recent: Vec<ServiceChange> = changes
+            .iter()
+            .filter(|c| c.at <= now && now - c.at <= RECENT_CHANGES_WINDOW)
+            .take(RECENT_CHANGES_SHOWN)
+            .cloned()
+            .collect();
+        if recent.is_empty() {
+            return;
+        }
+        self.recent_changes = recent.clone();
+        self.push(
+            entries,
+            now,
+            Actor::System,
+            TimelineEvent::RecentChanges { changes: recent },
+        );
     }
 
     /// The earliest time one of its firing alerts expires, while it is open.

@@ -74,6 +74,11 @@ pub enum TimelineEvent {
         /// How many it tracks one by one.
         tracked: usize,
     },
+    /// Changes to the service shortly before the incident opened.
+    RecentChanges {
+        /// Newest first.
+        changes: Vec<super::ServiceChange>,
+    },
     /// The severity changed.
     SeverityChanged {
         /// Before.
@@ -223,6 +228,14 @@ impl TimelineEvent {
             ),
             Self::AlertsUntracked { tracked } => format!(
                 "More than {tracked} alerts: further alerts are counted, not tracked one by one; it resolves when the whole group does, or by hand"
+            ),
+            Self::RecentChanges { changes } => format!(
+                "Recent changes to the service: {}",
+                changes
+                    .iter()
+                    .map(super::ServiceChange::line)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             Self::SeverityChanged { from, to } => format!("Severity changed from {from} to {to}"),
             Self::Acknowledged => "Acknowledged".into(),

@@ -273,6 +273,98 @@ struct V1Event {
     extra: BTreeMap<String, Value>,
 }
 
+/// A change event (`POST /v2/change/enqueue`): a deploy or config change,
+/// shown on the service's incidents. PagerDuty's rules: a routing key and a
+/// `payload.summary` of at most 1,024 characters.
+#[derive(Debug, Deserialize)]
+struct ChangeEnvelope {
+    routing_key: Option<String>,
+    payload: Option<ChangePayload>,
+    #[serde(default, deserialize_with = "nullable")]
+    links: Vec<Value>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChangePayload {
+    summary: Option<String>,
+    source: Option<String>,
+    timestamp: Option<String>,
+    custom_details: Option<Value>,
+    #[serde(flatten)]
+    extra: BTreeMap<String, Value>,
+}
+
+/// A parsed change event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeRequest {
+    /// The integration key the sender used.
+    pub routing_key: String,
+    /// What changed.
+    pub summary: String,
+    /// Where.
+    pub source: String,
+    /// When, if the sender said (else: when it arrived).
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Links.
+    pub links: Vec<AlertLink>,
+    /// `custom_details`, as sent.
+    pub details: Value,
+    /// Fields tocsin does not know.
+    pub unknown_fields: Vec<String>,
+}
+
+/// Parses one change event.
+pub fn parse_change(body: &[u8]) -> Result<ChangeRequest, IntakeError> {
+    let env: ChangeEnvelope = parse_json(body)?;
+    let mut errors = Vec::new();
+    let mut unknown = Vec::new();
+    note_unknown(&mut unknown, "", &env.extra);
+    let routing_key = match env.routing_key {
+        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            errors.push("'routing_key' is missing or empty".to_string());
+            String::new()
+        }
+    };
+    let (mut summary, mut source, mut at) = (String::new(), String::new(), None);
+    let mut details = Value::Null;
+    match env.payload {
+        Some(p) => {
+            note_unknown(&mut unknown, "payload", &p.extra);
+            match p.summary {
+                Some(s) if !s.trim().is_empty() => {
+                    if s.chars().count() > MAX_SUMMARY {
+                        errors.push(format!(
+                            "'payload.summary' is longer than {MAX_SUMMARY} characters"
+                        ));
+                    }
+                    summary = s;
+                }
+                _ => errors.push("'payload.summary' is missing or empty".to_string()),
+            }
+            source = p.source.unwrap_or_default();
+            at = p.timestamp.as_deref().and_then(parse_datetime);
+            details = p.custom_details.unwrap_or(Value::Null);
+        }
+        None => errors.push("'payload' is required".to_string()),
+    }
+    if !errors.is_empty() {
+        return Err(IntakeError::Invalid(errors));
+    }
+    let mut ignored = Map::new();
+    Ok(ChangeRequest {
+        routing_key,
+        summary,
+        source,
+        at,
+        links: links(env.links, &mut ignored),
+        details,
+        unknown_fields: unknown,
+    })
+}
+
 fn empty(v: &Value) -> bool {
     match v {
         Value::Null => true,

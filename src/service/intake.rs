@@ -238,6 +238,10 @@ impl Service {
     ) -> Result<IncidentId, StoreError> {
         let id = tx.next_incident_id()?;
         let mut change = Incident::open(id, &integration.service, &integration.name, event, now);
+        let recent = self.recent_changes(&integration.service);
+        change
+            .incident
+            .note_recent_changes(&recent, now, &mut change.entries);
         self.auto_attach(&mut change, now);
         self.start_escalation(tx, &mut change, now)?;
         cache.insert(

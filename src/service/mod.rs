@@ -23,7 +23,7 @@ pub use intake::flood_key;
 
 use crate::clock::Clock;
 use crate::config::IntegrationConfig;
-use crate::incident::{Actor, Change, Incident, IncidentError, IncidentId};
+use crate::incident::{Actor, Change, Incident, IncidentError, IncidentId, ServiceChange};
 use crate::intake::AlertEvent;
 use crate::store::{Store, StoreError, Tx};
 use serde::Serialize;
@@ -98,6 +98,10 @@ pub struct Service {
     wakers: Arc<Wakers>,
     writer: Arc<writer::Writer>,
     floods: Arc<intake::FloodWindows>,
+    /// Each service's latest changes, newest first (loaded at start, kept
+    /// up to date by [`Service::record_change`]): a new incident shows them
+    /// without a store scan inside its transaction.
+    changes: Arc<parking_lot::Mutex<std::collections::HashMap<String, Vec<ServiceChange>>>>,
 }
 
 impl Service {
@@ -109,6 +113,11 @@ impl Service {
         directory: Arc<Directory>,
     ) -> Result<Self, StoreError> {
         directory.load_overrides(store.as_ref())?;
+        let mut changes = std::collections::HashMap::new();
+        for svc in &directory.config.services {
+            let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
+            changes.insert(svc.name.clone(), recent);
+        }
         let writer = Arc::new(writer::Writer::start(store.clone())?);
         Ok(Self {
             writer,
@@ -117,6 +126,7 @@ impl Service {
             directory,
             wakers: Arc::new(Wakers::default()),
             floods: Arc::default(),
+            changes: Arc::new(parking_lot::Mutex::new(changes)),
         })
     }
 
@@ -182,6 +192,37 @@ impl Service {
             outcomes.extend(session.apply(chunk).await?);
         }
         Ok(outcomes)
+    }
+
+    /// Records a change to `integration`'s service (a PagerDuty change
+    /// event); incidents that open on it in the next day show it.
+    pub async fn record_change(
+        &self,
+        integration: &IntegrationConfig,
+        change: ServiceChange,
+    ) -> Result<(), ServiceError> {
+        let service = integration.service.clone();
+        let (svc_name, stored) = (service.clone(), change.clone());
+        self.write(writer::Priority::Now, move |tx| {
+            tx.record_change(&svc_name, &stored)
+        })
+        .await?;
+        let mut all = self.changes.lock();
+        let list = all.entry(service.clone()).or_default();
+        list.push(change);
+        list.sort_by_key(|c| std::cmp::Reverse(c.at));
+        list.truncate(crate::incident::RECENT_CHANGES_SHOWN);
+        info!(service = %service, integration = %integration.name, "Change recorded");
+        Ok(())
+    }
+
+    /// The service's latest changes, newest first.
+    pub fn recent_changes(&self, service: &str) -> Vec<ServiceChange> {
+        self.changes
+            .lock()
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// One request's intake, fed in chunks of at most [`INGEST_CHUNK`]

@@ -297,6 +297,13 @@ impl Tx for Noting<'_> {
     fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError> {
         self.tx.record_event(event)
     }
+    fn record_change(
+        &mut self,
+        service: &str,
+        change: &crate::incident::ServiceChange,
+    ) -> Result<(), StoreError> {
+        self.tx.record_change(service, change)
+    }
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
         self.wrote.timer = true;
         self.tx.put_timer(timer)

@@ -75,6 +75,12 @@ pub trait Tx {
     fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError>;
     /// Records a raw event.
     fn record_event(&mut self, event: &StoredEvent) -> Result<(), StoreError>;
+    /// Stores a change to a service (a PagerDuty change event).
+    fn record_change(
+        &mut self,
+        service: &str,
+        change: &crate::incident::ServiceChange,
+    ) -> Result<(), StoreError>;
     /// Adds a timer.
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError>;
     /// Removes a timer; whether it was there.
@@ -133,6 +139,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many raw events are stored.
     fn event_count(&self) -> Result<u64, StoreError>;
+
+    /// The service's latest `limit` changes, newest first.
+    fn recent_changes(
+        &self,
+        service: &str,
+        limit: usize,
+    ) -> Result<Vec<crate::incident::ServiceChange>, StoreError>;
 
     /// How many incidents exist, of every status.
     fn incident_count(&self) -> Result<u64, StoreError>;

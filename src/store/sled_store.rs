@@ -12,10 +12,12 @@
 //! - `overrides`: schedule 0x00 id → JSON [`StoredOverride`]
 //! - `channels`: platform 0x00 channel id → incident id
 //! - `summaries`: id → the rendered post-incident summary (JSON string)
+//! - `changes`: `service 0x00` due-time-like big-endian millis | id → JSON
+//!   [`ServiceChange`] (PagerDuty change events)
 
 use super::{Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
-use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
+use crate::incident::{Incident, IncidentId, ServiceChange, Status, TimelineEntry};
 use crate::notify::{DeliveryState, OutboxEntry};
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -39,7 +41,8 @@ const OUTBOX_QUEUE: usize = 7;
 const OVERRIDES: usize = 8;
 const CHANNELS: usize = 9;
 const SUMMARIES: usize = 10;
-const TREE_NAMES: [&str; 11] = [
+const CHANGES: usize = 11;
+const TREE_NAMES: [&str; 12] = [
     "incidents",
     "open",
     "timeline",
@@ -51,6 +54,7 @@ const TREE_NAMES: [&str; 11] = [
     "overrides",
     "channels",
     "summaries",
+    "changes",
 ];
 
 /// The `format` of a backup's header line.
@@ -370,6 +374,24 @@ impl Tx for SledTx<'_> {
         };
         self.tput(EVENTS, &id.to_be_bytes(), encode(event))
     }
+
+    fn record_change(&mut self, service: &str, change: &ServiceChange) -> Result<(), StoreError> {
+        let id = match self.trees[CHANGES].generate_id() {
+            Ok(id) => id,
+            Err(e) => return Err(StoreError::Backend(e.to_string())),
+        };
+        let mut key = change_prefix(service);
+        let at = (change.at.timestamp_millis() as u64) ^ (1 << 63);
+        key.extend_from_slice(&at.to_be_bytes());
+        key.extend_from_slice(&id.to_be_bytes());
+        self.tput(CHANGES, &key, encode(change))
+    }
+}
+
+fn change_prefix(service: &str) -> Vec<u8> {
+    let mut key = service.as_bytes().to_vec();
+    key.push(0);
+    key
 }
 
 impl Store for SledStore {
@@ -441,6 +463,25 @@ impl Store for SledStore {
 
     fn event_count(&self) -> Result<u64, StoreError> {
         Ok(self.trees[EVENTS].len() as u64)
+    }
+
+    fn recent_changes(
+        &self,
+        service: &str,
+        limit: usize,
+    ) -> Result<Vec<ServiceChange>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.trees[CHANGES]
+            .scan_prefix(change_prefix(service))
+            .rev()
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            out.push(decode(&v, CHANGES, &k)?);
+        }
+        Ok(out)
     }
 
     fn incident_count(&self) -> Result<u64, StoreError> {

@@ -142,6 +142,8 @@ pub struct Summary {
     pub notes: Vec<NoteLine>,
     /// Action items.
     pub action_items: Vec<NoteLine>,
+    /// Changes to the service shortly before it opened, one line each.
+    pub changes: Vec<String>,
     /// The full timeline.
     pub timeline: Vec<TimelineLine>,
 }
@@ -298,6 +300,11 @@ pub fn build(
         runbook: runbook_line,
         notes,
         action_items,
+        changes: incident
+            .recent_changes
+            .iter()
+            .map(crate::incident::ServiceChange::line)
+            .collect(),
         timeline: timeline
             .iter()
             .map(|e| TimelineLine {

@@ -615,3 +615,93 @@ async fn a_flood_of_new_alerts_opens_one_flood_incident_that_pages_once() {
     );
     app.stop().await;
 }
+
+/// PagerDuty change events: stored, and shown on the next incident of the
+/// service (card, timeline, summary), as PagerDuty's "recent changes".
+#[tokio::test]
+async fn change_events_show_on_the_next_incident() {
+    let app = app().await;
+    let (s, b) = app
+        .post_raw("/v2/change/enqueue", sender("go-pagerduty-change-event"))
+        .await;
+    assert_eq!(s, 202, "{b}");
+    assert_eq!(b["status"], "success");
+    assert_eq!(b["message"], "Change event processed");
+    // PagerDuty's own example, with its `+0000` timestamp, and a trailing slash.
+    let (s, b) = app
+        .post_raw(
+            "/v2/change/enqueue/",
+            reference("pagerduty-docs-2026-change-event.json"),
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    // A change needs a summary, as PagerDuty says.
+    let (s, b) = app
+        .post_json(
+            "/v2/change/enqueue",
+            &json!({"routing_key": "pd-routing-key", "payload": {"source": "x"}}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        b["errors"][0].as_str().unwrap().contains("payload.summary"),
+        "{b}"
+    );
+    // The docs' change is from 2020: too old to be "recent". The deploy
+    // (2026-12-01T09:58Z) is recent only if the test runs within a day of
+    // it, so send one stamped now.
+    use tocsin::clock::Clock;
+    let now = tocsin::clock::SystemClock.now();
+    let (s, _) = app
+        .post_json(
+            "/v2/change/enqueue",
+            &json!({"routing_key": "pd-routing-key",
+                    "payload": {"summary": "Deploy payments 2026.12.1", "source": "deploybot",
+                                "timestamp": now.to_rfc3339()},
+                    "links": [{"href": "https://ci.example/1", "text": "Pipeline"}]}),
+        )
+        .await;
+    assert_eq!(s, 202);
+    let (s, _) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v2/enqueue",
+        sender("go-pagerduty-v2-trigger"),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let id = app.incidents().await[0]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inc = app.incident(&id).await;
+    let changes = inc["incident"]["recent_changes"].as_array().unwrap();
+    assert_eq!(changes[0]["summary"], "Deploy payments 2026.12.1");
+    assert!(
+        changes.iter().all(
+            |c| c["summary"] != "Build Success: Increase snapshot create timeout to 30 seconds"
+        ),
+        "a 2020 change is not recent"
+    );
+    let entry = timeline_entry(&inc["timeline"], "recent_changes");
+    assert_eq!(entry["changes"][0]["source"], "deploybot");
+    // The summary lists it.
+    let resolve = json!({"routing_key": "pd-routing-key", "event_action": "resolve",
+                         "dedup_key": "db-primary/replication-lag"});
+    assert_eq!(app.post_json("/v2/enqueue", &resolve).await.0, 202);
+    let text = app
+        .http
+        .get(app.url(&format!("/v1/incidents/{id}/summary")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("Recent changes before it opened"), "{text}");
+    assert!(
+        text.contains("Deploy payments 2026.12.1 (deploybot)"),
+        "{text}"
+    );
+    app.stop().await;
+}

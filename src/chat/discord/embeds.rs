@@ -168,6 +168,13 @@ pub fn card(c: &CardView) -> CreateEmbed {
         }
         e = e.field(r, truncate(who, FIELD_MAX), true);
     }
+    if !c.changes.is_empty() {
+        e = e.field(
+            "Recent changes",
+            truncate(&c.changes.join("\n"), FIELD_MAX),
+            false,
+        );
+    }
     e.footer(CreateEmbedFooter::new(format!(
         "tocsin · {}",
         c.id.to_string().to_ascii_lowercase()

@@ -86,6 +86,12 @@ pub fn card(c: &CardView) -> Value {
     if !people.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&people.join("\n"), SECTION_MAX)}}));
     }
+    if !c.changes.is_empty() {
+        blocks.push(
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(
+            &format!("*Recent changes*\n{}", c.changes.join("\n")), SECTION_MAX)}}),
+        );
+    }
     if !c.buttons.is_empty() {
         blocks.push(json!({
             "type": "actions",
@@ -178,6 +184,29 @@ mod tests {
     #[test]
     fn card_resolved_has_no_buttons() {
         insta::assert_json_snapshot!(card(&view(Status::Resolved)));
+    }
+
+    #[test]
+    fn card_shows_recent_changes_before_the_buttons() {
+        let c = CardView {
+            changes: vec!["2026-12-01 09:58 UTC Deploy api 1.2 (deploybot)".into()],
+            ..view(Status::Triggered)
+        };
+        let blocks = card(&c);
+        let texts: Vec<&str> = blocks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .collect();
+        assert!(
+            texts.contains(&"*Recent changes*\n2026-12-01 09:58 UTC Deploy api 1.2 (deploybot)"),
+            "{texts:?}"
+        );
+        assert_eq!(
+            blocks.as_array().unwrap().last().unwrap()["type"],
+            "actions"
+        );
     }
 
     #[test]
