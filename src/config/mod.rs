@@ -381,6 +381,16 @@ pub struct IntegrationConfig {
     /// Alertmanager's `resolve_timeout`.
     #[serde(default = "default_resolve_timeout", with = "humantime_serde")]
     pub resolve_timeout: std::time::Duration,
+    /// For Alertmanager webhooks under `max_alerts`: how long a "resolved"
+    /// notification that left alerts out is held before it stands, unless a
+    /// notification says they still fire (set it above the route's
+    /// `repeat_interval`, 4h by default).
+    #[serde(default = "default_held_resolve_timeout", with = "humantime_serde")]
+    pub held_resolve_timeout: std::time::Duration,
+}
+
+fn default_held_resolve_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(4 * 3600 + 600)
 }
 
 fn default_resolve_timeout() -> std::time::Duration {
@@ -533,6 +543,12 @@ impl Config {
                 issue(
                     format!("integrations[{i}].key"),
                     "may only contain printable ASCII without spaces or '/'".into(),
+                );
+            }
+            if integ.held_resolve_timeout.is_zero() {
+                issue(
+                    format!("integrations[{i}].held_resolve_timeout"),
+                    "must be longer than 0s (set it above Alertmanager's repeat_interval)".into(),
                 );
             }
             if integ.resolve_timeout.is_zero() {

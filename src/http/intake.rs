@@ -287,10 +287,17 @@ async fn hook(
         "post to /hooks/KEY, or send 'Authorization: Bearer KEY' or basic auth with the key as password",
     )?;
     let body = alert_body(st, route, integration, body)?;
-    let check: intake::CheckFn = match integration.kind {
-        IntegrationKind::Alertmanager => |b| intake::alertmanager::check(b, &[]),
-        IntegrationKind::Grafana => intake::grafana::check,
-        IntegrationKind::Generic => intake::generic::check,
+    let hold = intake::alertmanager::Hold {
+        now: st.service.clock().now(),
+        after: chrono::Duration::from_std(integration.held_resolve_timeout)
+            .unwrap_or(chrono::Duration::hours(4)),
+    };
+    let check: BoxedCheck = match integration.kind {
+        IntegrationKind::Alertmanager => {
+            Box::new(move |b| intake::alertmanager::check(b, &[], Some(hold)))
+        }
+        IntegrationKind::Grafana => Box::new(intake::grafana::check),
+        IntegrationKind::Generic => Box::new(intake::generic::check),
         IntegrationKind::Pagerduty => {
             let e = ApiError::bad_request(format!(
                 "integration '{}' is of kind pagerduty: send its events to /v2/enqueue",
@@ -455,6 +462,10 @@ where
     }
     Ok((status, Json(body)).into_response())
 }
+
+type CheckResult = Result<Box<dyn Checked>, IntakeError>;
+/// A parser's first read of a body.
+type BoxedCheck = Box<dyn FnOnce(&[u8]) -> CheckResult + Send>;
 
 /// Results listed in an answer; a larger request's answer counts them.
 const MAX_RESULTS: usize = 1_000;

@@ -176,6 +176,10 @@ pub struct Incident {
     /// whether the left-out alerts still fire.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub left_out_alerts: u64,
+    /// A held resolve (see [`TimelineEvent::ResolveHeld`]) stands at this
+    /// time unless a notification that still fires contradicts it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<DateTime<Utc>>,
     /// Alerts beyond [`MAX_TRACKED_ALERTS`] that joined it, counted but not
     /// tracked one by one; while above 0 only a resolve of the whole group
     /// (or a person) resolves it.
@@ -370,6 +374,7 @@ impl Incident {
             last_event_at: now,
             alerts: BTreeMap::new(),
             left_out_alerts: 0,
+            held_until: None,
             untracked_alerts: 0,
             expiry: None,
             timeline_len: 0,
@@ -422,6 +427,8 @@ impl Incident {
         inc.updated_at = now;
         if let Some(n) = event.left_out {
             inc.left_out_alerts = n;
+            // A later notification of the group says what fires now.
+            inc.held_until = None;
         }
         match event.action {
             AlertAction::Trigger => {
@@ -548,12 +555,14 @@ impl Incident {
                     // The whole incident, unless the sender left alerts out
                     // of the notification that says so.
                     None if inc.left_out_alerts > 0 => {
+                        inc.held_until = event.expires_at;
                         inc.push(
                             entries,
                             now,
                             actor.clone(),
                             TimelineEvent::ResolveHeld {
                                 left_out: inc.left_out_alerts,
+                                until: event.expires_at,
                             },
                         );
                     }
@@ -608,6 +617,7 @@ impl Incident {
             .values()
             .filter(|a| a.state == AlertState::Firing)
             .filter_map(|a| a.expires_at)
+            .chain(self.held_until)
             .min()
     }
 
@@ -628,8 +638,19 @@ impl Incident {
             })
             .map(|(fp, _)| fp.clone())
             .collect();
-        if expired.is_empty() {
+        let held_ends = self.held_until.is_some_and(|t| t <= now);
+        if expired.is_empty() && !held_ends {
             return None;
+        }
+        if held_ends {
+            // No notification contradicted the group's resolve in time: the
+            // left-out alerts resolved with the rest.
+            inc.held_until = None;
+            inc.left_out_alerts = 0;
+            for alert in inc.alerts.values_mut() {
+                alert.state = AlertState::Resolved;
+                alert.expires_at = None;
+            }
         }
         for fp in expired {
             let alert = inc.alerts.get_mut(&fp).expect("listed above");
@@ -652,7 +673,12 @@ impl Incident {
                 &mut entries,
                 now,
                 Actor::System,
-                Some("every alert's endsAt passed without the sender re-sending it".into()),
+                Some(if held_ends {
+                    "the group's resolve stood: no notification said its left-out alerts still fire"
+                        .into()
+                } else {
+                    "every alert's endsAt passed without the sender re-sending it".into()
+                }),
             );
         }
         Some(Change {

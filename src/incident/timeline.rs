@@ -68,6 +68,9 @@ pub enum TimelineEvent {
     ResolveHeld {
         /// How many alerts the notification left out.
         left_out: u64,
+        /// When the resolve stands if no notification contradicts it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<DateTime<Utc>>,
     },
     /// The incident tracks as many alerts as it can; more are counted.
     AlertsUntracked {
@@ -223,8 +226,14 @@ impl TimelineEvent {
                 "Alert {fingerprint} resolved: not re-sent before its end time {}",
                 ends_at.format("%Y-%m-%d %H:%M:%S UTC")
             ),
-            Self::ResolveHeld { left_out } => format!(
-                "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved, or someone resolves it"
+            Self::ResolveHeld { left_out, until } => format!(
+                "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved{}, or someone resolves it",
+                until
+                    .map(|t| format!(
+                        ", or until {} if no notification says they fire",
+                        t.format("%Y-%m-%d %H:%M UTC")
+                    ))
+                    .unwrap_or_default()
             ),
             Self::AlertsUntracked { tracked } => format!(
                 "More than {tracked} alerts: further alerts are counted, not tracked one by one; it resolves when the whole group does, or by hand"

@@ -96,13 +96,27 @@ const KNOWN_ALERT_EXTRAS: &[&str] = &["values", "imageURL", "orgId"];
 /// without a version, or with another one, is read the same way (and the
 /// version kept), since its shape has not changed since version 4.
 pub fn parse(body: &[u8]) -> Result<Parsed, IntakeError> {
-    super::collect(check(body, &[])?, body)
+    super::collect(check(body, &[], None)?, body)
+}
+
+/// How long a held resolve waits for a contradiction: from `now`, for
+/// `after` (see [`Checked`] for groups, and `held_resolve_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Hold {
+    /// When the notification arrived.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// How long the resolve is held.
+    pub after: chrono::Duration,
 }
 
 /// Reads a group notification (Alertmanager, or Grafana unified with its
 /// own top-level fields `known`) once, checking it and every alert in it,
 /// keeping only the group's fields.
-pub(crate) fn check(body: &[u8], known: &[&str]) -> Result<Box<dyn Checked>, IntakeError> {
+pub fn check(
+    body: &[u8],
+    known: &[&str],
+    hold: Option<Hold>,
+) -> Result<Box<dyn Checked>, IntakeError> {
     let mut n: Notification = parse_json(body)?;
     n.extra.retain(|k, _| !known.contains(&k.as_str()));
     let mut problems = Problems::default();
@@ -158,6 +172,7 @@ pub(crate) fn check(body: &[u8], known: &[&str]) -> Result<Box<dyn Checked>, Int
         group_key,
         title: truncate(&group_title, MAX_SUMMARY),
         group_resolved,
+        hold,
         n,
         unknown,
     }))
@@ -217,11 +232,14 @@ impl<'de> Deserialize<'de> for AlertsCheck {
 /// group's `status` from the alerts it kept, so "resolved" may hide a
 /// left-out alert that still fires. Then the listed alerts resolve one by
 /// one and the incident stays open while the latest notification left
-/// alerts out (each event carries `left_out`).
+/// alerts out (each event carries `left_out`), for the `hold` at most:
+/// Alertmanager re-sends a group that still fires at least every
+/// `repeat_interval`, so a resolve nothing contradicts by then stands.
 struct Group {
     group_key: String,
     title: String,
     group_resolved: bool,
+    hold: Option<Hold>,
     n: Notification,
     unknown: Vec<String>,
 }
@@ -257,7 +275,11 @@ impl Checked for Group {
                 details,
                 links: Vec::new(),
                 left_out: Some(n.truncated_alerts),
-                expires_at: None,
+                // For a held resolve: when it stands uncontradicted.
+                expires_at: self
+                    .hold
+                    .filter(|_| n.truncated_alerts > 0)
+                    .map(|h| h.now + h.after),
             })
             .map_err(IntakeError::Malformed)?;
         }

@@ -66,7 +66,7 @@ pub fn check(body: &[u8]) -> Result<Box<dyn Checked>, IntakeError> {
     };
     if keys.contains_key("alerts") {
         // Grafana's own fields, beyond Alertmanager's.
-        alertmanager::check(body, &["orgId", "message", "state"])
+        alertmanager::check(body, &["orgId", "message", "state"], None)
     } else if keys.contains_key("ruleId") || keys.contains_key("ruleName") {
         Ok(Box::new(parse_legacy(body)?))
     } else {

@@ -335,9 +335,6 @@ impl Checked for Parsed {
     }
 }
 
-/// A parser's first read: checks a body, or says what is wrong with it.
-pub type CheckFn = fn(&[u8]) -> Result<Box<dyn Checked>, IntakeError>;
-
 /// Checks a request and collects all its events (tests, small bodies).
 pub fn collect(checked: Box<dyn Checked>, body: &[u8]) -> Result<Parsed, IntakeError> {
     let unknown_fields = checked.unknown_fields().to_vec();

@@ -705,3 +705,48 @@ async fn change_events_show_on_the_next_incident() {
     );
     app.stop().await;
 }
+
+/// A held resolve stands once `held_resolve_timeout` passes with no
+/// notification saying the left-out alerts fire; a firing one cancels it.
+#[tokio::test]
+async fn a_held_resolve_stands_after_the_hold_unless_contradicted() {
+    use tocsin::clock::ManualClock;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let clock = ManualClock::new(t0);
+    let app = spawn_app_with(Arc::new(clock.clone()), None, SENDERS).await;
+    let am = format!("/hooks/{AM_KEY}");
+    let group = |status: &str, key: &str| {
+        json!({"version": "4", "status": status, "groupKey": key, "truncatedAlerts": 20,
+               "alerts": [{"status": status, "labels": {"alertname": "Big", "i": "1"}, "fingerprint": "f1"}]})
+    };
+    for key in ["g-stands", "g-contradicted"] {
+        assert_eq!(app.post_json(&am, &group("firing", key)).await.0, 202);
+        assert_eq!(app.post_json(&am, &group("resolved", key)).await.0, 202);
+    }
+    // The second group still fires after all: Alertmanager says so.
+    clock.advance(chrono::Duration::hours(1));
+    assert_eq!(
+        app.post_json(&am, &group("firing", "g-contradicted"))
+            .await
+            .0,
+        202
+    );
+    clock.advance(chrono::Duration::hours(3));
+    app.tick().await;
+    let status = |list: &[Value], key: &str| {
+        list.iter().find(|i| i["dedup_key"] == key).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let list = app.incidents().await;
+    assert_eq!(status(&list, "g-stands"), "triggered", "held for 4h10m");
+    clock.advance(chrono::Duration::minutes(11));
+    app.tick().await;
+    let list = app.incidents().await;
+    assert_eq!(status(&list, "g-stands"), "resolved");
+    assert_eq!(status(&list, "g-contradicted"), "triggered");
+    app.stop().await;
+}
