@@ -77,6 +77,17 @@ impl EnqueueRequest {
     }
 }
 
+/// The integration key of an event (`routing_key`, v1's `service_key`).
+fn integration_key(key: Option<String>, field: &str, errors: &mut Vec<String>) -> String {
+    match key {
+        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            errors.push(format!("'{field}' is missing or empty"));
+            String::new()
+        }
+    }
+}
+
 fn action(word: Option<&str>, field: &str, errors: &mut Vec<String>) -> Option<AlertAction> {
     match word {
         Some("trigger") => Some(AlertAction::Trigger),
@@ -127,13 +138,7 @@ pub fn parse(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     note_unknown(&mut unknown, "", &env.extra);
-    let routing_key = match env.routing_key {
-        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
-            errors.push("'routing_key' is missing or empty".to_string());
-            String::new()
-        }
-    };
+    let routing_key = integration_key(env.routing_key, "routing_key", &mut errors);
     let action = action(env.event_action.as_deref(), "event_action", &mut errors);
     if let Some(k) = &env.dedup_key
         && k.chars().count() > MAX_DEDUP_KEY
@@ -321,13 +326,7 @@ pub fn parse_change(body: &[u8]) -> Result<ChangeRequest, IntakeError> {
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     note_unknown(&mut unknown, "", &env.extra);
-    let routing_key = match env.routing_key {
-        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
-            errors.push("'routing_key' is missing or empty".to_string());
-            String::new()
-        }
-    };
+    let routing_key = integration_key(env.routing_key, "routing_key", &mut errors);
     let (mut summary, mut source, mut at) = (String::new(), String::new(), None);
     let mut details = Value::Null;
     match env.payload {
@@ -389,13 +388,7 @@ pub fn parse_v1(body: &[u8]) -> Result<EnqueueRequest, IntakeError> {
     let mut errors = Vec::new();
     let mut unknown = Vec::new();
     note_unknown(&mut unknown, "", &v.extra);
-    let routing_key = match v.service_key {
-        Some(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
-            errors.push("'service_key' is missing or empty".to_string());
-            String::new()
-        }
-    };
+    let routing_key = integration_key(v.service_key, "service_key", &mut errors);
     let action = action(v.event_type.as_deref(), "event_type", &mut errors);
     let summary = v.description.unwrap_or_default();
     if action == Some(AlertAction::Trigger) && summary.trim().is_empty() {

@@ -40,6 +40,20 @@ async fn app() -> TestApp {
     spawn_app_with(Arc::new(tocsin::clock::SystemClock), None, SENDERS).await
 }
 
+/// The same server on a manual clock set to 2026-12-01T10:00:00Z.
+async fn manual_app() -> (
+    TestApp,
+    tocsin::clock::ManualClock,
+    chrono::DateTime<chrono::Utc>,
+) {
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
+        .unwrap()
+        .to_utc();
+    let clock = tocsin::clock::ManualClock::new(t0);
+    let app = spawn_app_with(Arc::new(clock.clone()), None, SENDERS).await;
+    (app, clock, t0)
+}
+
 fn sender(name: &str) -> Vec<u8> {
     fixture(&format!("senders/{name}.json"))
 }
@@ -158,15 +172,7 @@ async fn pagerdutys_and_sumo_logics_documented_payloads_page() {
         .await;
     assert_eq!(s, 202, "{b}");
     assert_eq!(app.incidents().await.len(), 3);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(r#"tocsin_intake_unknown_fields_total{integration="pd-docs"} 1"#),
         "{metrics}"
@@ -374,15 +380,7 @@ async fn refusals_are_counted_under_the_integration() {
         .post_raw("/hooks/am-refusals-key", b"{not json".to_vec())
         .await;
     assert_eq!(s, 400);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(
         metrics.contains(
             r#"tocsin_alerts_received_total{integration="pd-refusals",outcome="rejected"} 1"#
@@ -403,12 +401,8 @@ async fn refusals_are_counted_under_the_integration() {
 /// not re-sent resolves by itself (a timer in the store, so restarts keep it).
 #[tokio::test]
 async fn pushed_alerts_without_ends_at_expire_after_resolve_timeout() {
-    use tocsin::clock::{Clock, ManualClock};
-    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
-        .unwrap()
-        .to_utc();
-    let clock = ManualClock::new(t0);
-    let app = spawn_app_with(Arc::new(clock.clone()), None, SENDERS).await;
+    use tocsin::clock::Clock;
+    let (app, clock, t0) = manual_app().await;
     let push = |body: &'static str| {
         let app = &app;
         async move {
@@ -689,15 +683,7 @@ async fn change_events_show_on_the_next_incident() {
     let resolve = json!({"routing_key": "pd-routing-key", "event_action": "resolve",
                          "dedup_key": "db-primary/replication-lag"});
     assert_eq!(app.post_json("/v2/enqueue", &resolve).await.0, 202);
-    let text = app
-        .http
-        .get(app.url(&format!("/v1/incidents/{id}/summary")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text(&format!("/v1/incidents/{id}/summary")).await;
     assert!(text.contains("Recent changes before it opened"), "{text}");
     assert!(
         text.contains("Deploy payments 2026.12.1 (deploybot)"),
@@ -710,12 +696,7 @@ async fn change_events_show_on_the_next_incident() {
 /// notification saying the left-out alerts fire; a firing one cancels it.
 #[tokio::test]
 async fn a_held_resolve_stands_after_the_hold_unless_contradicted() {
-    use tocsin::clock::ManualClock;
-    let t0 = chrono::DateTime::parse_from_rfc3339("2026-12-01T10:00:00Z")
-        .unwrap()
-        .to_utc();
-    let clock = ManualClock::new(t0);
-    let app = spawn_app_with(Arc::new(clock.clone()), None, SENDERS).await;
+    let (app, clock, _) = manual_app().await;
     let am = format!("/hooks/{AM_KEY}");
     let group = |status: &str, key: &str| {
         json!({"version": "4", "status": status, "groupKey": key, "truncatedAlerts": 20,

@@ -130,7 +130,13 @@ pub async fn spawn_app_with(
     });
     TestApp {
         addr,
-        http: reqwest::Client::new(),
+        // Idle connections are dropped before the server's 1 s header-read
+        // timeout closes them: a request sent on a connection the server is
+        // closing at that instant fails with IncompleteMessage.
+        http: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_millis(500))
+            .build()
+            .unwrap(),
         store,
         service,
         worker,
@@ -183,6 +189,13 @@ impl TestApp {
         let resp = self.http.get(self.url(path)).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A GET's body as text (`/metrics`, summaries).
+    pub async fn get_text(&self, path: &str) -> String {
+        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+        resp.text().await.unwrap()
     }
 
     /// All incidents, newest first.
