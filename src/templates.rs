@@ -47,10 +47,87 @@ pub struct TemplateError {
     pub message: String,
 }
 
+/// What a rendered template is posted as: values interpolated with
+/// `{{ }}` are escaped for it, the template's own text is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markup {
+    /// As it is: email, logs, webhooks, the summary the API serves.
+    Plain,
+    /// Slack mrkdwn.
+    Slack,
+    /// Discord Markdown.
+    Discord,
+}
+
+impl Markup {
+    /// The markup of a chat platform by name (`slack`, `discord`), else plain.
+    pub fn of_platform(platform: &str) -> Self {
+        match platform {
+            "slack" => Self::Slack,
+            "discord" => Self::Discord,
+            _ => Self::Plain,
+        }
+    }
+
+    /// `text` escaped so the platform shows it as text (the escaping itself
+    /// is the platform module's).
+    pub fn escape(self, text: &str) -> String {
+        match self {
+            Self::Plain => text.to_string(),
+            Self::Slack => crate::chat::slack::escape(text),
+            Self::Discord => crate::chat::discord::escape(text),
+        }
+    }
+
+    /// A value tocsin means as markup (a mention it rendered), which the
+    /// templates put in unescaped.
+    pub fn safe(markup: impl Into<String>) -> Value {
+        Value::from_safe_string(markup.into())
+    }
+}
+
+/// `text` for a code span in `markup`: Slack still reads entities and
+/// `<...>` there; Discord shows a code span as it is, so only a backtick
+/// (which would end it) is replaced, and control and bidi characters go.
+fn code(markup: Markup, text: &str) -> String {
+    match markup {
+        Markup::Plain => text.to_string(),
+        Markup::Slack => markup.escape(text).replace('`', "'"),
+        Markup::Discord => text
+            .chars()
+            .filter(|c| !crate::chat::discord::escape::is_unsafe_char(*c))
+            .map(|c| if c == '`' { '\'' } else { c })
+            .collect(),
+    }
+}
+
 /// The loaded templates.
 #[derive(Debug)]
 pub struct Templates {
     env: Environment<'static>,
+    slack: Environment<'static>,
+    discord: Environment<'static>,
+}
+
+/// The formatter of `markup`: safe values and none as minijinja writes
+/// them, everything else escaped.
+fn formatter(
+    markup: Markup,
+) -> impl Fn(&mut minijinja::Output, &mut minijinja::State, &Value) -> Result<(), minijinja::Error>
++ Send
++ Sync
++ 'static {
+    move |out, state, value| {
+        if value.is_safe() || value.is_none() || value.is_undefined() {
+            return minijinja::escape_formatter(out, state, value);
+        }
+        let text = match value.as_str() {
+            Some(s) => markup.escape(s),
+            None => markup.escape(&value.to_string()),
+        };
+        out.write_str(&text)
+            .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string()))
+    }
 }
 
 fn parse_time(v: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -93,6 +170,8 @@ impl Templates {
                 .unwrap_or(v)
         });
         env.add_filter("duration", |v: i64| human_duration(v));
+        // Text inside a `code span`: escaped as code, not as prose.
+        env.add_filter("code", |v: String| v);
         let mut errors = Vec::new();
         for (name, default) in DEFAULTS {
             let source = match dir.map(|d| d.join(name)).filter(|p| p.exists()) {
@@ -116,14 +195,40 @@ impl Templates {
             }
         }
         if errors.is_empty() {
-            Ok(Self { env })
+            let mut slack = env.clone();
+            slack.set_formatter(formatter(Markup::Slack));
+            slack.add_filter("code", |v: String| Markup::safe(code(Markup::Slack, &v)));
+            let mut discord = env.clone();
+            discord.set_formatter(formatter(Markup::Discord));
+            discord.add_filter("code", |v: String| Markup::safe(code(Markup::Discord, &v)));
+            Ok(Self {
+                env,
+                slack,
+                discord,
+            })
         } else {
             Err(errors)
         }
     }
 
-    /// Renders `name` with `ctx` (a serializable map).
+    /// Renders `name` with `ctx` (a serializable map) as plain text.
     pub fn render<C: Serialize>(&self, name: &str, ctx: C) -> Result<String, TemplateError> {
+        self.render_for(Markup::Plain, name, ctx)
+    }
+
+    /// Renders `name` with `ctx` for `markup`: every value interpolated is
+    /// escaped for it, unless marked safe with [`Markup::safe`].
+    pub fn render_for<C: Serialize>(
+        &self,
+        markup: Markup,
+        name: &str,
+        ctx: C,
+    ) -> Result<String, TemplateError> {
+        let env = match markup {
+            Markup::Plain => &self.env,
+            Markup::Slack => &self.slack,
+            Markup::Discord => &self.discord,
+        };
         let err = |e: minijinja::Error| TemplateError {
             name: name.into(),
             message: match e.line() {
@@ -131,7 +236,7 @@ impl Templates {
                 None => e.to_string(),
             },
         };
-        let t = self.env.get_template(name).map_err(err)?;
+        let t = env.get_template(name).map_err(err)?;
         t.render(Value::from(minijinja::value::Serde(&ctx)))
             .map(|s| s.trim_end().to_string() + "\n")
             .map_err(err)

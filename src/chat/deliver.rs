@@ -6,6 +6,7 @@ use crate::escalation::Recipient;
 use crate::incident::{ChatLink, Incident};
 use crate::notify::{DeliveryError, Job, OutboxEntry};
 use crate::service::Service;
+use crate::templates::Markup;
 
 fn store_error(e: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::retryable(format!("store: {e}"))
@@ -121,7 +122,8 @@ pub async fn run(
             let intro = service
                 .directory()
                 .templates
-                .render(
+                .render_for(
+                    Markup::of_platform(name),
                     "channel_intro.md",
                     serde_json::json!({
                         "incident": crate::service::incident_context(&inc),
@@ -163,7 +165,7 @@ pub async fn run(
         Job::PostSummary => match link {
             Some(l) => {
                 let md = service
-                    .summary_markdown(inc.id)
+                    .summary_for(inc.id, Markup::of_platform(name))
                     .await
                     .map_err(store_error)?;
                 platform

@@ -11,6 +11,16 @@ use crate::config::{TargetConfig, UserConfig};
 use crate::incident::{Actor, Incident, IncidentError, IncidentId, RunbookStep};
 use crate::service::{Service, ServiceError};
 use crate::store::StoredOverride;
+use crate::templates::Markup;
+
+/// How to use `/incident step`.
+const STEP_USAGE: &str =
+    "Usage: /incident step done <id> [note] · /incident step skip <id> <reason>";
+
+/// Text from an alert or a person, escaped for `platform`'s markup.
+fn esc(platform: &str, text: &str) -> String {
+    Markup::of_platform(platform).escape(text)
+}
 use chrono::Duration;
 
 /// Who sees a reply.
@@ -91,16 +101,22 @@ impl ChatHandler {
 
     fn resolve_user(&self, platform: &str, r: &UserRef) -> Result<String, String> {
         match r {
-            UserRef::Platform(id) => self
-                .user(platform, id)
-                .map(|u| u.name.clone())
-                .ok_or_else(|| format!("<@{id}> is not a tocsin user.")),
+            UserRef::Platform(id) => {
+                self.user(platform, id)
+                    .map(|u| u.name.clone())
+                    .ok_or_else(|| {
+                        format!(
+                            "{} is not a tocsin user.",
+                            esc(platform, &format!("<@{id}>"))
+                        )
+                    })
+            }
             UserRef::Name(n) => self
                 .service
                 .directory()
                 .user(n)
                 .map(|u| u.name.clone())
-                .ok_or_else(|| format!("'{n}' is not a tocsin user.")),
+                .ok_or_else(|| format!("'{}' is not a tocsin user.", esc(platform, n))),
         }
     }
 
@@ -123,7 +139,11 @@ impl ChatHandler {
         let by = Actor::User(user.clone());
         match inv.command {
             Command::Help => {
-                Reply::private(format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}"))
+                // The usage texts' `<placeholders>` are text, not Slack markup.
+                Reply::private(esc(
+                    inv.platform,
+                    &format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}"),
+                ))
             }
             Command::OnCall { schedule } => self.on_call(inv.platform, schedule.as_deref()),
             Command::Cover {
@@ -137,10 +157,10 @@ impl ChatHandler {
             Command::Page { target, message } => self.page(inv.platform, by, target, message).await,
             Command::Incident { id, action } => {
                 if let IncidentAction::New { title, severity } = action {
-                    return self.open(by, title, severity).await;
+                    return self.open(inv.platform, by, title, severity).await;
                 }
                 if let IncidentAction::Drill(runbook) = action {
-                    return self.drill(&user, runbook).await;
+                    return self.drill(inv.platform, &user, runbook).await;
                 }
                 let id = match id {
                     Some(id) => id,
@@ -212,7 +232,9 @@ impl ChatHandler {
                 IncidentAction::Resolve { note } => {
                     self.service.resolve(id, by, note.clone()).await?;
                     match note {
-                        Some(n) => Reply::public(format!("{id} resolved by {who}: {n}")),
+                        Some(n) => {
+                            Reply::public(format!("{id} resolved by {who}: {}", esc(platform, &n)))
+                        }
                         None => Reply::public(format!("{id} resolved by {who}.")),
                     }
                 }
@@ -269,9 +291,7 @@ impl ChatHandler {
                         None => (String::new(), &[][..]),
                     };
                     let Some((step_id, words)) = rest.split_first() else {
-                        return Ok(Reply::private(
-                            "Usage: /incident step done <id> [note] · /incident step skip <id> <reason>",
-                        ));
+                        return Ok(Reply::private(esc(platform, STEP_USAGE)));
                     };
                     let text = words.join(" ");
                     let command = match step.as_str() {
@@ -284,23 +304,25 @@ impl ChatHandler {
                             reason: text,
                         },
                         _ => {
-                            return Ok(Reply::private(
-                                "Usage: /incident step done <id> [note] · /incident step skip <id> <reason>",
-                            ));
+                            return Ok(Reply::private(esc(platform, STEP_USAGE)));
                         }
                     };
                     let done = matches!(command, RunbookStep::Done { .. });
                     self.service.runbook_step(id, command, by).await?;
                     Reply::public(format!(
-                        "{who} {} step `{step_id}` of {id}.",
-                        if done { "did" } else { "skipped" }
+                        "{who} {} step `{}` of {id}.",
+                        if done { "did" } else { "skipped" },
+                        esc(platform, step_id)
                     ))
                 }
                 IncidentAction::Phase(args) => {
                     if args.first().map(|a| a.to_ascii_lowercase()).as_deref() != Some("next") {
                         return Ok(Reply::private("Usage: /incident phase next"));
                     }
-                    let inc = self.service.runbook_step(id, RunbookStep::NextPhase, by).await?;
+                    let inc = self
+                        .service
+                        .runbook_step(id, RunbookStep::NextPhase, by)
+                        .await?;
                     let card = self.runbook_card(platform, &inc)?;
                     Reply::public(card).with_buttons(self.runbook_buttons(&inc))
                 }
@@ -310,7 +332,7 @@ impl ChatHandler {
             })
         }
         .await;
-        result.unwrap_or_else(|e| Reply::private(e.to_string()))
+        result.unwrap_or_else(|e| Reply::private(esc(platform, &e.to_string())))
     }
 
     async fn runbook(
@@ -350,10 +372,10 @@ impl ChatHandler {
                     };
                     lines.push(format!("• `{}` {}{mark}", r.name, r.title));
                 }
-                lines.push(
-                    "Attach one with /incident runbook <name>; see it with /incident runbook show"
-                        .into(),
-                );
+                lines.push(esc(
+                    platform,
+                    "Attach one with /incident runbook <name>; see it with /incident runbook show",
+                ));
                 Ok(Reply::private(lines.join("\n")))
             }
             Some("show") => Ok(Reply::private(self.runbook_card(platform, &inc)?)
@@ -399,7 +421,7 @@ impl ChatHandler {
             IncidentError::from(RunbookCommandError::Missing(progress.runbook.clone()))
         })?;
         let phase = &rb.phases[progress.phase.min(rb.phases.len() - 1)];
-        let steps: Vec<serde_json::Value> = phase
+        let steps: Vec<minijinja::Value> = phase
             .steps
             .iter()
             .map(|s| {
@@ -407,10 +429,10 @@ impl ChatHandler {
                     .owner
                     .role()
                     .and_then(|r| inc.roles.get(r))
-                    .map(|u| self.mention(platform, u));
+                    .map(|u| Markup::safe(self.mention(platform, u)));
                 let mut v = serde_json::json!({
                     "id": s.id, "text": s.text, "link": s.link, "command": s.command,
-                    "owner": s.owner.to_string(), "owner_user": owner_user, "evidence": s.evidence,
+                    "owner": s.owner.to_string(), "evidence": s.evidence,
                     "state": "open", "by": null, "note": null, "reason": null,
                 });
                 match progress.steps.get(&s.id) {
@@ -426,25 +448,42 @@ impl ChatHandler {
                     }
                     None => {}
                 }
-                v
+                // The owner's mention is tocsin's markup: put in unescaped.
+                let mut step: std::collections::BTreeMap<String, minijinja::Value> = v
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            minijinja::Value::from(minijinja::value::Serde(v)),
+                        )
+                    })
+                    .collect();
+                step.insert(
+                    "owner_user".into(),
+                    owner_user.unwrap_or(minijinja::Value::from(())),
+                );
+                minijinja::Value::from(step)
             })
             .collect();
         dir.templates
-            .render(
+            .render_for(
+                Markup::of_platform(platform),
                 "runbook_card.md",
-                serde_json::json!({
-                    "incident": crate::service::incident_context(inc),
-                    "runbook": {"name": rb.name, "title": rb.title},
-                    "phase": {"title": phase.title, "kind": phase.phase},
-                    "phase_number": progress.phase + 1,
-                    "phase_count": rb.phases.len(),
-                    "steps": steps,
-                }),
+                minijinja::context! {
+                    incident => minijinja::Value::from(minijinja::value::Serde(crate::service::incident_context(inc))),
+                    runbook => minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"name": rb.name, "title": rb.title}))),
+                    phase => minijinja::Value::from(minijinja::value::Serde(serde_json::json!({"title": phase.title, "kind": phase.phase}))),
+                    phase_number => progress.phase + 1,
+                    phase_count => rb.phases.len(),
+                    steps => steps,
+                },
             )
             .map_err(|e| IncidentError::Unchanged(e.to_string()).into())
     }
 
-    async fn drill(&self, user: &str, runbook: Option<String>) -> Reply {
+    async fn drill(&self, platform: &str, user: &str, runbook: Option<String>) -> Reply {
         let dir = self.service.directory();
         let name = match runbook {
             Some(n) => n,
@@ -458,7 +497,8 @@ impl ChatHandler {
                     "Drills walk a runbook, and this tocsin has none.".to_string()
                 } else {
                     format!(
-                        "Name the runbook to rehearse: /incident drill <runbook>. Runbooks: {}",
+                        "Name the runbook to rehearse: {}. Runbooks: {}",
+                        esc(platform, "/incident drill <runbook>"),
                         names.join(", ")
                     )
                 });
@@ -467,14 +507,16 @@ impl ChatHandler {
         match self.service.open_drill(&name, user).await {
             Ok(inc) => Reply::public(format!(
                 "Drill {} opened: {}. Only {user} is paged; walk the runbook with /incident runbook show.",
-                inc.id, inc.title
+                inc.id,
+                esc(platform, &inc.title)
             )),
-            Err(e) => Reply::private(e.to_string()),
+            Err(e) => Reply::private(esc(platform, &e.to_string())),
         }
     }
 
     async fn open(
         &self,
+        platform: &str,
         by: Actor,
         title: String,
         severity: Option<crate::incident::Severity>,
@@ -482,9 +524,11 @@ impl ChatHandler {
         match self.service.open_manual(&title, severity, by, None).await {
             Ok(inc) => Reply::public(format!(
                 "Opened {}: {} ({}). Escalation and the incident channel follow.",
-                inc.id, inc.title, inc.severity
+                inc.id,
+                esc(platform, &inc.title),
+                inc.severity
             )),
-            Err(e) => Reply::private(e.to_string()),
+            Err(e) => Reply::private(esc(platform, &e.to_string())),
         }
     }
 
@@ -496,7 +540,10 @@ impl ChatHandler {
             },
             PageTarget::Schedule(s) => {
                 if self.service.directory().schedule(&s).is_none() {
-                    return Reply::private(format!("'{s}' is neither a @user nor a schedule."));
+                    return Reply::private(format!(
+                        "'{}' is neither a @user nor a schedule.",
+                        esc(platform, &s)
+                    ));
                 }
                 TargetConfig::Schedule(s)
             }
@@ -511,8 +558,12 @@ impl ChatHandler {
             .open_manual(&message, None, by, Some(vec![target]))
             .await
         {
-            Ok(inc) => Reply::public(format!("Opened {} and paged {what}: {}", inc.id, inc.title)),
-            Err(e) => Reply::private(e.to_string()),
+            Ok(inc) => Reply::public(format!(
+                "Opened {} and paged {what}: {}",
+                inc.id,
+                esc(platform, &inc.title)
+            )),
+            Err(e) => Reply::private(esc(platform, &e.to_string())),
         }
     }
 
@@ -545,9 +596,11 @@ impl ChatHandler {
             ));
         }
         match (lines.is_empty(), only) {
-            (true, Some(o)) => {
-                Reply::private(format!("There is no schedule '{o}'.\n{ONCALL_USAGE}"))
-            }
+            (true, Some(o)) => Reply::private(format!(
+                "There is no schedule '{}'.\n{}",
+                esc(platform, o),
+                esc(platform, ONCALL_USAGE)
+            )),
             (true, None) => Reply::private("No schedules are configured."),
             (false, _) => Reply::private(lines.join("\n")),
         }
@@ -571,12 +624,15 @@ impl ChatHandler {
                 "Only admins ([chat] admins) can put someone else on call; you can cover yourself.",
             );
         }
-        let schedule =
-            match schedule.or_else(|| dir.schedules().next().map(|s| s.name().to_string())) {
-                Some(s) if dir.schedule(&s).is_some() => s,
-                Some(s) => return Reply::private(format!("There is no schedule '{s}'.")),
-                None => return Reply::private("No schedules are configured."),
-            };
+        let schedule = match schedule
+            .or_else(|| dir.schedules().next().map(|s| s.name().to_string()))
+        {
+            Some(s) if dir.schedule(&s).is_some() => s,
+            Some(s) => {
+                return Reply::private(format!("There is no schedule '{}'.", esc(platform, &s)));
+            }
+            None => return Reply::private("No schedules are configured."),
+        };
         let start = self.service.clock().now();
         let end = start + Duration::from_std(duration).unwrap_or(Duration::hours(1));
         match self
@@ -596,7 +652,7 @@ impl ChatHandler {
                 self.mention(platform, &name),
                 end.format("%a %d %b %H:%M UTC")
             )),
-            Err(e) => Reply::private(e.to_string()),
+            Err(e) => Reply::private(esc(platform, &e.to_string())),
         }
     }
 
@@ -605,11 +661,14 @@ impl ChatHandler {
         let mut lines = vec![
             format!(
                 "*{}* {} — {} — {}",
-                inc.id, inc.title, inc.severity, inc.status
+                inc.id,
+                esc(platform, &inc.title),
+                inc.severity,
+                inc.status
             ),
             format!(
                 "Service {} · {} of {} alerts firing · opened {}",
-                inc.service,
+                esc(platform, &inc.service),
                 inc.firing_alerts(),
                 inc.alerts.len(),
                 inc.created_at.format("%Y-%m-%d %H:%M UTC")

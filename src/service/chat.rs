@@ -11,6 +11,7 @@ use crate::incident::{
 use crate::intake::{AlertAction, AlertEvent};
 use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent, chat_key, page_key};
 use crate::store::{StoreError, Tx};
+use crate::templates::Markup;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span};
 
@@ -272,8 +273,9 @@ impl Service {
         entries: &[TimelineEntry],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let posts = self.channel_posts(before, after, entries);
         for platform in self.chat_platforms() {
+            // Rendered for each platform: the values are escaped its way.
+            let posts = self.channel_posts(Markup::of_platform(platform), before, after, entries);
             let job = |job: Job, what: &str, due: DateTime<Utc>| {
                 chat_entry(after, platform, job, what, now, due)
             };
@@ -410,11 +412,12 @@ impl Service {
 
 impl Service {
     /// The messages a change posts in the incident channel, rendered from
-    /// the templates, keyed by the timeline entry that caused each. A
+    /// the templates for `markup` (values escaped for the platform), keyed by the timeline entry that caused each. A
     /// template that fails to render is logged and skipped: it must never
     /// stop the state change.
     fn channel_posts(
         &self,
+        markup: Markup,
         before: Option<&Incident>,
         after: &Incident,
         entries: &[TimelineEntry],
@@ -432,16 +435,19 @@ impl Service {
                     step,
                     round,
                     notified,
-                } => t.render(
+                } => t.render_for(
+                    markup,
                     "escalation.md",
                     serde_json::json!({"incident": inc, "policy": policy, "step": step, "round": round, "notified": notified}),
                 ),
-                TimelineEvent::Acknowledged => t.render(
+                TimelineEvent::Acknowledged => t.render_for(
+                    markup,
                     "acknowledged.md",
                     serde_json::json!({"incident": inc, "by": e.actor.to_string(),
                         "tta": (e.at - after.created_at).num_seconds()}),
                 ),
-                TimelineEvent::Resolved { note } => t.render(
+                TimelineEvent::Resolved { note } => t.render_for(
+                    markup,
                     "resolved.md",
                     serde_json::json!({"incident": inc, "by": e.actor.to_string(), "note": note,
                         "ttr": (e.at - after.created_at).num_seconds(),

@@ -104,6 +104,32 @@ impl Service {
         .await
     }
 
+    /// The post-incident summary rendered for `markup` (the values escaped
+    /// for a chat platform). Plain is [`Self::summary_markdown`], the
+    /// stored record; the others are rendered from the same state, and
+    /// the plain record is stored too when it is due.
+    pub async fn summary_for(
+        &self,
+        id: IncidentId,
+        markup: crate::templates::Markup,
+    ) -> Result<String, ServiceError> {
+        let plain = self.summary_markdown(id).await?;
+        if markup == crate::templates::Markup::Plain {
+            return Ok(plain);
+        }
+        let inc = self.store.incident(id)?.ok_or(ServiceError::NotFound(id))?;
+        let timeline = self.store.timeline(id)?;
+        let rb = inc
+            .runbook
+            .as_ref()
+            .and_then(|p| self.directory.runbooks.get(&p.runbook));
+        let summary = crate::summary::build(&inc, &timeline, rb);
+        Ok(
+            crate::summary::render_for(&self.directory.templates, markup, &summary)
+                .map_err(|e| IncidentError::Unchanged(e.to_string()))?,
+        )
+    }
+
     /// The post-incident summary as Markdown: the stored one once the
     /// incident is resolved, or rendered from the current state.
     pub async fn summary_markdown(&self, id: IncidentId) -> Result<String, ServiceError> {

@@ -321,7 +321,16 @@ pub fn render(
     templates: &crate::templates::Templates,
     summary: &Summary,
 ) -> Result<String, crate::templates::TemplateError> {
-    templates.render("summary.md", serde_json::json!({ "s": summary }))
+    render_for(templates, crate::templates::Markup::Plain, summary)
+}
+
+/// Renders a summary with the `summary.md` template for `markup`.
+pub fn render_for(
+    templates: &crate::templates::Templates,
+    markup: crate::templates::Markup,
+    summary: &Summary,
+) -> Result<String, crate::templates::TemplateError> {
+    templates.render_for(markup, "summary.md", serde_json::json!({ "s": summary }))
 }
 
 #[cfg(test)]

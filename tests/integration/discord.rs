@@ -304,7 +304,8 @@ async fn an_alert_opens_a_channel_lets_responders_in_and_pages_by_dm_with_a_nonc
         buttons.contains("tocsin_ack:INC-1") && buttons.contains("tocsin_resolve:INC-1"),
         "{buttons}"
     );
-    assert_eq!(page["allowed_mentions"]["parse"], json!(["users"]));
+    assert_eq!(page["allowed_mentions"]["parse"], json!([]));
+    assert_eq!(page["allowed_mentions"]["users"], json!([]));
     d.app.stop().await;
 }
 
@@ -1205,5 +1206,52 @@ async fn runbooks_and_drills_work_the_same_on_discord() {
     let inc = d.app.incident("INC-2").await;
     assert_eq!(inc["incident"]["drill"], true);
     assert_eq!(inc["incident"]["runbook"]["runbook"], "high-error-rate");
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn alert_text_reaches_discord_as_text_and_pings_nobody_it_names() {
+    let d = discord().await;
+    let (s, b) = d
+        .app
+        .pd(
+            "trigger",
+            "hostile",
+            "Disk <!channel> full & <@U999> @everyone",
+        )
+        .await;
+    assert_eq!(s, 202, "{b}");
+    let channel = d.channel_of(1).await;
+    d.fake
+        .wait_until("the intro", |f| {
+            f.messages(&channel)
+                .iter()
+                .any(|m| m["content"].to_string().contains("Use the buttons"))
+        })
+        .await;
+    let escaped = "Disk \\\\<!channel\\\\> full & \\\\<@U999\\\\> @\u{200b}everyone";
+    let messages = d.fake.messages(&channel);
+    let card = &messages[0];
+    assert!(
+        card["embeds"][0]["title"].to_string().contains(escaped),
+        "{card}"
+    );
+    let intro = messages
+        .iter()
+        .find(|m| m["content"].to_string().contains("Use the buttons"))
+        .unwrap();
+    assert!(intro["content"].to_string().contains(escaped), "{intro}");
+    for c in d.fake.ok_calls("create_message") {
+        let body = c.body.to_string();
+        assert!(
+            !body.contains("<!channel>") && !body.contains(" <@U999>"),
+            "{body}"
+        );
+        assert!(!body.contains("@everyone"), "{body}");
+        if let Some(m) = c.body.get("allowed_mentions") {
+            assert_eq!(m["parse"], json!([]), "{body}");
+            assert_eq!(m["roles"], json!([]), "{body}");
+        }
+    }
     d.app.stop().await;
 }

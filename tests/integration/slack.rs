@@ -644,3 +644,58 @@ async fn a_retried_dm_finds_the_first_one_instead_of_paging_twice() {
         .unwrap();
     assert_ne!(first, other);
 }
+
+#[tokio::test]
+async fn alert_text_reaches_slack_as_text_not_as_mentions() {
+    let s = slack().await;
+    let (st, b) = s
+        .app
+        .pd(
+            "trigger",
+            "hostile",
+            "Disk <!channel> full & <@U999> @everyone",
+        )
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let channel = s.channel_of(1).await;
+    let escaped = "Disk &lt;!channel&gt; full &amp; &lt;@U999&gt; @everyone";
+    let mut intro = None;
+    for _ in 0..100 {
+        intro = s.fake.ok_calls("chat.postMessage").into_iter().find(|c| {
+            c.params["channel"] == channel && blocks_text(&c.params).contains("Use the buttons")
+        });
+        if intro.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let intro = intro.expect("the channel intro");
+    assert!(
+        blocks_text(&intro.params).contains(escaped),
+        "{}",
+        intro.params
+    );
+    let card = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| c.params["channel"] == channel && blocks_text(&c.params).contains("tocsin_ack"))
+        .expect("the card");
+    assert!(
+        blocks_text(&card.params).contains(escaped),
+        "{}",
+        card.params
+    );
+    assert!(
+        blocks_text(&card.params).contains("<@U0ALICE>"),
+        "tocsin's own mention stays"
+    );
+    for c in s.fake.calls() {
+        let body = c.params.to_string();
+        assert!(
+            !body.contains("<!channel>") && !body.contains("<@U999>"),
+            "{body}"
+        );
+    }
+    s.app.stop().await;
+}

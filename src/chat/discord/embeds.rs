@@ -1,6 +1,7 @@
 //! Embeds and buttons for the incident card, pages and plain text, built
 //! with serenity's builders (which serialize to the JSON Discord takes).
 
+use super::escape;
 use crate::chat::{Button, CardView, ChatMessage};
 use crate::incident::{IncidentId, Severity, Status};
 use crate::notify::PageContent;
@@ -136,23 +137,64 @@ fn buttons(list: &[Button], incident: IncidentId) -> Vec<CreateActionRow> {
     )]
 }
 
-/// Only user mentions ping: alert titles and notes come from outside, and
-/// must not reach `@everyone` or a role.
-pub fn mentions() -> CreateAllowedMentions {
-    CreateAllowedMentions::new().all_users(true)
+/// The user ids tocsin itself mentions in `text`: every `<@123>` or
+/// `<@!123>` not escaped with a backslash (text from alerts and people is
+/// escaped, so what is left is tocsin's own markup).
+pub fn mentioned_ids(text: &str) -> Vec<u64> {
+    static MENTION: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(\\\\|\\<|<@!?([0-9]{1,20})>)").expect("valid regex")
+    });
+    let mut ids = Vec::new();
+    for c in MENTION.captures_iter(text) {
+        if let Some(id) = c.get(2).and_then(|m| m.as_str().parse::<u64>().ok())
+            && id != 0
+            && !ids.contains(&id)
+        {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Only the people tocsin means to ping: `users` by id, never every user,
+/// a role or `@everyone` (alert titles and notes come from outside).
+pub fn mentions(users: &[u64]) -> CreateAllowedMentions {
+    CreateAllowedMentions::new().users(users.iter().map(|&id| serenity::all::UserId::new(id)))
+}
+
+/// The ids a message mentions on purpose: the card's paged people and
+/// role holders, or the mentions tocsin wrote into a text.
+fn message_mentions(message: &ChatMessage) -> Vec<u64> {
+    match message {
+        ChatMessage::Card(c) => {
+            let mut all = c.on_call.join(" ");
+            for (_, who) in &c.roles {
+                all.push(' ');
+                all.push_str(who);
+            }
+            mentioned_ids(&all)
+        }
+        ChatMessage::Page(_) => Vec::new(),
+        ChatMessage::Text(t) => mentioned_ids(t),
+    }
 }
 
 /// The incident card.
 pub fn card(c: &CardView) -> CreateEmbed {
     let mut e = CreateEmbed::new()
         .title(truncate(
-            &format!("{} {}: {}", severity_icon(c.severity), c.id, c.title),
+            &format!(
+                "{} {}: {}",
+                severity_icon(c.severity),
+                c.id,
+                escape(&c.title)
+            ),
             TITLE_MAX,
         ))
         .colour(colour(c.severity, c.status))
         .field("Severity", c.severity.label(), true)
         .field("Status", status_word(c.status), true)
-        .field("Service", truncate(&c.service, FIELD_MAX), true)
+        .field("Service", truncate(&escape(&c.service), FIELD_MAX), true)
         .field(
             "Alerts",
             format!("{} of {} firing", c.alerts.0, c.alerts.1),
@@ -171,7 +213,14 @@ pub fn card(c: &CardView) -> CreateEmbed {
     if !c.changes.is_empty() {
         e = e.field(
             "Recent changes",
-            truncate(&c.changes.join("\n"), FIELD_MAX),
+            truncate(
+                &c.changes
+                    .iter()
+                    .map(|l| escape(l))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                FIELD_MAX,
+            ),
             false,
         );
     }
@@ -183,15 +232,29 @@ pub fn card(c: &CardView) -> CreateEmbed {
 
 /// A page sent by direct message: the text shows in the push notification.
 pub fn page(p: &PageContent) -> (String, CreateEmbed) {
-    let content = truncate(&format!("You are paged: {}", p.headline()), CONTENT_MAX);
+    let content = truncate(
+        &format!(
+            "You are paged: [{}] {}: {} ({})",
+            p.severity,
+            p.incident,
+            escape(&p.title),
+            escape(&p.service)
+        ),
+        CONTENT_MAX,
+    );
     let embed = CreateEmbed::new()
         .title(truncate(
-            &format!("{} {}: {}", severity_icon(p.severity), p.incident, p.title),
+            &format!(
+                "{} {}: {}",
+                severity_icon(p.severity),
+                p.incident,
+                escape(&p.title)
+            ),
             TITLE_MAX,
         ))
         .colour(colour(p.severity, Status::Triggered))
         .field("Severity", p.severity.label(), true)
-        .field("Service", truncate(&p.service, FIELD_MAX), true)
+        .field("Service", truncate(&escape(&p.service), FIELD_MAX), true)
         .field(
             "Escalation",
             format!("step {} (round {})", p.step, p.round),
@@ -208,7 +271,9 @@ pub fn page(p: &PageContent) -> (String, CreateEmbed) {
 /// Discord does not expand shortcodes in bot messages.
 pub fn markdown(t: &str) -> String {
     static BOLD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"(^|[^*\w])\*([^*\n]+?)\*([^*\w]|$)").expect("valid regex")
+        // The content skips backslash-escaped characters, and an escaped
+        // star opens nothing: escaped text from alerts stays as it is.
+        regex::Regex::new(r"(^|[^*\w\\])\*((?:[^*\n\\]|\\.)+?)\*([^*\w]|$)").expect("valid regex")
     });
     let mut out = t.to_string();
     for (code, emoji) in [
@@ -290,7 +355,7 @@ pub fn split(t: &str, max: usize) -> Vec<String> {
 
 /// A new message.
 pub fn create(message: &ChatMessage) -> CreateMessage {
-    let m = CreateMessage::new().allowed_mentions(mentions());
+    let m = CreateMessage::new().allowed_mentions(mentions(&message_mentions(message)));
     match message {
         ChatMessage::Card(c) => m.embed(card(c)).components(buttons(&c.buttons, c.id)),
         ChatMessage::Page(p) => {
@@ -308,7 +373,7 @@ pub fn create(message: &ChatMessage) -> CreateMessage {
 
 /// The replacement of a message (every part set, so nothing stale stays).
 pub fn edit(message: &ChatMessage) -> EditMessage {
-    let m = EditMessage::new().allowed_mentions(mentions());
+    let m = EditMessage::new().allowed_mentions(mentions(&message_mentions(message)));
     match message {
         ChatMessage::Card(c) => m
             .content("")
@@ -428,12 +493,13 @@ mod tests {
 
     #[test]
     fn text_fits_discord_limits() {
-        let short = json(create(&ChatMessage::Text("hello <@1> @everyone".into())));
-        assert_eq!(short["content"], "hello <@1> @everyone");
-        assert_eq!(
-            short["allowed_mentions"]["parse"],
-            serde_json::json!(["users"])
-        );
+        // Text is markup already: tocsin's own mention pings, nothing else.
+        let short = json(create(&ChatMessage::Text(
+            "hello <@1> \\<@2> @everyone".into(),
+        )));
+        assert_eq!(short["content"], "hello <@1> \\<@2> @everyone");
+        assert_eq!(short["allowed_mentions"]["parse"], serde_json::json!([]));
+        assert_eq!(short["allowed_mentions"]["users"], serde_json::json!(["1"]));
         let long = (0..300)
             .map(|i| format!("line {i} {}", "x".repeat(40)))
             .collect::<Vec<_>>()
@@ -455,5 +521,125 @@ mod tests {
             ..view(Status::Triggered)
         }));
         assert_eq!(title["title"].as_str().unwrap().chars().count(), TITLE_MAX);
+    }
+}
+
+#[cfg(test)]
+mod escaping {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hostile() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("<@123>".to_string()),
+            Just("<@&5>".to_string()),
+            Just("<#9>".to_string()),
+            Just("@everyone".to_string()),
+            Just("@here".to_string()),
+            Just("<!channel>".to_string()),
+            Just("*".to_string()),
+            Just("_".to_string()),
+            Just("`".to_string()),
+            Just("\\".to_string()),
+            Just("\u{202E}".to_string()),
+            "[a-z <>@*]{0,6}",
+            any::<char>().prop_map(|c| c.to_string()),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    /// No mention syntax or mass ping left outside tocsin's own `own`.
+    fn assert_inert(s: &str, own: &[&str]) {
+        let mut rest = s.to_string();
+        for o in own {
+            rest = rest.replace(o, "");
+        }
+        static TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"(^|[^\\])(\\\\)*<[@#]").expect("valid regex")
+        });
+        assert!(!TOKEN.is_match(&rest), "{s:?}");
+        assert!(
+            !rest.contains("@everyone") && !rest.contains("@here"),
+            "{s:?}"
+        );
+        assert!(!rest.contains('\u{202E}'), "{s:?}");
+    }
+
+    fn check(v: &serde_json::Value, own: &[&str], ids: &[&str]) {
+        assert_eq!(v["allowed_mentions"]["parse"], serde_json::json!([]), "{v}");
+        assert_eq!(v["allowed_mentions"]["roles"], serde_json::json!([]), "{v}");
+        assert_eq!(
+            v["allowed_mentions"]["users"],
+            serde_json::json!(ids),
+            "{v}"
+        );
+        let mut strings = Vec::new();
+        collect(v, &mut strings);
+        for s in strings {
+            assert_inert(&s, own);
+        }
+    }
+
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .filter(|(k, _)| k.as_str() != "allowed_mentions")
+                .for_each(|(_, x)| collect(x, out)),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn alert_text_never_pings(title in hostile(), service in hostile(), change in hostile(), note in hostile()) {
+            let c = CardView {
+                title: title.clone(),
+                service: service.clone(),
+                changes: vec![change],
+                ..crate::chat::sample_card(Status::Triggered, "<@11>", "<@12>")
+            };
+            let v = serde_json::to_value(create(&ChatMessage::Card(c))).unwrap();
+            check(&v, &["<@11>", "<@12>"], &["11", "12"]);
+            let p = PageContent { incident: IncidentId(1), title: title.clone(), severity: Severity::Sev1,
+                service, step: 1, round: 1 };
+            let v = serde_json::to_value(create(&ChatMessage::Page(p))).unwrap();
+            check(&v, &[], &[]);
+            use crate::templates::{Markup, Templates};
+            let t = Templates::load(None).unwrap();
+            let mut ctx = crate::templates::sample_context("resolved.md");
+            ctx["note"] = note.into();
+            ctx["by"] = "<@13>".into();
+            ctx["incident"]["title"] = title.into();
+            let out = t.render_for(Markup::Discord, "resolved.md", &ctx).unwrap();
+            let v = serde_json::to_value(create(&ChatMessage::Text(out))).unwrap();
+            check(&v, &[], &[]);
+            let md = markdown(&escape("*a* \\*b*"));
+            prop_assert_eq!(md, "\\*a\\* \\\\\\*b\\*");
+        }
+    }
+
+    #[test]
+    fn template_mentions_marked_safe_ping_and_nothing_else() {
+        use crate::templates::{Markup, Templates};
+        let t = Templates::load(None).unwrap();
+        let mut ctx = crate::templates::sample_context("runbook_card.md");
+        ctx["steps"][0]["owner_user"] = "<@99>".into();
+        let out = t
+            .render_for(Markup::Discord, "runbook_card.md", &ctx)
+            .unwrap();
+        // A JSON string is a value like any other: escaped.
+        assert!(out.contains("\\<@99\\>"), "{out}");
+        assert_eq!(mentioned_ids(&out), Vec::<u64>::new());
+        let safe = minijinja::context! { incident => minijinja::Value::from(minijinja::value::Serde(
+            crate::templates::sample_context("acknowledged.md")["incident"].clone())),
+        by => Markup::safe("<@7>"), tta => 5 };
+        let out = t
+            .render_for(Markup::Discord, "acknowledged.md", safe)
+            .unwrap();
+        assert!(out.contains("*<@7>*"), "{out}");
+        assert_eq!(mentioned_ids(&out), vec![7]);
     }
 }

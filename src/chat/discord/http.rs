@@ -249,7 +249,7 @@ fn message(reply: &Reply) -> CreateInteractionResponseMessage {
             &embeds::markdown(&reply.text),
             CONTENT_MAX,
         ))
-        .allowed_mentions(embeds::mentions())
+        .allowed_mentions(embeds::mentions(&embeds::mentioned_ids(&reply.text)))
         .components(embeds::reply_buttons(&reply.buttons))
         .ephemeral(reply.visibility == Visibility::Ephemeral)
 }
@@ -304,7 +304,9 @@ impl DiscordState {
                 info!(command = %name, %user, "Discord command");
                 let command = match commands::to_command(&name, &options) {
                     Ok(c) => c,
-                    Err(usage) => return (private(usage.to_string()), None),
+                    Err(usage) => {
+                        return (private(super::escape(&usage.to_string())), None);
+                    }
                 };
                 let public = public(&command);
                 let handler = self.handler.clone();
@@ -323,7 +325,10 @@ impl DiscordState {
             }
             IncomingKind::Component { custom_id } => {
                 let Some((button, id, arg)) = embeds::parse_custom_id_arg(&custom_id) else {
-                    return (private(format!("Unknown button '{custom_id}'.")), None);
+                    return (
+                        private(format!("Unknown button '{}'.", super::escape(&custom_id))),
+                        None,
+                    );
                 };
                 info!(%user, button = button.action_id(), incident = %id, "Discord button");
                 let handler = self.handler.clone();
@@ -389,13 +394,14 @@ impl DiscordState {
 async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, how: Deferred) {
     let http = platform.http();
     let content = embeds::truncate(&embeds::markdown(&reply.text), CONTENT_MAX);
+    let ids = embeds::mentioned_ids(&reply.text);
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=5 {
         let result = match how {
             Deferred::EditOriginal => {
                 let edit = EditInteractionResponse::new()
                     .content(content.clone())
-                    .allowed_mentions(embeds::mentions())
+                    .allowed_mentions(embeds::mentions(&ids))
                     .components(embeds::reply_buttons(&reply.buttons));
                 http.edit_original_interaction_response(token, &edit, Vec::new())
                     .await
@@ -404,7 +410,7 @@ async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, ho
             Deferred::Followup => {
                 let followup = CreateInteractionResponseFollowup::new()
                     .content(content.clone())
-                    .allowed_mentions(embeds::mentions())
+                    .allowed_mentions(embeds::mentions(&ids))
                     .components(embeds::reply_buttons(&reply.buttons))
                     .ephemeral(reply.visibility == Visibility::Ephemeral);
                 http.create_followup_message(token, &followup, Vec::new())
@@ -522,13 +528,17 @@ mod tests {
         assert_eq!(defer["type"], 5);
         assert_eq!(defer["data"]["flags"], 64);
         let m = json(&CreateInteractionResponse::Message(message(
-            &Reply::public("hi"),
+            &Reply::public("hi <@80351110224678912>"),
         )));
         assert_eq!(m["type"], 4);
-        assert_eq!(m["data"]["content"], "hi");
+        assert_eq!(m["data"]["content"], "hi <@80351110224678912>");
         assert_eq!(
             m["data"]["allowed_mentions"]["parse"],
-            serde_json::json!(["users"])
+            serde_json::json!([])
+        );
+        assert_eq!(
+            m["data"]["allowed_mentions"]["users"],
+            serde_json::json!(["80351110224678912"])
         );
     }
 }

@@ -16,8 +16,11 @@
 
 pub mod commands;
 pub mod embeds;
+pub mod escape;
 pub mod gateway;
 pub mod http;
+
+pub use escape::escape;
 
 use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform};
 use crate::config::{DiscordConfig, DiscordMode};
@@ -388,7 +391,11 @@ impl ChatPlatform for DiscordPlatform {
         Box::pin(async move {
             let what = "set topic";
             let channel_id = ChannelId::new(snowflake("channel", channel)?);
-            let body = EditChannel::new().topic(embeds::truncate(topic, TOPIC_MAX));
+            let topic: String = topic
+                .chars()
+                .filter(|c| !escape::is_unsafe_char(*c))
+                .collect();
+            let body = EditChannel::new().topic(embeds::truncate(&topic, TOPIC_MAX));
             let req = Request::new(Route::Channel { channel_id }, LightMethod::Patch)
                 .body(Self::body(what, &body)?);
             self.send(what, req).await.map(|_| ())

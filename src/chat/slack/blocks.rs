@@ -1,5 +1,6 @@
 //! Block Kit for the incident card, pages and plain text.
 
+use super::escape;
 use crate::chat::{Button, CardView, ChatMessage};
 use crate::incident::{Severity, Status};
 use crate::notify::PageContent;
@@ -8,11 +9,18 @@ use serde_json::{Value, json};
 /// Slack's limit for a section's text.
 const SECTION_MAX: usize = 3000;
 
+/// Cuts `s` to at most `max` characters, ending with `…` if it was cut;
+/// never inside an entity (`&amp;`), which would show half of it.
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
         let mut t: String = s.chars().take(max - 1).collect();
+        if let Some(amp) = t.rfind('&')
+            && !t[amp..].contains(';')
+        {
+            t.truncate(amp);
+        }
         t.push('…');
         t
     }
@@ -50,11 +58,13 @@ fn button(b: Button, incident: &str) -> Value {
     v
 }
 
-/// The fallback text and the blocks of a message.
+/// The fallback text and the blocks of a message. Card and page text
+/// from alerts and people is escaped here; [`ChatMessage::Text`] is
+/// already Slack markup (rendered for Slack, its values escaped).
 pub fn render(message: &ChatMessage) -> (String, Value) {
     match message {
-        ChatMessage::Card(c) => (c.headline(), card(c)),
-        ChatMessage::Page(p) => (format!("You are paged: {}", p.headline()), page(p)),
+        ChatMessage::Card(c) => (escape(&c.headline()), card(c)),
+        ChatMessage::Page(p) => (format!("You are paged: {}", escape(&p.headline())), page(p)),
         ChatMessage::Text(t) => (truncate(t, 4000), text(t)),
     }
 }
@@ -64,11 +74,11 @@ pub fn card(c: &CardView) -> Value {
     let id = c.id.to_string();
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
-            "text": truncate(&format!("{} {}: {}", severity_icon(c.severity), id, c.title), 150)}}),
+            "text": truncate(&format!("{} {}: {}", severity_icon(c.severity), id, escape(&c.title)), 150)}}),
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Severity*\n{}", c.severity)},
             {"type": "mrkdwn", "text": format!("*Status*\n{}", status_word(c.status))},
-            {"type": "mrkdwn", "text": format!("*Service*\n{}", c.service)},
+            {"type": "mrkdwn", "text": format!("*Service*\n{}", escape(&c.service))},
             {"type": "mrkdwn", "text": format!("*Alerts*\n{} of {} firing", c.alerts.0, c.alerts.1)},
         ]}),
     ];
@@ -89,7 +99,7 @@ pub fn card(c: &CardView) -> Value {
     if !c.changes.is_empty() {
         blocks.push(
             json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(
-            &format!("*Recent changes*\n{}", c.changes.join("\n")), SECTION_MAX)}}),
+            &format!("*Recent changes*\n{}", c.changes.iter().map(|l| escape(l)).collect::<Vec<_>>().join("\n")), SECTION_MAX)}}),
         );
     }
     if !c.buttons.is_empty() {
@@ -108,7 +118,7 @@ pub fn page(p: &PageContent) -> Value {
     json!([
         {"type": "section", "text": {"type": "mrkdwn", "text": truncate(&format!(
             "{} *You are paged* for *{}*: {}\nService *{}* · {} · escalation step {} (round {})",
-            severity_icon(p.severity), id, p.title, p.service, p.severity, p.step, p.round
+            severity_icon(p.severity), id, escape(&p.title), escape(&p.service), p.severity, p.step, p.round
         ), SECTION_MAX)}},
         {"type": "actions", "block_id": format!("tocsin_page_{}", p.incident.0), "elements": [
             button(Button::Ack, &id),
@@ -252,5 +262,129 @@ mod tests {
         for b in v.as_array().unwrap() {
             assert!(b["text"]["text"].as_str().unwrap().chars().count() <= SECTION_MAX);
         }
+    }
+}
+
+#[cfg(test)]
+mod escaping {
+    use super::*;
+    use crate::incident::IncidentId;
+    use proptest::prelude::*;
+
+    /// Text biased towards what breaks chat messages.
+    pub(crate) fn hostile() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("<!channel>".to_string()),
+            Just("<!here>".to_string()),
+            Just("<@U123>".to_string()),
+            Just("<#C1>".to_string()),
+            Just("@everyone".to_string()),
+            Just("<@123>".to_string()),
+            Just("&".to_string()),
+            Just("*".to_string()),
+            Just("_".to_string()),
+            Just("`".to_string()),
+            Just("\\".to_string()),
+            Just("\u{202E}".to_string()),
+            Just("\u{2066}".to_string()),
+            Just("\n".to_string()),
+            "[a-z <>&!@#]{0,6}",
+            any::<char>().prop_map(|c| c.to_string()),
+        ];
+        prop::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    /// Every mrkdwn/plain text in Slack blocks.
+    fn texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    if k == "text"
+                        && let Some(s) = x.as_str()
+                    {
+                        out.push(s.to_string());
+                    }
+                    texts(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+
+    /// What is left once tocsin's own markup is taken out: no `<`, `>`,
+    /// and every `&` starts an entity.
+    fn assert_inert(s: &str, own: &[&str]) {
+        let mut rest = s.to_string();
+        for o in own {
+            rest = rest.replace(o, "");
+        }
+        assert!(!rest.contains('<') && !rest.contains('>'), "{s:?}");
+        let unentity = rest
+            .replace("&amp;", "")
+            .replace("&lt;", "")
+            .replace("&gt;", "");
+        assert!(!unentity.contains('&'), "{s:?}");
+        assert!(
+            !rest.contains('\u{202E}') && !rest.contains('\u{2066}'),
+            "{s:?}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn cards_and_pages_carry_alert_text_as_text(title in hostile(), service in hostile(), change in hostile()) {
+            let c = CardView {
+                title: title.clone(),
+                service: service.clone(),
+                changes: vec![change],
+                ..crate::chat::sample_card(Status::Triggered, "<@U01ALICE>", "<@U02BOB>")
+            };
+            let (fallback, blocks) = render(&ChatMessage::Card(c));
+            let mut all = vec![fallback];
+            texts(&blocks, &mut all);
+            for t in &all {
+                assert_inert(t, &["<@U01ALICE>", "<@U02BOB>"]);
+            }
+            let (fallback, blocks) = render(&ChatMessage::Page(PageContent {
+                incident: IncidentId(7), title, severity: Severity::Sev1, service, step: 1, round: 1,
+            }));
+            let mut all = vec![fallback];
+            texts(&blocks, &mut all);
+            for t in &all {
+                assert_inert(t, &[]);
+            }
+        }
+
+        #[test]
+        fn templates_escape_values_not_their_own_text(title in hostile(), note in hostile(), by in hostile()) {
+            use crate::templates::{Markup, Templates};
+            let t = Templates::load(None).unwrap();
+            let mut inc = crate::templates::sample_context("channel_intro.md");
+            inc["incident"]["title"] = title.clone().into();
+            inc["incident"]["service"] = by.clone().into();
+            let intro = t.render_for(Markup::Slack, "channel_intro.md", &inc).unwrap();
+            assert_inert(&intro, &[]);
+            let mut res = crate::templates::sample_context("resolved.md");
+            res["note"] = note.into();
+            res["by"] = by.into();
+            res["incident"]["title"] = title.into();
+            let out = t.render_for(Markup::Slack, "resolved.md", &res).unwrap();
+            assert_inert(&out, &[]);
+            prop_assert!(out.contains(":white_check_mark:"));
+        }
+    }
+
+    #[test]
+    fn the_runbook_cards_mention_stays_a_mention() {
+        use crate::templates::{Markup, Templates};
+        let t = Templates::load(None).unwrap();
+        let mut ctx = crate::templates::sample_context("runbook_card.md");
+        ctx["steps"][0]["owner_user"] = serde_json::Value::Null;
+        let out = t
+            .render_for(Markup::Slack, "runbook_card.md", &ctx)
+            .unwrap();
+        assert!(out.contains("`/incident step done [id] [note]`"), "{out}");
+        assert!(!out.contains('<'), "{out}");
     }
 }

@@ -141,7 +141,8 @@ async fn commands(
                     })
                     .await
             }
-            Err(usage) => Reply::private(usage.to_string()),
+            // The usage's `<placeholders>` (and what was typed) are text.
+            Err(usage) => Reply::private(super::escape(&usage.to_string())),
         };
         respond(&st, &form.response_url, &reply).await;
     });
@@ -227,7 +228,9 @@ async fn events(
                     .join(" ");
                 tokio::spawn(async move {
                     let reply = match command::parse("incident", &words) {
-                        Ok(Command::Help) | Err(_) => Reply::public(command::INCIDENT_USAGE),
+                        Ok(Command::Help) | Err(_) => {
+                            Reply::public(super::escape(command::INCIDENT_USAGE))
+                        }
                         Ok(command) => {
                             st.handler
                                 .handle(Invocation {

@@ -7,7 +7,10 @@
 //! mentions to the shared [`ChatHandler`](super::handler::ChatHandler).
 
 pub mod blocks;
+pub mod escape;
 pub mod http;
+
+pub use escape::escape;
 
 use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform};
 use crate::config::SlackConfig;
@@ -143,7 +146,8 @@ impl ChatPlatform for SlackPlatform {
 
     fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()> {
         Box::pin(async move {
-            let topic: String = topic.chars().take(250).collect();
+            // The topic is plain text (a headline with the alert's title).
+            let topic: String = escape(topic).chars().take(250).collect();
             let req = SlackApiConversationsSetTopicRequest::new(channel.into(), topic);
             self.session()
                 .conversations_set_topic(&req)
