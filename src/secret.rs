@@ -26,6 +26,18 @@ impl Secret {
         self.0.is_empty()
     }
 
+    /// Whether the value is a documentation placeholder rather than a real
+    /// secret (`PLACEHOLDER-...`, `change-me`, `changeme`, `<your token>`):
+    /// a copied example must not run with publicly known keys.
+    pub fn is_placeholder(&self) -> bool {
+        let v = self.0.to_ascii_lowercase();
+        let squashed: String = v.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        squashed.contains("placeholder")
+            || squashed.contains("changeme")
+            || squashed.contains("replaceme")
+            || (v.starts_with('<') && v.ends_with('>'))
+    }
+
     /// Constant-time comparison with a presented value.
     pub fn matches(&self, presented: &str) -> bool {
         !self.0.is_empty() && bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
@@ -70,5 +82,26 @@ mod tests {
         assert!(s.matches("hunter2"));
         assert!(!s.matches("hunter"));
         assert!(!Secret::default().matches(""));
+    }
+
+    #[test]
+    fn placeholders_are_told_from_secrets() {
+        for p in [
+            "PLACEHOLDER-change-me-api-token",
+            "change-me",
+            "CHANGEME",
+            "replace_me_please",
+            "<your bot token>",
+        ] {
+            assert!(Secret::new(p).is_placeholder(), "{p}");
+        }
+        for real in [
+            "3f9c2e71d0a4b8e6",
+            "example-alertmanager-key",
+            "compose-demo-api-token",
+            "xoxb-1234-5678-abcdef",
+        ] {
+            assert!(!Secret::new(real).is_placeholder(), "{real}");
+        }
     }
 }

@@ -495,6 +495,14 @@ impl Config {
         let int_at = |i: usize| origins.at("integrations", i);
         let mut issues = paging::validate(self, origins);
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
+        for (path, secret) in self.secrets(origins) {
+            if secret.is_placeholder() {
+                issue(
+                    path,
+                    "is a placeholder from the examples, not a secret: set a value of your own (openssl rand -hex 24)".into(),
+                );
+            }
+        }
         let services: HashSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         let mut seen_services = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
@@ -710,6 +718,47 @@ impl Config {
             );
         }
         issues
+    }
+
+    /// Every secret in the configuration, with its key path.
+    fn secrets<'a>(&'a self, origins: &Origins) -> Vec<(String, &'a Secret)> {
+        let mut out: Vec<(String, &Secret)> = Vec::new();
+        for (i, integ) in self.integrations.iter().enumerate() {
+            out.push((
+                format!("integrations[{}].key", origins.at("integrations", i)),
+                &integ.key,
+            ));
+        }
+        if let Some(t) = &self.api.token {
+            out.push(("api.token".into(), t));
+        }
+        if let Some(s) = &self.slack {
+            out.push(("slack.bot_token".into(), &s.bot_token));
+            out.push(("slack.signing_secret".into(), &s.signing_secret));
+        }
+        if let Some(d) = &self.discord {
+            out.push(("discord.bot_token".into(), &d.bot_token));
+        }
+        if let Some(p) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
+            out.push(("smtp.password".into(), p));
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            if let Some(sec) = &w.secret {
+                out.push((
+                    format!("webhooks[{}].secret", origins.at("webhooks", i)),
+                    sec,
+                ));
+            }
+        }
+        for (i, u) in self.users.iter().enumerate() {
+            if let Some(sec) = u.webhook.as_ref().and_then(|w| w.secret.as_ref()) {
+                out.push((
+                    format!("users[{}].webhook.secret", origins.at("users", i)),
+                    sec,
+                ));
+            }
+        }
+        out
     }
 
     /// The integration with this key, compared in constant time against every key.

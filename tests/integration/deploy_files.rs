@@ -371,6 +371,89 @@ fn kubernetes_configmap_passes_tocsin_check() {
     assert_eq!(env_refs(text), keys(&secret["stringData"], "stringData"));
 }
 
+/// The example Secret's values are placeholders: a deployment that copies
+/// them as they are must not pass `tocsin check`, let alone start.
+#[test]
+fn the_example_secrets_placeholders_fail_tocsin_check() {
+    let cm = load_one("kubernetes/configmap.yaml");
+    let text = str_of(&cm["data"]["tocsin.toml"], "tocsin.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, text).unwrap();
+    let secret = load_one("kubernetes/secret.yaml");
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+    cmd.env_clear()
+        .arg("check")
+        .env("TOCSIN_CONFIG", &path)
+        .env("TOCSIN__STORAGE__PATH", data.path())
+        .env("TOCSIN__RUNBOOKS__DIR", root().join("runbooks"));
+    let values = secret["stringData"].as_hash().unwrap();
+    for (k, v) in values {
+        cmd.env(str_of(k, "name"), str_of(v, "value"));
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("is a placeholder").count(),
+        values.len(),
+        "every placeholder is named: {stderr}"
+    );
+    assert!(stderr.contains("api.token"), "{stderr}");
+}
+
+/// Health checks use what the images have, and tocsin's own health does not
+/// page through tocsin.
+#[test]
+fn compose_healthchecks_run_and_self_monitoring_bypasses_tocsin() {
+    let compose = load_one("docker-compose.yml");
+    let test = strings(
+        &compose["services"]["tocsin"]["healthcheck"]["test"],
+        "test",
+    );
+    // The runtime image has the tocsin binary and no curl.
+    assert_eq!(test, ["CMD", "tocsin", "health"]);
+    let dockerfile = read(&deploy("Dockerfile"));
+    assert!(!dockerfile.contains("curl"), "the image installs no curl");
+    let am = load_one("compose/alertmanager.yml");
+    let down = am["route"]["routes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            strings(&r["matchers"], "matchers")
+                .iter()
+                .any(|m| m.contains("TocsinDown"))
+        })
+        .expect("a route for TocsinDown");
+    let receiver = str_of(&down["receiver"], "receiver");
+    let r = am["receivers"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|r| str_of(&r["name"], "name") == receiver)
+        .unwrap();
+    assert!(
+        r["webhook_configs"].is_badvalue() && r["pagerduty_configs"].is_badvalue(),
+        "TocsinDown goes to {receiver}, which must not be tocsin"
+    );
+}
+
+/// docs/deploy.md's systemd section lists every secret the config needs.
+#[test]
+fn systemd_docs_name_every_secret() {
+    let docs = read(&root().join("docs/deploy.md"));
+    let vars = env_refs(&read(&deploy("tocsin.docker.toml")));
+    for v in &vars {
+        assert!(
+            docs.contains(&format!("#   {v}=...")),
+            "{v} not in the systemd section"
+        );
+    }
+    assert!(!docs.contains("no health subcommand"));
+}
+
 #[test]
 fn dockerfile_has_what_operators_rely_on() {
     let d = read(&deploy("Dockerfile"));
