@@ -209,8 +209,21 @@ fn config_path(cli: &Option<PathBuf>) -> PathBuf {
     }
 }
 
+/// Refuses a configuration path that does not exist, saying where tocsin
+/// looks for one.
+fn config_exists(path: &std::path::Path) -> Result<()> {
+    if !path.exists() {
+        anyhow::bail!(
+            "no configuration at {}: pass --config PATH, set TOCSIN_CONFIG, or create tocsin.toml in this directory (tocsin.example.toml, from the repository, is a start)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn load_config(cli: &Option<PathBuf>) -> Result<Config> {
     let path = config_path(cli);
+    config_exists(&path)?;
     Config::load(&path, &Config::process_env())
         .with_context(|| format!("loading configuration from {}", path.display()))
 }
@@ -245,7 +258,12 @@ fn base_url(server: &ServerArgs, cli: &Option<PathBuf>) -> String {
             }
             format!("http://{addr}")
         }
-        Err(_) => "http://127.0.0.1:8080".into(),
+        Err(e) => {
+            // Say why the configured address is not used (an unset
+            // `${VAR}`, a missing file), not just that 8080 did not answer.
+            eprintln!("tocsin: {e:#}; trying http://127.0.0.1:8080 (or pass --url)");
+            "http://127.0.0.1:8080".into()
+        }
     }
 }
 
@@ -263,6 +281,7 @@ async fn main() -> Result<()> {
         }
         Command::Check => {
             let path = config_path(&cli.config);
+            config_exists(&path)?;
             match Config::load(&path, &Config::process_env()) {
                 Ok(c) => {
                     // Runbooks and templates too: every problem, with file and line.

@@ -390,6 +390,18 @@ pub(super) fn validate(
                 "a policy needs at least one step".into(),
             );
         }
+        if let Repeat::Times(n) = p.repeat
+            && n >= crate::escalation::MAX_ROUNDS
+        {
+            issue(
+                format!("escalation_policies[{at}].repeat"),
+                format!(
+                    "at most {} (tocsin runs a policy at most {} rounds); use \"until-acknowledged\" for the most",
+                    crate::escalation::MAX_ROUNDS - 1,
+                    crate::escalation::MAX_ROUNDS
+                ),
+            );
+        }
         for (j, step) in p.steps.iter().enumerate() {
             let path = format!("escalation_policies[{at}].steps[{j}]");
             if step.targets.is_empty() {

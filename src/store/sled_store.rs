@@ -99,6 +99,15 @@ impl SledStore {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    return Err(StoreError::Backend(format!(
+                        "cannot open {}: another tocsin is using this data directory (stop it, or give this one its own [storage] path)",
+                        path.display()
+                    )));
+                }
                 Err(e) => {
                     return Err(StoreError::Backend(format!(
                         "cannot open {}: {e}",

@@ -249,3 +249,97 @@ async fn health_subcommand_reports_readiness() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// Error messages that say what is wrong: a second server on the same data
+/// directory, an unset `${VAR}` behind `tocsin health`, no configuration,
+/// a policy repeated past the cap.
+#[tokio::test]
+async fn errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = ServerProcess::start(dir.path(), port).await;
+    // The same config (same data directory) on another port.
+    let text = std::fs::read_to_string(&server.config).unwrap().replace(
+        &format!("127.0.0.1:{port}"),
+        &format!("127.0.0.1:{}", free_port()),
+    );
+    let second = dir.path().join("second.toml");
+    std::fs::write(&second, text).unwrap();
+    let out = tocsin()
+        .args(["serve", "--config"])
+        .arg(&second)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("another tocsin is using this data directory"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("WouldBlock"), "{stderr}");
+    drop(server);
+
+    let unset = dir.path().join("unset.toml");
+    std::fs::write(
+        &unset,
+        "[server]\nlisten = \"127.0.0.1:1\"\n[api]\ntoken = \"${TOCSIN_TEST_SURELY_UNSET}\"\n",
+    )
+    .unwrap();
+    let out = tocsin()
+        .args(["health", "--config"])
+        .arg(&unset)
+        .env_remove("TOCSIN_TEST_SURELY_UNSET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("TOCSIN_TEST_SURELY_UNSET"), "{stderr}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = tocsin()
+        .arg("check")
+        .current_dir(empty.path())
+        .env_remove("TOCSIN_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    for word in [
+        "--config",
+        "TOCSIN_CONFIG",
+        "tocsin.toml",
+        "tocsin.example.toml",
+    ] {
+        assert!(stderr.contains(word), "{word} not in: {stderr}");
+    }
+
+    let repeat = dir.path().join("repeat.toml");
+    std::fs::write(
+        &repeat,
+        r#"
+[[services]]
+name = "api"
+escalation_policy = "p"
+[[users]]
+name = "alice"
+[[escalation_policies]]
+name = "p"
+repeat = 25
+[[escalation_policies.steps]]
+targets = [{ user = "alice" }]
+delay = "5m"
+"#,
+    )
+    .unwrap();
+    let out = tocsin()
+        .args(["check", "--config"])
+        .arg(&repeat)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("escalation_policies[0].repeat: at most 19"),
+        "{stderr}"
+    );
+}
