@@ -1,7 +1,7 @@
 //! Runs the outbox's chat jobs through a [`ChatPlatform`]: open an incident
 //! channel, refresh the card, post, archive, and page by direct message.
 
-use super::{CardView, ChatMessage, ChatPlatform, channel_name};
+use super::{CardView, ChatMessage, ChatPlatform, InviteFailure, channel_name};
 use crate::escalation::Recipient;
 use crate::incident::{ChatLink, Incident};
 use crate::notify::{DeliveryError, Job, OutboxEntry};
@@ -37,6 +37,38 @@ fn responders(service: &Service, inc: &Incident) -> Result<Vec<String>, Delivery
         }
     }
     Ok(users)
+}
+
+/// A short notice naming the users `platform` would not invite, their
+/// values escaped for it; `None` if everyone was invited.
+fn invite_notice(
+    markup: Markup,
+    platform: &str,
+    people: &[(String, String)],
+    failed: &[InviteFailure],
+) -> Option<String> {
+    if failed.is_empty() {
+        return None;
+    }
+    let who: Vec<String> = failed
+        .iter()
+        .map(|f| {
+            let user = people
+                .iter()
+                .find(|(_, id)| *id == f.user)
+                .map(|(u, _)| format!("{} ", markup.escape(u)))
+                .unwrap_or_default();
+            format!(
+                "{user}({platform} id {}: {})",
+                markup.escape(&f.user),
+                markup.escape(&f.error)
+            )
+        })
+        .collect();
+    Some(format!(
+        "⚠️ Could not invite {} into this channel. Check the {platform}_id in tocsin's config.",
+        who.join(", ")
+    ))
 }
 
 /// The card of an incident as `platform` shows it.
@@ -105,12 +137,23 @@ pub async fn run(
                     channel.id
                 }
             };
-            let people: Vec<String> = responders(service, &inc)?
-                .iter()
-                .filter_map(|u| platform_id(service, name, u))
+            let people: Vec<(String, String)> = responders(service, &inc)?
+                .into_iter()
+                .filter_map(|u| platform_id(service, name, &u).map(|id| (u, id)))
                 .collect();
-            if !people.is_empty() {
-                platform.invite(&channel_id, &people).await?;
+            let ids: Vec<String> = people.iter().map(|(_, id)| id.clone()).collect();
+            // A stale id must not cost the channel its topic and card:
+            // the others are invited, the failure is reported in the channel.
+            let failed = if ids.is_empty() {
+                Vec::new()
+            } else {
+                platform.invite_each(&channel_id, &ids).await?
+            };
+            let markup = Markup::of_platform(name);
+            let notice = invite_notice(markup, name, &people, &failed);
+            for f in &failed {
+                tracing::warn!(incident = %inc.id, platform = name, user = %f.user, error = %f.error,
+                    "Could not invite a user into the incident channel; check their {name}_id");
             }
             let view = card(service, name, &inc)?;
             platform.set_topic(&channel_id, &view.headline()).await?;
@@ -123,7 +166,7 @@ pub async fn run(
                 .directory()
                 .templates
                 .render_for(
-                    Markup::of_platform(name),
+                    markup,
                     "channel_intro.md",
                     serde_json::json!({
                         "incident": crate::service::incident_context(&inc),
@@ -132,6 +175,11 @@ pub async fn run(
                 )
                 .map_err(|e| tracing::error!(error = %e, "The channel intro template failed; no intro posted"))
                 .ok();
+            // The notice rides with the intro: one post, sent once.
+            let intro = match (intro, notice) {
+                (Some(i), Some(n)) => Some(format!("{i}\n\n{n}")),
+                (i, n) => i.or(n),
+            };
             // The intro goes out as its own job, so a failure to post it
             // is retried without posting the card twice.
             service

@@ -189,6 +189,15 @@ pub enum ChatMessage {
     Text(String),
 }
 
+/// A user a platform would not invite into a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteFailure {
+    /// The platform user id.
+    pub user: String,
+    /// The platform's reason, like `user_not_found`.
+    pub error: String,
+}
+
 /// What a chat adapter can do. Every call reports failures as a
 /// [`DeliveryError`] that knows whether a retry may help (and how long the
 /// platform asked to wait).
@@ -199,6 +208,19 @@ pub trait ChatPlatform: Send + Sync + 'static {
     fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef>;
     /// Invites platform users into a channel.
     fn invite<'a>(&'a self, channel: &'a str, users: &'a [String]) -> ChatFuture<'a, ()>;
+    /// Invites every user the platform will take: one it refuses (a stale
+    /// id) comes back with the platform's reason instead of failing the
+    /// whole invite, so the channel's setup goes on. By default, [`invite`]
+    /// (all or nothing).
+    ///
+    /// [`invite`]: ChatPlatform::invite
+    fn invite_each<'a>(
+        &'a self,
+        channel: &'a str,
+        users: &'a [String],
+    ) -> ChatFuture<'a, Vec<InviteFailure>> {
+        Box::pin(async move { self.invite(channel, users).await.map(|()| Vec::new()) })
+    }
     /// Sets the channel topic.
     fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()>;
     /// Posts a message; returns its id.

@@ -271,6 +271,21 @@ async fn a_signed_ack_command_stops_escalation_and_updates_the_card() {
         blocks.contains("Acknowledged") && !blocks.contains("tocsin_ack"),
         "{blocks}"
     );
+    // Slack asks for new block ids on update.
+    let actions_id = |c: &crate::common::fake_slack::Call| {
+        c.params["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .map(|b| b["block_id"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let posted = actions_id(&card_post(&s, &channel).await);
+    let updated = actions_id(update);
+    assert!(posted.starts_with("tocsin_card_1_"), "{posted}");
+    assert!(updated.starts_with("tocsin_card_1_"), "{updated}");
+    assert_ne!(posted, updated);
 
     // Inside the channel the incident is implied; elsewhere it must be named.
     assert!(
@@ -697,5 +712,221 @@ async fn alert_text_reaches_slack_as_text_not_as_mentions() {
             "{body}"
         );
     }
+    s.app.stop().await;
+}
+
+/// Waits for the card of INC-n in its channel; returns the post.
+async fn card_post(s: &Slack, channel: &str) -> crate::common::fake_slack::Call {
+    let channel = channel.to_string();
+    s.fake
+        .wait_until("the card", |f| {
+            f.ok_calls("chat.postMessage").iter().any(|c| {
+                c.params["channel"] == channel.as_str()
+                    && blocks_text(&c.params).contains("tocsin_ack")
+            })
+        })
+        .await;
+    s.fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .find(|c| {
+            c.params["channel"] == channel.as_str() && blocks_text(&c.params).contains("tocsin_ack")
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_fake_invites_nobody_when_one_id_is_unknown_unless_forced() {
+    let fake = FakeSlack::start().await;
+    fake.unknown_user("U0STALE");
+    let http = reqwest::Client::new();
+    let invite = |force: Option<&str>| {
+        let mut form = vec![("channel", "C9"), ("users", "U0STALE,U0BOB")];
+        if let Some(f) = force {
+            form.push(("force", f));
+        }
+        let req = http
+            .post(format!("{}/conversations.invite", fake.api_url()))
+            .header("authorization", "Bearer xoxb-t")
+            .form(&form);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let refused = invite(None).await;
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["error"], "failed_for_some_users");
+    assert_eq!(refused["errors"][0]["user"], "U0STALE");
+    assert!(fake.members("C9").is_empty());
+    let forced = invite(Some("true")).await;
+    assert_eq!(forced["ok"], true, "{forced}");
+    assert_eq!(
+        forced["errors"],
+        json!([{"user": "U0STALE", "ok": false, "error": "user_not_found"}])
+    );
+    assert_eq!(fake.members("C9"), ["U0BOB".to_string()].into());
+}
+
+#[tokio::test]
+async fn a_stale_slack_id_is_reported_once_and_the_channel_is_still_set_up() {
+    let fake = FakeSlack::start().await;
+    // Alice, on call, left the workspace; her slack_id is stale.
+    fake.unknown_user("U0STALE");
+    let cfg = format!(
+        "{}\n[[escalation_policies]]\nname = \"pair\"\n[[escalation_policies.steps]]\n\
+         targets = [{{ schedule = \"primary\" }}, {{ user = \"bob\" }}]\ndelay = \"5m\"\n",
+        slack_config(&fake).replace("U0ALICE", "U0STALE")
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("pair"), &cfg).await;
+    app.start_background();
+    let s = Slack { app, fake };
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    let card = card_post(&s, &channel).await;
+    assert!(blocks_text(&card.params).contains("tocsin_resolve"));
+    // Bob is in; the invite asked Slack to go past the stale id.
+    assert_eq!(s.fake.members(&channel), ["U0BOB".to_string()].into());
+    let invite = &s.fake.ok_calls("conversations.invite")[0];
+    assert_eq!(invite.params["force"], true, "{:?}", invite.params);
+    assert_eq!(
+        s.fake.ok_calls("conversations.setTopic")[0].params["topic"],
+        "[SEV2] INC-1: Payment errors above 5% (payments)"
+    );
+    // One notice names the stale id.
+    let notice = |f: &FakeSlack| {
+        f.ok_calls("chat.postMessage")
+            .into_iter()
+            .filter(|c| {
+                c.params["channel"] == channel.as_str()
+                    && c.params["text"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("Could not invite")
+            })
+            .collect::<Vec<_>>()
+    };
+    s.fake
+        .wait_until("the notice", |f| !notice(f).is_empty())
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let posts = notice(&s.fake);
+    assert_eq!(posts.len(), 1);
+    let text = posts[0].params["text"].as_str().unwrap();
+    assert!(
+        text.contains("alice (slack id U0STALE: user_not_found)"),
+        "{text}"
+    );
+    assert!(!text.contains("U0BOB"), "{text}");
+    let inc = s.app.incident("INC-1").await;
+    assert!(
+        inc["incident"]["chat"]["slack"]["card_id"].is_string(),
+        "{inc}"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fake_refuses_what_slack_refuses() {
+    let fake = FakeSlack::start().await;
+    let http = reqwest::Client::new();
+    let post = |body: Value| {
+        let req = http
+            .post(format!("{}/chat.postMessage", fake.api_url()))
+            .header("authorization", "Bearer xoxb-t")
+            .json(&body);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap()["error"].clone() }
+    };
+    let section =
+        |n: usize| json!({"type": "section", "text": {"type": "mrkdwn", "text": "x".repeat(n)}});
+    let blocks = |v: Vec<Value>| json!({"channel": "C1", "text": "t", "blocks": v});
+    assert_eq!(post(blocks(vec![section(10); 51])).await, "invalid_blocks");
+    assert_eq!(post(blocks(vec![section(3001)])).await, "invalid_blocks");
+    assert_eq!(
+        post(blocks(vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": "h".repeat(151)}})
+        ]))
+        .await,
+        "invalid_blocks"
+    );
+    assert_eq!(
+        post(blocks(vec![section(3000); 5])).await,
+        "msg_blocks_too_long"
+    );
+    assert_eq!(
+        post(json!({"channel": "C1", "text": "t".repeat(40_001)})).await,
+        "msg_too_long"
+    );
+    assert_eq!(post(blocks(vec![section(3000); 4])).await, Value::Null);
+}
+
+fn alertmanager_group(n: usize, status: &str) -> Value {
+    let alerts: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"status": status,
+                   "labels": {"alertname": "NodeDown", "instance": format!("node-{i:04}:9100"), "job": "node"},
+                   "annotations": {"summary": format!("node-{i:04} is down")},
+                   "startsAt": "2026-12-01T10:00:00Z",
+                   "endsAt": if status == "firing" { "0001-01-01T00:00:00Z" } else { "2026-12-01T10:30:00Z" },
+                   "fingerprint": format!("{i:016x}")})
+        })
+        .collect();
+    json!({"version": "4", "status": status, "receiver": "tocsin", "groupKey": "{}:{alertname=\"NodeDown\"}",
+           "truncatedAlerts": 0, "groupLabels": {"alertname": "NodeDown"},
+           "commonLabels": {"alertname": "NodeDown", "job": "node"}, "commonAnnotations": {},
+           "externalURL": "http://alertmanager:9093", "alerts": alerts})
+}
+
+#[tokio::test]
+async fn the_summary_of_a_900_alert_incident_is_posted_within_slacks_limits() {
+    let s = slack().await;
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(900, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let channel = s.channel_of(1).await;
+    card_post(&s, &channel).await;
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(900, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let full = s.app.get_text("/v1/incidents/INC-1/summary").await;
+    assert!(full.chars().count() > 12_000, "{} characters", full.len());
+    let is_summary = |c: &crate::common::fake_slack::Call| {
+        c.method == "chat.postMessage"
+            && c.params["channel"] == channel.as_str()
+            && c.params["text"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("# INC-1")
+    };
+    s.fake
+        .wait_until("the summary post", |f| f.calls().iter().any(is_summary))
+        .await;
+    let posts: Vec<_> = s.fake.calls().into_iter().filter(is_summary).collect();
+    assert_eq!(posts.len(), 1, "{:#?}", posts);
+    let post = &posts[0];
+    assert!(
+        post.params.get("__error").is_none(),
+        "{}",
+        post.params["__error"]
+    );
+    let blocks = post.params["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= 50);
+    let last = blocks.last().unwrap()["text"]["text"].as_str().unwrap();
+    assert!(
+        last.contains("`GET /v1/incidents/INC-1/summary`")
+            && last.contains("`tocsin incidents summary INC-1`"),
+        "{last}"
+    );
+    // Nothing tocsin sent was refused.
+    let refused: Vec<_> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.params.get("__error").is_some())
+        .map(|c| (c.method, c.params["__error"].clone()))
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
     s.app.stop().await;
 }

@@ -6,8 +6,22 @@ use crate::incident::{Severity, Status};
 use crate::notify::PageContent;
 use serde_json::{Value, json};
 
-/// Slack's limit for a section's text.
-const SECTION_MAX: usize = 3000;
+// Block Kit's limits: Slack answers `invalid_blocks` past the per-block
+// ones and `msg_blocks_too_long` past about 12,000 characters of block
+// text in one message. Messages are built within them, never refused.
+
+/// Blocks in one message.
+pub const MAX_BLOCKS: usize = 50;
+/// A section's text.
+pub const SECTION_MAX: usize = 3000;
+/// A section field's text.
+pub const FIELD_MAX: usize = 2000;
+/// A header's plain text.
+pub const HEADER_MAX: usize = 150;
+/// The top-level fallback `text` (Slack truncates it beyond).
+pub const FALLBACK_MAX: usize = 4000;
+/// All block text of one message: under Slack's ~12,000, with room.
+pub const BLOCK_TEXT_MAX: usize = 11_000;
 
 /// Cuts `s` to at most `max` characters, ending with `…` if it was cut;
 /// never inside an entity (`&amp;`), which would show half of it.
@@ -63,22 +77,47 @@ fn button(b: Button, incident: &str) -> Value {
 /// already Slack markup (rendered for Slack, its values escaped).
 pub fn render(message: &ChatMessage) -> (String, Value) {
     match message {
-        ChatMessage::Card(c) => (escape(&c.headline()), card(c)),
-        ChatMessage::Page(p) => (format!("You are paged: {}", escape(&p.headline())), page(p)),
-        ChatMessage::Text(t) => (truncate(t, 4000), text(t)),
+        ChatMessage::Card(c) => (fallback(&escape(&c.headline())), card(c)),
+        ChatMessage::Page(p) => (
+            fallback(&format!("You are paged: {}", escape(&p.headline()))),
+            page(p),
+        ),
+        ChatMessage::Text(t) => (fallback(t), text(t)),
     }
 }
 
-/// The incident card.
+/// A message's top-level fallback `text`, within Slack's limit.
+pub fn fallback(t: &str) -> String {
+    truncate(t, FALLBACK_MAX)
+}
+
+/// A fresh number for each card rendered: Slack asks for new block ids
+/// when a message is updated. It starts at random, so ids after a restart
+/// do not repeat those before it.
+fn render_seq() -> u64 {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: OnceLock<AtomicU64> = OnceLock::new();
+    SEQ.get_or_init(|| AtomicU64::new(u64::from(rand::random::<u32>())))
+        .fetch_add(1, Ordering::Relaxed)
+}
+
+/// The incident card; its actions block gets a fresh `block_id`.
 pub fn card(c: &CardView) -> Value {
+    card_rendered(c, render_seq())
+}
+
+/// The incident card, its actions block `tocsin_card_{n}_{render}`.
+fn card_rendered(c: &CardView, render: u64) -> Value {
     let id = c.id.to_string();
+    // The header is plain text: `&<>` need no entities there.
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
-            "text": truncate(&format!("{} {}: {}", severity_icon(c.severity), id, escape(&c.title)), 150)}}),
+            "text": truncate(&format!("{} {}: {}", severity_icon(c.severity), id, escape(&c.title)), HEADER_MAX)}}),
         json!({"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Severity*\n{}", c.severity)},
             {"type": "mrkdwn", "text": format!("*Status*\n{}", status_word(c.status))},
-            {"type": "mrkdwn", "text": format!("*Service*\n{}", escape(&c.service))},
+            {"type": "mrkdwn", "text": truncate(&format!("*Service*\n{}", escape(&c.service)), 500)},
             {"type": "mrkdwn", "text": format!("*Alerts*\n{} of {} firing", c.alerts.0, c.alerts.1)},
         ]}),
     ];
@@ -105,7 +144,7 @@ pub fn card(c: &CardView) -> Value {
     if !c.buttons.is_empty() {
         blocks.push(json!({
             "type": "actions",
-            "block_id": format!("tocsin_card_{}", c.id.0),
+            "block_id": format!("tocsin_card_{}_{render}", c.id.0),
             "elements": c.buttons.iter().map(|b| button(*b, &id)).collect::<Vec<_>>(),
         }));
     }
@@ -157,24 +196,110 @@ pub fn reply_buttons(buttons: &[(Button, crate::incident::IncidentId, String)]) 
     json!({"type": "actions", "block_id": "tocsin_runbook", "elements": elements})
 }
 
-/// Plain Markdown, split into sections of at most 3000 characters.
+/// Plain Markdown, split into sections of at most 3,000 characters, at
+/// most [`MAX_BLOCKS`] of them and [`BLOCK_TEXT_MAX`] characters in all.
 pub fn text(t: &str) -> Value {
-    let mut blocks = Vec::new();
+    text_leaving(t, 0)
+}
+
+/// [`text`], leaving room for `reserve` more blocks (a reply's buttons).
+/// Text beyond the limits is cut with `…` and a last line saying where
+/// the whole is: for an incident's summary (its first line names `INC-n`)
+/// the API path and the CLI command.
+pub fn text_leaving(t: &str, reserve: usize) -> Value {
+    let note = cut_note(t);
+    let max_blocks = MAX_BLOCKS.saturating_sub(reserve).max(2);
+    // Room for the `…` and the note, should the text be cut.
+    let budget = BLOCK_TEXT_MAX - note.chars().count() - 2;
+    let mut sections: Vec<String> = Vec::new();
     let mut current = String::new();
+    let mut current_len = 0;
+    let mut total = 0;
+    let mut cut = false;
     for line in t.lines() {
-        if current.chars().count() + line.chars().count() + 1 > SECTION_MAX && !current.is_empty() {
-            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": current}}));
-            current = String::new();
+        let line = truncate(line, SECTION_MAX);
+        let len = line.chars().count();
+        let sep = usize::from(!current.is_empty());
+        if total + sep + len > budget {
+            // What fits of the line still goes.
+            let room = budget.saturating_sub(total + sep);
+            if room > 20 && current_len + sep + room <= SECTION_MAX {
+                if sep == 1 {
+                    current.push('\n');
+                }
+                current.push_str(&truncate(&line, room));
+                current_len += sep + room;
+            }
+            cut = true;
+            break;
         }
-        if !current.is_empty() {
+        if current_len + sep + len > SECTION_MAX {
+            // This section, the next, and a note must still fit.
+            if sections.len() + 3 > max_blocks {
+                cut = true;
+                break;
+            }
+            sections.push(std::mem::take(&mut current));
+            current_len = 0;
+        } else if sep == 1 {
             current.push('\n');
+            current_len += 1;
+            total += 1;
         }
-        current.push_str(&truncate(line, SECTION_MAX));
+        current.push_str(&line);
+        current_len += len;
+        total += len;
     }
-    if !current.is_empty() || blocks.is_empty() {
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": if current.is_empty() { " ".to_string() } else { current }}}));
+    if cut {
+        if current.is_empty() {
+            current.push('…');
+        } else if !current.ends_with('…') {
+            if current_len + 2 <= SECTION_MAX {
+                current.push_str("\n…");
+            } else {
+                current = truncate(&format!("{current}…"), SECTION_MAX);
+            }
+        }
     }
-    Value::Array(blocks)
+    if !current.is_empty() || sections.is_empty() {
+        sections.push(if current.is_empty() {
+            " ".to_string()
+        } else {
+            current
+        });
+    }
+    if cut {
+        sections.push(note);
+    }
+    Value::Array(
+        sections
+            .into_iter()
+            .map(|s| json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}))
+            .collect(),
+    )
+}
+
+/// The last line of a cut message.
+fn cut_note(t: &str) -> String {
+    match summary_of(t) {
+        Some(id) => format!(
+            "_The summary is cut to fit Slack. The full summary: `GET /v1/incidents/{id}/summary` or `tocsin incidents summary {id}`._"
+        ),
+        None => "_The message is cut to fit Slack._".to_string(),
+    }
+}
+
+/// The `INC-n` an incident summary's heading (its first line) names.
+fn summary_of(t: &str) -> Option<&str> {
+    let first = t.lines().next()?;
+    if !first.starts_with('#') {
+        return None;
+    }
+    let start = first.find("INC-")?;
+    let digits = first[start + 4..]
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(first.len() - start - 4);
+    (digits > 0).then(|| &first[start..start + 4 + digits])
 }
 
 #[cfg(test)]
@@ -188,12 +313,12 @@ mod tests {
 
     #[test]
     fn card_triggered() {
-        insta::assert_json_snapshot!(card(&view(Status::Triggered)));
+        insta::assert_json_snapshot!(card_rendered(&view(Status::Triggered), 1));
     }
 
     #[test]
     fn card_resolved_has_no_buttons() {
-        insta::assert_json_snapshot!(card(&view(Status::Resolved)));
+        insta::assert_json_snapshot!(card_rendered(&view(Status::Resolved), 1));
     }
 
     #[test]
@@ -248,6 +373,134 @@ mod tests {
             let parsed: Vec<slack_morphism::prelude::SlackBlock> =
                 serde_json::from_value(v.clone()).unwrap();
             assert_eq!(parsed.len(), v.as_array().unwrap().len());
+        }
+    }
+
+    /// Why Slack would refuse these blocks and this fallback, if it would.
+    pub(crate) fn over_limits(fallback: &str, blocks: &Value) -> Option<String> {
+        let n = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+        if fallback.chars().count() > FALLBACK_MAX {
+            return Some(format!("fallback of {}", fallback.chars().count()));
+        }
+        let list = blocks.as_array()?;
+        if list.len() > MAX_BLOCKS {
+            return Some(format!("{} blocks", list.len()));
+        }
+        let mut total = 0;
+        let mut ids = std::collections::HashSet::new();
+        for b in list {
+            if let Some(id) = b["block_id"].as_str()
+                && !ids.insert(id)
+            {
+                return Some(format!("block_id {id} twice"));
+            }
+            let t = n(&b["text"]["text"]);
+            total += t;
+            let max = if b["type"] == "header" {
+                HEADER_MAX
+            } else {
+                SECTION_MAX
+            };
+            if t > max {
+                return Some(format!("a {} of {t}", b["type"]));
+            }
+            for f in b["fields"].as_array().into_iter().flatten() {
+                if n(&f["text"]) > FIELD_MAX {
+                    return Some(format!("a field of {}", n(&f["text"])));
+                }
+                total += n(&f["text"]);
+            }
+        }
+        (total > BLOCK_TEXT_MAX).then(|| format!("{total} characters of block text"))
+    }
+
+    #[test]
+    fn a_900_alert_summary_is_cut_within_the_limits_and_says_where_the_rest_is() {
+        let mut md = String::from("# INC-77: Nodes down\n\n## Timeline\n\n");
+        for i in 0..900 {
+            md.push_str(&format!(
+                "- 2026-12-01 10:00:00 UTC alertmanager: NodeDown node-{i:04}:9100 is down (ip-10-0-3-{i}.eu-west-1.compute.internal)\n"
+            ));
+        }
+        assert!(md.chars().count() > 60_000);
+        let (fallback, blocks) = render(&ChatMessage::Text(md));
+        assert_eq!(over_limits(&fallback, &blocks), None);
+        let list = blocks.as_array().unwrap();
+        let last = list.last().unwrap()["text"]["text"].as_str().unwrap();
+        assert!(
+            last.contains("`GET /v1/incidents/INC-77/summary`")
+                && last.contains("`tocsin incidents summary INC-77`"),
+            "{last}"
+        );
+        let before = list[list.len() - 2]["text"]["text"].as_str().unwrap();
+        assert!(before.ends_with('…'), "{before}");
+        assert!(before.contains("node-0000") || list[0].to_string().contains("node-0000"));
+    }
+
+    #[test]
+    fn short_text_is_not_cut_and_cards_get_fresh_block_ids() {
+        let v = text("hello\nworld");
+        assert_eq!(
+            v,
+            json!([{"type": "section", "text": {"type": "mrkdwn", "text": "hello\nworld"}}])
+        );
+        let id = |v: &Value| v.as_array().unwrap().last().unwrap()["block_id"].clone();
+        let c = view(Status::Triggered);
+        let (a, b) = (card(&c), card(&c));
+        assert_ne!(id(&a), id(&b));
+        assert!(id(&a).as_str().unwrap().starts_with("tocsin_card_42_"));
+        assert_eq!(summary_of("# [DRILL] INC-9: x"), Some("INC-9"));
+        assert_eq!(summary_of("see INC-9"), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_text_is_built_within_slacks_limits(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    8 => "[a-z &<>]{0,80}",
+                    1 => "[a-zé€😀&]{0,3500}",
+                    1 => proptest::strategy::Just(String::new()),
+                ],
+                0..150,
+            ),
+            heading in proptest::bool::ANY,
+            reserve in 0usize..3,
+        ) {
+            let mut t = lines.join("\n");
+            if heading {
+                t = format!("# INC-5: title\n{t}");
+            }
+            let blocks = text_leaving(&t, reserve);
+            let (fallback, _) = render(&ChatMessage::Text(t.clone()));
+            proptest::prop_assert_eq!(over_limits(&fallback, &blocks), None);
+            proptest::prop_assert!(blocks.as_array().unwrap().len() + reserve <= MAX_BLOCKS);
+            let parsed: Vec<slack_morphism::prelude::SlackBlock> =
+                serde_json::from_value(blocks.clone()).unwrap();
+            proptest::prop_assert_eq!(parsed.len(), blocks.as_array().unwrap().len());
+            // Uncut text keeps every line (blank lines between sections aside).
+            if t.chars().count() < 9000 && t.lines().all(|l| l.chars().count() <= SECTION_MAX) {
+                let kept: Vec<String> = blocks.as_array().unwrap().iter()
+                    .flat_map(|b| b["text"]["text"].as_str().unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+                    .filter(|l| !l.trim().is_empty())
+                    .collect();
+                let given: Vec<&str> = t.lines().filter(|l| !l.trim().is_empty()).collect();
+                proptest::prop_assert_eq!(kept, given);
+            }
+        }
+
+        #[test]
+        fn any_card_is_built_within_slacks_limits(title in ".{0,400}", service in "[a-z&]{0,3000}", change in "[a-z&<]{0,4000}") {
+            let c = CardView {
+                title,
+                service,
+                changes: vec![change; 3],
+                ..view(Status::Triggered)
+            };
+            let (fallback, blocks) = render(&ChatMessage::Card(c));
+            proptest::prop_assert_eq!(over_limits(&fallback, &blocks), None);
         }
     }
 

@@ -93,12 +93,18 @@ async fn respond(st: &SlackState, url: &str, reply: &Reply) {
         "replace_original": false,
         "text": reply.text,
     });
-    if !reply.buttons.is_empty() {
-        let mut blocks = super::blocks::text(&reply.text);
-        if let Some(list) = blocks.as_array_mut() {
+    // Buttons need blocks; so does a reply too long for one message's
+    // text (cut within Slack's limits, like any message).
+    if !reply.buttons.is_empty() || reply.text.chars().count() > super::blocks::SECTION_MAX {
+        let reserve = usize::from(!reply.buttons.is_empty());
+        let mut blocks = super::blocks::text_leaving(&reply.text, reserve);
+        if let Some(list) = blocks.as_array_mut()
+            && !reply.buttons.is_empty()
+        {
             list.push(super::blocks::reply_buttons(&reply.buttons));
         }
         body["blocks"] = blocks;
+        body["text"] = super::blocks::fallback(&reply.text).into();
     }
     match st.http.post(url).json(&body).send().await {
         Ok(r) if r.status().is_success() => {}

@@ -12,7 +12,7 @@ pub mod http;
 
 pub use escape::escape;
 
-use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform};
+use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform, InviteFailure};
 use crate::config::SlackConfig;
 use crate::notify::DeliveryError;
 use hyper_rustls::HttpsConnector;
@@ -20,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use std::sync::Arc;
+use tracing::warn;
 
 type Connector = SlackClientHyperConnector<HttpsConnector<HttpConnector>>;
 
@@ -59,6 +60,30 @@ impl SlackPlatform {
     fn session(&self) -> SlackClientSession<'_, Connector> {
         self.client.open_session(&self.token)
     }
+
+    /// One `conversations.invite` with `force=true`: the users Slack
+    /// listed as not invited.
+    async fn forced_invite(
+        &self,
+        channel: &str,
+        users: &[String],
+    ) -> Result<Vec<InviteFailure>, SlackClientError> {
+        let req = ForcedInvite {
+            channel,
+            users: users.join(","),
+            force: true,
+        };
+        let resp: ForcedInviteResponse = self
+            .session()
+            .http_session_api
+            .http_post(
+                "conversations.invite",
+                &req,
+                Some(&SLACK_TIER3_METHOD_CONFIG),
+            )
+            .await?;
+        Ok(failures(resp.errors, users))
+    }
 }
 
 /// Maps a Slack client error to a delivery result: rate limits come back
@@ -89,6 +114,58 @@ fn map_err(method: &str, e: SlackClientError) -> DeliveryError {
         }
         other => DeliveryError::retryable(format!("slack {method}: {other}")),
     }
+}
+
+/// Errors of `conversations.invite` that are one user's, not the call's:
+/// the other users can still be invited.
+const PER_USER: &[&str] = &[
+    "user_not_found",
+    "failed_for_some_users",
+    "cant_invite",
+    "user_is_restricted",
+    "ura_max_channels",
+    "user_disabled",
+];
+
+/// `conversations.invite` with `force` (slack-morphism 2.31's request
+/// lacks the field): Slack invites the valid users and lists the others
+/// instead of inviting nobody.
+#[derive(serde::Serialize)]
+struct ForcedInvite<'a> {
+    channel: &'a str,
+    /// Comma-separated, as Slack documents it.
+    users: String,
+    force: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ForcedInviteResponse {
+    #[serde(default)]
+    errors: Vec<InviteError>,
+}
+
+#[derive(serde::Deserialize)]
+struct InviteError {
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    error: String,
+}
+
+/// What an invite answer's `errors` says about who was not invited;
+/// `already_in_channel` is no failure.
+fn failures(errors: impl IntoIterator<Item = InviteError>, users: &[String]) -> Vec<InviteFailure> {
+    errors
+        .into_iter()
+        .filter(|e| e.error != "already_in_channel" && e.error != "cant_invite_self")
+        .map(|e| InviteFailure {
+            user: e
+                .user
+                .or_else(|| (users.len() == 1).then(|| users[0].clone()))
+                .unwrap_or_default(),
+            error: e.error,
+        })
+        .collect()
 }
 
 fn content(message: &ChatMessage) -> SlackMessageContent {
@@ -131,14 +208,56 @@ impl ChatPlatform for SlackPlatform {
 
     fn invite<'a>(&'a self, channel: &'a str, users: &'a [String]) -> ChatFuture<'a, ()> {
         Box::pin(async move {
-            let req = SlackApiConversationsInviteRequest::new(
-                channel.into(),
-                users.iter().map(|u| SlackUserId::new(u.clone())).collect(),
-            );
-            match self.session().conversations_invite(&req).await {
-                Ok(_) => Ok(()),
+            for f in self.invite_each(channel, users).await? {
+                warn!(channel, user = %f.user, error = %f.error, "Slack would not invite a user");
+            }
+            Ok(())
+        })
+    }
+
+    fn invite_each<'a>(
+        &'a self,
+        channel: &'a str,
+        users: &'a [String],
+    ) -> ChatFuture<'a, Vec<InviteFailure>> {
+        Box::pin(async move {
+            match self.forced_invite(channel, users).await {
+                Ok(failed) => Ok(failed),
                 // Everyone was in already (a retry after a partial success).
-                Err(SlackClientError::ApiError(api)) if api.code == "already_in_channel" => Ok(()),
+                Err(SlackClientError::ApiError(api)) if api.code == "already_in_channel" => {
+                    Ok(Vec::new())
+                }
+                // Slack invited nobody (`force` ignored, or one user listed):
+                // one by one, so the valid users get in.
+                Err(SlackClientError::ApiError(api)) if PER_USER.contains(&api.code.as_str()) => {
+                    if users.len() == 1 {
+                        return Ok(vec![InviteFailure {
+                            user: users[0].clone(),
+                            error: api.code,
+                        }]);
+                    }
+                    let mut failed = Vec::new();
+                    for user in users {
+                        match self
+                            .forced_invite(channel, std::slice::from_ref(user))
+                            .await
+                        {
+                            Ok(f) => failed.extend(f),
+                            Err(SlackClientError::ApiError(api))
+                                if api.code == "already_in_channel" => {}
+                            Err(SlackClientError::ApiError(api))
+                                if PER_USER.contains(&api.code.as_str()) =>
+                            {
+                                failed.push(InviteFailure {
+                                    user: user.clone(),
+                                    error: api.code,
+                                });
+                            }
+                            Err(e) => return Err(map_err("conversations.invite", e)),
+                        }
+                    }
+                    Ok(failed)
+                }
                 Err(e) => Err(map_err("conversations.invite", e)),
             }
         })

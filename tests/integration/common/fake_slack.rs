@@ -3,6 +3,14 @@
 //! 429 with `Retry-After`, 500, or a Slack error such as `name_taken`. It
 //! also takes `response_url` posts. `GET /_calls` lists the calls as JSON.
 //!
+//! It refuses what Slack refuses: `conversations.invite` with a user id it
+//! was told is unknown fails for the whole list and invites nobody, unless
+//! `force=true` is sent (then the valid users are invited and the answer
+//! lists the failed ones); `chat.postMessage`/`chat.update` over Block Kit's
+//! limits (50 blocks, a section's text 3,000 characters, a field 2,000, a
+//! header 150, 12,000 characters of block text, a 40,000-character `text`)
+//! get `invalid_blocks`, `msg_blocks_too_long` or `msg_too_long`.
+//!
 //! `examples/fake_slack.rs` runs this same fake as a program, for the
 //! interop scripts.
 
@@ -43,6 +51,10 @@ struct Inner {
     calls: Vec<Call>,
     failures: HashMap<String, VecDeque<Fail>>,
     taken: HashSet<String>,
+    /// User ids Slack does not know (deleted, or from another workspace).
+    unknown_users: HashSet<String>,
+    /// channel → its members (for `already_in_channel`).
+    members: HashMap<String, HashSet<String>>,
     channels: Vec<(String, String)>,
     /// channel → posted messages (for conversations.history).
     messages: HashMap<String, Vec<Value>>,
@@ -99,6 +111,21 @@ impl FakeSlack {
 
     pub fn take_name(&self, name: &str) {
         self.inner.lock().taken.insert(name.into());
+    }
+
+    /// Makes `user` an id Slack does not know (`user_not_found`).
+    pub fn unknown_user(&self, user: &str) {
+        self.inner.lock().unknown_users.insert(user.into());
+    }
+
+    /// The members of `channel` (whoever was invited).
+    pub fn members(&self, channel: &str) -> HashSet<String> {
+        self.inner
+            .lock()
+            .members
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -175,6 +202,150 @@ fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Value {
     Value::Object(out)
 }
 
+/// A list parameter: a comma-separated string (form or JSON) or an array.
+fn list_param(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A boolean parameter: `true`, `"true"` or `"1"`.
+fn bool_param(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "true" || s == "1",
+        Some(Value::Number(n)) => n.as_u64() == Some(1),
+        _ => false,
+    }
+}
+
+/// `conversations.invite` as Slack answers it.
+fn invite(inner: &mut Inner, p: &Value) -> Value {
+    let channel = p
+        .get("channel")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let users = list_param(p.get("users"));
+    let force = bool_param(p.get("force"));
+    if users.is_empty() {
+        return json!({"ok": false, "error": "no_user"});
+    }
+    let members = inner.members.entry(channel.clone()).or_default();
+    let mut errors = Vec::new();
+    let mut valid = Vec::new();
+    for u in &users {
+        if inner.unknown_users.contains(u) {
+            errors.push(json!({"user": u, "ok": false, "error": "user_not_found"}));
+        } else if members.contains(u) {
+            errors.push(json!({"user": u, "ok": false, "error": "already_in_channel"}));
+        } else {
+            valid.push(u.clone());
+        }
+    }
+    let unknown = errors.iter().any(|e| e["error"] == "user_not_found");
+    if valid.is_empty() {
+        // Nobody to invite: one user's error, or the list's.
+        let error = if users.len() == 1 {
+            errors[0]["error"]
+                .as_str()
+                .unwrap_or("user_not_found")
+                .to_string()
+        } else if unknown {
+            "failed_for_some_users".to_string()
+        } else {
+            "already_in_channel".to_string()
+        };
+        let mut body = json!({"ok": false, "error": error});
+        if users.len() > 1 {
+            body["errors"] = json!(errors);
+        }
+        return body;
+    }
+    if unknown && !force {
+        // Slack invites nobody when one id fails.
+        let error = if users.len() == 1 {
+            "user_not_found"
+        } else {
+            "failed_for_some_users"
+        };
+        return json!({"ok": false, "error": error, "errors": errors});
+    }
+    members.extend(valid);
+    let mut body = json!({"ok": true, "channel": channel_obj(&channel, "x")});
+    if !errors.is_empty() {
+        body["errors"] = json!(errors);
+    }
+    body
+}
+
+/// Why Slack would refuse a message's blocks and text, if it would.
+fn message_refusal(p: &Value) -> Option<&'static str> {
+    let chars = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    if p.get("text").map_or(0, chars) > 40_000 {
+        return Some("msg_too_long");
+    }
+    let blocks = match p.get("blocks") {
+        None | Some(Value::Null) => return None,
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v) => v,
+            Err(_) => return Some("invalid_blocks_format"),
+        },
+        Some(v) => v.clone(),
+    };
+    let Some(blocks) = blocks.as_array() else {
+        return Some("invalid_blocks_format");
+    };
+    if blocks.len() > 50 {
+        return Some("invalid_blocks");
+    }
+    let mut total = 0;
+    let mut ids = HashSet::new();
+    for b in blocks {
+        if let Some(id) = b.get("block_id").and_then(Value::as_str)
+            && (id.chars().count() > 255 || !ids.insert(id.to_string()))
+        {
+            return Some("invalid_blocks");
+        }
+        let text = b.get("text").map_or(0, |t| chars(&t["text"]));
+        total += text;
+        match b["type"].as_str() {
+            Some("header") if text > 150 => return Some("invalid_blocks"),
+            Some("section") if text > 3000 => return Some("invalid_blocks"),
+            _ => {}
+        }
+        if let Some(fields) = b.get("fields").and_then(Value::as_array) {
+            if fields.len() > 10 {
+                return Some("invalid_blocks");
+            }
+            for f in fields {
+                let n = chars(&f["text"]);
+                if n > 2000 {
+                    return Some("invalid_blocks");
+                }
+                total += n;
+            }
+        }
+        if let Some(elements) = b.get("elements").and_then(Value::as_array)
+            && elements.len() > 25
+        {
+            return Some("invalid_blocks");
+        }
+    }
+    (total > 12_000).then_some("msg_blocks_too_long")
+}
+
 fn channel_obj(id: &str, name: &str) -> Value {
     json!({"id": id, "name": name, "name_normalized": name, "created": 1_700_000_000,
            "is_channel": true, "is_private": false, "is_archived": false, "is_member": true})
@@ -224,7 +395,11 @@ async fn api(
                         json!({"ok": true, "channel": channel_obj(&id, &name)})
                     }
                 }
-                "conversations.invite" | "conversations.setTopic" | "conversations.archive" => {
+                "chat.postMessage" | "chat.update" if message_refusal(&p).is_some() => {
+                    json!({"ok": false, "error": message_refusal(&p)})
+                }
+                "conversations.invite" => invite(&mut inner, &p),
+                "conversations.setTopic" | "conversations.archive" => {
                     let ch = str_param("channel");
                     json!({"ok": true, "channel": channel_obj(&ch, "x"), "topic": str_param("topic")})
                 }
