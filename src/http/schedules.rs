@@ -29,9 +29,7 @@ pub async fn oncall_now(State(st): State<AppState>) -> Result<Response, ApiError
     for s in st.service.directory().schedules() {
         let extra = st.service.directory().runtime_overrides(s.name());
         let current = s.who_is_on_call(now, &extra);
-        let next = current
-            .as_ref()
-            .and_then(|c| s.who_is_on_call(c.end, &extra));
+        let next = s.next_on_call(current.as_ref().map_or(now, |c| c.end), &extra);
         out.push(json!({
             "schedule": s.name(),
             "time_zone": s.time_zone().name(),
@@ -58,7 +56,8 @@ fn range(
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let now = st.service.clock().now();
     let from = q.from.unwrap_or(now + default_from);
-    let to = q.to.unwrap_or(now + default_to);
+    // A range that names only its start covers the default span from there.
+    let to = q.to.unwrap_or(from + (default_to - default_from));
     if to <= from {
         return Err(ApiError::bad_request("'to' must be after 'from'"));
     }
@@ -100,10 +99,13 @@ pub async fn ical(
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (from, to) = range(&st, q, -Duration::days(7), Duration::days(90))?;
-    let shifts = shifts_of(&st, &name, from, to)?;
+    // Whole shifts: one that began before the window is not cut at its
+    // edge, so its DTSTART and UID stay the same from one fetch to the next.
+    let mut shifts = shifts_of(&st, &name, from - Duration::days(35), to)?;
+    shifts.retain(|s| s.end > from);
     Ok((
         [(header::CONTENT_TYPE, "text/calendar; charset=utf-8")],
-        to_ical(&name, &shifts),
+        to_ical(&name, &shifts, st.service.clock().now()),
     )
         .into_response())
 }
@@ -138,8 +140,20 @@ pub async fn add_override(
     authorize(&st, &headers)?;
     schedule(&st, &name)?;
     let body = body?;
-    let o: NewOverride = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    let de = &mut serde_json::Deserializer::from_slice(&body);
+    let o: NewOverride = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        if matches!(field.as_str(), "start" | "end") {
+            ApiError::bad_request(format!(
+                "'{field}' must be an RFC 3339 date-time such as 2026-12-01T09:00:00Z: {inner}"
+            ))
+        } else if field == "." {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("'{field}': {inner}"))
+        }
+    })?;
     if st.service.directory().user(&o.user).is_none() {
         return Err(ApiError::bad_request(format!("unknown user '{}'", o.user)));
     }

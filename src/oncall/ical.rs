@@ -1,14 +1,14 @@
 //! iCalendar (RFC 5545) feeds of shifts, for calendar subscriptions.
 
 use super::{Shift, ShiftSource};
+use chrono::{DateTime, Utc};
 use icalendar::{Calendar, Component, EventLike};
 
 /// iCalendar feed of shifts, one VEVENT each (UID stable per schedule, start and user; times in UTC).
 ///
-/// DTSTAMP is the shift's start rather than the current time: the module
-/// does not read the clock, and a feed that only changes when the shifts
-/// change lets calendar clients and caches skip unchanged fetches.
-pub fn to_ical(schedule_name: &str, shifts: &[Shift]) -> String {
+/// DTSTAMP is `made_at`, when the feed was made (RFC 5545's meaning); the
+/// caller reads it from its clock.
+pub fn to_ical(schedule_name: &str, shifts: &[Shift], made_at: DateTime<Utc>) -> String {
     let mut cal = Calendar::new();
     cal.name(&format!("On call: {schedule_name}"));
     for s in shifts {
@@ -21,7 +21,8 @@ pub fn to_ical(schedule_name: &str, shifts: &[Shift]) -> String {
                 .uid(&uid(schedule_name, s))
                 .summary(&format!("On call: {}", s.user))
                 .description(&format!("Schedule {schedule_name}, from {from}."))
-                .timestamp(s.start)
+                // DTSTAMP: when this feed was made (RFC 5545), not the shift.
+                .timestamp(made_at)
                 .starts(s.start)
                 .ends(s.end)
                 .done(),

@@ -290,6 +290,26 @@ impl Schedule {
     }
 
     /// The final schedule in `[from, to)` as consecutive shifts; same user and source merge, nobody on call is a gap.
+    /// Who is on call next from `after` on: whoever is on call at `after`,
+    /// else the first shift that starts after it, however far away within
+    /// a year (a business-hours schedule's next person is tomorrow
+    /// morning, not nobody).
+    pub fn next_on_call(&self, after: DateTime<Utc>, extra: &[Override]) -> Option<OnCall> {
+        if let Some(o) = self.who_is_on_call(after, extra) {
+            return Some(o);
+        }
+        let mut from = after;
+        let year = after + TimeDelta::days(366);
+        while from < year {
+            let to = (from + TimeDelta::days(31)).min(year);
+            if let Some(first) = self.shifts(from, to, extra).into_iter().next() {
+                return self.who_is_on_call(first.start, extra);
+            }
+            from = to;
+        }
+        None
+    }
+
     pub fn shifts(&self, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[Override]) -> Vec<Shift> {
         let overrides = self.all_overrides(extra);
         let mut cursors = self.cursors();

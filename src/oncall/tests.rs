@@ -347,6 +347,18 @@ fn gaps_where_nobody_is_on_call_are_absent() {
         ])
     );
     assert_eq!(who(&s, "2026-01-06T12:00:00Z", &[]), None);
+    // Nobody now, but someone tonight: that is who is next.
+    let next = s
+        .next_on_call(utc("2026-01-06T12:00:00Z"), &[])
+        .expect("someone is next");
+    assert_eq!(next.user, "bob");
+    assert_eq!(next.start, utc("2026-01-06T21:00:00Z"));
+    // At the end of a night shift, the next is the following night's.
+    let after_alice = s.next_on_call(utc("2026-01-06T05:00:00Z"), &[]).unwrap();
+    assert_eq!(
+        (after_alice.user.as_str(), after_alice.start),
+        ("bob", utc("2026-01-06T21:00:00Z"))
+    );
     let o = s.who_is_on_call(utc("2026-01-06T01:00:00Z"), &[]).unwrap();
     assert_eq!(
         (o.start, o.end),
@@ -755,8 +767,15 @@ fn ical_feed_parses_back_with_one_event_per_shift() {
         utc("2026-01-12T12:00:00Z"),
         &[],
     );
-    let text = to_ical("primary", &shifts);
+    let made = utc("2026-01-04T12:00:00Z");
+    let text = to_ical("primary", &shifts, made);
     assert!(text.starts_with("BEGIN:VCALENDAR\r\n"), "{text}");
+    // DTSTAMP is when the feed was made, for every event.
+    assert_eq!(
+        text.matches("DTSTAMP:20260104T120000Z\r\n").count(),
+        shifts.len(),
+        "{text}"
+    );
     assert!(text.contains("DTSTART:20260105T080000Z\r\n"), "{text}");
     let cal: Calendar = text.parse().unwrap();
     let events: Vec<_> = cal.events().collect();
@@ -776,7 +795,7 @@ fn ical_feed_parses_back_with_one_event_per_shift() {
         assert!(uids.insert(e.get_uid().unwrap().to_string()), "unique UIDs");
     }
     // Stable: the same shifts give the same feed.
-    assert_eq!(to_ical("primary", &shifts), text);
+    assert_eq!(to_ical("primary", &shifts, made), text);
     assert!(
         text.contains("UID:primary/20260105T080000Z/dave@tocsin\r\n"),
         "{text}"
@@ -788,7 +807,7 @@ fn ical_feed_parses_back_with_one_event_per_shift() {
         "2026-01-05T08:00:00Z",
         "2026-01-05T09:00:00Z",
     )];
-    let text = to_ical("on call/eu", &odd);
+    let text = to_ical("on call/eu", &odd, made);
     let cal: Calendar = text.parse().unwrap();
     let e = cal.events().next().unwrap();
     assert_eq!(e.get_summary(), Some("On call: o'neil, jr; /x@y"));

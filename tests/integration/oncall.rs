@@ -81,6 +81,23 @@ async fn shifts_and_ical() {
         (s, b["message"].as_str()),
         (404, Some("schedule 'nope' does not exist"))
     );
+    // A start weeks ahead without an end: the 7 days from there.
+    let (s, b) = app
+        .get("/v1/schedules/primary/shifts?from=2027-01-04T09:00:00Z")
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["to"], "2027-01-11T09:00:00Z");
+    // A bad override time names the field and the format.
+    let (s, b) = app
+        .post_with_token(
+            "/v1/schedules/primary/overrides",
+            Some(API_TOKEN),
+            &json!({"user": "carol", "start": "tomorrow", "end": "2026-12-01T10:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let m = b["message"].as_str().unwrap();
+    assert!(m.contains("'start'") && m.contains("RFC 3339"), "{m}");
     let (s, _) = app
         .get("/v1/schedules/primary/shifts?from=2026-12-01T00:00:00Z&to=2026-11-01T00:00:00Z")
         .await;
@@ -239,4 +256,46 @@ delay = "0s"
     ] {
         assert!(err.contains(expected), "missing '{expected}' in:\n{err}");
     }
+}
+
+/// The iCal feed keeps each shift whole: a shift that began before the
+/// feed's window keeps its DTSTART and UID as the window moves, and DTSTAMP
+/// says when the feed was made.
+#[tokio::test]
+async fn ical_events_stay_stable_as_time_passes() {
+    let clock = ManualClock::new(t0());
+    let recv = Receiver::start().await;
+    let smtp = SmtpSink::start().await;
+    let app = spawn_app_with(
+        Arc::new(clock.clone()),
+        Some("payments"),
+        &paging_config(&recv, smtp.port, ""),
+    )
+    .await;
+    let uids = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("UID:"))
+            .map(|u| u.trim().to_string())
+            .collect()
+    };
+    let first = app.get_text("/v1/schedules/primary/ical").await;
+    clock.advance(chrono::Duration::hours(1));
+    let later = app.get_text("/v1/schedules/primary/ical").await;
+    assert_eq!(
+        uids(&first)[0],
+        uids(&later)[0],
+        "the first event is the same"
+    );
+    let first_start = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("DTSTART:"))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(first_start(&first), first_start(&later));
+    let stamp = (t0() + chrono::Duration::hours(1))
+        .format("DTSTAMP:%Y%m%dT%H%M%SZ")
+        .to_string();
+    assert!(later.contains(&stamp), "{later}");
+    app.stop().await;
 }
