@@ -203,7 +203,7 @@ pub async fn run(
         },
         Job::Post { text } => match link {
             Some(l) => platform
-                .post(&l.channel_id, &ChatMessage::Text(text.clone()))
+                .post_once(&l.channel_id, &ChatMessage::Text(text.clone()), &entry.key)
                 .await
                 .map(|_| ()),
             None => Err(DeliveryError::retryable(
@@ -216,8 +216,10 @@ pub async fn run(
                     .summary_for(inc.id, Markup::of_platform(name))
                     .await
                     .map_err(store_error)?;
+                // Posted piece by piece, each once: a retry after a 429 or
+                // a 5xx resumes at the piece that failed.
                 platform
-                    .post(&l.channel_id, &ChatMessage::Text(md))
+                    .post_once(&l.channel_id, &ChatMessage::Text(md), &entry.key)
                     .await
                     .map(|_| ())
             }

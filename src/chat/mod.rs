@@ -225,6 +225,19 @@ pub trait ChatPlatform: Send + Sync + 'static {
     fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()>;
     /// Posts a message; returns its id.
     fn post<'a>(&'a self, channel: &'a str, message: &'a ChatMessage) -> ChatFuture<'a, String>;
+    /// Posts a message as the outbox job `idempotency_key`, each piece of a
+    /// message the platform splits (a long summary) at most once: a retry
+    /// after a failed piece resumes at that piece instead of the first. By
+    /// default, [`post`](ChatPlatform::post).
+    fn post_once<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a ChatMessage,
+        idempotency_key: &'a str,
+    ) -> ChatFuture<'a, String> {
+        let _ = idempotency_key;
+        self.post(channel, message)
+    }
     /// Replaces a message.
     fn update<'a>(
         &'a self,

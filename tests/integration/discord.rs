@@ -1255,3 +1255,267 @@ async fn alert_text_reaches_discord_as_text_and_pings_nobody_it_names() {
     }
     d.app.stop().await;
 }
+
+/// Posts `text` as the outbox job `key` would be posted: attempts until it
+/// goes through, waiting what Discord asks (or 200 ms after a 5xx), like
+/// the outbox's retries.
+async fn post_like_the_outbox(
+    discord: &tocsin::chat::discord::DiscordPlatform,
+    channel: &str,
+    text: &str,
+    key: &str,
+) -> (String, u32) {
+    use tocsin::chat::{ChatMessage, ChatPlatform};
+    let msg = ChatMessage::Text(text.into());
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match discord.post_once(channel, &msg, key).await {
+            Ok(id) => return (id, attempts),
+            Err(e) => {
+                assert!(e.retryable, "{e:?}");
+                assert!(attempts < 20, "gave up: {e:?}");
+                let wait = e
+                    .retry_after
+                    .unwrap_or(std::time::Duration::from_millis(200));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// A summary of `pieces` messages: every line numbered, so each piece says
+/// where it starts.
+fn long_summary(lines: usize) -> String {
+    (0..lines)
+        .map(|i| format!("line {i:05} {}", "x".repeat(80)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The text of a posted message (content, or its embeds' descriptions).
+fn posted_text(m: &Value) -> String {
+    let content = m["content"].as_str().unwrap_or_default().to_string();
+    let embeds: Vec<String> = m["embeds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["description"].as_str().map(str::to_string))
+        .collect();
+    [vec![content], embeds]
+        .concat()
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_long_summary_arrives_whole_each_piece_once_under_the_channel_bucket() {
+    let fake = FakeDiscord::start().await;
+    let discord = platform(&fake);
+    let channel = fake.add_channel(0, "inc-1-summary", None);
+    // About 44,000 characters: 8 messages of up to 6,000.
+    let text = long_summary(500);
+    assert!(text.chars().count() > 44_000);
+    let want = tocsin::chat::discord::embeds::split(&text, 10);
+    assert_eq!(want.len(), 8);
+    let (first, attempts) =
+        post_like_the_outbox(&discord, &channel, &text, "INC-1/chat/discord/summary").await;
+    let sent = fake.messages(&channel);
+    assert_eq!(sent.len(), 8, "each piece once");
+    assert_eq!(sent[0]["id"], first);
+    for (i, (m, piece)) in sent.iter().zip(&want).enumerate() {
+        assert_eq!(posted_text(m), *piece, "piece {} in order", i + 1);
+    }
+    // The 6th piece met the bucket (5 per 5 s), and the retry resumed there.
+    let calls: Vec<_> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == "create_message")
+        .collect();
+    let limited: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.status == 429)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(limited, [5], "{calls:#?}");
+    assert_eq!(calls.len(), 9);
+    assert_eq!(attempts, 2);
+    assert_eq!(calls[6].body["nonce"], calls[5].body["nonce"]);
+    assert_eq!(calls[6].body["enforce_nonce"], true);
+    let waited = calls[6].at - calls[5].at;
+    assert!(
+        waited >= std::time::Duration::from_millis(4500),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_piece_is_retried_alone_and_a_lost_answer_is_not_posted_twice() {
+    use tocsin::chat::discord::embeds::split;
+    for fail in [Fail::ServerError, Fail::LoseResponse] {
+        let fake = FakeDiscord::start().await;
+        let discord = platform(&fake);
+        let channel = fake.add_channel(0, "inc-2-summary", None);
+        let text = long_summary(180);
+        let want = split(&text, 10);
+        assert_eq!(want.len(), 3);
+        fake.fail("create_message", &[Fail::Pass, fail.clone()]);
+        post_like_the_outbox(&discord, &channel, &text, "INC-2/chat/discord/summary").await;
+        let sent: Vec<String> = fake.messages(&channel).iter().map(posted_text).collect();
+        assert_eq!(sent, want, "{fail:?}: each piece once, in order");
+        let statuses: Vec<u16> = fake
+            .calls()
+            .iter()
+            .filter(|c| c.route == "create_message")
+            .map(|c| c.status)
+            .collect();
+        assert_eq!(statuses, [200, 500, 200, 200], "{fail:?}");
+    }
+}
+
+const LONG_STEP: &str =
+    "check-every-upstream-dependency-of-the-payments-api-in-every-region-and-availability-zone";
+
+fn long_runbook_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let steps: String = ["one", "two", "three"]
+        .iter()
+        .map(|s| {
+            format!(
+                "[[phases.steps]]\nid = \"{LONG_STEP}-{s}\"\ntext = \"Step {s}.\"\nowner = \"any\"\n\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("long-ids.toml"),
+        format!(
+            "name = \"long-ids\"\ntitle = \"Long step ids\"\ndescription = \"Steps with long ids.\"\n\n[match]\nservices = []\nseverities = [\"sev1\", \"sev2\", \"sev3\", \"sev4\"]\nlabels = []\n\n[[phases]]\nphase = \"detection\"\ntitle = \"Detection\"\n\n{steps}"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn done_buttons_of_long_step_ids_are_unique_and_mark_the_right_step() {
+    let runbooks = long_runbook_dir();
+    let fake = FakeDiscord::start().await;
+    // Every answer is deferred, so the runbook card reaches the fake
+    // Discord, which refuses what Discord refuses.
+    let o = Opts {
+        defer_after: "0s",
+        ..DEFAULT
+    };
+    let config = format!(
+        "{}\n[runbooks]\ndir = {:?}\n",
+        discord_config(&fake, &o),
+        runbooks.path().display().to_string()
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("payments"), &config).await;
+    app.start_background();
+    let d = Discord { app, fake };
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let inc = d.app.incident("INC-1").await;
+    if inc["incident"]["runbook"]["runbook"] != "long-ids" {
+        let (st, _) = d
+            .interact(&command(
+                ALICE,
+                &ch,
+                "incident",
+                sub("runbook", json!([opt("args", "long-ids")])),
+            ))
+            .await;
+        assert_eq!(st, 200);
+    }
+    let (st, answer) = d
+        .interact(&command(
+            ALICE,
+            &ch,
+            "incident",
+            sub("runbook", json!([opt("args", "show")])),
+        ))
+        .await;
+    assert_eq!(st, 200, "{answer}");
+    assert_eq!(answer["type"], 5, "{answer}");
+    d.fake
+        .wait_until("the runbook card", |f| {
+            f.calls().iter().any(|c| {
+                c.route == "edit_original"
+                    && !c.body["components"].as_array().is_none_or(Vec::is_empty)
+            })
+        })
+        .await;
+    let card = d
+        .fake
+        .calls()
+        .into_iter()
+        .rfind(|c| c.route == "edit_original" && c.body["components"].is_array())
+        .unwrap();
+    assert_eq!(card.status, 200, "Discord takes the card: {card:#?}");
+    let ids: Vec<String> = card.body["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["components"].as_array().unwrap().clone())
+        .map(|b| b["custom_id"].as_str().unwrap().to_string())
+        .collect();
+    let done: Vec<&String> = ids
+        .iter()
+        .filter(|i| i.starts_with("tocsin_step_done:"))
+        .collect();
+    assert_eq!(done.len(), 3, "{ids:?}");
+    for id in &ids {
+        assert!(id.chars().count() <= 100, "{id}");
+    }
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+
+    // Pressing the second Done marks the second step, not another.
+    let (st, answer) = d.interact(&press(ALICE, &ch, done[1], false)).await;
+    assert_eq!(st, 200, "{answer}");
+    let said = format!("alice did step `{LONG_STEP}-two` of INC-1.");
+    d.fake
+        .wait_until("the step's reply", |f| {
+            f.ok_calls("followup").iter().any(|c| {
+                c.body["content"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(&said))
+            })
+        })
+        .await;
+    let inc = d.app.incident("INC-1").await;
+    let rb = inc["incident"]["runbook"].to_string();
+    assert!(rb.contains(&format!("{LONG_STEP}-two")), "{rb}");
+    assert!(!rb.contains(&format!("{LONG_STEP}-one\"")), "{rb}");
+    d.app.stop().await;
+}
+
+#[test]
+fn the_fake_discord_refuses_components_discord_refuses() {
+    let button = |id: &str| json!({"type": 2, "style": 2, "label": "x", "custom_id": id});
+    let row = |ids: &[&str]| json!({"type": 1, "components": ids.iter().map(|i| button(i)).collect::<Vec<_>>()});
+    let refused = |body: Value| {
+        crate::common::fake_discord::invalid_components(&body).map(|e| e["code"].as_u64().unwrap())
+    };
+    assert_eq!(refused(json!({"components": [row(&["a", "b"])]})), None);
+    assert_eq!(
+        refused(json!({"components": [row(&["a"]), row(&["a"])]})),
+        Some(50035)
+    );
+    assert_eq!(
+        refused(json!({"components": [row(&[&"a".repeat(101)])]})),
+        Some(50035)
+    );
+    assert_eq!(
+        refused(json!({"components": [row(&["a", "b", "c", "d", "e", "f"])]})),
+        Some(50035)
+    );
+    let six: Vec<Value> = (0..6).map(|i| row(&[&format!("b{i}")])).collect();
+    assert_eq!(refused(json!({"components": six})), Some(50035));
+}

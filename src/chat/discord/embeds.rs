@@ -70,14 +70,65 @@ pub fn parse_custom_id(id: &str) -> Option<(Button, IncidentId)> {
     Some((Button::from_action_id(action)?, incident.parse().ok()?))
 }
 
+/// The longest `custom_id` Discord takes.
+pub const CUSTOM_ID_MAX: usize = 100;
+
+/// Buttons per action row, and action rows per message, that Discord takes.
+pub const ROW_MAX: usize = 5;
+
+/// Hex digits of the SHA-256 that tells long arguments apart.
+const ARG_HASH_HEX: usize = 16;
+
 /// The `custom_id` of a button with an argument (a runbook step):
-/// `tocsin_step_done:INC-42:read-error-samples` (at most 100 characters).
+/// `tocsin_step_done:INC-42:read-error-samples`. Discord takes at most 100
+/// characters, so a longer one keeps the argument's first characters and
+/// ends with `~` and 16 hex digits of the argument's SHA-256: two step ids
+/// sharing a long prefix still get different ids, and
+/// [`resolve_arg`] finds the step again among the runbook's.
 pub fn custom_id_arg(b: Button, incident: IncidentId, arg: &str) -> String {
     if arg.is_empty() {
-        custom_id(b, incident)
-    } else {
-        truncate(&format!("{}:{incident}:{arg}", b.action_id()), 100)
+        return custom_id(b, incident);
     }
+    let plain = format!("{}:{incident}:{arg}", b.action_id());
+    if plain.chars().count() <= CUSTOM_ID_MAX {
+        return plain;
+    }
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(arg.as_bytes()));
+    let head = format!("{}:{incident}:", b.action_id());
+    let room = CUSTOM_ID_MAX.saturating_sub(head.chars().count() + 1 + ARG_HASH_HEX);
+    let prefix: String = arg.chars().take(room).collect();
+    format!("{head}{prefix}~{}", &hash[..ARG_HASH_HEX])
+}
+
+/// Whether `arg` (from [`parse_custom_id_arg`]) is the shortened form of a
+/// longer argument, ending with `~` and the hash.
+pub fn is_shortened_arg(arg: &str) -> bool {
+    arg.rsplit_once('~')
+        .is_some_and(|(_, h)| h.len() == ARG_HASH_HEX && h.bytes().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// The argument among `candidates` (the runbook's step ids) whose
+/// `custom_id` is `custom_id`.
+pub fn resolve_arg<'a>(
+    custom_id: &str,
+    b: Button,
+    incident: IncidentId,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .find(|c| custom_id_arg(b, incident, c) == custom_id)
+}
+
+/// Buttons in action rows: five a row, five rows at most (Discord's
+/// limits; the rest are left off).
+fn rows(buttons: Vec<CreateButton>) -> Vec<CreateActionRow> {
+    buttons
+        .chunks(ROW_MAX)
+        .take(ROW_MAX)
+        .map(|row| CreateActionRow::Buttons(row.to_vec()))
+        .collect()
 }
 
 /// The button, incident and argument of a `custom_id`.
@@ -92,15 +143,14 @@ pub fn parse_custom_id_arg(id: &str) -> Option<(Button, IncidentId, String)> {
     ))
 }
 
-/// The buttons under a reply (the runbook card's): one row of five at most.
+/// The buttons under a reply (the runbook card's), five a row, each with a
+/// `custom_id` of its own.
 pub fn reply_buttons(buttons: &[(Button, IncidentId, String)]) -> Vec<CreateActionRow> {
-    if buttons.is_empty() {
-        return Vec::new();
-    }
-    vec![CreateActionRow::Buttons(
+    let mut seen = std::collections::HashSet::new();
+    rows(
         buttons
             .iter()
-            .take(5)
+            .filter(|(b, id, arg)| seen.insert(custom_id_arg(*b, *id, arg)))
             .map(|(b, id, arg)| {
                 let label = if arg.is_empty() {
                     b.label().to_string()
@@ -112,7 +162,7 @@ pub fn reply_buttons(buttons: &[(Button, IncidentId, String)]) -> Vec<CreateActi
                     .style(ButtonStyle::Secondary)
             })
             .collect(),
-    )]
+    )
 }
 
 fn button(b: Button, incident: IncidentId) -> CreateButton {
@@ -127,14 +177,9 @@ fn button(b: Button, incident: IncidentId) -> CreateButton {
         .style(style)
 }
 
-/// One row of buttons (Discord allows five per row), or none.
+/// The card's buttons, five a row.
 fn buttons(list: &[Button], incident: IncidentId) -> Vec<CreateActionRow> {
-    if list.is_empty() {
-        return Vec::new();
-    }
-    vec![CreateActionRow::Buttons(
-        list.iter().take(5).map(|b| button(*b, incident)).collect(),
-    )]
+    rows(list.iter().map(|b| button(*b, incident)).collect())
 }
 
 /// The user ids tocsin itself mentions in `text`: every `<@123>` or
@@ -462,6 +507,45 @@ mod tests {
         assert_eq!(parse_custom_id("tocsin_ack"), None);
         assert_eq!(parse_custom_id("tocsin_nope:INC-1"), None);
         assert_eq!(parse_custom_id("tocsin_ack:banana"), None);
+    }
+
+    #[test]
+    fn long_step_ids_get_unique_custom_ids_that_resolve_back() {
+        let prefix = "check-every-upstream-dependency-of-the-payments-api-in-every-region-and-zone";
+        let steps: Vec<String> = (1..=7).map(|i| format!("{prefix}-step-{i}")).collect();
+        let ids: Vec<String> = steps
+            .iter()
+            .map(|s| custom_id_arg(Button::StepDone, IncidentId(12345), s))
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "{ids:?}");
+        for (id, step) in ids.iter().zip(&steps) {
+            assert!(id.chars().count() <= CUSTOM_ID_MAX, "{id}");
+            let (b, inc, arg) = parse_custom_id_arg(id).unwrap();
+            assert_eq!((b, inc), (Button::StepDone, IncidentId(12345)));
+            assert!(is_shortened_arg(&arg), "{arg}");
+            let found = resolve_arg(id, b, inc, steps.iter().map(String::as_str));
+            assert_eq!(found, Some(step.as_str()));
+        }
+        // Short ones stay as they are.
+        let short = custom_id_arg(Button::StepDone, IncidentId(1), "read-error-samples");
+        assert_eq!(short, "tocsin_step_done:INC-1:read-error-samples");
+        assert!(!is_shortened_arg("read-error-samples"));
+        // Seven buttons: two rows, five at most in each.
+        let buttons: Vec<_> = steps
+            .iter()
+            .map(|s| (Button::StepDone, IncidentId(1), s.clone()))
+            .collect();
+        let rows = json(reply_buttons(&buttons));
+        let sizes: Vec<usize> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["components"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [5, 2]);
     }
 
     #[test]

@@ -13,10 +13,12 @@
 use super::DiscordPlatform;
 use super::commands;
 use super::embeds::{self, CONTENT_MAX};
+use crate::chat::Button;
 use crate::chat::command::{Command, IncidentAction};
 use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
 use crate::clock::Clock;
 use crate::http::ApiError;
+use crate::incident::IncidentId;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -240,6 +242,26 @@ impl Incoming {
     }
 }
 
+/// The step id behind a shortened Done `custom_id` (a step id too long for
+/// Discord's 100 characters): the open step of the incident's runbook whose
+/// button has this `custom_id`.
+async fn resolve_step(
+    handler: &ChatHandler,
+    user: &str,
+    id: IncidentId,
+    custom_id: &str,
+) -> Option<String> {
+    let card = handler
+        .press("discord", user, Button::Runbook, id, "")
+        .await;
+    let steps = card
+        .buttons
+        .iter()
+        .filter(|(b, i, _)| *b == Button::StepDone && *i == id)
+        .map(|(_, _, s)| s.as_str());
+    embeds::resolve_arg(custom_id, Button::StepDone, id, steps).map(str::to_string)
+}
+
 /// Work left after the first answer: the deferred reply.
 pub type Later = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -332,10 +354,21 @@ impl DiscordState {
                 };
                 info!(%user, button = button.action_id(), incident = %id, "Discord button");
                 let handler = self.handler.clone();
-                let work =
-                    tokio::spawn(
-                        async move { handler.press("discord", &user, button, id, &arg).await },
-                    );
+                let work = tokio::spawn(async move {
+                    let arg = if button == Button::StepDone && embeds::is_shortened_arg(&arg) {
+                        match resolve_step(&handler, &user, id, &custom_id).await {
+                            Some(step) => step,
+                            None => {
+                                return Reply::private(format!(
+                                    "That step of {id} is no longer open; see `/incident runbook show`."
+                                ));
+                            }
+                        }
+                    } else {
+                        arg
+                    };
+                    handler.press("discord", &user, button, id, &arg).await
+                });
                 self.race(
                     work,
                     inc.token,

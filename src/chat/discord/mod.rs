@@ -33,6 +33,7 @@ use serenity::all::{
     Permissions, PrivateChannel, Request, RoleId, Route, TargetId, UserId,
 };
 use serenity::http::{Http, HttpBuilder};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -59,6 +60,10 @@ pub struct DiscordPlatform {
     archive_category: String,
     token: crate::secret::Secret,
     api_url: String,
+    /// Outbox job → how many pieces of its message are posted, and the
+    /// first one's id: a retry resumes after them (see
+    /// [`ChatPlatform::post_once`]).
+    posted: parking_lot::Mutex<HashMap<String, (usize, String)>>,
 }
 
 impl std::fmt::Debug for DiscordPlatform {
@@ -155,6 +160,24 @@ pub fn nonce(idempotency_key: &str) -> String {
     hex::encode(digest)[..25].to_string()
 }
 
+/// The nonce of piece `index` of the message of the outbox job
+/// `idempotency_key`.
+pub fn piece_nonce(idempotency_key: &str, index: usize) -> String {
+    nonce(&format!("{idempotency_key}#{index}"))
+}
+
+/// The messages a message goes out as: long text (a summary) in several
+/// pieces, in order; anything else as itself.
+fn pieces(message: &ChatMessage) -> Vec<ChatMessage> {
+    match message {
+        ChatMessage::Text(t) => embeds::split(t, 10)
+            .into_iter()
+            .map(ChatMessage::Text)
+            .collect(),
+        other => vec![other.clone()],
+    }
+}
+
 /// The permission overwrites of a channel after locking: nobody keeps
 /// [`LOCKED`], @everyone included (a member's allow would beat a deny on
 /// @everyone, so each overwrite is changed).
@@ -198,6 +221,7 @@ impl DiscordPlatform {
             archive_category: cfg.archive_category.clone(),
             token: cfg.bot_token.clone(),
             api_url: cfg.api_url.clone(),
+            posted: parking_lot::Mutex::new(HashMap::new()),
         })
     }
 
@@ -408,20 +432,56 @@ impl ChatPlatform for DiscordPlatform {
         Box::pin(async move {
             let what = "create message";
             let channel_id = ChannelId::new(snowflake("channel", channel)?);
-            let pieces: Vec<ChatMessage> = match message {
-                ChatMessage::Text(t) => embeds::split(t, 10)
-                    .into_iter()
-                    .map(ChatMessage::Text)
-                    .collect(),
-                other => vec![other.clone()],
-            };
             let mut first = None;
-            for piece in &pieces {
+            for piece in &pieces(message) {
                 let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
                     .body(Self::body(what, &embeds::create(piece))?);
                 let sent: Message = self.call(what, req).await?;
                 first.get_or_insert(sent.id.to_string());
             }
+            first.ok_or_else(|| DeliveryError::permanent("discord create message: nothing to send"))
+        })
+    }
+
+    /// Each piece carries its own nonce (a digest of the job's key and the
+    /// piece's index) with `enforce_nonce`, so a piece whose answer was lost
+    /// comes back instead of being posted again; the pieces posted are
+    /// recorded, so a retry after a 429 or a 5xx resumes at the piece that
+    /// failed.
+    fn post_once<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a ChatMessage,
+        idempotency_key: &'a str,
+    ) -> ChatFuture<'a, String> {
+        Box::pin(async move {
+            let what = "create message";
+            let channel_id = ChannelId::new(snowflake("channel", channel)?);
+            let pieces = pieces(message);
+            let progress_key = format!("{channel}/{idempotency_key}");
+            let (mut done, mut first) = self
+                .posted
+                .lock()
+                .get(&progress_key)
+                .cloned()
+                .map_or((0, None), |(n, id)| (n, Some(id)));
+            while done < pieces.len() {
+                let body = embeds::create(&pieces[done])
+                    .nonce(Nonce::String(piece_nonce(idempotency_key, done)))
+                    .enforce_nonce(true);
+                let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
+                    .body(Self::body(what, &body)?);
+                let sent: Message = self.call(what, req).await?;
+                done += 1;
+                let id = first.get_or_insert_with(|| sent.id.to_string()).clone();
+                let mut posted = self.posted.lock();
+                if posted.len() >= 10_000 && !posted.contains_key(&progress_key) {
+                    // Jobs that gave up leave their progress; never grow without bound.
+                    posted.clear();
+                }
+                posted.insert(progress_key.clone(), (done, id));
+            }
+            self.posted.lock().remove(&progress_key);
             first.ok_or_else(|| DeliveryError::permanent("discord create message: nothing to send"))
         })
     }

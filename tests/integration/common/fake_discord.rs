@@ -52,6 +52,8 @@ pub enum Fail {
     ServerError,
     /// Does the work, then answers 500: the response is lost.
     LoseResponse,
+    /// Answers as usual (to script a failure of a later call).
+    Pass,
 }
 
 #[derive(Default)]
@@ -69,6 +71,64 @@ struct Inner {
     dispatch: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     /// What the gateway received (IDENTIFY and heartbeats).
     gateway_received: Vec<Value>,
+    /// channel id → when its last messages were created (the bucket).
+    bucket: HashMap<String, VecDeque<std::time::Instant>>,
+}
+
+/// Discord's per-channel bucket for creating messages: 5 per 5 seconds.
+pub const BUCKET_LIMIT: usize = 5;
+pub const BUCKET_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Discord's "Invalid Form Body" if a message's components break its
+/// limits (custom_ids unique and at most 100 characters, at most 5 buttons
+/// a row and 5 rows); `None` if they are fine.
+pub fn invalid_components(body: &Value) -> Option<Value> {
+    let rows = body.get("components").and_then(Value::as_array)?;
+    let refuse = |path: String, code: &str, message: String| {
+        Some(json!({
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {path: {"_errors": [{"code": code, "message": message}]}},
+        }))
+    };
+    if rows.len() > 5 {
+        return refuse(
+            "components".into(),
+            "BASE_TYPE_MAX_LENGTH",
+            "Must be 5 or fewer in length.".into(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (r, row) in rows.iter().enumerate() {
+        let items = row["components"].as_array().cloned().unwrap_or_default();
+        if items.len() > 5 {
+            return refuse(
+                format!("components.{r}.components"),
+                "BASE_TYPE_MAX_LENGTH",
+                "Must be 5 or fewer in length.".into(),
+            );
+        }
+        for (i, c) in items.iter().enumerate() {
+            let Some(id) = c.get("custom_id").and_then(Value::as_str) else {
+                continue;
+            };
+            if id.chars().count() > 100 {
+                return refuse(
+                    format!("components.{r}.components.{i}.custom_id"),
+                    "BASE_TYPE_MAX_LENGTH",
+                    "Must be 100 or fewer in length.".into(),
+                );
+            }
+            if !seen.insert(id.to_string()) {
+                return refuse(
+                    format!("components.{r}.components.{i}.custom_id"),
+                    "COMPONENT_CUSTOM_ID_DUPLICATED",
+                    "Component custom id cannot be duplicated".into(),
+                );
+            }
+        }
+    }
+    None
 }
 
 #[derive(Clone, Default)]
@@ -321,7 +381,42 @@ async fn api(
                 json!({"message": "500: Internal Server Error", "code": 0}),
             )
         }
-        None => perform(&mut inner, route, &parts, &req, &s),
+        Some(Fail::Pass) | None => {
+            if let Some(refusal) = matches!(
+                route,
+                "create_message" | "edit_message" | "edit_original" | "followup"
+            )
+            .then(|| invalid_components(&req))
+            .flatten()
+            {
+                (400, refusal)
+            } else if let Some(wait) = (route == "create_message")
+                .then(|| bucket_wait(&mut inner, parts[1]))
+                .flatten()
+            {
+                let secs = wait.as_secs_f64();
+                extra_headers.push(("retry-after", format!("{}", secs.ceil() as u64)));
+                extra_headers.push(("x-ratelimit-limit", BUCKET_LIMIT.to_string()));
+                extra_headers.push(("x-ratelimit-remaining", "0".into()));
+                extra_headers.push(("x-ratelimit-reset-after", format!("{secs:.3}")));
+                extra_headers.push(("x-ratelimit-bucket", format!("channel-{}", parts[1])));
+                extra_headers.push(("x-ratelimit-scope", "shared".into()));
+                (
+                    429,
+                    json!({"message": "You are being rate limited.", "retry_after": secs, "global": false}),
+                )
+            } else {
+                let (status, answer) = perform(&mut inner, route, &parts, &req, &s);
+                if route == "create_message" && status == 200 {
+                    inner
+                        .bucket
+                        .entry(parts[1].to_string())
+                        .or_default()
+                        .push_back(std::time::Instant::now());
+                }
+                (status, answer)
+            }
+        }
     };
     inner.calls.push(Call {
         route,
@@ -346,6 +441,20 @@ async fn api(
         resp.headers_mut().insert(k, v.parse().unwrap());
     }
     resp
+}
+
+/// How long until `channel`'s bucket has room for one more message, if it
+/// is full now.
+fn bucket_wait(inner: &mut Inner, channel: &str) -> Option<std::time::Duration> {
+    let now = std::time::Instant::now();
+    let sent = inner.bucket.entry(channel.to_string()).or_default();
+    while sent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= BUCKET_WINDOW)
+    {
+        sent.pop_front();
+    }
+    (sent.len() >= BUCKET_LIMIT).then(|| BUCKET_WINDOW - now.duration_since(sent[0]))
 }
 
 /// Does what a route does; the status and body to answer.
