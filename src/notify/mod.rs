@@ -123,6 +123,11 @@ pub struct OutboxEntry {
     pub last_error: Option<String>,
     /// Where it is.
     pub state: DeliveryState,
+    /// For a page: the escalation generation that queued it. A page of a
+    /// generation that has since been stopped (acknowledged or snoozed, then
+    /// escalating again) is cancelled, not sent beside the new run's pages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u32>,
 }
 
 impl OutboxEntry {
@@ -248,6 +253,7 @@ mod tests {
 
     fn entry(attempts: u32) -> OutboxEntry {
         OutboxEntry {
+            generation: None,
             key: "k".into(),
             job: Job::Page,
             incident: IncidentId(1),

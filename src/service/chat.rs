@@ -256,6 +256,7 @@ impl Service {
                     attempts: 0,
                     last_error: None,
                     state: DeliveryState::Pending,
+                    generation: Some(generation),
                 })?;
             }
         }
@@ -491,6 +492,7 @@ fn chat_entry(
     due: DateTime<Utc>,
 ) -> OutboxEntry {
     OutboxEntry {
+        generation: None,
         key: chat_key(inc.id, platform, what),
         job,
         incident: inc.id,

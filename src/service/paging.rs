@@ -22,6 +22,24 @@ pub(super) fn stop_escalation(tx: &mut dyn Tx, incident: &mut Incident) -> Resul
     Ok(())
 }
 
+/// Whether a page should still go out: its incident is triggered and still
+/// in the escalation run (generation) that queued it; else why not.
+fn page_wanted(entry: &OutboxEntry, incident: Option<&Incident>) -> Result<(), String> {
+    let Some(inc) = incident else {
+        return Err("incident does not exist".into());
+    };
+    if inc.status != Status::Triggered {
+        return Err(format!("incident {} before the page was sent", inc.status));
+    }
+    let current = inc.escalation.as_ref().map(|e| e.generation);
+    match (entry.generation, current) {
+        (Some(g), Some(now)) if g != now => Err(format!(
+            "escalation run {g} was stopped before the page was due; run {now} pages afresh"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Keeps the incident's expiry timer on the earliest `expires_at` of its
 /// firing alerts (none once it is resolved), in the same transaction as the
 /// change that moved it.
@@ -345,9 +363,10 @@ impl Service {
         if entry.state != DeliveryState::Pending || entry.due > now {
             return Ok(None);
         }
-        let status = self.store.incident(entry.incident)?.map(|i| i.status);
-        // Chat jobs always run; pages only while nobody has taken it.
-        if entry.job != crate::notify::Job::Page || status == Some(Status::Triggered) {
+        let incident = self.store.incident(entry.incident)?;
+        // Chat jobs always run; pages only while nobody has taken it, and
+        // only for the escalation run that queued them.
+        if entry.job != crate::notify::Job::Page || page_wanted(&entry, incident.as_ref()).is_ok() {
             return Ok(Some(entry));
         }
         let key = key.to_string();
@@ -358,10 +377,9 @@ impl Service {
             if entry.state != DeliveryState::Pending {
                 return Ok(());
             }
-            let reason = match tx.incident(entry.incident)?.map(|i| i.status) {
-                Some(Status::Triggered) => return Ok(()), // triggered again: send it later
-                Some(s) => format!("incident {s} before the page was sent"),
-                None => "incident does not exist".into(),
+            let reason = match page_wanted(&entry, tx.incident(entry.incident)?.as_ref()) {
+                Ok(()) => return Ok(()), // triggered again, same run: send it later
+                Err(reason) => reason,
             };
             entry.state = DeliveryState::Cancelled { at: now, reason };
             tx.put_outbox(&entry)

@@ -164,6 +164,7 @@ pub fn run(store: &dyn Store) {
     use crate::escalation::Recipient;
     use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent};
     let entry = OutboxEntry {
+        generation: None,
         key: "INC-1/g0/r0/s0/user:alice/m0".into(),
         job: Job::Page,
         incident: IncidentId(1),

@@ -393,6 +393,52 @@ async fn snooze_then_trigger_again() {
     p.app.stop().await;
 }
 
+/// A delayed contact method of a run that was stopped is not sent when the
+/// incident escalates again before it was due: the new run pages afresh.
+#[tokio::test]
+async fn a_stopped_runs_delayed_page_is_cancelled_when_escalation_starts_again() {
+    let p = paging().await;
+    trigger(&p.app, "pay-1").await;
+    p.app.tick().await;
+    // Alice's webhook at once; her email (after 2m) is pending. Snooze 1m.
+    let (s, b) = p
+        .app
+        .post_with_token(
+            "/v1/incidents/INC-1/snooze",
+            Some(API_TOKEN),
+            &json!({"duration": "1m", "by": "alice"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut log = Vec::new();
+    p.collect(&mut log);
+    p.run_minutes(4, &mut log).await;
+    let mails: Vec<i64> = log
+        .iter()
+        .filter(|(_, what)| what.starts_with("mail:"))
+        .map(|(m, _)| *m)
+        .collect();
+    // The stopped run's email (due at 2m) is cancelled; the new run (from
+    // 1m) sends its own at 3m.
+    assert_eq!(mails, vec![3], "{log:?}");
+    let notes = p.app.get("/v1/incidents/INC-1/notifications").await.1;
+    let cancelled: Vec<&serde_json::Value> = notes["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["key"].as_str().unwrap().starts_with("INC-1/g0/") && n["method"] == "email")
+        .collect();
+    assert_eq!(cancelled.len(), 1, "{notes:#}");
+    assert!(
+        cancelled[0]
+            .to_string()
+            .contains("was stopped before the page was due"),
+        "{}",
+        cancelled[0]
+    );
+    p.app.stop().await;
+}
+
 #[tokio::test]
 async fn manual_escalation_runs_the_next_step_now() {
     let p = paging().await;
