@@ -95,7 +95,7 @@ fn code(markup: Markup, text: &str) -> String {
         Markup::Slack => markup.escape(text).replace('`', "'"),
         Markup::Discord => text
             .chars()
-            .filter(|c| !crate::chat::discord::escape::is_unsafe_char(*c))
+            .filter(|c| !crate::chat::is_unsafe_char(*c))
             .map(|c| if c == '`' { '\'' } else { c })
             .collect(),
     }

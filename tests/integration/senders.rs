@@ -54,6 +54,22 @@ async fn manual_app() -> (
     (app, clock, t0)
 }
 
+/// Pushes alerts to `/api/v2/alerts` with `key` as bearer, as Prometheus
+/// and amtool do: the status and the answer.
+async fn push_alerts(app: &TestApp, key: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let resp = app
+        .http
+        .post(app.url("/api/v2/alerts"))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 fn sender(name: &str) -> Vec<u8> {
     fixture(&format!("senders/{name}.json"))
 }
@@ -241,16 +257,8 @@ async fn netdatas_form_content_type_is_read_as_json() {
 async fn amtool_and_grafanas_alertmanager_contact_point() {
     let app = app().await;
     // amtool 0.25 `alert add`: Go's zero time for startsAt and endsAt.
-    let resp = app
-        .http
-        .post(app.url("/api/v2/alerts"))
-        .bearer_auth(AM_KEY)
-        .header("content-type", "application/json")
-        .body(sender("amtool-alert-add-minimal"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
+    let (s, b) = push_alerts(&app, AM_KEY, sender("amtool-alert-add-minimal")).await;
+    assert_eq!(s, 200, "{b}");
     assert_eq!(status_of(&app.incidents().await, "DiskFull"), "triggered");
     // Grafana's Alertmanager contact point: basic auth only, untagged Go
     // fields in the body. It sends firing alerts with `endsAt` a few
@@ -405,17 +413,7 @@ async fn pushed_alerts_without_ends_at_expire_after_resolve_timeout() {
     let (app, clock, t0) = manual_app().await;
     let push = |body: &'static str| {
         let app = &app;
-        async move {
-            let resp = app
-                .http
-                .post(app.url("/api/v2/alerts"))
-                .bearer_auth(AM_KEY)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        }
+        async move { push_alerts(app, AM_KEY, body).await.0 }
     };
     let amtool = r#"[{"labels":{"alertname":"Disk","instance":"a"},"startsAt":"0001-01-01T00:00:00.000Z","endsAt":"0001-01-01T00:00:00.000Z"},
                      {"labels":{"alertname":"Disk","instance":"b"}}]"#;
@@ -530,18 +528,7 @@ async fn a_flood_of_new_alerts_opens_one_flood_incident_that_pages_once() {
     .await;
     let push = |alerts: Value| {
         let app = &app;
-        async move {
-            let resp = app
-                .http
-                .post(app.url("/api/v2/alerts"))
-                .bearer_auth("flood-am-key")
-                .body(alerts.to_string())
-                .send()
-                .await
-                .unwrap();
-            let status = resp.status().as_u16();
-            (status, resp.json::<Value>().await.unwrap())
-        }
+        async move { push_alerts(app, "flood-am-key", alerts.to_string()).await }
     };
     let names = |from: usize, to: usize| -> Value {
         Value::Array(

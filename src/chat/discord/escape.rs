@@ -5,10 +5,7 @@
 //! mention syntax, `@everyone` and `@here` get a zero-width space after
 //! the `@`, and control and bidi characters are dropped.
 
-/// Whether `c` is a control or bidi character no message should carry.
-pub fn is_unsafe_char(c: char) -> bool {
-    crate::chat::slack::escape::is_unsafe_char(c)
-}
+pub use crate::chat::is_unsafe_char;
 
 /// `text` as Discord shows it literally.
 pub fn escape(text: &str) -> String {

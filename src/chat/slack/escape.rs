@@ -6,12 +6,7 @@
 //! bidirectional overrides are dropped, so nobody can reorder what a
 //! message appears to say.
 
-/// Whether `c` is a control or bidi character no message should carry.
-pub fn is_unsafe_char(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c,
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-}
+use crate::chat::is_unsafe_char;
 
 /// `text` as Slack shows it literally: `&`, `<`, `>` as entities, control
 /// and bidi characters dropped.
