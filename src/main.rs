@@ -417,8 +417,11 @@ async fn main() -> Result<()> {
             };
             let file =
                 std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
-            let n = tocsin::store::SledStore::restore(&data, std::io::BufReader::new(file))?;
-            println!("Restored {n} records into {}", data.display());
+            let report = tocsin::store::SledStore::restore(&data, std::io::BufReader::new(file))?;
+            println!("Restored into {}: {report}", data.display());
+            println!(
+                "Pages sent after the backup was made may be sent again; each carries the idempotency key it had then, so receivers that drop repeated keys drop them. New incidents get new keys."
+            );
         }
         Command::Audit {
             command: AuditCommand::Verify { id, server },

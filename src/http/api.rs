@@ -322,9 +322,17 @@ pub async fn notifications(
     {
         return Err(ApiError::not_found(format!("incident {id} does not exist")));
     }
-    let entries = store
+    let entries: Vec<serde_json::Value> = store
         .outbox_for(id)
-        .map_err(crate::service::ServiceError::from)?;
+        .map_err(crate::service::ServiceError::from)?
+        .into_iter()
+        .map(|e| {
+            // The key receivers saw, to match their logs against.
+            let mut v = json!(e);
+            v["idempotency_key"] = json!(e.external_key());
+            v
+        })
+        .collect();
     Ok(Json(json!({ "notifications": entries })).into_response())
 }
 

@@ -140,6 +140,12 @@ pub struct Alert {
 pub struct Incident {
     /// Its number.
     pub id: IncidentId,
+    /// A random id drawn when it opened, unique across stores: numbers
+    /// repeat after a restore or a damaged store, this never does, so the
+    /// idempotency keys of its pages never match an earlier incident's.
+    /// Empty for incidents stored before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     /// What is wrong, from the first alert.
     pub title: String,
     /// The service it concerns.
@@ -358,6 +364,7 @@ impl Incident {
             .unwrap_or_else(|| event.summary.clone());
         let mut incident = Incident {
             id,
+            uid: uuid::Uuid::new_v4().simple().to_string(),
             title: title.clone(),
             service: service.to_string(),
             integration: integration.to_string(),

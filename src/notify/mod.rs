@@ -128,9 +128,34 @@ pub struct OutboxEntry {
     /// escalating again) is cancelled, not sent beside the new run's pages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u32>,
+    /// The incident's [`uid`](crate::incident::Incident::uid), carried in
+    /// the key receivers see.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub incident_uid: String,
 }
 
 impl OutboxEntry {
+    /// The idempotency key receivers and chat platforms see: the store key
+    /// and the incident's uid. Incident numbers repeat after a restore or a
+    /// damaged store; with the uid, a new incident's pages never carry the
+    /// key of a page delivered before, while a restored incident's pages
+    /// keep theirs (so a receiver drops the ones it already has).
+    pub fn external_key(&self) -> String {
+        if self.incident_uid.is_empty() {
+            self.key.clone()
+        } else {
+            format!("{}/{}", self.key, self.incident_uid)
+        }
+    }
+
+    /// This entry as adapters see it: keyed with [`external_key`](Self::external_key).
+    pub fn for_delivery(&self) -> Self {
+        Self {
+            key: self.external_key(),
+            ..self.clone()
+        }
+    }
+
     /// The chat platform that carries it: a channel job's, or a chat page's.
     pub fn chat_platform(&self) -> Option<&str> {
         match &self.recipient {
@@ -260,6 +285,7 @@ mod tests {
             recipient: Recipient::User("alice".into()),
             method: ContactKind::Webhook,
             method_index: 0,
+            incident_uid: String::new(),
             page: PageContent {
                 incident: IncidentId(1),
                 title: "t".into(),

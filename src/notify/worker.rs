@@ -62,6 +62,8 @@ impl Notifiers {
         service: &Service,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
+        // Adapters see the key with the incident's uid (see `external_key`).
+        let entry = &entry.for_delivery();
         if let Some(platform) = entry.chat_platform() {
             return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
         }

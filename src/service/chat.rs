@@ -257,6 +257,7 @@ impl Service {
                     last_error: None,
                     state: DeliveryState::Pending,
                     generation: Some(generation),
+                    incident_uid: inc.uid.clone(),
                 })?;
             }
         }
@@ -493,6 +494,7 @@ fn chat_entry(
 ) -> OutboxEntry {
     OutboxEntry {
         generation: None,
+        incident_uid: inc.uid.clone(),
         key: chat_key(inc.id, platform, what),
         job,
         incident: inc.id,

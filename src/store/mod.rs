@@ -9,7 +9,7 @@
 
 mod sled_store;
 
-pub use sled_store::{BACKUP_FORMAT, BACKUP_VERSION, SledStore};
+pub use sled_store::{BACKUP_FORMAT, BACKUP_VERSION, RestoreReport, STATE_MARKER, SledStore};
 
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};

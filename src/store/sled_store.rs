@@ -57,14 +57,71 @@ const TREE_NAMES: [&str; 12] = [
     "changes",
 ];
 
+/// The file beside the database that remembers the incident counter, so a
+/// database that lost writes is noticed at start.
+pub const STATE_MARKER: &str = "tocsin-state.json";
+
+/// Reads the state marker's counter; `None` if there is no marker.
+fn read_marker(path: &Path) -> Result<Option<u64>, StoreError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Backend(format!(
+                    "{} is unreadable ({e}); if the database is intact, delete the file and start again",
+                    path.display()
+                ))
+            })?;
+            Ok(v["next_incident"].as_u64())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::Backend(format!(
+            "reading {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// The `format` of a backup's header line.
 pub const BACKUP_FORMAT: &str = "tocsin-backup";
 /// The backup format's version; restore refuses others.
 pub const BACKUP_VERSION: u64 = 1;
 
+/// What `tocsin restore` put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Records written.
+    pub records: u64,
+    /// Incidents among them.
+    pub incidents: u64,
+    /// Incidents not resolved (their escalations resume when tocsin starts).
+    pub open: u64,
+    /// The number the next incident gets.
+    pub next_incident: u64,
+    /// When the backup was made, as its header says.
+    pub created_at: Option<String>,
+}
+
+impl std::fmt::Display for RestoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} records: {} incidents ({} not resolved; their escalations resume when tocsin starts), next incident INC-{}",
+            self.records, self.incidents, self.open, self.next_incident
+        )?;
+        if let Some(at) = &self.created_at {
+            write!(f, "; backup made at {at}")?;
+        }
+        Ok(())
+    }
+}
+
 /// The sled-backed [`Store`].
 pub struct SledStore {
     db: sled::Db,
+    /// The data directory (for the state marker beside the database).
+    path: std::path::PathBuf,
+    /// The incident counter last written to the state marker.
+    marked: AtomicU64,
     trees: Vec<sled::Tree>,
     /// One writer at a time: transactions never conflict, so they never retry.
     write_lock: Mutex<()>,
@@ -121,13 +178,87 @@ impl SledStore {
             .map(|n| db.open_tree(n))
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        Ok(Self {
+        let store = Self {
             db,
+            path: path.to_path_buf(),
+            marked: AtomicU64::new(0),
             trees,
             write_lock: Mutex::new(()),
             flushes: AtomicU64::new(0),
             fail_writes: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        store.check_counter()?;
+        Ok(store)
+    }
+
+    fn marker_path(&self) -> std::path::PathBuf {
+        self.path.join(STATE_MARKER)
+    }
+
+    /// The incident counter as stored (the next number to hand out).
+    fn stored_counter(&self) -> Result<u64, StoreError> {
+        Ok(self.get::<u64>(META, b"next_incident")?.unwrap_or(1))
+    }
+
+    /// Refuses to hand out an incident number twice. The counter must be
+    /// past every incident the store holds and past the number the state
+    /// marker (written beside the database after each flush that opened an
+    /// incident) last saw: a counter behind either means the database lost
+    /// writes (a damaged or truncated file, an older copy put in its place).
+    /// The counter is moved forward, loudly, so the lost numbers are never
+    /// reused.
+    fn check_counter(&self) -> Result<(), StoreError> {
+        let counter = self.stored_counter()?;
+        let highest = match self.trees[INCIDENTS].last().map_err(backend)? {
+            Some((k, _)) => {
+                let bytes: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    key: format!("incidents/{}", hex::encode(&k)),
+                    message: "an incident key is not 8 bytes".into(),
+                })?;
+                u64::from_be_bytes(bytes)
+            }
+            None => 0,
+        };
+        let marked = read_marker(&self.marker_path())?;
+        let wanted = counter.max(highest + 1).max(marked.unwrap_or(0));
+        if wanted > counter {
+            let held = self.trees[INCIDENTS].len();
+            if highest >= counter {
+                tracing::error!(counter, highest, path = %self.path.display(),
+                    "The store's incident counter is behind the incidents it holds; moved it to INC-{wanted} so no number is handed out twice");
+            }
+            if let Some(m) = marked.filter(|m| *m > counter.max(highest + 1)) {
+                tracing::error!(held, highest, marked = m, path = %self.path.display(),
+                    "The store lost writes: INC-{} to INC-{} were handed out but are not in it (a damaged or truncated database, or an older copy put in its place). Numbering goes on from INC-{m}; restore a backup with `tocsin restore` to get them back",
+                    highest + 1, m - 1);
+            }
+            self.trees[META]
+                .insert(b"next_incident", encode(&wanted))
+                .map_err(backend)?;
+            self.db.flush().map_err(backend)?;
+        }
+        self.write_marker(wanted)
+    }
+
+    /// Writes the state marker if the counter moved since it was last written.
+    fn write_marker(&self, counter: u64) -> Result<(), StoreError> {
+        if counter <= self.marked.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let path = self.marker_path();
+        let tmp = path.with_extension("tmp");
+        let io =
+            |e: std::io::Error| StoreError::Backend(format!("writing {}: {e}", path.display()));
+        let body = serde_json::json!({"next_incident": counter}).to_string();
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(body.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        self.marked.store(counter, Ordering::SeqCst);
+        Ok(())
     }
 
     /// How many times [`Store::flush`] has put writes on disk; for benchmarks and tests.
@@ -149,8 +280,12 @@ impl SledStore {
         }
     }
 
-    /// Restores a backup into `path`, which must not hold a database yet.
-    pub fn restore<R: std::io::BufRead>(path: &Path, input: R) -> Result<u64, StoreError> {
+    /// Restores a backup into `path`, which must not hold a database yet,
+    /// and says what it restored.
+    pub fn restore<R: std::io::BufRead>(
+        path: &Path,
+        input: R,
+    ) -> Result<RestoreReport, StoreError> {
         let bad = |line: usize, m: String| StoreError::Backend(format!("backup line {line}: {m}"));
         if path.exists()
             && std::fs::read_dir(path)
@@ -205,7 +340,23 @@ impl SledStore {
             n += 1;
         }
         store.flush()?;
-        Ok(n)
+        store.check_counter()?;
+        let open = store.trees[INCIDENTS]
+            .iter()
+            .values()
+            .filter_map(Result::ok)
+            .filter(|v| {
+                serde_json::from_slice::<serde_json::Value>(v)
+                    .is_ok_and(|i| i["status"] != "resolved")
+            })
+            .count() as u64;
+        Ok(RestoreReport {
+            records: n,
+            incidents: store.trees[INCIDENTS].len() as u64,
+            open,
+            next_incident: store.stored_counter()?,
+            created_at: header["created_at"].as_str().map(str::to_string),
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, tree: usize, key: &[u8]) -> Result<Option<T>, StoreError> {
@@ -438,7 +589,8 @@ impl Store for SledStore {
         self.writes_failing()?;
         self.db.flush().map_err(backend)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        // Only a flush that opened an incident rewrites the marker.
+        self.write_marker(self.stored_counter()?)
     }
 
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
@@ -697,5 +849,118 @@ mod tests {
             })
             .unwrap();
         assert_eq!(got, Some(IncidentId(2)));
+    }
+
+    fn allocate(store: &SledStore, n: usize) -> IncidentId {
+        let mut last = IncidentId(0);
+        for _ in 0..n {
+            store
+                .transact(&mut |tx| {
+                    last = tx.next_incident_id()?;
+                    let change = Incident::open(
+                        last,
+                        "api",
+                        "int",
+                        &crate::store::suite::event("k"),
+                        crate::store::suite::now(),
+                    );
+                    tx.put_incident(&change.incident)
+                })
+                .unwrap();
+        }
+        store.flush().unwrap();
+        last
+    }
+
+    fn next(store: &SledStore) -> IncidentId {
+        let mut got = IncidentId(0);
+        store
+            .transact(&mut |tx| {
+                got = tx.next_incident_id()?;
+                Ok(())
+            })
+            .unwrap();
+        got
+    }
+
+    #[test]
+    fn a_counter_behind_the_incidents_it_holds_is_moved_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            allocate(&store, 5);
+            store.trees[META]
+                .insert(b"next_incident", encode(&2u64))
+                .unwrap();
+            std::fs::remove_file(dir.path().join(STATE_MARKER)).unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(next(&store), IncidentId(6));
+    }
+
+    #[test]
+    fn an_older_copy_of_the_database_does_not_reuse_numbers_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            allocate(&store, 1);
+        }
+        copy_db(dir.path(), old.path());
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(allocate(&store, 9), IncidentId(10));
+        }
+        // The database is put back as it was (a disk snapshot, a bad
+        // copy); the marker beside it remembers INC-10.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name().unwrap() != STATE_MARKER {
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p).unwrap();
+                } else {
+                    std::fs::remove_file(&p).unwrap();
+                }
+            }
+        }
+        copy_db(old.path(), dir.path());
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.trees[INCIDENTS].len(), 1);
+        assert_eq!(next(&store), IncidentId(11));
+    }
+
+    #[test]
+    fn a_truncated_database_is_refused_or_numbers_go_on_past_the_lost_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            allocate(&store, 200);
+        }
+        let db = dir.path().join("db");
+        let len = std::fs::metadata(&db).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.set_len(len * 9 / 10).unwrap();
+        drop(f);
+        match SledStore::open(dir.path()) {
+            Ok(store) => assert!(next(&store).0 > 200, "a lost number was handed out again"),
+            Err(e) => assert!(e.to_string().contains("cannot open"), "{e}"),
+        }
+    }
+
+    fn copy_db(from: &Path, to: &Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap();
+            if name == STATE_MARKER {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::create_dir_all(to.join(name)).unwrap();
+                copy_db(&p, &to.join(name));
+            } else {
+                std::fs::copy(&p, to.join(name)).unwrap();
+            }
+        }
     }
 }

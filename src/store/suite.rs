@@ -5,7 +5,8 @@ use crate::incident::{Incident, IncidentId, Status};
 use crate::intake::{AlertAction, AlertEvent};
 use chrono::{DateTime, Utc};
 
-fn event(key: &str) -> AlertEvent {
+/// A trigger event with dedup key `key`.
+pub(crate) fn event(key: &str) -> AlertEvent {
     AlertEvent {
         dedup_key: key.into(),
         fingerprint: Some(key.into()),
@@ -22,7 +23,8 @@ fn event(key: &str) -> AlertEvent {
     }
 }
 
-fn now() -> DateTime<Utc> {
+/// A fixed time.
+pub(crate) fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
         .unwrap()
         .with_timezone(&Utc)
@@ -165,6 +167,7 @@ pub fn run(store: &dyn Store) {
     use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent};
     let entry = OutboxEntry {
         generation: None,
+        incident_uid: String::new(),
         key: "INC-1/g0/r0/s0/user:alice/m0".into(),
         job: Job::Page,
         incident: IncidentId(1),

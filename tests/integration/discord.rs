@@ -291,7 +291,13 @@ async fn an_alert_opens_a_channel_lets_responders_in_and_pages_by_dm_with_a_nonc
     );
     assert_eq!(
         page["nonce"],
-        tocsin::chat::discord::nonce("INC-1/g0/r0/s0/user:alice/m0")
+        tocsin::chat::discord::nonce(&d.app.page_key("INC-1", "alice").await)
+    );
+    assert!(
+        d.app
+            .page_key("INC-1", "alice")
+            .await
+            .starts_with("INC-1/g0/r0/s0/user:alice/m0/")
     );
     assert_eq!(page["nonce"].as_str().unwrap().len(), 25);
     assert_eq!(page["enforce_nonce"], true);

@@ -236,9 +236,11 @@ async fn an_alert_opens_a_channel_invites_posts_the_card_and_pages_by_dm() {
         .find(|c| c.params["channel"] == "DU0ALICE")
         .unwrap();
     assert_eq!(dm.params["metadata"]["event_type"], "tocsin_page");
+    let key = s.app.page_key("INC-1", "alice").await;
+    assert!(key.starts_with("INC-1/g0/r0/s0/user:alice/m0/"), "{key}");
     assert_eq!(
         dm.params["metadata"]["event_payload"]["idempotency_key"],
-        "INC-1/g0/r0/s0/user:alice/m0"
+        key
     );
     assert!(blocks_text(&dm.params).contains("tocsin_resolve"));
     s.app.stop().await;

@@ -205,6 +205,21 @@ impl TestApp {
         body["incidents"].as_array().unwrap().clone()
     }
 
+    /// The idempotency key `user`'s first page for incident `id` carried,
+    /// as receivers and platforms saw it.
+    pub async fn page_key(&self, id: &str, user: &str) -> String {
+        let (_, n) = self.get(&format!("/v1/incidents/{id}/notifications")).await;
+        n["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["recipient"] == json!({"kind": "user", "name": user}))
+            .unwrap_or_else(|| panic!("no page to {user} for {id}: {n:#}"))["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub async fn incident(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/incidents/{id}")).await;
         assert_eq!(status, 200, "{body}");
