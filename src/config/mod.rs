@@ -284,6 +284,10 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// How long writes may keep failing (the store reopening itself every
+    /// second) before `/healthz` fails so a supervisor restarts tocsin.
+    #[serde(with = "humantime_serde")]
+    pub unhealthy_after: std::time::Duration,
 }
 
 impl Default for StorageConfig {
@@ -291,6 +295,7 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("data"),
             cache_mb: 64,
+            unhealthy_after: std::time::Duration::from_secs(120),
         }
     }
 }

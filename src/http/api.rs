@@ -399,9 +399,21 @@ pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
         .into_response())
 }
 
-/// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+/// `GET /healthz`: the process is alive, and its store has not been
+/// failing writes (without recovering) for longer than `[storage]
+/// unhealthy_after`.
+pub async fn healthz(State(st): State<AppState>) -> Response {
+    match st.service.store().failing_for() {
+        Some(d) if d > st.config.storage.unhealthy_after => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "failing",
+                "store": format!("writes have failed for {} s and reopening the store did not help; restart tocsin", d.as_secs()),
+            })),
+        )
+            .into_response(),
+        _ => Json(json!({ "status": "ok" })).into_response(),
+    }
 }
 
 /// `GET /readyz`: ready when the store is open and writable and the

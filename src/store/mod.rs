@@ -159,6 +159,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes and reads back a probe; for readiness checks.
     fn check_writable(&self) -> Result<(), StoreError>;
 
+    /// How long writes have been failing without recovering, if they are;
+    /// liveness fails when this grows long (a restart may help where
+    /// reopening did not).
+    fn failing_for(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The earliest timer.
     fn next_timer(&self) -> Result<Option<Timer>, StoreError>;
 

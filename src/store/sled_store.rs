@@ -20,7 +20,7 @@ use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, ServiceChange, Status, TimelineEntry};
 use crate::notify::{DeliveryState, OutboxEntry};
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::transaction::{
@@ -28,7 +28,8 @@ use sled::transaction::{
     UnabortableTransactionError,
 };
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 const INCIDENTS: usize = 0;
 const OPEN: usize = 1;
@@ -56,6 +57,68 @@ const TREE_NAMES: [&str; 12] = [
     "summaries",
     "changes",
 ];
+
+/// Writes (and removes) a 2 MiB file in `dir`: whether a reopened
+/// database would have room to start.
+fn probe_space(dir: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let path = dir.join("space-probe.tmp");
+    let result = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        let chunk = vec![0u8; 64 * 1024];
+        for _ in 0..32 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| StoreError::Backend(format!("{}: {e}", dir.display())))
+}
+
+/// Opens the database in `path` and its trees.
+fn open_handles(path: &Path, cache_bytes: u64) -> Result<Handles, StoreError> {
+    let config = sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .flush_every_ms(Some(500));
+    // sled releases its file lock from a background thread after the
+    // last handle is dropped: reopening in the same process (restore,
+    // tests, recovery) may find it still held for a moment. A second
+    // process on the same directory still fails, after the wait.
+    let mut attempts = 0;
+    let db = loop {
+        match config.open() {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && attempts < 30 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                return Err(StoreError::Backend(format!(
+                    "cannot open {}: another tocsin is using this data directory (stop it, or give this one its own [storage] path)",
+                    path.display()
+                )));
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot open {}: {e}",
+                    path.display()
+                )));
+            }
+        }
+    };
+    let trees = TREE_NAMES
+        .iter()
+        .map(|n| db.open_tree(n))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(Handles { db, trees })
+}
 
 /// The file beside the database that remembers the incident counter, so a
 /// database that lost writes is noticed at start.
@@ -115,14 +178,38 @@ impl std::fmt::Display for RestoreReport {
     }
 }
 
+/// An open sled database and its trees.
+struct Handles {
+    db: sled::Db,
+    trees: Vec<sled::Tree>,
+}
+
+/// The state of a write outage.
+#[derive(Default)]
+struct Outage {
+    since: Option<std::time::Instant>,
+    last_attempt: Option<std::time::Instant>,
+    last_error: String,
+}
+
+/// How often a broken store tries to reopen itself.
+const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The sled-backed [`Store`].
 pub struct SledStore {
-    db: sled::Db,
+    /// The open database; `None` while it is being reopened (see
+    /// [`SledStore::recover`]).
+    handles: RwLock<Option<Arc<Handles>>>,
     /// The data directory (for the state marker beside the database).
     path: std::path::PathBuf,
+    cache_bytes: u64,
+    /// Set by a failed write: sled keeps failing every write after an I/O
+    /// error (a full disk), even once the cause is gone, until reopened.
+    broken: AtomicBool,
+    /// Since when writes have failed, and when a reopen was last tried.
+    outage: Mutex<Outage>,
     /// The incident counter last written to the state marker.
     marked: AtomicU64,
-    trees: Vec<sled::Tree>,
     /// One writer at a time: transactions never conflict, so they never retry.
     write_lock: Mutex<()>,
     /// How many flushes; see [`SledStore::flush_count`].
@@ -138,57 +225,108 @@ impl SledStore {
 
     /// Opens (or creates) the database in `path` with a page cache of `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        let config = sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(Some(500));
-        // sled releases its file lock from a background thread after the
-        // last handle is dropped: reopening in the same process (restore,
-        // tests) may find it still held for a moment. A second process on
-        // the same directory still fails, after the wait.
-        let mut attempts = 0;
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && attempts < 30 =>
-                {
-                    attempts += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("could not acquire lock") =>
-                {
-                    return Err(StoreError::Backend(format!(
-                        "cannot open {}: another tocsin is using this data directory (stop it, or give this one its own [storage] path)",
-                        path.display()
-                    )));
-                }
-                Err(e) => {
-                    return Err(StoreError::Backend(format!(
-                        "cannot open {}: {e}",
-                        path.display()
-                    )));
-                }
-            }
-        };
-        let trees = TREE_NAMES
-            .iter()
-            .map(|n| db.open_tree(n))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
+        let handles = open_handles(path, cache_bytes)?;
         let store = Self {
-            db,
+            handles: RwLock::new(Some(Arc::new(handles))),
             path: path.to_path_buf(),
+            cache_bytes,
+            broken: AtomicBool::new(false),
+            outage: Mutex::new(Outage::default()),
             marked: AtomicU64::new(0),
-            trees,
             write_lock: Mutex::new(()),
             flushes: AtomicU64::new(0),
             fail_writes: std::sync::atomic::AtomicBool::new(false),
         };
         store.check_counter()?;
         Ok(store)
+    }
+
+    /// The open database, or why there is none.
+    fn h(&self) -> Result<Arc<Handles>, StoreError> {
+        self.handles.read().clone().ok_or_else(|| {
+            StoreError::Backend(format!(
+                "the store is not open (reopening after: {})",
+                self.outage.lock().last_error
+            ))
+        })
+    }
+
+    /// Notes a failed write: the next write (or readiness probe) reopens
+    /// the database first.
+    fn note_failure(&self, e: &StoreError) {
+        if matches!(e, StoreError::Backend(_)) && !self.fail_writes.load(Ordering::SeqCst) {
+            let mut o = self.outage.lock();
+            o.since.get_or_insert_with(std::time::Instant::now);
+            o.last_error = e.to_string();
+            self.broken.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// How long writes have been failing, if they are.
+    pub fn failing_for(&self) -> Option<std::time::Duration> {
+        self.outage.lock().since.map(|t| t.elapsed())
+    }
+
+    /// After a failed write, reopens the database (at most once a second),
+    /// so a disk that filled and was freed works again without a restart:
+    /// sled refuses every write after an I/O error until reopened. What
+    /// was not flushed before the failure is lost, as its senders were told
+    /// (they got a 503). The caller holds the write lock.
+    fn recover(&self) -> Result<(), StoreError> {
+        if !self.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        {
+            let mut o = self.outage.lock();
+            if o.last_attempt.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return Err(StoreError::Backend(format!(
+                    "writes are failing: {}",
+                    o.last_error
+                )));
+            }
+            o.last_attempt = Some(std::time::Instant::now());
+        }
+        // Reopening means letting go of the database, and reads with it:
+        // only once the directory takes a write of a few sled segments.
+        if let Err(e) = probe_space(&self.path) {
+            let mut o = self.outage.lock();
+            o.last_error = e.to_string();
+            return Err(e);
+        }
+        let old = self.handles.write().take();
+        if let Some(old) = old {
+            // Readers finish with their clones; then sled lets go of the files.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            drop(old);
+        }
+        let reopened = open_handles(&self.path, self.cache_bytes).and_then(|h| {
+            // Reads work again at once; writes once the database takes one.
+            let h = Arc::new(h);
+            *self.handles.write() = Some(h.clone());
+            h.trees[META]
+                .insert(b"readyz_probe", encode(&"probe"))
+                .map_err(backend)?;
+            h.db.flush().map_err(backend)?;
+            Ok(())
+        });
+        let mut o = self.outage.lock();
+        match reopened {
+            Ok(()) => {
+                self.broken.store(false, Ordering::SeqCst);
+                let lasted = o.since.take().map(|t| t.elapsed()).unwrap_or_default();
+                tracing::warn!(path = %self.path.display(), after_ms = lasted.as_millis() as u64,
+                    "The store takes writes again; reopened it");
+                o.last_error.clear();
+                Ok(())
+            }
+            Err(e) => {
+                o.last_error = e.to_string();
+                Err(e)
+            }
+        }
     }
 
     fn marker_path(&self) -> std::path::PathBuf {
@@ -209,7 +347,7 @@ impl SledStore {
     /// reused.
     fn check_counter(&self) -> Result<(), StoreError> {
         let counter = self.stored_counter()?;
-        let highest = match self.trees[INCIDENTS].last().map_err(backend)? {
+        let highest = match self.h()?.trees[INCIDENTS].last().map_err(backend)? {
             Some((k, _)) => {
                 let bytes: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt {
                     key: format!("incidents/{}", hex::encode(&k)),
@@ -222,7 +360,7 @@ impl SledStore {
         let marked = read_marker(&self.marker_path())?;
         let wanted = counter.max(highest + 1).max(marked.unwrap_or(0));
         if wanted > counter {
-            let held = self.trees[INCIDENTS].len();
+            let held = self.h()?.trees[INCIDENTS].len();
             if highest >= counter {
                 tracing::error!(counter, highest, path = %self.path.display(),
                     "The store's incident counter is behind the incidents it holds; moved it to INC-{wanted} so no number is handed out twice");
@@ -232,10 +370,10 @@ impl SledStore {
                     "The store lost writes: INC-{} to INC-{} were handed out but are not in it (a damaged or truncated database, or an older copy put in its place). Numbering goes on from INC-{m}; restore a backup with `tocsin restore` to get them back",
                     highest + 1, m - 1);
             }
-            self.trees[META]
+            self.h()?.trees[META]
                 .insert(b"next_incident", encode(&wanted))
                 .map_err(backend)?;
-            self.db.flush().map_err(backend)?;
+            self.h()?.db.flush().map_err(backend)?;
         }
         self.write_marker(wanted)
     }
@@ -334,14 +472,14 @@ impl SledStore {
             let value = rec["value"]
                 .as_str()
                 .ok_or_else(|| bad(i + 2, "no value".into()))?;
-            store.trees[t]
+            store.h()?.trees[t]
                 .insert(key, value.as_bytes())
                 .map_err(backend)?;
             n += 1;
         }
         store.flush()?;
         store.check_counter()?;
-        let open = store.trees[INCIDENTS]
+        let open = store.h()?.trees[INCIDENTS]
             .iter()
             .values()
             .filter_map(Result::ok)
@@ -352,7 +490,7 @@ impl SledStore {
             .count() as u64;
         Ok(RestoreReport {
             records: n,
-            incidents: store.trees[INCIDENTS].len() as u64,
+            incidents: store.h()?.trees[INCIDENTS].len() as u64,
             open,
             next_incident: store.stored_counter()?,
             created_at: header["created_at"].as_str().map(str::to_string),
@@ -360,7 +498,7 @@ impl SledStore {
     }
 
     fn get<T: DeserializeOwned>(&self, tree: usize, key: &[u8]) -> Result<Option<T>, StoreError> {
-        self.trees[tree]
+        self.h()?.trees[tree]
             .get(key)
             .map_err(backend)?
             .map(|v| decode(&v, tree, key))
@@ -561,7 +699,9 @@ impl Store for SledStore {
     ) -> Result<(), StoreError> {
         self.writes_failing()?;
         let _writer = self.write_lock.lock();
-        let trees: Vec<&sled::Tree> = self.trees.iter().collect();
+        self.recover()?;
+        let h = self.h()?;
+        let trees: Vec<&sled::Tree> = h.trees.iter().collect();
         // sled wants `Fn` (it may re-run on conflict); the closure is ours alone.
         let f = std::cell::RefCell::new(f);
         let result = trees.as_slice().transaction(|views| {
@@ -581,13 +721,21 @@ impl Store for SledStore {
         match result {
             Ok(()) => Ok(()),
             Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(backend(e)),
+            Err(TransactionError::Storage(e)) => {
+                let e = backend(e);
+                self.note_failure(&e);
+                Err(e)
+            }
         }
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         self.writes_failing()?;
-        self.db.flush().map_err(backend)?;
+        let h = self.h()?;
+        if let Err(e) = h.db.flush().map_err(backend) {
+            self.note_failure(&e);
+            return Err(e);
+        }
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only a flush that opened an incident rewrites the marker.
         self.write_marker(self.stored_counter()?)
@@ -599,7 +747,7 @@ impl Store for SledStore {
 
     fn incidents(&self, status: Option<Status>, limit: usize) -> Result<Vec<Incident>, StoreError> {
         let mut out = Vec::new();
-        for item in self.trees[INCIDENTS].iter().rev() {
+        for item in self.h()?.trees[INCIDENTS].iter().rev() {
             if out.len() >= limit {
                 break;
             }
@@ -613,7 +761,7 @@ impl Store for SledStore {
     }
 
     fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
-        self.trees[TIMELINE]
+        self.h()?.trees[TIMELINE]
             .scan_prefix(id.0.to_be_bytes())
             .map(|item| {
                 let (k, v) = item.map_err(backend)?;
@@ -623,7 +771,7 @@ impl Store for SledStore {
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.trees[EVENTS].len() as u64)
+        Ok(self.h()?.trees[EVENTS].len() as u64)
     }
 
     fn recent_changes(
@@ -632,7 +780,7 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<ServiceChange>, StoreError> {
         let mut out = Vec::new();
-        for item in self.trees[CHANGES]
+        for item in self.h()?.trees[CHANGES]
             .scan_prefix(change_prefix(service))
             .rev()
         {
@@ -646,7 +794,7 @@ impl Store for SledStore {
     }
 
     fn incident_count(&self) -> Result<u64, StoreError> {
-        Ok(self.trees[INCIDENTS].len() as u64)
+        Ok(self.h()?.trees[INCIDENTS].len() as u64)
     }
 
     /// Writes a consistent snapshot as JSON lines (see [`BACKUP_FORMAT`]):
@@ -662,7 +810,7 @@ impl Store for SledStore {
         });
         writeln!(out, "{header}").map_err(io)?;
         let mut n = 0;
-        for (i, tree) in self.trees.iter().enumerate() {
+        for (i, tree) in self.h()?.trees.iter().enumerate() {
             for item in tree.iter() {
                 let (k, v) = item.map_err(backend)?;
                 let line = serde_json::json!({
@@ -680,19 +828,34 @@ impl Store for SledStore {
 
     fn check_writable(&self) -> Result<(), StoreError> {
         self.writes_failing()?;
-        let probe = encode(&"probe");
-        self.trees[META]
-            .insert(b"readyz_probe", probe.clone())
-            .map_err(backend)?;
-        match self.trees[META].get(b"readyz_probe").map_err(backend)? {
-            Some(v) if v.as_ref() == probe.as_slice() => {}
-            _ => return Err(StoreError::Backend("the probe did not read back".into())),
+        {
+            let _writer = self.write_lock.lock();
+            self.recover()?;
         }
-        self.db.flush().map(|_| ()).map_err(backend)
+        let probe = encode(&"probe");
+        let h = self.h()?;
+        let result = (|| {
+            h.trees[META]
+                .insert(b"readyz_probe", probe.clone())
+                .map_err(backend)?;
+            match h.trees[META].get(b"readyz_probe").map_err(backend)? {
+                Some(v) if v.as_ref() == probe.as_slice() => {}
+                _ => return Err(StoreError::Backend("the probe did not read back".into())),
+            }
+            h.db.flush().map(|_| ()).map_err(backend)
+        })();
+        if let Err(e) = &result {
+            self.note_failure(e);
+        }
+        result
+    }
+
+    fn failing_for(&self) -> Option<std::time::Duration> {
+        SledStore::failing_for(self)
     }
 
     fn next_timer(&self) -> Result<Option<Timer>, StoreError> {
-        match self.trees[TIMERS].first().map_err(backend)? {
+        match self.h()?.trees[TIMERS].first().map_err(backend)? {
             Some((k, v)) => decode(&v, TIMERS, &k).map(Some),
             None => Ok(None),
         }
@@ -700,7 +863,7 @@ impl Store for SledStore {
 
     fn due_timers(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Timer>, StoreError> {
         let mut due = Vec::new();
-        for kv in self.trees[TIMERS].iter() {
+        for kv in self.h()?.trees[TIMERS].iter() {
             let (k, v) = kv.map_err(backend)?;
             let timer: Timer = decode(&v, TIMERS, &k)?;
             if timer.due > now || due.len() == limit {
@@ -712,13 +875,13 @@ impl Store for SledStore {
     }
 
     fn timer_count(&self) -> Result<u64, StoreError> {
-        Ok(self.trees[TIMERS].len() as u64)
+        Ok(self.h()?.trees[TIMERS].len() as u64)
     }
 
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let end = time_key(now + chrono::Duration::milliseconds(1));
         let mut out = Vec::new();
-        for item in self.trees[OUTBOX_QUEUE].range(..end.to_vec()) {
+        for item in self.h()?.trees[OUTBOX_QUEUE].range(..end.to_vec()) {
             if out.len() >= limit {
                 break;
             }
@@ -731,11 +894,11 @@ impl Store for SledStore {
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
-        Ok(self.trees[OUTBOX_QUEUE].len() as u64)
+        Ok(self.h()?.trees[OUTBOX_QUEUE].len() as u64)
     }
 
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        match self.trees[OUTBOX_QUEUE].first().map_err(backend)? {
+        match self.h()?.trees[OUTBOX_QUEUE].first().map_err(backend)? {
             Some((k, _)) => Ok(self.get::<OutboxEntry>(OUTBOX, &k[8..])?.map(|e| e.due)),
             None => Ok(None),
         }
@@ -747,7 +910,7 @@ impl Store for SledStore {
 
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError> {
         let prefix = format!("{incident}/");
-        self.trees[OUTBOX]
+        self.h()?.trees[OUTBOX]
             .scan_prefix(prefix.as_bytes())
             .map(|item| {
                 let (k, v) = item.map_err(backend)?;
@@ -757,7 +920,7 @@ impl Store for SledStore {
     }
 
     fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError> {
-        self.trees[SUMMARIES]
+        self.h()?.trees[SUMMARIES]
             .insert(id.0.to_be_bytes(), encode(&markdown))
             .map_err(backend)?;
         self.flush()
@@ -776,8 +939,8 @@ impl Store for SledStore {
     }
 
     fn add_override(&self, mut o: StoredOverride) -> Result<StoredOverride, StoreError> {
-        o.id = self.db.generate_id().map_err(backend)? + 1;
-        self.trees[OVERRIDES]
+        o.id = self.h()?.db.generate_id().map_err(backend)? + 1;
+        self.h()?.trees[OVERRIDES]
             .insert(override_key(&o.schedule, o.id), encode(&o))
             .map_err(backend)?;
         self.flush()?;
@@ -787,7 +950,7 @@ impl Store for SledStore {
     fn overrides(&self, schedule: &str) -> Result<Vec<StoredOverride>, StoreError> {
         let mut prefix = schedule.as_bytes().to_vec();
         prefix.push(0);
-        self.trees[OVERRIDES]
+        self.h()?.trees[OVERRIDES]
             .scan_prefix(prefix)
             .map(|item| {
                 let (k, v) = item.map_err(backend)?;
@@ -797,7 +960,7 @@ impl Store for SledStore {
     }
 
     fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, StoreError> {
-        let existed = self.trees[OVERRIDES]
+        let existed = self.h()?.trees[OVERRIDES]
             .remove(override_key(schedule, id))
             .map_err(backend)?
             .is_some();
@@ -889,11 +1052,11 @@ mod tests {
         {
             let store = SledStore::open(dir.path()).unwrap();
             allocate(&store, 5);
-            store.trees[META]
+            store.h().unwrap().trees[META]
                 .insert(b"next_incident", encode(&2u64))
                 .unwrap();
             std::fs::remove_file(dir.path().join(STATE_MARKER)).unwrap();
-            store.db.flush().unwrap();
+            store.h().unwrap().db.flush().unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(next(&store), IncidentId(6));
@@ -926,7 +1089,7 @@ mod tests {
         }
         copy_db(old.path(), dir.path());
         let store = SledStore::open(dir.path()).unwrap();
-        assert_eq!(store.trees[INCIDENTS].len(), 1);
+        assert_eq!(store.h().unwrap().trees[INCIDENTS].len(), 1);
         assert_eq!(next(&store), IncidentId(11));
     }
 
