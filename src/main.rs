@@ -397,16 +397,51 @@ async fn main() -> Result<()> {
                     resp.text().await.unwrap_or_default()
                 );
             }
-            let body = resp.bytes().await?;
+            // Streamed to the file as it comes (bounded memory), and
+            // renamed into place only once its end line has arrived.
             let tmp = to.with_extension("partial");
-            std::fs::write(&tmp, &body).with_context(|| format!("writing {}", tmp.display()))?;
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(&tmp)
+                    .with_context(|| format!("writing {}", tmp.display()))?,
+            );
+            let mut resp = resp;
+            let mut lines = 0usize;
+            let mut tail: Vec<u8> = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .context("the backup stream broke off; nothing was written")?
+            {
+                use std::io::Write;
+                file.write_all(&chunk)?;
+                lines += chunk.iter().filter(|b| **b == b'\n').count();
+                tail.extend_from_slice(&chunk);
+                if tail.len() > 4096 {
+                    tail.drain(..tail.len() - 4096);
+                }
+            }
+            let last = String::from_utf8_lossy(&tail);
+            let end: serde_json::Value = last
+                .trim_end()
+                .rsplit('\n')
+                .next()
+                .and_then(|l| serde_json::from_str(l).ok())
+                .unwrap_or_default();
+            if end["format"] != tocsin::store::BACKUP_END {
+                let _ = std::fs::remove_file(&tmp);
+                bail!(
+                    "the backup was cut short (no end line); nothing was written to {}",
+                    to.display()
+                );
+            }
+            use std::io::Write;
+            file.flush()?;
+            file.get_ref().sync_all()?;
+            drop(file);
             std::fs::rename(&tmp, to)?;
             println!(
                 "Backup of {} records written to {}",
-                body.iter()
-                    .filter(|b| **b == b'\n')
-                    .count()
-                    .saturating_sub(1),
+                lines.saturating_sub(2),
                 to.display()
             );
         }

@@ -342,18 +342,59 @@ pub async fn backup(State(st): State<AppState>, headers: HeaderMap) -> Result<Re
     authorize(&st, &headers)?;
     let store = st.service.store().clone();
     let now = st.service.clock().now();
-    let body = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        store.backup(&mut out, now).map(|_| out)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("backup: {e}")))?
-    .map_err(crate::service::ServiceError::from)?;
+    // Streamed as the store is read: memory stays bounded by the channel,
+    // and writers go on (see `Store::backup`). A failure part way ends
+    // the stream with an error, so no client takes a cut backup for whole
+    // (and a v2 backup without its end line is refused by restore).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::task::spawn_blocking(move || {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx.clone()));
+        let result = store.backup(&mut out, now).and_then(|n| {
+            use std::io::Write;
+            out.flush()
+                .map(|()| n)
+                .map_err(|e| crate::store::StoreError::Backend(e.to_string()))
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, "The backup failed part way; the client's stream is cut");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/jsonl")],
-        body,
+        axum::body::Body::from_stream(Chunks(rx)),
     )
         .into_response())
+}
+
+/// Sends what is written through a channel, waiting while it is full.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The receiving end, as a body stream.
+struct Chunks(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl futures_core::Stream for Chunks {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// `GET /metrics`: Prometheus exposition text. Gauges of stored state are

@@ -9,7 +9,9 @@
 
 mod sled_store;
 
-pub use sled_store::{BACKUP_FORMAT, BACKUP_VERSION, RestoreReport, STATE_MARKER, SledStore};
+pub use sled_store::{
+    BACKUP_END, BACKUP_FORMAT, BACKUP_VERSION, RestoreReport, STATE_MARKER, SledStore,
+};
 
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, Status, TimelineEntry};

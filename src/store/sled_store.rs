@@ -147,7 +147,11 @@ fn read_marker(path: &Path) -> Result<Option<u64>, StoreError> {
 /// The `format` of a backup's header line.
 pub const BACKUP_FORMAT: &str = "tocsin-backup";
 /// The backup format's version; restore refuses others.
-pub const BACKUP_VERSION: u64 = 1;
+pub const BACKUP_VERSION: u64 = 2;
+
+/// The `format` of a backup's last line (version 2): a backup without it
+/// was cut short, and restore refuses it.
+pub const BACKUP_END: &str = "tocsin-backup-end";
 
 /// What `tocsin restore` put back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +196,12 @@ struct Outage {
     last_error: String,
 }
 
+/// The keys written while a backup is being read: at its end they are
+/// written again with their values as of that moment (or as deleted), so
+/// the backup is the store as it was at its end, without stopping writers
+/// while it is read.
+type Journal = std::collections::BTreeSet<(usize, Vec<u8>)>;
+
 /// How often a broken store tries to reopen itself.
 const REOPEN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -210,6 +220,8 @@ pub struct SledStore {
     outage: Mutex<Outage>,
     /// The incident counter last written to the state marker.
     marked: AtomicU64,
+    /// The keys written while a backup runs; `None` otherwise.
+    journal: Mutex<Option<Journal>>,
     /// One writer at a time: transactions never conflict, so they never retry.
     write_lock: Mutex<()>,
     /// How many flushes; see [`SledStore::flush_count`].
@@ -233,6 +245,7 @@ impl SledStore {
             broken: AtomicBool::new(false),
             outage: Mutex::new(Outage::default()),
             marked: AtomicU64::new(0),
+            journal: Mutex::new(None),
             write_lock: Mutex::new(()),
             flushes: AtomicU64::new(0),
             fail_writes: std::sync::atomic::AtomicBool::new(false),
@@ -259,6 +272,13 @@ impl SledStore {
             o.since.get_or_insert_with(std::time::Instant::now);
             o.last_error = e.to_string();
             self.broken.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Adds written keys to the backup journal, if a backup runs.
+    fn journal_touch(&self, keys: Vec<(usize, Vec<u8>)>) {
+        if let Some(j) = self.journal.lock().as_mut() {
+            j.extend(keys);
         }
     }
 
@@ -444,24 +464,61 @@ impl SledStore {
         if header["format"] != BACKUP_FORMAT {
             return Err(bad(1, "this is not a tocsin backup".into()));
         }
-        if header["version"].as_u64() != Some(BACKUP_VERSION) {
+        let version = header["version"].as_u64().unwrap_or(0);
+        if !(1..=BACKUP_VERSION).contains(&version) {
             return Err(bad(
                 1,
                 format!(
-                    "backup version {} is not {BACKUP_VERSION}",
+                    "backup version {} is not one this tocsin reads (1 to {BACKUP_VERSION})",
                     header["version"]
                 ),
             ));
         }
         let store = Self::open(path)?;
+        let result = store.restore_records(lines, version).map(|mut r| {
+            r.created_at = header["created_at"].as_str().map(str::to_string);
+            r
+        });
+        if result.is_err() {
+            // Nothing half-restored is left to be served by mistake.
+            drop(store);
+            let _ = std::fs::remove_dir_all(path);
+        }
+        result
+    }
+
+    fn restore_records(
+        &self,
+        lines: std::io::Lines<impl std::io::BufRead>,
+        version: u64,
+    ) -> Result<RestoreReport, StoreError> {
+        let bad = |line: usize, m: String| StoreError::Backend(format!("backup line {line}: {m}"));
+        let store = self;
         let mut n = 0;
+        let mut ended = false;
         for (i, line) in lines.enumerate() {
             let line = line.map_err(|e| bad(i + 2, e.to_string()))?;
             if line.trim().is_empty() {
                 continue;
             }
+            if ended {
+                return Err(bad(i + 2, "records after the backup's end line".into()));
+            }
             let rec: serde_json::Value =
                 serde_json::from_str(&line).map_err(|e| bad(i + 2, e.to_string()))?;
+            if rec["format"] == BACKUP_END {
+                if rec["records"].as_u64() != Some(n) {
+                    return Err(bad(
+                        i + 2,
+                        format!(
+                            "the end line counts {} records, the backup has {n}",
+                            rec["records"]
+                        ),
+                    ));
+                }
+                ended = true;
+                continue;
+            }
             let tree = rec["tree"].as_str().unwrap_or_default();
             let t = TREE_NAMES
                 .iter()
@@ -469,6 +526,11 @@ impl SledStore {
                 .ok_or_else(|| bad(i + 2, format!("unknown tree '{tree}'")))?;
             let key = hex::decode(rec["key"].as_str().unwrap_or_default())
                 .map_err(|e| bad(i + 2, format!("bad key: {e}")))?;
+            if rec["deleted"] == true {
+                store.h()?.trees[t].remove(key).map_err(backend)?;
+                n += 1;
+                continue;
+            }
             let value = rec["value"]
                 .as_str()
                 .ok_or_else(|| bad(i + 2, "no value".into()))?;
@@ -476,6 +538,11 @@ impl SledStore {
                 .insert(key, value.as_bytes())
                 .map_err(backend)?;
             n += 1;
+        }
+        if version >= 2 && !ended {
+            return Err(StoreError::Backend(format!(
+                "the backup has no end line after {n} records: it was cut short; take it again"
+            )));
         }
         store.flush()?;
         store.check_counter()?;
@@ -493,7 +560,7 @@ impl SledStore {
             incidents: store.h()?.trees[INCIDENTS].len() as u64,
             open,
             next_incident: store.stored_counter()?,
-            created_at: header["created_at"].as_str().map(str::to_string),
+            created_at: None,
         })
     }
 
@@ -556,6 +623,8 @@ fn timeline_key(id: IncidentId, seq: u64) -> [u8; 16] {
 
 struct SledTx<'a> {
     trees: &'a [TransactionalTree],
+    /// The keys written, while a backup runs (see [`Journal`]).
+    touched: Option<Vec<(usize, Vec<u8>)>>,
     /// A sled error seen inside the closure, so a conflict can be retried.
     sled_error: Option<UnabortableTransactionError>,
 }
@@ -574,7 +643,14 @@ impl SledTx<'_> {
         }
     }
 
+    fn touch(&mut self, tree: usize, key: &[u8]) {
+        if let Some(t) = &mut self.touched {
+            t.push((tree, key.to_vec()));
+        }
+    }
+
     fn tput(&mut self, tree: usize, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        self.touch(tree, key);
         match self.trees[tree].insert(key, value) {
             Ok(_) => Ok(()),
             Err(e) => Err(self.fail(e)),
@@ -582,6 +658,7 @@ impl SledTx<'_> {
     }
 
     fn tremove(&mut self, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
+        self.touch(tree, key);
         match self.trees[tree].remove(key) {
             Ok(old) => Ok(old.is_some()),
             Err(e) => Err(self.fail(e)),
@@ -607,10 +684,7 @@ impl Tx for SledTx<'_> {
         let key = open_key(service, dedup_key);
         match id {
             Some(id) => self.tput(OPEN, &key, encode(&id)),
-            None => match self.trees[OPEN].remove(key) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(self.fail(e)),
-            },
+            None => self.tremove(OPEN, &key).map(|_| ()),
         }
     }
 
@@ -704,12 +778,16 @@ impl Store for SledStore {
         let trees: Vec<&sled::Tree> = h.trees.iter().collect();
         // sled wants `Fn` (it may re-run on conflict); the closure is ours alone.
         let f = std::cell::RefCell::new(f);
+        let journaling = self.journal.lock().is_some();
+        let touched = std::cell::RefCell::new(Vec::new());
         let result = trees.as_slice().transaction(|views| {
             let mut tx = SledTx {
                 trees: views,
+                touched: journaling.then(Vec::new),
                 sled_error: None,
             };
             let outcome = (f.borrow_mut())(&mut tx);
+            *touched.borrow_mut() = tx.touched.take().unwrap_or_default();
             match outcome {
                 Ok(()) => Ok(()),
                 Err(e) => match tx.sled_error.take() {
@@ -719,7 +797,12 @@ impl Store for SledStore {
             }
         });
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if journaling {
+                    self.journal_touch(touched.into_inner());
+                }
+                Ok(())
+            }
             Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => {
                 let e = backend(e);
@@ -798,10 +881,31 @@ impl Store for SledStore {
     }
 
     /// Writes a consistent snapshot as JSON lines (see [`BACKUP_FORMAT`]):
-    /// a header line, then one line per record. Writers wait meanwhile.
+    /// a header line, then one line per record, streamed as the trees are
+    /// read. Writers go on meanwhile; the keys they write are journaled and
+    /// written again at the end (as `deleted` if they are gone), under the
+    /// write lock for just that long, so the backup is the store as it was
+    /// at its end. Restore applies the lines in order.
     fn backup(&self, out: &mut dyn std::io::Write, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        struct Stop<'a>(&'a SledStore);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                let _writer = self.0.write_lock.lock();
+                *self.0.journal.lock() = None;
+            }
+        }
         let io = |e: std::io::Error| StoreError::Backend(format!("writing the backup: {e}"));
-        let _writer = self.write_lock.lock();
+        {
+            let _writer = self.write_lock.lock();
+            let mut j = self.journal.lock();
+            if j.is_some() {
+                return Err(StoreError::Backend(
+                    "another backup is being taken; try again when it is done".into(),
+                ));
+            }
+            *j = Some(Journal::new());
+        }
+        let stop = Stop(self);
         let header = serde_json::json!({
             "format": BACKUP_FORMAT,
             "version": BACKUP_VERSION,
@@ -809,19 +913,47 @@ impl Store for SledStore {
             "trees": TREE_NAMES,
         });
         writeln!(out, "{header}").map_err(io)?;
+        let record = |out: &mut dyn std::io::Write, t: usize, k: &[u8], v: Option<&[u8]>| {
+            let line = match v {
+                Some(v) => serde_json::json!({
+                    "tree": TREE_NAMES[t],
+                    "key": hex::encode(k),
+                    "value": String::from_utf8_lossy(v),
+                }),
+                None => serde_json::json!({
+                    "tree": TREE_NAMES[t],
+                    "key": hex::encode(k),
+                    "deleted": true,
+                }),
+            };
+            writeln!(out, "{line}").map_err(io)
+        };
+        let h = self.h()?;
         let mut n = 0;
-        for (i, tree) in self.h()?.trees.iter().enumerate() {
+        for (i, tree) in h.trees.iter().enumerate() {
             for item in tree.iter() {
                 let (k, v) = item.map_err(backend)?;
-                let line = serde_json::json!({
-                    "tree": TREE_NAMES[i],
-                    "key": hex::encode(&k),
-                    "value": String::from_utf8_lossy(&v),
-                });
-                writeln!(out, "{line}").map_err(io)?;
+                record(out, i, &k, Some(&v))?;
                 n += 1;
             }
         }
+        // The keys written meanwhile, as they are now.
+        {
+            let _writer = self.write_lock.lock();
+            let journal = self.journal.lock().take().unwrap_or_default();
+            for (t, k) in journal {
+                let v = h.trees[t].get(&k).map_err(backend)?;
+                record(out, t, &k, v.as_deref())?;
+                n += 1;
+            }
+        }
+        drop(stop);
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"format": BACKUP_END, "records": n})
+        )
+        .map_err(io)?;
         out.flush().map_err(io)?;
         Ok(n)
     }
@@ -920,6 +1052,8 @@ impl Store for SledStore {
     }
 
     fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock();
+        self.journal_touch(vec![(SUMMARIES, id.0.to_be_bytes().to_vec())]);
         self.h()?.trees[SUMMARIES]
             .insert(id.0.to_be_bytes(), encode(&markdown))
             .map_err(backend)?;
@@ -940,6 +1074,8 @@ impl Store for SledStore {
 
     fn add_override(&self, mut o: StoredOverride) -> Result<StoredOverride, StoreError> {
         o.id = self.h()?.db.generate_id().map_err(backend)? + 1;
+        let _writer = self.write_lock.lock();
+        self.journal_touch(vec![(OVERRIDES, override_key(&o.schedule, o.id))]);
         self.h()?.trees[OVERRIDES]
             .insert(override_key(&o.schedule, o.id), encode(&o))
             .map_err(backend)?;
@@ -960,6 +1096,8 @@ impl Store for SledStore {
     }
 
     fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, StoreError> {
+        let _writer = self.write_lock.lock();
+        self.journal_touch(vec![(OVERRIDES, override_key(schedule, id))]);
         let existed = self.h()?.trees[OVERRIDES]
             .remove(override_key(schedule, id))
             .map_err(backend)?
@@ -1109,6 +1247,112 @@ mod tests {
             Ok(store) => assert!(next(&store).0 > 200, "a lost number was handed out again"),
             Err(e) => assert!(e.to_string().contains("cannot open"), "{e}"),
         }
+    }
+
+    /// Writes that land while the backup is read (in trees it has already
+    /// passed) are in it: the backup is the store as it was at its end.
+    #[test]
+    fn a_backup_taken_while_writers_go_on_is_the_store_at_its_end() {
+        struct Meddler<'a> {
+            store: &'a SledStore,
+            out: Vec<u8>,
+            done: bool,
+        }
+        impl std::io::Write for Meddler<'_> {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.out.extend_from_slice(buf);
+                let text = String::from_utf8_lossy(&self.out);
+                if !self.done && text.contains("\"tree\":\"timeline\"") {
+                    // Incidents and the open index are already read.
+                    self.done = true;
+                    self.store
+                        .transact(&mut |tx| {
+                            let id = tx.next_incident_id()?;
+                            let change = Incident::open(
+                                id,
+                                "api",
+                                "int",
+                                &crate::store::suite::event("late"),
+                                crate::store::suite::now(),
+                            );
+                            tx.put_incident(&change.incident)?;
+                            tx.set_open_incident("api", "late", Some(id))?;
+                            tx.set_open_incident("api", "early", None)
+                        })
+                        .unwrap();
+                }
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .transact(&mut |tx| {
+                let id = tx.next_incident_id()?;
+                let change = Incident::open(
+                    id,
+                    "api",
+                    "int",
+                    &crate::store::suite::event("early"),
+                    crate::store::suite::now(),
+                );
+                tx.put_incident(&change.incident)?;
+                tx.set_open_incident("api", "early", Some(id))?;
+                for e in &change.entries {
+                    tx.append_timeline(id, e)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut m = Meddler {
+            store: &store,
+            out: Vec::new(),
+            done: false,
+        };
+        store.backup(&mut m, crate::store::suite::now()).unwrap();
+        assert!(m.done);
+        let backup = m.out;
+        let last = String::from_utf8_lossy(&backup)
+            .trim_end()
+            .rsplit('\n')
+            .next()
+            .unwrap()
+            .to_string();
+        let end: serde_json::Value = serde_json::from_str(&last).unwrap();
+        assert_eq!(end["format"], BACKUP_END);
+        let restored_dir = tempfile::tempdir().unwrap();
+        let path = restored_dir.path().join("data");
+        let report = SledStore::restore(&path, std::io::Cursor::new(&backup)).unwrap();
+        assert_eq!((report.incidents, report.next_incident), (2, 3));
+        let restored = SledStore::open(&path).unwrap();
+        let mut open = (None, None);
+        restored
+            .transact(&mut |tx| {
+                open = (
+                    tx.open_incident("api", "early")?,
+                    tx.open_incident("api", "late")?,
+                );
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(open, (None, Some(IncidentId(2))));
+        // A backup cut short is refused, and leaves nothing behind.
+        let cut = &backup[..backup.len() - 10];
+        let cut_dir = tempfile::tempdir().unwrap();
+        let cut_path = cut_dir.path().join("data");
+        let e = SledStore::restore(&cut_path, std::io::Cursor::new(cut)).unwrap_err();
+        assert!(e.to_string().contains("line"), "{e}");
+        let cut = backup
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>();
+        let without_end = cut[..cut.len() - 1].join(&b'\n');
+        let e = SledStore::restore(&cut_path, std::io::Cursor::new(without_end)).unwrap_err();
+        assert!(e.to_string().contains("cut short"), "{e}");
+        assert!(!cut_path.exists());
     }
 
     fn copy_db(from: &Path, to: &Path) {

@@ -102,7 +102,7 @@ async fn backup_then_restore_into_a_fresh_directory() {
     let header: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(
         (header["format"].as_str(), header["version"].as_u64()),
-        (Some("tocsin-backup"), Some(1))
+        (Some("tocsin-backup"), Some(2))
     );
     drop(server);
 
