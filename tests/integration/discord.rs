@@ -1744,3 +1744,43 @@ async fn the_fake_refuses_attachments_and_embeds_discord_refuses() {
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0].1.len(), 10 * 1024 * 1024);
 }
+
+#[tokio::test]
+async fn a_summary_whose_answer_was_lost_is_posted_once() {
+    let d = discord().await;
+    d.fake
+        .lose_answer_when("create_message", "Summary of INC-1");
+    trigger(&d.app, "pay").await;
+    let channel = d.channel_of(1).await;
+    d.fake
+        .wait_until("the card", |f| !cards(f, &channel).is_empty())
+        .await;
+    let (st, b) = d
+        .app
+        .post_with_token("/v1/incidents/INC-1/resolve", Some(API_TOKEN), &json!({}))
+        .await;
+    assert!(st < 300, "{st} {b}");
+    wait_summary_delivered(&d.app, "INC-1", "discord").await;
+    let summaries: Vec<Value> = d
+        .fake
+        .messages(&channel)
+        .into_iter()
+        .filter(|m| {
+            m["embeds"][0]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Summary of INC-1")
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary: {summaries:#?}");
+    assert_eq!(d.fake.attachments(&channel).len(), 1);
+    let posts: Vec<u16> = d
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.route == "create_message" && c.body.to_string().contains("Summary of INC-1"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(posts, [500, 200], "the retry got the first message back");
+    d.app.stop().await;
+}

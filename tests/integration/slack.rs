@@ -1091,3 +1091,70 @@ async fn a_card_whose_answer_was_lost_is_posted_once() {
     );
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_short_summary_is_blocks_and_a_long_ones_lost_share_is_not_shared_twice() {
+    let s = slack().await;
+    // Short: mrkdwn blocks, with the job's key in the metadata.
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    card_post(&s, &ch).await;
+    s.ask("U0ALICE", &ch, "/incident", "resolve", "d").await;
+    let note = wait_summary_delivered(&s.app, "INC-1", "slack").await;
+    let posts: Vec<_> = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["channel"] == ch.as_str()
+                && c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("# INC-1")
+        })
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert!(blocks_text(&posts[0].params).contains("Who was paged"));
+    assert_eq!(posts[0].params["metadata"]["event_type"], "tocsin_post");
+    assert_eq!(
+        posts[0].params["metadata"]["event_payload"]["idempotency_key"],
+        note["key"]
+    );
+    assert!(s.fake.shared_files().is_empty());
+
+    // Long: the share is done but its answer is lost; the retry finds the
+    // file in the channel's history.
+    s.fake
+        .lose_answer_when("files.completeUploadExternal", "summary-INC-2");
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let ch2 = s.channel_of(2).await;
+    card_post(&s, &ch2).await;
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    wait_summary_delivered(&s.app, "INC-2", "slack").await;
+    let shared: Vec<_> = s
+        .fake
+        .shared_files()
+        .into_iter()
+        .filter(|f| f.channel == ch2)
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:#?}");
+    assert_eq!(shared[0].filename, "summary-INC-2.md");
+    let completes: Vec<u16> = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "files.completeUploadExternal")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(completes, [500], "shared once; the retry found it");
+    s.app.stop().await;
+}
