@@ -1158,3 +1158,67 @@ async fn a_short_summary_is_blocks_and_a_long_ones_lost_share_is_not_shared_twic
     assert_eq!(completes, [500], "shared once; the retry found it");
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn without_the_new_scopes_the_card_and_a_cut_summary_are_still_posted() {
+    let fake = FakeSlack::start().await;
+    // An app installed before files:write and channels:history.
+    fake.fail_when(
+        "conversations.history",
+        "\"channel\":\"C",
+        Fail::Error("missing_scope"),
+    );
+    fake.fail(
+        "files.getUploadURLExternal",
+        &[Fail::Error("missing_scope")],
+    );
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    let s = Slack { app, fake };
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let ch = s.channel_of(1).await;
+    card_post(&s, &ch).await;
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    wait_summary_delivered(&s.app, "INC-1", "slack").await;
+    assert!(s.fake.shared_files().is_empty());
+    let posts: Vec<_> = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["channel"] == ch.as_str()
+                && c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("# INC-1")
+        })
+        .collect();
+    assert_eq!(posts.len(), 1);
+    let last = posts[0].params["blocks"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["text"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("`GET /v1/incidents/INC-1/summary`"),
+        "cut, pointing at the whole: {last}"
+    );
+    s.app.stop().await;
+}

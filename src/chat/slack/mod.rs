@@ -405,14 +405,25 @@ impl ChatPlatform for SlackPlatform {
                 _ => None,
             };
             let filename = long.map(|p| p.filename());
-            if let Some(ts) = self
+            // An app installed before the scopes were added still posts:
+            // without the check, or cut to fit a message.
+            match self
                 .find_posted(channel, idempotency_key, filename.as_deref())
-                .await?
+                .await
             {
-                return Ok(ts);
+                Ok(Some(ts)) => return Ok(ts),
+                Ok(None) => {}
+                Err(e) if !e.retryable => warn!(error = %e, channel,
+                    "Could not look for an earlier post (is the channels:history scope missing?); posting without the check"),
+                Err(e) => return Err(e),
             }
             if let Some(p) = long {
-                return self.upload_summary(channel, p).await;
+                match self.upload_summary(channel, p).await {
+                    Ok(id) => return Ok(id),
+                    Err(e) if !e.retryable => warn!(error = %e, channel,
+                        "Could not share the summary as a file (is the files:write scope missing?); posting it cut to fit a message"),
+                    Err(e) => return Err(e),
+                }
             }
             let event_type = match message {
                 ChatMessage::Card(_) => "tocsin_card",

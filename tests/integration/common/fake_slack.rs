@@ -76,9 +76,9 @@ struct Inner {
     uploads: HashMap<String, (String, usize, Option<Vec<u8>>)>,
     /// Files shared into channels.
     shared: Vec<SharedFile>,
-    /// (method, text): the next call of the method whose parameters
-    /// contain the text is done and its answer lost.
-    lose_when: Vec<(String, String)>,
+    /// (method, text, failure): the next call of the method whose
+    /// parameters contain the text fails so.
+    fail_when: Vec<(String, String, Fail)>,
 }
 
 /// A file `files.completeUploadExternal` shared.
@@ -146,10 +146,15 @@ impl FakeSlack {
     /// Does the next call of `method` whose parameters contain `needle`,
     /// then answers 500: the answer is lost.
     pub fn lose_answer_when(&self, method: &str, needle: &str) {
+        self.fail_when(method, needle, Fail::LoseResponse);
+    }
+
+    /// Fails the next call of `method` whose parameters contain `needle`.
+    pub fn fail_when(&self, method: &str, needle: &str, failure: Fail) {
         self.inner
             .lock()
-            .lose_when
-            .push((method.into(), needle.into()));
+            .fail_when
+            .push((method.into(), needle.into(), failure));
     }
 
     pub fn take_name(&self, name: &str) {
@@ -416,12 +421,11 @@ async fn api(
     if failure.is_none() {
         let text = p.to_string();
         if let Some(i) = inner
-            .lose_when
+            .fail_when
             .iter()
-            .position(|(m, needle)| *m == method && text.contains(needle.as_str()))
+            .position(|(m, needle, _)| *m == method && text.contains(needle.as_str()))
         {
-            inner.lose_when.remove(i);
-            failure = Some(Fail::LoseResponse);
+            failure = Some(inner.fail_when.remove(i).2);
         }
     }
     let (status, body, retry_after) = match failure {
