@@ -157,7 +157,11 @@ pub async fn run(
             }
             let view = card(service, name, &inc)?;
             platform.set_topic(&channel_id, &view.headline()).await?;
-            let card_id = platform.post(&channel_id, &ChatMessage::Card(view)).await?;
+            // Posted once per job key: a retry after a lost answer finds
+            // the card instead of posting a second one.
+            let card_id = platform
+                .post_once(&channel_id, &ChatMessage::Card(view), &entry.key)
+                .await?;
             let rb = inc
                 .runbook
                 .as_ref()
@@ -212,14 +216,14 @@ pub async fn run(
         },
         Job::PostSummary => match link {
             Some(l) => {
-                let md = service
-                    .summary_for(inc.id, Markup::of_platform(name))
+                let post = service
+                    .summary_post(inc.id, Markup::of_platform(name))
                     .await
                     .map_err(store_error)?;
-                // Posted piece by piece, each once: a retry after a 429 or
-                // a 5xx resumes at the piece that failed.
+                // Each platform posts it in its own form, once per job key:
+                // a retry finds a post whose answer was lost.
                 platform
-                    .post_once(&l.channel_id, &ChatMessage::Text(md), &entry.key)
+                    .post_once(&l.channel_id, &ChatMessage::Summary(post), &entry.key)
                     .await
                     .map(|_| ())
             }

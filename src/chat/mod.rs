@@ -196,6 +196,107 @@ pub enum ChatMessage {
     Page(PageContent),
     /// Plain text (Markdown).
     Text(String),
+    /// A post-incident summary: each platform shows its key figures its
+    /// own way and carries the whole of it (as a file where it is long).
+    Summary(SummaryPost),
+}
+
+/// A post-incident summary as a chat platform posts it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryPost {
+    /// The incident.
+    pub id: IncidentId,
+    /// Its title (raw: each platform escapes it).
+    pub title: String,
+    /// Its status word, like `resolved`.
+    pub status: String,
+    /// Time to resolve, in seconds, once resolved.
+    pub duration_seconds: Option<i64>,
+    /// Distinct alerts.
+    pub alerts: usize,
+    /// Alert events received.
+    pub events: u64,
+    /// Who acknowledged it first (raw).
+    pub acknowledged_by: Option<String>,
+    /// Who resolved it (raw).
+    pub resolved_by: Option<String>,
+    /// The first timeline lines, raw: what happened first.
+    pub first_lines: Vec<String>,
+    /// The whole summary rendered for the platform (its markup, values
+    /// escaped): what a short summary is posted as.
+    pub text: String,
+    /// The whole summary as plain Markdown: the file a long one carries.
+    pub markdown: String,
+}
+
+/// Timeline lines a summary card shows.
+pub const SUMMARY_FIRST_LINES: usize = 5;
+
+impl SummaryPost {
+    /// The post of incident `id`'s `summary`, with its renderings for the
+    /// platform (`text`) and as plain Markdown (`markdown`).
+    pub fn of(
+        id: IncidentId,
+        summary: &crate::summary::Summary,
+        text: String,
+        markdown: String,
+    ) -> Self {
+        Self {
+            id,
+            title: summary.title.clone(),
+            status: summary.status.clone(),
+            duration_seconds: summary.ttr_seconds,
+            alerts: summary.alert_count,
+            events: summary.event_count,
+            acknowledged_by: summary.acknowledged_by.clone(),
+            resolved_by: summary.resolved_by.clone(),
+            first_lines: summary
+                .timeline
+                .iter()
+                .take(SUMMARY_FIRST_LINES)
+                .map(|l| format!("{} {}: {}", l.at.format("%H:%M:%S"), l.actor, l.text))
+                .collect(),
+            text,
+            markdown,
+        }
+    }
+
+    /// The name of the file that carries the whole summary.
+    pub fn filename(&self) -> String {
+        format!("summary-{}.md", self.id)
+    }
+
+    /// The key figures, as (name, value, whether the value came from
+    /// outside and needs escaping) triples; tocsin's own figures are
+    /// shown as they are.
+    pub fn figures(&self) -> Vec<(&'static str, String, bool)> {
+        vec![
+            ("Status", self.status.clone(), false),
+            (
+                "Duration",
+                self.duration_seconds
+                    .map_or_else(|| "—".to_string(), crate::templates::human_duration),
+                false,
+            ),
+            (
+                "Alerts",
+                format!("{} alert(s), {} event(s)", self.alerts, self.events),
+                false,
+            ),
+            (
+                "Acknowledged by",
+                self.acknowledged_by
+                    .clone()
+                    .unwrap_or_else(|| "nobody".into()),
+                true,
+            ),
+            (
+                "Resolved by",
+                self.resolved_by.clone().unwrap_or_else(|| "nobody".into()),
+                true,
+            ),
+        ]
+    }
 }
 
 /// A user a platform would not invite into a channel.

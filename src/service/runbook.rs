@@ -130,6 +130,26 @@ impl Service {
         )
     }
 
+    /// The post-incident summary as a chat platform posts it: its key
+    /// figures, the summary rendered for `markup`, and the plain record
+    /// (the file a long summary carries).
+    pub async fn summary_post(
+        &self,
+        id: IncidentId,
+        markup: crate::templates::Markup,
+    ) -> Result<crate::chat::SummaryPost, ServiceError> {
+        let markdown = self.summary_markdown(id).await?;
+        let text = self.summary_for(id, markup).await?;
+        let inc = self.store.incident(id)?.ok_or(ServiceError::NotFound(id))?;
+        let timeline = self.store.timeline(id)?;
+        let rb = inc
+            .runbook
+            .as_ref()
+            .and_then(|p| self.directory.runbooks.get(&p.runbook));
+        let summary = crate::summary::build(&inc, &timeline, rb);
+        Ok(crate::chat::SummaryPost::of(id, &summary, text, markdown))
+    }
+
     /// The post-incident summary as Markdown: the stored one once the
     /// incident is resolved, or rendered from the current state.
     pub async fn summary_markdown(&self, id: IncidentId) -> Result<String, ServiceError> {

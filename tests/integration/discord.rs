@@ -1525,3 +1525,268 @@ fn the_fake_discord_refuses_components_discord_refuses() {
     let six: Vec<Value> = (0..6).map(|i| row(&[&format!("b{i}")])).collect();
     assert_eq!(refused(json!({"components": six})), Some(50035));
 }
+
+/// The messages of `channel` that are cards (the embed with the footer
+/// naming the incident).
+fn cards(fake: &FakeDiscord, channel: &str) -> Vec<Value> {
+    fake.messages(channel)
+        .into_iter()
+        .filter(|m| m["embeds"][0]["footer"]["text"] == "tocsin · inc-1")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_card_whose_answer_was_lost_is_posted_once() {
+    let fake = FakeDiscord::start().await;
+    // Discord posts the card, then the answer is lost.
+    fake.lose_answer_when("create_message", "tocsin · inc-1");
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &discord_config(&fake, &DEFAULT),
+    )
+    .await;
+    app.start_background();
+    let d = Discord { app, fake };
+    trigger(&d.app, "pay").await;
+    let channel = d.channel_of(1).await;
+    for _ in 0..200 {
+        let inc = d.app.incident("INC-1").await;
+        if inc["incident"]["chat"]["discord"]["card_id"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let inc = d.app.incident("INC-1").await;
+    let card_id = inc["incident"]["chat"]["discord"]["card_id"].clone();
+    let cards = cards(&d.fake, &channel);
+    assert_eq!(cards.len(), 1, "one card: {cards:#?}");
+    assert_eq!(card_id, cards[0]["id"], "the card found again is recorded");
+    let posts: Vec<_> = d
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.route == "create_message" && c.path == format!("/channels/{channel}/messages")
+        })
+        .filter(|c| c.body.to_string().contains("tocsin · inc-1"))
+        .collect();
+    assert_eq!(posts.len(), 2, "the lost one and its retry: {posts:#?}");
+    assert_eq!(posts[0].status, 500);
+    assert_eq!(posts[1].body["nonce"], posts[0].body["nonce"]);
+    assert_eq!(posts[1].body["enforce_nonce"], true);
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_1000_alert_summary_is_one_embed_with_the_whole_summary_attached_once() {
+    let d = discord().await;
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = d
+        .app
+        .post_json(&hook, &crate::slack::alertmanager_group(1000, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let channel = d.channel_of(1).await;
+    d.fake
+        .wait_until("the card", |f| !cards(f, &channel).is_empty())
+        .await;
+    let before = d.fake.calls().len();
+    let started = std::time::Instant::now();
+    let (st, b) = d
+        .app
+        .post_json(&hook, &crate::slack::alertmanager_group(1000, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    d.fake
+        .wait_until("the summary attachment", |f| {
+            !f.attachments(&channel).is_empty()
+        })
+        .await;
+    let elapsed = started.elapsed();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let full = d.app.get_text("/v1/incidents/INC-1/summary").await;
+    let files = d.fake.attachments(&channel);
+    assert_eq!(files.len(), 1, "one attachment");
+    assert_eq!(files[0].0, "summary-INC-1.md");
+    let content = String::from_utf8(files[0].1.clone()).unwrap();
+    assert_eq!(content, full, "the attachment is the whole summary");
+    for i in 0..1000 {
+        assert!(content.contains(&format!("node-{i:04}")), "node-{i:04}");
+    }
+    let summaries: Vec<Value> = d
+        .fake
+        .messages(&channel)
+        .into_iter()
+        .filter(|m| {
+            m["embeds"][0]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Summary of INC-1")
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "one message");
+    let embed = &summaries[0]["embeds"][0];
+    let field = |name: &str| {
+        embed["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["value"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no field {name}: {embed}"))
+    };
+    assert_eq!(field("Status"), "resolved");
+    assert!(
+        field("Alerts").starts_with("1000 alert(s)"),
+        "{}",
+        field("Alerts")
+    );
+    assert!(!field("First lines").is_empty());
+    assert!(embed["description"].as_str().unwrap().chars().count() <= 4096);
+    assert_eq!(
+        summaries[0]["attachments"][0]["filename"],
+        "summary-INC-1.md"
+    );
+    let after: Vec<_> = d.fake.calls().into_iter().skip(before).collect();
+    let posts: Vec<_> = after
+        .iter()
+        .filter(|c| {
+            c.route == "create_message" && c.path == format!("/channels/{channel}/messages")
+        })
+        .collect();
+    let summary_posts: Vec<_> = posts
+        .iter()
+        .filter(|c| c.body.to_string().contains("Summary of INC-1"))
+        .collect();
+    let retries = summary_posts.len() - 1;
+    let refused: Vec<_> = d
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.status >= 400)
+        .map(|c| (c.route, c.status))
+        .collect();
+    eprintln!(
+        "FIGURE discord 1000-alert summary: {} characters, {} message(s), {} retries, posted {:?} after the resolve",
+        full.chars().count(),
+        summaries.len(),
+        retries,
+        elapsed
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(retries, 0);
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fake_refuses_attachments_and_embeds_discord_refuses() {
+    let fake = FakeDiscord::start().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v10/channels/{GENERAL}/messages", fake.api_url());
+    let send = |form: reqwest::multipart::Form| {
+        let req = http
+            .post(&url)
+            .header("authorization", "Bot t")
+            .multipart(form);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let file =
+        |n: usize| reqwest::multipart::Part::bytes(vec![b'x'; n]).file_name("summary-INC-1.md");
+    let payload =
+        json!({"content": "s", "attachments": [{"id": 0, "filename": "summary-INC-1.md"}]});
+    // No payload_json: an empty message.
+    let (st, b) = send(reqwest::multipart::Form::new().part("files[0]", file(10))).await;
+    assert_eq!((st, b["code"].clone()), (400, json!(50006)), "{b}");
+    // Over Discord's default 10 MiB.
+    let (st, b) = send(
+        reqwest::multipart::Form::new()
+            .text("payload_json", payload.to_string())
+            .part("files[0]", file(10 * 1024 * 1024 + 1)),
+    )
+    .await;
+    assert_eq!((st, b["code"].clone()), (413, json!(40005)), "{b}");
+    // An attachment named without its file.
+    let (st, _) =
+        send(reqwest::multipart::Form::new().text("payload_json", payload.to_string())).await;
+    assert_eq!(st, 400);
+    // Embeds over their limits, as JSON or as the payload.
+    let embed = |e: Value| json!({"embeds": [e]});
+    for body in [
+        embed(json!({"description": "d".repeat(4097)})),
+        embed(json!({"title": "t".repeat(257)})),
+        embed(json!({"fields": vec![json!({"name": "n", "value": "v"}); 26]})),
+        embed(json!({"fields": [{"name": "n", "value": "v".repeat(1025)}]})),
+        json!({"embeds": [{"description": "d".repeat(4000)}, {"description": "d".repeat(2001)}]}),
+    ] {
+        let r = http
+            .post(&url)
+            .header("authorization", "Bot t")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let (st, _) =
+            send(reqwest::multipart::Form::new().text("payload_json", body.to_string())).await;
+        assert_eq!(st, 400);
+    }
+    // Within the limits, the file is kept.
+    let (st, b) = send(
+        reqwest::multipart::Form::new()
+            .text("payload_json", payload.to_string())
+            .part("files[0]", file(10 * 1024 * 1024)),
+    )
+    .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["attachments"][0]["filename"], "summary-INC-1.md");
+    let kept = fake.attachments(GENERAL);
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].1.len(), 10 * 1024 * 1024);
+}
+
+#[tokio::test]
+async fn a_summary_whose_answer_was_lost_is_posted_once() {
+    let d = discord().await;
+    d.fake
+        .lose_answer_when("create_message", "Summary of INC-1");
+    trigger(&d.app, "pay").await;
+    let channel = d.channel_of(1).await;
+    d.fake
+        .wait_until("the card", |f| !cards(f, &channel).is_empty())
+        .await;
+    let (st, b) = d
+        .app
+        .post_with_token("/v1/incidents/INC-1/resolve", Some(API_TOKEN), &json!({}))
+        .await;
+    assert!(st < 300, "{st} {b}");
+    wait_summary_delivered(&d.app, "INC-1", "discord").await;
+    let summaries: Vec<Value> = d
+        .fake
+        .messages(&channel)
+        .into_iter()
+        .filter(|m| {
+            m["embeds"][0]["title"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Summary of INC-1")
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "one summary: {summaries:#?}");
+    assert_eq!(d.fake.attachments(&channel).len(), 1);
+    let posts: Vec<u16> = d
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.route == "create_message" && c.body.to_string().contains("Summary of INC-1"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(posts, [500, 200], "the retry got the first message back");
+    d.app.stop().await;
+}

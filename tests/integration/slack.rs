@@ -859,7 +859,7 @@ async fn the_fake_refuses_what_slack_refuses() {
     assert_eq!(post(blocks(vec![section(3000); 4])).await, Value::Null);
 }
 
-fn alertmanager_group(n: usize, status: &str) -> Value {
+pub(crate) fn alertmanager_group(n: usize, status: &str) -> Value {
     let alerts: Vec<Value> = (0..n)
         .map(|i| {
             json!({"status": status,
@@ -877,58 +877,350 @@ fn alertmanager_group(n: usize, status: &str) -> Value {
 }
 
 #[tokio::test]
-async fn the_summary_of_a_900_alert_incident_is_posted_within_slacks_limits() {
+async fn a_1000_alert_summary_is_one_card_with_the_whole_summary_as_a_file_once() {
     let s = slack().await;
     let hook = format!("/hooks/{AM_KEY}");
     let (st, b) = s
         .app
-        .post_json(&hook, &alertmanager_group(900, "firing"))
+        .post_json(&hook, &alertmanager_group(1000, "firing"))
         .await;
     assert_eq!(st, 202, "{b}");
     let channel = s.channel_of(1).await;
     card_post(&s, &channel).await;
+    let before = s.fake.calls().len();
+    let started = std::time::Instant::now();
     let (st, b) = s
         .app
-        .post_json(&hook, &alertmanager_group(900, "resolved"))
+        .post_json(&hook, &alertmanager_group(1000, "resolved"))
         .await;
     assert_eq!(st, 202, "{b}");
+    s.fake
+        .wait_until("the summary file", |f| !f.shared_files().is_empty())
+        .await;
+    let elapsed = started.elapsed();
     let full = s.app.get_text("/v1/incidents/INC-1/summary").await;
     assert!(full.chars().count() > 12_000, "{} characters", full.len());
-    let is_summary = |c: &crate::common::fake_slack::Call| {
-        c.method == "chat.postMessage"
-            && c.params["channel"] == channel.as_str()
-            && c.params["text"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("# INC-1")
-    };
-    s.fake
-        .wait_until("the summary post", |f| f.calls().iter().any(is_summary))
-        .await;
-    let posts: Vec<_> = s.fake.calls().into_iter().filter(is_summary).collect();
-    assert_eq!(posts.len(), 1, "{:#?}", posts);
-    let post = &posts[0];
-    assert!(
-        post.params.get("__error").is_none(),
-        "{}",
-        post.params["__error"]
-    );
-    let blocks = post.params["blocks"].as_array().unwrap();
-    assert!(blocks.len() <= 50);
-    let last = blocks.last().unwrap()["text"]["text"].as_str().unwrap();
-    assert!(
-        last.contains("`GET /v1/incidents/INC-1/summary`")
-            && last.contains("`tocsin incidents summary INC-1`"),
-        "{last}"
-    );
+    // Nothing more comes (a duplicate would follow the first).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let files = s.fake.shared_files();
+    assert_eq!(files.len(), 1, "{files:#?}");
+    let file = &files[0];
+    assert_eq!(file.channel, channel);
+    assert_eq!(file.filename, "summary-INC-1.md");
+    let content = String::from_utf8(file.content.clone()).unwrap();
+    assert_eq!(content, full, "the file is the whole summary");
+    for line in full.lines().filter(|l| l.contains("node-")) {
+        assert!(content.contains(line), "{line}");
+    }
+    for i in 0..1000 {
+        assert!(content.contains(&format!("node-{i:04}")), "node-{i:04}");
+    }
+    // The card: the key figures and the first lines, pointing at the file.
+    let comment = file.initial_comment.clone().unwrap_or_default();
+    for want in [
+        "*Summary of INC-1*",
+        "*Status:* resolved",
+        "*Alerts:* 1000 alert(s)",
+        "*Resolved by:*",
+        "*First lines*",
+        "`summary-INC-1.md`",
+    ] {
+        assert!(comment.contains(want), "{want}: {comment}");
+    }
+    // One message in the channel for the summary: no block post of it.
+    let after: Vec<_> = s.fake.calls().into_iter().skip(before).collect();
+    let summary_posts = after
+        .iter()
+        .filter(|c| {
+            c.method == "chat.postMessage"
+                && c.params["channel"] == channel.as_str()
+                && c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("# INC-1")
+        })
+        .count();
+    assert_eq!(summary_posts, 0);
+    let shares = after
+        .iter()
+        .filter(|c| c.method == "files.completeUploadExternal" && c.status == 200)
+        .count();
     // Nothing tocsin sent was refused.
     let refused: Vec<_> = s
         .fake
         .calls()
         .into_iter()
-        .filter(|c| c.params.get("__error").is_some())
-        .map(|c| (c.method, c.params["__error"].clone()))
+        .filter(|c| c.params.get("__error").is_some() || c.status >= 400)
+        .map(|c| (c.method, c.params["__error"].clone(), c.status))
         .collect();
     assert!(refused.is_empty(), "{refused:?}");
+    let summary_calls = after
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.method.as_str(),
+                "files.getUploadURLExternal" | "upload" | "files.completeUploadExternal"
+            )
+        })
+        .count();
+    eprintln!(
+        "FIGURE slack 1000-alert summary: {} characters, {} message(s) ({} file share), {} retries, {} API calls, posted {:?} after the resolve",
+        full.chars().count(),
+        shares,
+        shares,
+        summary_calls - 3,
+        summary_calls,
+        elapsed
+    );
+    assert_eq!(shares, 1);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fake_refuses_uploads_slack_refuses() {
+    let fake = FakeSlack::start().await;
+    let http = reqwest::Client::new();
+    let call = |method: &str, body: Value| {
+        let req = http
+            .post(format!("{}/{method}", fake.api_url()))
+            .header("authorization", "Bearer xoxb-t")
+            .json(&body);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let url = |length: Value| {
+        call(
+            "files.getUploadURLExternal",
+            json!({"filename": "a.md", "length": length}),
+        )
+    };
+    assert_eq!(
+        call("files.getUploadURLExternal", json!({"length": 3})).await["error"],
+        "invalid_arguments"
+    );
+    assert_eq!(
+        call("files.getUploadURLExternal", json!({"filename": "a.md"})).await["error"],
+        "invalid_arguments"
+    );
+    assert_eq!(url(json!(0)).await["error"], "missing_argument");
+    let got = url(json!(5)).await;
+    assert_eq!(got["ok"], true, "{got}");
+    let (id, upload) = (
+        got["file_id"].as_str().unwrap().to_string(),
+        got["upload_url"].as_str().unwrap().to_string(),
+    );
+    let complete = |id: &str| {
+        call(
+            "files.completeUploadExternal",
+            json!({"files": [{"id": id, "title": "t"}], "channel_id": "C1"}),
+        )
+    };
+    // Not uploaded yet, or never handed out.
+    assert_eq!(complete(&id).await["error"], "file_not_found");
+    assert_eq!(complete("F999999").await["error"], "file_not_found");
+    assert_eq!(
+        call("files.completeUploadExternal", json!({"channel_id": "C1"})).await["error"],
+        "invalid_arguments"
+    );
+    let send = |to: String, bytes: &'static [u8]| {
+        let req = http.post(to).body(bytes);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        send(upload.clone(), b"four").await,
+        400,
+        "length 5 declared"
+    );
+    let unknown = upload.replace(&id, "F000000");
+    assert_eq!(send(unknown, b"hello").await, 404);
+    assert_eq!(send(upload, b"hello").await, 200);
+    let done = complete(&id).await;
+    assert_eq!(done["ok"], true, "{done}");
+    let files = fake.shared_files();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].content, b"hello");
+    assert_eq!(files[0].title.as_deref(), Some("t"));
+    assert_eq!(files[0].file_id, id);
+    // A file is shared once.
+    assert_eq!(complete(&id).await["error"], "file_not_found");
+}
+
+#[tokio::test]
+async fn a_card_whose_answer_was_lost_is_posted_once() {
+    let fake = FakeSlack::start().await;
+    // Slack posts the card, then the answer is lost.
+    fake.lose_answer_when("chat.postMessage", "tocsin_card_");
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    let s = Slack { app, fake };
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    for _ in 0..200 {
+        let inc = s.app.incident("INC-1").await;
+        if inc["incident"]["chat"]["slack"]["card_id"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let history = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "conversations.history" && c.params["channel"] == channel.as_str())
+        .count();
+    assert!(history >= 2, "the retry looked for the card first");
+    let posts: Vec<_> = s
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| {
+            c.method == "chat.postMessage"
+                && c.params["channel"] == channel.as_str()
+                && blocks_text(&c.params).contains("tocsin_ack")
+        })
+        .collect();
+    assert_eq!(posts.len(), 1, "one card posted: {posts:#?}");
+    assert_eq!(posts[0].status, 500, "its answer was lost");
+    assert_eq!(posts[0].params["metadata"]["event_type"], "tocsin_card");
+    let inc = s.app.incident("INC-1").await;
+    assert!(
+        inc["incident"]["chat"]["slack"]["card_id"].is_string(),
+        "the card found again is recorded: {inc}"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_short_summary_is_blocks_and_a_long_ones_lost_share_is_not_shared_twice() {
+    let s = slack().await;
+    // Short: mrkdwn blocks, with the job's key in the metadata.
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    card_post(&s, &ch).await;
+    s.ask("U0ALICE", &ch, "/incident", "resolve", "d").await;
+    let note = wait_summary_delivered(&s.app, "INC-1", "slack").await;
+    let posts: Vec<_> = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["channel"] == ch.as_str()
+                && c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("# INC-1")
+        })
+        .collect();
+    assert_eq!(posts.len(), 1, "{posts:#?}");
+    assert!(blocks_text(&posts[0].params).contains("Who was paged"));
+    assert_eq!(posts[0].params["metadata"]["event_type"], "tocsin_post");
+    assert_eq!(
+        posts[0].params["metadata"]["event_payload"]["idempotency_key"],
+        note["key"]
+    );
+    assert!(s.fake.shared_files().is_empty());
+
+    // Long: the share is done but its answer is lost; the retry finds the
+    // file in the channel's history.
+    s.fake
+        .lose_answer_when("files.completeUploadExternal", "summary-INC-2");
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let ch2 = s.channel_of(2).await;
+    card_post(&s, &ch2).await;
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    wait_summary_delivered(&s.app, "INC-2", "slack").await;
+    let shared: Vec<_> = s
+        .fake
+        .shared_files()
+        .into_iter()
+        .filter(|f| f.channel == ch2)
+        .collect();
+    assert_eq!(shared.len(), 1, "{shared:#?}");
+    assert_eq!(shared[0].filename, "summary-INC-2.md");
+    let completes: Vec<u16> = s
+        .fake
+        .calls()
+        .iter()
+        .filter(|c| c.method == "files.completeUploadExternal")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(completes, [500], "shared once; the retry found it");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn without_the_new_scopes_the_card_and_a_cut_summary_are_still_posted() {
+    let fake = FakeSlack::start().await;
+    // An app installed before files:write and channels:history.
+    fake.fail_when(
+        "conversations.history",
+        "\"channel\":\"C",
+        Fail::Error("missing_scope"),
+    );
+    fake.fail(
+        "files.getUploadURLExternal",
+        &[Fail::Error("missing_scope")],
+    );
+    let app = spawn_app_with(
+        Arc::new(SystemClock),
+        Some("payments"),
+        &slack_config(&fake),
+    )
+    .await;
+    app.start_background();
+    let s = Slack { app, fake };
+    let hook = format!("/hooks/{AM_KEY}");
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "firing"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    let ch = s.channel_of(1).await;
+    card_post(&s, &ch).await;
+    let (st, b) = s
+        .app
+        .post_json(&hook, &alertmanager_group(150, "resolved"))
+        .await;
+    assert_eq!(st, 202, "{b}");
+    wait_summary_delivered(&s.app, "INC-1", "slack").await;
+    assert!(s.fake.shared_files().is_empty());
+    let posts: Vec<_> = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| {
+            c.params["channel"] == ch.as_str()
+                && c.params["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("# INC-1")
+        })
+        .collect();
+    assert_eq!(posts.len(), 1);
+    let last = posts[0].params["blocks"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()["text"]["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.contains("`GET /v1/incidents/INC-1/summary`"),
+        "cut, pointing at the whole: {last}"
+    );
     s.app.stop().await;
 }

@@ -2,7 +2,7 @@
 //! with serenity's builders (which serialize to the JSON Discord takes).
 
 use super::escape;
-use crate::chat::{Button, CardView, ChatMessage};
+use crate::chat::{Button, CardView, ChatMessage, SummaryPost};
 use crate::incident::{IncidentId, Severity, Status};
 use crate::notify::PageContent;
 use serenity::all::{
@@ -221,7 +221,83 @@ fn message_mentions(message: &ChatMessage) -> Vec<u64> {
         }
         ChatMessage::Page(_) => Vec::new(),
         ChatMessage::Text(t) => mentioned_ids(t),
+        // A summary names people, it pings nobody.
+        ChatMessage::Summary(_) => Vec::new(),
     }
+}
+
+/// Embed fields in one embed, as Discord takes them.
+pub const FIELDS_MAX: usize = 25;
+
+/// A summary as one embed: the key figures as fields, the first lines,
+/// and as much of the summary as the description holds (cut at a line
+/// end; the attached file has the whole of it). Within Discord's embed
+/// limits: title 256, 25 fields of at most 1,024, description 4,096, all
+/// text 6,000.
+pub fn summary(p: &SummaryPost) -> CreateEmbed {
+    let title = truncate(
+        &format!("\u{1f4dd} Summary of {}: {}", p.id, escape(&p.title)),
+        TITLE_MAX,
+    );
+    let footer = format!("tocsin · the whole summary: {}", p.filename());
+    let mut used = title.chars().count() + footer.chars().count();
+    let mut fields: Vec<(String, String, bool)> = p
+        .figures()
+        .into_iter()
+        .map(|(name, value, outside)| {
+            let value = if outside { escape(&value) } else { value };
+            (name.to_string(), truncate(&value, 200), true)
+        })
+        .collect();
+    if !p.first_lines.is_empty() {
+        let lines: Vec<String> = p.first_lines.iter().map(|l| escape(l)).collect();
+        fields.push((
+            "First lines".to_string(),
+            truncate(&lines.join("\n"), FIELD_MAX),
+            false,
+        ));
+    }
+    fields.truncate(FIELDS_MAX);
+    for (name, value, _) in &fields {
+        used += name.chars().count() + value.chars().count();
+    }
+    let budget = DESCRIPTION_MAX.min(EMBEDS_TOTAL_MAX.saturating_sub(used));
+    let description = cut_at_line(&markdown(&p.text), budget);
+    let mut e = CreateEmbed::new()
+        .title(title)
+        .colour(colour(Severity::Sev4, Status::Resolved))
+        .description(description);
+    for (name, value, inline) in fields {
+        e = e.field(name, value, inline);
+    }
+    e.footer(CreateEmbedFooter::new(footer))
+}
+
+/// `t` cut at a line end to at most `max` characters; a cut ends with a
+/// `…` line.
+fn cut_at_line(t: &str, max: usize) -> String {
+    if t.chars().count() <= max {
+        return t.to_string();
+    }
+    let room = max.saturating_sub(2);
+    let mut out = String::new();
+    let mut len = 0;
+    for line in t.lines() {
+        let n = line.chars().count() + usize::from(!out.is_empty());
+        if len + n > room {
+            if out.is_empty() {
+                out = truncate(line, room);
+            }
+            break;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(line);
+        len += n;
+    }
+    out.push_str("\n…");
+    out
 }
 
 /// The incident card.
@@ -413,6 +489,7 @@ pub fn create(message: &ChatMessage) -> CreateMessage {
             (Some(content), _) => m.content(content),
             (None, embeds) => m.embeds(embeds),
         },
+        ChatMessage::Summary(p) => m.embed(summary(p)),
     }
 }
 
@@ -434,12 +511,81 @@ pub fn edit(message: &ChatMessage) -> EditMessage {
             (Some(content), _) => m.content(content).embeds(Vec::new()).components(Vec::new()),
             (None, embeds) => m.content("").embeds(embeds).components(Vec::new()),
         },
+        ChatMessage::Summary(p) => m
+            .content("")
+            .embeds(vec![summary(p)])
+            .components(Vec::new()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn summary_post(lines: usize, title: &str) -> SummaryPost {
+        let text: String = (0..lines)
+            .map(|i| format!("- 10:00:{:02} alertmanager: node-{i:04} is down\n", i % 60))
+            .collect();
+        SummaryPost {
+            id: IncidentId(7),
+            title: title.into(),
+            status: "resolved".into(),
+            duration_seconds: Some(252),
+            alerts: lines,
+            events: 2 * lines as u64,
+            acknowledged_by: Some("alice".into()),
+            resolved_by: None,
+            first_lines: vec!["10:00:00 alertmanager: <@123> @everyone".into(); 5],
+            text: format!("# INC-7: {title}\n{text}"),
+            markdown: text,
+        }
+    }
+
+    #[test]
+    fn a_long_summary_is_one_embed_within_discords_limits() {
+        let p = summary_post(1000, &"t".repeat(400));
+        let v = serde_json::to_value(create(&ChatMessage::Summary(p))).unwrap();
+        let e = &v["embeds"][0];
+        let n = |v: &serde_json::Value| v.as_str().map_or(0, |s| s.chars().count());
+        assert!(n(&e["title"]) <= TITLE_MAX);
+        let description = e["description"].as_str().unwrap();
+        assert!(description.chars().count() <= DESCRIPTION_MAX);
+        assert!(description.ends_with("\n…"), "cut at a line end");
+        let fields = e["fields"].as_array().unwrap();
+        assert!(fields.len() <= FIELDS_MAX);
+        let mut total = n(&e["title"]) + n(&e["description"]) + n(&e["footer"]["text"]);
+        for f in fields {
+            assert!(n(&f["value"]) <= FIELD_MAX);
+            total += n(&f["name"]) + n(&f["value"]);
+        }
+        assert!(total <= EMBEDS_TOTAL_MAX, "{total}");
+        let names: Vec<&str> = fields.iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "Status",
+                "Duration",
+                "Alerts",
+                "Acknowledged by",
+                "Resolved by",
+                "First lines"
+            ]
+        );
+        assert_eq!(fields[1]["value"], "4m 12s");
+        // Names from alerts are text, and the summary pings nobody.
+        let first = fields[5]["value"].as_str().unwrap();
+        assert!(
+            !first.contains("<@123>") && !first.contains("@everyone"),
+            "{first}"
+        );
+        assert_eq!(v["allowed_mentions"]["users"], serde_json::json!([]));
+        assert!(
+            e["footer"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("summary-INC-7.md")
+        );
+    }
 
     #[test]
     fn slack_markdown_reads_right_on_discord() {

@@ -27,12 +27,13 @@ use crate::config::{DiscordConfig, DiscordMode};
 use crate::notify::DeliveryError;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use serenity::all::CreateAttachment;
 use serenity::all::{
     ApplicationId, ChannelId, ChannelType, CreateChannel, EditChannel, GuildChannel, GuildId,
     LightMethod, Message, MessageId, Nonce, PermissionOverwrite, PermissionOverwriteType,
     Permissions, PrivateChannel, Request, RoleId, Route, TargetId, UserId,
 };
-use serenity::http::{Http, HttpBuilder};
+use serenity::http::{Http, HttpBuilder, Multipart, MultipartUpload};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -166,8 +167,34 @@ pub fn piece_nonce(idempotency_key: &str, index: usize) -> String {
     nonce(&format!("{idempotency_key}#{index}"))
 }
 
-/// The messages a message goes out as: long text (a summary) in several
-/// pieces, in order; anything else as itself.
+/// The largest attachment Discord takes by default (a server without
+/// boosts): 10 MiB.
+pub const ATTACHMENT_MAX: usize = 10 * 1024 * 1024;
+
+/// The bytes of a summary's attachment: the whole Markdown, or, past
+/// [`ATTACHMENT_MAX`], as much as fits and a last line saying where the
+/// rest is.
+pub fn attachment_bytes(post: &super::SummaryPost) -> Vec<u8> {
+    let md = post.markdown.as_str();
+    if md.len() <= ATTACHMENT_MAX {
+        return md.as_bytes().to_vec();
+    }
+    let note = format!(
+        "\n\n_Cut to fit Discord. The full summary: `GET /v1/incidents/{}/summary`._\n",
+        post.id
+    );
+    let mut end = ATTACHMENT_MAX - note.len();
+    while !md.is_char_boundary(end) {
+        end -= 1;
+    }
+    let end = md[..end].rfind('\n').unwrap_or(end);
+    let mut out = md.as_bytes()[..end].to_vec();
+    out.extend_from_slice(note.as_bytes());
+    out
+}
+
+/// The messages a message goes out as: long text in several pieces, in
+/// order; anything else (a summary is one embed and a file) as itself.
 fn pieces(message: &ChatMessage) -> Vec<ChatMessage> {
     match message {
         ChatMessage::Text(t) => embeds::split(t, 10)
@@ -285,6 +312,40 @@ impl DiscordPlatform {
         serde_json::to_vec(v)
             .map(Some)
             .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))
+    }
+
+    /// The request that creates `message` in `channel_id`, with `nonce`
+    /// (and `enforce_nonce`) if given. A summary goes as multipart form
+    /// data: `payload_json` and its whole Markdown as `files[0]`,
+    /// `summary-INC-n.md`.
+    fn create_request(
+        channel_id: ChannelId,
+        message: &ChatMessage,
+        nonce: Option<String>,
+    ) -> Result<Request<'static>, DeliveryError> {
+        let what = "create message";
+        let mut body = embeds::create(message);
+        if let Some(n) = nonce {
+            body = body.nonce(Nonce::String(n)).enforce_nonce(true);
+        }
+        let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post);
+        let ChatMessage::Summary(post) = message else {
+            return Ok(req.body(Self::body(what, &body)?));
+        };
+        let filename = post.filename();
+        let mut payload = serde_json::to_value(&body)
+            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))?;
+        payload["attachments"] = json!([{
+            "id": 0,
+            "filename": filename,
+            "description": format!("The post-incident summary of {}", post.id),
+        }]);
+        let file = CreateAttachment::bytes(attachment_bytes(post), filename);
+        Ok(req.multipart(Some(Multipart {
+            upload: MultipartUpload::Attachments(vec![file]),
+            fields: Vec::new(),
+            payload_json: Some(payload.to_string()),
+        })))
     }
 
     /// The guild's channels.
@@ -426,16 +487,15 @@ impl ChatPlatform for DiscordPlatform {
         })
     }
 
-    /// Text longer than one message holds (a summary) goes out as several
-    /// messages, in order; the first one's id is returned.
+    /// Text longer than one message holds goes out as several messages,
+    /// in order; the first one's id is returned.
     fn post<'a>(&'a self, channel: &'a str, message: &'a ChatMessage) -> ChatFuture<'a, String> {
         Box::pin(async move {
             let what = "create message";
             let channel_id = ChannelId::new(snowflake("channel", channel)?);
             let mut first = None;
             for piece in &pieces(message) {
-                let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
-                    .body(Self::body(what, &embeds::create(piece))?);
+                let req = Self::create_request(channel_id, piece, None)?;
                 let sent: Message = self.call(what, req).await?;
                 first.get_or_insert(sent.id.to_string());
             }
@@ -466,11 +526,8 @@ impl ChatPlatform for DiscordPlatform {
                 .cloned()
                 .map_or((0, None), |(n, id)| (n, Some(id)));
             while done < pieces.len() {
-                let body = embeds::create(&pieces[done])
-                    .nonce(Nonce::String(piece_nonce(idempotency_key, done)))
-                    .enforce_nonce(true);
-                let req = Request::new(Route::ChannelMessages { channel_id }, LightMethod::Post)
-                    .body(Self::body(what, &body)?);
+                let nonce = piece_nonce(idempotency_key, done);
+                let req = Self::create_request(channel_id, &pieces[done], Some(nonce))?;
                 let sent: Message = self.call(what, req).await?;
                 done += 1;
                 let id = first.get_or_insert_with(|| sent.id.to_string()).clone();

@@ -1,7 +1,7 @@
 //! Block Kit for the incident card, pages and plain text.
 
 use super::escape;
-use crate::chat::{Button, CardView, ChatMessage};
+use crate::chat::{Button, CardView, ChatMessage, SummaryPost};
 use crate::incident::{Severity, Status};
 use crate::notify::PageContent;
 use serde_json::{Value, json};
@@ -83,7 +83,45 @@ pub fn render(message: &ChatMessage) -> (String, Value) {
             page(p),
         ),
         ChatMessage::Text(t) => (fallback(t), text(t)),
+        ChatMessage::Summary(p) => (fallback(&p.text), text(&p.text)),
     }
+}
+
+/// Whether `t` goes out as blocks whole, nothing cut.
+pub fn fits(t: &str) -> bool {
+    !text_cut(t, 0).1
+}
+
+/// The longest `initial_comment` of a summary's file share: a short card.
+pub const SUMMARY_COMMENT_MAX: usize = 3000;
+
+/// The short card a long summary's file is shared with (its
+/// `initial_comment`, mrkdwn): the key figures and the first lines, the
+/// values escaped.
+pub fn summary_comment(p: &SummaryPost) -> String {
+    let mut out = format!(
+        ":memo: *Summary of {}*: {}\n",
+        p.id,
+        truncate(&escape(&p.title), 200)
+    );
+    let figures: Vec<String> = p
+        .figures()
+        .into_iter()
+        .map(|(name, value, _)| format!("*{name}:* {}", truncate(&escape(&value), 200)))
+        .collect();
+    out.push_str(&figures.join(" · "));
+    if !p.first_lines.is_empty() {
+        out.push_str("\n*First lines*");
+        for l in &p.first_lines {
+            out.push_str("\n• ");
+            out.push_str(&truncate(&escape(l), 300));
+        }
+    }
+    out.push_str(&format!(
+        "\n_The whole summary is the attached file `{}`._",
+        p.filename()
+    ));
+    truncate(&out, SUMMARY_COMMENT_MAX)
 }
 
 /// A message's top-level fallback `text`, within Slack's limit.
@@ -207,6 +245,11 @@ pub fn text(t: &str) -> Value {
 /// the whole is: for an incident's summary (its first line names `INC-n`)
 /// the API path and the CLI command.
 pub fn text_leaving(t: &str, reserve: usize) -> Value {
+    text_cut(t, reserve).0
+}
+
+/// [`text_leaving`], and whether the text was cut.
+fn text_cut(t: &str, reserve: usize) -> (Value, bool) {
     let note = cut_note(t);
     let max_blocks = MAX_BLOCKS.saturating_sub(reserve).max(2);
     // Room for the `…` and the note, should the text be cut.
@@ -271,12 +314,13 @@ pub fn text_leaving(t: &str, reserve: usize) -> Value {
     if cut {
         sections.push(note);
     }
-    Value::Array(
+    let blocks = Value::Array(
         sections
             .into_iter()
             .map(|s| json!({"type": "section", "text": {"type": "mrkdwn", "text": s}}))
             .collect(),
-    )
+    );
+    (blocks, cut)
 }
 
 /// The last line of a cut message.
@@ -435,6 +479,45 @@ mod tests {
         let before = list[list.len() - 2]["text"]["text"].as_str().unwrap();
         assert!(before.ends_with('…'), "{before}");
         assert!(before.contains("node-0000") || list[0].to_string().contains("node-0000"));
+    }
+
+    #[test]
+    fn a_long_summary_does_not_fit_and_its_card_carries_the_figures_as_text() {
+        let text: String = (0..900)
+            .map(|i| format!("- 10:00:00 alertmanager: node-{i:04} is down\n"))
+            .collect();
+        assert!(!fits(&text));
+        assert!(fits("# INC-1: short\n\nall good"));
+        let p = SummaryPost {
+            id: IncidentId(3),
+            title: "<!channel> db down".into(),
+            status: "resolved".into(),
+            duration_seconds: Some(3780),
+            alerts: 900,
+            events: 1800,
+            acknowledged_by: Some("user:alice".into()),
+            resolved_by: Some("<@U1>".into()),
+            first_lines: vec!["10:00:00 alertmanager: a & b".into()],
+            text: text.clone(),
+            markdown: text,
+        };
+        let c = summary_comment(&p);
+        assert!(c.chars().count() <= SUMMARY_COMMENT_MAX);
+        assert!(
+            c.starts_with(":memo: *Summary of INC-3*: &lt;!channel&gt; db down\n"),
+            "{c}"
+        );
+        for want in [
+            "*Status:* resolved",
+            "*Duration:* 1h 3m",
+            "*Alerts:* 900 alert(s), 1800 event(s)",
+            "*Acknowledged by:* user:alice",
+            "*Resolved by:* &lt;@U1&gt;",
+            "• 10:00:00 alertmanager: a &amp; b",
+            "`summary-INC-3.md`",
+        ] {
+            assert!(c.contains(want), "{want}: {c}");
+        }
     }
 
     #[test]

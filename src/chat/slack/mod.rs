@@ -2,7 +2,9 @@
 //!
 //! Outbound: [`SlackPlatform`] implements [`ChatPlatform`] with the Web API
 //! (`conversations.create`, `.invite`, `.setTopic`, `.archive`, `.open`,
-//! `.history`, `chat.postMessage`, `chat.update`). Inbound: [`http`] verifies
+//! `.history`, `chat.postMessage`, `chat.update`, and a long summary's file
+//! through `files.getUploadURLExternal` and `files.completeUploadExternal`,
+//! which needs the `files:write` scope). Inbound: [`http`] verifies
 //! request signatures and feeds slash commands, button presses and app
 //! mentions to the shared [`ChatHandler`](super::handler::ChatHandler).
 
@@ -12,7 +14,7 @@ pub mod http;
 
 pub use escape::escape;
 
-use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform, InviteFailure};
+use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform, InviteFailure, SummaryPost};
 use crate::config::SlackConfig;
 use crate::notify::DeliveryError;
 use hyper_rustls::HttpsConnector;
@@ -59,6 +61,104 @@ impl SlackPlatform {
 
     fn session(&self) -> SlackClientSession<'_, Connector> {
         self.client.open_session(&self.token)
+    }
+
+    /// The `ts` of a recent message in `channel` that carries
+    /// `idempotency_key` in its metadata, or a file named `filename`:
+    /// what a post whose answer was lost left behind.
+    async fn find_posted(
+        &self,
+        channel: &str,
+        idempotency_key: &str,
+        filename: Option<&str>,
+    ) -> Result<Option<String>, DeliveryError> {
+        let history = SlackApiConversationsHistoryRequest::new()
+            .with_channel(channel.into())
+            .with_limit(20)
+            .with_include_all_metadata(true);
+        let recent = self
+            .session()
+            .conversations_history(&history)
+            .await
+            .map_err(|e| map_err("conversations.history", e))?;
+        Ok(recent.messages.into_iter().find_map(|m| {
+            let key = m
+                .content
+                .metadata
+                .as_ref()
+                .and_then(|md| md.event_payload.as_ref())
+                .and_then(|p| p.get("idempotency_key"));
+            let file = filename.is_some_and(|name| {
+                m.content
+                    .files
+                    .iter()
+                    .flatten()
+                    .any(|f| f.name.as_deref() == Some(name))
+            });
+            (key.map(String::as_str) == Some(idempotency_key) || file)
+                .then(|| m.origin.ts.to_string())
+        }))
+    }
+
+    /// Posts `message` with `idempotency_key` in its metadata (event
+    /// `event_type`), so [`Self::find_posted`] finds it again.
+    async fn post_keyed(
+        &self,
+        channel: &str,
+        message: &ChatMessage,
+        event_type: &str,
+        idempotency_key: &str,
+    ) -> Result<String, DeliveryError> {
+        let mut payload = std::collections::HashMap::new();
+        payload.insert("idempotency_key".to_string(), idempotency_key.to_string());
+        let body = content(message).with_metadata(SlackMessageMetadata {
+            event_type: event_type.into(),
+            event_payload: Some(payload),
+        });
+        let req = SlackApiChatPostMessageRequest::new(channel.into(), body);
+        self.session()
+            .chat_post_message(&req)
+            .await
+            .map(|r| r.ts.to_string())
+            .map_err(|e| map_err("chat.postMessage", e))
+    }
+
+    /// A summary too long for one message's blocks: the whole of it as a
+    /// Markdown file (Slack's external upload: get a URL, send the bytes,
+    /// complete into the channel) shared with a short card. Returns the
+    /// file id.
+    async fn upload_summary(
+        &self,
+        channel: &str,
+        post: &SummaryPost,
+    ) -> Result<String, DeliveryError> {
+        let bytes = post.markdown.as_bytes();
+        let filename = post.filename();
+        let req = SlackApiFilesGetUploadUrlExternalRequest::new(filename.clone(), bytes.len());
+        let upload = self
+            .session()
+            .get_upload_url_external(&req)
+            .await
+            .map_err(|e| map_err("files.getUploadURLExternal", e))?;
+        let send = SlackApiFilesUploadViaUrlRequest::new(
+            upload.upload_url,
+            bytes.to_vec(),
+            "text/markdown".into(),
+        );
+        self.session()
+            .files_upload_via_url(&send)
+            .await
+            .map_err(|e| map_err("file upload", e))?;
+        let file = SlackApiFilesComplete::new(upload.file_id.clone())
+            .with_title(format!("Summary of {}", post.id));
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
+            .with_channel_id(channel.into())
+            .with_initial_comment(blocks::summary_comment(post));
+        self.session()
+            .files_complete_upload_external(&complete)
+            .await
+            .map_err(|e| map_err("files.completeUploadExternal", e))?;
+        Ok(upload.file_id.to_string())
     }
 
     /// One `conversations.invite` with `force=true`: the users Slack
@@ -287,6 +387,53 @@ impl ChatPlatform for SlackPlatform {
         })
     }
 
+    /// The job's key rides in the message's metadata (event `tocsin_card`
+    /// for the card, `tocsin_post` for the rest); before posting, the
+    /// channel's recent history is searched for it, so a retry after a
+    /// lost answer finds the message instead of posting a second. A
+    /// summary too long for one message goes out as a file with a short
+    /// card, found again by the file's name.
+    fn post_once<'a>(
+        &'a self,
+        channel: &'a str,
+        message: &'a ChatMessage,
+        idempotency_key: &'a str,
+    ) -> ChatFuture<'a, String> {
+        Box::pin(async move {
+            let long = match message {
+                ChatMessage::Summary(p) if !blocks::fits(&p.text) => Some(p),
+                _ => None,
+            };
+            let filename = long.map(|p| p.filename());
+            // An app installed before the scopes were added still posts:
+            // without the check, or cut to fit a message.
+            match self
+                .find_posted(channel, idempotency_key, filename.as_deref())
+                .await
+            {
+                Ok(Some(ts)) => return Ok(ts),
+                Ok(None) => {}
+                Err(e) if !e.retryable => warn!(error = %e, channel,
+                    "Could not look for an earlier post (is the channels:history scope missing?); posting without the check"),
+                Err(e) => return Err(e),
+            }
+            if let Some(p) = long {
+                match self.upload_summary(channel, p).await {
+                    Ok(id) => return Ok(id),
+                    Err(e) if !e.retryable => warn!(error = %e, channel,
+                        "Could not share the summary as a file (is the files:write scope missing?); posting it cut to fit a message"),
+                    Err(e) => return Err(e),
+                }
+            }
+            let event_type = match message {
+                ChatMessage::Card(_) => "tocsin_card",
+                _ => "tocsin_post",
+            };
+            self.post_keyed(channel, message, event_type, idempotency_key)
+                .await
+        })
+    }
+
     fn update<'a>(
         &'a self,
         channel: &'a str,
@@ -318,41 +465,15 @@ impl ChatPlatform for SlackPlatform {
                 .await
                 .map_err(|e| map_err("conversations.open", e))?
                 .channel
-                .id;
+                .id
+                .to_string();
             // A page sent before a crash carries its key in the message
             // metadata: find it instead of paging twice.
-            let history = SlackApiConversationsHistoryRequest::new()
-                .with_channel(dm.clone())
-                .with_limit(20)
-                .with_include_all_metadata(true);
-            let recent = self
-                .session()
-                .conversations_history(&history)
-                .await
-                .map_err(|e| map_err("conversations.history", e))?;
-            for m in recent.messages {
-                let key = m
-                    .content
-                    .metadata
-                    .as_ref()
-                    .and_then(|md| md.event_payload.as_ref())
-                    .and_then(|p| p.get("idempotency_key"));
-                if key.map(String::as_str) == Some(idempotency_key) {
-                    return Ok(m.origin.ts.to_string());
-                }
+            if let Some(ts) = self.find_posted(&dm, idempotency_key, None).await? {
+                return Ok(ts);
             }
-            let mut payload = std::collections::HashMap::new();
-            payload.insert("idempotency_key".to_string(), idempotency_key.to_string());
-            let body = content(message).with_metadata(SlackMessageMetadata {
-                event_type: "tocsin_page".into(),
-                event_payload: Some(payload),
-            });
-            let req = SlackApiChatPostMessageRequest::new(dm, body);
-            self.session()
-                .chat_post_message(&req)
+            self.post_keyed(&dm, message, "tocsin_page", idempotency_key)
                 .await
-                .map(|r| r.ts.to_string())
-                .map_err(|e| map_err("chat.postMessage", e))
         })
     }
 

@@ -5,6 +5,15 @@
 //! dispatches the interactions a test hands it. It can answer 429 with
 //! Discord's JSON body and rate-limit headers, 500, or do the work and then
 //! answer 500 (a lost response).
+//!
+//! Messages with files come as multipart form data, as Discord documents:
+//! `payload_json` and `files[n]` parts, each named in the payload's
+//! `attachments` by id. The fake refuses a multipart body without
+//! `payload_json` (50006), a file over Discord's default 10 MiB (40005),
+//! an attachment the payload names without its part, and embeds over
+//! their limits (title 256, description 4,096, 25 fields, field name 256
+//! and value 1,024, footer 2,048, 10 embeds, 6,000 characters in all);
+//! it keeps each message's files for the tests.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -73,6 +82,118 @@ struct Inner {
     gateway_received: Vec<Value>,
     /// channel id → when its last messages were created (the bucket).
     bucket: HashMap<String, VecDeque<std::time::Instant>>,
+    /// message id → its files (name, bytes).
+    files: HashMap<String, Vec<(String, Vec<u8>)>>,
+    /// (route, text): the next call of the route whose body contains the
+    /// text is done and its answer lost.
+    lose_when: Vec<(&'static str, String)>,
+}
+
+/// Discord's default upload limit (a server without boosts): 10 MiB.
+pub const ATTACHMENT_MAX: usize = 10 * 1024 * 1024;
+
+/// One part of a multipart/form-data body: (name, filename, bytes).
+pub type FormPart = (String, Option<String>, Vec<u8>);
+
+/// The parts of a multipart/form-data body.
+pub fn multipart_parts(content_type: &str, body: &[u8]) -> Option<Vec<FormPart>> {
+    let boundary = content_type
+        .split(';')
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("boundary="))?
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let find = |hay: &[u8], needle: &[u8], from: usize| {
+        (from..=hay.len().saturating_sub(needle.len())).find(|&i| hay[i..].starts_with(needle))
+    };
+    let mut parts = Vec::new();
+    let mut at = find(body, &delimiter, 0)? + delimiter.len();
+    loop {
+        if body[at..].starts_with(b"--") {
+            return Some(parts);
+        }
+        let head_start = at + 2; // CRLF after the delimiter
+        let head_end = find(body, b"\r\n\r\n", head_start)?;
+        let head = String::from_utf8_lossy(&body[head_start..head_end]).to_string();
+        let next = find(body, &delimiter, head_end + 4)?;
+        let content = body[head_end + 4..next - 2].to_vec(); // CRLF before the delimiter
+        let disposition = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition"))?
+            .to_string();
+        let param = |key: &str| {
+            disposition.split(';').map(str::trim).find_map(|p| {
+                p.strip_prefix(&format!("{key}="))
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        };
+        parts.push((param("name")?, param("filename"), content));
+        at = next + delimiter.len();
+    }
+}
+
+/// Discord's "Invalid Form Body" if a message's embeds break its limits.
+pub fn invalid_embeds(body: &Value) -> Option<Value> {
+    let embeds = body.get("embeds").and_then(Value::as_array)?;
+    let n = |v: &Value| v.as_str().map_or(0, |s| s.chars().count());
+    let refuse = |path: String, message: String| {
+        Some(json!({
+            "message": "Invalid Form Body",
+            "code": 50035,
+            "errors": {path: {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": message}]}},
+        }))
+    };
+    if embeds.len() > 10 {
+        return refuse("embeds".into(), "Must be 10 or fewer in length.".into());
+    }
+    let mut total = 0;
+    for (i, e) in embeds.iter().enumerate() {
+        for (key, max) in [("title", 256), ("description", 4096)] {
+            let len = n(&e[key]);
+            if len > max {
+                return refuse(
+                    format!("embeds.{i}.{key}"),
+                    format!("Must be {max} or fewer in length."),
+                );
+            }
+            total += len;
+        }
+        let footer = n(&e["footer"]["text"]);
+        if footer > 2048 {
+            return refuse(
+                format!("embeds.{i}.footer.text"),
+                "Must be 2048 or fewer in length.".into(),
+            );
+        }
+        total += footer + n(&e["author"]["name"]);
+        let fields = e["fields"].as_array().cloned().unwrap_or_default();
+        if fields.len() > 25 {
+            return refuse(
+                format!("embeds.{i}.fields"),
+                "Must be 25 or fewer in length.".into(),
+            );
+        }
+        for (j, f) in fields.iter().enumerate() {
+            if n(&f["name"]) > 256 {
+                return refuse(
+                    format!("embeds.{i}.fields.{j}.name"),
+                    "Must be 256 or fewer in length.".into(),
+                );
+            }
+            if n(&f["value"]) > 1024 {
+                return refuse(
+                    format!("embeds.{i}.fields.{j}.value"),
+                    "Must be 1024 or fewer in length.".into(),
+                );
+            }
+            total += n(&f["name"]) + n(&f["value"]);
+        }
+    }
+    (total > 6000).then(|| {
+        json!({"message": "Invalid Form Body", "code": 50035,
+               "errors": {"embeds": {"_errors": [{"code": "MAX_EMBED_SIZE_EXCEEDED",
+                   "message": "Embed size exceeds maximum size of 6000"}]}}})
+    })
 }
 
 /// Discord's per-channel bucket for creating messages: 5 per 5 seconds.
@@ -157,6 +278,8 @@ impl FakeDiscord {
         s.gateway_addr = Some(gw.local_addr().unwrap());
         let app = Router::new()
             .route("/api/v10/{*path}", axum::routing::any(api))
+            // Discord's own limit answers, not axum's 2 MB default.
+            .layer(axum::extract::DefaultBodyLimit::max(4 * ATTACHMENT_MAX))
             .with_state(s.clone());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -182,6 +305,12 @@ impl FakeDiscord {
             .entry(route)
             .or_default()
             .extend(failures.iter().cloned());
+    }
+
+    /// Does the next call of `route` whose body contains `needle`, then
+    /// answers 500: the answer is lost.
+    pub fn lose_answer_when(&self, route: &'static str, needle: &str) {
+        self.inner.lock().lose_when.push((route, needle.into()));
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -221,6 +350,24 @@ impl FakeDiscord {
             .get(channel)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The files of the messages in `channel`, in order: (name, content).
+    pub fn attachments(&self, channel: &str) -> Vec<(String, Vec<u8>)> {
+        let inner = self.inner.lock();
+        inner
+            .messages
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .flat_map(|m| {
+                inner
+                    .files
+                    .get(m["id"].as_str().unwrap_or_default())
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     /// The DM channel of a user, once opened.
@@ -345,13 +492,84 @@ async fn api(
     let _ = uri;
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     let route = route_of(&method, &parts);
-    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let content_type = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    // A multipart body: the payload, its files, or why Discord refuses it.
+    let mut files: Vec<(u64, String, Vec<u8>)> = Vec::new();
+    let mut form_refusal: Option<(u16, Value)> = None;
+    let req: Value = if content_type.starts_with("multipart/form-data") {
+        let parts = multipart_parts(&content_type, &body).unwrap_or_default();
+        let payload = parts
+            .iter()
+            .find(|(name, _, _)| name == "payload_json")
+            .and_then(|(_, _, b)| serde_json::from_slice::<Value>(b).ok());
+        for (name, filename, bytes) in &parts {
+            if let Some(n) = name
+                .strip_prefix("files[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                if bytes.len() > ATTACHMENT_MAX {
+                    form_refusal = Some((
+                        413,
+                        json!({"message": "Request entity too large", "code": 40005}),
+                    ));
+                }
+                files.push((
+                    n,
+                    filename.clone().unwrap_or_else(|| name.clone()),
+                    bytes.clone(),
+                ));
+            }
+        }
+        match payload {
+            None => {
+                form_refusal.get_or_insert((
+                    400,
+                    json!({"message": "Cannot send an empty message", "code": 50006}),
+                ));
+                Value::Null
+            }
+            Some(p) => {
+                for a in p["attachments"].as_array().into_iter().flatten() {
+                    let id = a["id"]
+                        .as_u64()
+                        .or_else(|| a["id"].as_str().and_then(|s| s.parse().ok()));
+                    if !id.is_some_and(|id| files.iter().any(|(n, _, _)| *n == id)) {
+                        form_refusal.get_or_insert((
+                            400,
+                            json!({"message": "Invalid Form Body", "code": 50035,
+                            "errors": {"attachments": {"_errors": [{"code": "ATTACHMENT_NOT_FOUND",
+                                "message": "Attachment data not found"}]}}}),
+                        ));
+                    }
+                }
+                p
+            }
+        }
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
     let authorization = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut inner = s.inner.lock();
-    let failure = inner.failures.get_mut(route).and_then(|q| q.pop_front());
+    let mut failure = inner.failures.get_mut(route).and_then(|q| q.pop_front());
+    if failure.is_none() {
+        let text = req.to_string();
+        if let Some(i) = inner
+            .lose_when
+            .iter()
+            .position(|(r, needle)| *r == route && text.contains(needle.as_str()))
+        {
+            inner.lose_when.remove(i);
+            failure = Some(Fail::LoseResponse);
+        }
+    }
     let mut extra_headers: Vec<(&'static str, String)> = Vec::new();
     let (status, answer) = match failure {
         Some(Fail::RateLimited(secs)) => {
@@ -374,8 +592,9 @@ async fn api(
             500,
             json!({"message": "500: Internal Server Error", "code": 0}),
         ),
+        _ if form_refusal.is_some() => form_refusal.clone().expect("checked"),
         Some(Fail::LoseResponse) => {
-            let _ = perform(&mut inner, route, &parts, &req, &s);
+            let _ = perform(&mut inner, route, &parts, &req, &s, &files);
             (
                 500,
                 json!({"message": "500: Internal Server Error", "code": 0}),
@@ -386,7 +605,7 @@ async fn api(
                 route,
                 "create_message" | "edit_message" | "edit_original" | "followup"
             )
-            .then(|| invalid_components(&req))
+            .then(|| invalid_components(&req).or_else(|| invalid_embeds(&req)))
             .flatten()
             {
                 (400, refusal)
@@ -406,7 +625,7 @@ async fn api(
                     json!({"message": "You are being rate limited.", "retry_after": secs, "global": false}),
                 )
             } else {
-                let (status, answer) = perform(&mut inner, route, &parts, &req, &s);
+                let (status, answer) = perform(&mut inner, route, &parts, &req, &s, &files);
                 if route == "create_message" && status == 200 {
                     inner
                         .bucket
@@ -464,6 +683,7 @@ fn perform(
     parts: &[&str],
     req: &Value,
     s: &FakeDiscord,
+    files: &[(u64, String, Vec<u8>)],
 ) -> (u16, Value) {
     inner.seq += 1;
     let id = snowflake(inner.seq);
@@ -511,6 +731,15 @@ fn perform(
             if !known {
                 return unknown_channel;
             }
+            let seq = inner.seq;
+            let attachments: Vec<Value> = files
+                .iter()
+                .map(|(n, name, bytes)| {
+                    json!({"id": snowflake(seq * 100 + n), "filename": name, "size": bytes.len(),
+                           "url": format!("https://cdn.discordapp.com/attachments/{channel}/{id}/{name}"),
+                           "proxy_url": format!("https://media.discordapp.net/attachments/{channel}/{id}/{name}")})
+                })
+                .collect();
             let msgs = inner.messages.entry(channel.clone()).or_default();
             // enforce_nonce: the same nonce from the same author returns the
             // first message instead of creating another.
@@ -520,8 +749,18 @@ fn perform(
             {
                 return (200, m.clone());
             }
-            let m = message_obj(&id, &channel, req);
+            let mut m = message_obj(&id, &channel, req);
+            m["attachments"] = Value::Array(attachments);
             msgs.push(m.clone());
+            if !files.is_empty() {
+                inner.files.insert(
+                    id.clone(),
+                    files
+                        .iter()
+                        .map(|(_, name, b)| (name.clone(), b.clone()))
+                        .collect(),
+                );
+            }
             (200, m)
         }
         "edit_message" => {

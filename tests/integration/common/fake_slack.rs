@@ -11,6 +11,16 @@
 //! header 150, 12,000 characters of block text, a 40,000-character `text`)
 //! get `invalid_blocks`, `msg_blocks_too_long` or `msg_too_long`.
 //!
+//! Files go through Slack's external upload: `files.getUploadURLExternal`
+//! (a `filename` and a positive `length` in bytes, else
+//! `invalid_arguments` / `missing_argument`) answers an `upload_url` on
+//! this fake and a file id; a POST of the bytes there must carry exactly
+//! `length` bytes (else 400) to a URL it handed out (else 404);
+//! `files.completeUploadExternal` needs `files` as `[{id, title}]` of
+//! uploaded files (else `invalid_arguments` or `file_not_found`) and
+//! shares them in `channel_id` as one message, with `initial_comment`,
+//! that `conversations.history` lists. The fake keeps what was shared.
+//!
 //! `examples/fake_slack.rs` runs this same fake as a program, for the
 //! interop scripts.
 
@@ -42,6 +52,8 @@ pub enum Fail {
     RateLimited(u32),
     /// HTTP 500.
     ServerError,
+    /// Does the work, then answers 500: the answer is lost.
+    LoseResponse,
     /// `{"ok": false, "error": code}` with 200.
     Error(&'static str),
 }
@@ -60,6 +72,25 @@ struct Inner {
     messages: HashMap<String, Vec<Value>>,
     responses: Vec<(String, Value)>,
     seq: u64,
+    /// file id → its upload: (filename, declared length, bytes once sent).
+    uploads: HashMap<String, (String, usize, Option<Vec<u8>>)>,
+    /// Files shared into channels.
+    shared: Vec<SharedFile>,
+    /// (method, text, failure): the next call of the method whose
+    /// parameters contain the text fails so.
+    fail_when: Vec<(String, String, Fail)>,
+}
+
+/// A file `files.completeUploadExternal` shared.
+#[derive(Debug, Clone)]
+pub struct SharedFile {
+    /// The file id.
+    pub file_id: String,
+    pub channel: String,
+    pub filename: String,
+    pub title: Option<String>,
+    pub initial_comment: Option<String>,
+    pub content: Vec<u8>,
 }
 
 #[derive(Clone, Default)]
@@ -77,13 +108,16 @@ impl FakeSlack {
     /// Starts on `addr` (port 0: any free port).
     pub async fn start_on(addr: SocketAddr) -> Self {
         let mut s = FakeSlack::default();
+        // The address first: the routes' state hands out upload URLs on it.
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        s.addr = Some(listener.local_addr().unwrap());
         let app = Router::new()
             .route("/api/{method}", axum::routing::post(api).get(api))
             .route("/response/{id}", axum::routing::post(response))
+            .route("/upload/{id}", axum::routing::post(upload))
+            .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
             .route("/_calls", axum::routing::get(calls))
             .with_state(s.clone());
-        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        s.addr = Some(listener.local_addr().unwrap());
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -109,6 +143,20 @@ impl FakeSlack {
             .extend(failures.iter().cloned());
     }
 
+    /// Does the next call of `method` whose parameters contain `needle`,
+    /// then answers 500: the answer is lost.
+    pub fn lose_answer_when(&self, method: &str, needle: &str) {
+        self.fail_when(method, needle, Fail::LoseResponse);
+    }
+
+    /// Fails the next call of `method` whose parameters contain `needle`.
+    pub fn fail_when(&self, method: &str, needle: &str, failure: Fail) {
+        self.inner
+            .lock()
+            .fail_when
+            .push((method.into(), needle.into(), failure));
+    }
+
     pub fn take_name(&self, name: &str) {
         self.inner.lock().taken.insert(name.into());
     }
@@ -126,6 +174,11 @@ impl FakeSlack {
             .get(channel)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// The files shared into channels, in order.
+    pub fn shared_files(&self) -> Vec<SharedFile> {
+        self.inner.lock().shared.clone()
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -364,7 +417,17 @@ async fn api(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let mut inner = s.inner.lock();
-    let failure = inner.failures.get_mut(&method).and_then(|q| q.pop_front());
+    let mut failure = inner.failures.get_mut(&method).and_then(|q| q.pop_front());
+    if failure.is_none() {
+        let text = p.to_string();
+        if let Some(i) = inner
+            .fail_when
+            .iter()
+            .position(|(m, needle, _)| *m == method && text.contains(needle.as_str()))
+        {
+            failure = Some(inner.fail_when.remove(i).2);
+        }
+    }
     let (status, body, retry_after) = match failure {
         Some(Fail::RateLimited(secs)) => (
             429,
@@ -373,75 +436,11 @@ async fn api(
         ),
         Some(Fail::ServerError) => (500, json!({"ok": false, "error": "internal_error"}), None),
         Some(Fail::Error(code)) => (200, json!({"ok": false, "error": code}), None),
-        None => {
-            inner.seq += 1;
-            let seq = inner.seq;
-            let ts = format!("1700000000.{seq:06}");
-            let str_param = |k: &str| {
-                p.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let body = match method.as_str() {
-                "conversations.create" => {
-                    let name = str_param("name");
-                    if inner.taken.contains(&name) {
-                        json!({"ok": false, "error": "name_taken"})
-                    } else {
-                        inner.taken.insert(name.clone());
-                        let id = format!("C{seq:04}");
-                        inner.channels.push((id.clone(), name.clone()));
-                        json!({"ok": true, "channel": channel_obj(&id, &name)})
-                    }
-                }
-                "chat.postMessage" | "chat.update" if message_refusal(&p).is_some() => {
-                    json!({"ok": false, "error": message_refusal(&p)})
-                }
-                "conversations.invite" => invite(&mut inner, &p),
-                "conversations.setTopic" | "conversations.archive" => {
-                    let ch = str_param("channel");
-                    json!({"ok": true, "channel": channel_obj(&ch, "x"), "topic": str_param("topic")})
-                }
-                "conversations.open" => {
-                    let users = p.get("users").cloned().unwrap_or(Value::Null);
-                    let user = match &users {
-                        Value::Array(a) => a
-                            .first()
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                        Value::String(s) => s.split(',').next().unwrap_or_default().to_string(),
-                        _ => String::new(),
-                    };
-                    json!({"ok": true, "channel": {"id": format!("D{user}")}})
-                }
-                "conversations.history" => {
-                    let ch = str_param("channel");
-                    let msgs = inner.messages.get(&ch).cloned().unwrap_or_default();
-                    json!({"ok": true, "messages": msgs, "has_more": false})
-                }
-                "chat.postMessage" => {
-                    let ch = str_param("channel");
-                    let mut msg = json!({"type": "message", "ts": ts, "text": str_param("text"), "bot_id": "B1"});
-                    if let Some(md) = p.get("metadata") {
-                        msg["metadata"] = md.clone();
-                    }
-                    inner
-                        .messages
-                        .entry(ch.clone())
-                        .or_default()
-                        .insert(0, msg.clone());
-                    json!({"ok": true, "channel": ch, "ts": ts, "message": msg})
-                }
-                "chat.update" => {
-                    json!({"ok": true, "channel": str_param("channel"), "ts": str_param("ts"),
-                           "text": str_param("text"), "message": {"text": str_param("text")}})
-                }
-                other => json!({"ok": false, "error": format!("unknown_method:{other}")}),
-            };
-            (200, body, None)
+        Some(Fail::LoseResponse) => {
+            let _ = perform(&s, &mut inner, &method, &p);
+            (500, json!({"ok": false, "error": "internal_error"}), None)
         }
+        None => (200, perform(&s, &mut inner, &method, &p), None),
     };
     let mut recorded = p.clone();
     if body["ok"] == false {
@@ -461,6 +460,179 @@ async fn api(
             .insert("retry-after", secs.to_string().parse().unwrap());
     }
     resp
+}
+
+/// Does what a method does; the JSON answer.
+fn perform(s: &FakeSlack, inner: &mut Inner, method: &str, p: &Value) -> Value {
+    inner.seq += 1;
+    let seq = inner.seq;
+    let ts = format!("1700000000.{seq:06}");
+    let str_param = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    match method {
+        "conversations.create" => {
+            let name = str_param("name");
+            if inner.taken.contains(&name) {
+                json!({"ok": false, "error": "name_taken"})
+            } else {
+                inner.taken.insert(name.clone());
+                let id = format!("C{seq:04}");
+                inner.channels.push((id.clone(), name.clone()));
+                json!({"ok": true, "channel": channel_obj(&id, &name)})
+            }
+        }
+        "chat.postMessage" | "chat.update" if message_refusal(p).is_some() => {
+            json!({"ok": false, "error": message_refusal(p)})
+        }
+        "conversations.invite" => invite(inner, p),
+        "conversations.setTopic" | "conversations.archive" => {
+            let ch = str_param("channel");
+            json!({"ok": true, "channel": channel_obj(&ch, "x"), "topic": str_param("topic")})
+        }
+        "conversations.open" => {
+            let users = p.get("users").cloned().unwrap_or(Value::Null);
+            let user = match &users {
+                Value::Array(a) => a
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                Value::String(s) => s.split(',').next().unwrap_or_default().to_string(),
+                _ => String::new(),
+            };
+            json!({"ok": true, "channel": {"id": format!("D{user}")}})
+        }
+        "conversations.history" => {
+            let ch = str_param("channel");
+            let msgs = inner.messages.get(&ch).cloned().unwrap_or_default();
+            json!({"ok": true, "messages": msgs, "has_more": false})
+        }
+        "chat.postMessage" => {
+            let ch = str_param("channel");
+            let mut msg =
+                json!({"type": "message", "ts": ts, "text": str_param("text"), "bot_id": "B1"});
+            if let Some(md) = p.get("metadata") {
+                msg["metadata"] = md.clone();
+            }
+            inner
+                .messages
+                .entry(ch.clone())
+                .or_default()
+                .insert(0, msg.clone());
+            json!({"ok": true, "channel": ch, "ts": ts, "message": msg})
+        }
+        "chat.update" => {
+            json!({"ok": true, "channel": str_param("channel"), "ts": str_param("ts"),
+                           "text": str_param("text"), "message": {"text": str_param("text")}})
+        }
+        "files.getUploadURLExternal" => {
+            let filename = str_param("filename");
+            let length = match p.get("length") {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(v)) => v.parse::<u64>().ok(),
+                _ => None,
+            };
+            match length {
+                _ if filename.is_empty() => json!({"ok": false, "error": "invalid_arguments"}),
+                None => json!({"ok": false, "error": "invalid_arguments"}),
+                Some(0) => json!({"ok": false, "error": "missing_argument"}),
+                Some(n) => {
+                    let id = format!("F{seq:06}");
+                    inner
+                        .uploads
+                        .insert(id.clone(), (filename, n as usize, None));
+                    json!({"ok": true, "file_id": id,
+                                   "upload_url": format!("http://{}/upload/{id}", s.addr.unwrap())})
+                }
+            }
+        }
+        "files.completeUploadExternal" => complete_upload(inner, p, &ts),
+        other => json!({"ok": false, "error": format!("unknown_method:{other}")}),
+    }
+}
+
+/// `files.completeUploadExternal` as Slack answers it.
+fn complete_upload(inner: &mut Inner, p: &Value, ts: &str) -> Value {
+    let files = match p.get("files") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(Value::Array(a)) => a,
+            _ => return json!({"ok": false, "error": "invalid_arguments"}),
+        },
+        _ => return json!({"ok": false, "error": "invalid_arguments"}),
+    };
+    if files.is_empty() || files.iter().any(|f| f["id"].as_str().is_none()) {
+        return json!({"ok": false, "error": "invalid_arguments"});
+    }
+    for f in &files {
+        match inner.uploads.get(f["id"].as_str().unwrap_or_default()) {
+            Some((_, _, Some(_))) => {}
+            _ => return json!({"ok": false, "error": "file_not_found"}),
+        }
+    }
+    let channel = p
+        .get("channel_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let comment = p
+        .get("initial_comment")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let mut objs = Vec::new();
+    for f in &files {
+        let id = f["id"].as_str().unwrap_or_default().to_string();
+        let (filename, _, bytes) = inner.uploads.remove(&id).expect("checked above");
+        let title = f["title"].as_str().map(str::to_string);
+        objs.push(json!({"id": id, "name": filename, "title": title.clone().unwrap_or_else(|| filename.clone()),
+                         "mimetype": "text/markdown", "filetype": "markdown", "size": bytes.as_ref().map_or(0, Vec::len)}));
+        if !channel.is_empty() {
+            inner.shared.push(SharedFile {
+                file_id: id,
+                channel: channel.clone(),
+                filename,
+                title,
+                initial_comment: comment.clone(),
+                content: bytes.unwrap_or_default(),
+            });
+        }
+    }
+    if !channel.is_empty() {
+        let msg = json!({"type": "message", "ts": ts, "text": comment.clone().unwrap_or_default(),
+                         "bot_id": "B1", "upload": true, "files": objs});
+        inner.messages.entry(channel).or_default().insert(0, msg);
+    }
+    json!({"ok": true, "files": objs})
+}
+
+/// The POST of a file's bytes to its `upload_url`.
+async fn upload(State(s): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
+    let answer = {
+        let mut inner = s.inner.lock();
+        match inner.uploads.get_mut(&id) {
+            None => (StatusCode::NOT_FOUND, "unknown upload URL".to_string()),
+            Some((_, length, _)) if *length != body.len() => (
+                StatusCode::BAD_REQUEST,
+                format!("expected {length} bytes, got {}", body.len()),
+            ),
+            Some((_, _, bytes)) => {
+                *bytes = Some(body.to_vec());
+                (StatusCode::OK, format!("OK - {}", body.len()))
+            }
+        }
+    };
+    s.inner.lock().calls.push(Call {
+        method: "upload".into(),
+        params: json!({"file_id": id, "bytes": body.len()}),
+        authorization: None,
+        status: answer.0.as_u16(),
+    });
+    s.notify.notify_waiters();
+    answer.into_response()
 }
 
 async fn calls(State(s): State<FakeSlack>) -> Response {

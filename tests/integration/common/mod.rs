@@ -478,3 +478,33 @@ pub fn timeline_entry<'a>(timeline: &'a Value, kind: &str) -> &'a Value {
         .find(|e| e["type"] == kind)
         .unwrap_or_else(|| panic!("no {kind} entry in {timeline}"))
 }
+
+/// Waits until the incident's `post_summary` job on `platform` is
+/// delivered (after its retries), up to 20 s.
+pub async fn wait_summary_delivered(app: &TestApp, incident: &str, platform: &str) -> Value {
+    for _ in 0..400 {
+        let notes = app
+            .get(&format!("/v1/incidents/{incident}/notifications"))
+            .await
+            .1;
+        if let Some(n) = notes["notifications"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| {
+                n["job"] == "post_summary"
+                    && n["key"].as_str().unwrap_or_default().contains(platform)
+                    && n["state"]["state"] == "delivered"
+            })
+        {
+            return n.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the {platform} summary of {incident} was not delivered: {}",
+        app.get(&format!("/v1/incidents/{incident}/notifications"))
+            .await
+            .1
+    );
+}
