@@ -1519,3 +1519,77 @@ fn the_fake_discord_refuses_components_discord_refuses() {
     let six: Vec<Value> = (0..6).map(|i| row(&[&format!("b{i}")])).collect();
     assert_eq!(refused(json!({"components": six})), Some(50035));
 }
+
+/// The users a channel lets in (member permission overwrites).
+fn members(fake: &FakeDiscord, channel: &str) -> Vec<String> {
+    let mut ids: Vec<String> = fake
+        .channel(channel)
+        .map(|c| {
+            c["permission_overwrites"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o["type"] == 1)
+        .map(|o| o["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn whoever_is_paged_later_opens_it_or_gets_a_role_is_let_in() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    assert_eq!(members(&d.fake, &ch), [ALICE]);
+    // The second escalation step pages bob: he is let in as he is paged.
+    d.say(ALICE, &ch, "incident", sub("escalate", json!([])))
+        .await;
+    d.fake
+        .wait_until("bob let in by his page", |f| {
+            members(f, &ch).contains(&BOB.to_string())
+        })
+        .await;
+
+    // Bob opens INC-2 by command (nobody is paged for the chat service):
+    // the opener is in.
+    d.say(
+        BOB,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Login failures")])),
+    )
+    .await;
+    let ch2 = d.channel_of(2).await;
+    d.fake
+        .wait_until("the opener", |f| members(f, &ch2) == [BOB])
+        .await;
+
+    // Alice opens INC-3; bob is let in when he is made commander.
+    d.say(
+        ALICE,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Checkout slow")])),
+    )
+    .await;
+    let ch3 = d.channel_of(3).await;
+    assert_eq!(members(&d.fake, &ch3), [ALICE]);
+    d.say(
+        ALICE,
+        &ch3,
+        "incident",
+        sub(
+            "role",
+            json!([opt("role", "commander"), user_opt("user", BOB)]),
+        ),
+    )
+    .await;
+    d.fake
+        .wait_until("the commander let in", |f| members(f, &ch3) == [ALICE, BOB])
+        .await;
+    d.app.stop().await;
+}

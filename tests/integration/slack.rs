@@ -930,3 +930,82 @@ async fn the_summary_of_a_900_alert_incident_is_posted_within_slacks_limits() {
     assert!(refused.is_empty(), "{refused:?}");
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn whoever_is_paged_later_opens_it_or_gets_a_role_is_invited() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    s.fake
+        .wait_until("alice invited", |f| f.members(&ch).contains("U0ALICE"))
+        .await;
+    assert!(!s.fake.members(&ch).contains("U0BOB"));
+    // The second escalation step pages bob: he is invited as he is paged.
+    s.ask("U0ALICE", &ch, "/incident", "escalate", "e1").await;
+    s.fake
+        .wait_until("bob invited by his page", |f| {
+            f.members(&ch).contains("U0BOB")
+        })
+        .await;
+    // A role for someone already in the channel is no error.
+    s.ask("U0ALICE", &ch, "/incident", "role scribe <@U0ALICE>", "e2")
+        .await;
+    let key = "INC-1/chat/slack/invite/role/alice";
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        let notes = s.app.get("/v1/incidents/INC-1/notifications").await.1;
+        state = notes["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["key"] == key)
+            .map(|n| n["state"]["state"].clone())
+            .unwrap_or_default();
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(state, "delivered", "the invite of a member went through");
+
+    // Bob opens INC-2 by command (nobody is paged for the chat service):
+    // the opener is in.
+    s.ask("U0BOB", "C1", "/incident", "new Login failures", "n1")
+        .await;
+    let ch2 = s.channel_of(2).await;
+    s.fake
+        .wait_until("the opener", |f| {
+            f.members(&ch2) == ["U0BOB".to_string()].into()
+        })
+        .await;
+
+    // Alice opens INC-3; bob joins when he is made commander.
+    s.ask("U0ALICE", "C1", "/incident", "new Checkout slow", "n2")
+        .await;
+    let ch3 = s.channel_of(3).await;
+    s.fake
+        .wait_until("alice in INC-3", |f| f.members(&ch3).contains("U0ALICE"))
+        .await;
+    assert!(!s.fake.members(&ch3).contains("U0BOB"));
+    s.ask(
+        "U0ALICE",
+        &ch3,
+        "/incident",
+        "role commander <@U0BOB>",
+        "n3",
+    )
+    .await;
+    s.fake
+        .wait_until("the commander invited", |f| {
+            f.members(&ch3).contains("U0BOB")
+        })
+        .await;
+    let notices = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.params["text"].to_string().contains("Could not invite"))
+        .count();
+    assert_eq!(notices, 0);
+    s.app.stop().await;
+}
