@@ -135,9 +135,12 @@ impl Directory {
     /// How to name a tocsin user on a chat platform: a mention where the
     /// user has an id there, else the name.
     pub fn mention(&self, platform: &str, user: &str) -> String {
+        // Both come from the config: escaped, so an odd id or name cannot
+        // close the mention early or form one of its own.
+        let markup = crate::templates::Markup::of_platform(platform);
         match self.user(user).and_then(|u| u.chat_id(platform)) {
-            Some(id) => format!("<@{id}>"),
-            None => user.to_string(),
+            Some(id) => format!("<@{}>", markup.escape(id)),
+            None => markup.escape(user),
         }
     }
 
