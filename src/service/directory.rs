@@ -171,3 +171,33 @@ impl Directory {
         s.who_is_on_call(at, &self.runtime_overrides(schedule))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_and_name_fallbacks_are_escaped_for_the_platform() {
+        let config = Config::from_toml_str(
+            r#"
+[[users]]
+name = "<!channel> & co"
+slack_id = "U024BE7LH"
+contact_methods = [{ kind = "log" }]
+"#,
+            &Default::default(),
+        )
+        .unwrap();
+        let dir = Directory::new(
+            Arc::new(config),
+            Runbooks::default(),
+            Templates::load(None).unwrap(),
+        );
+        assert_eq!(dir.mention("slack", "<!channel> & co"), "<@U024BE7LH>");
+        assert_eq!(
+            dir.mention("discord", "<!channel> & co"),
+            "\\<!channel\\> & co"
+        );
+        assert_eq!(dir.mention("slack", "<@U1>"), "&lt;@U1&gt;");
+    }
+}
