@@ -274,6 +274,9 @@ async fn main() -> Result<()> {
         Command::Serve => {
             let config = load_config(&cli.config)?;
             init_tracing(Some(&config));
+            for w in config.warnings() {
+                tracing::warn!(key = %w.path, "{}", w.message);
+            }
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .with_context(|| format!("binding {}", config.server.listen))?;
@@ -303,6 +306,13 @@ async fn main() -> Result<()> {
                             eprintln!("  {p}");
                         }
                         std::process::exit(1);
+                    }
+                    let warnings = c.warnings();
+                    if !warnings.is_empty() {
+                        eprintln!("{}: {} warning(s)", path.display(), warnings.len());
+                        for w in &warnings {
+                            eprintln!("  warning: {w}");
+                        }
                     }
                     println!(
                         "{}: OK ({} integrations, {} services, {} runbooks, {} templates)",

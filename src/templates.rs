@@ -89,14 +89,20 @@ impl Markup {
 /// `text` for a code span in `markup`: Slack still reads entities and
 /// `<...>` there; Discord shows a code span as it is, so only a backtick
 /// (which would end it) is replaced, and control and bidi characters go.
+/// A newline becomes a space on both, so the span stays on its line.
 fn code(markup: Markup, text: &str) -> String {
     match markup {
         Markup::Plain => text.to_string(),
-        Markup::Slack => markup.escape(text).replace('`', "'"),
+        // One line: a value must not stretch a code span over lines.
+        Markup::Slack => markup.escape(text).replace('`', "'").replace('\n', " "),
         Markup::Discord => text
             .chars()
             .filter(|c| !crate::chat::is_unsafe_char(*c))
-            .map(|c| if c == '`' { '\'' } else { c })
+            .map(|c| match c {
+                '`' => '\'',
+                '\n' => ' ',
+                c => c,
+            })
             .collect(),
     }
 }

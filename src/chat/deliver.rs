@@ -3,7 +3,7 @@
 
 use super::{CardView, ChatMessage, ChatPlatform, InviteFailure, channel_name};
 use crate::escalation::Recipient;
-use crate::incident::{ChatLink, Incident};
+use crate::incident::{Actor, ChatLink, Incident, TimelineEvent};
 use crate::notify::{DeliveryError, Job, OutboxEntry};
 use crate::service::Service;
 use crate::templates::Markup;
@@ -37,6 +37,56 @@ fn responders(service: &Service, inc: &Incident) -> Result<Vec<String>, Delivery
         }
     }
     Ok(users)
+}
+
+/// Everyone to invite into the incident's channel: its responders, and
+/// whoever opened it by command.
+fn invitees(service: &Service, inc: &Incident) -> Result<Vec<String>, DeliveryError> {
+    let mut users = responders(service, inc)?;
+    let opened = service.store().timeline(inc.id).map_err(store_error)?;
+    if let Some(Actor::User(u)) = opened
+        .iter()
+        .find(|e| matches!(e.event, TimelineEvent::Opened { .. }))
+        .map(|e| &e.actor)
+        && !users.contains(u)
+    {
+        users.insert(0, u.clone());
+    }
+    Ok(users)
+}
+
+/// Invites `users` (tocsin names) into `channel`, and says in the channel
+/// who could not be invited (once per job: the post carries the job's key).
+async fn invite_into(
+    service: &Service,
+    platform: &dyn ChatPlatform,
+    inc: &Incident,
+    channel: &str,
+    users: Vec<String>,
+) -> Result<Option<String>, DeliveryError> {
+    let name = platform.name();
+    let people: Vec<(String, String)> = users
+        .into_iter()
+        .filter_map(|u| platform_id(service, name, &u).map(|id| (u, id)))
+        .collect();
+    let ids: Vec<String> = people.iter().map(|(_, id)| id.clone()).collect();
+    // A stale id must not cost the channel its topic and card:
+    // the others are invited, the failure is reported in the channel.
+    let failed = if ids.is_empty() {
+        Vec::new()
+    } else {
+        platform.invite_each(channel, &ids).await?
+    };
+    for f in &failed {
+        tracing::warn!(incident = %inc.id, platform = name, user = %f.user, error = %f.error,
+            "Could not invite a user into the incident channel; check their {name}_id");
+    }
+    Ok(invite_notice(
+        Markup::of_platform(name),
+        name,
+        &people,
+        &failed,
+    ))
 }
 
 /// A short notice naming the users `platform` would not invite, their
@@ -137,24 +187,15 @@ pub async fn run(
                     channel.id
                 }
             };
-            let people: Vec<(String, String)> = responders(service, &inc)?
-                .into_iter()
-                .filter_map(|u| platform_id(service, name, &u).map(|id| (u, id)))
-                .collect();
-            let ids: Vec<String> = people.iter().map(|(_, id)| id.clone()).collect();
-            // A stale id must not cost the channel its topic and card:
-            // the others are invited, the failure is reported in the channel.
-            let failed = if ids.is_empty() {
-                Vec::new()
-            } else {
-                platform.invite_each(&channel_id, &ids).await?
-            };
+            let notice = invite_into(
+                service,
+                platform,
+                &inc,
+                &channel_id,
+                invitees(service, &inc)?,
+            )
+            .await?;
             let markup = Markup::of_platform(name);
-            let notice = invite_notice(markup, name, &people, &failed);
-            for f in &failed {
-                tracing::warn!(incident = %inc.id, platform = name, user = %f.user, error = %f.error,
-                    "Could not invite a user into the incident channel; check their {name}_id");
-            }
             let view = card(service, name, &inc)?;
             platform.set_topic(&channel_id, &view.headline()).await?;
             // Posted once per job key: a retry after a lost answer finds
@@ -228,6 +269,20 @@ pub async fn run(
                     .map(|_| ())
             }
             None => Ok(()),
+        },
+        Job::Invite { users } => match link {
+            Some(l) if !l.archived => {
+                let notice =
+                    invite_into(service, platform, &inc, &l.channel_id, users.clone()).await?;
+                if let Some(n) = notice {
+                    platform
+                        .post_once(&l.channel_id, &ChatMessage::Text(n), &entry.key)
+                        .await?;
+                }
+                Ok(())
+            }
+            // Not open yet: opening it invites everyone paged by then.
+            _ => Ok(()),
         },
         Job::Archive => match link {
             Some(l) if !l.archived => {

@@ -222,7 +222,8 @@ impl ChatHandler {
         by: Actor,
         action: IncidentAction,
     ) -> Reply {
-        let who = by.to_string();
+        // A user name from the config: shown as text.
+        let who = esc(platform, &by.to_string());
         let result: Result<Reply, ServiceError> = async {
             Ok(match action {
                 IncidentAction::Ack => {
@@ -359,7 +360,7 @@ impl ChatHandler {
                             .directory()
                             .runbooks
                             .all()
-                            .map(|r| format!("`{}`", r.name))
+                            .map(|r| format!("`{}`", esc(platform, &r.name)))
                             .collect::<Vec<_>>()
                             .join(", ")
                     )];
@@ -370,7 +371,11 @@ impl ChatHandler {
                     } else {
                         ""
                     };
-                    lines.push(format!("• `{}` {}{mark}", r.name, r.title));
+                    lines.push(format!(
+                        "• `{}` {}{mark}",
+                        esc(platform, &r.name),
+                        esc(platform, &r.title)
+                    ));
                 }
                 lines.push(esc(
                     platform,
@@ -491,7 +496,7 @@ impl ChatHandler {
                 let names: Vec<String> = dir
                     .runbooks
                     .all()
-                    .map(|r| format!("`{}`", r.name))
+                    .map(|r| format!("`{}`", esc(platform, &r.name)))
                     .collect();
                 return Reply::private(if names.is_empty() {
                     "Drills walk a runbook, and this tocsin has none.".to_string()
@@ -506,9 +511,10 @@ impl ChatHandler {
         };
         match self.service.open_drill(&name, user).await {
             Ok(inc) => Reply::public(format!(
-                "Drill {} opened: {}. Only {user} is paged; walk the runbook with /incident runbook show.",
+                "Drill {} opened: {}. Only {} is paged; walk the runbook with /incident runbook show.",
                 inc.id,
-                esc(platform, &inc.title)
+                esc(platform, &inc.title),
+                esc(platform, user)
             )),
             Err(e) => Reply::private(esc(platform, &e.to_string())),
         }
@@ -550,8 +556,8 @@ impl ChatHandler {
         };
         let what = match &target {
             TargetConfig::User(u) => self.mention(platform, u),
-            TargetConfig::Schedule(s) => format!("whoever is on call for {s}"),
-            TargetConfig::Webhook(w) => w.clone(),
+            TargetConfig::Schedule(s) => format!("whoever is on call for {}", esc(platform, s)),
+            TargetConfig::Webhook(w) => esc(platform, w),
         };
         match self
             .service
@@ -590,7 +596,7 @@ impl ChatHandler {
             };
             lines.push(format!(
                 "*{}*: {} (next: {})",
-                s.name(),
+                esc(platform, s.name()),
                 who(&now_on),
                 who(&next)
             ));
@@ -648,8 +654,9 @@ impl ChatHandler {
             .await
         {
             Ok(_) => Reply::public(format!(
-                "{} is on call for {schedule} until {}.",
+                "{} is on call for {} until {}.",
                 self.mention(platform, &name),
+                esc(platform, &schedule),
                 end.format("%a %d %b %H:%M UTC")
             )),
             Err(e) => Reply::private(esc(platform, &e.to_string())),

@@ -13,6 +13,8 @@ pub mod command;
 pub mod deliver;
 pub mod discord;
 pub mod handler;
+#[cfg(test)]
+mod proptests;
 pub mod slack;
 
 use crate::incident::{Incident, IncidentId, Severity, Status};

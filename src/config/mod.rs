@@ -494,6 +494,12 @@ impl Config {
         self.validate_at(&Origins::identity(self))
     }
 
+    /// Values that are valid but look wrong (a malformed contact id): what
+    /// `tocsin check` prints as warnings and the server logs at start.
+    pub fn warnings(&self) -> Vec<ConfigIssue> {
+        paging::warnings(self, &Origins::identity(self))
+    }
+
     /// Like [`Config::validate`], naming array elements by their index in the file.
     fn validate_at(&self, origins: &Origins) -> Vec<ConfigIssue> {
         let svc_at = |i: usize| origins.at("services", i);

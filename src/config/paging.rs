@@ -443,3 +443,120 @@ pub(super) fn validate(
     }
     issues
 }
+
+/// Whether `id` looks like a Slack user id: `U` or `W`, then uppercase
+/// letters and digits, 9 to 12 characters in all (most are 9 or 11).
+pub fn looks_like_slack_user_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('U' | 'W'))
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && (9..=12).contains(&id.len())
+}
+
+/// Whether `id` looks like a Discord snowflake: 17 to 20 digits.
+pub fn looks_like_snowflake(id: &str) -> bool {
+    (17..=20).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether `address` looks like an email address: one `@` between a local
+/// part and a domain, no spaces.
+pub fn looks_like_email(address: &str) -> bool {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+/// Values that parse but look wrong (a contact id the platform would not
+/// know): warnings, not errors, since only the platform can say for sure.
+pub(super) fn warnings(
+    config: &super::Config,
+    origins: &super::Origins,
+) -> Vec<super::ConfigIssue> {
+    let mut warnings = Vec::new();
+    let mut warn =
+        |path: String, message: String| warnings.push(super::ConfigIssue { path, message });
+    for (i, u) in config.users.iter().enumerate() {
+        let at = origins.at("users", i);
+        if let Some(id) = &u.slack_id
+            && !looks_like_slack_user_id(id)
+        {
+            warn(
+                format!("users[{at}].slack_id"),
+                format!(
+                    "'{id}' does not look like a Slack user id (U or W, then uppercase letters and digits, like U024BE7LH); invites and DMs to it will fail"
+                ),
+            );
+        }
+        // One that is not a number at all is an error (see `validate`).
+        if let Some(id) = &u.discord_id
+            && !id.is_empty()
+            && id.len() <= 20
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && !looks_like_snowflake(id)
+        {
+            warn(
+                format!("users[{at}].discord_id"),
+                format!(
+                    "'{id}' does not look like a Discord user id (a snowflake of 17 to 20 digits); invites and DMs to it will fail"
+                ),
+            );
+        }
+        if let Some(email) = &u.email
+            && !looks_like_email(email)
+        {
+            warn(
+                format!("users[{at}].email"),
+                format!("'{email}' does not look like an email address (one '@', no spaces)"),
+            );
+        }
+    }
+    warnings
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn contact_ids_that_look_right_and_wrong() {
+        for ok in ["U024BE7LH", "W0123ABCDE", "U0123456789"] {
+            assert!(looks_like_slack_user_id(ok), "{ok}");
+        }
+        for bad in [
+            "u024be7lh",
+            "U0ALICE",
+            "C024BE7LH",
+            "<@U024BE7LH>",
+            "U024 BE7LH",
+        ] {
+            assert!(!looks_like_slack_user_id(bad), "{bad}");
+        }
+        assert!(looks_like_snowflake("80351110224678912"));
+        assert!(looks_like_snowflake("1300000000000000011"));
+        for bad in [
+            "12345",
+            "<@80351110224678912>",
+            "8035111022467891x",
+            "123456789012345678901",
+        ] {
+            assert!(!looks_like_snowflake(bad), "{bad}");
+        }
+        assert!(looks_like_email("alice@example.com"));
+        for bad in [
+            "alice",
+            "alice@@example.com",
+            "a@b@c",
+            "@example.com",
+            "alice@",
+            "al ice@x.org",
+        ] {
+            assert!(!looks_like_email(bad), "{bad}");
+        }
+    }
+}

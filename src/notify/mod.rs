@@ -91,6 +91,12 @@ pub enum Job {
     PostSummary,
     /// Archive the incident channel.
     Archive,
+    /// Invite tocsin users (by name) into the incident channel: someone
+    /// paged or given a role after it opened. Inviting a member is no error.
+    Invite {
+        /// The tocsin user names.
+        users: Vec<String>,
+    },
 }
 
 /// One notification to deliver.

@@ -217,6 +217,20 @@ impl Service {
             step: step + 1,
             round: round + 1,
         };
+        let paged: Vec<String> = recipients
+            .iter()
+            .filter_map(|r| match r {
+                Recipient::User(u) => Some(u.clone()),
+                _ => None,
+            })
+            .collect();
+        self.queue_invites(
+            tx,
+            inc,
+            &paged,
+            &format!("g{generation}/r{round}/s{step}"),
+            now,
+        )?;
         for r in recipients {
             let methods: Vec<(ContactKind, chrono::Duration)> = match r {
                 Recipient::User(name) => match self.directory.user(name) {
@@ -264,6 +278,46 @@ impl Service {
         Ok(())
     }
 
+    /// Queues an invite of `users` into each of the incident's open
+    /// channels, keyed by `what` caused it. A channel not open yet needs
+    /// none: opening it invites everyone paged or holding a role by then.
+    pub(super) fn queue_invites(
+        &self,
+        tx: &mut dyn Tx,
+        inc: &Incident,
+        users: &[String],
+        what: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for platform in self.chat_platforms() {
+            if inc.chat.get(platform).is_none_or(|l| l.archived) {
+                continue;
+            }
+            let users: Vec<String> = users
+                .iter()
+                .filter(|u| {
+                    self.directory
+                        .user(u)
+                        .and_then(|c| c.chat_id(platform))
+                        .is_some()
+                })
+                .cloned()
+                .collect();
+            if users.is_empty() {
+                continue;
+            }
+            tx.put_outbox(&chat_entry(
+                inc,
+                platform,
+                Job::Invite { users },
+                &format!("invite/{what}"),
+                now,
+                now,
+            ))?;
+        }
+        Ok(())
+    }
+
     /// Queues the chat jobs a change calls for: open the channel of a new
     /// incident, refresh its card when what the card shows changed, archive
     /// it some time after it resolved.
@@ -275,6 +329,20 @@ impl Service {
         entries: &[TimelineEntry],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        if let Some(b) = before {
+            // Whoever is given a role joins the channel.
+            for user in after.roles.values() {
+                if !b.roles.values().any(|u| u == user) {
+                    self.queue_invites(
+                        tx,
+                        after,
+                        std::slice::from_ref(user),
+                        &format!("role/{user}"),
+                        now,
+                    )?;
+                }
+            }
+        }
         for platform in self.chat_platforms() {
             // Rendered for each platform: the values are escaped its way.
             let posts = self.channel_posts(Markup::of_platform(platform), before, after, entries);

@@ -135,9 +135,12 @@ impl Directory {
     /// How to name a tocsin user on a chat platform: a mention where the
     /// user has an id there, else the name.
     pub fn mention(&self, platform: &str, user: &str) -> String {
+        // Both come from the config: escaped, so an odd id or name cannot
+        // close the mention early or form one of its own.
+        let markup = crate::templates::Markup::of_platform(platform);
         match self.user(user).and_then(|u| u.chat_id(platform)) {
-            Some(id) => format!("<@{id}>"),
-            None => user.to_string(),
+            Some(id) => format!("<@{}>", markup.escape(id)),
+            None => markup.escape(user),
         }
     }
 
@@ -166,5 +169,35 @@ impl Directory {
     pub fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<OnCall> {
         let s = self.schedules.get(schedule)?;
         s.who_is_on_call(at, &self.runtime_overrides(schedule))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mentions_and_name_fallbacks_are_escaped_for_the_platform() {
+        let config = Config::from_toml_str(
+            r#"
+[[users]]
+name = "<!channel> & co"
+slack_id = "U024BE7LH"
+contact_methods = [{ kind = "log" }]
+"#,
+            &Default::default(),
+        )
+        .unwrap();
+        let dir = Directory::new(
+            Arc::new(config),
+            Runbooks::default(),
+            Templates::load(None).unwrap(),
+        );
+        assert_eq!(dir.mention("slack", "<!channel> & co"), "<@U024BE7LH>");
+        assert_eq!(
+            dir.mention("discord", "<!channel> & co"),
+            "\\<!channel\\> & co"
+        );
+        assert_eq!(dir.mention("slack", "<@U1>"), "&lt;@U1&gt;");
     }
 }

@@ -366,7 +366,10 @@ impl Service {
         let incident = self.store.incident(entry.incident)?;
         // Chat jobs always run; pages only while nobody has taken it, and
         // only for the escalation run that queued them.
-        if entry.job != crate::notify::Job::Page || page_wanted(&entry, incident.as_ref()).is_ok() {
+        if entry.job != crate::notify::Job::Page {
+            return self.claim_in_order(entry, now).await;
+        }
+        if page_wanted(&entry, incident.as_ref()).is_ok() {
             return Ok(Some(entry));
         }
         let key = key.to_string();
@@ -383,6 +386,51 @@ impl Service {
             };
             entry.state = DeliveryState::Cancelled { at: now, reason };
             tx.put_outbox(&entry)
+        })
+        .await?;
+        Ok(None)
+    }
+
+    /// Claims a chat job; a post in an incident channel waits while an
+    /// earlier post for the same channel is still pending (retrying after a
+    /// failure, or in flight), so the channel reads in the order things
+    /// happened. It is put off until the earlier one's next attempt (at
+    /// least a moment), then checked again.
+    async fn claim_in_order(
+        &self,
+        entry: OutboxEntry,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>, ServiceError> {
+        let Some(order) = post_order(&entry) else {
+            return Ok(Some(entry));
+        };
+        let platform = entry.chat_platform().map(str::to_string);
+        let earlier = self
+            .store
+            .outbox_for(entry.incident)?
+            .into_iter()
+            .filter(|e| {
+                e.key != entry.key
+                    && e.state == DeliveryState::Pending
+                    && e.chat_platform().map(str::to_string) == platform
+            })
+            .filter(|e| post_order(e).is_some_and(|o| o < order))
+            .map(|e| e.due)
+            .min();
+        let Some(blocker_due) = earlier else {
+            return Ok(Some(entry));
+        };
+        let until = blocker_due.max(now + chrono::Duration::milliseconds(250));
+        let key = entry.key.clone();
+        self.write(Priority::Background, move |tx| {
+            if let Some(mut e) = tx.outbox_entry(&key)?
+                && e.state == DeliveryState::Pending
+                && e.due < until
+            {
+                e.due = until;
+                tx.put_outbox(&e)?;
+            }
+            Ok(())
         })
         .await?;
         Ok(None)
@@ -554,4 +602,24 @@ fn bring_next_method_forward(
         tx.put_outbox(&next)?;
     }
     Ok(())
+}
+
+/// Where a chat job stands among the posts in its incident channel (`None`
+/// for a job that posts nothing there): the intro first, then by when it
+/// was queued and the timeline entry that caused it (a summary after the
+/// notices queued with it).
+fn post_order(entry: &OutboxEntry) -> Option<(DateTime<Utc>, u64)> {
+    use crate::notify::Job;
+    if !matches!(entry.job, Job::Post { .. } | Job::PostSummary) {
+        return None;
+    }
+    if entry.key.ends_with("/post/intro") {
+        return Some((DateTime::<Utc>::MIN_UTC, 0));
+    }
+    let seq = entry
+        .key
+        .rsplit_once("/post/")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    Some((entry.created_at, seq))
 }

@@ -23,6 +23,50 @@ fn check_accepts_the_example_config() {
         String::from_utf8_lossy(&out.stdout)
             .contains("OK (4 integrations, 2 services, 6 runbooks, 7 templates)")
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn check_warns_of_contact_ids_that_look_malformed_and_still_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ids.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[users]]
+name = "alice"
+slack_id = "U0ALICE"
+discord_id = "12345"
+email = "alice(at)example.com"
+contact_methods = [{ kind = "log" }]
+[[users]]
+name = "bob"
+slack_id = "U024BE7LH"
+discord_id = "80351110224678912"
+email = "bob@example.com"
+contact_methods = [{ kind = "log" }]
+"#,
+    )
+    .unwrap();
+    let out = tocsin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK ("));
+    assert!(stderr.contains("3 warning(s)"), "{stderr}");
+    for line in [
+        "warning: users[0].slack_id: 'U0ALICE' does not look like a Slack user id",
+        "warning: users[0].discord_id: '12345' does not look like a Discord user id",
+        "warning: users[0].email: 'alice(at)example.com' does not look like an email address",
+    ] {
+        assert!(stderr.contains(line), "{line} not in: {stderr}");
+    }
+    assert!(!stderr.contains("users[1]"), "{stderr}");
 }
 
 #[test]

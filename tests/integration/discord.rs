@@ -712,15 +712,28 @@ async fn slow_work_gets_a_deferred_answer_then_the_webhook_edit_or_followup() {
     let token = interaction["token"].as_str().unwrap().to_string();
     let (_, answer) = d.interact(&interaction).await;
     assert_eq!(answer["type"], 5, "{answer}");
-    assert!(
-        answer["data"]["flags"].as_u64().unwrap_or(0) & 64 == 0,
-        "an ack is public: {answer}"
-    );
-    let path = format!("/webhooks/{APPLICATION}/{token}/messages/@original");
-    let edit = d.fake.wait_for_call("edit_original", &path).await;
     assert_eq!(
-        edit.body["content"],
-        "INC-1 acknowledged by alice. Paging stopped."
+        answer["data"]["flags"], 64,
+        "deferred private, as it could have been a refusal: {answer}"
+    );
+    // The public reply is a message in the channel; the private "thinking"
+    // answer is deleted.
+    d.fake
+        .wait_until("the ack in the channel", |f| {
+            f.messages(&ch)
+                .iter()
+                .any(|m| m["content"] == "INC-1 acknowledged by alice. Paging stopped.")
+        })
+        .await;
+    let path = format!("/webhooks/{APPLICATION}/{token}/messages/@original");
+    d.fake.wait_for_call("delete_original", &path).await;
+    assert!(
+        d.fake
+            .ok_calls("edit_original")
+            .iter()
+            .all(|c| c.path != path),
+        "{:?}",
+        d.fake.ok_calls("edit_original")
     );
 
     // A button: deferred update (type 6), then a follow-up message.
@@ -1788,5 +1801,112 @@ async fn a_summary_whose_answer_was_lost_is_posted_once() {
         .map(|c| c.status)
         .collect();
     assert_eq!(posts, [500, 200], "the retry got the first message back");
+    d.app.stop().await;
+}
+
+/// The users a channel lets in (member permission overwrites).
+fn members(fake: &FakeDiscord, channel: &str) -> Vec<String> {
+    let mut ids: Vec<String> = fake
+        .channel(channel)
+        .map(|c| {
+            c["permission_overwrites"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o["type"] == 1)
+        .map(|o| o["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn whoever_is_paged_later_opens_it_or_gets_a_role_is_let_in() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    assert_eq!(members(&d.fake, &ch), [ALICE]);
+    // The second escalation step pages bob: he is let in as he is paged.
+    d.say(ALICE, &ch, "incident", sub("escalate", json!([])))
+        .await;
+    d.fake
+        .wait_until("bob let in by his page", |f| {
+            members(f, &ch).contains(&BOB.to_string())
+        })
+        .await;
+
+    // Bob opens INC-2 by command (nobody is paged for the chat service):
+    // the opener is in.
+    d.say(
+        BOB,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Login failures")])),
+    )
+    .await;
+    let ch2 = d.channel_of(2).await;
+    d.fake
+        .wait_until("the opener", |f| members(f, &ch2) == [BOB])
+        .await;
+
+    // Alice opens INC-3; bob is let in when he is made commander.
+    d.say(
+        ALICE,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Checkout slow")])),
+    )
+    .await;
+    let ch3 = d.channel_of(3).await;
+    assert_eq!(members(&d.fake, &ch3), [ALICE]);
+    d.say(
+        ALICE,
+        &ch3,
+        "incident",
+        sub(
+            "role",
+            json!([opt("role", "commander"), user_opt("user", BOB)]),
+        ),
+    )
+    .await;
+    d.fake
+        .wait_until("the commander let in", |f| members(f, &ch3) == [ALICE, BOB])
+        .await;
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_strangers_deferred_command_is_refused_privately_never_in_the_channel() {
+    let d = discord_with(&Opts {
+        defer_after: "0s",
+        ..DEFAULT
+    })
+    .await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let interaction = command(STRANGER, &ch, "incident", sub("ack", json!([])));
+    let token = interaction["token"].as_str().unwrap().to_string();
+    let (st, answer) = d.interact(&interaction).await;
+    assert_eq!(st, 200);
+    assert_eq!(answer["type"], 5, "{answer}");
+    assert_eq!(answer["data"]["flags"], 64, "{answer}");
+    let path = format!("/webhooks/{APPLICATION}/{token}/messages/@original");
+    let edit = d.fake.wait_for_call("edit_original", &path).await;
+    let refusal = edit.body["content"].as_str().unwrap().to_string();
+    assert!(refusal.contains("not a tocsin user"), "{refusal}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let public: Vec<_> = d
+        .fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.route == "create_message" || c.route == "followup")
+        .filter(|c| c.body.to_string().contains("not a tocsin user"))
+        .collect();
+    assert!(public.is_empty(), "{public:#?}");
+    assert!(d.fake.ok_calls("delete_original").is_empty());
+    assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
     d.app.stop().await;
 }

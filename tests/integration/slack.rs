@@ -192,6 +192,8 @@ async fn an_alert_opens_a_channel_invites_posts_the_card_and_pages_by_dm() {
     let s = slack().await;
     trigger(&s.app, "pay").await;
     let channel = s.channel_of(1).await;
+    // The card is posted last of the setup; wait for it.
+    let card = card_post(&s, &channel).await;
     let create = s.fake.ok_calls("conversations.create");
     assert_eq!(create.len(), 1);
     assert_eq!(create[0].params["name"], "inc-1-payment-errors-above-5");
@@ -211,12 +213,6 @@ async fn an_alert_opens_a_channel_invites_posts_the_card_and_pages_by_dm() {
         topic[0].params["topic"],
         "[SEV2] INC-1: Payment errors above 5% (payments)"
     );
-    let card = s
-        .fake
-        .ok_calls("chat.postMessage")
-        .into_iter()
-        .find(|c| c.params["channel"] == channel)
-        .expect("a card in the channel");
     let blocks = blocks_text(&card.params);
     assert!(
         blocks.contains("tocsin_ack") && blocks.contains("INC-1"),
@@ -1221,6 +1217,145 @@ async fn without_the_new_scopes_the_card_and_a_cut_summary_are_still_posted() {
     assert!(
         last.contains("`GET /v1/incidents/INC-1/summary`"),
         "cut, pointing at the whole: {last}"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn whoever_is_paged_later_opens_it_or_gets_a_role_is_invited() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    s.fake
+        .wait_until("alice invited", |f| f.members(&ch).contains("U0ALICE"))
+        .await;
+    assert!(!s.fake.members(&ch).contains("U0BOB"));
+    // The second escalation step pages bob: he is invited as he is paged.
+    s.ask("U0ALICE", &ch, "/incident", "escalate", "e1").await;
+    s.fake
+        .wait_until("bob invited by his page", |f| {
+            f.members(&ch).contains("U0BOB")
+        })
+        .await;
+    // A role for someone already in the channel is no error.
+    s.ask("U0ALICE", &ch, "/incident", "role scribe <@U0ALICE>", "e2")
+        .await;
+    let key = "INC-1/chat/slack/invite/role/alice";
+    let mut state = Value::Null;
+    for _ in 0..200 {
+        let notes = s.app.get("/v1/incidents/INC-1/notifications").await.1;
+        state = notes["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["key"] == key)
+            .map(|n| n["state"]["state"].clone())
+            .unwrap_or_default();
+        if state == "delivered" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(state, "delivered", "the invite of a member went through");
+
+    // Bob opens INC-2 by command (nobody is paged for the chat service):
+    // the opener is in.
+    s.ask("U0BOB", "C1", "/incident", "new Login failures", "n1")
+        .await;
+    let ch2 = s.channel_of(2).await;
+    s.fake
+        .wait_until("the opener", |f| {
+            f.members(&ch2) == ["U0BOB".to_string()].into()
+        })
+        .await;
+
+    // Alice opens INC-3; bob joins when he is made commander.
+    s.ask("U0ALICE", "C1", "/incident", "new Checkout slow", "n2")
+        .await;
+    let ch3 = s.channel_of(3).await;
+    s.fake
+        .wait_until("alice in INC-3", |f| f.members(&ch3).contains("U0ALICE"))
+        .await;
+    assert!(!s.fake.members(&ch3).contains("U0BOB"));
+    s.ask(
+        "U0ALICE",
+        &ch3,
+        "/incident",
+        "role commander <@U0BOB>",
+        "n3",
+    )
+    .await;
+    s.fake
+        .wait_until("the commander invited", |f| {
+            f.members(&ch3).contains("U0BOB")
+        })
+        .await;
+    let notices = s
+        .fake
+        .ok_calls("chat.postMessage")
+        .into_iter()
+        .filter(|c| c.params["text"].to_string().contains("Could not invite"))
+        .count();
+    assert_eq!(notices, 0);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn channel_notices_keep_their_order_when_the_first_is_retried() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    s.fake.wait_for_dm("U0ALICE").await;
+    let posts = |f: &FakeSlack, ok_only: bool| -> Vec<String> {
+        f.calls()
+            .into_iter()
+            .filter(|c| c.method == "chat.postMessage" && c.params["channel"] == ch.as_str())
+            .filter(|c| !ok_only || c.status == 200)
+            .map(|c| c.params["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    s.fake
+        .wait_until("the card and the intro", |f| posts(f, true).len() >= 2)
+        .await;
+    // The next post, the ack notice, fails once; the resolve right after
+    // it must not overtake it.
+    s.fake.fail("chat.postMessage", &[Fail::ServerError]);
+    s.ask("U0ALICE", &ch, "/incident", "ack", "o1").await;
+    s.ask("U0ALICE", &ch, "/incident", "resolve", "o2").await;
+    let at = |texts: &[String], what: &str| texts.iter().position(|t| t.contains(what));
+    s.fake
+        .wait_until("the resolve notice and the summary after it", |f| {
+            let texts = posts(f, true);
+            at(&texts, "resolved by").is_some_and(|r| r + 1 < texts.len())
+        })
+        .await;
+    let all = posts(&s.fake, false);
+    let failed = s
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "chat.postMessage" && c.status == 500)
+        .expect("a failed post");
+    assert!(
+        failed.params["text"]
+            .as_str()
+            .unwrap()
+            .contains("acknowledged by"),
+        "the ack notice was the one that failed: {all:#?}"
+    );
+    let texts = posts(&s.fake, true);
+    let (ack, resolved) = (
+        at(&texts, "acknowledged by").expect("the ack notice"),
+        at(&texts, "resolved by").unwrap(),
+    );
+    assert!(ack < resolved, "{texts:#?}");
+    assert_eq!(
+        texts
+            .iter()
+            .filter(|t| t.contains("acknowledged by"))
+            .count(),
+        1,
+        "{texts:#?}"
     );
     s.app.stop().await;
 }

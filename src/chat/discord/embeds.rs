@@ -2,7 +2,7 @@
 //! with serenity's builders (which serialize to the JSON Discord takes).
 
 use super::escape;
-use crate::chat::{Button, CardView, ChatMessage, SummaryPost};
+use crate::chat::{Button, CardView, ChatMessage, SummaryPost, is_unsafe_char};
 use crate::incident::{IncidentId, Severity, Status};
 use crate::notify::PageContent;
 use serenity::all::{
@@ -155,6 +155,9 @@ pub fn reply_buttons(buttons: &[(Button, IncidentId, String)]) -> Vec<CreateActi
                 let label = if arg.is_empty() {
                     b.label().to_string()
                 } else {
+                    // A step id from a runbook file: no bidi or control
+                    // characters in the label either.
+                    let arg: String = arg.chars().filter(|c| !is_unsafe_char(*c)).collect();
                     truncate(&format!("{}: {arg}", b.label()), 80)
                 };
                 CreateButton::new(custom_id_arg(*b, *id, arg))

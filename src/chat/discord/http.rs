@@ -14,7 +14,6 @@ use super::DiscordPlatform;
 use super::commands;
 use super::embeds::{self, CONTENT_MAX};
 use crate::chat::Button;
-use crate::chat::command::{Command, IncidentAction};
 use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
 use crate::clock::Clock;
 use crate::http::ApiError;
@@ -280,30 +279,17 @@ fn private(text: impl Into<String>) -> CreateInteractionResponse {
     CreateInteractionResponse::Message(message(&Reply::private(text)))
 }
 
-/// Whether a command's reply is for the whole channel when it works (the
-/// deferred response must say so before the reply exists).
-fn public(command: &Command) -> bool {
-    match command {
-        Command::Incident { action, .. } => matches!(
-            action,
-            IncidentAction::New { .. }
-                | IncidentAction::Ack
-                | IncidentAction::Resolve { .. }
-                | IncidentAction::Escalate
-                | IncidentAction::Snooze { .. }
-                | IncidentAction::Severity(_)
-                | IncidentAction::Role { .. }
-        ),
-        Command::Page { .. } | Command::Cover { .. } => true,
-        Command::Help | Command::OnCall { .. } => false,
-    }
-}
-
 /// How a deferred reply arrives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Deferred {
-    /// Edit the original response (after type 5).
-    EditOriginal,
+    /// Edit the original response (after an ephemeral type 5). A deferred
+    /// response cannot be made ephemeral by the edit, so every command is
+    /// deferred ephemeral (a refusal must not be posted for all to see)
+    /// and a public reply is posted in the command's channel instead.
+    EditOriginal {
+        /// The channel the command came from.
+        channel: Option<String>,
+    },
     /// Post a follow-up message (after type 6).
     Followup,
 }
@@ -330,8 +316,8 @@ impl DiscordState {
                         return (private(super::escape(&usage.to_string())), None);
                     }
                 };
-                let public = public(&command);
                 let handler = self.handler.clone();
+                let channel = inc.channel_id.clone();
                 let invocation = Invocation {
                     platform: "discord",
                     user_id: user,
@@ -339,10 +325,12 @@ impl DiscordState {
                     command,
                 };
                 let work = tokio::spawn(async move { handler.handle(invocation).await });
+                // Whether it is a refusal is not known yet: private until
+                // the reply says otherwise.
                 let defer = CreateInteractionResponse::Defer(
-                    CreateInteractionResponseMessage::new().ephemeral(!public),
+                    CreateInteractionResponseMessage::new().ephemeral(true),
                 );
-                self.race(work, inc.token, defer, Deferred::EditOriginal)
+                self.race(work, inc.token, defer, Deferred::EditOriginal { channel })
                     .await
             }
             IncomingKind::Component { custom_id } => {
@@ -428,10 +416,22 @@ async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, ho
     let http = platform.http();
     let content = embeds::truncate(&embeds::markdown(&reply.text), CONTENT_MAX);
     let ids = embeds::mentioned_ids(&reply.text);
+    if let Deferred::EditOriginal {
+        channel: Some(channel),
+    } = &how
+        && reply.visibility == Visibility::InChannel
+        && post_public(platform, channel, token, reply).await
+    {
+        // The "thinking" message only the asker saw has done its job.
+        if let Err(e) = http.delete_original_interaction_response(token).await {
+            info!(error = %e, "Could not delete a deferred Discord answer");
+        }
+        return;
+    }
     let mut wait = Duration::from_millis(250);
     for attempt in 1..=5 {
-        let result = match how {
-            Deferred::EditOriginal => {
+        let result = match &how {
+            Deferred::EditOriginal { .. } => {
                 let edit = EditInteractionResponse::new()
                     .content(content.clone())
                     .allowed_mentions(embeds::mentions(&ids))
@@ -465,6 +465,54 @@ async fn deliver_late(platform: &DiscordPlatform, token: &str, reply: &Reply, ho
         tokio::time::sleep(wait).await;
         wait *= 2;
     }
+}
+
+/// Posts the public part of a deferred reply in `channel` as the bot, once
+/// (a nonce from the interaction token, enforced, so a retry finds the
+/// first post); whether it was posted.
+async fn post_public(
+    platform: &DiscordPlatform,
+    channel: &str,
+    token: &str,
+    reply: &Reply,
+) -> bool {
+    let Ok(channel_id) = channel.parse::<u64>().map(serenity::all::ChannelId::new) else {
+        return false;
+    };
+    let message = serenity::all::CreateMessage::new()
+        .content(embeds::truncate(
+            &embeds::markdown(&reply.text),
+            CONTENT_MAX,
+        ))
+        .allowed_mentions(embeds::mentions(&embeds::mentioned_ids(&reply.text)))
+        .components(embeds::reply_buttons(&reply.buttons))
+        .nonce(serenity::all::Nonce::String(super::nonce(&format!(
+            "interaction/{token}"
+        ))))
+        .enforce_nonce(true);
+    let mut wait = Duration::from_millis(250);
+    for attempt in 1..=5 {
+        let status = match platform
+            .http()
+            .send_message(channel_id, Vec::new(), &message)
+            .await
+        {
+            Ok(_) => return true,
+            Err(serenity::Error::Http(e)) => e.status_code(),
+            Err(_) => None,
+        };
+        let again = status.is_none_or(|s| s.as_u16() == 429 || s.is_server_error());
+        if !again || attempt == 5 {
+            warn!(
+                ?status,
+                "Could not post a deferred Discord reply in its channel"
+            );
+            return false;
+        }
+        tokio::time::sleep(wait).await;
+        wait *= 2;
+    }
+    false
 }
 
 /// `CreateInteractionResponse` as the JSON of an HTTP answer.

@@ -1,7 +1,7 @@
 //! Block Kit for the incident card, pages and plain text.
 
 use super::escape;
-use crate::chat::{Button, CardView, ChatMessage, SummaryPost};
+use crate::chat::{Button, CardView, ChatMessage, SummaryPost, is_unsafe_char};
 use crate::incident::{Severity, Status};
 use crate::notify::PageContent;
 use serde_json::{Value, json};
@@ -214,6 +214,9 @@ pub fn reply_buttons(buttons: &[(Button, crate::incident::IncidentId, String)]) 
             let label = if arg.is_empty() {
                 b.label().to_string()
             } else {
+                // A step id from a runbook file: no bidi or control
+                // characters in the label either.
+                let arg: String = arg.chars().filter(|c| !is_unsafe_char(*c)).collect();
                 truncate(&format!("{}: {arg}", b.label()), 75)
             };
             let value = if arg.is_empty() {

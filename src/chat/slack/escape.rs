@@ -4,7 +4,9 @@
 //! `<#C1>`, links) and `&` as the start of an entity, so `& < >` are sent
 //! as `&amp; &lt; &gt;`. Control characters (but newline and tab) and
 //! bidirectional overrides are dropped, so nobody can reorder what a
-//! message appears to say.
+//! message appears to say. `* _ ~` and backticks stay: mrkdwn has no
+//! backslash escape, zero-width joiners would spoil copying and searching,
+//! and formatting is cosmetic, while a mention or a link is not.
 
 use crate::chat::is_unsafe_char;
 

@@ -366,7 +366,19 @@ impl ChatPlatform for SlackPlatform {
     fn set_topic<'a>(&'a self, channel: &'a str, topic: &'a str) -> ChatFuture<'a, ()> {
         Box::pin(async move {
             // The topic is plain text (a headline with the alert's title).
-            let topic: String = escape(topic).chars().take(250).collect();
+            // Slack's 250 characters, cut between characters of the
+            // original, never inside an entity.
+            let mut cut = String::new();
+            let mut n = 0;
+            for c in topic.chars() {
+                let e = escape(c.encode_utf8(&mut [0; 4]));
+                n += e.chars().count();
+                if n > 250 {
+                    break;
+                }
+                cut.push_str(&e);
+            }
+            let topic = cut;
             let req = SlackApiConversationsSetTopicRequest::new(channel.into(), topic);
             self.session()
                 .conversations_set_topic(&req)

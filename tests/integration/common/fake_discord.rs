@@ -474,6 +474,7 @@ fn route_of(method: &Method, parts: &[&str]) -> &'static str {
         ("POST", ["users", "@me", "channels"]) => "create_dm",
         ("PUT", ["applications", _, "guilds", _, "commands"]) => "register_commands",
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) => "edit_original",
+        ("DELETE", ["webhooks", _, _, "messages", "@original"]) => "delete_original",
         ("POST", ["webhooks", _, _]) => "followup",
         ("POST", ["interactions", _, _, "callback"]) => "interaction_callback",
         ("GET", ["gateway"]) | ("GET", ["gateway", "bot"]) => "gateway",
@@ -809,7 +810,7 @@ fn perform(
             (200, Value::Array(echoed))
         }
         "edit_original" | "followup" => (200, message_obj(&id, GENERAL, req)),
-        "interaction_callback" => (204, Value::Null),
+        "interaction_callback" | "delete_original" => (204, Value::Null),
         "gateway" => (
             200,
             json!({"url": format!("ws://{}", s.gateway_addr.unwrap()), "shards": 1,
