@@ -33,6 +33,9 @@ impl Notifiers {
         let timeout = config.notify.request_timeout;
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            // Only the configured URL's own 2xx counts as delivered (see
+            // `webhook::classify`).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("http client: {e}"))?;

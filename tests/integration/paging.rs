@@ -538,6 +538,47 @@ async fn a_flaky_receiver_gets_the_page_once_and_the_timeline_shows_retries() {
 }
 
 #[tokio::test]
+async fn a_redirecting_receiver_is_not_followed_and_the_page_is_not_marked_delivered() {
+    for status in [301, 302, 303, 307, 308] {
+        let p = paging().await;
+        p.recv.script("users/alice", &[Answer::Redirect(status)]);
+        trigger(&p.app, "pay-1").await;
+        p.app.tick().await;
+        let got = p.recv.received();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.method.as_str(), r.path.as_str(), r.answered))
+                .collect::<Vec<_>>(),
+            vec![("POST", "/users/alice", status)],
+            "the redirect must not be followed"
+        );
+        let timeline = p.app.incident("INC-1").await["timeline"].clone();
+        assert!(
+            !timeline
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "paged"),
+            "a redirect is not a delivery: {timeline}"
+        );
+        let retry = timeline_entry(&timeline, "delivery_retry");
+        let error = retry["error"].as_str().unwrap();
+        assert!(
+            error.contains(&status.to_string()) && error.contains("/landing"),
+            "{error}"
+        );
+        // The retry goes to the configured URL again, which now answers 200.
+        p.clock.advance(Duration::milliseconds(1300));
+        p.app.tick().await;
+        assert_eq!(p.recv.at("users/alice").len(), 2);
+        assert!(p.recv.at("landing").is_empty());
+        let timeline = p.app.incident("INC-1").await["timeline"].clone();
+        assert_eq!(timeline_entry(&timeline, "paged")["attempts"], 2);
+        p.app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn giving_up_is_loud_and_moves_to_the_next_contact_method() {
     let p = paging().await;
     p.recv.script("users/alice", &[Answer::Status(503); 50]);
