@@ -3,6 +3,7 @@
 use crate::chat::ChatPlatform;
 use crate::chat::discord::{Discord, DiscordPlatform};
 use crate::chat::handler::ChatHandler;
+use crate::chat::replay::ReplayGuard;
 use crate::chat::slack::SlackPlatform;
 use crate::chat::slack::http::{SlackState, router as slack_router};
 use crate::clock::{Clock, SystemClock};
@@ -91,6 +92,10 @@ impl App {
                     c.signing_secret.expose().to_string(),
                 )),
                 clock: service.clock().clone(),
+                replay: Arc::new(ReplayGuard::new(
+                    crate::chat::slack::http::MAX_AGE_SECONDS,
+                    crate::chat::replay::DEFAULT_CAPACITY,
+                )),
                 http: reqwest::Client::builder()
                     .timeout(config.notify.request_timeout)
                     .build()

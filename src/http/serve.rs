@@ -453,6 +453,10 @@ async fn watch<E: std::fmt::Display>(
             }
         };
         tokio::select! {
+            // The connection first: bytes that arrived with the timer (a
+            // busy runtime polls both at once) are read before the
+            // deadline is judged.
+            biased;
             r = &mut served => {
                 if let Err(e) = r {
                     debug!(%peer, error = %e, "Connection ended with an error");

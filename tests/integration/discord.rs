@@ -1519,3 +1519,34 @@ fn the_fake_discord_refuses_components_discord_refuses() {
     let six: Vec<Value> = (0..6).map(|i| row(&[&format!("b{i}")])).collect();
     assert_eq!(refused(json!({"components": six})), Some(50035));
 }
+
+#[tokio::test]
+async fn the_same_signed_interaction_three_times_opens_one_incident() {
+    let d = discord().await;
+    let body = command(
+        ALICE,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Checkout is down")])),
+    )
+    .to_string();
+    let ts = now_ts();
+    let sig = sign(&ts, &body);
+    let (st, answer) = d.post_signed(&body, &ts, &sig).await;
+    assert_eq!(st, 200, "{answer}");
+    for _ in 0..2 {
+        let (st, answer) = d.post_signed(&body, &ts, &sig).await;
+        assert_eq!(st, 401, "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already received"),
+            "{answer}"
+        );
+    }
+    let incidents = d.app.incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["title"], "Checkout is down");
+    d.app.stop().await;
+}
