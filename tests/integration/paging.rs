@@ -643,3 +643,71 @@ request_timeout = "30s""#;
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_receiver_holds_only_its_own_slots() {
+    let hung = Receiver::start().await;
+    let healthy = Receiver::start().await;
+    let n = 150;
+    hung.script("users/hung", &vec![Answer::Hang; 2 * n]);
+    let extra = format!(
+        r#"
+[notify]
+initial_backoff = "1s"
+max_backoff = "60s"
+give_up_after = "10m"
+request_timeout = "10s"
+
+[[users]]
+name = "hung"
+webhook = {{ url = "{hung}" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[users]]
+name = "healthy"
+webhook = {{ url = "{healthy}" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.steps]]
+targets = [{{ user = "hung" }}, {{ user = "healthy" }}]
+delay = "10m"
+"#,
+        hung = hung.url("users/hung"),
+        healthy = healthy.url("users/healthy"),
+    );
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("payments"),
+        &extra,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        trigger(&app, &format!("hung-{i}")).await;
+    }
+    let triggered = started.elapsed();
+    app.start_background();
+    let arrived = healthy
+        .wait_for(n, std::time::Duration::from_secs(60))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        arrived,
+        "the healthy receiver got {} of {n}",
+        healthy.received().len()
+    );
+    println!(
+        "{n} incidents paging a hung and a healthy receiver: the healthy one had all {n} pages \
+         {took:?} after the first alert ({triggered:?} of it opening the incidents)"
+    );
+    // Shared slots only: every round of 64 would wait out the hung
+    // receiver's 10 s timeout.
+    assert!(
+        took < triggered + std::time::Duration::from_secs(5),
+        "the healthy receiver waited {took:?} behind the hung one"
+    );
+    assert_eq!(healthy.delivered_keys().len(), n);
+    app.stop().await;
+}
