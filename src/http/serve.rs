@@ -364,7 +364,14 @@ fn cut(reason: &str) {
 }
 
 /// What an excess connection reads before it is closed.
-const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 98\r\n\r\n{\"error\":\"overloaded\",\"message\":\"every connection has a request in flight ([server] max_connections)\"}";
+fn busy_response() -> Vec<u8> {
+    let body = r#"{"error":"overloaded","message":"every connection has a request in flight ([server] max_connections)"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting and waits for in-flight requests (up to the grace period).
@@ -383,6 +390,7 @@ pub async fn serve(
         .header_read_timeout(None);
     let graceful = GracefulShutdown::new();
     let registry = Arc::new(Registry::default());
+    let busy = busy_response();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -398,7 +406,7 @@ pub async fn serve(
                 };
                 let Some((id, conn)) = registry.admit(limits.max_connections) else {
                     // Never blocks: a fresh socket's send buffer has room.
-                    let _ = stream.try_write(BUSY);
+                    let _ = stream.try_write(&busy);
                     cut("refused");
                     debug!(%peer, "Refused a connection: every one has a request in flight");
                     continue;

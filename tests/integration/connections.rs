@@ -279,7 +279,21 @@ async fn when_every_connection_is_busy_a_new_one_gets_503_at_once() {
         .await
         .expect("refused at once, not queued");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-    assert!(answer.contains("max_connections"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{answer}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["error"], "overloaded");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_connections"),
+        "{body}"
+    );
     // The busy ones were not cut: one finishes its body and is served.
     let mut s = busy.pop().unwrap();
     let rest = format!("{:<99}", r#""summary":"finished after all"}"#);
