@@ -3,6 +3,7 @@
 use crate::chat::ChatPlatform;
 use crate::chat::discord::{Discord, DiscordPlatform};
 use crate::chat::handler::ChatHandler;
+use crate::chat::replay::ReplayGuard;
 use crate::chat::slack::SlackPlatform;
 use crate::chat::slack::http::{SlackState, router as slack_router};
 use crate::clock::{Clock, SystemClock};
@@ -16,7 +17,7 @@ use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +92,10 @@ impl App {
                     c.signing_secret.expose().to_string(),
                 )),
                 clock: service.clock().clone(),
+                replay: Arc::new(ReplayGuard::new(
+                    crate::chat::slack::http::MAX_AGE_SECONDS,
+                    crate::chat::replay::DEFAULT_CAPACITY,
+                )),
                 http: reqwest::Client::builder()
                     .timeout(config.notify.request_timeout)
                     .build()
@@ -172,17 +177,13 @@ pub async fn run_with_clock(
             .await
             .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??,
     );
+    let limits = crate::http::Limits::from_config(&config.server, SHUTDOWN_GRACE);
+    warn_if_files_run_short(limits.max_connections);
     let app = App::new(config, store.clone(), clock)?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let background = app.spawn_background(&stop);
     info!(addr = %listener.local_addr()?, "Listening");
-    crate::http::serve(
-        listener,
-        app.router,
-        shutdown,
-        crate::http::Timeouts::default(),
-    )
-    .await?;
+    crate::http::serve(listener, app.router, shutdown, limits).await?;
     info!("HTTP drained; stopping the scheduler and the outbox");
     let _ = stop.send(true);
     for task in background {
@@ -194,6 +195,30 @@ pub async fn run_with_clock(
         .map_err(|e| StoreError::Backend(format!("final flush: {e}")))??;
     info!("Stopped");
     Ok(())
+}
+
+/// Warns when the process's file limit leaves too little room above
+/// `[server] max_connections` (the store, the outbound connections and the
+/// listener need descriptors too).
+fn warn_if_files_run_short(max_connections: usize) {
+    // Linux only; elsewhere there is nothing to read and nothing to say.
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(soft) = soft
+        && soft < max_connections + 256
+    {
+        warn!(
+            file_limit = soft,
+            max_connections,
+            "The open-file limit leaves little room above [server] max_connections; raise it (LimitNOFILE=65536) or lower max_connections"
+        );
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub intake_unknown_fields: Family<Labels, Counter>,
     /// HTTP requests, by route (the matched path), method and status.
     pub http_requests: Family<Labels, Counter>,
+    /// Open HTTP connections.
+    pub http_connections_open: Gauge,
+    /// HTTP connections the server closed or refused, by reason
+    /// (`evicted`, `refused`, `timed_out`).
+    pub http_connections_cut: Family<Labels, Counter>,
     /// HTTP request duration, by route.
     pub http_duration: Family<Labels, Histogram, fn() -> Histogram>,
     /// Pages delivered, by contact method.
@@ -79,6 +84,8 @@ impl Metrics {
             intake_unknown_fields: Family::default(),
             http_requests: Family::default(),
             http_duration,
+            http_connections_open: Gauge::default(),
+            http_connections_cut: Family::default(),
             pages_sent: Family::default(),
             pages_failed: Family::default(),
             deliveries_retried: Family::default(),
@@ -112,6 +119,16 @@ impl Metrics {
             "tocsin_http_request_duration_seconds",
             "HTTP request duration, by matched route",
             m.http_duration.clone(),
+        );
+        registry.register(
+            "tocsin_http_connections_open",
+            "Open HTTP connections",
+            m.http_connections_open.clone(),
+        );
+        registry.register(
+            "tocsin_http_connections_cut",
+            "HTTP connections closed or refused by the server, by reason (evicted, refused, timed_out)",
+            m.http_connections_cut.clone(),
         );
         registry.register(
             "tocsin_pages_sent",

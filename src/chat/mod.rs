@@ -6,6 +6,8 @@
 //!   through the [`Service`](crate::service::Service), and says what to reply.
 //! - [`ChatPlatform`]: what an adapter does (channels, messages, DMs);
 //!   [`deliver`] runs the outbox's chat jobs through it.
+//! - [`replay`]: remembers signed requests for the replay window, so one
+//!   captured request cannot act twice.
 //! - [`slack`]: the Slack adapter.
 //! - [`discord`]: the Discord adapter.
 
@@ -13,6 +15,7 @@ pub mod command;
 pub mod deliver;
 pub mod discord;
 pub mod handler;
+pub mod replay;
 #[cfg(test)]
 mod proptests;
 pub mod slack;

@@ -264,6 +264,17 @@ pub struct ServerConfig {
     /// Alertmanager notification for a group of 1,000 alerts is about
     /// 570 KB, and Alertmanager does not retry a 413.
     pub max_alert_body_bytes: usize,
+    /// Connections open at once; keep it well below the file limit
+    /// (`LimitNOFILE`). At the limit the longest-waiting connection without
+    /// a request in flight is closed to make room, else the newcomer gets 503.
+    pub max_connections: usize,
+    /// How long a request's headers and body may take, from its first byte
+    /// (a trickle does not extend it).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: std::time::Duration,
+    /// How long a connection may stay open with no request in flight.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -272,6 +283,9 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 512 * 1024,
             max_alert_body_bytes: 16 * 1024 * 1024,
+            max_connections: 512,
+            request_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -698,6 +712,22 @@ impl Config {
             && token.expose().len() < 8
         {
             issue("api.token".into(), "must be at least 8 characters".into());
+        }
+        if self.server.max_connections < 16 {
+            issue(
+                "server.max_connections".into(),
+                "must be at least 16".into(),
+            );
+        }
+        for (key, value, max) in [
+            ("server.request_timeout", self.server.request_timeout, 300),
+            ("server.idle_timeout", self.server.idle_timeout, 3600),
+        ] {
+            if value < std::time::Duration::from_millis(100)
+                || value > std::time::Duration::from_secs(max)
+            {
+                issue(key.into(), format!("must be between 100ms and {max}s"));
+            }
         }
         if self.server.max_body_bytes < 1024 {
             issue(
@@ -1185,6 +1215,38 @@ mod tests {
             issues.iter().all(|i| !i.message.contains('\n')),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn server_connection_limits_load_and_are_checked() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let c = Config::from_toml_str(GOOD, &env).unwrap();
+        assert_eq!(c.server.max_connections, 512);
+        assert_eq!(c.server.request_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(c.server.idle_timeout, std::time::Duration::from_secs(30));
+        let text = GOOD.replace(
+            "listen = \"127.0.0.1:9999\"",
+            "listen = \"127.0.0.1:9999\"\nmax_connections = 2000\nrequest_timeout = \"5s\"\nidle_timeout = \"2m\"",
+        );
+        let c = Config::from_toml_str(&text, &env).unwrap();
+        assert_eq!(c.server.max_connections, 2000);
+        assert_eq!(c.server.request_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.server.idle_timeout, std::time::Duration::from_secs(120));
+        let text = GOOD.replace(
+            "listen = \"127.0.0.1:9999\"",
+            "listen = \"127.0.0.1:9999\"\nmax_connections = 0\nrequest_timeout = \"1h\"\nidle_timeout = \"0s\"",
+        );
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&text, &env) else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        for key in [
+            "server.max_connections",
+            "server.request_timeout",
+            "server.idle_timeout",
+        ] {
+            assert!(paths.contains(&key), "{key}: {issues:?}");
+        }
     }
 
     #[test]

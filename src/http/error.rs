@@ -92,9 +92,42 @@ impl From<crate::service::ServiceError> for ApiError {
     }
 }
 
+/// What a request whose body came too slowly is told.
+pub(crate) const DEADLINE_MESSAGE: &str =
+    "the request body did not arrive within [server] request_timeout; nothing was applied";
+
+/// Whether the body failed because the request's deadline passed (a
+/// [`super::RequestDeadline`] somewhere in the error chain).
+pub(crate) fn deadline_passed(r: &axum::extract::rejection::BytesRejection) -> bool {
+    let mut source = std::error::Error::source(r);
+    while let Some(e) = source {
+        if e.is::<super::RequestDeadline>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// The status a body rejection answers: 408 when the deadline passed.
+pub(crate) fn rejection_status(r: &axum::extract::rejection::BytesRejection) -> StatusCode {
+    if deadline_passed(r) {
+        StatusCode::REQUEST_TIMEOUT
+    } else {
+        r.status()
+    }
+}
+
 impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> Self {
         let status = r.status();
+        if deadline_passed(&r) {
+            return Self::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                DEADLINE_MESSAGE,
+            );
+        }
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 status,

@@ -76,7 +76,9 @@ fn note_unknown(route: &str, integration: &str, unknown: &[String]) {
 
 /// What a body rejection (too large, cut off) says, with the limit named.
 fn body_message(r: &BytesRejection, limit: usize, setting: &str) -> String {
-    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if super::error::deadline_passed(r) {
+        super::error::DEADLINE_MESSAGE.to_string()
+    } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         format!("the request body is larger than {limit} bytes ({setting})")
     } else {
         r.body_text()
@@ -111,8 +113,9 @@ async fn pagerduty(
         Ok(b) => b,
         Err(r) => {
             let message = body_message(&r, st.config.server.max_body_bytes, "PagerDuty's limit");
-            refused(route, None, r.status(), &message);
-            return pd_error(r.status(), &message, vec![message.clone()]);
+            let status = super::error::rejection_status(&r);
+            refused(route, None, status, &message);
+            return pd_error(status, &message, vec![message.clone()]);
         }
     };
     let req = match parse(&body) {
@@ -193,8 +196,9 @@ pub async fn change_enqueue(
         Ok(b) => b,
         Err(r) => {
             let message = body_message(&r, st.config.server.max_body_bytes, "PagerDuty's limit");
-            refused(route, None, r.status(), &message);
-            return pd_error(r.status(), &message, vec![message.clone()]);
+            let status = super::error::rejection_status(&r);
+            refused(route, None, status, &message);
+            return pd_error(status, &message, vec![message.clone()]);
         }
     };
     let req = match intake::pagerduty::parse_change(&body) {
@@ -375,13 +379,14 @@ fn alert_body(
             st.config.server.max_alert_body_bytes,
             "[server] max_alert_body_bytes",
         );
-        refused(route, Some(&integration.name), r.status(), &message);
-        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "bad_body"
+        let status = super::error::rejection_status(&r);
+        refused(route, Some(&integration.name), status, &message);
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            _ => "bad_body",
         };
-        ApiError::new(r.status(), code, message)
+        ApiError::new(status, code, message)
     })
 }
 

@@ -10,7 +10,7 @@ mod intake;
 mod schedules;
 mod serve;
 
-pub use serve::{Timeouts, serve};
+pub use serve::{Limits, RequestDeadline, serve};
 
 pub use error::ApiError;
 
@@ -122,16 +122,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The protections and instrumentation every route gets, the chat
-/// platforms' included: body limit, body timeout, metrics, a span per
-/// request keyed by the matched route. Apply after merging all routes.
+/// platforms' included: body limit, metrics, a span per request keyed by
+/// the matched route. Apply after merging all routes. (The request
+/// deadline is [`serve`]'s: it covers the headers too.)
 pub fn finish(router: Router, max_body_bytes: usize) -> Router {
     router
         .route_layer(axum::middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        // A body that trickles in is cut off (408) rather than holding a task.
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-            std::time::Duration::from_secs(10),
-        ))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let route = req
                 .extensions()

@@ -66,12 +66,26 @@ pub async fn deliver(
 
 /// Maps an HTTP answer to a delivery result: 2xx delivered; 408, 429 and
 /// 5xx worth retrying (honouring `Retry-After`); other 4xx permanent.
+///
+/// Redirects are never followed (the client has no redirect policy): a
+/// 301/302/303 would be replayed as a GET without the page, and the landing
+/// page's 200 would record a page nobody got. A 3xx is a retryable failure
+/// naming its `Location`, so the timeline shows where the receiver moved.
 pub fn classify(
     status: StatusCode,
     headers: &reqwest::header::HeaderMap,
 ) -> Result<(), DeliveryError> {
     if status.is_success() {
         return Ok(());
+    }
+    if status.is_redirection() {
+        let location = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("no Location header");
+        return Err(DeliveryError::retryable(format!(
+            "receiver answered {status}, a redirect to {location}: tocsin does not follow redirects, configure the final URL"
+        )));
     }
     let retry_after = headers
         .get(reqwest::header::RETRY_AFTER)
@@ -131,5 +145,29 @@ mod tests {
         let e = classify(StatusCode::TOO_MANY_REQUESTS, &h).unwrap_err();
         assert!(e.retryable);
         assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn a_redirect_is_a_retryable_failure_naming_its_location() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::LOCATION,
+            "https://new.example/hook".parse().unwrap(),
+        );
+        for status in [
+            StatusCode::MOVED_PERMANENTLY,
+            StatusCode::FOUND,
+            StatusCode::SEE_OTHER,
+            StatusCode::TEMPORARY_REDIRECT,
+            StatusCode::PERMANENT_REDIRECT,
+        ] {
+            let e = classify(status, &h).unwrap_err();
+            assert!(e.retryable, "{status}");
+            assert!(
+                e.message.contains("https://new.example/hook"),
+                "{}",
+                e.message
+            );
+        }
     }
 }

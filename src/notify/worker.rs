@@ -1,5 +1,7 @@
-//! The outbox worker: delivers due entries concurrently (one slow or wedged
-//! receiver holds up nobody else), and records every attempt.
+//! The outbox worker: delivers due entries concurrently, at most
+//! [`MAX_IN_FLIGHT_PER_DESTINATION`] at once to one destination (so one slow
+//! or wedged receiver holds up nobody else), each attempt bounded in time,
+//! and records every attempt.
 
 use super::email::EmailSender;
 use super::{DeliveryError, OutboxEntry, webhook};
@@ -8,7 +10,7 @@ use crate::config::{Config, ContactKind};
 use crate::escalation::Recipient;
 use crate::service::Service;
 use parking_lot::Mutex;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -17,6 +19,11 @@ use tracing::{error, warn};
 
 /// Deliveries in flight at once.
 const MAX_IN_FLIGHT: usize = 64;
+
+/// Deliveries in flight at once to one destination (a webhook's host and
+/// port, a chat platform, the SMTP relay): a hung receiver holds only these
+/// slots, never everyone's.
+pub const MAX_IN_FLIGHT_PER_DESTINATION: usize = 8;
 
 /// Sends one entry through the right channel.
 pub struct Notifiers {
@@ -33,6 +40,9 @@ impl Notifiers {
         let timeout = config.notify.request_timeout;
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            // Only the configured URL's own 2xx counts as delivered (see
+            // `webhook::classify`).
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("tocsin/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
@@ -46,6 +56,43 @@ impl Notifiers {
             email,
             chat,
         })
+    }
+
+    /// Where `entry` goes, for the per-destination limit: `host:port` of a
+    /// webhook, else the chat platform or the transport.
+    pub fn destination(&self, entry: &OutboxEntry) -> String {
+        if let Some(platform) = entry.chat_platform() {
+            return platform.to_string();
+        }
+        let url = match &entry.recipient {
+            Recipient::Webhook(name) => self
+                .config
+                .webhooks
+                .iter()
+                .find(|w| &w.name == name)
+                .map(|w| w.url.as_str()),
+            Recipient::User(name) => match entry.method {
+                ContactKind::Webhook => self
+                    .config
+                    .users
+                    .iter()
+                    .find(|u| &u.name == name)
+                    .and_then(|u| u.webhook.as_ref())
+                    .map(|w| w.url.as_str()),
+                ContactKind::Email => return "smtp".into(),
+                _ => return "log".into(),
+            },
+            Recipient::Channel(_) => None,
+        };
+        url.and_then(|u| reqwest::Url::parse(u).ok())
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or_default(),
+                    u.port_or_known_default().unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "unknown".into())
     }
 
     fn platform(&self, name: &str) -> Result<&dyn ChatPlatform, DeliveryError> {
@@ -137,6 +184,8 @@ pub struct Worker {
     notifiers: Arc<Notifiers>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     permits: Arc<Semaphore>,
+    per_destination: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    attempt_timeout: Duration,
 }
 
 impl Worker {
@@ -144,9 +193,13 @@ impl Worker {
     pub fn new(service: Service, notifiers: Arc<Notifiers>) -> Self {
         Self {
             service,
-            notifiers,
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            per_destination: Arc::new(Mutex::new(HashMap::new())),
+            // A chat job may make a few calls, each bounded by the request
+            // timeout; the whole attempt is bounded too.
+            attempt_timeout: notifiers.config.notify.request_timeout * 3,
+            notifiers,
         }
     }
 
@@ -190,6 +243,18 @@ impl Worker {
     }
 
     async fn deliver_one(&self, entry: OutboxEntry) {
+        // The destination's slot first, then a shared one: a task queued
+        // behind a hung receiver holds none of the shared slots.
+        let destination = self.notifiers.destination(&entry);
+        let slots = self
+            .per_destination
+            .lock()
+            .entry(destination.clone())
+            .or_insert_with(|| Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_DESTINATION)))
+            .clone();
+        let Ok(_slot) = slots.acquire().await else {
+            return;
+        };
         let Ok(_permit) = self.permits.acquire().await else {
             return;
         };
@@ -202,7 +267,18 @@ impl Worker {
                 return;
             }
         };
-        let result = self.notifiers.deliver(&self.service, &entry).await;
+        let result = match tokio::time::timeout(
+            self.attempt_timeout,
+            self.notifiers.deliver(&self.service, &entry),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::retryable(format!(
+                "the attempt to {destination} took longer than {:?}",
+                self.attempt_timeout
+            ))),
+        };
         let platform = entry.chat_platform().map(str::to_string);
         if let Some(p) = platform {
             self.service

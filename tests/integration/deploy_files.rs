@@ -487,6 +487,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "StateDirectory=tocsin",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
+        "LimitNOFILE=65536",
         "ExecStart=/usr/local/bin/tocsin serve --config /etc/tocsin/tocsin.toml",
     ] {
         assert!(

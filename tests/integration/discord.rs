@@ -1910,3 +1910,34 @@ async fn a_strangers_deferred_command_is_refused_privately_never_in_the_channel(
     assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
     d.app.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_signed_interaction_three_times_opens_one_incident() {
+    let d = discord().await;
+    let body = command(
+        ALICE,
+        GENERAL,
+        "incident",
+        sub("new", json!([opt("title", "Checkout is down")])),
+    )
+    .to_string();
+    let ts = now_ts();
+    let sig = sign(&ts, &body);
+    let (st, answer) = d.post_signed(&body, &ts, &sig).await;
+    assert_eq!(st, 200, "{answer}");
+    for _ in 0..2 {
+        let (st, answer) = d.post_signed(&body, &ts, &sig).await;
+        assert_eq!(st, 401, "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("already received"),
+            "{answer}"
+        );
+    }
+    let incidents = d.app.incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["title"], "Checkout is down");
+    d.app.stop().await;
+}

@@ -6,6 +6,7 @@ mod api;
 mod backup;
 mod bad_input;
 mod cli;
+mod connections;
 mod crash;
 mod deploy_files;
 mod discord;

@@ -538,6 +538,47 @@ async fn a_flaky_receiver_gets_the_page_once_and_the_timeline_shows_retries() {
 }
 
 #[tokio::test]
+async fn a_redirecting_receiver_is_not_followed_and_the_page_is_not_marked_delivered() {
+    for status in [301, 302, 303, 307, 308] {
+        let p = paging().await;
+        p.recv.script("users/alice", &[Answer::Redirect(status)]);
+        trigger(&p.app, "pay-1").await;
+        p.app.tick().await;
+        let got = p.recv.received();
+        assert_eq!(
+            got.iter()
+                .map(|r| (r.method.as_str(), r.path.as_str(), r.answered))
+                .collect::<Vec<_>>(),
+            vec![("POST", "/users/alice", status)],
+            "the redirect must not be followed"
+        );
+        let timeline = p.app.incident("INC-1").await["timeline"].clone();
+        assert!(
+            !timeline
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["type"] == "paged"),
+            "a redirect is not a delivery: {timeline}"
+        );
+        let retry = timeline_entry(&timeline, "delivery_retry");
+        let error = retry["error"].as_str().unwrap();
+        assert!(
+            error.contains(&status.to_string()) && error.contains("/landing"),
+            "{error}"
+        );
+        // The retry goes to the configured URL again, which now answers 200.
+        p.clock.advance(Duration::milliseconds(1300));
+        p.app.tick().await;
+        assert_eq!(p.recv.at("users/alice").len(), 2);
+        assert!(p.recv.at("landing").is_empty());
+        let timeline = p.app.incident("INC-1").await["timeline"].clone();
+        assert_eq!(timeline_entry(&timeline, "paged")["attempts"], 2);
+        p.app.stop().await;
+    }
+}
+
+#[tokio::test]
 async fn giving_up_is_loud_and_moves_to_the_next_contact_method() {
     let p = paging().await;
     p.recv.script("users/alice", &[Answer::Status(503); 50]);
@@ -600,5 +641,73 @@ request_timeout = "30s""#;
         paths.contains(&"/users/carol".to_string()) && paths.contains(&"/hooks/ops".to_string()),
         "{paths:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_receiver_holds_only_its_own_slots() {
+    let hung = Receiver::start().await;
+    let healthy = Receiver::start().await;
+    let n = 150;
+    hung.script("users/hung", &vec![Answer::Hang; 2 * n]);
+    let extra = format!(
+        r#"
+[notify]
+initial_backoff = "1s"
+max_backoff = "60s"
+give_up_after = "10m"
+request_timeout = "10s"
+
+[[users]]
+name = "hung"
+webhook = {{ url = "{hung}" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[users]]
+name = "healthy"
+webhook = {{ url = "{healthy}" }}
+contact_methods = [{{ kind = "webhook" }}]
+
+[[escalation_policies]]
+name = "payments"
+[[escalation_policies.steps]]
+targets = [{{ user = "hung" }}, {{ user = "healthy" }}]
+delay = "10m"
+"#,
+        hung = hung.url("users/hung"),
+        healthy = healthy.url("users/healthy"),
+    );
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("payments"),
+        &extra,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    for i in 0..n {
+        trigger(&app, &format!("hung-{i}")).await;
+    }
+    let triggered = started.elapsed();
+    app.start_background();
+    let arrived = healthy
+        .wait_for(n, std::time::Duration::from_secs(60))
+        .await;
+    let took = started.elapsed();
+    assert!(
+        arrived,
+        "the healthy receiver got {} of {n}",
+        healthy.received().len()
+    );
+    println!(
+        "{n} incidents paging a hung and a healthy receiver: the healthy one had all {n} pages \
+         {took:?} after the first alert ({triggered:?} of it opening the incidents)"
+    );
+    // Shared slots only: every round of 64 would wait out the hung
+    // receiver's 10 s timeout.
+    assert!(
+        took < triggered + std::time::Duration::from_secs(5),
+        "the healthy receiver waited {took:?} behind the hung one"
+    );
+    assert_eq!(healthy.delivered_keys().len(), n);
     app.stop().await;
 }

@@ -1359,3 +1359,100 @@ async fn channel_notices_keep_their_order_when_the_first_is_retried() {
     );
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn the_same_signed_command_three_times_opens_one_incident() {
+    let s = slack().await;
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("team_id", "T0TEAM")
+        .append_pair("channel_id", "C0GENERAL")
+        .append_pair("user_id", "U0ALICE")
+        .append_pair("command", "/incident")
+        .append_pair("text", "new Checkout is down sev1")
+        .append_pair("response_url", &s.fake.response_url("new"))
+        .append_pair("trigger_id", "1.2.3")
+        .finish();
+    let ts = now_ts();
+    let sig = sign(&ts, &body);
+    let ct = "application/x-www-form-urlencoded";
+    let (first, _) = s.post_signed("/slack/commands", &body, &ts, &sig, ct).await;
+    assert_eq!(first, 200);
+    for _ in 0..2 {
+        let (st, b) = s.post_signed("/slack/commands", &body, &ts, &sig, ct).await;
+        assert_eq!(st, 401, "{b}");
+        assert!(b.contains("already received"), "{b}");
+    }
+    let reply = s.reply("new").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Opened INC-1"),
+        "{reply}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(s.fake.responses("new").len(), 1);
+    let incidents = s.app.incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    assert_eq!(incidents[0]["title"], "Checkout is down");
+    // A fresh signature of the same command is a new request, and acts.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let ts2 = now_ts();
+    let (st, _) = s
+        .post_signed("/slack/commands", &body, &ts2, &sign(&ts2, &body), ct)
+        .await;
+    assert_eq!(st, 200);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slack_retry_of_a_handled_event_gets_200_and_acts_once() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    let body = json!({
+        "token": "x", "team_id": "T0TEAM", "api_app_id": "A0APP", "type": "event_callback",
+        "event_id": "Ev0RETRY", "event_time": 1_700_000_000,
+        "event": {"type": "app_mention", "user": "U0ALICE", "text": "<@U0TOCSIN> note first look", "ts": "1700000000.000200",
+                  "channel": channel, "event_ts": "1700000000.000200"}
+    })
+    .to_string();
+    let ts = now_ts();
+    let sig = sign(&ts, &body);
+    let (st, b) = s
+        .post_signed("/slack/events", &body, &ts, &sig, "application/json")
+        .await;
+    assert_eq!(st, 200, "{b}");
+    // The same signed request again: a replay.
+    let (st, b) = s
+        .post_signed("/slack/events", &body, &ts, &sig, "application/json")
+        .await;
+    assert_eq!(st, 401, "{b}");
+    // Slack's own retry: re-signed, with X-Slack-Retry-Num, same event id.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let ts2 = now_ts();
+    let resp = s
+        .app
+        .http
+        .post(s.app.url("/slack/events"))
+        .header("content-type", "application/json")
+        .header("x-slack-request-timestamp", &ts2)
+        .header("x-slack-signature", sign(&ts2, &body))
+        .header("x-slack-retry-num", "1")
+        .header("x-slack-retry-reason", "http_timeout")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let timeline = s.app.incident("INC-1").await["timeline"].clone();
+    let notes = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "note")
+        .count();
+    assert_eq!(notes, 1, "{timeline}");
+    s.app.stop().await;
+}

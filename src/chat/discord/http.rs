@@ -39,7 +39,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 /// Largest distance between a request's timestamp and tocsin's clock.
-const MAX_AGE_SECONDS: i64 = 300;
+pub const MAX_AGE_SECONDS: i64 = 300;
 
 /// The verifier of an application public key (64 hex digits).
 pub fn verifier(public_key: &str) -> Result<Verifier, String> {
@@ -61,6 +61,8 @@ pub struct DiscordState {
     pub verifier: Verifier,
     /// tocsin's clock, for the replay window.
     pub clock: Arc<dyn Clock>,
+    /// Interaction ids seen within the replay window.
+    pub replay: Arc<crate::chat::replay::ReplayGuard>,
     /// How long to work before answering with a deferred response.
     pub defer_after: Duration,
 }
@@ -536,6 +538,18 @@ async fn interactions(
     verify(&st, &headers, &body)?;
     let incoming = Incoming::from_json(&body)
         .map_err(|e| ApiError::bad_request(format!("not a Discord interaction: {e}")))?;
+    // The signature holds for 5 minutes: without this, the same signed
+    // interaction sent again would act again. Discord never resends one.
+    let now = st.clock.now().timestamp();
+    if !st
+        .replay
+        .first_time(&format!("interaction:{}", incoming.id), now)
+    {
+        warn!(interaction = %incoming.id, "Refused a replayed Discord interaction");
+        return Err(ApiError::unauthorized(
+            "this interaction was already received (a replay): Discord sends each interaction once",
+        ));
+    }
     let (first, later) = st.answer(incoming).await;
     if let Some(later) = later {
         tokio::spawn(later);

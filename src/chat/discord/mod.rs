@@ -647,6 +647,10 @@ impl Discord {
                 platform: platform.clone(),
                 verifier: http::verifier(&cfg.public_key)?,
                 clock,
+                replay: Arc::new(super::replay::ReplayGuard::new(
+                    http::MAX_AGE_SECONDS,
+                    super::replay::DEFAULT_CAPACITY,
+                )),
                 defer_after: cfg.defer_after,
             },
             platform,

@@ -7,6 +7,7 @@
 use crate::chat::Button;
 use crate::chat::command::{self, Command};
 use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
+use crate::chat::replay::ReplayGuard;
 use crate::clock::Clock;
 use crate::http::ApiError;
 use crate::incident::IncidentId;
@@ -25,7 +26,11 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 /// Largest age of a request timestamp, as Slack recommends.
-const MAX_AGE_SECONDS: i64 = 300;
+pub const MAX_AGE_SECONDS: i64 = 300;
+
+/// What a request already received within the window is told.
+const REPLAYED: &str =
+    "this signed request was already received (a replay): Slack signs every request it sends anew";
 
 /// What the Slack routes need.
 #[derive(Clone)]
@@ -38,6 +43,8 @@ pub struct SlackState {
     pub verifier: SlackEventSignatureVerifier,
     /// tocsin's clock, for the replay window.
     pub clock: Arc<dyn Clock>,
+    /// Signatures and event ids seen within the replay window.
+    pub replay: Arc<ReplayGuard>,
     /// Posts replies to `response_url`.
     pub http: reqwest::Client,
 }
@@ -51,8 +58,24 @@ pub fn router(state: SlackState) -> Router {
         .with_state(state)
 }
 
-/// Checks the signature and the timestamp; the body as text if they hold.
+/// Checks the signature, the timestamp and that the signed request was not
+/// received before; the body as text if they hold.
 fn verify(st: &SlackState, headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
+    let (text, first) = verify_signed(st, headers, body)?;
+    if !first {
+        warn!("Refused a replayed Slack request");
+        return Err(ApiError::unauthorized(REPLAYED));
+    }
+    Ok(text)
+}
+
+/// Checks the signature and the timestamp; the body as text, and whether
+/// this signature is new within the replay window.
+fn verify_signed(
+    st: &SlackState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<(String, bool), ApiError> {
     let header = |name: &str| {
         headers
             .get(name)
@@ -80,7 +103,9 @@ fn verify(st: &SlackState, headers: &HeaderMap, body: &Bytes) -> Result<String, 
         warn!(error = %e, "Refused a Slack request with a bad signature");
         ApiError::unauthorized("the Slack signature does not match")
     })?;
-    Ok(text.to_string())
+    // Only a verified signature is remembered: forgeries cost no memory.
+    let first = st.replay.first_time(&format!("sig:{signature}"), now);
+    Ok((text.to_string(), first))
 }
 
 /// Posts a reply to a `response_url`.
@@ -214,9 +239,25 @@ async fn events(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body = body?;
-    let text = verify(&st, &headers, &body)?;
+    // Slack retries an event it got no 2xx for within 3 s (a new signature,
+    // `X-Slack-Retry-Num`, the same event id). A retry of an event already
+    // handled gets the 200 Slack wants and does nothing; the same signed
+    // request again is a replay, refused like any other.
+    let (text, first) = verify_signed(&st, &headers, &body)?;
+    let retry = headers.get("x-slack-retry-num").is_some();
+    if !first && !retry {
+        warn!("Refused a replayed Slack event");
+        return Err(ApiError::unauthorized(REPLAYED));
+    }
     let event: SlackPushEvent = serde_json::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("not a Slack event: {e}")))?;
+    if let SlackPushEvent::EventCallback(cb) = &event {
+        let now = st.clock.now().timestamp();
+        if !first || !st.replay.first_time(&format!("event:{}", cb.event_id), now) {
+            info!(event = %cb.event_id, retry, "A Slack event already handled; not again");
+            return Ok(StatusCode::OK.into_response());
+        }
+    }
     match event {
         SlackPushEvent::UrlVerification(v) => {
             Ok(axum::Json(json!({"challenge": v.challenge})).into_response())

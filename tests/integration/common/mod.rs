@@ -99,6 +99,30 @@ pub async fn spawn_app_with(
     payments_policy: Option<&str>,
     extra: &str,
 ) -> TestApp {
+    spawn_app_with_limits(clock, payments_policy, extra, test_limits()).await
+}
+
+/// The test server's connection limits: short timeouts, so tests of them
+/// take seconds.
+pub fn test_limits() -> tocsin::http::Limits {
+    tocsin::http::Limits {
+        max_connections: 512,
+        request_timeout: std::time::Duration::from_secs(2),
+        // Well above the client's 500 ms pool idle time: a loaded machine
+        // (the whole suite on two cores) must not see the server close a
+        // connection the client is reusing at that moment.
+        idle_timeout: std::time::Duration::from_secs(5),
+        shutdown_grace: std::time::Duration::from_secs(5),
+    }
+}
+
+/// [`spawn_app_with`] with the server's connection limits.
+pub async fn spawn_app_with_limits(
+    clock: Arc<dyn Clock>,
+    payments_policy: Option<&str>,
+    extra: &str,
+    limits: tocsin::http::Limits,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let text = config_text_with(&data, "127.0.0.1:0", payments_policy, extra);
@@ -113,24 +137,20 @@ pub async fn spawn_app_with(
     let worker = app.worker.clone();
     let (stop, _) = tokio::sync::watch::channel(false);
     let handle = tokio::spawn(async move {
-        let timeouts = tocsin::http::Timeouts {
-            header_read: std::time::Duration::from_secs(1),
-            shutdown_grace: std::time::Duration::from_secs(5),
-        };
         tocsin::http::serve(
             listener,
             app.router,
             async {
                 let _ = rx.await;
             },
-            timeouts,
+            limits,
         )
         .await
         .unwrap();
     });
     TestApp {
         addr,
-        // Idle connections are dropped before the server's 1 s header-read
+        // Idle connections are dropped long before the server's 5 s idle
         // timeout closes them: a request sent on a connection the server is
         // closing at that instant fails with IncompleteMessage.
         http: reqwest::Client::builder()

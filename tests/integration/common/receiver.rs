@@ -15,6 +15,7 @@ use std::sync::Arc;
 /// One recorded request.
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub path: String,
     pub idempotency_key: String,
     pub signature: Option<String>,
@@ -31,6 +32,9 @@ pub enum Answer {
     RetryAfter(u16, u32),
     /// Never answer (a wedged receiver).
     Hang,
+    /// Redirect with this status to `/landing` on this receiver, which
+    /// answers any method with 200 (what a moved endpoint looks like).
+    Redirect(u16),
 }
 
 #[derive(Default)]
@@ -50,7 +54,7 @@ impl Receiver {
     pub async fn start() -> Self {
         let mut r = Receiver::default();
         let app = Router::new()
-            .route("/{*path}", axum::routing::post(handle))
+            .route("/{*path}", axum::routing::any(handle))
             .with_state(r.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         r.addr = Some(listener.local_addr().unwrap());
@@ -117,6 +121,7 @@ impl Receiver {
 
 async fn handle(
     State(r): State<Receiver>,
+    method: axum::http::Method,
     Path(path): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -133,7 +138,7 @@ async fn handle(
         std::future::pending::<()>().await;
     }
     let status = match answer {
-        Answer::Status(s) | Answer::RetryAfter(s, _) => s,
+        Answer::Status(s) | Answer::RetryAfter(s, _) | Answer::Redirect(s) => s,
         Answer::Hang => unreachable!(),
     };
     let header = |name: &str| {
@@ -143,6 +148,7 @@ async fn handle(
             .map(str::to_string)
     };
     r.inner.lock().received.push(Received {
+        method: method.to_string(),
         path,
         idempotency_key: header("idempotency-key").unwrap_or_default(),
         signature: header("x-tocsin-signature"),
@@ -156,6 +162,7 @@ async fn handle(
         Answer::RetryAfter(_, secs) => {
             (code, [("retry-after", secs.to_string())], "slow down").into_response()
         }
+        Answer::Redirect(_) => (code, [("location", "/landing")], "moved").into_response(),
         _ => (code, "ok").into_response(),
     }
 }
