@@ -15,9 +15,9 @@ pub mod command;
 pub mod deliver;
 pub mod discord;
 pub mod handler;
-pub mod replay;
 #[cfg(test)]
 mod proptests;
+pub mod replay;
 pub mod slack;
 
 use crate::incident::{Incident, IncidentId, Severity, Status};
