@@ -11,6 +11,10 @@
 #[allow(dead_code)]
 #[path = "../tests/integration/common/fake_slack.rs"]
 mod fake_slack;
+// The published specs the fake checks each call against.
+#[allow(dead_code)]
+#[path = "../tests/integration/common/spec.rs"]
+mod spec;
 
 use fake_slack::{Fail, FakeSlack};
 use std::net::SocketAddr;

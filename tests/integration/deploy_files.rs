@@ -521,3 +521,39 @@ fn systemd_unit_passes_systemd_analyze_verify() {
     let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("tocsin")).collect();
     assert!(out.status.success() && ours.is_empty(), "{stderr}");
 }
+
+/// A YAML document as JSON (the manifest schema is a JSON schema).
+fn yaml_to_json(y: &Yaml) -> serde_json::Value {
+    use serde_json::Value;
+    match y {
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => r.parse::<f64>().map(Value::from).unwrap_or(Value::Null),
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| (str_of(k, "a manifest key").to_string(), yaml_to_json(v)))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+#[test]
+fn the_slack_manifest_passes_slacks_published_schema() {
+    let path = crate::common::spec::reference("slack/manifest.schema.1.0.0.json");
+    let schema: serde_json::Value = serde_json::from_str(&read(&path)).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("Slack's schema compiles");
+    let manifest = yaml_to_json(&load_one("slack-app-manifest.yaml"));
+    let errors: Vec<String> = validator
+        .iter_errors(&manifest)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // The schema is strict enough to catch a slip.
+    let mut broken = manifest.clone();
+    broken["features"]["slash_commands"][0]["should_escape"] = "yes".into();
+    broken["oauth_config"]["scope"] = serde_json::json!({});
+    assert!(validator.iter_errors(&broken).count() >= 2);
+}

@@ -8,7 +8,8 @@
 //! it. Requests are serenity [`Request`]s (its routes, authorization and
 //! proxy handling) sent by tocsin's own HTTP client, so that a 429's
 //! `retry_after` reaches the outbox: serenity's error type keeps neither
-//! the headers nor a 429 body.
+//! the headers nor a 429 body. For the same reason serenity's rate limiter
+//! is off and [`ratelimit`] paces the requests by Discord's headers.
 //!
 //! Inbound: [`http`] verifies and answers `POST /discord/interactions`;
 //! [`gateway`] receives the same interactions over a gateway connection.
@@ -19,6 +20,7 @@ pub mod embeds;
 pub mod escape;
 pub mod gateway;
 pub mod http;
+pub mod ratelimit;
 
 pub use escape::escape;
 
@@ -65,6 +67,8 @@ pub struct DiscordPlatform {
     /// first one's id: a retry resumes after them (see
     /// [`ChatPlatform::post_once`]).
     posted: parking_lot::Mutex<HashMap<String, (usize, String)>>,
+    /// Discord's buckets, waited on before each request.
+    limiter: ratelimit::RateLimiter,
 }
 
 impl std::fmt::Debug for DiscordPlatform {
@@ -128,7 +132,7 @@ pub fn map_status(
 /// A serenity client for `[discord]`. Requests go to `api_url`: the proxy
 /// replaces `https://discord.com` and keeps `/api/v10/...`. serenity's rate
 /// limiter would send them to discord.com whatever the proxy, so it is off:
-/// tocsin's outbox handles 429. `client` carries the request timeout.
+/// [`ratelimit`] paces tocsin's own requests and the outbox handles a 429. `client` carries the request timeout.
 fn serenity_http(
     token: &crate::secret::Secret,
     client: &reqwest::Client,
@@ -249,6 +253,7 @@ impl DiscordPlatform {
             token: cfg.bot_token.clone(),
             api_url: cfg.api_url.clone(),
             posted: parking_lot::Mutex::new(HashMap::new()),
+            limiter: ratelimit::RateLimiter::default(),
         })
     }
 
@@ -275,22 +280,38 @@ impl DiscordPlatform {
 
     /// Sends a request; the body of a 2xx answer, or a [`DeliveryError`].
     async fn send(&self, what: &str, req: Request<'_>) -> Result<axum::body::Bytes, DeliveryError> {
-        let builder = req
+        let request = req
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
-            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))?;
-        let resp = builder.send().await.map_err(|e| {
+            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))?
+            .build()
+            .map_err(|e| {
+                DeliveryError::permanent(format!("discord {what}: {}", e.without_url()))
+            })?;
+        let key = ratelimit::RouteKey::of(request.method().as_str(), request.url().path());
+        self.limiter.acquire(&key).await;
+        let resp = self.client.execute(request).await.map_err(|e| {
             let e = e.without_url();
             DeliveryError::retryable(format!("discord {what}: {e}"))
         })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(|e| {
+        let body = resp.bytes().await;
+        let json: Value = body
+            .as_ref()
+            .ok()
+            .filter(|_| !status.is_success())
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let retry_after = json.get("retry_after").and_then(Value::as_f64);
+        let global = json.get("global").and_then(Value::as_bool) == Some(true);
+        self.limiter
+            .update(&key, status.as_u16(), &headers, retry_after, global);
+        let body = body.map_err(|e| {
             DeliveryError::retryable(format!("discord {what}: {}", e.without_url()))
         })?;
         if status.is_success() {
             return Ok(body);
         }
-        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let err = map_status(what, status, &headers, &json);
         warn!(error = %err, retry_after = ?err.retry_after, "Discord refused a request");
         Err(err)
@@ -453,9 +474,11 @@ impl ChatPlatform for DiscordPlatform {
             for user in users {
                 let what = "allow responder";
                 let user_id = snowflake("user", user)?;
+                // Integers: Discord's published spec types this route's
+                // `allow` and `deny` as integers (the docs show strings).
                 let body = json!({
-                    "allow": RESPONDER.bits().to_string(),
-                    "deny": "0",
+                    "allow": RESPONDER.bits(),
+                    "deny": 0,
                     "type": 1,
                 });
                 let req = Request::new(

@@ -7,10 +7,12 @@
 //! which needs the `files:write` scope). Inbound: [`http`] verifies
 //! request signatures and feeds slash commands, button presses and app
 //! mentions to the shared [`ChatHandler`](super::handler::ChatHandler).
+//! Every Web API call is paced by [`pace`] to Slack's documented limits.
 
 pub mod blocks;
 pub mod escape;
 pub mod http;
+pub mod pace;
 
 pub use escape::escape;
 
@@ -40,6 +42,8 @@ const TRANSIENT: &[&str] = &[
 pub struct SlackPlatform {
     client: Arc<SlackClient<Connector>>,
     token: SlackApiToken,
+    /// Slack's limits, waited on before each call.
+    pace: pace::Pacer,
 }
 
 impl SlackPlatform {
@@ -56,6 +60,7 @@ impl SlackPlatform {
         Ok(Self {
             client: Arc::new(SlackClient::new(connector)),
             token: SlackApiToken::new(cfg.bot_token.expose().to_string().into()),
+            pace: pace::Pacer::default(),
         })
     }
 
@@ -76,9 +81,13 @@ impl SlackPlatform {
             .with_channel(channel.into())
             .with_limit(20)
             .with_include_all_metadata(true);
+        let session = self.session();
         let recent = self
-            .session()
-            .conversations_history(&history)
+            .paced(
+                "conversations.history",
+                channel,
+                session.conversations_history(&history),
+            )
             .await
             .map_err(|e| map_err("conversations.history", e))?;
         Ok(recent.messages.into_iter().find_map(|m| {
@@ -116,8 +125,8 @@ impl SlackPlatform {
             event_payload: Some(payload),
         });
         let req = SlackApiChatPostMessageRequest::new(channel.into(), body);
-        self.session()
-            .chat_post_message(&req)
+        let session = self.session();
+        self.paced("chat.postMessage", channel, session.chat_post_message(&req))
             .await
             .map(|r| r.ts.to_string())
             .map_err(|e| map_err("chat.postMessage", e))
@@ -135,9 +144,13 @@ impl SlackPlatform {
         let bytes = post.markdown.as_bytes();
         let filename = post.filename();
         let req = SlackApiFilesGetUploadUrlExternalRequest::new(filename.clone(), bytes.len());
+        let session = self.session();
         let upload = self
-            .session()
-            .get_upload_url_external(&req)
+            .paced(
+                "files.getUploadURLExternal",
+                channel,
+                session.get_upload_url_external(&req),
+            )
             .await
             .map_err(|e| map_err("files.getUploadURLExternal", e))?;
         let send = SlackApiFilesUploadViaUrlRequest::new(
@@ -154,11 +167,31 @@ impl SlackPlatform {
         let complete = SlackApiFilesCompleteUploadExternalRequest::new(vec![file])
             .with_channel_id(channel.into())
             .with_initial_comment(blocks::summary_comment(post));
-        self.session()
-            .files_complete_upload_external(&complete)
-            .await
-            .map_err(|e| map_err("files.completeUploadExternal", e))?;
+        self.paced(
+            "files.completeUploadExternal",
+            channel,
+            session.files_complete_upload_external(&complete),
+        )
+        .await
+        .map_err(|e| map_err("files.completeUploadExternal", e))?;
         Ok(upload.file_id.to_string())
+    }
+
+    /// Runs `call` (of `method` on `channel`) when Slack's limits allow,
+    /// and after a 429 holds the method (on that channel) for `Retry-After`.
+    async fn paced<T>(
+        &self,
+        method: &str,
+        channel: &str,
+        call: impl std::future::Future<Output = Result<T, SlackClientError>>,
+    ) -> Result<T, SlackClientError> {
+        self.pace.wait(method, channel).await;
+        let result = call.await;
+        if let Err(SlackClientError::RateLimitError(r)) = &result {
+            let wait = r.retry_after.unwrap_or(std::time::Duration::from_secs(1));
+            self.pace.hold(method, channel, wait);
+        }
+        result
     }
 
     /// One `conversations.invite` with `force=true`: the users Slack
@@ -173,15 +206,13 @@ impl SlackPlatform {
             users: users.join(","),
             force: true,
         };
-        let resp: ForcedInviteResponse = self
-            .session()
-            .http_session_api
-            .http_post(
-                "conversations.invite",
-                &req,
-                Some(&SLACK_TIER3_METHOD_CONFIG),
-            )
-            .await?;
+        let session = self.session();
+        let call = session.http_session_api.http_post(
+            "conversations.invite",
+            &req,
+            Some(&SLACK_TIER3_METHOD_CONFIG),
+        );
+        let resp: ForcedInviteResponse = self.paced("conversations.invite", channel, call).await?;
         Ok(failures(resp.errors, users))
     }
 }
@@ -238,6 +269,13 @@ struct ForcedInvite<'a> {
     force: bool,
 }
 
+/// `conversations.open` for one user: slack-morphism 2.31 sends `users`
+/// as a JSON array, where Slack's spec has a comma-separated string.
+#[derive(serde::Serialize)]
+struct OpenDm<'a> {
+    users: &'a str,
+}
+
 #[derive(serde::Deserialize)]
 struct ForcedInviteResponse {
     #[serde(default)]
@@ -286,7 +324,9 @@ impl ChatPlatform for SlackPlatform {
             let mut attempt = name.to_string();
             for n in 2..=20 {
                 let req = SlackApiConversationsCreateRequest::new(attempt.clone());
-                match self.session().conversations_create(&req).await {
+                let session = self.session();
+                let call = session.conversations_create(&req);
+                match self.paced("conversations.create", "", call).await {
                     Ok(resp) => {
                         return Ok(ChannelRef {
                             id: resp.channel.id.to_string(),
@@ -380,19 +420,23 @@ impl ChatPlatform for SlackPlatform {
             }
             let topic = cut;
             let req = SlackApiConversationsSetTopicRequest::new(channel.into(), topic);
-            self.session()
-                .conversations_set_topic(&req)
-                .await
-                .map(|_| ())
-                .map_err(|e| map_err("conversations.setTopic", e))
+            let session = self.session();
+            self.paced(
+                "conversations.setTopic",
+                channel,
+                session.conversations_set_topic(&req),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err("conversations.setTopic", e))
         })
     }
 
     fn post<'a>(&'a self, channel: &'a str, message: &'a ChatMessage) -> ChatFuture<'a, String> {
         Box::pin(async move {
             let req = SlackApiChatPostMessageRequest::new(channel.into(), content(message));
-            self.session()
-                .chat_post_message(&req)
+            let session = self.session();
+            self.paced("chat.postMessage", channel, session.chat_post_message(&req))
                 .await
                 .map(|r| r.ts.to_string())
                 .map_err(|e| map_err("chat.postMessage", e))
@@ -455,8 +499,8 @@ impl ChatPlatform for SlackPlatform {
         Box::pin(async move {
             let req =
                 SlackApiChatUpdateRequest::new(channel.into(), content(message), message_id.into());
-            self.session()
-                .chat_update(&req)
+            let session = self.session();
+            self.paced("chat.update", channel, session.chat_update(&req))
                 .await
                 .map(|_| ())
                 .map_err(|e| map_err("chat.update", e))
@@ -470,11 +514,16 @@ impl ChatPlatform for SlackPlatform {
         idempotency_key: &'a str,
     ) -> ChatFuture<'a, String> {
         Box::pin(async move {
-            let open = SlackApiConversationsOpenRequest::new().with_users(vec![user.into()]);
-            let dm = self
-                .session()
-                .conversations_open(&open)
-                .await
+            let open = OpenDm { users: user };
+            let session = self.session();
+            let call = session.http_session_api.http_post(
+                "conversations.open",
+                &open,
+                Some(&SLACK_TIER3_METHOD_CONFIG),
+            );
+            let opened: Result<SlackApiConversationsOpenResponse<SlackBasicChannelInfo>, _> =
+                self.paced("conversations.open", user, call).await;
+            let dm = opened
                 .map_err(|e| map_err("conversations.open", e))?
                 .channel
                 .id
@@ -492,7 +541,9 @@ impl ChatPlatform for SlackPlatform {
     fn archive<'a>(&'a self, channel: &'a str) -> ChatFuture<'a, ()> {
         Box::pin(async move {
             let req = SlackApiConversationsArchiveRequest::new(channel.into());
-            match self.session().conversations_archive(&req).await {
+            let session = self.session();
+            let call = session.conversations_archive(&req);
+            match self.paced("conversations.archive", channel, call).await {
                 Ok(_) => Ok(()),
                 Err(SlackClientError::ApiError(api)) if api.code == "already_archived" => Ok(()),
                 Err(e) => Err(map_err("conversations.archive", e)),

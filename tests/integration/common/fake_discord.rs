@@ -80,8 +80,13 @@ struct Inner {
     dispatch: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
     /// What the gateway received (IDENTIFY and heartbeats).
     gateway_received: Vec<Value>,
-    /// channel id → when its last messages were created (the bucket).
-    bucket: HashMap<String, VecDeque<std::time::Instant>>,
+    /// channel id → its message bucket: when the window began, and how
+    /// many messages it has taken.
+    bucket: HashMap<String, (std::time::Instant, usize)>,
+    /// 429s answered for a full bucket.
+    limited: usize,
+    /// Requests the published spec refuses (see `spec.rs`).
+    violations: Vec<String>,
     /// message id → its files (name, bytes).
     files: HashMap<String, Vec<(String, Vec<u8>)>>,
     /// (route, text): the next call of the route whose body contains the
@@ -196,9 +201,13 @@ pub fn invalid_embeds(body: &Value) -> Option<Value> {
     })
 }
 
-/// Discord's per-channel bucket for creating messages: 5 per 5 seconds.
+/// Discord's per-channel bucket for creating messages: 5 per 5 seconds, a
+/// fixed window from the first message (as `X-RateLimit-Reset-After` says).
 pub const BUCKET_LIMIT: usize = 5;
 pub const BUCKET_WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+/// The hash Discord names the message bucket with: one for the route, the
+/// channel (the major parameter) telling the buckets apart.
+pub const BUCKET_HASH: &str = "80c17d2f203122d936070c88c8d10f33";
 
 /// Discord's "Invalid Form Body" if a message's components break its
 /// limits (custom_ids unique and at most 100 characters, at most 5 buttons
@@ -313,8 +322,28 @@ impl FakeDiscord {
         self.inner.lock().lose_when.push((route, needle.into()));
     }
 
+    /// Every call so far; panics if any broke the published spec, so a
+    /// test cannot pass on a request Discord would refuse.
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.lock().calls.clone()
+        let inner = self.inner.lock();
+        assert!(
+            inner.violations.is_empty(),
+            "fake Discord: requests the published spec refuses: {:#?}",
+            inner.violations
+        );
+        inner.calls.clone()
+    }
+
+    /// The requests the published spec refused, taken (for a test that
+    /// sends them on purpose).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.inner.lock().violations)
+    }
+
+    /// How many requests the fake answered with 429 for being over a bucket
+    /// (scripted failures not counted).
+    pub fn rate_limited(&self) -> usize {
+        self.inner.lock().limited
     }
 
     /// Successful calls of one route.
@@ -427,7 +456,7 @@ impl FakeDiscord {
             if tokio::time::Instant::now() > deadline && !check(self) {
                 panic!(
                     "fake Discord: timed out waiting for {what}; calls: {:#?}",
-                    self.calls()
+                    self.inner.lock().calls
                 );
             }
         }
@@ -602,7 +631,14 @@ async fn api(
             )
         }
         Some(Fail::Pass) | None => {
-            if let Some(refusal) = matches!(
+            let spec = (route != "gateway")
+                .then(|| super::spec::discord_refusal(method.as_str(), &parts, &req))
+                .flatten();
+            if let Some((refusal, why)) = spec {
+                eprintln!("fake Discord: the published spec refuses {why}");
+                inner.violations.push(why);
+                (400, refusal)
+            } else if let Some(refusal) = matches!(
                 route,
                 "create_message" | "edit_message" | "edit_original" | "followup"
             )
@@ -616,23 +652,22 @@ async fn api(
             {
                 let secs = wait.as_secs_f64();
                 extra_headers.push(("retry-after", format!("{}", secs.ceil() as u64)));
-                extra_headers.push(("x-ratelimit-limit", BUCKET_LIMIT.to_string()));
-                extra_headers.push(("x-ratelimit-remaining", "0".into()));
-                extra_headers.push(("x-ratelimit-reset-after", format!("{secs:.3}")));
-                extra_headers.push(("x-ratelimit-bucket", format!("channel-{}", parts[1])));
-                extra_headers.push(("x-ratelimit-scope", "shared".into()));
+                extra_headers.extend(bucket_headers(0, wait));
+                extra_headers.push(("x-ratelimit-scope", "user".into()));
+                inner.limited += 1;
                 (
                     429,
-                    json!({"message": "You are being rate limited.", "retry_after": secs, "global": false}),
+                    json!({"message": "You are being rate limited.", "retry_after": (secs * 1000.0).ceil() / 1000.0, "global": false}),
                 )
             } else {
                 let (status, answer) = perform(&mut inner, route, &parts, &req, &s, &files);
                 if route == "create_message" && status == 200 {
-                    inner
-                        .bucket
-                        .entry(parts[1].to_string())
-                        .or_default()
-                        .push_back(std::time::Instant::now());
+                    let now = std::time::Instant::now();
+                    let window = inner.bucket.entry(parts[1].to_string()).or_insert((now, 0));
+                    window.1 += 1;
+                    let reset = BUCKET_WINDOW.saturating_sub(now.duration_since(window.0));
+                    let left = BUCKET_LIMIT - window.1;
+                    extra_headers.extend(bucket_headers(left, reset));
                 }
                 (status, answer)
             }
@@ -664,17 +699,29 @@ async fn api(
 }
 
 /// How long until `channel`'s bucket has room for one more message, if it
-/// is full now.
+/// is full now (a window past its 5 seconds is dropped).
 fn bucket_wait(inner: &mut Inner, channel: &str) -> Option<std::time::Duration> {
     let now = std::time::Instant::now();
-    let sent = inner.bucket.entry(channel.to_string()).or_default();
-    while sent
-        .front()
-        .is_some_and(|t| now.duration_since(*t) >= BUCKET_WINDOW)
+    if let Some((start, _)) = inner.bucket.get(channel)
+        && now.duration_since(*start) >= BUCKET_WINDOW
     {
-        sent.pop_front();
+        inner.bucket.remove(channel);
     }
-    (sent.len() >= BUCKET_LIMIT).then(|| BUCKET_WINDOW - now.duration_since(sent[0]))
+    let (start, count) = inner.bucket.get(channel)?;
+    (*count >= BUCKET_LIMIT).then(|| BUCKET_WINDOW - now.duration_since(*start))
+}
+
+/// Discord's bucket headers: reset-after in seconds with a fraction.
+fn bucket_headers(remaining: usize, reset: std::time::Duration) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-ratelimit-limit", BUCKET_LIMIT.to_string()),
+        ("x-ratelimit-remaining", remaining.to_string()),
+        (
+            "x-ratelimit-reset-after",
+            format!("{:.3}", reset.as_secs_f64()),
+        ),
+        ("x-ratelimit-bucket", BUCKET_HASH.into()),
+    ]
 }
 
 /// Does what a route does; the status and body to answer.
@@ -719,7 +766,12 @@ fn perform(
                 return unknown_channel;
             };
             let target = parts[3];
-            let overwrite = json!({"id": target, "type": req["type"], "allow": req["allow"], "deny": req["deny"]});
+            // Discord answers permission bits as strings, however sent.
+            let bits = |v: &Value| {
+                v.as_u64()
+                    .map_or_else(|| v.clone(), |n| json!(n.to_string()))
+            };
+            let overwrite = json!({"id": target, "type": req["type"], "allow": bits(&req["allow"]), "deny": bits(&req["deny"])});
             let list = ch["permission_overwrites"].as_array_mut().unwrap();
             list.retain(|o| o["id"] != target);
             list.push(overwrite);

@@ -9,7 +9,9 @@
 //! lists the failed ones); `chat.postMessage`/`chat.update` over Block Kit's
 //! limits (50 blocks, a section's text 3,000 characters, a field 2,000, a
 //! header 150, 12,000 characters of block text, a 40,000-character `text`)
-//! get `invalid_blocks`, `msg_blocks_too_long` or `msg_too_long`.
+//! get `invalid_blocks`, `msg_blocks_too_long` or `msg_too_long`; and
+//! `chat.postMessage` to one channel past a burst of 5, then 1 a second,
+//! gets HTTP 429 with `Retry-After` (counted by `rate_limited()`).
 //!
 //! Files go through Slack's external upload: `files.getUploadURLExternal`
 //! (a `filename` and a positive `length` in bytes, else
@@ -72,6 +74,12 @@ struct Inner {
     messages: HashMap<String, Vec<Value>>,
     responses: Vec<(String, Value)>,
     seq: u64,
+    /// channel → its `chat.postMessage` bucket: tokens, and when counted.
+    post_buckets: HashMap<String, (f64, std::time::Instant)>,
+    /// 429s answered for posting too fast (scripted failures not counted).
+    limited: usize,
+    /// Calls the published spec refuses (see `spec.rs`).
+    violations: Vec<String>,
     /// file id → its upload: (filename, declared length, bytes once sent).
     uploads: HashMap<String, (String, usize, Option<Vec<u8>>)>,
     /// Files shared into channels.
@@ -91,6 +99,28 @@ pub struct SharedFile {
     pub title: Option<String>,
     pub initial_comment: Option<String>,
     pub content: Vec<u8>,
+}
+
+/// Slack's `chat.postMessage` limit per channel ("1 per second, short
+/// bursts allowed"): a burst of 5, then one a second.
+pub const POST_BURST: f64 = 5.0;
+pub const POST_PER_SECOND: f64 = 1.0;
+
+/// How many seconds a post to `channel` must wait (Slack's `Retry-After`,
+/// whole seconds), if it is over the limit now; else it takes its token.
+fn post_limit(inner: &mut Inner, channel: &str) -> Option<u32> {
+    let now = std::time::Instant::now();
+    let (tokens, at) = inner
+        .post_buckets
+        .entry(channel.to_string())
+        .or_insert((POST_BURST, now));
+    *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * POST_PER_SECOND).min(POST_BURST);
+    *at = now;
+    if *tokens >= 1.0 {
+        *tokens -= 1.0;
+        return None;
+    }
+    Some((((1.0 - *tokens) / POST_PER_SECOND).ceil() as u32).max(1))
 }
 
 #[derive(Clone, Default)]
@@ -181,8 +211,28 @@ impl FakeSlack {
         self.inner.lock().shared.clone()
     }
 
+    /// Every call so far; panics if any broke the published spec, so a
+    /// test cannot pass on a call Slack would refuse.
     pub fn calls(&self) -> Vec<Call> {
-        self.inner.lock().calls.clone()
+        let inner = self.inner.lock();
+        assert!(
+            inner.violations.is_empty(),
+            "fake Slack: calls the published spec refuses: {:#?}",
+            inner.violations
+        );
+        inner.calls.clone()
+    }
+
+    /// The calls the published spec refused, taken (for a test that makes
+    /// them on purpose).
+    pub fn take_violations(&self) -> Vec<String> {
+        std::mem::take(&mut self.inner.lock().violations)
+    }
+
+    /// How many posts the fake answered with 429 for going over Slack's
+    /// per-channel limit.
+    pub fn rate_limited(&self) -> usize {
+        self.inner.lock().limited
     }
 
     /// Successful calls of one method.
@@ -225,7 +275,7 @@ impl FakeSlack {
             if tokio::time::timeout_at(deadline, notified).await.is_err() && !check(self) {
                 panic!(
                     "fake Slack: timed out waiting for {what}; calls: {:#?}",
-                    self.calls()
+                    self.inner.lock().calls
                 );
             }
         }
@@ -416,8 +466,21 @@ async fn api(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let json_body = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    let bearer = authorization
+        .as_deref()
+        .is_some_and(|a| a.starts_with("Bearer xox"));
+    let broken = super::spec::slack_violations(&method, &p, bearer, json_body);
     let mut inner = s.inner.lock();
     let mut failure = inner.failures.get_mut(&method).and_then(|q| q.pop_front());
+    if !broken.is_empty() {
+        eprintln!("fake Slack: the published spec refuses {broken:?}");
+        inner.violations.extend(broken);
+        failure = Some(Fail::Error("invalid_arguments"));
+    }
     if failure.is_none() {
         let text = p.to_string();
         if let Some(i) = inner
@@ -426,6 +489,13 @@ async fn api(
             .position(|(m, needle, _)| *m == method && text.contains(needle.as_str()))
         {
             failure = Some(inner.fail_when.remove(i).2);
+        }
+    }
+    if failure.is_none() && method == "chat.postMessage" {
+        let channel = p["channel"].as_str().unwrap_or_default().to_string();
+        if let Some(secs) = post_limit(&mut inner, &channel) {
+            inner.limited += 1;
+            failure = Some(Fail::RateLimited(secs));
         }
     }
     let (status, body, retry_after) = match failure {

@@ -4,6 +4,7 @@ pub mod fake_discord;
 pub mod fake_slack;
 pub mod receiver;
 pub mod smtp;
+pub mod spec;
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
