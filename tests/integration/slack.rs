@@ -1119,7 +1119,7 @@ async fn a_short_summary_is_blocks_and_a_long_ones_lost_share_is_not_shared_twic
     assert_eq!(posts[0].params["metadata"]["event_type"], "tocsin_post");
     assert_eq!(
         posts[0].params["metadata"]["event_payload"]["idempotency_key"],
-        note["key"]
+        note["idempotency_key"]
     );
     assert!(s.fake.shared_files().is_empty());
 
