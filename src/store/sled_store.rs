@@ -1152,20 +1152,32 @@ mod tests {
         assert_eq!(got, Some(IncidentId(2)));
     }
 
+    /// Opens an incident for dedup key `key` in `tx`, with its open index
+    /// and timeline.
+    fn open_in(tx: &mut dyn Tx, key: &str) -> Result<IncidentId, StoreError> {
+        let id = tx.next_incident_id()?;
+        let change = Incident::open(
+            id,
+            "api",
+            "int",
+            &crate::store::suite::event(key),
+            crate::store::suite::now(),
+        );
+        tx.put_incident(&change.incident)?;
+        tx.set_open_incident("api", key, Some(id))?;
+        for e in &change.entries {
+            tx.append_timeline(id, e)?;
+        }
+        Ok(id)
+    }
+
     fn allocate(store: &SledStore, n: usize) -> IncidentId {
         let mut last = IncidentId(0);
         for _ in 0..n {
             store
                 .transact(&mut |tx| {
-                    last = tx.next_incident_id()?;
-                    let change = Incident::open(
-                        last,
-                        "api",
-                        "int",
-                        &crate::store::suite::event("k"),
-                        crate::store::suite::now(),
-                    );
-                    tx.put_incident(&change.incident)
+                    last = open_in(tx, "k")?;
+                    Ok(())
                 })
                 .unwrap();
         }
@@ -1267,16 +1279,7 @@ mod tests {
                     self.done = true;
                     self.store
                         .transact(&mut |tx| {
-                            let id = tx.next_incident_id()?;
-                            let change = Incident::open(
-                                id,
-                                "api",
-                                "int",
-                                &crate::store::suite::event("late"),
-                                crate::store::suite::now(),
-                            );
-                            tx.put_incident(&change.incident)?;
-                            tx.set_open_incident("api", "late", Some(id))?;
+                            open_in(tx, "late")?;
                             tx.set_open_incident("api", "early", None)
                         })
                         .unwrap();
@@ -1290,22 +1293,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         store
-            .transact(&mut |tx| {
-                let id = tx.next_incident_id()?;
-                let change = Incident::open(
-                    id,
-                    "api",
-                    "int",
-                    &crate::store::suite::event("early"),
-                    crate::store::suite::now(),
-                );
-                tx.put_incident(&change.incident)?;
-                tx.set_open_incident("api", "early", Some(id))?;
-                for e in &change.entries {
-                    tx.append_timeline(id, e)?;
-                }
-                Ok(())
-            })
+            .transact(&mut |tx| open_in(tx, "early").map(|_| ()))
             .unwrap();
         let mut m = Meddler {
             store: &store,

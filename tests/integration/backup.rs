@@ -14,6 +14,24 @@ fn tocsin(args: &[&str], config: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `tocsin restore --from file --data data`.
+fn restore(
+    file: &std::path::Path,
+    data: &std::path::Path,
+    config: &std::path::Path,
+) -> std::process::Output {
+    tocsin(
+        &[
+            "restore",
+            "--from",
+            file.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ],
+        config,
+    )
+}
+
 async fn get(base: &str, path: &str) -> Value {
     reqwest::get(format!("{base}{path}"))
         .await
@@ -109,31 +127,13 @@ async fn backup_then_restore_into_a_fresh_directory() {
     // Restore into a fresh directory and serve from it.
     let fresh = tempfile::tempdir().unwrap();
     let data = fresh.path().join("data");
-    let restored = tocsin(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        &dir.path().join("tocsin.toml"),
-    );
+    let restored = restore(&file, &data, &dir.path().join("tocsin.toml"));
     assert!(
         restored.status.success(),
         "{}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    let again = tocsin(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        &dir.path().join("tocsin.toml"),
-    );
+    let again = restore(&file, &data, &dir.path().join("tocsin.toml"));
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
 
@@ -262,16 +262,7 @@ async fn after_a_restore_a_reused_incident_number_pages_with_new_keys() {
 
     let fresh = tempfile::tempdir().unwrap();
     let data = fresh.path().join("data");
-    let restored = tocsin(
-        &[
-            "restore",
-            "--from",
-            file.to_str().unwrap(),
-            "--data",
-            data.to_str().unwrap(),
-        ],
-        &dir.path().join("tocsin.toml"),
-    );
+    let restored = restore(&file, &data, &dir.path().join("tocsin.toml"));
     assert!(restored.status.success());
     let said = String::from_utf8_lossy(&restored.stdout);
     assert!(

@@ -28,14 +28,23 @@ source "$HERE/lib.sh"
 
 command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
-[[ $(id -u) -eq 0 ]] || fail "mounting a tmpfs needs root"
+# The fault needs a filesystem of its own; without the right to mount one
+# (not root, or a container without CAP_SYS_ADMIN) the script says so loudly
+# and skips rather than fail every CI run on such a machine.
+if [[ $(id -u) -ne 0 ]]; then
+    echo "SKIP: mounting a tmpfs needs root; the disk-full test did not run"
+    exit 0
+fi
 
 tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-enospc.XXXXXX")"
 DISK="$TMP/disk"
 mkdir -p "$DISK"
-mount -t tmpfs -o size=32m tmpfs "$DISK" || fail "could not mount a tmpfs on $DISK"
+if ! mount -t tmpfs -o size=32m tmpfs "$DISK"; then
+    echo "SKIP: cannot mount a tmpfs here (needs CAP_SYS_ADMIN); the disk-full test did not run"
+    exit 0
+fi
 unmount_disk() { umount -l "$DISK" 2>/dev/null || true; }
 trap 'unmount_disk; cleanup' EXIT
 
