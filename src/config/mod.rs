@@ -275,6 +275,10 @@ pub struct ServerConfig {
     /// How long a connection may stay open with no request in flight.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: std::time::Duration,
+    /// Alerts and commands waiting for the writer at once. Past it a
+    /// sender is told to slow down (429 with `Retry-After` on `/v2/enqueue`,
+    /// 503 with `Retry-After` elsewhere) instead of memory growing.
+    pub max_queued_writes: usize,
 }
 
 impl Default for ServerConfig {
@@ -286,6 +290,7 @@ impl Default for ServerConfig {
             max_connections: 512,
             request_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(30),
+            max_queued_writes: 10_000,
         }
     }
 }
@@ -406,6 +411,10 @@ pub struct IntegrationConfig {
     /// `repeat_interval`, 4h by default).
     #[serde(default = "default_held_resolve_timeout", with = "humantime_serde")]
     pub held_resolve_timeout: std::time::Duration,
+    /// Requests a second this sender may make (a burst of two seconds'
+    /// worth); past it, it is told to retry. Unset: no limit.
+    #[serde(default)]
+    pub max_requests_per_second: Option<u32>,
 }
 
 fn default_held_resolve_timeout() -> std::time::Duration {
@@ -712,6 +721,20 @@ impl Config {
             && token.expose().len() < 8
         {
             issue("api.token".into(), "must be at least 8 characters".into());
+        }
+        for i in &self.integrations {
+            if i.max_requests_per_second == Some(0) {
+                issue(
+                    format!("integrations.{}.max_requests_per_second", i.name),
+                    "must be at least 1 (leave it out for no limit)".into(),
+                );
+            }
+        }
+        if self.server.max_queued_writes == 0 {
+            issue(
+                "server.max_queued_writes".into(),
+                "must be at least 1".into(),
+            );
         }
         if self.server.max_connections < 16 {
             issue(
@@ -1234,7 +1257,7 @@ mod tests {
         assert_eq!(c.server.idle_timeout, std::time::Duration::from_secs(120));
         let text = GOOD.replace(
             "listen = \"127.0.0.1:9999\"",
-            "listen = \"127.0.0.1:9999\"\nmax_connections = 0\nrequest_timeout = \"1h\"\nidle_timeout = \"0s\"",
+            "listen = \"127.0.0.1:9999\"\nmax_connections = 0\nrequest_timeout = \"1h\"\nidle_timeout = \"0s\"\nmax_queued_writes = 0",
         );
         let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&text, &env) else {
             panic!("expected invalid");
@@ -1244,9 +1267,34 @@ mod tests {
             "server.max_connections",
             "server.request_timeout",
             "server.idle_timeout",
+            "server.max_queued_writes",
         ] {
             assert!(paths.contains(&key), "{key}: {issues:?}");
         }
+    }
+
+    #[test]
+    fn a_request_rate_of_zero_is_refused() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let text = GOOD.replace(
+            "kind = \"alertmanager\"",
+            "kind = \"alertmanager\"\n        max_requests_per_second = 0",
+        );
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&text, &env) else {
+            panic!("expected invalid");
+        };
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path.ends_with(".max_requests_per_second")),
+            "{issues:?}"
+        );
+        let text = GOOD.replace(
+            "kind = \"alertmanager\"",
+            "kind = \"alertmanager\"\n        max_requests_per_second = 500",
+        );
+        let c = Config::from_toml_str(&text, &env).unwrap();
+        assert_eq!(c.integrations[0].max_requests_per_second, Some(500));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub message: String,
     /// Individual problems, when there are several.
     pub errors: Vec<String>,
+    /// Seconds for a `Retry-After` header: the sender should come back.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             code,
             message: message.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -64,6 +67,10 @@ impl IntoResponse for ApiError {
             body["errors"] = json!(self.errors);
         }
         let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -80,6 +87,12 @@ impl From<crate::service::ServiceError> for ApiError {
         match e {
             E::NotFound(_) => Self::not_found(e.to_string()),
             E::Refused(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            E::Store(crate::store::StoreError::Overloaded(m)) => {
+                tracing::warn!(message = %m, "Overloaded: a write was refused; the sender is told to retry");
+                let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", m);
+                e.retry_after = Some(1);
+                e
+            }
             E::Store(_) => {
                 tracing::error!(error = %e, "Storage failed; the request was not applied");
                 Self::new(

@@ -151,6 +151,9 @@ async fn pagerduty(
             return pd_error(StatusCode::BAD_REQUEST, "Invalid routing key", vec![msg]);
         }
     };
+    if let Err(e) = st.service.admit(integration) {
+        return pd_service_error(route, integration, e);
+    }
     let dedup_key = req.event.dedup_key.clone();
     let parsed = req.into_parsed();
     note_unknown(route, &integration.name, &parsed.unknown_fields);
@@ -173,16 +176,36 @@ async fn pagerduty(
             })),
         )
             .into_response(),
-        Err(e) => {
-            let api: ApiError = e.into();
-            refused(route, Some(&integration.name), api.status, &api.message);
-            (
-                api.status,
-                Json(json!({ "status": "error", "message": api.message })),
-            )
-                .into_response()
-        }
+        Err(e) => pd_service_error(route, integration, e),
     }
+}
+
+/// A service failure on PagerDuty's routes, in PagerDuty's shape. An
+/// overload (a full write queue, a sender past its rate) is 429 with
+/// `Retry-After`: PagerDuty's contract for "slow down and retry", which its
+/// client libraries back off on.
+fn pd_service_error(
+    route: &str,
+    integration: &IntegrationConfig,
+    e: crate::service::ServiceError,
+) -> Response {
+    let api: ApiError = e.into();
+    let status = if api.code == "overloaded" {
+        StatusCode::TOO_MANY_REQUESTS
+    } else {
+        api.status
+    };
+    refused(route, Some(&integration.name), status, &api.message);
+    let mut resp = (
+        status,
+        Json(json!({ "status": "error", "message": api.message })),
+    )
+        .into_response();
+    if let Some(secs) = api.retry_after {
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, secs.into());
+    }
+    resp
 }
 
 /// `POST /v2/change/enqueue`: PagerDuty change events (deploys, config
@@ -220,6 +243,9 @@ pub async fn change_enqueue(
             return pd_error(StatusCode::BAD_REQUEST, "Invalid routing key", vec![msg]);
         }
     };
+    if let Err(e) = st.service.admit(integration) {
+        return pd_service_error(route, integration, e);
+    }
     note_unknown(route, &integration.name, &req.unknown_fields);
     let change = crate::incident::ServiceChange {
         at: req.at.unwrap_or_else(|| st.service.clock().now()),
@@ -290,6 +316,7 @@ async fn hook(
         headers,
         "post to /hooks/KEY, or send 'Authorization: Bearer KEY' or basic auth with the key as password",
     )?;
+    admit(st, route, integration)?;
     let body = alert_body(st, route, integration, body)?;
     let hold = intake::alertmanager::Hold {
         now: st.service.clock().now(),
@@ -358,6 +385,7 @@ async fn prometheus(
         refused(route, Some(&integration.name), e.status, &e.message);
         return Err(e);
     }
+    admit(st, route, integration)?;
     let body = alert_body(st, route, integration, body)?;
     let resolve_timeout = chrono::Duration::from_std(integration.resolve_timeout)
         .unwrap_or(chrono::Duration::minutes(5));
@@ -367,6 +395,16 @@ async fn prometheus(
 }
 
 /// The body of an alert webhook, or the logged refusal.
+/// Admits a request under its integration's rate (503 with `Retry-After`
+/// past it).
+fn admit(st: &AppState, route: &str, integration: &IntegrationConfig) -> Result<(), ApiError> {
+    st.service.admit(integration).map_err(|e| {
+        let api: ApiError = e.into();
+        refused(route, Some(&integration.name), api.status, &api.message);
+        api
+    })
+}
+
 fn alert_body(
     st: &AppState,
     route: &str,

@@ -16,7 +16,7 @@
 //! holds. Their keys point at it in the open index, so their resolves find
 //! them there. Nothing is refused.
 
-use super::{Effect, EventOutcome, Service, paging};
+use super::{Effect, EventOutcome, Service, ServiceError, paging};
 use crate::config::IntegrationConfig;
 use crate::incident::{Change, Incident, IncidentId, Status};
 use crate::intake::{AlertAction, AlertEvent};
@@ -367,5 +367,43 @@ fn apply_member(change: &mut Change, event: &AlertEvent, now: DateTime<Utc>) {
     let after = inc.alerts.len() as u64 + inc.untracked_alerts;
     if after != before {
         inc.title = flood_title(&inc.integration, after);
+    }
+}
+
+/// Each integration's request bucket (`max_requests_per_second`): tokens
+/// left and when they were counted.
+#[derive(Default)]
+pub(crate) struct RateLimits(
+    parking_lot::Mutex<std::collections::HashMap<String, (f64, DateTime<Utc>)>>,
+);
+
+impl Service {
+    /// Admits one request from `integration` under its
+    /// `max_requests_per_second` (a burst of two seconds' worth, then that
+    /// rate): past it the sender is told to retry (429 on PagerDuty's
+    /// routes, 503 elsewhere, both with `Retry-After`), nothing applied.
+    /// Without the key every request is admitted.
+    pub fn admit(&self, integration: &IntegrationConfig) -> Result<(), ServiceError> {
+        let Some(rate) = integration.max_requests_per_second else {
+            return Ok(());
+        };
+        let rate = f64::from(rate.max(1));
+        let burst = rate * 2.0;
+        let now = self.clock.now();
+        let mut buckets = self.rates.0.lock();
+        let (tokens, at) = buckets
+            .entry(integration.name.clone())
+            .or_insert((burst, now));
+        let elapsed = (now - *at).num_milliseconds().max(0) as f64 / 1000.0;
+        *tokens = (*tokens + elapsed * rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        Err(ServiceError::Store(StoreError::Overloaded(format!(
+            "integration '{}' sends more than its max_requests_per_second ({rate}); nothing was applied, retry shortly",
+            integration.name
+        ))))
     }
 }

@@ -98,6 +98,7 @@ pub struct Service {
     wakers: Arc<Wakers>,
     writer: Arc<writer::Writer>,
     floods: Arc<intake::FloodWindows>,
+    rates: Arc<intake::RateLimits>,
     /// Each service's latest changes, newest first (loaded at start, kept
     /// up to date by [`Service::record_change`]): a new incident shows them
     /// without a store scan inside its transaction.
@@ -118,7 +119,10 @@ impl Service {
             let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
             changes.insert(svc.name.clone(), recent);
         }
-        let writer = Arc::new(writer::Writer::start(store.clone())?);
+        let writer = Arc::new(writer::Writer::start(
+            store.clone(),
+            directory.config.server.max_queued_writes,
+        )?);
         Ok(Self {
             writer,
             store,
@@ -126,6 +130,7 @@ impl Service {
             directory,
             wakers: Arc::new(Wakers::default()),
             floods: Arc::default(),
+            rates: Arc::default(),
             changes: Arc::new(parking_lot::Mutex::new(changes)),
         })
     }

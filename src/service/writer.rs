@@ -54,6 +54,8 @@ trait Job: Send {
 }
 
 struct Typed<F, R> {
+    /// Counts the job as queued until it is answered (or dropped).
+    _queued: Option<Queued>,
     f: F,
     out: Option<R>,
     done: oneshot::Sender<Result<R, StoreError>>,
@@ -73,7 +75,10 @@ where
     }
 
     fn finish(self: Box<Self>, result: Result<(), StoreError>) {
-        let Typed { out, done, .. } = *self;
+        let Typed {
+            out, done, _queued, ..
+        } = *self;
+        drop(_queued);
         let answer = result.and_then(|()| {
             out.ok_or_else(|| StoreError::Backend("the writer lost a job's result".into()))
         });
@@ -83,22 +88,38 @@ where
     }
 }
 
+/// One waited-for job in the queue, counted until it is answered.
+struct Queued(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// The writer: a handle to the thread that applies every queued job.
 pub(crate) struct Writer {
+    /// Waited-for jobs queued or running, and how many may be.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    max_queued: usize,
     /// `None` only while dropping.
     queue: Option<mpsc::UnboundedSender<(Priority, Box<dyn Job>)>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
-    pub(crate) fn start(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+    /// Starts the writer thread over `store`, taking at most `max_queued`
+    /// waited-for jobs at once (background jobs are never refused: they
+    /// are bounded by the store's own batches of due timers and pages).
+    pub(crate) fn start(store: Arc<dyn Store>, max_queued: usize) -> Result<Self, StoreError> {
         let (queue, jobs) = mpsc::unbounded_channel();
         let thread = std::thread::Builder::new()
             .name("tocsin-writer".into())
             .spawn(move || serve(store.as_ref(), jobs))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer: {e}")))?;
         Ok(Self {
+            queued: Arc::default(),
+            max_queued,
             queue: Some(queue),
             thread: Some(thread),
         })
@@ -111,8 +132,23 @@ impl Writer {
         F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
+        let queued = if priority == Priority::Now {
+            let n = self
+                .queued
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let guard = Queued(self.queued.clone());
+            if n >= self.max_queued {
+                return Err(StoreError::Overloaded(format!(
+                    "{n} writes are waiting ([server] max_queued_writes); nothing was applied, retry shortly"
+                )));
+            }
+            Some(guard)
+        } else {
+            None
+        };
         let (done, answer) = oneshot::channel();
         let job = Box::new(Typed {
+            _queued: queued,
             f,
             out: None,
             done,
@@ -336,7 +372,7 @@ mod tests {
     fn writer() -> (tempfile::TempDir, Arc<SledStore>, Writer) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SledStore::open(dir.path()).unwrap());
-        let writer = Writer::start(store.clone()).unwrap();
+        let writer = Writer::start(store.clone(), 10_000).unwrap();
         (dir, store, writer)
     }
 

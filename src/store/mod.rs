@@ -37,6 +37,10 @@ pub enum StoreError {
     /// The transaction's closure refused to go on; nothing was written.
     #[error("{0}")]
     Aborted(String),
+    /// Too many writes are waiting: the write was not queued, nothing was
+    /// written, and the caller should try again shortly.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// A raw alert event as received, kept for audit and replay.

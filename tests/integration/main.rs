@@ -13,6 +13,7 @@ mod discord;
 mod intake;
 mod metrics;
 mod oncall;
+mod overload;
 mod pacing;
 mod paging;
 mod restart;

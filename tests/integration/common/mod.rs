@@ -124,9 +124,25 @@ pub async fn spawn_app_with_limits(
     extra: &str,
     limits: tocsin::http::Limits,
 ) -> TestApp {
+    spawn_app_with_server(clock, payments_policy, extra, limits, "").await
+}
+
+/// [`spawn_app_with_limits`] with more `[server]` keys (`server` is TOML
+/// lines for that table).
+pub async fn spawn_app_with_server(
+    clock: Arc<dyn Clock>,
+    payments_policy: Option<&str>,
+    extra: &str,
+    limits: tocsin::http::Limits,
+    server: &str,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let text = config_text_with(&data, "127.0.0.1:0", payments_policy, extra);
+    let text = config_text_with(&data, "127.0.0.1:0", payments_policy, extra).replacen(
+        "[server]\n",
+        &format!("[server]\n{server}\n"),
+        1,
+    );
     let config = Config::from_toml_str(&text, &HashMap::new())
         .unwrap_or_else(|e| panic!("test config: {e}"));
     let store = Arc::new(SledStore::open(&data).unwrap());
