@@ -267,6 +267,19 @@ fn parse_incident(text: &str) -> Result<Command, UsageError> {
             if args.is_empty() {
                 return Err(usage("'new' needs a title.", INCIDENT_USAGE));
             }
+            // A last word that reads as a severity but is none (`sev9`,
+            // `sev0`) is a typo, not part of the title.
+            if let Some(last) = args.last()
+                && parse_severity(last).is_none()
+                && last.len() > 3
+                && last[..3].eq_ignore_ascii_case("sev")
+                && last[3..].chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(usage(
+                    &format!("'{last}' is not a severity: use sev1, sev2, sev3 or sev4."),
+                    INCIDENT_USAGE,
+                ));
+            }
             let (title, severity) = match args.last().and_then(|l| parse_severity(l)) {
                 Some(sev) if args.len() > 1 => {
                     let t = rest

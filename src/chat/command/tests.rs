@@ -109,6 +109,8 @@ fn bad_incident_commands_get_usage() {
         ("frobnicate", "Unknown subcommand 'frobnicate'"),
         ("new", "needs a title"),
         ("new sev1", "needs a title"),
+        ("new Payment timeouts sev9", "'sev9' is not a severity"),
+        ("new Payment timeouts SEV0", "'SEV0' is not a severity"),
         ("snooze", "duration"),
         ("snooze forever", "duration"),
         ("snooze 90d", "duration"),
