@@ -7,7 +7,7 @@
 //! cron expression fires (in the schedule's time zone), optionally active
 //! only inside daily windows (restrictions). The rotation keeps counting
 //! handoffs outside its windows, as PagerDuty does. At any instant the
-//! final on-call person is the latest-starting override covering it, else
+//! final on-call person is the most recently created override covering it, else
 //! the user of the last listed layer that is active, else nobody.
 //!
 //! Daylight saving time: handoffs and window edges are naive local times,
@@ -252,7 +252,7 @@ impl Schedule {
         &self.overrides
     }
 
-    /// Who is on call at `at`: overrides (config and `extra`; the latest-starting wins) beat layers, the last active layer beats earlier ones.
+    /// Who is on call at `at`: overrides (config, then `extra` in creation order; the most recently created wins) beat layers, the last active layer beats earlier ones.
     ///
     /// The returned start and end are where the final user or source
     /// changes, searched at most [`HORIZON_DAYS`] before and after `at`.
@@ -410,12 +410,14 @@ impl Schedule {
             lo: floor,
             hi: ceil,
         };
-        // Later in the list wins a tie, so runtime overrides beat config ones.
+        // The most recently created override covering `t` wins (PagerDuty's
+        // rule, and what someone who just typed an override expects): the
+        // list is in creation order, config ones first, runtime ones by id.
         let mut winner: Option<&Override> = None;
         for o in overrides {
             b.edge(o.start);
             b.edge(o.end);
-            if o.start <= t && t < o.end && winner.is_none_or(|w| o.start >= w.start) {
+            if o.start <= t && t < o.end {
                 winner = Some(o);
             }
         }

@@ -237,6 +237,32 @@ fn overrides_beat_layers_and_the_latest_starting_one_wins() {
         who(&s, "2026-01-07T11:30:00Z", &same),
         Some(("heidi".into(), ShiftSource::Override))
     );
+    // Overlapping runtime overrides: the most recently created wins even
+    // where an older one starts later (PagerDuty's rule): ivan covers the
+    // whole day, made after judy's afternoon.
+    let overlapping = [
+        Override {
+            user: "judy".into(),
+            start: utc("2026-01-08T13:00:00Z"),
+            end: utc("2026-01-08T15:00:00Z"),
+        },
+        Override {
+            user: "ivan".into(),
+            start: utc("2026-01-08T00:00:00Z"),
+            end: utc("2026-01-09T00:00:00Z"),
+        },
+    ];
+    assert_eq!(
+        who(&s, "2026-01-08T14:00:00Z", &overlapping),
+        Some(("ivan".into(), ShiftSource::Override))
+    );
+    let shifts = s.shifts(
+        utc("2026-01-08T12:00:00Z"),
+        utc("2026-01-08T16:00:00Z"),
+        &overlapping,
+    );
+    assert_eq!(shifts.len(), 1, "{shifts:?}");
+    assert_eq!(shifts[0].user, "ivan");
 }
 
 #[test]
