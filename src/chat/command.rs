@@ -276,7 +276,7 @@ fn parse_incident(text: &str) -> Result<Command, UsageError> {
                 && last[3..].chars().all(|c| c.is_ascii_digit())
             {
                 return Err(usage(
-                    &format!("'{last}' is not a severity: use sev1, sev2, sev3 or sev4."),
+                    format!("'{last}' is not a severity: use sev1, sev2, sev3 or sev4."),
                     INCIDENT_USAGE,
                 ));
             }
