@@ -116,6 +116,43 @@ enum OncallCommand {
     },
 }
 
+/// POSTs `/v1/incidents/{id}/{verb}` with `body` (and `by`), and prints
+/// the incident as it now is.
+async fn act_on(
+    config: &Option<std::path::PathBuf>,
+    act: &ActArgs,
+    verb: &str,
+    mut body: serde_json::Value,
+) -> anyhow::Result<()> {
+    let token = match &act.token {
+        Some(t) => t.clone(),
+        None => load_config(config)?
+            .api
+            .token
+            .map(|t| t.expose().to_string())
+            .context("no --token given and the config has no [api] token")?,
+    };
+    if let Some(by) = &act.by {
+        body["by"] = serde_json::json!(by);
+    }
+    let client = Client::new(&base_url(&act.server, config));
+    let answer = client
+        .post(
+            &format!("/v1/incidents/{}/{verb}", act.id),
+            &body,
+            Some(&token),
+        )
+        .await?;
+    let inc = &answer["incident"];
+    println!(
+        "{} is {}: {}",
+        inc["key"].as_str().unwrap_or(&act.id),
+        inc["status"].as_str().unwrap_or("?"),
+        inc["title"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
 #[derive(Args)]
 struct ServerArgs {
     /// Base URL of the server [default: from the config's server.listen]
@@ -150,6 +187,41 @@ enum IncidentsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Acknowledge an incident: its escalation stops.
+    Ack(ActArgs),
+    /// Resolve an incident, with an optional note.
+    Resolve {
+        #[command(flatten)]
+        act: ActArgs,
+        /// What fixed it (goes into the timeline and summary).
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Page the next escalation step now.
+    Escalate(ActArgs),
+    /// Stop paging for a while; escalation starts again after it.
+    Snooze {
+        #[command(flatten)]
+        act: ActArgs,
+        /// How long, like 30m or 2h (at most 7 days).
+        #[arg(long = "for")]
+        duration: String,
+    },
+}
+
+/// Who acts on which incident, through which server.
+#[derive(Args)]
+struct ActArgs {
+    /// `INC-42` or `42`.
+    id: String,
+    /// The configured user who acts (recorded in the timeline).
+    #[arg(long)]
+    by: Option<String>,
+    /// API token [default: the config's [api] token]
+    #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 #[derive(Subcommand)]
@@ -361,6 +433,28 @@ async fn main() -> Result<()> {
                     .get_text(&format!("/v1/incidents/{id}/summary"), "content-type")
                     .await?;
                 print!("{md}");
+            }
+            IncidentsCommand::Ack(act) => {
+                act_on(&cli.config, act, "acknowledge", serde_json::json!({})).await?;
+            }
+            IncidentsCommand::Resolve { act, note } => {
+                let body = match note {
+                    Some(n) => serde_json::json!({ "note": n }),
+                    None => serde_json::json!({}),
+                };
+                act_on(&cli.config, act, "resolve", body).await?;
+            }
+            IncidentsCommand::Escalate(act) => {
+                act_on(&cli.config, act, "escalate", serde_json::json!({})).await?;
+            }
+            IncidentsCommand::Snooze { act, duration } => {
+                act_on(
+                    &cli.config,
+                    act,
+                    "snooze",
+                    serde_json::json!({ "duration": duration }),
+                )
+                .await?;
             }
         },
         Command::Health { server } => {

@@ -387,3 +387,71 @@ delay = "5m"
         "{stderr}"
     );
 }
+
+/// `tocsin incidents ack|escalate|snooze|resolve` act on a running server
+/// with the config's API token, name the acting user, and print the
+/// incident as it now is; the timeline records each.
+#[tokio::test]
+async fn incidents_can_be_worked_from_the_cli() {
+    let recv = crate::common::receiver::Receiver::start().await;
+    let extra = crate::paging::paging_config(&recv, 2525, "");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(dir.path(), free_port(), Some("payments"), &extra).await;
+    let body = serde_json::json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": "cli",
+        "payload": {"summary": "Checkout is down", "source": "t", "severity": "critical"}});
+    let r = reqwest::Client::new()
+        .post(format!("{}/v2/enqueue", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let out = server.cli(&["incidents", "escalate", "INC-1", "--by", "bob"]);
+    assert!(
+        out.contains("INC-1 is triggered: Checkout is down"),
+        "{out}"
+    );
+    let out = server.cli(&["incidents", "ack", "INC-1", "--by", "bob"]);
+    assert!(out.contains("INC-1 is acknowledged"), "{out}");
+    let out = server.cli(&[
+        "incidents",
+        "snooze",
+        "INC-1",
+        "--for",
+        "30m",
+        "--by",
+        "bob",
+    ]);
+    assert!(out.contains("INC-1 is"), "{out}");
+    let out = server.cli(&[
+        "incidents",
+        "resolve",
+        "INC-1",
+        "--note",
+        "rolled back",
+        "--by",
+        "bob",
+    ]);
+    assert!(out.contains("INC-1 is resolved"), "{out}");
+    let timeline = reqwest::get(format!("{}/v1/incidents/INC-1/timeline", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in ["escalat", "acknowledged", "snooze", "rolled back", "bob"] {
+        assert!(timeline.contains(needle), "{needle}: {timeline}");
+    }
+    // A refused action fails the command with the server's reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["incidents", "ack", "INC-9", "--config"])
+        .arg(&server.config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("INC-9"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
