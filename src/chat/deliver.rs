@@ -257,10 +257,20 @@ pub async fn run(
         },
         Job::PostSummary => match link {
             Some(l) => {
-                let post = service
-                    .summary_post(inc.id, Markup::of_platform(name))
+                // Chat builds its post from the service's summary (the
+                // service knows no chat types): the key figures, the
+                // summary rendered for the platform, the plain record.
+                let markup = Markup::of_platform(name);
+                let markdown = service
+                    .summary_markdown(inc.id)
                     .await
                     .map_err(store_error)?;
+                let text = service
+                    .summary_for(inc.id, markup)
+                    .await
+                    .map_err(store_error)?;
+                let (_, summary) = service.summary_data(inc.id).map_err(store_error)?;
+                let post = super::SummaryPost::of(inc.id, &summary, text, markdown);
                 // Each platform posts it in its own form, once per job key:
                 // a retry finds a post whose answer was lost.
                 platform

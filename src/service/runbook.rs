@@ -117,29 +117,19 @@ impl Service {
         if markup == crate::templates::Markup::Plain {
             return Ok(plain);
         }
-        let inc = self.store.incident(id)?.ok_or(ServiceError::NotFound(id))?;
-        let timeline = self.store.timeline(id)?;
-        let rb = inc
-            .runbook
-            .as_ref()
-            .and_then(|p| self.directory.runbooks.get(&p.runbook));
-        let summary = crate::summary::build(&inc, &timeline, rb);
+        let (_, summary) = self.summary_data(id)?;
         Ok(
             crate::summary::render_for(&self.directory.templates, markup, &summary)
                 .map_err(|e| IncidentError::Unchanged(e.to_string()))?,
         )
     }
 
-    /// The post-incident summary as a chat platform posts it: its key
-    /// figures, the summary rendered for `markup`, and the plain record
-    /// (the file a long summary carries).
-    pub async fn summary_post(
+    /// The post-incident summary of an incident as it stands: the incident
+    /// and its summary data (for the platforms' own renderings).
+    pub fn summary_data(
         &self,
         id: IncidentId,
-        markup: crate::templates::Markup,
-    ) -> Result<crate::chat::SummaryPost, ServiceError> {
-        let markdown = self.summary_markdown(id).await?;
-        let text = self.summary_for(id, markup).await?;
+    ) -> Result<(crate::incident::Incident, crate::summary::Summary), ServiceError> {
         let inc = self.store.incident(id)?.ok_or(ServiceError::NotFound(id))?;
         let timeline = self.store.timeline(id)?;
         let rb = inc
@@ -147,7 +137,7 @@ impl Service {
             .as_ref()
             .and_then(|p| self.directory.runbooks.get(&p.runbook));
         let summary = crate::summary::build(&inc, &timeline, rb);
-        Ok(crate::chat::SummaryPost::of(id, &summary, text, markdown))
+        Ok((inc, summary))
     }
 
     /// The post-incident summary as Markdown: the stored one once the
@@ -156,13 +146,7 @@ impl Service {
         if let Some(s) = self.store.summary(id)? {
             return Ok(s);
         }
-        let inc = self.store.incident(id)?.ok_or(ServiceError::NotFound(id))?;
-        let timeline = self.store.timeline(id)?;
-        let rb = inc
-            .runbook
-            .as_ref()
-            .and_then(|p| self.directory.runbooks.get(&p.runbook));
-        let summary = crate::summary::build(&inc, &timeline, rb);
+        let (inc, summary) = self.summary_data(id)?;
         let md = crate::summary::render(&self.directory.templates, &summary)
             .map_err(|e| IncidentError::Unchanged(e.to_string()))?;
         if inc.status == Status::Resolved {
