@@ -3,7 +3,7 @@
 
 use super::{CardView, ChatMessage, ChatPlatform, InviteFailure, channel_name};
 use crate::escalation::Recipient;
-use crate::incident::{Actor, ChatLink, Incident, TimelineEvent};
+use crate::incident::{ChatLink, Incident, TimelineEvent};
 use crate::notify::{DeliveryError, Job, OutboxEntry};
 use crate::service::Service;
 use crate::templates::Markup;
@@ -44,13 +44,13 @@ fn responders(service: &Service, inc: &Incident) -> Result<Vec<String>, Delivery
 fn invitees(service: &Service, inc: &Incident) -> Result<Vec<String>, DeliveryError> {
     let mut users = responders(service, inc)?;
     let opened = service.store().timeline(inc.id).map_err(store_error)?;
-    if let Some(Actor::User(u)) = opened
+    if let Some(u) = opened
         .iter()
         .find(|e| matches!(e.event, TimelineEvent::Opened { .. }))
-        .map(|e| &e.actor)
-        && !users.contains(u)
+        .and_then(|e| e.actor.user_name())
+        && !users.iter().any(|x| x == u)
     {
-        users.insert(0, u.clone());
+        users.insert(0, u.to_string());
     }
     Ok(users)
 }

@@ -136,7 +136,7 @@ impl ChatHandler {
                 inv.platform, inv.user_id
             ));
         };
-        let by = Actor::User(user.clone());
+        let by = Actor::authenticated(user.clone(), format!("{}:{}", inv.platform, inv.user_id));
         match inv.command {
             Command::Help => {
                 // The usage texts' `<placeholders>` are text, not Slack markup.

@@ -279,6 +279,11 @@ pub struct ServerConfig {
     /// sender is told to slow down (429 with `Retry-After` on `/v2/enqueue`,
     /// 503 with `Retry-After` elsewhere) instead of memory growing.
     pub max_queued_writes: usize,
+    /// The externally visible base URL (`https://tocsin.example.com`), for
+    /// links tocsin sends (one-click acknowledge, push actions) and for
+    /// checking signatures that cover the URL (Twilio). Without it tocsin
+    /// sends no links that need it.
+    pub public_url: Option<url::Url>,
 }
 
 impl Default for ServerConfig {
@@ -291,6 +296,7 @@ impl Default for ServerConfig {
             request_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(30),
             max_queued_writes: 10_000,
+            public_url: None,
         }
     }
 }
@@ -727,6 +733,19 @@ impl Config {
                 issue(
                     format!("integrations.{}.max_requests_per_second", i.name),
                     "must be at least 1 (leave it out for no limit)".into(),
+                );
+            }
+        }
+        if let Some(u) = &self.server.public_url {
+            if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+                issue(
+                    "server.public_url".into(),
+                    format!("must be an http or https URL with a host, not {u}"),
+                );
+            } else if u.query().is_some() || u.fragment().is_some() {
+                issue(
+                    "server.public_url".into(),
+                    "must be a base URL without a query or fragment".into(),
                 );
             }
         }
@@ -1238,6 +1257,35 @@ mod tests {
             issues.iter().all(|i| !i.message.contains('\n')),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn public_url_loads_and_is_checked() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let with = |v: &str| {
+            GOOD.replace(
+                "listen = \"127.0.0.1:9999\"",
+                &format!("listen = \"127.0.0.1:9999\"\npublic_url = \"{v}\""),
+            )
+        };
+        let c = Config::from_toml_str(&with("https://tocsin.example.com/base/"), &env).unwrap();
+        assert_eq!(
+            c.server.public_url.unwrap().as_str(),
+            "https://tocsin.example.com/base/"
+        );
+        for bad in [
+            "ftp://tocsin.example.com",
+            "https://x.example/?a=1",
+            "not a url",
+        ] {
+            let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&with(bad), &env) else {
+                panic!("{bad} accepted");
+            };
+            assert!(
+                issues.iter().any(|i| i.path.starts_with("server")),
+                "{bad}: {issues:?}"
+            );
+        }
     }
 
     #[test]

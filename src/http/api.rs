@@ -140,7 +140,10 @@ fn command_request(
 }
 
 fn actor(body: &ChangeBody) -> Actor {
-    Actor::User(body.by.clone().unwrap_or_else(|| "api".into()))
+    Actor::authenticated(
+        body.by.clone().unwrap_or_else(|| "api".into()),
+        "config-token",
+    )
 }
 
 /// `POST /v1/incidents/{id}/acknowledge`

@@ -111,10 +111,7 @@ fn acknowledge_and_resolve_by_people() {
         t0(),
     );
     let later = t0() + chrono::Duration::minutes(3);
-    let ack = c
-        .incident
-        .acknowledge(Actor::User("alice".into()), later)
-        .unwrap();
+    let ack = c.incident.acknowledge(Actor::user("alice"), later).unwrap();
     assert_eq!(ack.incident.acknowledged_at, Some(later));
     assert_eq!(
         ack.incident.acknowledge(Actor::System, later),
@@ -122,7 +119,7 @@ fn acknowledge_and_resolve_by_people() {
     );
     let res = ack
         .incident
-        .resolve(Actor::User("bob".into()), Some("rolled back".into()), later)
+        .resolve(Actor::user("bob"), Some("rolled back".into()), later)
         .unwrap();
     assert_eq!(res.incident.status, Status::Resolved);
     assert_eq!(res.entries[0].event.describe(), "Resolved: rolled back");
@@ -181,14 +178,11 @@ fn the_timeline_is_a_hash_chain() {
         t0(),
     );
     let mut all = c.entries.clone();
-    let ack = c
-        .incident
-        .acknowledge(Actor::User("alice".into()), t0())
-        .unwrap();
+    let ack = c.incident.acknowledge(Actor::user("alice"), t0()).unwrap();
     all.extend(ack.entries.clone());
     let res = ack
         .incident
-        .resolve(Actor::User("bob".into()), None, t0())
+        .resolve(Actor::user("bob"), None, t0())
         .unwrap();
     all.extend(res.entries.clone());
     let head = res.incident.timeline_head.clone();
@@ -198,7 +192,7 @@ fn the_timeline_is_a_hash_chain() {
 
     // Edit an entry: the next one no longer matches.
     let mut edited = all.clone();
-    edited[1].actor = Actor::User("mallory".into());
+    edited[1].actor = Actor::user("mallory");
     let e = verify_chain(&edited, &head).unwrap_err();
     assert_eq!(e.seq, 2);
     assert!(e.reason.contains("entry 1 was changed"), "{e}");
@@ -275,4 +269,20 @@ fn expired_alerts_resolve_and_the_last_one_resolves_the_incident() {
         last.entries.last().unwrap().event,
         TimelineEvent::Resolved { .. }
     ));
+}
+
+#[test]
+fn a_person_without_principal_serializes_as_before_and_with_one_round_trips() {
+    let old = serde_json::to_value(Actor::user("alice")).unwrap();
+    assert_eq!(old, serde_json::json!({"kind": "user", "name": "alice"}));
+    let new = Actor::authenticated("alice", "slack:T1/U1");
+    let json = serde_json::to_value(&new).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"kind": "user", "name": {"user": "alice", "principal": "slack:T1/U1"}})
+    );
+    let back: Actor = serde_json::from_value(json).unwrap();
+    assert_eq!(back, new);
+    assert_eq!(back.to_string(), "alice");
+    assert_eq!(back.principal(), Some("slack:T1/U1"));
 }

@@ -13,8 +13,44 @@ pub enum Actor {
     System,
     /// An alert sender, by integration name.
     Integration(String),
-    /// A person, by tocsin user name (or the API caller's label).
-    User(String),
+    /// A person, by tocsin user name, with how they proved who they are.
+    User(UserRef),
+}
+
+impl Actor {
+    /// A person known only by name (entries written before principals were
+    /// recorded, and tests).
+    pub fn user(name: impl Into<String>) -> Self {
+        Self::User(UserRef {
+            name: name.into(),
+            principal: None,
+        })
+    }
+
+    /// A person who authenticated as `principal`: `slack:T0001/U0001`,
+    /// `discord:1234/5678`, `token:3fa2c1`, `config-token`, `cli`, ...
+    pub fn authenticated(name: impl Into<String>, principal: impl Into<String>) -> Self {
+        Self::User(UserRef {
+            name: name.into(),
+            principal: Some(principal.into()),
+        })
+    }
+
+    /// The tocsin user name, when a person acted.
+    pub fn user_name(&self) -> Option<&str> {
+        match self {
+            Self::User(u) => Some(&u.name),
+            _ => None,
+        }
+    }
+
+    /// The authenticated identity behind a person's action, if recorded.
+    pub fn principal(&self) -> Option<&str> {
+        match self {
+            Self::User(u) => u.principal.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Actor {
@@ -22,8 +58,57 @@ impl fmt::Display for Actor {
         match self {
             Self::System => f.write_str("tocsin"),
             Self::Integration(n) => write!(f, "integration {n}"),
-            Self::User(n) => f.write_str(n),
+            Self::User(u) => f.write_str(&u.name),
         }
+    }
+}
+
+/// A person in the timeline: the display name and the authenticated
+/// principal (platform user id, token id) that vouches for it.
+///
+/// Serializes as a bare string when no principal is known, so entries
+/// written before principals existed keep their hashes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    /// The tocsin user name.
+    pub name: String,
+    /// How they authenticated, if recorded.
+    pub principal: Option<String>,
+}
+
+impl Serialize for UserRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match &self.principal {
+            None => s.serialize_str(&self.name),
+            Some(p) => {
+                let mut st = s.serialize_struct("UserRef", 2)?;
+                st.serialize_field("user", &self.name)?;
+                st.serialize_field("principal", p)?;
+                st.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UserRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Name(String),
+            Full { user: String, principal: String },
+        }
+        Ok(match Wire::deserialize(d)? {
+            Wire::Name(name) => Self {
+                name,
+                principal: None,
+            },
+            Wire::Full { user, principal } => Self {
+                name: user,
+                principal: Some(principal),
+            },
+        })
     }
 }
 

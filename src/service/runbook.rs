@@ -93,15 +93,8 @@ impl Service {
             Some(vec![TargetConfig::User(starter.to_string())])
         };
         let title = format!("Drill: {}", rb.title);
-        self.open_incident(
-            &title,
-            None,
-            Actor::User(starter.into()),
-            page,
-            Some(rb),
-            true,
-        )
-        .await
+        self.open_incident(&title, None, Actor::user(starter), page, Some(rb), true)
+            .await
     }
 
     /// The post-incident summary rendered for `markup` (the values escaped

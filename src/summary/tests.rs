@@ -63,8 +63,8 @@ fn scripted() -> (
         timeline.extend(c.entries);
         c.incident
     };
-    let alice = || Actor::User("alice".into());
-    let bob = || Actor::User("bob".into());
+    let alice = || Actor::user("alice");
+    let bob = || Actor::user("bob");
     let inc = step(
         Incident::open(IncidentId(42), "api", "prometheus", &event, t0()),
         &mut timeline,
