@@ -230,6 +230,14 @@ enum AuditCommand {
     Verify {
         /// `INC-42` or `42`.
         id: String,
+        /// A chain head recorded outside the store (the `audit chain head`
+        /// log line or the audit webhook at resolve): the chain must link to it.
+        #[arg(long)]
+        head: Option<String>,
+        /// Accept entries linked without the audit key before the first keyed
+        /// one (written before `[audit] key` was set).
+        #[arg(long)]
+        allow_unkeyed: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -563,8 +571,24 @@ async fn main() -> Result<()> {
             );
         }
         Command::Audit {
-            command: AuditCommand::Verify { id, server },
+            command:
+                AuditCommand::Verify {
+                    id,
+                    head: anchor,
+                    allow_unkeyed,
+                    server,
+                },
         } => {
+            // The key from the config (`[audit] key`), else TOCSIN_AUDIT_KEY.
+            let key = load_config(&cli.config)
+                .ok()
+                .and_then(|c| c.audit.key)
+                .or_else(|| {
+                    std::env::var("TOCSIN_AUDIT_KEY")
+                        .ok()
+                        .filter(|k| !k.is_empty())
+                        .map(tocsin::secret::Secret::new)
+                });
             let client = Client::new(&base_url(server, &cli.config));
             let (jsonl, head) = client
                 .get_text(
@@ -583,12 +607,37 @@ async fn main() -> Result<()> {
                 entries.push(e);
             }
             let head = head.context("the server sent no x-tocsin-timeline-head")?;
-            match tocsin::incident::verify_chain(&entries, &head) {
-                Ok(()) => println!(
-                    "{id}: {} entries, the hash chain is intact (head {})",
-                    entries.len(),
-                    head.get(..16).unwrap_or(&head)
-                ),
+            let options = tocsin::incident::VerifyOptions {
+                key: key.as_ref(),
+                allow_unkeyed: *allow_unkeyed,
+                anchor: anchor.as_deref(),
+            };
+            match tocsin::incident::verify_chain(&entries, &head, options) {
+                Ok(r) => {
+                    let short = head.get(..28).unwrap_or(&head);
+                    println!(
+                        "{id}: {} entries, the hash chain is intact (head {short})",
+                        r.entries
+                    );
+                    if r.keyed == r.entries {
+                        println!(
+                            "every entry is keyed: nobody without the audit key could have rewritten it"
+                        );
+                    } else if r.keyed > 0 {
+                        println!(
+                            "{} entries are keyed; the first {} predate the audit key and are protected only against naive edits",
+                            r.keyed,
+                            r.entries - r.keyed
+                        );
+                    } else {
+                        println!(
+                            "no entry is keyed: a rewrite that recomputes the chain would pass; set [audit] key, and compare the head with an external copy (--head)"
+                        );
+                    }
+                    if let Some(at) = r.anchored_at {
+                        println!("the recorded head matches entry {at}");
+                    }
+                }
                 Err(e) => {
                     eprintln!("{id}: TAMPERED: {e}");
                     std::process::exit(1);

@@ -304,6 +304,6 @@ pub async fn run(
             }
             _ => Ok(()),
         },
-        Job::Page => unreachable!("handled above"),
+        Job::Page | Job::AuditHead { .. } => unreachable!("handled above"),
     }
 }

@@ -67,6 +67,21 @@ pub struct Config {
     pub templates: TemplatesConfig,
     /// `[intake]`
     pub intake: IntakeConfig,
+    /// `[audit]`
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: the timeline's keyed hash chain and its copy outside the store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The HMAC key of the timeline chain (`${TOCSIN_AUDIT_KEY}`, at least
+    /// 32 characters). With it, each entry's link is an HMAC, so an edited
+    /// store or backup cannot be re-chained by anyone without the key.
+    pub key: Option<Secret>,
+    /// A `[[webhooks]]` name: each resolved incident's chain head is posted
+    /// there (the log always gets it), so a copy exists outside the store.
+    pub webhook: Option<String>,
 }
 
 /// `[intake]`: how much one sender may open at once. Alerts beyond these
@@ -736,6 +751,22 @@ impl Config {
                 );
             }
         }
+        if let Some(k) = &self.audit.key
+            && k.expose().chars().count() < 32
+        {
+            issue(
+                "audit.key".into(),
+                "must be at least 32 characters (for example `openssl rand -hex 32`)".into(),
+            );
+        }
+        if let Some(w) = &self.audit.webhook
+            && !self.webhooks.iter().any(|h| &h.name == w)
+        {
+            issue(
+                "audit.webhook".into(),
+                format!("names no [[webhooks]] entry '{w}'"),
+            );
+        }
         if let Some(u) = &self.server.public_url {
             if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
                 issue(
@@ -815,6 +846,9 @@ impl Config {
         if let Some(t) = &self.api.token {
             out.push(("api.token".into(), t));
         }
+        if let Some(k) = &self.audit.key {
+            out.push(("audit.key".into(), k));
+        }
         if let Some(s) = &self.slack {
             out.push(("slack.bot_token".into(), &s.bot_token));
             out.push(("slack.signing_secret".into(), &s.signing_secret));
@@ -880,6 +914,7 @@ const SECTIONS: &[&str] = &[
     "templates",
     "discord",
     "intake",
+    "audit",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -986,6 +1021,11 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         && let Some(s) = section(v, "intake", issues)
     {
         config.intake = s;
+    }
+    if let Some(v) = table.remove("audit")
+        && let Some(s) = section(v, "audit", issues)
+    {
+        config.audit = s;
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(
@@ -1257,6 +1297,26 @@ mod tests {
             issues.iter().all(|i| !i.message.contains('\n')),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn audit_key_and_webhook_are_checked() {
+        let env = env(&[("API_TOKEN", "secret-token"), ("AK", "short")]);
+        let text = format!("{GOOD}\n[audit]\nkey = \"${{AK}}\"\nwebhook = \"nowhere\"\n");
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&text, &env) else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"audit.key"), "{issues:?}");
+        assert!(paths.contains(&"audit.webhook"), "{issues:?}");
+        let env = env_with_long_key();
+        let text = format!("{GOOD}\n[audit]\nkey = \"${{AK}}\"\n");
+        let c = Config::from_toml_str(&text, &env).unwrap();
+        assert_eq!(c.audit.key.unwrap().expose().len(), 64);
+    }
+
+    fn env_with_long_key() -> HashMap<String, String> {
+        env(&[("API_TOKEN", "secret-token"), ("AK", &"a1".repeat(32))])
     }
 
     #[test]

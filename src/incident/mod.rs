@@ -8,7 +8,10 @@ mod severity;
 mod timeline;
 
 pub use severity::Severity;
-pub use timeline::{Actor, ChainError, TimelineEntry, TimelineEvent, verify_chain};
+pub use timeline::{
+    Actor, ChainError, ChainReport, TimelineEntry, TimelineEvent, UserRef, VerifyOptions, seal,
+    verify_chain,
+};
 
 use crate::intake::{AlertAction, AlertEvent, AlertLink};
 use chrono::{DateTime, Utc};

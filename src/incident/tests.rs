@@ -188,21 +188,26 @@ fn the_timeline_is_a_hash_chain() {
     let head = res.incident.timeline_head.clone();
     assert_eq!(all[0].prev, "");
     assert_eq!(all[1].prev, all[0].digest());
-    verify_chain(&all, &head).unwrap();
+    verify_chain(&all, &head, VerifyOptions::default()).unwrap();
 
     // Edit an entry: the next one no longer matches.
     let mut edited = all.clone();
     edited[1].actor = Actor::user("mallory");
-    let e = verify_chain(&edited, &head).unwrap_err();
+    let e = verify_chain(&edited, &head, VerifyOptions::default()).unwrap_err();
     assert_eq!(e.seq, 2);
     assert!(e.reason.contains("entry 1 was changed"), "{e}");
     // Delete the last entry: the head no longer matches.
-    let e = verify_chain(&all[..all.len() - 1], &head).unwrap_err();
+    let e = verify_chain(&all[..all.len() - 1], &head, VerifyOptions::default()).unwrap_err();
     assert!(e.reason.contains("removed"), "{e}");
     // Delete one in the middle.
     let mut gap = all.clone();
     gap.remove(1);
-    assert_eq!(verify_chain(&gap, &head).unwrap_err().seq, 1);
+    assert_eq!(
+        verify_chain(&gap, &head, VerifyOptions::default())
+            .unwrap_err()
+            .seq,
+        1
+    );
 }
 
 #[test]
@@ -285,4 +290,93 @@ fn a_person_without_principal_serializes_as_before_and_with_one_round_trips() {
     assert_eq!(back, new);
     assert_eq!(back.to_string(), "alice");
     assert_eq!(back.principal(), Some("slack:T1/U1"));
+}
+
+#[test]
+fn a_keyed_chain_fails_verification_after_a_forger_recomputes_it_without_the_key() {
+    use crate::secret::Secret;
+    let key = Secret::new("k".repeat(40));
+    let c = Incident::open(
+        IncidentId(3),
+        "svc",
+        "am",
+        &event("a", AlertAction::Trigger, None),
+        t0(),
+    );
+    // The opening entries were written before the key was set.
+    let mut all = c.entries.clone();
+    let unkeyed = all.len();
+    let ack = c.incident.acknowledge(Actor::user("alice"), t0()).unwrap();
+    let mut sealed = ack.entries.clone();
+    let mut head = seal(&mut sealed, &key).unwrap();
+    all.extend(sealed);
+    let mut inc = ack.incident;
+    inc.timeline_head = head.clone();
+    let res = inc.resolve(Actor::user("bob"), None, t0()).unwrap();
+    let mut sealed = res.entries.clone();
+    head = seal(&mut sealed, &key).unwrap();
+    all.extend(sealed);
+    assert!(head.starts_with("hmac-sha256:"));
+
+    let with_key = VerifyOptions {
+        key: Some(&key),
+        allow_unkeyed: true,
+        anchor: None,
+    };
+    let r = verify_chain(&all, &head, with_key).unwrap();
+    assert_eq!((r.entries, r.keyed), (all.len(), all.len() - unkeyed));
+    // Without --allow-unkeyed the pre-key entry is named.
+    let strict = VerifyOptions {
+        allow_unkeyed: false,
+        ..with_key
+    };
+    let e = verify_chain(&all, &head, strict).unwrap_err();
+    assert!(e.reason.contains("not linked with the audit key"), "{e}");
+    // Without the key a keyed chain cannot be checked.
+    let e = verify_chain(&all, &head, VerifyOptions::default()).unwrap_err();
+    assert!(e.reason.contains("give the key"), "{e}");
+
+    // The forger changes who acknowledged and recomputes every link with
+    // plain SHA-256 (all they can do without the key): it fails.
+    let mut forged = all.clone();
+    forged[1].actor = Actor::user("mallory");
+    let mut prev = String::new();
+    for e in forged.iter_mut() {
+        e.prev = std::mem::take(&mut prev);
+        prev = e.digest();
+    }
+    let e = verify_chain(&forged, &prev, strict).unwrap_err();
+    assert!(e.reason.contains("not linked with the audit key"), "{e}");
+    // Accepting pre-key entries accepts a wholly unkeyed chain, and says
+    // that no entry is keyed (the CLI prints the warning).
+    assert_eq!(verify_chain(&forged, &prev, with_key).unwrap().keyed, 0);
+    // Re-chaining only the entries after the edit (keeping keyed links it
+    // cannot compute) fails: a plain link follows keyed ones.
+    let mut partial = all.clone();
+    partial[3].actor = Actor::user("mallory");
+    let partial_head = partial[3].digest();
+    let e = verify_chain(&partial, &partial_head, with_key).unwrap_err();
+    assert!(e.reason.contains("recomputed"), "{e}");
+    // Recomputing with a guessed key fails too.
+    let mut guessed = forged.clone();
+    let other = Secret::new("x".repeat(40));
+    let guessed_head = seal(&mut guessed[1..], &other).unwrap();
+    let e = verify_chain(&guessed, &guessed_head, with_key).unwrap_err();
+    assert!(e.reason.contains("was changed"), "{e}");
+
+    // An anchor recorded outside the store must be in the chain.
+    let anchored = VerifyOptions {
+        anchor: Some(&head),
+        ..with_key
+    };
+    assert_eq!(
+        verify_chain(&all, &head, anchored).unwrap().anchored_at,
+        Some(all.len() as u64 - 1)
+    );
+    let stale = VerifyOptions {
+        anchor: Some("hmac-sha256:00"),
+        ..with_key
+    };
+    let e = verify_chain(&all, &head, stale).unwrap_err();
+    assert!(e.reason.contains("recorded head"), "{e}");
 }

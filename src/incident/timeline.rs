@@ -1,6 +1,7 @@
 //! The typed incident timeline.
 
 use super::Severity;
+use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -421,6 +422,9 @@ pub struct TimelineEntry {
     pub prev: String,
 }
 
+/// How a keyed link starts: `hmac-sha256:<hex>`.
+pub const KEYED_PREFIX: &str = "hmac-sha256:";
+
 impl TimelineEntry {
     /// SHA-256 (hex) of this entry's JSON, as the next entry's `prev`.
     pub fn digest(&self) -> String {
@@ -428,6 +432,40 @@ impl TimelineEntry {
         let json = serde_json::to_vec(self).expect("timeline entries serialize");
         hex::encode(Sha256::digest(&json))
     }
+
+    /// `hmac-sha256:` and the HMAC-SHA256 (hex) of this entry's JSON under
+    /// the audit key, as the next entry's `prev` when `[audit] key` is set:
+    /// without the key nobody can recompute the chain after an edit.
+    pub fn keyed_digest(&self, key: &Secret) -> String {
+        use hmac::{Hmac, KeyInit, Mac};
+        let json = serde_json::to_vec(self).expect("timeline entries serialize");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(&json);
+        format!("{KEYED_PREFIX}{}", hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// The link to this entry: keyed if `key` is given.
+    pub fn link(&self, key: Option<&Secret>) -> String {
+        match key {
+            Some(k) => self.keyed_digest(k),
+            None => self.digest(),
+        }
+    }
+}
+
+/// Re-links `entries` (new entries of one incident, in order, whose first
+/// `prev` is the stored head) under `key`, and returns the new head. The
+/// domain links entries with plain SHA-256; the store seals them with the
+/// audit key as it writes them.
+pub fn seal(entries: &mut [TimelineEntry], key: &Secret) -> Option<String> {
+    let first = entries.first()?;
+    let mut head = first.prev.clone();
+    for e in entries.iter_mut() {
+        e.prev = std::mem::take(&mut head);
+        head = e.keyed_digest(key);
+    }
+    Some(head)
 }
 
 /// Where an audit chain breaks.
@@ -440,11 +478,77 @@ pub struct ChainError {
     pub reason: String,
 }
 
+/// What [`verify_chain`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChainReport {
+    /// Entries in the chain.
+    pub entries: usize,
+    /// Entries linked with the audit key.
+    pub keyed: usize,
+    /// The position whose link matched `anchor`, if one was given.
+    pub anchored_at: Option<u64>,
+}
+
+/// How to check a chain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// The audit key, to check keyed links.
+    pub key: Option<&'a Secret>,
+    /// Accept entries linked without the key before the first keyed one
+    /// (written before `[audit] key` was set). Without it, a key given
+    /// means every link must be keyed.
+    pub allow_unkeyed: bool,
+    /// A head recorded outside the store (the log line or the audit
+    /// webhook at resolve): some entry's link must equal it.
+    pub anchor: Option<&'a str>,
+}
+
 /// Checks a timeline's hash chain: positions are consecutive, each entry
-/// names the SHA-256 of the one before, and the last one hashes to `head`
+/// names the hash of the one before, and the last one hashes to `head`
 /// (the incident's `timeline_head`), so a deleted last entry shows too.
-pub fn verify_chain(entries: &[TimelineEntry], head: &str) -> Result<(), ChainError> {
+///
+/// A link is keyed (`hmac-sha256:...`, needs `options.key`) or plain
+/// SHA-256. Once one link is keyed every later one must be: a chain that
+/// turns plain after keyed entries was recomputed by someone without the
+/// key. With a key given, plain links are refused unless
+/// `options.allow_unkeyed`.
+pub fn verify_chain(
+    entries: &[TimelineEntry],
+    head: &str,
+    options: VerifyOptions<'_>,
+) -> Result<ChainReport, ChainError> {
+    let mut report = ChainReport {
+        entries: entries.len(),
+        ..ChainReport::default()
+    };
     let mut prev = String::new();
+    let mut seen_keyed = false;
+    // The link from entry `i` to whatever follows it, judged by the form
+    // the follower stored.
+    let link = |e: &TimelineEntry, stored: &str, seen_keyed: &mut bool| {
+        if stored.starts_with(KEYED_PREFIX) {
+            *seen_keyed = true;
+            match options.key {
+                Some(k) => Ok(e.keyed_digest(k)),
+                None => Err(format!(
+                    "entry {} is linked with the audit key; give the key ([audit] key) to verify it",
+                    e.seq
+                )),
+            }
+        } else if *seen_keyed {
+            Err(format!(
+                "entry {} is linked without the audit key after keyed entries: the chain was recomputed by someone without the key",
+                e.seq
+            ))
+        } else if options.key.is_some() && !options.allow_unkeyed {
+            Err(format!(
+                "entry {} is not linked with the audit key (written before [audit] key was set, or forged); pass --allow-unkeyed to accept entries from before the key",
+                e.seq
+            ))
+        } else {
+            Ok(e.digest())
+        }
+    };
     for (i, e) in entries.iter().enumerate() {
         if e.seq != i as u64 {
             return Err(ChainError {
@@ -467,7 +571,15 @@ pub fn verify_chain(entries: &[TimelineEntry], head: &str) -> Result<(), ChainEr
             };
             return Err(ChainError { seq: e.seq, reason });
         }
-        prev = e.digest();
+        let stored = entries.get(i + 1).map_or(head, |n| n.prev.as_str());
+        prev =
+            link(e, stored, &mut seen_keyed).map_err(|reason| ChainError { seq: e.seq, reason })?;
+        if stored.starts_with(KEYED_PREFIX) {
+            report.keyed += 1;
+        }
+        if options.anchor.is_some_and(|a| a == prev) && report.anchored_at.is_none() {
+            report.anchored_at = Some(e.seq);
+        }
     }
     if prev != head {
         let last = entries.len().saturating_sub(1) as u64;
@@ -480,5 +592,16 @@ pub fn verify_chain(entries: &[TimelineEntry], head: &str) -> Result<(), ChainEr
             },
         });
     }
-    Ok(())
+    if let Some(a) = options.anchor
+        && report.anchored_at.is_none()
+    {
+        return Err(ChainError {
+            seq: entries.len().saturating_sub(1) as u64,
+            reason: format!(
+                "no entry links to the recorded head {}: the timeline before it was rewritten",
+                a.get(..28).unwrap_or(a)
+            ),
+        });
+    }
+    Ok(report)
 }

@@ -97,6 +97,13 @@ pub enum Job {
         /// The tocsin user names.
         users: Vec<String>,
     },
+    /// Post a resolved incident's audit chain head to `[audit] webhook`.
+    AuditHead {
+        /// The chain head at resolve.
+        head: String,
+        /// How many entries it covers.
+        entries: u64,
+    },
 }
 
 /// One notification to deliver.

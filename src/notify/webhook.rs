@@ -19,8 +19,23 @@ pub fn signature(secret: &Secret, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The JSON body of a page.
+/// The JSON body of a page (or of an audit chain head).
 pub fn body(entry: &OutboxEntry) -> serde_json::Value {
+    if let super::Job::AuditHead { head, entries } = &entry.job {
+        // No title or details: the receiver is an audit log, not a responder.
+        return json!({
+            "event": "incident.audit_head",
+            "idempotency_key": entry.key,
+            "incident": {
+                "id": entry.incident.to_string(),
+                "uid": entry.incident_uid,
+                "service": entry.page.service,
+            },
+            "head": head,
+            "entries": entries,
+            "at": entry.created_at,
+        });
+    }
     json!({
         "event": "incident.page",
         "idempotency_key": entry.key,

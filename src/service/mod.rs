@@ -441,8 +441,59 @@ impl Service {
         change: &Change,
     ) -> Result<(), StoreError> {
         observe_response_times(before, &change.incident);
-        write_incident(tx, change)?;
+        let audit = &self.directory.config.audit;
+        let head = write_incident(tx, change, audit.key.as_ref())?;
+        let inc = &change.incident;
+        if inc.status == crate::incident::Status::Resolved
+            && before.is_some_and(|b| b.status != crate::incident::Status::Resolved)
+        {
+            self.record_chain_head(tx, inc, &head)?;
+        }
         self.queue_chat(tx, before, &change.incident, &change.entries)
+    }
+
+    /// Writes a resolved incident's chain head to the log and, with
+    /// `[audit] webhook`, queues it for that webhook in the same
+    /// transaction: a copy outside the store that `tocsin audit verify
+    /// --head` checks the stored chain against.
+    fn record_chain_head(
+        &self,
+        tx: &mut dyn Tx,
+        inc: &Incident,
+        head: &str,
+    ) -> Result<(), StoreError> {
+        info!(target: "tocsin::audit", incident = %inc.id, uid = %inc.uid, entries = inc.timeline_len, head = %head, "audit chain head at resolve");
+        let Some(hook) = &self.directory.config.audit.webhook else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        tx.put_outbox(&crate::notify::OutboxEntry {
+            key: format!("{}/audit/{}", inc.id, inc.timeline_len),
+            job: crate::notify::Job::AuditHead {
+                head: head.to_string(),
+                entries: inc.timeline_len,
+            },
+            incident: inc.id,
+            recipient: crate::escalation::Recipient::Webhook(hook.clone()),
+            method: crate::config::ContactKind::Webhook,
+            method_index: 0,
+            page: crate::notify::PageContent {
+                incident: inc.id,
+                title: String::new(),
+                severity: inc.severity,
+                service: inc.service.clone(),
+                step: 0,
+                round: 0,
+            },
+            created_at: now,
+            first_due: now,
+            due: now,
+            attempts: 0,
+            last_error: None,
+            state: crate::notify::DeliveryState::Pending,
+            generation: None,
+            incident_uid: inc.uid.clone(),
+        })
     }
 }
 
@@ -465,14 +516,30 @@ fn observe_response_times(before: Option<&Incident>, after: &Incident) {
     }
 }
 
-fn write_incident(tx: &mut dyn Tx, change: &Change) -> Result<(), StoreError> {
-    let inc = &change.incident;
+/// Writes the incident and its new entries, sealing the entries' links with
+/// the audit key if one is set; returns the chain head as stored.
+fn write_incident(
+    tx: &mut dyn Tx,
+    change: &Change,
+    key: Option<&crate::secret::Secret>,
+) -> Result<String, StoreError> {
+    let sealed;
+    let (inc, entries) = match key {
+        Some(k) if !change.entries.is_empty() => {
+            let mut inc = change.incident.clone();
+            let mut entries = change.entries.clone();
+            inc.timeline_head = crate::incident::seal(&mut entries, k).unwrap_or_default();
+            sealed = (inc, entries);
+            (&sealed.0, sealed.1.as_slice())
+        }
+        _ => (&change.incident, change.entries.as_slice()),
+    };
     tx.put_incident(inc)?;
-    for entry in &change.entries {
+    for entry in entries {
         tx.append_timeline(inc.id, entry)?;
     }
     if !inc.status.is_open() && tx.open_incident(&inc.service, &inc.dedup_key)? == Some(inc.id) {
         tx.set_open_incident(&inc.service, &inc.dedup_key, None)?;
     }
-    Ok(())
+    Ok(inc.timeline_head.clone())
 }

@@ -530,6 +530,14 @@ impl Service {
                 }
             }
             tx.put_outbox(&entry)?;
+            if matches!(entry.job, crate::notify::Job::AuditHead { .. }) {
+                // A timeline line would move the head it carries: the
+                // outcome goes to the log and the notifications API.
+                if let Err(e) = &result {
+                    warn!(incident = %entry.incident, attempts = entry.attempts, error = %e.message, "Audit head webhook failed");
+                }
+                return Ok(());
+            }
             svc.write_change(tx, &change)
         })
         .await?;

@@ -360,3 +360,114 @@ async fn a_tampered_timeline_entry_is_named_by_audit_verify() {
         "{err}"
     );
 }
+
+/// With `[audit] key`, a forger who edits the store and recomputes the whole
+/// chain (all they can do without the key) is caught, and each resolved
+/// incident's head reaches the audit webhook, where `--head` checks it.
+#[tokio::test]
+async fn a_recomputed_chain_fails_verify_with_the_audit_key_and_the_head_goes_out() {
+    use crate::common::receiver::Receiver;
+    let recv = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        "[audit]\nkey = \"{}\"\nwebhook = \"audit-log\"\n\n[[webhooks]]\nname = \"audit-log\"\nurl = \"{}\"\n",
+        "k3y-for-the-audit-chain-0123456789abcdef",
+        recv.url("/audit")
+    );
+    let mut server = ServerProcess::start_with(dir.path(), port, None, &extra).await;
+    let http = reqwest::Client::new();
+    for action in ["trigger", "acknowledge", "resolve"] {
+        let mut body = serde_json::json!({"routing_key": PD_KEY, "event_action": action, "dedup_key": "audit"});
+        if action == "trigger" {
+            body["payload"] =
+                serde_json::json!({"summary": "audit me", "source": "t", "severity": "info"});
+        }
+        http.post(format!("{}/v2/enqueue", server.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(recv.wait_for(1, std::time::Duration::from_secs(10)).await);
+    let sent = recv.at("/audit");
+    assert_eq!(sent[0].body["event"], "incident.audit_head");
+    assert_eq!(sent[0].body["incident"]["id"], "INC-1");
+    assert!(sent[0].body.get("title").is_none());
+    let head = sent[0].body["head"].as_str().unwrap().to_string();
+    assert!(head.starts_with("hmac-sha256:"), "{head}");
+    let stored_head = http
+        .get(format!(
+            "{}/v1/incidents/INC-1/timeline?format=jsonl",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap()
+        .headers()["x-tocsin-timeline-head"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(stored_head, head);
+
+    let verify = |config: &std::path::Path, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args(["audit", "verify", "INC-1"])
+            .args(extra)
+            .arg("--config")
+            .arg(config)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(&server.config, &["--head", &head]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(out.contains("every entry is keyed"), "{out}");
+    assert!(out.contains("the recorded head matches entry 3"), "{out}");
+
+    // The forger rewrites who acknowledged and recomputes every link and
+    // the incident's head with SHA-256, as a backup editor could.
+    assert!(server.terminate().success());
+    {
+        let db = sled::open(dir.path().join("data")).unwrap();
+        let tree = db.open_tree("timeline").unwrap();
+        let mut prev = String::new();
+        for seq in 0..4u64 {
+            let mut key = 1u64.to_be_bytes().to_vec();
+            key.extend_from_slice(&seq.to_be_bytes());
+            let mut entry: tocsin::incident::TimelineEntry =
+                serde_json::from_slice(&tree.get(&key).unwrap().unwrap()).unwrap();
+            if matches!(entry.event, tocsin::incident::TimelineEvent::Acknowledged) {
+                entry.actor = tocsin::incident::Actor::user("mallory");
+            }
+            entry.prev = std::mem::take(&mut prev);
+            prev = entry.digest();
+            tree.insert(key, serde_json::to_vec(&entry).unwrap())
+                .unwrap();
+        }
+        let incidents = db.open_tree("incidents").unwrap();
+        let ikey = 1u64.to_be_bytes();
+        let mut inc: serde_json::Value =
+            serde_json::from_slice(&incidents.get(ikey).unwrap().unwrap()).unwrap();
+        inc["timeline_head"] = serde_json::json!(prev);
+        incidents
+            .insert(ikey, serde_json::to_vec(&inc).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let server = ServerProcess::start_with(dir.path(), port, None, &extra).await;
+    let bad = verify(&server.config, &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("TAMPERED"), "{err}");
+    assert!(err.contains("not linked with the audit key"), "{err}");
+    // Even accepting pre-key entries, the recorded head exposes it.
+    let bad = verify(&server.config, &["--allow-unkeyed", "--head", &head]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("no entry links to the recorded head"), "{err}");
+}
