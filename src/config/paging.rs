@@ -516,6 +516,14 @@ pub(super) fn warnings(
             );
         }
     }
+    for (i, sc) in config.schedules.iter().enumerate() {
+        let at = origins.at("schedules", i);
+        for (l, layer) in sc.layers.iter().enumerate() {
+            if let Some(w) = crate::oncall::handoff_warning(&layer.handoff) {
+                warn(format!("schedules[{at}].layers[{l}].handoff"), w);
+            }
+        }
+    }
     warnings
 }
 

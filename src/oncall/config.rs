@@ -135,6 +135,134 @@ fn parse_local(s: &str) -> Result<NaiveDateTime, String> {
     Ok(parsed)
 }
 
+/// Weekday names by crontab number (0 and 7 are Sunday).
+const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+/// One weekday, by name (`Mon`, `monday`) or crontab number (0-7, 0 and 7
+/// Sunday); days from Sunday, and whether it was a number.
+fn weekday(token: &str, whole: &str) -> Result<(usize, bool), String> {
+    let t = token.trim();
+    if let Ok(n) = t.parse::<usize>() {
+        return match n {
+            0..=7 => Ok((n % 7, true)),
+            _ => Err(format!(
+                "day of week '{t}' in '{whole}' is out of range: use names (Mon-Sun) or crontab numbers 0-7 (0 and 7 are Sunday)"
+            )),
+        };
+    }
+    const FULL: [&str; 7] = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
+    let lower = t.to_ascii_lowercase();
+    FULL.iter()
+        .position(|f| *f == lower || (lower.len() == 3 && f.starts_with(&lower)))
+        .map(|i| (i, false))
+        .ok_or_else(|| {
+            format!("'{t}' in '{whole}' is not a day of the week: use Mon, Tue, ... Sun")
+        })
+}
+
+/// The day-of-week field rewritten as names the `cron` crate reads the
+/// way people mean them, and whether it used numbers.
+///
+/// Accepted beyond what `cron` takes: crontab numbering (0 or 7 Sunday, 1
+/// Monday ... 6 Saturday; `cron` itself counts 1 = Sunday), ranges that
+/// wrap or cover the week (`Fri-Mon`, `Mon-Sun`), and steps over them.
+/// Quartz's `Mon#1`, `L` and `W` are refused with what to write instead.
+fn weekday_field(field: &str, whole: &str) -> Result<(String, bool), String> {
+    if field == "*" || field == "?" {
+        return Ok((field.to_string(), false));
+    }
+    if field.contains('#') {
+        return Err(format!(
+            "'{field}' in '{whole}': the nth weekday of a month (#) is not supported; days of month and week must both match, so write the first Monday as day of month 1-7 with Mon, like \"0 0 9 1-7 * Mon\""
+        ));
+    }
+    if field.contains(['L', 'W']) && !field.to_ascii_lowercase().contains("wed") {
+        return Err(format!(
+            "'{field}' in '{whole}': L and W (last day, weekday nearest) are not supported; name the days instead"
+        ));
+    }
+    let mut days = [false; 7];
+    let mut numeric = false;
+    for part in field.split(',') {
+        let (base, step) = match part.split_once('/') {
+            Some((b, s)) => {
+                let step = s
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| {
+                        format!(
+                            "step '/{s}' in '{whole}' must be a whole number of days, at least 1"
+                        )
+                    })?;
+                (b, step)
+            }
+            None => (part, 1),
+        };
+        let (from, len) = if base == "*" || base == "?" {
+            (0, 7)
+        } else if let Some((a, b)) = base.split_once('-') {
+            let (a, na) = weekday(a, whole)?;
+            let (b, nb) = weekday(b, whole)?;
+            numeric |= na || nb;
+            // Inclusive, wrapping past Saturday: Fri-Mon is Fri Sat Sun Mon,
+            // Mon-Sun the whole week.
+            let len = if b >= a { b - a + 1 } else { 7 - a + b + 1 };
+            // `0-7` is the whole week, not Sunday alone.
+            let len = if a == 0 && base.trim().ends_with('7') {
+                7
+            } else {
+                len
+            };
+            (a, len)
+        } else {
+            let (d, n) = weekday(base, whole)?;
+            numeric |= n;
+            (d, if part.contains('/') { 7 - d } else { 1 })
+        };
+        for k in (0..len).step_by(step) {
+            days[(from + k) % 7] = true;
+        }
+    }
+    if days.iter().all(|d| *d) {
+        return Ok(("*".into(), numeric));
+    }
+    let names: Vec<&str> = (0..7).filter(|d| days[*d]).map(|d| DAY_NAMES[d]).collect();
+    Ok((names.join(","), numeric))
+}
+
+/// A handoff expression with its day-of-week field rewritten for `cron`
+/// (see [`weekday_field`]), and whether that field used numbers.
+fn normalize_handoff(s: &str) -> Result<(String, bool), String> {
+    let mut fields: Vec<&str> = s.split_whitespace().collect();
+    if s.trim_start().starts_with('@') || fields.len() < 6 {
+        return Ok((s.to_string(), false));
+    }
+    let (dow, numeric) = weekday_field(fields[5], s)?;
+    fields[5] = &dow;
+    Ok((fields.join(" "), numeric))
+}
+
+/// A note for `tocsin check` when a handoff names weekdays by number.
+pub(crate) fn handoff_warning(s: &str) -> Option<String> {
+    match normalize_handoff(s) {
+        Ok((normal, true)) => Some(format!(
+            "'{s}' names weekdays by number, read as crontab counts them (0 and 7 Sunday, 1 Monday): it hands off on {}; write day names to make it plain",
+            normal.split_whitespace().nth(5).unwrap_or("*")
+        )),
+        _ => None,
+    }
+}
+
 /// A handoff cron expression; a five-field crontab line gets a hint.
 fn parse_cron(s: &str) -> Result<CronSet, String> {
     let fields = s.split_whitespace().count();
@@ -144,18 +272,27 @@ fn parse_cron(s: &str) -> Result<CronSet, String> {
              day-of-week [year], like \"0 0 9 * * Mon\""
         ));
     }
-    cron::Schedule::from_str(s)
+    let (normal, _) = normalize_handoff(s)?;
+    cron::Schedule::from_str(&normal)
         .map(|c| CronSet::new(&c))
         .map_err(|e| {
             // cron's message repeats the expression with a caret under the
-            // problem; its last line says what the problem is.
+            // problem; its last line usually says what the problem is, and
+            // sometimes is only the caret.
             let text = e.to_string();
             let why = text
                 .lines()
                 .map(str::trim)
-                .rfind(|l| !l.is_empty())
+                .filter(|l| l.chars().any(char::is_alphanumeric))
+                .rfind(|l| *l != normal.trim())
                 .unwrap_or("");
-            format!("'{s}' is not a valid cron expression: {why}")
+            if why.is_empty() {
+                format!(
+                    "'{s}' is not a valid cron expression: use seconds minutes hours day-of-month month day-of-week [year], each a number, a range (1-5), a list (1,3), a step (*/15) or *, like \"0 0 9 * * Mon\""
+                )
+            } else {
+                format!("'{s}' is not a valid cron expression: {why}")
+            }
         })
 }
 
@@ -295,6 +432,101 @@ impl Schedule {
                 overrides,
             }),
             _ => Err(issues),
+        }
+    }
+}
+
+#[cfg(test)]
+mod handoff_tests {
+    use super::*;
+    use chrono::NaiveDate;
+
+    fn days(s: &str) -> String {
+        normalize_handoff(s)
+            .unwrap()
+            .0
+            .split_whitespace()
+            .nth(5)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn weekday_numbers_count_as_in_crontab_and_ranges_may_wrap() {
+        assert_eq!(days("0 0 9 * * 1"), "Mon");
+        assert_eq!(days("0 0 9 * * 0"), "Sun");
+        assert_eq!(days("0 0 9 * * 7"), "Sun");
+        assert_eq!(days("0 0 9 * * 1-5"), "Mon,Tue,Wed,Thu,Fri");
+        assert_eq!(days("0 0 9 * * Fri-Mon"), "Sun,Mon,Fri,Sat");
+        assert_eq!(days("0 0 9 * * Mon-Sun"), "*");
+        assert_eq!(days("0 0 9 * * 0-7"), "*");
+        assert_eq!(days("0 0 9 * * Sat-Sun"), "Sun,Sat");
+        assert_eq!(days("0 0 9 * * Mon-Fri/2"), "Mon,Wed,Fri");
+        assert_eq!(days("0 0 9 * * */2"), "Sun,Tue,Thu,Sat");
+        assert_eq!(days("0 0 9 * * monday,Wednesday"), "Mon,Wed");
+        assert_eq!(days("0 0 9 * * *"), "*");
+        // Fri-Mon parses and fires on Friday through Monday only.
+        let c = parse_cron("0 0 9 * * Fri-Mon").unwrap();
+        let fri = NaiveDate::from_ymd_opt(2026, 12, 4)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        let mut t = fri;
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            t = c.next_after(t).unwrap();
+            seen.push(t.format("%a").to_string());
+        }
+        assert_eq!(seen, ["Fri", "Sat", "Sun", "Mon", "Fri"]);
+        // A numeric Monday hands off on Mondays (2026-12-07 is one).
+        let c = parse_cron("0 0 9 * * 1").unwrap();
+        assert_eq!(
+            c.next_after(fri).unwrap().format("%a %d").to_string(),
+            "Mon 07"
+        );
+    }
+
+    #[test]
+    fn numeric_weekdays_are_warned_about_and_names_are_not() {
+        let w = handoff_warning("0 0 9 * * 1").unwrap();
+        assert!(w.contains("crontab") && w.contains("Mon"), "{w}");
+        assert!(handoff_warning("0 0 9 * * Mon").is_none());
+        assert!(handoff_warning("0 0 9 * * *").is_none());
+    }
+
+    #[test]
+    fn unsupported_weekday_forms_say_what_to_write() {
+        let e = parse_cron("0 0 9 * * Mon#1").unwrap_err();
+        assert!(e.contains("nth weekday") && e.contains("1-7 * Mon"), "{e}");
+        let e = parse_cron("0 0 9 * * 5L").unwrap_err();
+        assert!(e.contains("not supported"), "{e}");
+        let e = parse_cron("0 0 9 * * 8").unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        let e = parse_cron("0 0 9 * * Funday").unwrap_err();
+        assert!(e.contains("not a day of the week"), "{e}");
+        // The first Monday of the month, the way the message suggests.
+        let c = parse_cron("0 0 9 1-7 * Mon").unwrap();
+        let start = NaiveDate::from_ymd_opt(2026, 12, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap();
+        assert_eq!(
+            c.next_after(start).unwrap().date().to_string(),
+            "2026-12-07"
+        );
+        // Every other error names its problem in words, never only "^".
+        for bad in [
+            "0 0 25 * * *",
+            "0 0 9 * * Mon-",
+            "x 0 9 * * *",
+            "0 0 9 32 * *",
+        ] {
+            let e = parse_cron(bad).unwrap_err();
+            let why = e.rsplit(": ").next().unwrap();
+            assert!(
+                why.chars().filter(|c| c.is_alphabetic()).count() > 3,
+                "{bad}: {e}"
+            );
         }
     }
 }

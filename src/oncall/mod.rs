@@ -36,6 +36,7 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use config::handoff_warning;
 pub use config::{LayerConfig, OverrideConfig, RestrictionConfig, ScheduleConfig, ScheduleIssue};
 pub use ical::to_ical;
 

@@ -70,6 +70,41 @@ contact_methods = [{ kind = "log" }]
 }
 
 #[test]
+fn check_warns_that_a_numeric_weekday_counts_as_in_crontab() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cron.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[users]]
+name = "alice"
+contact_methods = [{ kind = "log" }]
+[[schedules]]
+name = "weekly"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "main"
+users = ["alice"]
+start = "2026-01-05T09:00"
+handoff = "0 0 9 * * 1"
+"#,
+    )
+    .unwrap();
+    let out = tocsin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning: schedules[0].layers[0].handoff: '0 0 9 * * 1' names weekdays by number, read as crontab counts them (0 and 7 Sunday, 1 Monday): it hands off on Mon"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_reports_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
