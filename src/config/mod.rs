@@ -525,7 +525,14 @@ impl Config {
         apply_env_overrides(&mut root, env, &mut issues);
         interpolate(&mut root, "", env, &mut issues);
         let (config, origins) = from_value(root, &mut issues);
-        issues.extend(config.validate_at(&origins));
+        // An element kept after setting a bad field aside is checked with
+        // the others, but nothing is said about what was set aside again.
+        issues.extend(
+            config
+                .validate_at(&origins)
+                .into_iter()
+                .filter(|i| !origins.1.iter().any(|p| under(&i.path, p))),
+        );
         if issues.is_empty() {
             Ok(config)
         } else {
@@ -920,7 +927,7 @@ const SECTIONS: &[&str] = &[
 /// For each parsed array element, its index in the file (elements that
 /// failed to parse leave gaps).
 #[derive(Debug, Default)]
-pub(crate) struct Origins(HashMap<&'static str, Vec<usize>>);
+pub(crate) struct Origins(HashMap<&'static str, Vec<usize>>, Vec<String>);
 
 impl Origins {
     fn identity(config: &Config) -> Self {
@@ -934,7 +941,7 @@ impl Origins {
             (0..config.escalation_policies.len()).collect(),
         );
         o.insert("webhooks", (0..config.webhooks.len()).collect());
-        Self(o)
+        Self(o, Vec::new())
     }
 
     /// The index in the file of the `i`th parsed element of `section`.
@@ -1030,7 +1037,7 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     macro_rules! arrays {
         ($($name:ident),*) => {$(
             if let Some(v) = table.remove(stringify!($name)) {
-                let (items, at) = array(v, stringify!($name), issues);
+                let (items, at) = array(v, stringify!($name), issues, &mut origins.1);
                 config.$name = items;
                 origins.0.insert(stringify!($name), at);
             }
@@ -1074,12 +1081,54 @@ fn section<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Whether `path` is `prefix` or inside it.
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// Edit distance, for "did you mean".
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// The variants an "unknown variant" message offers.
+fn expected_variants(message: &str) -> Vec<String> {
+    let Some((_, rest)) = message.split_once("expected ") else {
+        return Vec::new();
+    };
+    rest.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Deserializes each element of an array of tables on its own, so one bad
 /// element does not hide the problems of the others.
+///
+/// A bad element does not hide its own other problems either: the field
+/// that failed is set aside (or, for an unknown variant, replaced by the
+/// nearest known one) and the element parsed again, up to every field, so
+/// each problem is reported; an element that then parses joins the
+/// cross-entry checks (duplicate names, references, short keys), with
+/// what was set aside recorded in `set_aside`.
 fn array<T: serde::de::DeserializeOwned>(
     value: toml::Value,
     path: &str,
     issues: &mut Vec<ConfigIssue>,
+    set_aside: &mut Vec<String>,
 ) -> (Vec<T>, Vec<usize>) {
     let toml::Value::Array(items) = value else {
         issues.push(ConfigIssue {
@@ -1088,11 +1137,79 @@ fn array<T: serde::de::DeserializeOwned>(
         });
         return (Vec::new(), Vec::new());
     };
-    items
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, item)| section(item, &format!("{path}[{i}]"), issues).map(|v| (v, i)))
-        .unzip()
+    let mut out = (Vec::new(), Vec::new());
+    for (i, item) in items.into_iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let mut item = item;
+        let mut aside = Vec::new();
+        for _ in 0..32 {
+            match serde_path_to_error::deserialize::<_, T>(item.clone()) {
+                Ok(v) => {
+                    out.0.push(v);
+                    out.1.push(i);
+                    set_aside.extend(aside);
+                    break;
+                }
+                Err(e) => {
+                    let inner = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    let message = message.lines().next().unwrap_or_default().to_string();
+                    let full = if inner == "." || inner.is_empty() {
+                        at.clone()
+                    } else {
+                        format!("{at}.{inner}")
+                    };
+                    // The top-level field the problem is in.
+                    let key = inner
+                        .split(['.', '['])
+                        .next()
+                        .filter(|k| !k.is_empty() && *k != "?")
+                        .map(str::to_string);
+                    let unknown_field = message.starts_with("unknown field");
+                    let nearest = (!unknown_field && message.contains("unknown variant"))
+                        .then(|| {
+                            let given = message.split('`').nth(1).unwrap_or("").to_string();
+                            expected_variants(&message)
+                                .into_iter()
+                                .min_by_key(|v| distance(v, &given))
+                        })
+                        .flatten();
+                    let message = match &nearest {
+                        Some(n) if !message.contains("did you mean") => {
+                            format!("{message}; did you mean `{n}`?")
+                        }
+                        _ => message,
+                    };
+                    issues.push(ConfigIssue {
+                        path: full.clone(),
+                        message,
+                    });
+                    let toml::Value::Table(t) = &mut item else {
+                        break;
+                    };
+                    let Some(key) = key.filter(|k| {
+                        t.contains_key(k) && !aside.iter().any(|a| a == &format!("{at}.{k}"))
+                    }) else {
+                        break;
+                    };
+                    match nearest {
+                        // A top-level enum: check the rest as if it were the
+                        // nearest variant.
+                        Some(n) if inner == key => {
+                            t.insert(key.clone(), toml::Value::String(n));
+                        }
+                        _ => {
+                            t.remove(&key);
+                        }
+                    }
+                    aside.push(format!("{at}.{key}"));
+                    // The variant stand-in's own issues are not the user's.
+                    aside.push(full);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn apply_env_overrides(
@@ -1317,6 +1434,65 @@ mod tests {
 
     fn env_with_long_key() -> HashMap<String, String> {
         env(&[("API_TOKEN", "secret-token"), ("AK", &"a1".repeat(32))])
+    }
+
+    #[test]
+    fn every_problem_of_every_entry_is_reported_at_once() {
+        let text = r#"
+            [[users]]
+            name = "alice"
+            contact_methods = [{ kind = "pigeon" }]
+            [[users]]
+            name = "alice"
+            contact_methods = [{ kind = "log" }]
+
+            [[services]]
+            name = "api"
+
+            [[integrations]]
+            name = "am"
+            kind = "alertmanagr"
+            key = "short"
+            service = "nope"
+            colour = "red"
+        "#;
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(text, &env(&[])) else {
+            panic!("expected invalid");
+        };
+        let find = |path: &str, what: &str| {
+            issues
+                .iter()
+                .any(|i| i.path == path && i.message.contains(what))
+        };
+        // The bad contact method, and still the duplicate user.
+        assert!(
+            find("users[0].contact_methods[0].kind", "unknown variant"),
+            "{issues:?}"
+        );
+        assert!(find("users[1].name", "defined twice"), "{issues:?}");
+        // The misspelt kind with a suggestion, and still the short key, the
+        // unknown service and the unknown field.
+        assert!(
+            find("integrations[0].kind", "did you mean `alertmanager`"),
+            "{issues:?}"
+        );
+        assert!(
+            find("integrations[0].colour", "unknown field"),
+            "{issues:?}"
+        );
+        assert!(find("integrations[0].service", "nope"), "{issues:?}");
+        assert!(
+            issues.iter().any(|i| i.path == "integrations[0].key"),
+            "{issues:?}"
+        );
+        // Nothing about the field set aside beyond its own problem.
+        assert!(
+            !issues
+                .iter()
+                .any(|i| i.path.starts_with("users[0].contact_methods")
+                    && !i.message.contains("unknown variant")),
+            "{issues:?}"
+        );
     }
 
     #[test]
