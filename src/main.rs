@@ -769,6 +769,34 @@ async fn main() -> Result<()> {
                 o["start"].as_str().unwrap_or("?"),
                 o["end"].as_str().unwrap_or("?")
             );
+            println!("On call over that time now:");
+            for s in body["coverage"].as_array().into_iter().flatten() {
+                let source = match &s["source"] {
+                    Value::String(v) => v.clone(),
+                    v => v["layer"]
+                        .as_str()
+                        .map_or_else(|| "?".into(), |l| format!("layer {l}")),
+                };
+                println!(
+                    "  {} to {}  {} ({source})",
+                    s["start"].as_str().unwrap_or("?"),
+                    s["end"].as_str().unwrap_or("?"),
+                    s["user"].as_str().unwrap_or("?"),
+                );
+            }
+            for other in body["overrides_overlapped"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!(
+                    "Note: it overlaps override {} ({} from {} to {}); the newest override wins where they overlap.",
+                    other["id"],
+                    other["user"].as_str().unwrap_or("?"),
+                    other["start"].as_str().unwrap_or("?"),
+                    other["end"].as_str().unwrap_or("?")
+                );
+            }
         }
     }
     Ok(())

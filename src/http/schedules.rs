@@ -171,7 +171,34 @@ pub async fn add_override(
             created_by: o.by.unwrap_or_else(|| "api".into()),
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({ "override": stored }))).into_response())
+    // What the schedule now says over the override's time and that of every
+    // override it overlaps: the newest override wins, so the caller sees
+    // whom it displaced and where they still cover.
+    let overlapped: Vec<_> = st
+        .service
+        .directory()
+        .stored_overrides(&stored.schedule)
+        .into_iter()
+        .filter(|o| o.id != stored.id && o.start < stored.end && stored.start < o.end)
+        .collect();
+    let from = overlapped
+        .iter()
+        .map(|o| o.start)
+        .fold(stored.start, DateTime::min);
+    let to = overlapped
+        .iter()
+        .map(|o| o.end)
+        .fold(stored.end, DateTime::max);
+    let coverage = shifts_of(&st, &stored.schedule, from, to)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "override": stored,
+            "overrides_overlapped": overlapped,
+            "coverage": coverage,
+        })),
+    )
+        .into_response())
 }
 
 /// `DELETE /v1/schedules/{name}/overrides/{id}`

@@ -129,6 +129,48 @@ async fn an_override_takes_the_pages() {
     let (s, b) = app.post_with_token(path, Some(API_TOKEN), &body).await;
     assert_eq!(s, 201, "{b}");
     let id = b["override"]["id"].as_u64().unwrap();
+    assert_eq!(b["coverage"].as_array().unwrap().len(), 1, "{b}");
+    assert_eq!(b["coverage"][0]["user"], "carol", "{b}");
+    assert_eq!(b["coverage"][0]["source"], "override", "{b}");
+    assert_eq!(b["overrides_overlapped"], json!([]), "{b}");
+    // An override made later over part of it wins there (the most recently
+    // created wins), and the answer shows the whole resulting coverage:
+    // carol, bob, carol again.
+    let (s, later) = app
+        .post_with_token(
+            path,
+            Some(API_TOKEN),
+            &json!({"user": "bob", "start": "2026-11-29T10:00:00Z", "end": "2026-11-29T11:00:00Z"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{later}");
+    let who: Vec<(&str, &str)> = later["coverage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["user"].as_str().unwrap(), s["start"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("carol", "2026-11-29T09:00:00Z"),
+            ("bob", "2026-11-29T10:00:00Z"),
+            ("carol", "2026-11-29T11:00:00Z")
+        ],
+        "{later}"
+    );
+    assert_eq!(later["overrides_overlapped"][0]["id"], id, "{later}");
+    let later_id = later["override"]["id"].as_u64().unwrap();
+    for extra in [later_id] {
+        let resp = app
+            .http
+            .delete(app.url(&format!("{path}/{extra}")))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+    }
 
     let (_, b) = app.get("/v1/oncall").await;
     assert_eq!(b["oncall"][0]["on_call"]["user"], "carol");
@@ -194,6 +236,8 @@ async fn oncall_cli_shows_and_overrides() {
         "2h",
     ]);
     assert!(made.contains("on primary: carol from"), "{made}");
+    assert!(made.contains("On call over that time now:"), "{made}");
+    assert!(made.contains("carol (override)"), "{made}");
     let shown = run(&["oncall", "primary"]);
     assert!(shown.contains("now:  carol until"), "{shown}");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
