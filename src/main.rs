@@ -199,6 +199,13 @@ enum IncidentsCommand {
     },
     /// Page the next escalation step now.
     Escalate(ActArgs),
+    /// Add a note to the timeline (`action: ...` for an action item).
+    Note {
+        #[command(flatten)]
+        act: ActArgs,
+        /// The note.
+        text: String,
+    },
     /// Stop paging for a while; escalation starts again after it.
     Snooze {
         #[command(flatten)]
@@ -451,6 +458,15 @@ async fn main() -> Result<()> {
                     None => serde_json::json!({}),
                 };
                 act_on(&cli.config, act, "resolve", body).await?;
+            }
+            IncidentsCommand::Note { act, text } => {
+                act_on(
+                    &cli.config,
+                    act,
+                    "notes",
+                    serde_json::json!({ "text": text }),
+                )
+                .await?;
             }
             IncidentsCommand::Escalate(act) => {
                 act_on(&cli.config, act, "escalate", serde_json::json!({})).await?;

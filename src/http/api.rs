@@ -95,6 +95,8 @@ struct ChangeBody {
     note: Option<String>,
     /// How long (snooze only), like `30m`.
     duration: Option<String>,
+    /// The note's text (notes only).
+    text: Option<String>,
 }
 
 pub(super) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -171,6 +173,38 @@ pub async fn resolve(
         .resolve(id, actor(&body), body.note.clone())
         .await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
+}
+
+/// The longest note the API takes (chat messages carry it whole).
+const MAX_NOTE_CHARS: usize = 3000;
+
+/// `POST /v1/incidents/{id}/notes` `{"text": "..."}`: a note on the
+/// timeline (`action: ...` makes it an action item), as from chat.
+pub async fn add_note(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (id, body) = command_request(&st, &raw, &headers, body, &["text"])?;
+    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(
+            "'text' is required: {\"text\": \"what you found\"}",
+        ));
+    }
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "'text' is {} characters; a note may have at most {MAX_NOTE_CHARS}",
+            text.chars().count()
+        )));
+    }
+    let incident = st.service.add_note(id, text, actor(&body)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "incident": IncidentView::from(&incident) })),
+    )
+        .into_response())
 }
 
 /// `GET /v1/incidents/{id}/summary`: the post-incident summary (Markdown).
@@ -264,6 +298,7 @@ fn only(body: &ChangeBody, allowed: &[&str]) -> Result<(), ApiError> {
     for (name, present) in [
         ("note", body.note.is_some()),
         ("duration", body.duration.is_some()),
+        ("text", body.text.is_some()),
     ] {
         if present && !allowed.contains(&name) {
             return Err(ApiError::bad_request(format!(

@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/incidents/{id}/resolve", post(api::resolve))
         .route("/v1/incidents/{id}/snooze", post(api::snooze))
         .route("/v1/incidents/{id}/escalate", post(api::escalate))
+        .route("/v1/incidents/{id}/notes", post(api::add_note))
         .route("/v1/incidents/{id}/notifications", get(api::notifications))
         .route("/v1/incidents/{id}/summary", get(api::summary))
         .route("/v1/incidents/{id}/timeline", get(api::timeline))

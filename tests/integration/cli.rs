@@ -450,6 +450,25 @@ async fn incidents_can_be_worked_from_the_cli() {
     assert!(out.contains("INC-1 is acknowledged"), "{out}");
     let out = server.cli(&[
         "incidents",
+        "note",
+        "INC-1",
+        "cache hit rate fell to 3%",
+        "--by",
+        "bob",
+    ]);
+    assert!(out.contains("INC-1 is acknowledged"), "{out}");
+    // An empty note is refused with what to send.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/incidents/INC-1/notes", server.base))
+        .bearer_auth(API_TOKEN)
+        .json(&serde_json::json!({"text": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("'text' is required"));
+    let out = server.cli(&[
+        "incidents",
         "snooze",
         "INC-1",
         "--for",
@@ -474,7 +493,14 @@ async fn incidents_can_be_worked_from_the_cli() {
         .text()
         .await
         .unwrap();
-    for needle in ["escalat", "acknowledged", "snooze", "rolled back", "bob"] {
+    for needle in [
+        "escalat",
+        "acknowledged",
+        "cache hit rate fell to 3%",
+        "snooze",
+        "rolled back",
+        "bob",
+    ] {
         assert!(timeline.contains(needle), "{needle}: {timeline}");
     }
     // A refused action fails the command with the server's reason.
