@@ -51,6 +51,7 @@ pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod matchers;
 pub mod metrics;
 pub mod notify;
 pub mod oncall;

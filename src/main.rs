@@ -65,6 +65,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Routing rules: which rule an alert's labels match, from the config.
+    Route {
+        #[command(subcommand)]
+        command: RouteCommand,
+    },
     /// Who is on call now (and next), on a running server.
     #[command(args_conflicts_with_subcommands = true)]
     Oncall {
@@ -247,6 +252,19 @@ enum AuditCommand {
         allow_unkeyed: bool,
         #[command(flatten)]
         server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum RouteCommand {
+    /// Print which of an integration's routes labels match, and why not the others.
+    Test {
+        /// The integration's name.
+        #[arg(long)]
+        integration: String,
+        /// Labels as name=value pairs, comma-separated: severity=critical,team=db
+        #[arg(long, default_value = "")]
+        labels: String,
     },
 }
 
@@ -585,6 +603,74 @@ async fn main() -> Result<()> {
             println!(
                 "Pages sent after the backup was made may be sent again; each carries the idempotency key it had then, so receivers that drop repeated keys drop them. New incidents get new keys."
             );
+        }
+        Command::Route {
+            command:
+                RouteCommand::Test {
+                    integration,
+                    labels,
+                },
+        } => {
+            let config = load_config(&cli.config)?;
+            let Some(integ) = config.integrations.iter().find(|i| &i.name == integration) else {
+                let names: Vec<&str> = config
+                    .integrations
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect();
+                bail!(
+                    "no integration named '{integration}'; the config has: {}",
+                    names.join(", ")
+                );
+            };
+            let mut set = std::collections::BTreeMap::new();
+            for pair in labels.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let Some((k, v)) = pair.split_once('=') else {
+                    bail!("'{pair}' is not name=value");
+                };
+                set.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            let routes = tocsin::service::routing::Routes::new(&config.integrations);
+            let mut chosen = None;
+            for (i, failed) in routes.explain(integ, &set) {
+                let r = &integ.routes[i];
+                let what = if r.matchers.is_empty() {
+                    "every alert".to_string()
+                } else {
+                    r.matchers.join(", ")
+                };
+                match (&failed, chosen) {
+                    (None, None) => {
+                        println!("rule {i} ({what}): MATCHES");
+                        chosen = Some(i);
+                    }
+                    (None, Some(c)) => {
+                        println!("rule {i} ({what}): matches too, but rule {c} came first")
+                    }
+                    (Some(m), _) => println!("rule {i} ({what}): no, {m} does not hold"),
+                }
+            }
+            match chosen.map(|i| &integ.routes[i]) {
+                Some(r) if r.drop => println!("=> dropped: stored, nothing opened or paged"),
+                Some(r) => {
+                    println!(
+                        "=> service {}{}{}",
+                        r.service.as_deref().unwrap_or(&integ.service),
+                        r.severity
+                            .as_deref()
+                            .map(|s| format!(", severity {s}"))
+                            .unwrap_or_default(),
+                        r.escalation_policy
+                            .as_deref()
+                            .map(|p| format!(", escalation policy {p}"))
+                            .unwrap_or_default()
+                    );
+                }
+                None => println!(
+                    "=> no rule matches: service {} (the integration's fallback)",
+                    integ.service
+                ),
+            }
         }
         Command::Audit {
             command:

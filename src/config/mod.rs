@@ -436,6 +436,30 @@ pub struct IntegrationConfig {
     /// worth); past it, it is told to retry. Unset: no limit.
     #[serde(default)]
     pub max_requests_per_second: Option<u32>,
+    /// `[[integrations.routes]]`: rules by label, in order; the first
+    /// that matches decides; `service` above is the fallback.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[[integrations.routes]]`: where alerts matching every matcher go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Alertmanager-style matchers (`severity=critical`,
+    /// `team=~"db|storage"`, `env!=staging`); all must match. Empty
+    /// matches every alert.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// The service its alerts belong to.
+    pub service: Option<String>,
+    /// The severity to give them (`SEV1`..`SEV4`, or a sender's word).
+    pub severity: Option<String>,
+    /// The escalation policy their incidents page, instead of the service's.
+    pub escalation_policy: Option<String>,
+    /// Store them but open and page nothing.
+    #[serde(default)]
+    pub drop: bool,
 }
 
 fn default_held_resolve_timeout() -> std::time::Duration {
@@ -636,12 +660,70 @@ impl Config {
                     ),
                 );
             }
+            for (r, route) in integ.routes.iter().enumerate() {
+                let at = |f: &str| format!("integrations[{i}].routes[{r}].{f}");
+                for (m, text) in route.matchers.iter().enumerate() {
+                    if let Err(why) = crate::matchers::Matcher::parse_all(text) {
+                        issue(format!("integrations[{i}].routes[{r}].matchers[{m}]"), why);
+                    }
+                }
+                if let Some(s) = &route.service
+                    && !services.contains(s.as_str())
+                {
+                    issue(
+                        at("service"),
+                        format!("unknown service '{s}'; define it under [[services]]"),
+                    );
+                }
+                if let Some(s) = &route.severity
+                    && crate::incident::Severity::from_sender(s).is_none()
+                {
+                    issue(
+                        at("severity"),
+                        format!("unknown severity '{s}'; use SEV1, SEV2, SEV3 or SEV4"),
+                    );
+                }
+                if route.drop
+                    && (route.service.is_some()
+                        || route.severity.is_some()
+                        || route.escalation_policy.is_some())
+                {
+                    issue(
+                        at("drop"),
+                        "a route that drops sets nothing else: remove service, severity and escalation_policy, or drop".into(),
+                    );
+                }
+                if !route.drop
+                    && route.service.is_none()
+                    && route.severity.is_none()
+                    && route.escalation_policy.is_none()
+                {
+                    issue(
+                        at("matchers"),
+                        "the route sets nothing: give service, severity, escalation_policy or drop = true".into(),
+                    );
+                }
+            }
         }
         let policies: HashSet<&str> = self
             .escalation_policies
             .iter()
             .map(|p| p.name.as_str())
             .collect();
+        for (i, integ) in self.integrations.iter().enumerate() {
+            for (r, route) in integ.routes.iter().enumerate() {
+                if let Some(p) = &route.escalation_policy
+                    && !policies.contains(p.as_str())
+                {
+                    issue(
+                        format!("integrations[{}].routes[{r}].escalation_policy", int_at(i)),
+                        format!(
+                            "unknown escalation policy '{p}'; define it under [[escalation_policies]]"
+                        ),
+                    );
+                }
+            }
+        }
         for (i, s) in self.services.iter().enumerate() {
             if let Some(p) = &s.escalation_policy
                 && !policies.contains(p.as_str())

@@ -153,6 +153,10 @@ pub struct Incident {
     pub title: String,
     /// The service it concerns.
     pub service: String,
+    /// The escalation policy it pages, when a routing rule chose one
+    /// instead of the service's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation_policy: Option<String>,
     /// The integration that opened it.
     pub integration: String,
     /// Groups alerts into it while it is open.
@@ -395,6 +399,7 @@ impl Incident {
             drill: false,
             runbook: None,
             recent_changes: Vec::new(),
+            escalation_policy: None,
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();

@@ -163,6 +163,21 @@ pub enum TimelineEvent {
         /// How many it tracks one by one.
         tracked: usize,
     },
+    /// A routing rule of the integration decided where the alert went.
+    Routed {
+        /// The rule's position in `[[integrations.routes]]`, from 0.
+        rule: usize,
+        /// Its matchers, as configured.
+        matchers: Vec<String>,
+        /// The service it chose.
+        service: String,
+        /// The severity it set, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        severity: Option<Severity>,
+        /// The escalation policy it chose, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        escalation_policy: Option<String>,
+    },
     /// Changes to the service shortly before the incident opened.
     RecentChanges {
         /// Newest first.
@@ -324,6 +339,29 @@ impl TimelineEvent {
             Self::AlertsUntracked { tracked } => format!(
                 "More than {tracked} alerts: further alerts are counted, not tracked one by one; it resolves when the whole group does, or by hand"
             ),
+            Self::Routed {
+                rule,
+                matchers,
+                service,
+                severity,
+                escalation_policy,
+            } => {
+                let mut s = format!(
+                    "Routed to {service} by rule {rule} ({})",
+                    if matchers.is_empty() {
+                        "every alert".to_string()
+                    } else {
+                        matchers.join(", ")
+                    }
+                );
+                if let Some(sev) = severity {
+                    s.push_str(&format!(", as {sev}"));
+                }
+                if let Some(p) = escalation_policy {
+                    s.push_str(&format!(", paging policy {p}"));
+                }
+                s
+            }
             Self::RecentChanges { changes } => format!(
                 "Recent changes to the service: {}",
                 changes

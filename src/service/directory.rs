@@ -28,6 +28,8 @@ pub struct Directory {
     pub runbooks: Runbooks,
     /// The message templates.
     pub templates: Templates,
+    /// The integrations' routing rules, parsed.
+    pub routes: super::routing::Routes,
 }
 
 impl Directory {
@@ -51,7 +53,9 @@ impl Directory {
             .iter()
             .map(|p| (p.name.clone(), Policy::from_config(p)))
             .collect();
+        let routes = super::routing::Routes::new(&config.integrations);
         Self {
+            routes,
             config,
             schedules,
             policies,
@@ -152,6 +156,15 @@ impl Directory {
     /// Every schedule, by name.
     pub fn schedules(&self) -> impl Iterator<Item = &Schedule> {
         self.schedules.values()
+    }
+
+    /// The escalation policy an incident pages: the one its routing rule
+    /// chose, else its service's.
+    pub fn policy_for_incident(&self, inc: &crate::incident::Incident) -> Option<&Policy> {
+        match &inc.escalation_policy {
+            Some(p) => self.policies.get(p),
+            None => self.policy_for_service(&inc.service),
+        }
     }
 
     /// The escalation policy of a service, if it has one.

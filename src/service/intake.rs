@@ -91,11 +91,37 @@ impl Service {
         now: DateTime<Utc>,
         budget: &RequestBudget,
     ) -> Result<Vec<EventOutcome>, StoreError> {
-        let service = integration.service.as_str();
         let mut cache: HashMap<IncidentId, Pending> = HashMap::new();
         let mut order: Vec<IncidentId> = Vec::new();
         let mut outcomes = Vec::with_capacity(events.len());
         for event in events {
+            let routed = self.directory.routes.route(integration, event);
+            if routed.drop {
+                tx.record_event(&StoredEvent {
+                    received_at: now,
+                    integration: integration.name.clone(),
+                    incident: None,
+                    event: event.clone(),
+                })?;
+                outcomes.push(EventOutcome {
+                    dedup_key: event.dedup_key.clone(),
+                    incident: None,
+                    effect: Effect::Dropped,
+                });
+                continue;
+            }
+            let service = routed.service;
+            let reshaped;
+            let event = match routed.severity {
+                Some(sev) if event.severity != Some(sev) => {
+                    reshaped = AlertEvent {
+                        severity: Some(sev),
+                        ..event.clone()
+                    };
+                    &reshaped
+                }
+                _ => event,
+            };
             let open = self.open_for(tx, &mut cache, &mut order, service, &event.dedup_key)?;
             let (incident, effect) = match (open, event.action) {
                 (Some(id), _) => {
@@ -112,13 +138,20 @@ impl Service {
                             self.directory.config.intake.max_new_incidents_per_minute,
                         );
                     if may_open {
-                        let id = self.open_new(tx, integration, event, now, &mut cache)?;
+                        let id = self.open_new(tx, integration, &routed, event, now, &mut cache)?;
                         order.push(id);
                         tx.set_open_incident(service, &event.dedup_key, Some(id))?;
                         (Some(id), Effect::Opened)
                     } else {
-                        let id =
-                            self.to_flood(tx, integration, event, now, &mut cache, &mut order)?;
+                        let id = self.to_flood(
+                            tx,
+                            integration,
+                            service,
+                            event,
+                            now,
+                            &mut cache,
+                            &mut order,
+                        )?;
                         (Some(id), Effect::Flood)
                     }
                 }
@@ -232,13 +265,30 @@ impl Service {
         &self,
         tx: &mut dyn Tx,
         integration: &IntegrationConfig,
+        routed: &super::routing::Routed<'_>,
         event: &AlertEvent,
         now: DateTime<Utc>,
         cache: &mut HashMap<IncidentId, Pending>,
     ) -> Result<IncidentId, StoreError> {
         let id = tx.next_incident_id()?;
-        let mut change = Incident::open(id, &integration.service, &integration.name, event, now);
-        let recent = self.recent_changes(&integration.service);
+        let mut change = Incident::open(id, routed.service, &integration.name, event, now);
+        if let Some(rule) = routed.rule {
+            change.incident.escalation_policy = routed.escalation_policy.map(str::to_string);
+            let matchers = integration.routes[rule].matchers.clone();
+            change.incident.record(
+                &mut change.entries,
+                now,
+                crate::incident::Actor::System,
+                crate::incident::TimelineEvent::Routed {
+                    rule,
+                    matchers,
+                    service: routed.service.to_string(),
+                    severity: routed.severity,
+                    escalation_policy: routed.escalation_policy.map(str::to_string),
+                },
+            );
+        }
+        let recent = self.recent_changes(routed.service);
         change
             .incident
             .note_recent_changes(&recent, now, &mut change.entries);
@@ -257,10 +307,12 @@ impl Service {
 
     /// Puts an alert that may not open its own incident into the
     /// integration's flood incident, opening that if needed.
+    #[allow(clippy::too_many_arguments)] // the chunk's state, as open_for takes it
     fn to_flood(
         &self,
         tx: &mut dyn Tx,
         integration: &IntegrationConfig,
+        member_service: &str,
         event: &AlertEvent,
         now: DateTime<Utc>,
         cache: &mut HashMap<IncidentId, Pending>,
@@ -282,12 +334,19 @@ impl Service {
                     integration = %integration.name,
                     "Alert flood: more new incidents than [intake] allows; further alerts join one flood incident"
                 );
-                let id = self.open_new(tx, integration, &first, now, cache)?;
+                let fallback = super::routing::Routed {
+                    rule: None,
+                    service,
+                    severity: None,
+                    escalation_policy: None,
+                    drop: false,
+                };
+                let id = self.open_new(tx, integration, &fallback, &first, now, cache)?;
                 order.push(id);
                 tx.set_open_incident(service, &key, Some(id))?;
                 let p = cache.get_mut(&id).expect("just opened");
                 p.change.incident.title = flood_title(&integration.name, 1);
-                tx.set_open_incident(service, &event.dedup_key, Some(id))?;
+                tx.set_open_incident(member_service, &event.dedup_key, Some(id))?;
                 return Ok(id);
             }
         };
@@ -299,7 +358,7 @@ impl Service {
             .alerts
             .contains_key(&member_fingerprint(event))
         {
-            tx.set_open_incident(service, &event.dedup_key, Some(id))?;
+            tx.set_open_incident(member_service, &event.dedup_key, Some(id))?;
         }
         Ok(id)
     }

@@ -14,6 +14,7 @@ mod chat;
 pub mod directory;
 mod intake;
 mod paging;
+pub mod routing;
 mod runbook;
 mod writer;
 
@@ -62,6 +63,8 @@ pub enum Effect {
     /// Went to its integration's flood incident: the request or the
     /// integration had opened as many incidents as `[intake]` allows.
     Flood,
+    /// A routing rule with `drop = true` matched: stored, nothing opened.
+    Dropped,
 }
 
 /// The outcome of one alert event.

@@ -98,7 +98,7 @@ impl Service {
         change: &mut Change,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let Some(policy) = self.directory.policy_for_service(&change.incident.service) else {
+        let Some(policy) = self.directory.policy_for_incident(&change.incident) else {
             return Ok(());
         };
         let generation = change

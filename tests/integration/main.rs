@@ -17,6 +17,7 @@ mod overload;
 mod pacing;
 mod paging;
 mod restart;
+mod routing;
 mod runbooks;
 mod senders;
 mod slack;
