@@ -72,6 +72,15 @@ impl Principal {
 /// The caller behind `Authorization: Bearer TOKEN`, if its scope reaches
 /// `need`: 401 without a valid token, 403 with one whose scope is short.
 pub fn authorize(st: &AppState, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
+    let result = check_token(st, headers, need);
+    if let Err(e) = &result {
+        // The span names the route; the token itself is never logged.
+        info!(status = e.status.as_u16(), reason = %e.message, "API request refused");
+    }
+    result
+}
+
+fn check_token(st: &AppState, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
     let Some(presented) = bearer(headers) else {
         return Err(ApiError::unauthorized(
             "missing API token: send 'Authorization: Bearer TOKEN' (tocsin token create makes one)",
