@@ -32,19 +32,14 @@ async fn list_and_show() {
     app.stop().await;
 }
 
-/// The users `by` may name.
-const USERS: &str = r#"
-[[users]]
-name = "alice"
-contact_methods = [{ kind = "log" }]
-[[users]]
-name = "bob"
-contact_methods = [{ kind = "log" }]
-"#;
-
 #[tokio::test]
 async fn acknowledge_and_resolve_need_the_token() {
-    let app = spawn_app_with(std::sync::Arc::new(tocsin::clock::SystemClock), None, USERS).await;
+    let app = spawn_app_with(
+        std::sync::Arc::new(tocsin::clock::SystemClock),
+        None,
+        crate::access::PEOPLE,
+    )
+    .await;
     app.pd("trigger", "a", "first").await;
     let ack = "/v1/incidents/INC-1/acknowledge";
 
