@@ -644,8 +644,22 @@ async fn webhooks_refuse_form_content_types() {
 
 #[tokio::test]
 async fn the_cli_creates_lists_and_revokes_tokens() {
+    // Two listeners: `alert send` finds the public one, the rest the API.
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start_with(dir.path(), free_port(), None, PEOPLE).await;
+    let (port, public) = (free_port(), free_port());
+    let text = config_text_with(
+        &dir.path().join("data"),
+        &format!("127.0.0.1:{port}"),
+        None,
+        PEOPLE,
+    )
+    .replacen(
+        "[server]\n",
+        &format!("[server]\npublic_listen = \"127.0.0.1:{public}\"\n"),
+        1,
+    );
+    std::fs::write(dir.path().join("tocsin.toml"), text).unwrap();
+    let mut server = ServerProcess::start_with(dir.path(), port, None, PEOPLE).await;
     let out = server.cli(&["token", "create", "--user", "alice", "--scope", "write"]);
     assert!(out.contains("for alice (write)"), "{out}");
     assert!(out.contains("shown only this once"), "{out}");
@@ -663,6 +677,13 @@ async fn the_cli_creates_lists_and_revokes_tokens() {
     assert!(!list.contains(&secret), "{list}");
     // The new token works from the CLI, and its user acts.
     server.cli(&["alert", "send", "--summary", "disk full"]);
+    let on_public = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{public}/v1/incidents"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_public.status().as_u16(), 404);
     let out = server.cli(&["incidents", "ack", "INC-1", "--token", &secret]);
     assert!(out.contains("INC-1 is acknowledged"), "{out}");
     let shown = server.cli(&["incidents", "show", "INC-1", "--token", &secret]);
@@ -680,4 +701,6 @@ async fn the_cli_creates_lists_and_revokes_tokens() {
         String::from_utf8_lossy(&refused.stderr).contains("401"),
         "{refused:?}"
     );
+    // SIGTERM drains both listeners and exits 0.
+    assert!(server.terminate().success());
 }
