@@ -1,7 +1,7 @@
 //! Who is calling the API: the bearer token, its scope, the acting user,
 //! and the API listener's `Host` check.
 
-use super::intake::bearer;
+use super::intake::{basic, bearer};
 use super::{ApiError, AppState};
 use crate::access::{Scope, split_token};
 use crate::incident::Actor;
@@ -81,7 +81,10 @@ pub fn authorize(st: &AppState, headers: &HeaderMap, need: Scope) -> Result<Prin
 }
 
 fn check_token(st: &AppState, headers: &HeaderMap, need: Scope) -> Result<Principal, ApiError> {
-    let Some(presented) = bearer(headers) else {
+    // Basic auth with the token as password, for calendar apps subscribing
+    // to the iCal feed (they cannot send a bearer token).
+    let from_basic = basic(headers).map(|(_, password)| password);
+    let Some(presented) = bearer(headers).or(from_basic.as_deref()) else {
         return Err(ApiError::unauthorized(
             "missing API token: send 'Authorization: Bearer TOKEN' (tocsin token create makes one)",
         ));

@@ -653,7 +653,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// User and password of an `Authorization: Basic ...` header.
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;

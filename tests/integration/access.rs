@@ -484,6 +484,27 @@ async fn each_listener_serves_only_its_routes() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(app.store_counts().1, 1);
+    // Calendar apps send the token as a basic-auth password.
+    let ical = app
+        .http
+        .get(app.url("/v1/schedules/primary/ical"))
+        .basic_auth("calendar", Some(API_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ical.status().as_u16(), 200);
+    let wrong = app
+        .http
+        .get(app.url("/v1/schedules/primary/ical"))
+        .basic_auth(API_TOKEN, None::<&str>)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong.status().as_u16(),
+        401,
+        "the token goes in the password"
+    );
     // The API and health where they belong.
     assert_eq!(app.get("/v1/incidents/INC-1").await.0, 200);
     assert_eq!(app.get_as("/readyz", None).await.0, 503); // no scheduler in tests
