@@ -89,6 +89,8 @@ tocsin_config() {
 listen = "127.0.0.1:$port"
 [storage]
 path = "$dir/data"
+[api]
+token = "bench-api-token"
 [log]
 level = "warn"
 [intake]
@@ -192,7 +194,7 @@ wrk_capped() {
     CAPPED_SECONDS=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 }
 
-stats() { curl -fsS "http://127.0.0.1:$1/v1/stats"; }
+stats() { curl -fsS -H "Authorization: Bearer bench-api-token" "http://127.0.0.1:$1/v1/stats"; }
 
 {
     echo "# Results $(date -u +%Y-%m-%dT%H:%MZ)"
@@ -315,12 +317,12 @@ until (($(field "$(curl -fsS "http://127.0.0.1:$hook_port/")" count) >= 1)); do
 done
 sleep 3
 pages=$(field "$(curl -fsS "http://127.0.0.1:$hook_port/")" count)
-check=$(curl -fsS "http://127.0.0.1:$port/v1/incidents?limit=1000" | python3 -c '
+check=$(curl -fsS -H "Authorization: Bearer bench-api-token" "http://127.0.0.1:$port/v1/incidents?limit=1000" | python3 -c '
 import json, sys
 incs = json.load(sys.stdin)["incidents"]
 print(len(incs), incs[0]["event_count"] if incs else 0, incs[0]["key"] if incs else "-", incs[0]["status"] if incs else "-")')
 read -r n_inc ev_count inc_key inc_status <<<"$check"
-notif=$(curl -fsS "http://127.0.0.1:$port/v1/incidents/$inc_key/notifications" | python3 -c '
+notif=$(curl -fsS -H "Authorization: Bearer bench-api-token" "http://127.0.0.1:$port/v1/incidents/$inc_key/notifications" | python3 -c '
 import json, sys
 b = json.load(sys.stdin)
 items = b.get("notifications", b) if isinstance(b, dict) else b
@@ -363,14 +365,14 @@ peak=$(hwm_kb "$TOCSIN_PID")
 s=$(stats "$port")
 incs=$(field "$s" incidents)
 [[ "$incs" == "$MEMORY_INCIDENTS" ]] || fail "memory: $incs incidents stored, expected $MEMORY_INCIDENTS"
-open=$(curl -fsS "http://127.0.0.1:$port/v1/incidents?status=triggered&limit=5" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["incidents"]))')
+open=$(curl -fsS -H "Authorization: Bearer bench-api-token" "http://127.0.0.1:$port/v1/incidents?status=triggered&limit=5" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["incidents"]))')
 ((open == 5)) || fail "memory: the incidents are not open"
 stop "$TOCSIN_PID"
 disk=$(du -sk "$dir/data" | cut -f1)
 start_tocsin "$dir" "$port"
 sleep 1
 restarted=$(rss_kb "$TOCSIN_PID")
-curl -fsS -o /dev/null "http://127.0.0.1:$port/v1/incidents?status=triggered&limit=100"
+curl -fsS -o /dev/null -H "Authorization: Bearer bench-api-token" "http://127.0.0.1:$port/v1/incidents?status=triggered&limit=100"
 restarted_list=$(rss_kb "$TOCSIN_PID")
 stop "$TOCSIN_PID"
 per=$(python3 -c "print(f'{($loaded - $idle) / $MEMORY_INCIDENTS:.2f}')")

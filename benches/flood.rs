@@ -24,6 +24,8 @@ fn config(data: &Path, port: u16, hook: &str) -> String {
 listen = "127.0.0.1:{port}"
 [storage]
 path = "{}"
+[api]
+token = "bench-api-token"
 [log]
 level = "warn"
 [[users]]
@@ -237,6 +239,7 @@ async fn main() {
         let (peak, rss) = memory(child.id());
         let listed: Value = http
             .get(format!("http://127.0.0.1:{port}/v1/incidents?limit=1000"))
+            .bearer_auth("bench-api-token")
             .send()
             .await
             .unwrap()

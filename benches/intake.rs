@@ -23,6 +23,8 @@ fn config(data: &Path, port: u16) -> String {
 listen = "127.0.0.1:{port}"
 [storage]
 path = "{}"
+[api]
+token = "bench-api-token"
 [log]
 level = "warn"
 # Every event opens its own incident here: the flood limits would group them.
@@ -134,7 +136,10 @@ async fn run(connections: usize, seconds: u64) -> RunResult {
     server.kill().unwrap();
     server.wait().unwrap();
     let mut server = start(&cfg, port).await;
-    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/v1/stats"))
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/stats"))
+        .bearer_auth("bench-api-token")
+        .send()
         .await
         .unwrap()
         .json()

@@ -8,7 +8,7 @@ use crate::chat::slack::SlackPlatform;
 use crate::chat::slack::http::{SlackState, router as slack_router};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::http::{AppState, router};
+use crate::http::{AppState, routes};
 use crate::notify::worker::{Notifiers, Worker};
 use crate::service::{Directory, Service};
 use crate::store::{SledStore, Store, StoreError};
@@ -41,8 +41,14 @@ pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1
 
 /// The assembled application: what [`run`] serves, and what tests drive.
 pub struct App {
-    /// The HTTP routes.
+    /// Every route, for one listener serving everything (no
+    /// `[server] public_listen`).
     pub router: axum::Router,
+    /// What the public listener serves: intake, Slack, Discord, `/healthz`.
+    pub public_router: axum::Router,
+    /// What the API listener serves: `/v1/*`, `/metrics`, `/readyz`,
+    /// `/healthz`.
+    pub api_router: axum::Router,
     /// The one writer.
     pub service: Service,
     /// The store.
@@ -115,16 +121,24 @@ impl App {
             config,
         };
         let max_body = state.config.server.max_body_bytes;
-        let mut app_router = router(state);
+        let routes = routes(state);
+        let mut public = routes.public;
         if let Some(s) = slack_state {
-            app_router = app_router.merge(slack_router(s));
+            public = public.merge(slack_router(s));
         }
         if let Some(r) = discord.as_ref().and_then(Discord::router) {
-            app_router = app_router.merge(r);
+            public = public.merge(r);
         }
-        let app_router = crate::http::finish(app_router, max_body);
+        let finish = |r: axum::Router| crate::http::finish(r, max_body);
         Ok(Self {
-            router: app_router,
+            router: finish(
+                public
+                    .clone()
+                    .merge(routes.api.clone())
+                    .merge(routes.health.clone()),
+            ),
+            public_router: finish(public.merge(routes.health.clone())),
+            api_router: finish(routes.api.merge(routes.health)),
             service,
             store,
             worker,
@@ -153,20 +167,82 @@ impl App {
     }
 }
 
-/// Runs tocsin on `listener` until `shutdown` completes, then drains
+/// The sockets tocsin serves on.
+pub struct Listeners {
+    /// `[server] listen`: the API, or everything without `public`.
+    pub api: TcpListener,
+    /// `[server] public_listen`: intake and the chat platforms.
+    pub public: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds `[server] listen` and, if set, `[server] public_listen`.
+    pub async fn bind(server: &crate::config::ServerConfig) -> std::io::Result<Self> {
+        let bind = |addr: std::net::SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("binding {addr}: {e}")))
+        };
+        let api = bind(server.listen).await?;
+        let public = match server.public_listen {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        Ok(Self { api, public })
+    }
+}
+
+/// Serves `app` on `listeners` until `shutdown` resolves; each listener
+/// has its own connection limit, and both drain for the grace period.
+pub async fn serve(
+    app: &App,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: crate::http::Limits,
+) -> std::io::Result<()> {
+    let Some(public) = listeners.public else {
+        info!(addr = %listeners.api.local_addr()?, "Listening (API and public routes)");
+        return crate::http::serve(listeners.api, app.router.clone(), shutdown, limits).await;
+    };
+    info!(api = %listeners.api.local_addr()?, public = %public.local_addr()?, "Listening (API; public routes)");
+    let (stop, _) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api = crate::http::serve(
+        listeners.api,
+        app.api_router.clone(),
+        stopped(stop.subscribe()),
+        limits,
+    );
+    let public = crate::http::serve(
+        public,
+        app.public_router.clone(),
+        stopped(stop.subscribe()),
+        limits,
+    );
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        Ok(())
+    };
+    tokio::try_join!(api, public, signal).map(|_| ())
+}
+
+/// Runs tocsin on `listeners` until `shutdown` completes, then drains
 /// in-flight requests and flushes the store.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    run_with_clock(config, listener, Arc::new(SystemClock), shutdown).await
+    run_with_clock(config, listeners, Arc::new(SystemClock), shutdown).await
 }
 
 /// [`run`] with an injected clock.
 pub async fn run_with_clock(
     config: Config,
-    listener: TcpListener,
+    listeners: Listeners,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
@@ -182,8 +258,7 @@ pub async fn run_with_clock(
     let app = App::new(config, store.clone(), clock)?;
     let (stop, _) = tokio::sync::watch::channel(false);
     let background = app.spawn_background(&stop);
-    info!(addr = %listener.local_addr()?, "Listening");
-    crate::http::serve(listener, app.router, shutdown, limits).await?;
+    serve(&app, listeners, shutdown, limits).await?;
     info!("HTTP drained; stopping the scheduler and the outbox");
     let _ = stop.send(true);
     for task in background {

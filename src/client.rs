@@ -27,6 +27,7 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    token: Option<String>,
 }
 
 impl Client {
@@ -35,12 +36,33 @@ impl Client {
         Self {
             base: base.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// Sends `token` as `Authorization: Bearer` with every call.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
         }
     }
 
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.send(self.http.get(self.url(path))).await
+        self.send(self.authorized(self.http.get(self.url(path))))
+            .await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Result<Value, ClientError> {
+        self.send(self.authorized(self.http.delete(self.url(path))))
+            .await
     }
 
     /// `GET path` as text, with one response header's value.
@@ -50,8 +72,7 @@ impl Client {
         header: &str,
     ) -> Result<(String, Option<String>), ClientError> {
         let resp = self
-            .http
-            .get(self.url(path))
+            .authorized(self.http.get(self.url(path)))
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
@@ -79,18 +100,10 @@ impl Client {
         }
     }
 
-    /// `POST path` with a JSON body and an optional bearer token.
-    pub async fn post(
-        &self,
-        path: &str,
-        body: &Value,
-        token: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let mut req = self.http.post(self.url(path)).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        self.send(req).await
+    /// `POST path` with a JSON body (and the client's token, if any).
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        self.send(self.authorized(self.http.post(self.url(path)).json(body)))
+            .await
     }
 
     fn url(&self, path: &str) -> String {

@@ -35,6 +35,8 @@
 //!   commit.
 //! - [`config`]: the TOML configuration, environment overrides and
 //!   validation that reports every error at once.
+//! - [`access`]: API tokens and scopes, metrics networks and the API
+//!   listener's `Host` names. Pure.
 //! - [`clock`]: the only place that reads the system time.
 //! - [`app`]: wires the pieces together and runs the server until shutdown.
 //! - [`client`]: a small REST client used by the CLI.
@@ -42,6 +44,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod app;
 pub mod chat;
 pub mod client;

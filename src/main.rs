@@ -34,14 +34,12 @@ enum Command {
         #[command(subcommand)]
         command: AlertCommand,
     },
-    /// Save a consistent snapshot of a running server's store (JSON lines).
+    /// Save a consistent snapshot of a running server's store (JSON lines;
+    /// an admin token).
     Backup {
         /// Where to write it.
         #[arg(long)]
         to: PathBuf,
-        /// API token [default: the config's [api] token]
-        #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
-        token: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -85,6 +83,40 @@ enum Command {
         #[command(subcommand)]
         command: DiscordCommand,
     },
+    /// Per-user API tokens on a running server (needs an admin token, such
+    /// as the config's [api] token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token for a configured user; it is printed this once.
+    Create {
+        /// The configured user it acts as.
+        #[arg(long)]
+        user: String,
+        /// read (every GET), write (and acknowledge, resolve, escalate,
+        /// snooze) or admin (and overrides, backups, tokens).
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        scope: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke a token: it is refused from now on.
+    Revoke {
+        /// The token's id (see `tocsin token list`).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -113,9 +145,6 @@ enum OncallCommand {
         /// How long, like 8h.
         #[arg(long = "for", id = "duration")]
         duration: Option<humantime::Duration>,
-        /// API token [default: the config's [api] token]
-        #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
-        token: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -129,24 +158,12 @@ async fn act_on(
     verb: &str,
     mut body: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let token = match &act.token {
-        Some(t) => t.clone(),
-        None => load_config(config)?
-            .api
-            .token
-            .map(|t| t.expose().to_string())
-            .context("no --token given and the config has no [api] token")?,
-    };
     if let Some(by) = &act.by {
         body["by"] = serde_json::json!(by);
     }
-    let client = Client::new(&base_url(&act.server, config));
+    let client = api_client(&act.server, config, true)?;
     let answer = client
-        .post(
-            &format!("/v1/incidents/{}/{verb}", act.id),
-            &body,
-            Some(&token),
-        )
+        .post(&format!("/v1/incidents/{}/{verb}", act.id), &body)
         .await?;
     let inc = &answer["incident"];
     println!(
@@ -160,9 +177,35 @@ async fn act_on(
 
 #[derive(Args)]
 struct ServerArgs {
-    /// Base URL of the server [default: from the config's server.listen]
+    /// Base URL of the server [default: from the config's server.listen,
+    /// or server.public_listen for `alert send`]
     #[arg(long, env = "TOCSIN_URL")]
     url: Option<String>,
+    /// API token: a per-user token, or the bootstrap [api] token [default:
+    /// the config's [api] token]
+    #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// The token to send: `--token`, else the config's bootstrap token;
+/// `required` refuses to go on without one.
+fn api_token(server: &ServerArgs, cli: &Option<PathBuf>, required: bool) -> Result<Option<String>> {
+    if let Some(t) = &server.token {
+        return Ok(Some(t.clone()));
+    }
+    let from_config = load_config(cli)
+        .ok()
+        .and_then(|c| c.api.token)
+        .map(|t| t.expose().to_string());
+    if required && from_config.is_none() {
+        bail!("no --token given (or TOCSIN_API_TOKEN) and the config has no [api] token");
+    }
+    Ok(from_config)
+}
+
+/// A client for the API listener, with the token.
+fn api_client(server: &ServerArgs, cli: &Option<PathBuf>, required: bool) -> Result<Client> {
+    Ok(Client::new(&base_url(server, cli)).with_token(api_token(server, cli, required)?))
 }
 
 #[derive(Subcommand)]
@@ -226,12 +269,10 @@ enum IncidentsCommand {
 struct ActArgs {
     /// `INC-42` or `42`.
     id: String,
-    /// The configured user who acts (recorded in the timeline).
+    /// The configured user who acts (recorded in the timeline; another
+    /// user than the token's needs an admin token).
     #[arg(long)]
     by: Option<String>,
-    /// API token [default: the config's [api] token]
-    #[arg(long, env = "TOCSIN_API_TOKEN", hide_env_values = true)]
-    token: Option<String>,
     #[command(flatten)]
     server: ServerArgs,
 }
@@ -351,13 +392,22 @@ fn init_tracing(config: Option<&Config>) {
 }
 
 fn base_url(server: &ServerArgs, cli: &Option<PathBuf>) -> String {
+    listener_url(server, cli, false)
+}
+
+/// The base URL of the API listener, or with `public` of the public one
+/// (the API listener when there is no `public_listen`).
+fn listener_url(server: &ServerArgs, cli: &Option<PathBuf>, public: bool) -> String {
     if let Some(u) = &server.url {
         return u.clone();
     }
     match load_config(cli) {
         Ok(c) => {
             // A server listening on every address is reached on loopback.
-            let mut addr = c.server.listen;
+            let mut addr = match c.server.public_listen {
+                Some(p) if public => p,
+                _ => c.server.listen,
+            };
             if addr.ip().is_unspecified() {
                 addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
@@ -382,10 +432,8 @@ async fn main() -> Result<()> {
             for w in config.warnings() {
                 tracing::warn!(key = %w.path, "{}", w.message);
             }
-            let listener = tokio::net::TcpListener::bind(config.server.listen)
-                .await
-                .with_context(|| format!("binding {}", config.server.listen))?;
-            tocsin::app::run(config, listener, tocsin::app::shutdown_signal()).await?;
+            let listeners = tocsin::app::Listeners::bind(&config.server).await?;
+            tocsin::app::run(config, listeners, tocsin::app::shutdown_signal()).await?;
         }
         Command::Check => {
             let path = config_path(&cli.config);
@@ -447,7 +495,7 @@ async fn main() -> Result<()> {
                 limit,
                 server,
             } => {
-                let client = Client::new(&base_url(server, &cli.config));
+                let client = api_client(server, &cli.config, false)?;
                 let mut path = format!("/v1/incidents?limit={limit}");
                 if let Some(s) = status {
                     path.push_str(&format!("&status={s}"));
@@ -456,12 +504,12 @@ async fn main() -> Result<()> {
                 print_incident_list(&body);
             }
             IncidentsCommand::Show { id, server } => {
-                let client = Client::new(&base_url(server, &cli.config));
+                let client = api_client(server, &cli.config, false)?;
                 let body = client.get(&format!("/v1/incidents/{id}")).await?;
                 print_incident(&body);
             }
             IncidentsCommand::Summary { id, server } => {
-                let client = Client::new(&base_url(server, &cli.config));
+                let client = api_client(server, &cli.config, false)?;
                 let (md, _) = client
                     .get_text(&format!("/v1/incidents/{id}/summary"), "content-type")
                     .await?;
@@ -517,15 +565,8 @@ async fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
-        Command::Backup { to, token, server } => {
-            let token = match token {
-                Some(t) => t.clone(),
-                None => load_config(&cli.config)?
-                    .api
-                    .token
-                    .map(|t| t.expose().to_string())
-                    .context("no --token given and the config has no [api] token")?,
-            };
+        Command::Backup { to, server } => {
+            let token = api_token(server, &cli.config, true)?.unwrap_or_default();
             let url = format!(
                 "{}/v1/backup",
                 base_url(server, &cli.config).trim_end_matches('/')
@@ -691,7 +732,7 @@ async fn main() -> Result<()> {
                         .filter(|k| !k.is_empty())
                         .map(tocsin::secret::Secret::new)
                 });
-            let client = Client::new(&base_url(server, &cli.config));
+            let client = api_client(server, &cli.config, false)?;
             let (jsonl, head) = client
                 .get_text(
                     &format!("/v1/incidents/{id}/timeline?format=jsonl"),
@@ -785,8 +826,8 @@ async fn main() -> Result<()> {
                 body["payload"] =
                     json!({ "summary": summary, "source": source, "severity": severity });
             }
-            let client = Client::new(&base_url(server, &cli.config));
-            let answer = client.post("/v2/enqueue", &body, None).await?;
+            let client = Client::new(&listener_url(server, &cli.config, true));
+            let answer = client.post("/v2/enqueue", &body).await?;
             println!(
                 "{} (dedup_key {})",
                 answer["message"].as_str().unwrap_or("sent"),
@@ -822,7 +863,7 @@ async fn main() -> Result<()> {
             command: None,
             server,
         } => {
-            let client = Client::new(&base_url(server, &cli.config));
+            let client = api_client(server, &cli.config, false)?;
             let body = client.get("/v1/oncall").await?;
             print_oncall(&body, schedule.as_deref())?;
         }
@@ -834,7 +875,6 @@ async fn main() -> Result<()> {
                     from,
                     to,
                     duration,
-                    token,
                     server,
                 }),
             ..
@@ -846,20 +886,11 @@ async fn main() -> Result<()> {
                 (None, Some(d)) => start + chrono::Duration::from_std((*d).into())?,
                 (None, None) => bail!("give --to or --for"),
             };
-            let token = match token {
-                Some(t) => t.clone(),
-                None => load_config(&cli.config)?
-                    .api
-                    .token
-                    .map(|t| t.expose().to_string())
-                    .context("no --token given and the config has no [api] token")?,
-            };
-            let client = Client::new(&base_url(server, &cli.config));
+            let client = api_client(server, &cli.config, true)?;
             let body = client
                 .post(
                     &format!("/v1/schedules/{schedule}/overrides"),
-                    &json!({"user": user, "start": start, "end": end, "by": "cli"}),
-                    Some(&token),
+                    &json!({"user": user, "start": start, "end": end}),
                 )
                 .await?;
             let o = &body["override"];
@@ -899,6 +930,69 @@ async fn main() -> Result<()> {
                     other["end"].as_str().unwrap_or("?")
                 );
             }
+        }
+        Command::Token { command } => token_command(command, &cli.config).await?,
+    }
+    Ok(())
+}
+
+async fn token_command(command: &TokenCommand, cli: &Option<PathBuf>) -> Result<()> {
+    match command {
+        TokenCommand::Create {
+            user,
+            scope,
+            server,
+        } => {
+            let client = api_client(server, cli, true)?;
+            let body = client
+                .post("/v1/tokens", &json!({ "user": user, "scope": scope }))
+                .await?;
+            let t = &body["token"];
+            println!(
+                "Token {} for {} ({}); it is shown only this once:",
+                t["id"].as_str().unwrap_or("?"),
+                t["user"].as_str().unwrap_or("?"),
+                t["scope"].as_str().unwrap_or("?")
+            );
+            println!("{}", t["token"].as_str().unwrap_or("?"));
+        }
+        TokenCommand::List { server } => {
+            let body = api_client(server, cli, true)?.get("/v1/tokens").await?;
+            let empty = Vec::new();
+            let list = body["tokens"].as_array().unwrap_or(&empty);
+            if list.is_empty() {
+                println!("No tokens.");
+                return Ok(());
+            }
+            println!(
+                "{:<13} {:<12} {:<6} {:<20} STATE",
+                "ID", "USER", "SCOPE", "CREATED"
+            );
+            for t in list {
+                let at = |k: &str| t[k].as_str().and_then(|v| v.get(..19)).map(str::to_string);
+                println!(
+                    "{:<13} {:<12} {:<6} {:<20} {}",
+                    t["id"].as_str().unwrap_or("?"),
+                    t["user"].as_str().unwrap_or("?"),
+                    t["scope"].as_str().unwrap_or("?"),
+                    at("created_at").unwrap_or_else(|| "?".into()),
+                    match at("revoked_at") {
+                        Some(r) => format!("revoked {r}"),
+                        None => "active".into(),
+                    }
+                );
+            }
+        }
+        TokenCommand::Revoke { id, server } => {
+            let body = api_client(server, cli, true)?
+                .delete(&format!("/v1/tokens/{id}"))
+                .await?;
+            let t = &body["token"];
+            println!(
+                "Token {} ({}) is revoked",
+                t["id"].as_str().unwrap_or(id),
+                t["user"].as_str().unwrap_or("?")
+            );
         }
     }
     Ok(())
@@ -988,7 +1082,9 @@ fn print_incident(body: &Value) {
     println!("  {:<13} {}", "Events", i["event_count"]);
     println!("Timeline:");
     for e in body["timeline"].as_array().into_iter().flatten() {
-        let actor = match e["actor"]["name"].as_str() {
+        // A person with a principal is `{"user", "principal"}`.
+        let name = &e["actor"]["name"];
+        let actor = match name.as_str().or_else(|| name["user"].as_str()) {
             Some(n) => n.to_string(),
             None => "tocsin".into(),
         };

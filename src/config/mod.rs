@@ -270,8 +270,20 @@ impl ChatConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
-    /// Address to listen on.
+    /// The API listener: the REST API (`/v1/*`), `/metrics`, `/readyz`,
+    /// `/healthz`. Without `public_listen` it serves the public routes too.
     pub listen: SocketAddr,
+    /// The public listener: alert intake, `/slack/*`,
+    /// `/discord/interactions`, `/healthz`. Unset: `listen` serves
+    /// everything.
+    pub public_listen: Option<SocketAddr>,
+    /// Host names (optionally `name:port`) the API listener answers besides
+    /// its own address and `localhost`; any other `Host` is refused (DNS
+    /// rebinding).
+    pub api_hosts: Vec<String>,
+    /// Networks that may scrape `/metrics` without a token (default:
+    /// loopback only).
+    pub metrics_networks: Vec<crate::access::Cidr>,
     /// Largest accepted request body, in bytes, on every route but the
     /// alert webhooks (PagerDuty's own limit for `/v2/enqueue`).
     pub max_body_bytes: usize,
@@ -305,6 +317,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_listen: None,
+            api_hosts: Vec::new(),
+            metrics_networks: crate::access::Cidr::loopback(),
             max_body_bytes: 512 * 1024,
             max_alert_body_bytes: 16 * 1024 * 1024,
             max_connections: 512,
@@ -344,7 +359,9 @@ impl Default for StorageConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Bearer token for write calls; without one the write calls are refused.
+    /// The bootstrap admin token: admin scope, acts as `by` or `api`. Use
+    /// it to create per-user tokens (`tocsin token create`); without it
+    /// only per-user tokens are accepted.
     pub token: Option<Secret>,
 }
 
@@ -866,6 +883,27 @@ impl Config {
                 issue(
                     "server.public_url".into(),
                     "must be a base URL without a query or fragment".into(),
+                );
+            }
+        }
+        if let Some(public) = self.server.public_listen
+            && public == self.server.listen
+            && public.port() != 0
+        {
+            issue(
+                "server.public_listen".into(),
+                format!(
+                    "is the same address as server.listen ({public}); give the public listener its own port, or leave public_listen out to serve everything on listen"
+                ),
+            );
+        }
+        for (i, h) in self.server.api_hosts.iter().enumerate() {
+            if !crate::access::valid_api_host(h) {
+                issue(
+                    format!("server.api_hosts[{i}]"),
+                    format!(
+                        "'{h}' is not a host name like tocsin.internal or tocsin.internal:8080 (no scheme, no path)"
+                    ),
                 );
             }
         }
@@ -1604,6 +1642,70 @@ mod tests {
                 "{bad}: {issues:?}"
             );
         }
+    }
+
+    #[test]
+    fn listeners_hosts_and_metrics_networks_load_and_are_checked() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let with = |lines: &str| {
+            GOOD.replace(
+                "listen = \"127.0.0.1:9999\"",
+                &format!("listen = \"127.0.0.1:9999\"\n{lines}"),
+            )
+        };
+        let c = Config::from_toml_str(GOOD, &env).unwrap();
+        assert_eq!(c.server.public_listen, None);
+        assert!(c.server.api_hosts.is_empty());
+        assert_eq!(c.server.metrics_networks, crate::access::Cidr::loopback());
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let c = Config::from_toml_str(
+            &with("public_listen = \"0.0.0.0:8443\"\napi_hosts = [\"tocsin.internal\", \"ops.example:8080\"]\nmetrics_networks = [\"10.0.0.0/8\", \"fd00::/8\"]"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.server.public_listen.unwrap().to_string(), "0.0.0.0:8443");
+        assert_eq!(c.server.api_hosts, ["tocsin.internal", "ops.example:8080"]);
+        assert!(c.server.metrics_networks[0].contains("10.9.8.7".parse().unwrap()));
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(
+            &with("public_listen = \"127.0.0.1:9999\"\napi_hosts = [\"https://tocsin.internal/\"]"),
+            &env,
+        ) else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"server.public_listen"), "{issues:?}");
+        assert!(paths.contains(&"server.api_hosts[0]"), "{issues:?}");
+        let Err(ConfigError::Invalid(issues)) =
+            Config::from_toml_str(&with("metrics_networks = [\"10.0.0/8\"]"), &env)
+        else {
+            panic!("expected invalid");
+        };
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path.starts_with("server.metrics_networks")
+                    && i.message.contains("10.0.0/8")),
+            "{issues:?}"
+        );
+        // One listener on a public address serves the API to everyone: a warning.
+        let open = GOOD.replace("127.0.0.1:9999", "0.0.0.0:9999");
+        let c = Config::from_toml_str(&open, &env).unwrap();
+        let w = c.warnings();
+        assert!(
+            w.iter()
+                .any(|w| w.path == "server.listen" && w.message.contains("public_listen")),
+            "{w:?}"
+        );
+        let split = open.replace(
+            "listen = \"0.0.0.0:9999\"",
+            "listen = \"0.0.0.0:9999\"\npublic_listen = \"0.0.0.0:9998\"",
+        );
+        assert!(
+            Config::from_toml_str(&split, &env)
+                .unwrap()
+                .warnings()
+                .is_empty()
+        );
     }
 
     #[test]

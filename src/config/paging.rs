@@ -481,6 +481,15 @@ pub(super) fn warnings(
     let mut warnings = Vec::new();
     let mut warn =
         |path: String, message: String| warnings.push(super::ConfigIssue { path, message });
+    if config.server.public_listen.is_none() && !config.server.listen.ip().is_loopback() {
+        warn(
+            "server.listen".into(),
+            format!(
+                "{} is not a loopback address and server.public_listen is not set: the REST API and /metrics are served on the same address as alert intake and the chat endpoints; set public_listen for what must face the internet and keep listen private",
+                config.server.listen
+            ),
+        );
+    }
     for (i, u) in config.users.iter().enumerate() {
         let at = origins.at("users", i);
         if let Some(id) = &u.slack_id

@@ -1,7 +1,8 @@
 //! The REST API: incidents, and health.
 
-use super::intake::bearer;
+use super::auth::{Principal, authorize, metrics_network};
 use super::{ApiError, AppState};
+use crate::access::Scope;
 use crate::incident::{Actor, Incident, IncidentId, Status, TimelineEntry};
 use axum::Json;
 use axum::body::Bytes;
@@ -41,8 +42,10 @@ pub struct ListQuery {
 /// `GET /v1/incidents?status=&limit=`
 pub async fn list_incidents(
     State(st): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = q
         .status
@@ -69,7 +72,9 @@ fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
 pub async fn show_incident(
     State(st): State<AppState>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let id = parse_id(&raw)?;
     let store = st.service.store();
     let incident = store
@@ -99,23 +104,6 @@ struct ChangeBody {
     text: Option<String>,
 }
 
-pub(super) fn authorize(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &st.config.api.token else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "api_disabled",
-            "write calls are disabled: set [api] token (or TOCSIN__API__TOKEN) to enable them",
-        ));
-    };
-    match bearer(headers) {
-        Some(presented) if token.matches(presented) => Ok(()),
-        Some(_) => Err(ApiError::unauthorized("the API token is wrong")),
-        None => Err(ApiError::unauthorized(
-            "missing API token: send 'Authorization: Bearer TOKEN'",
-        )),
-    }
-}
-
 fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiError> {
     let body = body?;
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -125,27 +113,21 @@ fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiErr
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// What every write call on an incident starts with: the token, the id,
-/// the body, and only the fields this call takes.
+/// What every write call on an incident starts with: a write token, the
+/// id, the body (only the fields this call takes), and who acts.
 fn command_request(
     st: &AppState,
     raw: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     allowed: &[&str],
-) -> Result<(IncidentId, ChangeBody), ApiError> {
-    authorize(st, headers)?;
+) -> Result<(IncidentId, ChangeBody, Actor), ApiError> {
+    let caller: Principal = authorize(st, headers, Scope::Write)?;
     let id = parse_id(raw)?;
     let body = change_body(body)?;
     only(&body, allowed)?;
-    Ok((id, body))
-}
-
-fn actor(body: &ChangeBody) -> Actor {
-    Actor::authenticated(
-        body.by.clone().unwrap_or_else(|| "api".into()),
-        "config-token",
-    )
+    let actor = caller.actor(st, body.by.as_deref())?;
+    Ok((id, body, actor))
 }
 
 /// `POST /v1/incidents/{id}/acknowledge`
@@ -155,8 +137,8 @@ pub async fn acknowledge(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, body) = command_request(&st, &raw, &headers, body, &[])?;
-    let incident = st.service.acknowledge(id, actor(&body)).await?;
+    let (id, _, actor) = command_request(&st, &raw, &headers, body, &[])?;
+    let incident = st.service.acknowledge(id, actor).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
@@ -167,11 +149,8 @@ pub async fn resolve(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, body) = command_request(&st, &raw, &headers, body, &["note"])?;
-    let incident = st
-        .service
-        .resolve(id, actor(&body), body.note.clone())
-        .await?;
+    let (id, body, actor) = command_request(&st, &raw, &headers, body, &["note"])?;
+    let incident = st.service.resolve(id, actor, body.note.clone()).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
@@ -186,7 +165,7 @@ pub async fn add_note(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, body) = command_request(&st, &raw, &headers, body, &["text"])?;
+    let (id, body, by) = command_request(&st, &raw, &headers, body, &["text"])?;
     let text = body.text.as_deref().map(str::trim).unwrap_or_default();
     if text.is_empty() {
         return Err(ApiError::bad_request(
@@ -199,7 +178,7 @@ pub async fn add_note(
             text.chars().count()
         )));
     }
-    let incident = st.service.add_note(id, text, actor(&body)).await?;
+    let incident = st.service.add_note(id, text, by).await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "incident": IncidentView::from(&incident) })),
@@ -211,7 +190,9 @@ pub async fn add_note(
 pub async fn summary(
     State(st): State<AppState>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let id = parse_id(&raw)?;
     let md = st.service.summary_markdown(id).await?;
     Ok((
@@ -236,8 +217,10 @@ pub struct TimelineQuery {
 pub async fn timeline(
     State(st): State<AppState>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
     query: Result<Query<TimelineQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = parse_id(&raw)?;
     let store = st.service.store();
@@ -282,7 +265,8 @@ pub async fn timeline(
 }
 
 /// `GET /v1/stats`: how many alert events and incidents are stored.
-pub async fn stats(State(st): State<AppState>) -> Result<Response, ApiError> {
+pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let store = st.service.store();
     let events = store
         .event_count()
@@ -316,7 +300,7 @@ pub async fn snooze(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, body) = command_request(&st, &raw, &headers, body, &["duration"])?;
+    let (id, body, actor) = command_request(&st, &raw, &headers, body, &["duration"])?;
     let raw_duration = body
         .duration
         .as_deref()
@@ -330,7 +314,7 @@ pub async fn snooze(
                 "'duration' must be like 30m or 2h, at most 7 days, not '{raw_duration}'"
             ))
         })?;
-    let incident = st.service.snooze(id, actor(&body), duration).await?;
+    let incident = st.service.snooze(id, actor, duration).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
@@ -341,8 +325,8 @@ pub async fn escalate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (id, body) = command_request(&st, &raw, &headers, body, &[])?;
-    let incident = st.service.escalate(id, actor(&body)).await?;
+    let (id, _, actor) = command_request(&st, &raw, &headers, body, &[])?;
+    let incident = st.service.escalate(id, actor).await?;
     Ok(Json(json!({ "incident": IncidentView::from(&incident) })).into_response())
 }
 
@@ -350,7 +334,9 @@ pub async fn escalate(
 pub async fn notifications(
     State(st): State<AppState>,
     Path(raw): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let id = parse_id(&raw)?;
     let store = st.service.store();
     if store
@@ -375,9 +361,9 @@ pub async fn notifications(
 }
 
 /// `GET /v1/backup`: a consistent snapshot of the store as JSON lines
-/// (bearer token). Restore it with `tocsin restore`.
+/// (admin token). Restore it with `tocsin restore`.
 pub async fn backup(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
+    authorize(&st, &headers, Scope::Admin)?;
     let store = st.service.store().clone();
     let now = st.service.clock().now();
     // Streamed as the store is read: memory stays bounded by the channel,
@@ -435,9 +421,25 @@ impl futures_core::Stream for Chunks {
     }
 }
 
-/// `GET /metrics`: Prometheus exposition text. Gauges of stored state are
-/// computed here, from the store.
-pub async fn metrics(State(st): State<AppState>) -> Result<Response, ApiError> {
+/// `GET /metrics`: Prometheus exposition text, for a read token or a peer
+/// in `[server] metrics_networks`. Gauges of stored state are computed
+/// here, from the store.
+pub async fn metrics(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> Result<Response, ApiError> {
+    if !metrics_network(&st, extensions.get()) {
+        authorize(&st, &headers, Scope::Read).map_err(|mut e| {
+            if e.status == StatusCode::UNAUTHORIZED {
+                e.message = format!(
+                    "{}, or scrape from a network in [server] metrics_networks",
+                    e.message
+                );
+            }
+            e
+        })?;
+    }
     use crate::metrics::{METRICS, labels};
     let store = st.service.store().clone();
     let now = st.service.clock().now();

@@ -316,6 +316,7 @@ async fn hook(
         headers,
         "post to /hooks/KEY, or send 'Authorization: Bearer KEY' or basic auth with the key as password",
     )?;
+    json_content_type(route, integration, headers)?;
     admit(st, route, integration)?;
     let body = alert_body(st, route, integration, body)?;
     let hold = intake::alertmanager::Hold {
@@ -385,6 +386,7 @@ async fn prometheus(
         refused(route, Some(&integration.name), e.status, &e.message);
         return Err(e);
     }
+    json_content_type(route, integration, headers)?;
     admit(st, route, integration)?;
     let body = alert_body(st, route, integration, body)?;
     let resolve_timeout = chrono::Duration::from_std(integration.resolve_timeout)
@@ -392,6 +394,47 @@ async fn prometheus(
     let now = st.service.clock().now();
     let check = move |b: &[u8]| intake::prometheus::check(b, now, resolve_timeout);
     ingest(st, route, integration, body, check, StatusCode::OK).await
+}
+
+/// Refuses (415) a webhook body sent as one of the types an HTML form
+/// can post across sites without a CORS preflight (`text/plain`,
+/// `application/x-www-form-urlencoded`, `multipart/form-data`): with a key
+/// in the URL, a page on any site could otherwise post alerts. Every sender
+/// of these routes (Alertmanager, Prometheus, amtool, Grafana) sends
+/// `application/json`; a request without a content type is still read as
+/// JSON (Python `requests.post(url, data=json.dumps(...))` and `curl -T`
+/// send none). The PagerDuty routes take any type: Netdata posts JSON as a
+/// form, as PagerDuty accepts, and their key is in the body.
+fn json_content_type(
+    route: &str,
+    integration: &IntegrationConfig,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let media = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(
+        media.as_str(),
+        "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+    ) {
+        let e = ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "the body is sent as {media}, a type web forms send; send it as application/json (curl: -H 'Content-Type: application/json')"
+            ),
+        );
+        refused(route, Some(&integration.name), e.status, &e.message);
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// The body of an alert webhook, or the logged refusal.
@@ -610,7 +653,7 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// User and password of an `Authorization: Basic ...` header.
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+pub(crate) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine;
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, encoded) = value.split_once(' ')?;

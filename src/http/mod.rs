@@ -3,12 +3,22 @@
 //! Handlers authenticate, bound and parse the request, call the
 //! [`Service`], and map results to responses. Spans
 //! carry the matched route, never the raw URL (which may hold a key).
+//!
+//! Routes come in two sets, for two listeners: [`Routes::public`] (alert
+//! intake, and the chat platforms' routes the app adds) and
+//! [`Routes::api`] (the REST API, `/metrics`, `/readyz`, behind tokens and
+//! the `Host` check); `/healthz` is in both. A route on the other
+//! listener is a 404.
 
 mod api;
+mod auth;
 mod error;
 mod intake;
 mod schedules;
 mod serve;
+mod tokens;
+
+pub use auth::LocalAddr;
 
 pub use serve::{Limits, RequestDeadline, serve};
 
@@ -59,8 +69,18 @@ pub async fn track(req: Request, next: axum::middleware::Next) -> axum::response
     resp
 }
 
-/// Builds the router.
-pub fn router(state: AppState) -> Router {
+/// The routes, by the listener that serves them.
+pub struct Routes {
+    /// Alert intake: what senders on the internet must reach.
+    pub public: Router,
+    /// The REST API, `/metrics` and `/readyz`, with the `Host` check.
+    pub api: Router,
+    /// `/healthz`, served on both listeners.
+    pub health: Router,
+}
+
+/// Builds the routes.
+pub fn routes(state: AppState) -> Routes {
     let alert_limit = DefaultBodyLimit::max(state.config.server.max_alert_body_bytes);
     let hook_header = post(intake::hook_header)
         .put(intake::hook_header)
@@ -70,7 +90,7 @@ pub fn router(state: AppState) -> Router {
         .layer(alert_limit);
     let alerts = post(intake::prometheus_alerts).layer(alert_limit);
     let alerts_path = post(intake::prometheus_alerts_path).layer(alert_limit);
-    let mut r = Router::new();
+    let mut public = Router::new();
     // Every intake route also answers with a trailing slash (Sentry posts
     // to `/v2/enqueue/`).
     for (path, handler) in [
@@ -87,11 +107,12 @@ pub fn router(state: AppState) -> Router {
         ("/hooks/{key}/api/v2/alerts", alerts_path.clone()),
         ("/hooks/{key}/api/v1/alerts", alerts_path),
     ] {
-        r = r
+        public = public
             .route(path, handler.clone())
             .route(&format!("{path}/"), handler);
     }
-    r.route("/v1/incidents", get(api::list_incidents))
+    let api = Router::new()
+        .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::show_incident))
         .route("/v1/incidents/{id}/acknowledge", post(api::acknowledge))
         .route("/v1/incidents/{id}/resolve", post(api::resolve))
@@ -112,14 +133,22 @@ pub fn router(state: AppState) -> Router {
             "/v1/schedules/{name}/overrides/{id}",
             axum::routing::delete(schedules::delete_override),
         )
+        .route("/v1/tokens", get(tokens::list).post(tokens::create))
+        .route("/v1/tokens/{id}", axum::routing::delete(tokens::revoke))
         .route("/v1/stats", get(api::stats))
         .route("/metrics", get(api::metrics))
         .route("/v1/backup", get(api::backup))
-        .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::check_host,
+        ));
+    let health = Router::new().route("/healthz", get(api::healthz));
+    Routes {
+        public: public.with_state(state.clone()),
+        api: api.with_state(state.clone()),
+        health: health.with_state(state),
+    }
 }
 
 /// The protections and instrumentation every route gets, the chat
@@ -128,6 +157,8 @@ pub fn router(state: AppState) -> Router {
 /// deadline is [`serve`]'s: it covers the headers too.)
 pub fn finish(router: Router, max_body_bytes: usize) -> Router {
     router
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .route_layer(axum::middleware::from_fn(track))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

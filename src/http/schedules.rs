@@ -1,7 +1,8 @@
 //! On-call schedules over HTTP: who is on call, shifts, iCal, overrides.
 
-use super::api::authorize;
+use super::auth::authorize;
 use super::{ApiError, AppState};
+use crate::access::Scope;
 use crate::oncall::{Shift, to_ical};
 use crate::store::StoredOverride;
 use axum::Json;
@@ -23,7 +24,11 @@ fn schedule<'a>(st: &'a AppState, name: &str) -> Result<&'a crate::oncall::Sched
 }
 
 /// `GET /v1/oncall`: who is on call now in every schedule, and who is next.
-pub async fn oncall_now(State(st): State<AppState>) -> Result<Response, ApiError> {
+pub async fn oncall_now(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let now = st.service.clock().now();
     let mut out = Vec::new();
     for s in st.service.directory().schedules() {
@@ -84,8 +89,10 @@ fn shifts_of(
 pub async fn shifts(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let (from, to) = range(&st, q, Duration::zero(), Duration::days(7))?;
     let shifts = shifts_of(&st, &name, from, to)?;
     Ok(Json(json!({ "schedule": name, "from": from, "to": to, "shifts": shifts })).into_response())
@@ -96,8 +103,10 @@ pub async fn shifts(
 pub async fn ical(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     q: Result<Query<RangeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     let (from, to) = range(&st, q, -Duration::days(7), Duration::days(90))?;
     // Whole shifts: one that began before the window is not cut at its
     // edge, so its DTSTART and UID stay the same from one fetch to the next.
@@ -114,7 +123,9 @@ pub async fn ical(
 pub async fn list_overrides(
     State(st): State<AppState>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
     schedule(&st, &name)?;
     let list = st.service.directory().stored_overrides(&name);
     Ok(Json(json!({ "overrides": list })).into_response())
@@ -137,7 +148,7 @@ pub async fn add_override(
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
+    let caller = authorize(&st, &headers, Scope::Admin)?;
     schedule(&st, &name)?;
     let body = body?;
     let de = &mut serde_json::Deserializer::from_slice(&body);
@@ -160,6 +171,7 @@ pub async fn add_override(
     if o.end <= o.start {
         return Err(ApiError::bad_request("'end' must be after 'start'"));
     }
+    let created_by = caller.acting_user(&st, o.by.as_deref())?;
     let stored = st
         .service
         .add_override(StoredOverride {
@@ -168,7 +180,7 @@ pub async fn add_override(
             user: o.user,
             start: o.start,
             end: o.end,
-            created_by: o.by.unwrap_or_else(|| "api".into()),
+            created_by,
         })
         .await?;
     // What the schedule now says over the override's time and that of every
@@ -207,7 +219,7 @@ pub async fn delete_override(
     Path((name, id)): Path<(String, u64)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    authorize(&st, &headers)?;
+    authorize(&st, &headers, Scope::Admin)?;
     schedule(&st, &name)?;
     let existed = st.service.delete_override(&name, id).await?;
     if existed {

@@ -328,6 +328,10 @@ struct Tracked {
     router: Router,
     conn: Arc<Conn>,
     request_timeout: Duration,
+    /// Who is connected, for `ConnectInfo` (`/metrics`' networks).
+    peer: std::net::SocketAddr,
+    /// The listener's address, for the API's `Host` check.
+    local: std::net::SocketAddr,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
@@ -340,11 +344,14 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
         let started = self.conn.request_started();
         let in_flight = InFlight(self.conn.clone());
         let deadline = Box::pin(tokio::time::sleep_until(started + self.request_timeout));
-        let req = req.map(|inner| DeadlineBody {
+        let mut req = req.map(|inner| DeadlineBody {
             inner,
             deadline,
             expired: false,
         });
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        req.extensions_mut().insert(super::LocalAddr(self.local));
         let router = self.router.clone();
         Box::pin(async move {
             let resp = router.oneshot(req).await?;
@@ -391,6 +398,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let registry = Arc::new(Registry::default());
     let busy = busy_response();
+    let local = listener.local_addr()?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -416,6 +424,8 @@ pub async fn serve(
                     router: app.clone(),
                     conn: conn.clone(),
                     request_timeout: limits.request_timeout,
+                    peer,
+                    local,
                 };
                 let io = TokioIo::new(Watched { io: stream, conn: conn.clone() });
                 let served = builder.serve_connection_with_upgrades(io, service).into_owned();

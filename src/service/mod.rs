@@ -163,6 +163,47 @@ impl Service {
         Ok(existed)
     }
 
+    /// Makes an API token for the configured `user`: its record and the
+    /// token, which exists nowhere else (only its hash is stored).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        scope: crate::access::Scope,
+        created_by: &str,
+    ) -> Result<(crate::access::ApiToken, String), ServiceError> {
+        let (record, token) =
+            crate::access::ApiToken::generate(user, scope, created_by, self.clock.now());
+        let store = self.store.clone();
+        let stored = record.clone();
+        tokio::task::spawn_blocking(move || store.put_token(&stored))
+            .await
+            .map_err(|e| StoreError::Backend(format!("storing a token: {e}")))??;
+        info!(id = %record.id, user = %record.user, scope = %record.scope, by = %created_by, "API token created");
+        Ok((record, token))
+    }
+
+    /// Revokes an API token: the record as it now is, or `None` if there
+    /// is no such token. Revoking twice keeps the first revocation's time.
+    pub async fn revoke_token(
+        &self,
+        id: &str,
+        by: &str,
+    ) -> Result<Option<crate::access::ApiToken>, ServiceError> {
+        let Some(mut record) = self.store.token(id)? else {
+            return Ok(None);
+        };
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(self.clock.now());
+            let store = self.store.clone();
+            let stored = record.clone();
+            tokio::task::spawn_blocking(move || store.put_token(&stored))
+                .await
+                .map_err(|e| StoreError::Backend(format!("revoking a token: {e}")))??;
+            info!(id = %record.id, user = %record.user, by, "API token revoked");
+        }
+        Ok(Some(record))
+    }
+
     /// Users, schedules and policies.
     pub fn directory(&self) -> &Arc<Directory> {
         &self.directory

@@ -217,6 +217,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a runtime override; whether it existed.
     fn delete_override(&self, schedule: &str, id: u64) -> Result<bool, StoreError>;
+
+    /// Stores (or replaces, by id) an API token record and flushes it.
+    fn put_token(&self, token: &crate::access::ApiToken) -> Result<(), StoreError>;
+
+    /// An API token record, by its id.
+    fn token(&self, id: &str) -> Result<Option<crate::access::ApiToken>, StoreError>;
+
+    /// Every API token record (revoked ones too), by id.
+    fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError>;
 }
 
 #[cfg(test)]

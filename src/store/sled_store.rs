@@ -14,6 +14,7 @@
 //! - `summaries`: id → the rendered post-incident summary (JSON string)
 //! - `changes`: `service 0x00` due-time-like big-endian millis | id → JSON
 //!   [`ServiceChange`] (PagerDuty change events)
+//! - `tokens`: token id → JSON [`crate::access::ApiToken`] (hashes only)
 
 use super::{Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
@@ -43,7 +44,8 @@ const OVERRIDES: usize = 8;
 const CHANNELS: usize = 9;
 const SUMMARIES: usize = 10;
 const CHANGES: usize = 11;
-const TREE_NAMES: [&str; 12] = [
+const TOKENS: usize = 12;
+const TREE_NAMES: [&str; 13] = [
     "incidents",
     "open",
     "timeline",
@@ -56,6 +58,7 @@ const TREE_NAMES: [&str; 12] = [
     "channels",
     "summaries",
     "changes",
+    "tokens",
 ];
 
 /// Writes (and removes) a 2 MiB file in `dir`: whether a reopened
@@ -1104,6 +1107,29 @@ impl Store for SledStore {
             .is_some();
         self.flush()?;
         Ok(existed)
+    }
+
+    fn put_token(&self, token: &crate::access::ApiToken) -> Result<(), StoreError> {
+        let _writer = self.write_lock.lock();
+        self.journal_touch(vec![(TOKENS, token.id.as_bytes().to_vec())]);
+        self.h()?.trees[TOKENS]
+            .insert(token.id.as_bytes(), encode(token))
+            .map_err(backend)?;
+        self.flush()
+    }
+
+    fn token(&self, id: &str) -> Result<Option<crate::access::ApiToken>, StoreError> {
+        self.get(TOKENS, id.as_bytes())
+    }
+
+    fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError> {
+        self.h()?.trees[TOKENS]
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(backend)?;
+                decode(&v, TOKENS, &k)
+            })
+            .collect()
     }
 }
 

@@ -224,4 +224,23 @@ pub fn run(store: &dyn Store) {
     assert!(store.overrides("other").unwrap().is_empty());
     assert!(store.delete_override("primary", o.id).unwrap());
     assert!(!store.delete_override("primary", o.id).unwrap());
+
+    // API tokens: found by id, replaced by id (a revocation), listed.
+    use crate::access::{ApiToken, Scope};
+    assert!(store.tokens().unwrap().is_empty());
+    let (mut alice, _) = ApiToken::generate("alice", Scope::Read, "suite", now());
+    let (bob, _) = ApiToken::generate("bob", Scope::Admin, "suite", now());
+    store.put_token(&alice).unwrap();
+    store.put_token(&bob).unwrap();
+    assert_eq!(store.token(&alice.id).unwrap(), Some(alice.clone()));
+    assert_eq!(store.token("000000000000").unwrap(), None);
+    alice.revoked_at = Some(now());
+    store.put_token(&alice).unwrap();
+    assert_eq!(
+        store.token(&alice.id).unwrap().unwrap().revoked_at,
+        Some(now())
+    );
+    let mut all = store.tokens().unwrap();
+    all.sort_by(|a, b| a.user.cmp(&b.user));
+    assert_eq!(all, vec![alice, bob]);
 }

@@ -34,7 +34,12 @@ async fn list_and_show() {
 
 #[tokio::test]
 async fn acknowledge_and_resolve_need_the_token() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(
+        std::sync::Arc::new(tocsin::clock::SystemClock),
+        None,
+        crate::access::PEOPLE,
+    )
+    .await;
     app.pd("trigger", "a", "first").await;
     let ack = "/v1/incidents/INC-1/acknowledge";
 
@@ -52,7 +57,7 @@ async fn acknowledge_and_resolve_need_the_token() {
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["incident"]["status"], "acknowledged");
-    assert_eq!(b["incident"]["acknowledged_by"]["name"], "alice");
+    assert_eq!(b["incident"]["acknowledged_by"]["name"]["user"], "alice");
     let (s, b) = app.post_with_token(ack, Some(API_TOKEN), &json!({})).await;
     assert_eq!(s, 409);
     assert_eq!(b["message"], "INC-1 is already acknowledged");
@@ -74,7 +79,10 @@ async fn acknowledge_and_resolve_need_the_token() {
         .clone();
     assert_eq!(last["type"], "resolved");
     assert_eq!(last["note"], "rolled back the deploy");
-    assert_eq!(last["actor"]["name"], "bob");
+    assert_eq!(
+        last["actor"]["name"],
+        json!({"user": "bob", "principal": "config-token"})
+    );
 
     // A trigger on the same key now opens a new incident.
     app.pd("trigger", "a", "again").await;

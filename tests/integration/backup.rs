@@ -33,7 +33,10 @@ fn restore(
 }
 
 async fn get(base: &str, path: &str) -> Value {
-    reqwest::get(format!("{base}{path}"))
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(API_TOKEN)
+        .send()
         .await
         .unwrap()
         .json()

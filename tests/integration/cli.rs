@@ -203,7 +203,15 @@ async fn alert_send_and_incidents_commands() {
     assert!(shown.contains("resolved"), "{shown}");
     assert!(shown.contains("Opened as SEV1: CLI smoke"), "{shown}");
     let out = tocsin()
-        .args(["incidents", "show", "INC-9", "--url", &server.base])
+        .args([
+            "incidents",
+            "show",
+            "INC-9",
+            "--url",
+            &server.base,
+            "--token",
+            API_TOKEN,
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -487,7 +495,10 @@ async fn incidents_can_be_worked_from_the_cli() {
         "bob",
     ]);
     assert!(out.contains("INC-1 is resolved"), "{out}");
-    let timeline = reqwest::get(format!("{}/v1/incidents/INC-1/timeline", server.base))
+    let timeline = reqwest::Client::new()
+        .get(format!("{}/v1/incidents/INC-1/timeline", server.base))
+        .bearer_auth(API_TOKEN)
+        .send()
         .await
         .unwrap()
         .text()

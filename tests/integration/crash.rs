@@ -120,7 +120,10 @@ async fn sigterm_drains_and_exits_zero() {
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
     let server = ServerProcess::start(dir.path(), port).await;
-    let body: serde_json::Value = reqwest::get(format!("{}/v1/incidents/INC-1", server.base))
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/incidents/INC-1", server.base))
+        .bearer_auth(API_TOKEN)
+        .send()
         .await
         .unwrap()
         .json()

@@ -90,9 +90,15 @@ fn every_yaml_file_in_deploy_parses() {
             }
         }
     }
-    // service.yaml holds two documents: the Service and the headless one.
+    // service.yaml holds three documents: the public Service, the API one
+    // (port 8081, for operators and Prometheus) and the headless one.
     let services = load_yaml(&deploy("kubernetes/service.yaml"));
-    assert_eq!(services.len(), 2);
+    assert_eq!(services.len(), 3);
+    assert!(
+        services
+            .iter()
+            .any(|d| d["spec"]["ports"][0]["port"].as_i64() == Some(8081))
+    );
     assert!(
         services
             .iter()
@@ -140,6 +146,11 @@ fn kubernetes_manifests_are_complete() {
     assert_eq!(
         str_of(&c["readinessProbe"]["httpGet"]["path"], "readiness"),
         "/readyz"
+    );
+    // /readyz is on the API listener, not the public one.
+    assert_eq!(
+        str_of(&c["readinessProbe"]["httpGet"]["port"], "readiness port"),
+        "api"
     );
     assert!(!c["resources"]["limits"].is_badvalue());
     assert_eq!(
@@ -316,7 +327,8 @@ fn check(config: &Path, vars: &BTreeSet<String>) -> std::process::Output {
     cmd.env_clear()
         .arg("check")
         .env("TOCSIN_CONFIG", config)
-        .env("TOCSIN__SERVER__LISTEN", "0.0.0.0:8080")
+        .env("TOCSIN__SERVER__LISTEN", "0.0.0.0:8081")
+        .env("TOCSIN__SERVER__PUBLIC_LISTEN", "0.0.0.0:8080")
         .env("TOCSIN__STORAGE__PATH", data.path())
         .env("TOCSIN__RUNBOOKS__DIR", root().join("runbooks"));
     for name in vars {
@@ -464,9 +476,10 @@ fn dockerfile_has_what_operators_rely_on() {
         "--uid 10001",
         "USER 10001",
         "VOLUME [\"/var/lib/tocsin\"]",
-        "EXPOSE 8080",
+        "EXPOSE 8080 8081",
         "TOCSIN_CONFIG=/etc/tocsin/tocsin.toml",
-        "TOCSIN__SERVER__LISTEN=0.0.0.0:8080",
+        "TOCSIN__SERVER__LISTEN=0.0.0.0:8081",
+        "TOCSIN__SERVER__PUBLIC_LISTEN=0.0.0.0:8080",
         "TOCSIN__STORAGE__PATH=/var/lib/tocsin",
         "TOCSIN__RUNBOOKS__DIR=/usr/share/tocsin/runbooks",
         "COPY runbooks /usr/share/tocsin/runbooks",

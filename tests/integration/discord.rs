@@ -598,7 +598,7 @@ async fn every_button() {
         "INC-1 acknowledged by bob. Paging stopped."
     );
     assert_eq!(
-        d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"],
+        d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"]["user"],
         "bob"
     );
     assert_eq!(

@@ -2,6 +2,7 @@
 
 mod common;
 
+mod access;
 mod api;
 mod backup;
 mod bad_input;

@@ -65,6 +65,7 @@ async fn shifts_and_ical() {
     let resp = app
         .http
         .get(app.url("/v1/schedules/primary/ical"))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap();

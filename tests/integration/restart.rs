@@ -49,6 +49,7 @@ async fn wait_recorded(base: &str, n: usize) {
     for _ in 0..250 {
         let body: serde_json::Value = http
             .get(format!("{base}/v1/incidents/INC-1/notifications"))
+            .bearer_auth(API_TOKEN)
             .send()
             .await
             .unwrap()

@@ -163,7 +163,7 @@ async fn a_matching_runbook_is_attached_and_walked_phase_by_phase() {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
     let done = timeline_entry(&timeline, "step_done");
-    assert_eq!(done["actor"]["name"], "alice");
+    assert_eq!(done["actor"]["name"]["user"], "alice");
     assert_eq!(done["note"], "12% 5xx on /v1/orders since 10:02");
     s.app.stop().await;
 }
@@ -222,6 +222,7 @@ async fn resolving_posts_the_resolution_and_the_summary() {
         .app
         .http
         .get(s.app.url("/v1/incidents/INC-1/summary"))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap();
@@ -264,6 +265,7 @@ async fn a_drill_pages_only_its_starter_and_says_drill() {
         .app
         .http
         .get(s.app.url("/v1/incidents/1/summary"))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap()
@@ -326,6 +328,7 @@ async fn a_tampered_timeline_entry_is_named_by_audit_verify() {
             "{}/v1/incidents/INC-1/timeline?format=jsonl",
             server.base
         ))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap()
@@ -401,6 +404,7 @@ async fn a_recomputed_chain_fails_verify_with_the_audit_key_and_the_head_goes_ou
             "{}/v1/incidents/INC-1/timeline?format=jsonl",
             server.base
         ))
+        .bearer_auth(API_TOKEN)
         .send()
         .await
         .unwrap()

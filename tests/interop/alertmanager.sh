@@ -212,7 +212,7 @@ post_alerts() { # endsAt
 # expected state ($1: triggered|resolved) holds for both integrations.
 check_incidents() { # want
     local json
-    json="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
+    json="$(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
     python3 - "$1" "$json" <<'EOF'
 import json, sys
 want, body = sys.argv[1], json.loads(sys.argv[2])
@@ -246,13 +246,13 @@ wait_incidents() { # want
         return 0
     fi
     echo "incidents now: $POLL_OUT"
-    curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
+    curl -sS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
     fail "expected one $1 incident per integration within ${POLL_TIMEOUT}s"
 }
 
 # Prints who of alice and bob is on call in "primary" now.
 oncall_user() {
-    curl -fsS "$TOCSIN/v1/oncall" | python3 -c '
+    curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/oncall" | python3 -c '
 import json, sys
 for s in json.load(sys.stdin)["oncall"]:
     if s["schedule"] == "primary":
@@ -265,7 +265,7 @@ for s in json.load(sys.stdin)["oncall"]:
 # Exit 0 when it holds.
 check_pages() { # oncall-before oncall-after
     local incidents calls
-    incidents="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
+    incidents="$(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
     calls="$(curl -fsS "$SLACK/_calls")" || { echo "GET $SLACK/_calls failed"; return 1; }
     python3 - "$1" "$2" "$incidents" "$calls" <<'EOF'
 import json, sys
@@ -325,7 +325,7 @@ wait_incidents triggered
 wait_pages "$ONCALL"
 
 # The webhook incident's dedup key is Alertmanager's groupKey.
-WEB_DEDUP="$(curl -fsS "$TOCSIN/v1/incidents?status=triggered" | python3 -c '
+WEB_DEDUP="$(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?status=triggered" | python3 -c '
 import json, sys
 for i in json.load(sys.stdin)["incidents"]:
     if i["integration"] == "am-webhook":
@@ -340,9 +340,9 @@ post_alerts "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)"
 wait_incidents resolved
 
 # Each resolved incident's timeline ends with its resolution.
-for id in $(curl -fsS "$TOCSIN/v1/incidents?status=resolved" \
+for id in $(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?status=resolved" \
         | python3 -c 'import json,sys; print(*[i["id"] for i in json.load(sys.stdin)["incidents"]])'); do
-    curl -fsS "$TOCSIN/v1/incidents/$id" | python3 -c '
+    curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents/$id" | python3 -c '
 import json, sys
 b = json.load(sys.stdin)
 inc, tl = b["incident"], b["timeline"]

@@ -212,7 +212,7 @@ pass "tocsin is ready: $(curl -fsS "$TOCSIN/readyz")"
 # Responses go through files: a 1,000-alert incident is too big for argv.
 # GET /v1/incidents into $TMP/incidents.json.
 fetch_incidents() {
-    curl -fsS -m 10 -o "$TMP/incidents.json" "$TOCSIN/v1/incidents?limit=1000" \
+    curl -fsS -m 10 -o "$TMP/incidents.json" -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000" \
         || { echo "GET /v1/incidents failed"; return 1; }
 }
 
@@ -252,7 +252,7 @@ wait_incident() { # integration status alerts title-part
         return 0
     fi
     echo "incident now: $POLL_OUT"
-    curl -sS -m 10 "$TOCSIN/v1/incidents?limit=1000" | python3 -c '
+    curl -sS -m 10 -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000" | python3 -c '
 import json, sys
 for i in json.load(sys.stdin)["incidents"]:
     i["alerts"] = "%d alerts" % len(i["alerts"])
@@ -272,7 +272,7 @@ check_pages() { # integration...
     fetch_incidents || return 1
     curl -fsS -o "$TMP/calls.json" "$RECV/_calls" || { echo "GET $RECV/_calls failed"; return 1; }
     for id in $(python3 -c 'import json, sys; print(*[i["id"] for i in json.load(open(sys.argv[1]))["incidents"]])' "$TMP/incidents.json"); do
-        outboxes+="$id $(curl -fsS -m 10 "$TOCSIN/v1/incidents/$id/notifications" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["notifications"]))')"$'\n'
+        outboxes+="$id $(curl -fsS -m 10 -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents/$id/notifications" | python3 -c 'import json, sys; print(len(json.load(sys.stdin)["notifications"]))')"$'\n'
     done
     python3 - "$TMP/incidents.json" "$TMP/calls.json" "$outboxes" "$@" <<'EOF'
 import json, sys
@@ -310,7 +310,7 @@ wait_pages() { # integration...
 
 # The incident's timeline entry types, comma-separated.
 timeline_of() { # id
-    curl -fsS -m 10 "$TOCSIN/v1/incidents/$1" | python3 -c '
+    curl -fsS -m 10 -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents/$1" | python3 -c '
 import json, sys
 print(",".join(str(e.get("type")) for e in json.load(sys.stdin)["timeline"]))'
 }
@@ -514,7 +514,7 @@ else
     }
     poll held || { echo "$POLL_OUT"; notifications_to truncated; fail "no resolve_held on $TRUNC_ID after the truncated resolved notification"; }
     pass "tocsin held the resolve after $((SECONDS - PHASE_START))s: $POLL_OUT"
-    curl -fsS -m 10 "$TOCSIN/v1/incidents/$TRUNC_ID" | python3 -c '
+    curl -fsS -m 10 -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents/$TRUNC_ID" | python3 -c '
 import json, sys
 held = [e for e in json.load(sys.stdin)["timeline"] if e.get("type") == "resolve_held"]
 print("resolve_held entries: " + json.dumps(held))'

@@ -85,7 +85,7 @@ alert() {
 }
 status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "$TOCSIN$1"; }
 dedup_keys() {
-    curl -fsS "$TOCSIN/v1/incidents?limit=1000" \
+    curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000" \
         | python3 -c 'import json,sys; print(" ".join(sorted(i["dedup_key"] for i in json.load(sys.stdin)["incidents"])))'
 }
 

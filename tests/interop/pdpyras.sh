@@ -82,8 +82,14 @@ def check(cond, what):
     print("PASS: " + what)
 
 
+def api(path):
+    """GET path on tocsin's API with the interop bootstrap token."""
+    req = urllib.request.Request(base + path, headers={"Authorization": "Bearer interop-api-token"})
+    return urllib.request.urlopen(req, timeout=10)
+
+
 def incidents():
-    with urllib.request.urlopen(base + "/v1/incidents?limit=1000", timeout=10) as r:
+    with api("/v1/incidents?limit=1000") as r:
         return json.load(r)["incidents"]
 
 
@@ -121,7 +127,7 @@ check(inc is not None and inc["status"] == "resolved" and inc["resolved_at"]
       and inc["event_count"] == 3,
       f"incident resolved: {inc and (inc['key'], inc['status'], inc['event_count'])}")
 
-with urllib.request.urlopen(base + "/v1/incidents/" + str(inc["id"]), timeout=10) as r:
+with api("/v1/incidents/" + str(inc["id"])) as r:
     tl = [e.get("type") for e in json.load(r)["timeline"]]
 check("acknowledged" in tl and tl[-1] == "resolved"
       and tl.index("acknowledged") < tl.index("resolved"),

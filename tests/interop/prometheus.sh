@@ -36,7 +36,9 @@ tocsin_bin
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/tocsin-interop-prom.XXXXXX")"
 
-read -r TOCSIN_PORT PROM_PORT < <(free_ports 2)
+# Two listeners: Prometheus pushes alerts to the public one and scrapes
+# /metrics on the API one, with a token (no network may scrape without).
+read -r TOCSIN_PORT PROM_PORT PUBLIC_PORT < <(free_ports 3)
 TOCSIN="http://127.0.0.1:$TOCSIN_PORT"
 PROM="http://127.0.0.1:$PROM_PORT"
 KEY="interop-prom-key-$RANDOM$RANDOM"
@@ -44,6 +46,8 @@ KEY="interop-prom-key-$RANDOM$RANDOM"
 cat >"$TMP/tocsin.toml" <<EOF
 [server]
 listen = "127.0.0.1:$TOCSIN_PORT"
+public_listen = "127.0.0.1:$PUBLIC_PORT"
+metrics_networks = []
 
 [storage]
 path = "$TMP/data"
@@ -85,8 +89,14 @@ alerting:
       authorization:
         credentials: $KEY
       static_configs:
-        - targets: ['127.0.0.1:$TOCSIN_PORT']
-scrape_configs: []
+        - targets: ['127.0.0.1:$PUBLIC_PORT']
+scrape_configs:
+  - job_name: tocsin
+    scrape_interval: 1s
+    authorization:
+      credentials: interop-api-token
+    static_configs:
+      - targets: ['127.0.0.1:$TOCSIN_PORT']
 EOF
 
 write_rules() { # expr
@@ -135,7 +145,7 @@ pass "prometheus is ready"
 # from the prometheus integration, titled $ALERT, with status $1.
 check_incidents() { # want
     local json
-    json="$(curl -fsS "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
+    json="$(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000")" || { echo "GET /v1/incidents failed"; return 1; }
     python3 - "$1" "$ALERT" "$json" <<'EOF'
 import json, sys
 want, alert, body = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -156,7 +166,7 @@ wait_incidents() { # want
         return 0
     fi
     echo "incidents now: $POLL_OUT"
-    curl -sS "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
+    curl -sS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?limit=1000" | python3 -m json.tool | head -n 120 || true
     fail "expected exactly one $1 incident titled $ALERT within ${POLL_TIMEOUT}s"
 }
 
@@ -169,8 +179,8 @@ write_rules 'vector(1) == 2'
 kill -HUP "$PROM_PID"
 wait_incidents resolved
 
-ID="$(curl -fsS "$TOCSIN/v1/incidents?status=resolved" | python3 -c 'import json,sys; print(json.load(sys.stdin)["incidents"][0]["id"])')"
-curl -fsS "$TOCSIN/v1/incidents/$ID" | python3 -c '
+ID="$(curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents?status=resolved" | python3 -c 'import json,sys; print(json.load(sys.stdin)["incidents"][0]["id"])')"
+curl -fsS -H "Authorization: Bearer interop-api-token" "$TOCSIN/v1/incidents/$ID" | python3 -c '
 import json, sys
 b = json.load(sys.stdin)
 inc, tl = b["incident"], b["timeline"]
@@ -199,6 +209,18 @@ errors = vals.get("prometheus_notifications_errors_total", 0)
 sys.exit(0 if sent >= 2 and errors == 0 else 1)
 EOF
 }
+# Prometheus scrapes tocsin's /metrics with the token: up == 1 (a refused
+# scrape is up == 0).
+scraped() {
+    curl -fsS "$PROM/api/v1/query" --data-urlencode 'query=up{job="tocsin"}' \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r); sys.exit(0 if r and r[0]["value"][1] == "1" else 1)'
+}
+poll scraped || fail "Prometheus did not scrape tocsin's /metrics with its token: $POLL_OUT"
+pass "prometheus scraped tocsin's /metrics with a token: $POLL_OUT"
+unauth="$(curl -s -o /dev/null -w '%{http_code}' "$TOCSIN/metrics")"
+[[ "$unauth" == 401 ]] || fail "GET /metrics without a token answered $unauth, not 401"
+pass "/metrics without a token, from outside metrics_networks: 401"
+
 poll prom_sends || fail "Prometheus reported errors sending to tocsin, or did not send the resolve: $POLL_OUT"
 log "$POLL_OUT"
 pass "prometheus sent its alerts to tocsin without errors"

@@ -74,7 +74,10 @@ service = "payments"
 
 /// A running in-process server.
 pub struct TestApp {
+    /// The API listener (with one listener, everything).
     pub addr: SocketAddr,
+    /// The public listener (`addr` when there is one listener).
+    pub public_addr: SocketAddr,
     pub http: reqwest::Client,
     pub store: Arc<SledStore>,
     pub service: tocsin::service::Service,
@@ -136,6 +139,31 @@ pub async fn spawn_app_with_server(
     limits: tocsin::http::Limits,
     server: &str,
 ) -> TestApp {
+    spawn(clock, payments_policy, extra, limits, server, false).await
+}
+
+/// A server with two listeners: the API on `addr`, intake and the chat
+/// platforms on `public_addr` (`server` is more `[server]` TOML).
+pub async fn spawn_split(extra: &str, server: &str) -> TestApp {
+    spawn(
+        Arc::new(SystemClock),
+        None,
+        extra,
+        test_limits(),
+        server,
+        true,
+    )
+    .await
+}
+
+async fn spawn(
+    clock: Arc<dyn Clock>,
+    payments_policy: Option<&str>,
+    extra: &str,
+    limits: tocsin::http::Limits,
+    server: &str,
+    split: bool,
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let text = config_text_with(&data, "127.0.0.1:0", payments_policy, extra).replacen(
@@ -149,14 +177,24 @@ pub async fn spawn_app_with_server(
     let app = App::new(config, store.clone(), clock).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let public = if split {
+        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+    } else {
+        None
+    };
+    let public_addr = public.as_ref().map_or(addr, |l| l.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let service = app.service.clone();
     let worker = app.worker.clone();
     let (stop, _) = tokio::sync::watch::channel(false);
+    let listeners = tocsin::app::Listeners {
+        api: listener,
+        public,
+    };
     let handle = tokio::spawn(async move {
-        tocsin::http::serve(
-            listener,
-            app.router,
+        tocsin::app::serve(
+            &app,
+            listeners,
             async {
                 let _ = rx.await;
             },
@@ -167,6 +205,7 @@ pub async fn spawn_app_with_server(
     });
     TestApp {
         addr,
+        public_addr,
         // Idle connections are dropped long before the server's 5 s idle
         // timeout closes them: a request sent on a connection the server is
         // closing at that instant fails with IncompleteMessage.
@@ -185,15 +224,27 @@ pub async fn spawn_app_with_server(
 }
 
 impl TestApp {
+    /// A URL on the API listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// A URL on the public listener.
+    pub fn public_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.public_addr, path)
+    }
+
     /// POSTs raw bytes as JSON; returns status and parsed body.
     pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        // Intake on the public listener; the API on the API listener.
+        let url = if path.starts_with("/v1/") {
+            self.url(path)
+        } else {
+            self.public_url(path)
+        };
         let resp = self
             .http
-            .post(self.url(path))
+            .post(url)
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -222,15 +273,31 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// GETs with the bootstrap token.
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        self.get_as(path, Some(API_TOKEN)).await
+    }
+
+    /// GETs with `token` (or none).
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// A GET's body as text (`/metrics`, summaries).
+    /// A GET's body as text (`/metrics`, summaries), with the bootstrap token.
     pub async fn get_text(&self, path: &str) -> String {
-        let resp = self.http.get(self.url(path)).send().await.unwrap();
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
         assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
         resp.text().await.unwrap()
     }
@@ -365,7 +432,10 @@ impl ServerProcess {
 
     /// Every incident, as `GET /v1/incidents` lists them.
     pub async fn incidents(&self) -> Vec<Value> {
-        let body: Value = reqwest::get(format!("{}/v1/incidents?limit=10000", self.base))
+        let body: Value = reqwest::Client::new()
+            .get(format!("{}/v1/incidents?limit=10000", self.base))
+            .bearer_auth(API_TOKEN)
+            .send()
             .await
             .unwrap()
             .json()
