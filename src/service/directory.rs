@@ -291,6 +291,56 @@ delay = "5m"
     }
 
     #[test]
+    fn private_channels_follow_the_service_the_severity_and_private_runbooks() {
+        use crate::incident::{IncidentId, Severity};
+        use crate::intake::{AlertAction, AlertEvent};
+        let config = Config::from_toml_str(
+            "[chat]\nprivate_severities = [\"SEV1\"]\n[[services]]\nname = \"web\"\n[[services]]\nname = \"vault\"\nprivate = true\n",
+            &Default::default(),
+        )
+        .unwrap();
+        let runbook = crate::runbook::parse(
+            std::path::Path::new("runbooks/leak.toml"),
+            "name = \"leak\"\ntitle = \"Leak\"\n[match]\nlabels = ['category=\"security\"']\n[[phases]]\nphase = \"detection\"\n[[phases.steps]]\nid = \"a\"\ntext = \"Look.\"\n",
+        )
+        .unwrap();
+        assert!(runbook.private, "a match naming a security tag");
+        let dir = Directory::new(
+            Arc::new(config),
+            Runbooks::new(vec![runbook]),
+            Templates::load(None).unwrap(),
+        );
+        let incident = |service: &str, severity: Severity, category: &str| {
+            let event = AlertEvent {
+                dedup_key: "k".into(),
+                fingerprint: None,
+                action: AlertAction::Trigger,
+                summary: "Something".into(),
+                incident_title: None,
+                source: "test".into(),
+                severity: Some(severity),
+                labels: [("category".to_string(), category.to_string())].into(),
+                details: serde_json::Value::Null,
+                links: Vec::new(),
+                left_out: None,
+                expires_at: None,
+            };
+            crate::incident::Incident::open(
+                IncidentId(1),
+                service,
+                "x",
+                &event,
+                chrono::DateTime::UNIX_EPOCH,
+            )
+            .incident
+        };
+        assert!(!dir.is_private(&incident("web", Severity::Sev2, "capacity")));
+        assert!(dir.is_private(&incident("web", Severity::Sev1, "capacity")));
+        assert!(dir.is_private(&incident("vault", Severity::Sev3, "capacity")));
+        assert!(dir.is_private(&incident("web", Severity::Sev3, "security")));
+    }
+
+    #[test]
     fn unknown_responders_and_severities_are_config_errors() {
         let err = Config::from_toml_str(
             "[[services]]\nname = \"pay\"\nresponders = [\"zed\"]\n[chat]\nprivate_severities = [\"SEV9\"]\n",
