@@ -1784,6 +1784,24 @@ async fn a_sev1_gets_a_private_channel_with_its_responders_invited() {
     );
     assert!(s.fake.is_private(&channel));
     assert!(s.fake.members(&channel).contains("U0ALICE"));
+    assert!(!s.fake.members(&channel).contains("U0DAVE"));
+    // Its status is for its responders: dave may not read it from elsewhere.
+    let reply = s
+        .ask("U0DAVE", "C0GENERAL", "/incident", "INC-1 status", "p1")
+        .await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.starts_with("You may not see private INC-1"), "{text}");
+    assert!(!text.contains("Signing key"), "{text}");
+    let reply = s
+        .ask("U0ALICE", "C0GENERAL", "/incident", "INC-1 status", "p2")
+        .await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Signing key exposed")
+    );
     // A SEV2 on the same tocsin stays public.
     trigger(&s.app, "pay").await;
     let public = s.channel_of(2).await;
