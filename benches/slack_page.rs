@@ -107,6 +107,7 @@ max_new_incidents_per_minute = 1000000
 [slack]
 bot_token = "xoxb-bench"
 signing_secret = "bench-secret"
+team_id = "T0BENCH"
 api_url = "http://{slack}/api"
 [[users]]
 name = "alice"

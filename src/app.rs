@@ -92,6 +92,10 @@ impl App {
         let handler = ChatHandler::new(service.clone());
         let slack_state = match (&config.slack, slack) {
             (Some(c), Some(platform)) => Some(SlackState {
+                workspace: crate::chat::slack::http::Workspace {
+                    team_id: c.team_id.clone(),
+                    enterprise_id: c.enterprise_id.clone(),
+                },
                 handler: handler.clone(),
                 platform,
                 verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(

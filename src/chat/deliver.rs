@@ -170,7 +170,15 @@ pub async fn run(
                 Some(l) => l.channel_id.clone(),
                 None => {
                     let prefix = &service.directory().config.chat.channel_prefix;
-                    let channel = platform.create_channel(&channel_name(prefix, &inc)).await?;
+                    // Decided once, when the channel opens: a later change
+                    // of severity leaves the channel as it is.
+                    let private = service.directory().is_private(&inc);
+                    let channel = platform
+                        .create_channel(&channel_name(prefix, &inc), private)
+                        .await?;
+                    if private {
+                        tracing::info!(incident = %inc.id, platform = name, "Opening a private incident channel");
+                    }
                     service
                         .record_channel(
                             inc.id,

@@ -4,14 +4,18 @@
 //! REST API behave the same.
 
 use super::Button;
+use super::access;
 use super::command::{
     Command, INCIDENT_USAGE, IncidentAction, ONCALL_USAGE, PAGE_USAGE, PageTarget, UserRef,
 };
 use crate::config::{TargetConfig, UserConfig};
-use crate::incident::{Actor, Incident, IncidentError, IncidentId, RunbookStep};
+use crate::escalation::Recipient;
+use crate::incident::{Actor, Incident, IncidentError, IncidentId, RunbookStep, TimelineEvent};
+use crate::notify::Job;
 use crate::service::{Service, ServiceError};
 use crate::store::StoredOverride;
 use crate::templates::Markup;
+use std::collections::BTreeSet;
 
 /// How to use `/incident step`.
 const STEP_USAGE: &str =
@@ -69,15 +73,27 @@ impl Reply {
     }
 }
 
-/// A command from a platform user.
-#[derive(Debug, Clone)]
-pub struct Invocation {
+/// Where a command or a button press came from, as the adapter verified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
     /// `slack` or `discord`.
     pub platform: &'static str,
+    /// The workspace (Slack team or enterprise id) or guild it came from,
+    /// already checked against the config.
+    pub workspace: String,
     /// The platform's id of the user (verified by the adapter).
     pub user_id: String,
     /// The channel it came from.
     pub channel_id: Option<String>,
+    /// Whether that channel is a direct message with tocsin.
+    pub in_dm: bool,
+}
+
+/// A command from a platform user.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// Where it came from and who sent it.
+    pub origin: Origin,
     /// What they asked.
     pub command: Command,
 }
@@ -127,44 +143,49 @@ impl ChatHandler {
 
     /// Carries out a command.
     pub async fn handle(&self, inv: Invocation) -> Reply {
-        let Some(user) = self
-            .user(inv.platform, &inv.user_id)
-            .map(|u| u.name.clone())
-        else {
+        let origin = inv.origin;
+        let platform = origin.platform;
+        let Some(user) = self.user(platform, &origin.user_id).map(|u| u.name.clone()) else {
             return Reply::private(format!(
                 "You are not a tocsin user: ask an admin to add your {} id ({}) to a [[users]] entry.",
-                inv.platform, inv.user_id
+                platform, origin.user_id
             ));
         };
-        let by = Actor::authenticated(user.clone(), format!("{}:{}", inv.platform, inv.user_id));
+        // The workspace or guild and the platform's user id: which account
+        // acted, whatever the display name.
+        let by = Actor::authenticated(
+            user.clone(),
+            format!("{platform}:{}/{}", origin.workspace, origin.user_id),
+        );
+        let inv = Invocation {
+            command: inv.command,
+            origin: origin.clone(),
+        };
         match inv.command {
             Command::Help => {
                 // The usage texts' `<placeholders>` are text, not Slack markup.
                 Reply::private(esc(
-                    inv.platform,
+                    platform,
                     &format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}"),
                 ))
             }
-            Command::OnCall { schedule } => self.on_call(inv.platform, schedule.as_deref()),
+            Command::OnCall { schedule } => self.on_call(platform, schedule.as_deref()),
             Command::Cover {
                 user: who,
                 duration,
                 schedule,
-            } => {
-                self.cover(inv.platform, &user, &who, duration, schedule)
-                    .await
-            }
-            Command::Page { target, message } => self.page(inv.platform, by, target, message).await,
+            } => self.cover(platform, &user, &who, duration, schedule).await,
+            Command::Page { target, message } => self.page(platform, by, target, message).await,
             Command::Incident { id, action } => {
                 if let IncidentAction::New { title, severity } = action {
-                    return self.open(inv.platform, by, title, severity).await;
+                    return self.open(platform, by, title, severity).await;
                 }
                 if let IncidentAction::Drill(runbook) = action {
-                    return self.drill(inv.platform, &user, runbook).await;
+                    return self.drill(platform, &user, runbook).await;
                 }
                 let id = match id {
                     Some(id) => id,
-                    None => match self.channel_incident(inv.platform, inv.channel_id.as_deref()) {
+                    None => match self.channel_incident(platform, origin.channel_id.as_deref()) {
                         Some(id) => id,
                         None => {
                             return Reply::private(
@@ -173,20 +194,131 @@ impl ChatHandler {
                         }
                     },
                 };
-                self.incident_action(inv.platform, id, by, action).await
+                let inc = match self.service.store().incident(id) {
+                    Ok(Some(inc)) => inc,
+                    Ok(None) => {
+                        return Reply::private(esc(
+                            platform,
+                            &ServiceError::NotFound(id).to_string(),
+                        ));
+                    }
+                    Err(e) => return Reply::private(esc(platform, &e.to_string())),
+                };
+                if let Err(refused) = self.authorize(&user, &inc, &action) {
+                    tracing::warn!(incident = %id, user = %user, platform, action = access::verb(&action),
+                        "Refused a chat action by someone not allowed");
+                    return Reply::private(esc(platform, &refused));
+                }
+                let in_channel = inc
+                    .chat
+                    .get(platform)
+                    .is_some_and(|l| Some(&l.channel_id) == origin.channel_id.as_ref());
+                let mut reply = self.incident_action(platform, id, by, action).await;
+                // Outside the incident's channel, what is said about it is
+                // for the asker only (it may name a private incident's
+                // title), and its buttons, which work only where the
+                // incident was posted, are left off.
+                if !in_channel {
+                    reply.visibility = Visibility::Ephemeral;
+                    if !origin.in_dm {
+                        reply.buttons.clear();
+                    }
+                }
+                reply
             }
         }
     }
 
-    /// A button press on a card or a page.
-    pub async fn press(
-        &self,
-        platform: &'static str,
-        user_id: &str,
-        button: Button,
-        id: IncidentId,
-        arg: &str,
-    ) -> Reply {
+    /// The people who may work `inc` as its responders: the service's
+    /// (its escalation policy, schedules and `responders`), whoever was
+    /// paged for it, holds a role in it, or opened it.
+    pub fn responders_of(&self, inc: &Incident) -> BTreeSet<String> {
+        let dir = self.service.directory();
+        let mut people = dir.responders(&inc.service);
+        people.extend(inc.roles.values().cloned());
+        if let Ok(entries) = self.service.store().outbox_for(inc.id) {
+            people.extend(
+                entries
+                    .into_iter()
+                    .filter_map(|e| match (e.job, e.recipient) {
+                        (Job::Page, Recipient::User(u)) => Some(u),
+                        _ => None,
+                    }),
+            );
+        }
+        if let Ok(timeline) = self.service.store().timeline(inc.id)
+            && let Some(opener) = timeline
+                .iter()
+                .find(|e| matches!(e.event, TimelineEvent::Opened { .. }))
+                .and_then(|e| e.actor.user_name())
+        {
+            people.insert(opener.to_string());
+        }
+        people
+    }
+
+    /// Whether `user` may do `action` to `inc`; the refusal if not.
+    fn authorize(&self, user: &str, inc: &Incident, action: &IncidentAction) -> Result<(), String> {
+        let dir = self.service.directory();
+        let responders = self.responders_of(inc);
+        let subject = access::Subject {
+            user,
+            admins: &dir.config.chat.admins,
+            responders: &responders,
+            permissions: dir.permissions(&inc.service),
+            private: dir.is_private(inc),
+        };
+        access::decide(&subject, access::Need::of(action)).map_err(|who| {
+            access::refusal(
+                &subject,
+                who,
+                access::verb(action),
+                &inc.id.to_string(),
+                &inc.service,
+            )
+        })
+    }
+
+    /// Whether tocsin paged `user` for `id` by a direct message on `platform`.
+    fn paged_by_dm(&self, platform: &str, user: &str, id: IncidentId) -> bool {
+        let kind = crate::config::ContactKind::of_chat_platform(platform);
+        self.service.store().outbox_for(id).is_ok_and(|entries| {
+            entries.iter().any(|e| {
+                e.job == Job::Page
+                    && Some(e.method) == kind
+                    && matches!(&e.recipient, Recipient::User(u) if u == user)
+            })
+        })
+    }
+
+    /// A button press on a card or a page. A button acts only on the
+    /// incident it was posted for: pressed in that incident's channel, or
+    /// in a direct message by someone tocsin paged for it there.
+    pub async fn press(&self, origin: Origin, button: Button, id: IncidentId, arg: &str) -> Reply {
+        let platform = origin.platform;
+        let user = self.user(platform, &origin.user_id).map(|u| u.name.clone());
+        if let Some(user) = &user {
+            let inc = match self.service.store().incident(id) {
+                Ok(Some(inc)) => inc,
+                Ok(None) => {
+                    return Reply::private(esc(platform, &ServiceError::NotFound(id).to_string()));
+                }
+                Err(e) => return Reply::private(esc(platform, &e.to_string())),
+            };
+            let link = inc.chat.get(platform);
+            let here = link.is_some_and(|l| Some(&l.channel_id) == origin.channel_id.as_ref());
+            let page = origin.in_dm && self.paged_by_dm(platform, user, id);
+            if !here && !page {
+                tracing::warn!(incident = %id, user = %user, platform, channel = ?origin.channel_id,
+                    "Refused a button pressed outside the incident's channel");
+                let channel = link
+                    .map(|l| format!(" (#{})", esc(platform, &l.channel_name)))
+                    .unwrap_or_default();
+                return Reply::private(format!(
+                    "This button is for {id}, and it works only in {id}'s channel{channel} or in the page tocsin sent you for it."
+                ));
+            }
+        }
         let action = match button {
             Button::Ack => IncidentAction::Ack,
             Button::Resolve => IncidentAction::Resolve { note: None },
@@ -196,9 +328,7 @@ impl ChatHandler {
             Button::PhaseNext => IncidentAction::Phase(vec!["next".into()]),
         };
         self.handle(Invocation {
-            platform,
-            user_id: user_id.to_string(),
-            channel_id: None,
+            origin,
             command: Command::Incident {
                 id: Some(id),
                 action,

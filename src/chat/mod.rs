@@ -1,5 +1,6 @@
 //! Chat: the platform-neutral core that Slack and Discord plug into.
 //!
+//! - [`access`]: who may do what to an incident from chat.
 //! - [`command`]: the `/incident`, `/oncall`, `/page` language, parsed once
 //!   for every platform.
 //! - [`handler`]: carries out a parsed command for a verified platform user,
@@ -11,6 +12,7 @@
 //! - [`slack`]: the Slack adapter.
 //! - [`discord`]: the Discord adapter.
 
+pub mod access;
 pub mod command;
 pub mod deliver;
 pub mod discord;
@@ -319,8 +321,9 @@ pub struct InviteFailure {
 pub trait ChatPlatform: Send + Sync + 'static {
     /// `slack` or `discord`.
     fn name(&self) -> &'static str;
-    /// Creates a channel named `name` (adding a suffix if it is taken).
-    fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef>;
+    /// Creates a channel named `name` (adding a suffix if it is taken);
+    /// a `private` one is seen only by tocsin and whoever it invites.
+    fn create_channel<'a>(&'a self, name: &'a str, private: bool) -> ChatFuture<'a, ChannelRef>;
     /// Invites platform users into a channel.
     fn invite<'a>(&'a self, channel: &'a str, users: &'a [String]) -> ChatFuture<'a, ()>;
     /// Invites every user the platform will take: one it refuses (a stale

@@ -146,6 +146,29 @@ pub struct ChatConfig {
     /// Whether drills page the service's escalation policy; by default a
     /// drill pages only the person who started it.
     pub drills_use_policy: bool,
+    /// Severities whose incidents get a private channel on every service
+    /// (`["SEV1"]`): only the invited responders see it.
+    #[serde(deserialize_with = "severities")]
+    pub private_severities: Vec<crate::incident::Severity>,
+}
+
+/// Severities written `SEV1` or `sev1`.
+fn severities<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<crate::incident::Severity>, D::Error> {
+    use crate::incident::Severity;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| match s.trim().to_ascii_lowercase().as_str() {
+            "sev1" => Ok(Severity::Sev1),
+            "sev2" => Ok(Severity::Sev2),
+            "sev3" => Ok(Severity::Sev3),
+            "sev4" => Ok(Severity::Sev4),
+            _ => Err(serde::de::Error::custom(format!(
+                "unknown severity '{s}'; use SEV1, SEV2, SEV3 or SEV4"
+            ))),
+        })
+        .collect()
 }
 
 impl Default for ChatConfig {
@@ -156,6 +179,7 @@ impl Default for ChatConfig {
             channel_prefix: "inc".into(),
             archive_after: std::time::Duration::from_secs(24 * 3600),
             drills_use_policy: false,
+            private_severities: Vec::new(),
         }
     }
 }
@@ -168,6 +192,15 @@ pub struct SlackConfig {
     pub bot_token: Secret,
     /// Signing secret, from the environment.
     pub signing_secret: Secret,
+    /// The workspace (`T...`) whose requests tocsin takes; a request from
+    /// any other workspace is refused. One of `team_id` and
+    /// `enterprise_id` is required.
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// On Enterprise Grid, the organization (`E...`) whose requests tocsin
+    /// takes, from any of its workspaces.
+    #[serde(default)]
+    pub enterprise_id: Option<String>,
     /// Web API base URL, without a trailing slash.
     #[serde(default = "default_slack_api")]
     pub api_url: String,
@@ -499,6 +532,50 @@ pub struct ServiceConfig {
     /// The escalation policy that pages for its incidents.
     #[serde(default)]
     pub escalation_policy: Option<String>,
+    /// More users who may work its incidents from chat, besides those in
+    /// its escalation policy and schedules.
+    #[serde(default)]
+    pub responders: Vec<String>,
+    /// Whether its incidents get private channels (only invited
+    /// responders see them).
+    #[serde(default)]
+    pub private: bool,
+    /// Who may do what to its incidents from chat.
+    #[serde(default)]
+    pub permissions: ServicePermissions,
+}
+
+/// `[services.permissions]`: who may act on a service's incidents from chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServicePermissions {
+    /// Acknowledge, resolve, escalate, snooze, set the severity, add notes
+    /// and walk the runbook (default: responders).
+    pub respond: Allowed,
+    /// Give people incident roles (default: admins).
+    pub roles: Allowed,
+}
+
+impl Default for ServicePermissions {
+    fn default() -> Self {
+        Self {
+            respond: Allowed::Responders,
+            roles: Allowed::Admins,
+        }
+    }
+}
+
+/// Who a chat permission allows (admins are always allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Allowed {
+    /// Every configured tocsin user.
+    Anyone,
+    /// The service's responders and the incident's own people (paged,
+    /// holding a role, or who opened it), and admins.
+    Responders,
+    /// Only `[chat] admins`.
+    Admins,
 }
 
 /// One problem in the configuration, with the key path it concerns.
@@ -766,6 +843,16 @@ impl Config {
                 issue(format!("chat.admins[{i}]"), format!("unknown user '{a}'"));
             }
         }
+        for (i, s) in self.services.iter().enumerate() {
+            for (j, r) in s.responders.iter().enumerate() {
+                if !self.users.iter().any(|u| &u.name == r) {
+                    issue(
+                        format!("services[{}].responders[{j}]", svc_at(i)),
+                        format!("unknown user '{r}'; define it under [[users]]"),
+                    );
+                }
+            }
+        }
         if self.chat.channel_prefix.is_empty()
             || !self
                 .chat
@@ -784,6 +871,26 @@ impl Config {
             }
             if slack.signing_secret.is_empty() {
                 issue("slack.signing_secret".into(), "must not be empty".into());
+            }
+            match (&slack.team_id, &slack.enterprise_id) {
+                (None, None) => issue(
+                    "slack.team_id".into(),
+                    "is required: tocsin takes requests only from this workspace. Its id (T...) is in the workspace's URL at app.slack.com/client/T.../ (or Slack > workspace menu > Settings > About this workspace); on Enterprise Grid set slack.enterprise_id (E...) instead".into(),
+                ),
+                (team, enterprise) => {
+                    for (key, id, first) in [("team_id", team, 'T'), ("enterprise_id", enterprise, 'E')] {
+                        if let Some(id) = id
+                            && !(id.starts_with(first)
+                                && id.len() >= 2
+                                && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+                        {
+                            issue(
+                                format!("slack.{key}"),
+                                format!("'{id}' is not a Slack {key}: one like {first}0123ABCD (uppercase letters and digits)"),
+                            );
+                        }
+                    }
+                }
             }
             if slack.api_url.ends_with('/') || reqwest::Url::parse(&slack.api_url).is_err() {
                 issue(

@@ -37,6 +37,10 @@ struct RawRunbook {
     description: String,
     #[serde(default, rename = "match")]
     matcher: RawMatch,
+    /// Whether its incidents get private channels; by default, whether
+    /// its `match` names a security tag.
+    #[serde(default)]
+    private: Option<bool>,
     phases: Vec<RawPhase>,
 }
 
@@ -219,15 +223,19 @@ pub fn parse(file: &Path, text: &str) -> Result<Runbook, Vec<RunbookError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    let matcher = Match {
+        services: raw.matcher.services,
+        severities,
+        labels,
+    };
     Ok(Runbook {
         name: raw.name.into_inner(),
         title: raw.title,
         description: raw.description,
-        matcher: Match {
-            services: raw.matcher.services,
-            severities,
-            labels,
-        },
+        private: raw
+            .private
+            .unwrap_or_else(|| super::names_security_tags(&matcher)),
+        matcher,
         phases,
     })
 }

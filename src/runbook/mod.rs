@@ -142,8 +142,36 @@ pub struct Runbook {
     pub description: String,
     /// What it fits.
     pub matcher: Match,
+    /// Whether the incidents it fits get private channels (the file's
+    /// `private`, by default whether its `match` names a security tag).
+    pub private: bool,
     /// Its phases, in lifecycle order.
     pub phases: Vec<Phase>,
+}
+
+/// The labels that tag an alert's kind: a runbook whose `match` requires
+/// one of them to be `security` (like `category="security"` or
+/// `type=~"security|abuse"`), or requires a `security` label at all, is
+/// about security incidents.
+pub const SECURITY_TAG_LABELS: &[&str] =
+    &["category", "class", "kind", "type", "tag", "tags", "team"];
+
+/// Whether `m` names a security tag (see [`SECURITY_TAG_LABELS`]): its
+/// incidents get private channels unless the runbook says otherwise.
+pub fn names_security_tags(m: &Match) -> bool {
+    use matcher::MatchOp;
+    m.labels.iter().any(|l| {
+        let positive = matches!(l.op, MatchOp::Eq | MatchOp::Re);
+        let tagged = |name: &str| {
+            l.matches(&BTreeMap::from([(
+                name.to_string(),
+                "security".to_string(),
+            )]))
+        };
+        positive
+            && ((l.name == "security" && !l.value.is_empty())
+                || (SECURITY_TAG_LABELS.contains(&l.name.as_str()) && tagged(&l.name)))
+    })
 }
 
 impl Runbook {

@@ -240,3 +240,32 @@ proptest::proptest! {
         let _ = parse(Path::new("runbooks/high-error-rate.toml"), &text);
     }
 }
+
+#[test]
+fn runbooks_naming_security_tags_are_private_by_default() {
+    let labels = |ls: &[&str]| Match {
+        labels: ls
+            .iter()
+            .map(|l| matcher::LabelMatcher::parse(l).unwrap())
+            .collect(),
+        ..Match::default()
+    };
+    assert!(names_security_tags(&labels(&[r#"category="security""#])));
+    assert!(names_security_tags(&labels(&[
+        r#"type=~"security|abuse""#,
+        r#"alertname="X""#
+    ])));
+    assert!(names_security_tags(&labels(&[r#"security="true""#])));
+    assert!(!names_security_tags(&labels(&[r#"category!="security""#])));
+    assert!(!names_security_tags(&labels(&[r#"category="capacity""#])));
+    assert!(!names_security_tags(&labels(&[r#"alertname="security""#])));
+    assert!(!names_security_tags(&labels(&[])));
+    // The default: the good runbook names no tag; a file may say so itself.
+    assert!(!parse_good().private);
+    let private = GOOD.replacen("title =", "private = true\ntitle =", 1);
+    assert!(
+        parse(Path::new("runbooks/high-error-rate.toml"), &private)
+            .unwrap()
+            .private
+    );
+}

@@ -5,15 +5,16 @@
 //! steps look up who is on call inside a store transaction, where sled
 //! allows no scans, and the list is small.
 
-use crate::config::{Config, UserConfig};
+use crate::config::{Config, ServicePermissions, TargetConfig, UserConfig};
 use crate::escalation::Policy;
+use crate::incident::Incident;
 use crate::oncall::{OnCall, Override, Schedule};
 use crate::runbook::Runbooks;
 use crate::store::{Store, StoreError, StoredOverride};
 use crate::templates::Templates;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Users, schedules and policies by name.
@@ -178,6 +179,71 @@ impl Directory {
         self.policies.get(name)
     }
 
+    /// The configured responders of `service`: every user its escalation
+    /// policy names, directly or through a schedule (each layer's users,
+    /// configured overrides and runtime overrides, so whoever covers a
+    /// shift counts), plus its `responders`. Admins are not included.
+    pub fn responders(&self, service: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let Some(svc) = self.config.services.iter().find(|s| s.name == service) else {
+            return out;
+        };
+        out.extend(svc.responders.iter().cloned());
+        let Some(policy) = self.policy_for_service(service) else {
+            return out;
+        };
+        for target in policy.steps.iter().flat_map(|s| &s.targets) {
+            match target {
+                TargetConfig::User(u) => {
+                    out.insert(u.clone());
+                }
+                TargetConfig::Schedule(name) => {
+                    if let Some(cfg) = self.config.schedules.iter().find(|s| &s.name == name) {
+                        out.extend(cfg.layers.iter().flat_map(|l| l.users.iter().cloned()));
+                        out.extend(cfg.overrides.iter().map(|o| o.user.clone()));
+                    }
+                    out.extend(self.stored_overrides(name).into_iter().map(|o| o.user));
+                }
+                TargetConfig::Webhook(_) => {}
+            }
+        }
+        out
+    }
+
+    /// Whether `user` is in `[chat] admins`.
+    pub fn is_admin(&self, user: &str) -> bool {
+        self.config.chat.admins.iter().any(|a| a == user)
+    }
+
+    /// Who may do what to `service`'s incidents from chat.
+    pub fn permissions(&self, service: &str) -> ServicePermissions {
+        self.config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .map(|s| s.permissions)
+            .unwrap_or_default()
+    }
+
+    /// Whether `inc`'s channels are private: its service says so
+    /// (`private = true`), its severity is one of `[chat]
+    /// private_severities`, or a runbook that fits it (or is attached) is
+    /// private.
+    pub fn is_private(&self, inc: &Incident) -> bool {
+        let config = &self.config;
+        config
+            .services
+            .iter()
+            .any(|s| s.name == inc.service && s.private)
+            || config.chat.private_severities.contains(&inc.severity)
+            || inc
+                .runbook
+                .as_ref()
+                .and_then(|p| self.runbooks.get(&p.runbook))
+                .is_some_and(|r| r.private)
+            || self.runbooks.matching(inc).any(|r| r.private)
+    }
+
     /// Who is on call for `schedule` at `at`, runtime overrides included.
     pub fn on_call(&self, schedule: &str, at: DateTime<Utc>) -> Option<OnCall> {
         let s = self.schedules.get(schedule)?;
@@ -188,6 +254,139 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory(toml: &str) -> Directory {
+        let config = Config::from_toml_str(toml, &Default::default()).unwrap();
+        Directory::new(
+            Arc::new(config),
+            Runbooks::default(),
+            Templates::load(None).unwrap(),
+        )
+    }
+
+    const PEOPLE: &str = r#"
+[[users]]
+name = "alice"
+[[users]]
+name = "bob"
+[[users]]
+name = "carol"
+[[users]]
+name = "dave"
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "l"
+users = ["alice"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * Mon"
+[[schedules.overrides]]
+user = "carol"
+start = "2026-01-06T00:00:00Z"
+end = "2026-01-07T00:00:00Z"
+[[escalation_policies]]
+name = "p"
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }, { user = "bob" }]
+delay = "5m"
+"#;
+
+    #[test]
+    fn responders_come_from_the_policy_its_schedules_and_the_service() {
+        let dir = directory(&format!(
+            "{PEOPLE}\n[[services]]\nname = \"pay\"\nescalation_policy = \"p\"\nresponders = [\"dave\"]\n[[services]]\nname = \"web\"\n"
+        ));
+        let names = |s: &str| dir.responders(s).into_iter().collect::<Vec<_>>();
+        assert_eq!(names("pay"), ["alice", "bob", "carol", "dave"]);
+        assert!(names("web").is_empty());
+        assert!(names("nope").is_empty());
+    }
+
+    #[test]
+    fn private_channels_follow_the_service_the_severity_and_private_runbooks() {
+        use crate::incident::{IncidentId, Severity};
+        use crate::intake::{AlertAction, AlertEvent};
+        let config = Config::from_toml_str(
+            "[chat]\nprivate_severities = [\"SEV1\"]\n[[services]]\nname = \"web\"\n[[services]]\nname = \"vault\"\nprivate = true\n",
+            &Default::default(),
+        )
+        .unwrap();
+        let runbook = crate::runbook::parse(
+            std::path::Path::new("runbooks/leak.toml"),
+            "name = \"leak\"\ntitle = \"Leak\"\n[match]\nlabels = ['category=\"security\"']\n[[phases]]\nphase = \"detection\"\n[[phases.steps]]\nid = \"a\"\ntext = \"Look.\"\n",
+        )
+        .unwrap();
+        assert!(runbook.private, "a match naming a security tag");
+        let dir = Directory::new(
+            Arc::new(config),
+            Runbooks::new(vec![runbook]),
+            Templates::load(None).unwrap(),
+        );
+        let incident = |service: &str, severity: Severity, category: &str| {
+            let event = AlertEvent {
+                dedup_key: "k".into(),
+                fingerprint: None,
+                action: AlertAction::Trigger,
+                summary: "Something".into(),
+                incident_title: None,
+                source: "test".into(),
+                severity: Some(severity),
+                labels: [("category".to_string(), category.to_string())].into(),
+                details: serde_json::Value::Null,
+                links: Vec::new(),
+                left_out: None,
+                expires_at: None,
+            };
+            crate::incident::Incident::open(
+                IncidentId(1),
+                service,
+                "x",
+                &event,
+                chrono::DateTime::UNIX_EPOCH,
+            )
+            .incident
+        };
+        assert!(!dir.is_private(&incident("web", Severity::Sev2, "capacity")));
+        assert!(dir.is_private(&incident("web", Severity::Sev1, "capacity")));
+        assert!(dir.is_private(&incident("vault", Severity::Sev3, "capacity")));
+        assert!(dir.is_private(&incident("web", Severity::Sev3, "security")));
+    }
+
+    #[test]
+    fn unknown_responders_and_severities_are_config_errors() {
+        let err = Config::from_toml_str(
+            "[[services]]\nname = \"pay\"\nresponders = [\"zed\"]\n[chat]\nprivate_severities = [\"SEV9\"]\n",
+            &Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("services[0].responders[0]: unknown user 'zed'"),
+            "{err}"
+        );
+        assert!(err.contains("unknown severity 'SEV9'"), "{err}");
+        let ok = Config::from_toml_str(
+            "[chat]\nprivate_severities = [\"SEV1\", \"sev2\"]\n[[services]]\nname = \"pay\"\nprivate = true\npermissions = { respond = \"anyone\" }\n",
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.chat.private_severities,
+            [
+                crate::incident::Severity::Sev1,
+                crate::incident::Severity::Sev2
+            ]
+        );
+        assert_eq!(
+            ok.services[0].permissions.respond,
+            crate::config::Allowed::Anyone
+        );
+        assert_eq!(
+            ok.services[0].permissions.roles,
+            crate::config::Allowed::Admins
+        );
+    }
 
     #[test]
     fn mentions_and_name_fallbacks_are_escaped_for_the_platform() {

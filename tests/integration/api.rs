@@ -57,7 +57,10 @@ async fn acknowledge_and_resolve_need_the_token() {
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["incident"]["status"], "acknowledged");
-    assert_eq!(b["incident"]["acknowledged_by"]["name"]["user"], "alice");
+    assert_eq!(
+        b["incident"]["acknowledged_by"]["name"],
+        json!({"user": "alice", "principal": "config-token"})
+    );
     let (s, b) = app.post_with_token(ack, Some(API_TOKEN), &json!({})).await;
     assert_eq!(s, 409);
     assert_eq!(b["message"], "INC-1 is already acknowledged");

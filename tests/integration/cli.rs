@@ -225,7 +225,7 @@ async fn no_secret_reaches_the_logs_even_at_debug() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let extra = format!(
-        "[slack]\nbot_token = \"xoxb-super-secret-bot-token\"\nsigning_secret = \"super-secret-signing\"\napi_url = \"{}\"\n",
+        "[slack]\nbot_token = \"xoxb-super-secret-bot-token\"\nsigning_secret = \"super-secret-signing\"\nteam_id = \"T0TEAM\"\napi_url = \"{}\"\n",
         fake.api_url()
     );
     let config = dir.path().join("tocsin.toml");
@@ -525,5 +525,89 @@ async fn incidents_can_be_worked_from_the_cli() {
         String::from_utf8_lossy(&out.stderr).contains("INC-9"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_validates_the_chat_access_keys_of_the_example_once_uncommented() {
+    // The example's commented [slack] and [chat] blocks, and the payments
+    // service's commented keys, uncommented: they pass as written...
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tocsin.example.toml"))
+            .unwrap();
+    let mut on = String::new();
+    for line in example.lines() {
+        let keys = [
+            "# [slack]",
+            "# bot_token",
+            "# signing_secret",
+            "# team_id",
+            "# [chat]",
+            "# admins = ",
+            "# archive_after = ",
+            "# private_severities = ",
+            "# responders = ",
+            "# private = ",
+            "# permissions = ",
+        ];
+        match keys.iter().find(|k| line.starts_with(*k)) {
+            Some(_) => on.push_str(&line[2..]),
+            None => on.push_str(line),
+        }
+        on.push('\n');
+    }
+    for key in [
+        "team_id = ",
+        "private_severities = ",
+        "responders = ",
+        "permissions = ",
+    ] {
+        assert!(
+            on.lines().any(|l| l.starts_with(key)),
+            "{key} is not in the example"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("on.toml");
+    let check = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        tocsin()
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("SLACK_BOT_TOKEN", "xoxb-a-real-looking-token")
+            .env("SLACK_SIGNING_SECRET", "a-real-looking-signing-secret")
+            .output()
+            .unwrap()
+    };
+    let out = check(&on);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...and each is checked.
+    let broken = on
+        .replace("team_id = \"T0123ABCD\"", "")
+        .replace(
+            "private_severities = [\"SEV1\"]",
+            "private_severities = [\"SEV0\"]",
+        )
+        .replace("respond = \"responders\"", "respond = \"everyone\"");
+    let out = check(&broken);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for problem in [
+        "slack.team_id: is required",
+        "chat.private_severities: unknown severity 'SEV0'",
+        "services[1].permissions.respond: unknown variant `everyone`",
+    ] {
+        assert!(stderr.contains(problem), "{problem}: {stderr}");
+    }
+    let out = check(&on.replace("responders = [\"bob\"]", "responders = [\"zed\"]"));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("services[1].responders[0]: unknown user 'zed'"),
+        "{stderr}"
     );
 }

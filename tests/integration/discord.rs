@@ -3,7 +3,7 @@
 //! signed interactions (commands and buttons), deferred answers, rate
 //! limits, archiving, command registration and gateway mode.
 
-use crate::common::fake_discord::{APPLICATION, Fail, FakeDiscord, GENERAL, GUILD};
+use crate::common::fake_discord::{APPLICATION, BOT_USER, Fail, FakeDiscord, GENERAL, GUILD};
 use crate::common::*;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
@@ -446,7 +446,8 @@ async fn every_incident_subcommand() {
             )
         )
         .await,
-        ("INC-1 resolved by alice: fixed it".to_string(), false)
+        // Named outside its channel: the answer is for the asker alone.
+        ("INC-1 resolved by alice: fixed it".to_string(), true)
     );
     assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
     let (text, _) = d
@@ -598,8 +599,8 @@ async fn every_button() {
         "INC-1 acknowledged by bob. Paging stopped."
     );
     assert_eq!(
-        d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"]["user"],
-        "bob"
+        d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"],
+        json!({"user": "bob", "principal": format!("discord:{GUILD}/{BOB}")})
     );
     assert_eq!(
         click(ALICE, "tocsin_resolve:INC-1").await,
@@ -865,8 +866,8 @@ async fn channels_reuse_the_category_and_a_lost_create_does_not_make_two() {
     let category = fake.add_channel(4, "Incidents", None);
     let discord = platform(&fake);
     fake.fail("create_channel", &[Fail::LoseResponse]);
-    assert!(discord.create_channel("inc-3-db").await.is_err());
-    let ch = discord.create_channel("inc-3-db").await.unwrap();
+    assert!(discord.create_channel("inc-3-db", false).await.is_err());
+    let ch = discord.create_channel("inc-3-db", false).await.unwrap();
     assert_eq!(ch.name, "inc-3-db");
     let made: Vec<_> = fake
         .calls()
@@ -1961,5 +1962,167 @@ async fn the_same_signed_interaction_three_times_opens_one_incident() {
     let incidents = d.app.incidents().await;
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     assert_eq!(incidents[0]["title"], "Checkout is down");
+    d.app.stop().await;
+}
+
+/// A Discord tocsin with `chat` keys added to `[chat]`.
+async fn discord_with_chat(chat: &str) -> Discord {
+    let fake = FakeDiscord::start().await;
+    let config = discord_config(&fake, &DEFAULT).replace(
+        &chat_people("discord", ALICE, BOB, DEFAULT.archive_after),
+        &chat_people_with("discord", ALICE, BOB, DEFAULT.archive_after, chat),
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("payments"), &config).await;
+    app.start_background();
+    Discord { app, fake }
+}
+
+#[tokio::test]
+async fn other_servers_other_applications_and_dm_commands_are_refused() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    let ch = d.channel_of(1).await;
+    let refused = |answer: &Value| {
+        assert_eq!(answer["type"], 4, "{answer}");
+        assert_eq!(answer["data"]["flags"], 64, "{answer}");
+        answer["data"]["content"].as_str().unwrap().to_string()
+    };
+    let mut other_guild = command(ALICE, &ch, "incident", sub("ack", json!([])));
+    other_guild["guild_id"] = json!("1100000000000000999");
+    let (st, answer) = d.interact(&other_guild).await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        refused(&answer),
+        "This tocsin serves another Discord server; nothing was done."
+    );
+    let mut other_app = press(ALICE, &ch, "tocsin_ack:INC-1", false);
+    other_app["application_id"] = json!("1100000000000000998");
+    let (_, answer) = d.interact(&other_app).await;
+    assert!(refused(&answer).contains("another application"));
+    // A slash command in a DM: refused, whoever sends it.
+    let dm = d.dm_page(ALICE).await;
+    let _ = dm;
+    let dm_channel = d.fake.dm_of(ALICE).unwrap();
+    let mut in_dm = command(ALICE, &dm_channel, "incident", sub("ack", json!([])));
+    in_dm.as_object_mut().unwrap().remove("guild_id");
+    in_dm.as_object_mut().unwrap().remove("member");
+    in_dm["user"] = user_obj(ALICE);
+    in_dm["channel"] = json!({"id": dm_channel, "type": 1});
+    in_dm["context"] = json!(1);
+    let (_, answer) = d.interact(&in_dm).await;
+    assert!(
+        refused(&answer).contains("not in direct messages"),
+        "{answer}"
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_button_for_another_incident_or_someone_elses_page_is_refused() {
+    let d = discord().await;
+    trigger(&d.app, "pay").await;
+    trigger(&d.app, "pay-2").await;
+    let first = d.channel_of(1).await;
+    d.channel_of(2).await;
+    let (_, answer) = d
+        .interact(&press(ALICE, &first, "tocsin_ack:INC-2", false))
+        .await;
+    let text = answer["data"]["content"].as_str().unwrap();
+    assert!(
+        text.starts_with("This button is for INC-2, and it works only in INC-2's channel"),
+        "{answer}"
+    );
+    assert_eq!(answer["data"]["flags"], 64);
+    assert_eq!(status(&d.app.incident("INC-2").await), "triggered");
+    // bob was not paged (step 2 has not run): his DM's button is refused.
+    let (_, answer) = d
+        .interact(&press(BOB, "1300000000000000301", "tocsin_ack:INC-1", true))
+        .await;
+    assert!(
+        answer["data"]["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("This button is for INC-1"),
+        "{answer}"
+    );
+    assert_eq!(status(&d.app.incident("INC-1").await), "triggered");
+    // In INC-2's own channel it works, and the actor names the guild.
+    let second = d.channel_of(2).await;
+    let (_, answer) = d
+        .interact(&press(ALICE, &second, "tocsin_ack:INC-2", false))
+        .await;
+    assert_eq!(
+        answer["data"]["content"],
+        "INC-2 acknowledged by alice. Paging stopped."
+    );
+    assert_eq!(
+        d.app.incident("INC-2").await["incident"]["acknowledged_by"]["name"]["principal"],
+        format!("discord:{GUILD}/{ALICE}")
+    );
+    d.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sev1_gets_a_channel_only_its_responders_see() {
+    let d = discord_with_chat("private_severities = [\"SEV1\"]").await;
+    let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": "leak",
+        "payload": {"summary": "Signing key exposed", "source": "test", "severity": "critical"}});
+    assert_eq!(d.app.post_json("/v2/enqueue", &body).await.0, 202);
+    let ch = d.channel_of(1).await;
+    let create = d
+        .fake
+        .ok_calls("create_channel")
+        .into_iter()
+        .find(|c| c.body["type"] == 0)
+        .unwrap();
+    assert_eq!(
+        create.body["permission_overwrites"][0],
+        json!({"id": GUILD, "type": 0, "allow": 0, "deny": 1024}),
+        "@everyone may not see it"
+    );
+    let bot = &create.body["permission_overwrites"][1];
+    assert_eq!(
+        (bot["id"].as_str(), bot["type"].as_u64()),
+        (Some(BOT_USER), Some(1))
+    );
+    assert_eq!(
+        bot["allow"].as_u64().unwrap() & 1024,
+        1024,
+        "the bot sees it"
+    );
+    let overwrites = |d: &Discord| d.fake.channel(&ch).unwrap()["permission_overwrites"].clone();
+    let allowed = |o: &Value, user: &str| {
+        o.as_array().unwrap().iter().any(|w| {
+            w["id"] == user && w["allow"].as_str().unwrap().parse::<u64>().unwrap() & 1024 == 1024
+        })
+    };
+    assert!(allowed(&overwrites(&d), ALICE), "{}", overwrites(&d));
+    assert!(!allowed(&overwrites(&d), BOB));
+    // Escalating pages bob: he is let in too.
+    let (text, _) = d
+        .say(ALICE, &ch, "incident", sub("escalate", json!([])))
+        .await;
+    assert!(text.contains("escalated INC-1"), "{text}");
+    d.fake
+        .wait_until("bob's overwrite", |f| {
+            f.channel(&ch).unwrap()["permission_overwrites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["id"] == BOB)
+        })
+        .await;
+    assert!(d.fake.take_violations().is_empty());
+    // A SEV2 stays visible to the server.
+    trigger(&d.app, "pay").await;
+    let public = d.channel_of(2).await;
+    assert!(
+        d.fake.channel(&public).unwrap()["permission_overwrites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["id"] != GUILD),
+    );
     d.app.stop().await;
 }

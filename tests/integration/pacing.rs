@@ -13,7 +13,7 @@ const BURST: usize = 10;
 fn slack_platform(fake: &FakeSlack) -> tocsin::chat::slack::SlackPlatform {
     let cfg = tocsin::config::Config::from_toml_str(
         &format!(
-            "[slack]\nbot_token = \"xoxb-test-token\"\nsigning_secret = \"s\"\napi_url = \"{}\"\n",
+            "[slack]\nbot_token = \"xoxb-test-token\"\nsigning_secret = \"s\"\nteam_id = \"T0TEAM\"\napi_url = \"{}\"\n",
             fake.api_url()
         ),
         &Default::default(),

@@ -17,6 +17,7 @@ pub fn slack_config(fake: &FakeSlack) -> String {
 [slack]
 bot_token = "xoxb-test-token"
 signing_secret = "{SECRET}"
+team_id = "T0TEAM"
 api_url = "{api}"
 {people}"#,
         api = fake.api_url(),
@@ -106,14 +107,32 @@ impl Slack {
         .0
     }
 
-    /// A signed button press.
+    /// A signed button press in the incident's channel.
     pub async fn press(&self, user: &str, action: &str, incident: &str, reply_id: &str) -> u16 {
+        let key = incident.split(' ').next().unwrap_or_default();
+        let n: u64 = key.trim_start_matches("INC-").parse().unwrap();
+        let channel = self.channel_of(n).await;
+        self.press_in(user, &channel, "T0TEAM", action, incident, reply_id)
+            .await
+    }
+
+    /// A signed button press in `channel`, from workspace `team`.
+    pub async fn press_in(
+        &self,
+        user: &str,
+        channel: &str,
+        team: &str,
+        action: &str,
+        incident: &str,
+        reply_id: &str,
+    ) -> u16 {
         let payload = json!({
             "type": "block_actions",
-            "team": {"id": "T0TEAM", "domain": "test"},
-            "user": {"id": user, "name": user},
+            "team": {"id": team, "domain": "test"},
+            "user": {"id": user, "name": user, "team_id": team},
             "api_app_id": "A0APP",
-            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": "C0001"},
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": channel, "is_ephemeral": false},
+            "channel": {"id": channel, "name": if channel.starts_with('D') { "directmessage" } else { "incident" }},
             "trigger_id": "1.2.3",
             "response_url": self.fake.response_url(reply_id),
             "actions": [{"type": "button", "action_id": action, "block_id": "b", "value": incident, "action_ts": "1700000000.1"}],
@@ -318,7 +337,10 @@ async fn a_button_press_acknowledges() {
         "INC-1 acknowledged by bob. Paging stopped."
     );
     let inc = s.app.incident("INC-1").await;
-    assert_eq!(inc["incident"]["acknowledged_by"]["name"]["user"], "bob");
+    assert_eq!(
+        inc["incident"]["acknowledged_by"]["name"],
+        json!({"user": "bob", "principal": "slack:T0TEAM/U0BOB"})
+    );
     assert_eq!(s.app.store.timer_count().unwrap(), 0);
     s.app.stop().await;
 }
@@ -633,7 +655,7 @@ async fn a_retried_dm_finds_the_first_one_instead_of_paging_twice() {
     let fake = FakeSlack::start().await;
     let cfg = tocsin::config::Config::from_toml_str(
         &format!(
-            "[slack]\nbot_token = \"xoxb-t\"\nsigning_secret = \"s\"\napi_url = \"{}\"\n",
+            "[slack]\nbot_token = \"xoxb-t\"\nsigning_secret = \"s\"\nteam_id = \"T0TEAM\"\napi_url = \"{}\"\n",
             fake.api_url()
         ),
         &Default::default(),
@@ -1458,4 +1480,369 @@ async fn a_slack_retry_of_a_handled_event_gets_200_and_acts_once() {
         .count();
     assert_eq!(notes, 1, "{timeline}");
     s.app.stop().await;
+}
+
+/// A Slack tocsin with `chat` keys added to `[chat]`, and dave: a tocsin
+/// user with a Slack id who is nobody's responder.
+async fn slack_with_chat(chat: &str) -> Slack {
+    let fake = FakeSlack::start().await;
+    let config = format!(
+        r#"
+[slack]
+bot_token = "xoxb-test-token"
+signing_secret = "{SECRET}"
+team_id = "T0TEAM"
+api_url = "{api}"
+{people}
+[[users]]
+name = "dave"
+slack_id = "U0DAVE"
+contact_methods = [{{ kind = "log" }}]
+"#,
+        api = fake.api_url(),
+        people = chat_people_with("slack", "U0ALICE", "U0BOB", "1h", chat),
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("payments"), &config).await;
+    app.start_background();
+    Slack { app, fake }
+}
+
+static MENTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000);
+
+impl Slack {
+    /// A signed slash command from workspace `team`; the HTTP status and body.
+    async fn command_from(
+        &self,
+        team: &str,
+        user: &str,
+        channel: &str,
+        text: &str,
+    ) -> (u16, String) {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("team_id", team)
+            .append_pair("channel_id", channel)
+            .append_pair("user_id", user)
+            .append_pair("command", "/incident")
+            .append_pair("text", text)
+            .append_pair("response_url", &self.fake.response_url("other"))
+            .append_pair("trigger_id", "1.2.3")
+            .finish();
+        let ts = now_ts();
+        let sig = sign(&ts, &body);
+        self.post_signed(
+            "/slack/commands",
+            &body,
+            &ts,
+            &sig,
+            "application/x-www-form-urlencoded",
+        )
+        .await
+    }
+
+    /// A signed app mention `@tocsin <text>` by `user` in `channel`, from `team`.
+    async fn mention(&self, team: &str, user: &str, channel: &str, text: &str) -> (u16, String) {
+        let event = json!({
+            "token": "x", "team_id": team, "api_app_id": "A0APP", "type": "event_callback",
+            "event_id": format!("Ev{}", MENTIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)),
+            "event_time": 1_700_000_000,
+            "event": {"type": "app_mention", "user": user, "text": format!("<@U0TOCSIN> {text}"),
+                      "ts": "1700000000.000100", "channel": channel, "event_ts": "1700000000.000100"},
+        })
+        .to_string();
+        let ts = now_ts();
+        let sig = sign(&ts, &event);
+        self.post_signed("/slack/events", &event, &ts, &sig, "application/json")
+            .await
+    }
+}
+
+#[tokio::test]
+async fn requests_from_another_workspace_are_refused_and_change_nothing() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    // A slash command: refused in the answer itself, nothing posted.
+    let (st, body) = s.command_from("T0OTHER", "U0ALICE", &channel, "ack").await;
+    assert_eq!(st, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["response_type"], "ephemeral");
+    assert_eq!(
+        answer["text"],
+        "This tocsin serves another Slack workspace; nothing was done."
+    );
+    // A button: the refusal goes to the asker alone.
+    assert_eq!(
+        s.press_in("U0ALICE", &channel, "T0OTHER", "tocsin_ack", "INC-1", "x1")
+            .await,
+        200
+    );
+    let reply = s.reply("x1").await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("another Slack workspace")
+    );
+    // An event: 403.
+    let (st, body) = s.mention("T0OTHER", "U0ALICE", &channel, "ack").await;
+    assert_eq!(st, 403, "{body}");
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    // The same from tocsin's workspace works, and the actor names it.
+    let (st, _) = s.mention("T0TEAM", "U0ALICE", &channel, "ack").await;
+    assert_eq!(st, 200);
+    for _ in 0..200 {
+        if s.app.incident("INC-1").await["incident"]["status"] == "acknowledged" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(
+        inc["incident"]["acknowledged_by"]["name"]["principal"],
+        "slack:T0TEAM/U0ALICE"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_button_acts_only_on_the_incident_it_was_posted_for() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    trigger(&s.app, "pay-2").await;
+    let first = s.channel_of(1).await;
+    let second = s.channel_of(2).await;
+    assert_ne!(first, second);
+    // INC-2's button pressed in INC-1's channel.
+    assert_eq!(
+        s.press_in("U0ALICE", &first, "T0TEAM", "tocsin_ack", "INC-2", "w1")
+            .await,
+        200
+    );
+    let reply = s.reply("w1").await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("This button is for INC-2, and it works only in INC-2's channel"),
+        "{reply}"
+    );
+    assert_eq!(
+        s.app.incident("INC-2").await["incident"]["status"],
+        "triggered"
+    );
+    // From a page's DM it works for whoever was paged for it...
+    s.fake.wait_for_dm("U0ALICE").await;
+    assert_eq!(
+        s.press_in("U0ALICE", "DU0ALICE", "T0TEAM", "tocsin_ack", "INC-2", "w2")
+            .await,
+        200
+    );
+    assert_eq!(
+        s.reply("w2").await["text"],
+        "INC-2 acknowledged by alice. Paging stopped."
+    );
+    // ...and not for someone tocsin did not page for it.
+    assert_eq!(
+        s.press_in("U0BOB", "DU0BOB", "T0TEAM", "tocsin_resolve", "INC-1", "w3")
+            .await,
+        200
+    );
+    assert!(
+        s.reply("w3").await["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("This button is for INC-1")
+    );
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn only_responders_act_on_an_incident_and_a_refusal_says_who_can() {
+    let s = slack_with_chat("").await;
+    trigger(&s.app, "pay").await;
+    let channel = s.channel_of(1).await;
+    // dave is a tocsin user, but not in payments' policy or schedules.
+    let reply = s.ask("U0DAVE", &channel, "/incident", "ack", "d1").await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert_eq!(
+        reply["text"],
+        "You may not acknowledge INC-1: only its responders and admins may. Responders: alice, bob \
+(the payments escalation policy and its schedules, [[services]] responders, and whoever was paged \
+for it, holds a role in it or opened it). Admins: alice."
+    );
+    assert_eq!(
+        s.app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    // He may read it (it is not private) and open incidents of his own.
+    let reply = s.ask("U0DAVE", &channel, "/incident", "status", "d2").await;
+    assert!(
+        reply["text"].as_str().unwrap().contains("Payment errors"),
+        "{reply}"
+    );
+    // bob, at step 2 of the policy, is a responder before he is paged.
+    let reply = s.ask("U0BOB", &channel, "/incident", "ack", "d3").await;
+    assert_eq!(reply["text"], "INC-1 acknowledged by bob. Paging stopped.");
+    // Roles are for admins: bob may not, alice may.
+    let reply = s
+        .ask(
+            "U0BOB",
+            &channel,
+            "/incident",
+            "role commander <@U0BOB>",
+            "d4",
+        )
+        .await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You may not give roles on INC-1"),
+        "{reply}"
+    );
+    let reply = s
+        .ask(
+            "U0ALICE",
+            &channel,
+            "/incident",
+            "role commander <@U0DAVE>",
+            "d5",
+        )
+        .await;
+    assert_eq!(reply["text"], "<@U0DAVE> is now commander of INC-1.");
+    // Holding a role makes dave one of the incident's people.
+    let reply = s
+        .ask(
+            "U0DAVE",
+            &channel,
+            "/incident",
+            "note checking the db",
+            "d6",
+        )
+        .await;
+    assert_eq!(reply["text"], "Note added to INC-1.");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn what_is_said_about_an_incident_outside_its_channel_is_ephemeral() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    s.channel_of(1).await;
+    // `@tocsin INC-1 status` in #general: shown to alice alone.
+    let (st, _) = s
+        .mention("T0TEAM", "U0ALICE", "C0GENERAL", "INC-1 status")
+        .await;
+    assert_eq!(st, 200);
+    s.fake
+        .wait_until("the ephemeral answer", |f| !f.ephemeral().is_empty())
+        .await;
+    let (channel, user, text) = s.fake.ephemeral()[0].clone();
+    assert_eq!((channel.as_str(), user.as_str()), ("C0GENERAL", "U0ALICE"));
+    assert!(text.contains("Payment errors above 5%"), "{text}");
+    assert!(
+        s.fake
+            .ok_calls("chat.postMessage")
+            .iter()
+            .all(|c| c.params["channel"] != "C0GENERAL"),
+        "nothing is posted in #general"
+    );
+    // A slash command acting on it from elsewhere: the asker sees the answer.
+    let reply = s
+        .ask("U0ALICE", "C0GENERAL", "/incident", "INC-1 ack", "g1")
+        .await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert_eq!(
+        reply["text"],
+        "INC-1 acknowledged by alice. Paging stopped."
+    );
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sev1_gets_a_private_channel_with_its_responders_invited() {
+    let s = slack_with_chat("private_severities = [\"SEV1\"]").await;
+    let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": "leak",
+        "payload": {"summary": "Signing key exposed", "source": "test", "severity": "critical"}});
+    assert_eq!(s.app.post_json("/v2/enqueue", &body).await.0, 202);
+    let channel = s.channel_of(1).await;
+    card_post(&s, &channel).await;
+    let create = s.fake.ok_calls("conversations.create");
+    assert_eq!(
+        create[0].params["is_private"], true,
+        "{:?}",
+        create[0].params
+    );
+    assert!(s.fake.is_private(&channel));
+    assert!(s.fake.members(&channel).contains("U0ALICE"));
+    assert!(!s.fake.members(&channel).contains("U0DAVE"));
+    // Its status is for its responders: dave may not read it from elsewhere.
+    let reply = s
+        .ask("U0DAVE", "C0GENERAL", "/incident", "INC-1 status", "p1")
+        .await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.starts_with("You may not see private INC-1"), "{text}");
+    assert!(!text.contains("Signing key"), "{text}");
+    let reply = s
+        .ask("U0ALICE", "C0GENERAL", "/incident", "INC-1 status", "p2")
+        .await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("Signing key exposed")
+    );
+    // A SEV2 on the same tocsin stays public.
+    trigger(&s.app, "pay").await;
+    let public = s.channel_of(2).await;
+    assert!(!s.fake.is_private(&public));
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_fake_refuses_a_private_channel_without_groups_write() {
+    let fake = FakeSlack::start().await;
+    assert!(
+        fake::manifest_has("groups:write") && fake::manifest_has("groups:history"),
+        "the manifest asks for the private-channel scopes"
+    );
+    fake.set_scopes(&["channels:manage", "chat:write"]);
+    let platform = tocsin::chat::slack::SlackPlatform::new(
+        &tocsin::config::Config::from_toml_str(
+            &format!(
+                "[slack]\nbot_token = \"xoxb-t\"\nsigning_secret = \"s\"\nteam_id = \"T0TEAM\"\napi_url = \"{}\"\n",
+                fake.api_url()
+            ),
+            &Default::default(),
+        )
+        .unwrap()
+        .slack
+        .unwrap(),
+    )
+    .unwrap();
+    use tocsin::chat::ChatPlatform;
+    let err = platform
+        .create_channel("inc-9-leak", true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.message, "slack conversations.create: missing_scope");
+    assert!(!err.retryable);
+    assert!(platform.create_channel("inc-9-leak", false).await.is_ok());
+}
+
+mod fake {
+    /// Whether the repository's manifest asks for `scope`.
+    pub fn manifest_has(scope: &str) -> bool {
+        crate::common::fake_slack::manifest_scopes().contains(scope)
+    }
 }

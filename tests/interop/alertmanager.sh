@@ -73,6 +73,7 @@ escalation_policy = "page-oncall"
 [slack]
 bot_token = "xoxb-interop-token"
 signing_secret = "interop-signing-secret"
+team_id = "T0INTEROP"
 api_url = "$SLACK/api"
 
 [notify]

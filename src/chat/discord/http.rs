@@ -14,7 +14,7 @@ use super::DiscordPlatform;
 use super::commands;
 use super::embeds::{self, CONTENT_MAX};
 use crate::chat::Button;
-use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
+use crate::chat::handler::{ChatHandler, Invocation, Origin, Reply, Visibility};
 use crate::clock::Clock;
 use crate::http::ApiError;
 use crate::incident::IncidentId;
@@ -117,6 +117,10 @@ pub struct Incoming {
     pub user_id: Option<String>,
     /// Where.
     pub channel_id: Option<String>,
+    /// The guild it came from; none in a direct message.
+    pub guild_id: Option<String>,
+    /// The application it was sent to.
+    pub application_id: Option<String>,
 }
 
 /// The interactions tocsin answers.
@@ -168,6 +172,8 @@ struct RawInteraction {
     user: Option<RawUser>,
     channel_id: Option<String>,
     channel: Option<RawChannel>,
+    guild_id: Option<String>,
+    application_id: Option<String>,
 }
 
 impl Incoming {
@@ -193,6 +199,8 @@ impl Incoming {
             kind,
             user_id: raw.member.and_then(|m| m.user).or(raw.user).map(|u| u.id),
             channel_id: raw.channel_id.or(raw.channel.map(|c| c.id)),
+            guild_id: raw.guild_id,
+            application_id: raw.application_id,
         })
     }
 
@@ -206,6 +214,8 @@ impl Incoming {
                 kind: IncomingKind::Ping,
                 user_id: None,
                 channel_id: None,
+                guild_id: None,
+                application_id: Some(p.application_id.to_string()),
             },
             I::Command(c) => Self {
                 id: c.id.to_string(),
@@ -222,6 +232,8 @@ impl Incoming {
                         .to_string(),
                 ),
                 channel_id: Some(c.channel_id.to_string()),
+                guild_id: c.guild_id.map(|g| g.to_string()),
+                application_id: Some(c.application_id.to_string()),
             },
             I::Component(c) => Self {
                 id: c.id.to_string(),
@@ -237,6 +249,8 @@ impl Incoming {
                         .to_string(),
                 ),
                 channel_id: Some(c.channel_id.to_string()),
+                guild_id: c.guild_id.map(|g| g.to_string()),
+                application_id: Some(c.application_id.to_string()),
             },
             _ => return None,
         })
@@ -248,13 +262,11 @@ impl Incoming {
 /// button has this `custom_id`.
 async fn resolve_step(
     handler: &ChatHandler,
-    user: &str,
+    origin: &Origin,
     id: IncidentId,
     custom_id: &str,
 ) -> Option<String> {
-    let card = handler
-        .press("discord", user, Button::Runbook, id, "")
-        .await;
+    let card = handler.press(origin.clone(), Button::Runbook, id, "").await;
     let steps = card
         .buttons
         .iter()
@@ -301,6 +313,46 @@ impl DiscordState {
     /// longer than `defer_after`) the delivery of the late reply.
     pub async fn answer(&self, inc: Incoming) -> (CreateInteractionResponse, Option<Later>) {
         let user = inc.user_id.clone().unwrap_or_default();
+        if inc.kind == IncomingKind::Ping {
+            return (CreateInteractionResponse::Pong, None);
+        }
+        let guild = self.platform.guild().to_string();
+        let application = self.platform.application().to_string();
+        if inc.application_id.as_deref() != Some(application.as_str()) {
+            warn!(application = ?inc.application_id, %user, "Refused a Discord interaction for another application");
+            return (
+                private("This interaction is for another application; tocsin did nothing."),
+                None,
+            );
+        }
+        if let Some(g) = inc.guild_id.as_deref()
+            && g != guild
+        {
+            warn!(guild = %g, %user, "Refused a Discord interaction from another server");
+            return (
+                private("This tocsin serves another Discord server; nothing was done."),
+                None,
+            );
+        }
+        let in_dm = inc.guild_id.is_none();
+        if in_dm && matches!(inc.kind, IncomingKind::Command { .. }) {
+            warn!(%user, "Refused a Discord command sent in a direct message");
+            return (
+                private(
+                    "tocsin's commands work in its Discord server, not in direct messages; only the buttons of a page tocsin sent you work here.",
+                ),
+                None,
+            );
+        }
+        // A DM has no guild: the user was found in tocsin's config, for
+        // the guild tocsin serves.
+        let origin = Origin {
+            platform: "discord",
+            workspace: guild,
+            user_id: user.clone(),
+            channel_id: inc.channel_id.clone(),
+            in_dm,
+        };
         match inc.kind {
             IncomingKind::Ping => (CreateInteractionResponse::Pong, None),
             IncomingKind::Other(kind) => {
@@ -320,12 +372,7 @@ impl DiscordState {
                 };
                 let handler = self.handler.clone();
                 let channel = inc.channel_id.clone();
-                let invocation = Invocation {
-                    platform: "discord",
-                    user_id: user,
-                    channel_id: inc.channel_id,
-                    command,
-                };
+                let invocation = Invocation { origin, command };
                 let work = tokio::spawn(async move { handler.handle(invocation).await });
                 // Whether it is a refusal is not known yet: private until
                 // the reply says otherwise.
@@ -346,7 +393,7 @@ impl DiscordState {
                 let handler = self.handler.clone();
                 let work = tokio::spawn(async move {
                     let arg = if button == Button::StepDone && embeds::is_shortened_arg(&arg) {
-                        match resolve_step(&handler, &user, id, &custom_id).await {
+                        match resolve_step(&handler, &origin, id, &custom_id).await {
                             Some(step) => step,
                             None => {
                                 return Reply::private(format!(
@@ -357,7 +404,7 @@ impl DiscordState {
                     } else {
                         arg
                     };
-                    handler.press("discord", &user, button, id, &arg).await
+                    handler.press(origin, button, id, &arg).await
                 });
                 self.race(
                     work,

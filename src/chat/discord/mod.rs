@@ -69,6 +69,8 @@ pub struct DiscordPlatform {
     posted: parking_lot::Mutex<HashMap<String, (usize, String)>>,
     /// Discord's buckets, waited on before each request.
     limiter: ratelimit::RateLimiter,
+    /// The bot's own user id (`GET /users/@me`), once asked.
+    bot_user: tokio::sync::OnceCell<u64>,
 }
 
 impl std::fmt::Debug for DiscordPlatform {
@@ -209,6 +211,18 @@ fn pieces(message: &ChatMessage) -> Vec<ChatMessage> {
     }
 }
 
+/// The overwrites of a private incident channel: @everyone (the role
+/// whose id is the guild's) may not see it; the bot may see it, write and
+/// manage who else may. Bits as integers, as Discord's published spec
+/// types them for requests.
+pub fn private_overwrites(guild: GuildId, bot: u64) -> Value {
+    let bot_allows = RESPONDER | Permissions::MANAGE_ROLES | Permissions::READ_MESSAGE_HISTORY;
+    json!([
+        {"id": guild.to_string(), "type": 0, "allow": 0, "deny": Permissions::VIEW_CHANNEL.bits()},
+        {"id": bot.to_string(), "type": 1, "allow": bot_allows.bits(), "deny": 0},
+    ])
+}
+
 /// The permission overwrites of a channel after locking: nobody keeps
 /// [`LOCKED`], @everyone included (a member's allow would beat a deny on
 /// @everyone, so each overwrite is changed).
@@ -254,6 +268,7 @@ impl DiscordPlatform {
             api_url: cfg.api_url.clone(),
             posted: parking_lot::Mutex::new(HashMap::new()),
             limiter: ratelimit::RateLimiter::default(),
+            bot_user: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -276,6 +291,11 @@ impl DiscordPlatform {
     /// The guild.
     pub fn guild(&self) -> GuildId {
         self.guild
+    }
+
+    /// The application.
+    pub fn application(&self) -> ApplicationId {
+        self.application
     }
 
     /// Sends a request; the body of a 2xx answer, or a [`DeliveryError`].
@@ -406,6 +426,22 @@ impl DiscordPlatform {
         Ok(created.id)
     }
 
+    /// The bot's user id, asked of Discord once: a private channel lets it in.
+    async fn bot_user(&self) -> Result<u64, DeliveryError> {
+        self.bot_user
+            .get_or_try_init(|| async {
+                let me: serenity::all::CurrentUser = self
+                    .call(
+                        "get current user",
+                        Request::new(Route::UserMe, LightMethod::Get),
+                    )
+                    .await?;
+                Ok(me.id.get())
+            })
+            .await
+            .copied()
+    }
+
     /// Bulk-overwrites the guild's application commands with
     /// [`commands::definitions`]; returns the names Discord echoed.
     pub async fn register_commands(&self) -> Result<Vec<String>, DeliveryError> {
@@ -434,7 +470,10 @@ impl ChatPlatform for DiscordPlatform {
     /// A text channel under the incidents category. Discord allows
     /// duplicate names, so an existing channel of this name in the category
     /// (left by a retry after a crash) is taken instead of making another.
-    fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef> {
+    /// A private one denies VIEW_CHANNEL to @everyone (the role whose id is
+    /// the guild's) and lets the bot in; [`invite`](ChatPlatform::invite)
+    /// adds an overwrite per responder, then and later.
+    fn create_channel<'a>(&'a self, name: &'a str, private: bool) -> ChatFuture<'a, ChannelRef> {
         Box::pin(async move {
             let channels = self.channels().await?;
             let category = self.category(&channels, &self.incidents_category).await?;
@@ -448,9 +487,16 @@ impl ChatPlatform for DiscordPlatform {
             }
             let what = "create channel";
             let name: String = name.chars().take(100).collect();
-            let body = CreateChannel::new(name.clone())
-                .kind(ChannelType::Text)
-                .category(category);
+            let mut body = serde_json::to_value(
+                CreateChannel::new(name.clone())
+                    .kind(ChannelType::Text)
+                    .category(category),
+            )
+            .map_err(|e| DeliveryError::permanent(format!("discord {what}: {e}")))?;
+            if private {
+                body["permission_overwrites"] =
+                    private_overwrites(self.guild, self.bot_user().await?);
+            }
             let req = Request::new(
                 Route::GuildChannels {
                     guild_id: self.guild,

@@ -6,7 +6,7 @@
 
 use crate::chat::Button;
 use crate::chat::command::{self, Command};
-use crate::chat::handler::{ChatHandler, Invocation, Reply, Visibility};
+use crate::chat::handler::{ChatHandler, Invocation, Origin, Reply, Visibility};
 use crate::chat::replay::ReplayGuard;
 use crate::clock::Clock;
 use crate::http::ApiError;
@@ -32,9 +32,40 @@ pub const MAX_AGE_SECONDS: i64 = 300;
 const REPLAYED: &str =
     "this signed request was already received (a replay): Slack signs every request it sends anew";
 
+/// The workspace tocsin serves: `[slack] team_id`, or on Enterprise Grid
+/// `enterprise_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Workspace {
+    /// The workspace (`T...`).
+    pub team_id: Option<String>,
+    /// The Enterprise Grid organization (`E...`).
+    pub enterprise_id: Option<String>,
+}
+
+impl Workspace {
+    /// The id a request from `team` (and `enterprise`) is recorded under,
+    /// if the request is from this workspace or organization; `None` for
+    /// any other (and for a request that names neither).
+    pub fn admit(&self, team: Option<&str>, enterprise: Option<&str>) -> Option<String> {
+        let team = team.filter(|t| !t.is_empty());
+        let enterprise = enterprise.filter(|e| !e.is_empty());
+        let by_team = self.team_id.is_some() && self.team_id.as_deref() == team;
+        let by_enterprise =
+            self.enterprise_id.is_some() && self.enterprise_id.as_deref() == enterprise;
+        (by_team || by_enterprise).then(|| team.or(enterprise).unwrap_or_default().to_string())
+    }
+
+    /// What a request from elsewhere is told.
+    fn refusal(&self) -> String {
+        "This tocsin serves another Slack workspace; nothing was done.".to_string()
+    }
+}
+
 /// What the Slack routes need.
 #[derive(Clone)]
 pub struct SlackState {
+    /// The workspace whose requests are taken.
+    pub workspace: Workspace,
     /// The shared command handler.
     pub handler: ChatHandler,
     /// For replies to `response_url` and app mentions.
@@ -146,6 +177,15 @@ struct CommandForm {
     user_id: String,
     channel_id: String,
     response_url: String,
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    enterprise_id: Option<String>,
+}
+
+/// A Slack direct message channel id (`D...`).
+fn is_dm(channel: &str) -> bool {
+    channel.starts_with('D')
 }
 
 /// `POST /slack/commands`
@@ -158,6 +198,19 @@ async fn commands(
     let text = verify(&st, &headers, &body)?;
     let form: CommandForm = serde_urlencoded::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("not a Slack slash command: {e}")))?;
+    let Some(workspace) = st
+        .workspace
+        .admit(form.team_id.as_deref(), form.enterprise_id.as_deref())
+    else {
+        warn!(team = ?form.team_id, enterprise = ?form.enterprise_id, user = %form.user_id,
+            "Refused a Slack command from another workspace");
+        // Answered in the response itself: nothing is posted anywhere.
+        return Ok(axum::Json(json!({
+            "response_type": "ephemeral",
+            "text": st.workspace.refusal(),
+        }))
+        .into_response());
+    };
     info!(command = %form.command, user = %form.user_id, "Slack command");
     let parsed = command::parse(&form.command, &form.text);
     tokio::spawn(async move {
@@ -165,9 +218,13 @@ async fn commands(
             Ok(command) => {
                 st.handler
                     .handle(Invocation {
-                        platform: "slack",
-                        user_id: form.user_id,
-                        channel_id: Some(form.channel_id),
+                        origin: Origin {
+                            platform: "slack",
+                            workspace,
+                            user_id: form.user_id,
+                            in_dm: is_dm(&form.channel_id),
+                            channel_id: Some(form.channel_id),
+                        },
                         command,
                     })
                     .await
@@ -196,9 +253,36 @@ async fn interactions(
     let text = verify(&st, &headers, &body)?;
     let form: InteractionForm = serde_urlencoded::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("not a Slack interaction: {e}")))?;
-    let event: SlackInteractionEvent = serde_json::from_str(&form.payload)
+    let raw: serde_json::Value = serde_json::from_str(&form.payload)
+        .map_err(|e| ApiError::bad_request(format!("not a Slack interaction payload: {e}")))?;
+    // Read from the payload as Slack documents it (`team.id`,
+    // `enterprise.id`, `channel.id` or `container.channel_id`): an
+    // org-wide install may send `team: null`.
+    let text_at = |path: &[&str]| {
+        path.iter()
+            .try_fold(&raw, |v, k| v.get(k))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let team = text_at(&["team", "id"]);
+    let enterprise = text_at(&["enterprise", "id"]);
+    let channel = text_at(&["channel", "id"]).or_else(|| text_at(&["container", "channel_id"]));
+    let workspace = st.workspace.admit(team.as_deref(), enterprise.as_deref());
+    let event: SlackInteractionEvent = serde_json::from_value(raw.clone())
         .map_err(|e| ApiError::bad_request(format!("not a Slack interaction payload: {e}")))?;
     let SlackInteractionEvent::BlockActions(actions) = event else {
+        return Ok(StatusCode::OK.into_response());
+    };
+    let Some(workspace) = workspace else {
+        warn!(
+            ?team,
+            ?enterprise,
+            "Refused a Slack button from another workspace"
+        );
+        let refusal = Reply::private(st.workspace.refusal());
+        if let Some(url) = actions.response_url.map(|u| u.0.to_string()) {
+            tokio::spawn(async move { respond(&st, &url, &refusal).await });
+        }
         return Ok(StatusCode::OK.into_response());
     };
     let user = actions
@@ -221,8 +305,15 @@ async fn interactions(
         .map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))?;
     info!(%user, action = %action.action_id, incident = %id, "Slack button");
     let response_url: Option<String> = actions.response_url.map(|u| u.0.to_string());
+    let origin = Origin {
+        platform: "slack",
+        workspace,
+        user_id: user,
+        in_dm: channel.as_deref().is_some_and(is_dm),
+        channel_id: channel,
+    };
     tokio::spawn(async move {
-        let reply = st.handler.press("slack", &user, button, id, &arg).await;
+        let reply = st.handler.press(origin, button, id, &arg).await;
         match response_url {
             Some(url) => respond(&st, &url, &reply).await,
             None => warn!("A Slack interaction without response_url; the reply is dropped"),
@@ -249,8 +340,26 @@ async fn events(
         warn!("Refused a replayed Slack event");
         return Err(ApiError::unauthorized(REPLAYED));
     }
-    let event: SlackPushEvent = serde_json::from_str(&text)
+    let raw: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| ApiError::bad_request(format!("not a Slack event: {e}")))?;
+    let event: SlackPushEvent = serde_json::from_value(raw.clone())
+        .map_err(|e| ApiError::bad_request(format!("not a Slack event: {e}")))?;
+    // An event callback names its workspace (`team_id`, and `enterprise_id`
+    // on Enterprise Grid); one from elsewhere changes nothing.
+    let workspace = st.workspace.admit(
+        raw.get("team_id").and_then(serde_json::Value::as_str),
+        raw.get("enterprise_id").and_then(serde_json::Value::as_str),
+    );
+    if let SlackPushEvent::EventCallback(cb) = &event
+        && workspace.is_none()
+    {
+        warn!(team = %cb.team_id, event = %cb.event_id, "Refused a Slack event from another workspace");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this event is from another Slack workspace than [slack] team_id",
+        ));
+    }
     if let SlackPushEvent::EventCallback(cb) = &event {
         let now = st.clock.now().timestamp();
         if !first || !st.replay.first_time(&format!("event:{}", cb.event_id), now) {
@@ -273,6 +382,7 @@ async fn events(
                     .skip_while(|w| w.starts_with("<@"))
                     .collect::<Vec<_>>()
                     .join(" ");
+                let workspace = workspace.unwrap_or_default();
                 tokio::spawn(async move {
                     let reply = match command::parse("incident", &words) {
                         Ok(Command::Help) | Err(_) => {
@@ -281,20 +391,34 @@ async fn events(
                         Ok(command) => {
                             st.handler
                                 .handle(Invocation {
-                                    platform: "slack",
-                                    user_id: user,
-                                    channel_id: Some(channel.clone()),
+                                    origin: Origin {
+                                        platform: "slack",
+                                        workspace,
+                                        user_id: user.clone(),
+                                        in_dm: is_dm(&channel),
+                                        channel_id: Some(channel.clone()),
+                                    },
                                     command,
                                 })
                                 .await
                         }
                     };
                     use crate::chat::{ChatMessage, ChatPlatform};
-                    if let Err(e) = st
-                        .platform
-                        .post(&channel, &ChatMessage::Text(reply.text))
-                        .await
-                    {
+                    // An ephemeral reply (a refusal, or about an incident
+                    // outside its channel) is shown to the asker only.
+                    let sent = match reply.visibility {
+                        Visibility::Ephemeral => {
+                            st.platform
+                                .post_ephemeral(&channel, &user, &reply.text)
+                                .await
+                        }
+                        Visibility::InChannel => st
+                            .platform
+                            .post(&channel, &ChatMessage::Text(reply.text))
+                            .await
+                            .map(|_| ()),
+                    };
+                    if let Err(e) = sent {
                         warn!(error = %e, "Could not answer an app mention");
                     }
                 });
@@ -328,6 +452,68 @@ mod tests {
         assert!(verifier.verify(expected, body, "1531420618").is_err());
         let wrong = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b504";
         assert!(verifier.verify(wrong, body, "1531420618").is_err());
+    }
+
+    #[test]
+    fn only_the_configured_workspace_or_organization_is_admitted() {
+        let team = Workspace {
+            team_id: Some("T0001".into()),
+            enterprise_id: None,
+        };
+        assert_eq!(team.admit(Some("T0001"), None), Some("T0001".into()));
+        assert_eq!(team.admit(Some("T0002"), None), None);
+        assert_eq!(team.admit(None, Some("E0001")), None);
+        assert_eq!(team.admit(None, None), None);
+        // Enterprise Grid: any workspace of the organization, recorded by
+        // its own team id (or the organization's, for an org-wide install).
+        let grid = Workspace {
+            team_id: None,
+            enterprise_id: Some("E0001".into()),
+        };
+        assert_eq!(
+            grid.admit(Some("T0009"), Some("E0001")),
+            Some("T0009".into())
+        );
+        assert_eq!(grid.admit(Some(""), Some("E0001")), Some("E0001".into()));
+        assert_eq!(grid.admit(Some("T0009"), Some("E0002")), None);
+        assert_eq!(grid.admit(Some("T0009"), None), None);
+        assert_eq!(
+            Workspace::default().admit(Some("T0001"), Some("E0001")),
+            None
+        );
+    }
+
+    #[test]
+    fn the_slack_ids_are_required_and_checked() {
+        use crate::config::{Config, ConfigError};
+        let problems = |extra: &str| match Config::from_toml_str(
+            &format!("[slack]\nbot_token = \"xoxb-1\"\nsigning_secret = \"s\"\n{extra}"),
+            &Default::default(),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(issues)) => issues.iter().map(|i| i.to_string()).collect(),
+            Err(e) => panic!("{e}"),
+        };
+        let missing = problems("");
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(
+            missing[0].starts_with("slack.team_id: is required")
+                && missing[0].contains("app.slack.com/client/T")
+                && missing[0].contains("enterprise_id"),
+            "{missing:?}"
+        );
+        assert!(problems("team_id = \"T0TEAM\"").is_empty());
+        assert!(problems("enterprise_id = \"E0ORG\"").is_empty());
+        let bad = problems("team_id = \"acme\"\nenterprise_id = \"T1\"");
+        assert!(
+            bad.iter().any(|p| p.starts_with("slack.team_id: 'acme'")),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter()
+                .any(|p| p.starts_with("slack.enterprise_id: 'T1'")),
+            "{bad:?}"
+        );
     }
 
     /// Signs like Slack does: `v0=hex(HMAC-SHA256(secret, "v0:" ts ":" body))`.

@@ -2,7 +2,8 @@
 //!
 //! Outbound: [`SlackPlatform`] implements [`ChatPlatform`] with the Web API
 //! (`conversations.create`, `.invite`, `.setTopic`, `.archive`, `.open`,
-//! `.history`, `chat.postMessage`, `chat.update`, and a long summary's file
+//! `.history`, `chat.postMessage`, `chat.postEphemeral`, `chat.update`,
+//! private channels (`is_private`, scope `groups:write`), and a long summary's file
 //! through `files.getUploadURLExternal` and `files.completeUploadExternal`,
 //! which needs the `files:write` scope). Inbound: [`http`] verifies
 //! request signatures and feeds slash commands, button presses and app
@@ -194,6 +195,29 @@ impl SlackPlatform {
         result
     }
 
+    /// Shows `text` to `user` alone in `channel` (`chat.postEphemeral`).
+    pub async fn post_ephemeral(
+        &self,
+        channel: &str,
+        user: &str,
+        text: &str,
+    ) -> Result<(), DeliveryError> {
+        let req = SlackApiChatPostEphemeralRequest::new(
+            channel.into(),
+            user.into(),
+            content(&ChatMessage::Text(text.to_string())),
+        );
+        let session = self.session();
+        self.paced(
+            "chat.postEphemeral",
+            channel,
+            session.chat_post_ephemeral(&req),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| map_err("chat.postEphemeral", e))
+    }
+
     /// One `conversations.invite` with `force=true`: the users Slack
     /// listed as not invited.
     async fn forced_invite(
@@ -319,11 +343,15 @@ impl ChatPlatform for SlackPlatform {
         "slack"
     }
 
-    fn create_channel<'a>(&'a self, name: &'a str) -> ChatFuture<'a, ChannelRef> {
+    /// A private channel (`is_private`, which needs the `groups:write`
+    /// scope) is seen only by its members: tocsin, which created it, and
+    /// whoever it invites.
+    fn create_channel<'a>(&'a self, name: &'a str, private: bool) -> ChatFuture<'a, ChannelRef> {
         Box::pin(async move {
             let mut attempt = name.to_string();
             for n in 2..=20 {
-                let req = SlackApiConversationsCreateRequest::new(attempt.clone());
+                let req = SlackApiConversationsCreateRequest::new(attempt.clone())
+                    .opt_is_private(private.then_some(true));
                 let session = self.session();
                 let call = session.conversations_create(&req);
                 match self.paced("conversations.create", "", call).await {

@@ -501,6 +501,7 @@ fn route_of(method: &Method, parts: &[&str]) -> &'static str {
         ("POST", ["channels", _, "messages"]) => "create_message",
         ("PATCH", ["channels", _, "messages", _]) => "edit_message",
         ("POST", ["users", "@me", "channels"]) => "create_dm",
+        ("GET", ["users", "@me"]) => "current_user",
         ("PUT", ["applications", _, "guilds", _, "commands"]) => "register_commands",
         ("PATCH", ["webhooks", _, _, "messages", "@original"]) => "edit_original",
         ("DELETE", ["webhooks", _, _, "messages", "@original"]) => "delete_original",
@@ -829,6 +830,7 @@ fn perform(
             m["edited_timestamp"] = json!(TIMESTAMP);
             (200, m.clone())
         }
+        "current_user" => (200, user_obj(BOT_USER, "tocsin", true)),
         "create_dm" => {
             let user = req["recipient_id"].as_str().unwrap_or_default().to_string();
             let dm = inner

@@ -23,6 +23,13 @@
 //! shares them in `channel_id` as one message, with `initial_comment`,
 //! that `conversations.history` lists. The fake keeps what was shared.
 //!
+//! Its bot token has the scopes of the app manifest in the repository
+//! (`deploy/slack-app-manifest.yaml`), or those a test sets: a method
+//! whose scope is missing gets Slack's `missing_scope` with `needed`.
+//! Private channels (`conversations.create` with `is_private`) need
+//! `groups:write`, as do invites into them, and their history
+//! `groups:history`; public ones `channels:manage` and `channels:history`.
+//!
 //! `examples/fake_slack.rs` runs this same fake as a program, for the
 //! interop scripts.
 
@@ -87,6 +94,53 @@ struct Inner {
     /// (method, text, failure): the next call of the method whose
     /// parameters contain the text fails so.
     fail_when: Vec<(String, String, Fail)>,
+    /// The bot token's scopes; `None` until first used (then the manifest's).
+    scopes: Option<HashSet<String>>,
+    /// Channels created private.
+    private: HashSet<String>,
+    /// `chat.postEphemeral` posts: (channel, user, text).
+    ephemeral: Vec<(String, String, String)>,
+}
+
+/// The bot scopes the repository's Slack app manifest asks for.
+pub fn manifest_scopes() -> HashSet<String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slack-app-manifest.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut in_bot = false;
+    let mut scopes = HashSet::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t == "bot:" {
+            in_bot = true;
+        } else if in_bot {
+            match t.strip_prefix("- ") {
+                Some(scope) => {
+                    scopes.insert(scope.trim().to_string());
+                }
+                None if t.is_empty() || t.starts_with('#') => {}
+                None => in_bot = false,
+            }
+        }
+    }
+    scopes
+}
+
+/// The scope `method` with `p` needs (Slack's per-method docs), for the
+/// methods whose scope depends on the channel.
+fn needed_scope(inner: &Inner, method: &str, p: &Value) -> Option<&'static str> {
+    let channel = p.get("channel").and_then(Value::as_str).unwrap_or_default();
+    let private = inner.private.contains(channel);
+    Some(match method {
+        "conversations.create" if bool_param(p.get("is_private")) => "groups:write",
+        "conversations.create" => "channels:manage",
+        "conversations.invite" | "conversations.setTopic" | "conversations.archive" if private => {
+            "groups:write"
+        }
+        "conversations.history" if private => "groups:history",
+        "chat.postMessage" | "chat.postEphemeral" | "chat.update" => "chat:write",
+        _ => return None,
+    })
 }
 
 /// A file `files.completeUploadExternal` shared.
@@ -152,6 +206,21 @@ impl FakeSlack {
             axum::serve(listener, app).await.unwrap();
         });
         s
+    }
+
+    /// Gives the bot token exactly these scopes.
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        self.inner.lock().scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// Whether `channel` was created private.
+    pub fn is_private(&self, channel: &str) -> bool {
+        self.inner.lock().private.contains(channel)
+    }
+
+    /// The `chat.postEphemeral` posts: (channel, user, text).
+    pub fn ephemeral(&self) -> Vec<(String, String, String)> {
+        self.inner.lock().ephemeral.clone()
     }
 
     /// The `api_url` to configure.
@@ -482,6 +551,30 @@ async fn api(
         failure = Some(Fail::Error("invalid_arguments"));
     }
     if failure.is_none() {
+        if inner.scopes.is_none() {
+            inner.scopes = Some(manifest_scopes());
+        }
+        if let Some(needed) = needed_scope(&inner, &method, &p)
+            && !inner.scopes.as_ref().is_some_and(|s| s.contains(needed))
+        {
+            let mut provided: Vec<String> = inner.scopes.iter().flatten().cloned().collect();
+            provided.sort();
+            let body = json!({"ok": false, "error": "missing_scope", "needed": needed,
+                              "provided": provided.join(",")});
+            let mut recorded = p.clone();
+            recorded["__error"] = json!("missing_scope");
+            inner.calls.push(Call {
+                method,
+                params: recorded,
+                authorization,
+                status: 200,
+            });
+            drop(inner);
+            s.notify.notify_waiters();
+            return (StatusCode::OK, axum::Json(body)).into_response();
+        }
+    }
+    if failure.is_none() {
         let text = p.to_string();
         if let Some(i) = inner
             .fail_when
@@ -550,9 +643,15 @@ fn perform(s: &FakeSlack, inner: &mut Inner, method: &str, p: &Value) -> Value {
                 json!({"ok": false, "error": "name_taken"})
             } else {
                 inner.taken.insert(name.clone());
+                // Slack's private channel ids start with C too (G was the old style).
                 let id = format!("C{seq:04}");
                 inner.channels.push((id.clone(), name.clone()));
-                json!({"ok": true, "channel": channel_obj(&id, &name)})
+                let mut channel = channel_obj(&id, &name);
+                if bool_param(p.get("is_private")) {
+                    inner.private.insert(id.clone());
+                    channel["is_private"] = json!(true);
+                }
+                json!({"ok": true, "channel": channel})
             }
         }
         "chat.postMessage" | "chat.update" if message_refusal(p).is_some() => {
@@ -594,6 +693,12 @@ fn perform(s: &FakeSlack, inner: &mut Inner, method: &str, p: &Value) -> Value {
                 .or_default()
                 .insert(0, msg.clone());
             json!({"ok": true, "channel": ch, "ts": ts, "message": msg})
+        }
+        "chat.postEphemeral" => {
+            inner
+                .ephemeral
+                .push((str_param("channel"), str_param("user"), str_param("text")));
+            json!({"ok": true, "message_ts": ts})
         }
         "chat.update" => {
             json!({"ok": true, "channel": str_param("channel"), "ts": str_param("ts"),

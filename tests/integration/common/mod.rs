@@ -529,6 +529,18 @@ impl Drop for ServerProcess {
 /// and a two-step policy for `payments`. `platform` is `slack` or
 /// `discord`; the ids are the users' ids there.
 pub fn chat_people(platform: &str, alice_id: &str, bob_id: &str, archive_after: &str) -> String {
+    chat_people_with(platform, alice_id, bob_id, archive_after, "")
+}
+
+/// [`chat_people`] with more `[chat]` keys (`chat` is TOML lines), and
+/// dave: a tocsin user with a chat id who is nobody's responder.
+pub fn chat_people_with(
+    platform: &str,
+    alice_id: &str,
+    bob_id: &str,
+    archive_after: &str,
+    chat: &str,
+) -> String {
     format!(
         r#"
 [notify]
@@ -540,6 +552,7 @@ request_timeout = "5s"
 [chat]
 admins = ["alice"]
 archive_after = "{archive_after}"
+{chat}
 
 [[users]]
 name = "alice"
