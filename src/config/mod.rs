@@ -13,8 +13,9 @@
 mod paging;
 
 pub use paging::{
-    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, Repeat, SmtpConfig,
-    SmtpTls, StepConfig, TargetConfig, UserConfig, WebhookConfig, WebhookEndpoint,
+    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, NtfyConfig, Repeat,
+    SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
+    WebhookEndpoint, is_e164,
 };
 
 use crate::oncall::ScheduleConfig;
@@ -53,6 +54,10 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[smtp]`
     pub smtp: Option<SmtpConfig>,
+    /// `[twilio]`
+    pub twilio: Option<TwilioConfig>,
+    /// `[ntfy]`
+    pub ntfy: Option<NtfyConfig>,
     /// `[notify]`
     pub notify: NotifyConfig,
     /// `[chat]`: settings shared by Slack and Discord.
@@ -825,6 +830,15 @@ impl Config {
         if let Some(p) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
             out.push(("smtp.password".into(), p));
         }
+        if let Some(t) = &self.twilio {
+            out.push(("twilio.auth_token".into(), &t.auth_token));
+        }
+        if let Some(n) = &self.ntfy {
+            out.push(("ntfy.action_secret".into(), &n.action_secret));
+            if let Some(t) = &n.token {
+                out.push(("ntfy.token".into(), t));
+            }
+        }
         for (i, w) in self.webhooks.iter().enumerate() {
             if let Some(sec) = &w.secret {
                 out.push((
@@ -873,6 +887,8 @@ const SECTIONS: &[&str] = &[
     "escalation_policies",
     "webhooks",
     "smtp",
+    "twilio",
+    "ntfy",
     "notify",
     "chat",
     "slack",
@@ -955,6 +971,12 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     }
     if let Some(v) = table.remove("smtp") {
         config.smtp = section(v, "smtp", issues);
+    }
+    if let Some(v) = table.remove("twilio") {
+        config.twilio = section(v, "twilio", issues);
+    }
+    if let Some(v) = table.remove("ntfy") {
+        config.ntfy = section(v, "ntfy", issues);
     }
     if let Some(v) = table.remove("notify")
         && let Some(s) = section(v, "notify", issues)

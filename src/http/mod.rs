@@ -1,4 +1,5 @@
-//! The HTTP surface: alert intake, the REST API and health checks.
+//! The HTTP surface: alert intake, the REST API, health checks, Twilio's
+//! webhooks and the push buttons.
 //!
 //! Handlers authenticate, bound and parse the request, call the
 //! [`Service`], and map results to responses. Spans
@@ -7,8 +8,10 @@
 mod api;
 mod error;
 mod intake;
+mod push;
 mod schedules;
 mod serve;
+mod twilio;
 
 pub use serve::{Limits, RequestDeadline, serve};
 
@@ -116,6 +119,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/backup", get(api::backup))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        // Public-listener routes: Twilio's webhooks and the push buttons.
+        .merge(twilio::routes())
+        .merge(push::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)

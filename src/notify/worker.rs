@@ -4,9 +4,11 @@
 //! and records every attempt.
 
 use super::email::EmailSender;
-use super::{DeliveryError, OutboxEntry, webhook};
+use super::push::PushService;
+use super::twilio::TwilioClient;
+use super::{DeliveryError, DeliveryState, OutboxEntry, twilio, webhook};
 use crate::chat::ChatPlatform;
-use crate::config::{Config, ContactKind};
+use crate::config::{Config, ContactKind, UserConfig};
 use crate::escalation::Recipient;
 use crate::service::Service;
 use parking_lot::Mutex;
@@ -31,7 +33,15 @@ pub struct Notifiers {
     http: reqwest::Client,
     email: Option<EmailSender>,
     chat: Vec<Arc<dyn ChatPlatform>>,
+    twilio: Option<TwilioClient>,
+    push: Option<Box<dyn PushService>>,
+    /// When each phone number may get its next SMS or call: Twilio and
+    /// the carriers take at most one a second per number.
+    phone_pace: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// The least time between two SMS or calls to one number.
+pub const PHONE_PACE: Duration = Duration::from_secs(1);
 
 impl Notifiers {
     /// Builds the HTTP client and the SMTP transport from the config; chat
@@ -50,11 +60,22 @@ impl Notifiers {
             Some(s) => Some(EmailSender::new(s, timeout)?),
             None => None,
         };
+        let twilio = config
+            .twilio
+            .as_ref()
+            .map(|t| TwilioClient::new(http.clone(), t));
+        let push: Option<Box<dyn PushService>> = config
+            .ntfy
+            .as_ref()
+            .map(|n| Box::new(super::ntfy::Ntfy::new(http.clone(), n)) as Box<dyn PushService>);
         Ok(Self {
             config,
             http,
             email,
             chat,
+            twilio,
+            push,
+            phone_pace: Mutex::new(HashMap::new()),
         })
     }
 
@@ -80,6 +101,8 @@ impl Notifiers {
                     .and_then(|u| u.webhook.as_ref())
                     .map(|w| w.url.as_str()),
                 ContactKind::Email => return "smtp".into(),
+                ContactKind::Sms | ContactKind::Voice => return "twilio".into(),
+                ContactKind::Push => return "push".into(),
                 _ => return "log".into(),
             },
             Recipient::Channel(_) => None,
@@ -171,10 +194,132 @@ impl Notifiers {
                             });
                         sender.send(to, entry, text).await
                     }
+                    ContactKind::Sms | ContactKind::Voice => {
+                        self.deliver_phone(service, user, entry).await
+                    }
+                    ContactKind::Push => self.deliver_push(service, user, entry).await,
                 }
             }
         }
     }
+}
+
+impl Notifiers {
+    fn public_base(&self) -> Result<String, DeliveryError> {
+        self.config
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .ok_or_else(|| DeliveryError::permanent("[server] public_url is not set"))
+    }
+
+    /// An SMS or a call through Twilio: at most [`PHONE_PACE`] apart per
+    /// number, at most `[twilio] max_per_incident` per person and incident.
+    async fn deliver_phone(
+        &self,
+        service: &Service,
+        user: &UserConfig,
+        entry: &OutboxEntry,
+    ) -> Result<(), DeliveryError> {
+        let client = self
+            .twilio
+            .as_ref()
+            .ok_or_else(|| DeliveryError::permanent("no [twilio] is configured"))?;
+        let cap = self
+            .config
+            .twilio
+            .as_ref()
+            .map_or(0, |t| t.max_per_incident);
+        let to = user.phone.as_deref().ok_or_else(|| {
+            DeliveryError::permanent(format!("user '{}' has no phone", user.name))
+        })?;
+        let base = self.public_base()?;
+        let sent = service
+            .store()
+            .outbox_for(entry.incident)
+            .map_err(|e| DeliveryError::retryable(format!("reading the outbox: {e}")))?
+            .iter()
+            .filter(|e| {
+                e.recipient == entry.recipient
+                    && matches!(e.method, ContactKind::Sms | ContactKind::Voice)
+                    && matches!(e.state, DeliveryState::Delivered { .. })
+            })
+            .count();
+        if sent >= cap as usize {
+            return Err(DeliveryError::permanent(format!(
+                "{sent} SMS and calls already went to {} for this incident ([twilio] max_per_incident = {cap})",
+                user.name
+            )));
+        }
+        self.wait_for_pace(to).await;
+        let key = url_encode(&entry.key);
+        let callback = format!("{base}/twilio/status?key={key}");
+        let accepted = if entry.method == ContactKind::Sms {
+            client
+                .send_sms(to, &twilio::sms_body(&entry.page), &callback)
+                .await?
+        } else {
+            let action = format!("{base}/twilio/voice?key={key}");
+            let twiml = twilio::voice_twiml(&twilio::voice_prompt(&entry.page), &action);
+            client.place_call(to, &twiml, &callback).await?
+        };
+        tracing::info!(user = %user.name, incident = %entry.incident, sid = %accepted.sid, method = entry.method.as_str(), "Twilio accepted the page");
+        Ok(())
+    }
+
+    /// Holds until `number` may get its next SMS or call, and books the
+    /// slot after it.
+    async fn wait_for_pace(&self, number: &str) {
+        let now = tokio::time::Instant::now();
+        let at = {
+            let mut pace = self.phone_pace.lock();
+            pace.retain(|_, t| *t > now);
+            let at = pace.get(number).copied().unwrap_or(now).max(now);
+            pace.insert(number.to_string(), at + PHONE_PACE);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// A push with Acknowledge and Resolve buttons.
+    async fn deliver_push(
+        &self,
+        service: &Service,
+        user: &UserConfig,
+        entry: &OutboxEntry,
+    ) -> Result<(), DeliveryError> {
+        let (Some(push), Some(cfg)) = (&self.push, &self.config.ntfy) else {
+            return Err(DeliveryError::permanent("no [ntfy] is configured"));
+        };
+        let topic = user.ntfy_topic.as_deref().ok_or_else(|| {
+            DeliveryError::permanent(format!("user '{}' has no ntfy_topic", user.name))
+        })?;
+        let expires = service.clock().now()
+            + chrono::Duration::from_std(cfg.action_ttl).unwrap_or(chrono::Duration::days(1));
+        let message = super::push::page_message(
+            &entry.page,
+            &entry.key,
+            &user.name,
+            &self.public_base()?,
+            &cfg.action_secret,
+            expires,
+        );
+        push.publish(topic, &message).await
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (for a query value).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The worker.

@@ -14,6 +14,7 @@ mod chat;
 pub mod directory;
 mod intake;
 mod paging;
+mod phone;
 mod runbook;
 mod writer;
 
