@@ -123,9 +123,14 @@ pub fn empty_twiml() -> String {
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>".into()
 }
 
+/// The longest title a call reads out: the prompt is said twice inside
+/// inline TwiML, which Twilio caps at 4,000 characters.
+const VOICE_TITLE_MAX: usize = 300;
+
 /// What a call says: the page, and the keys to press.
 pub fn voice_prompt(page: &PageContent) -> String {
     let number = page.incident.0;
+    let title: String = page.title.trim().chars().take(VOICE_TITLE_MAX).collect();
     format!(
         "This is tocsin. Incident {number}, severity {}, on {}: {}. Press 1 to acknowledge, 2 to resolve, 3 to escalate.",
         page.severity
@@ -133,7 +138,7 @@ pub fn voice_prompt(page: &PageContent) -> String {
             .to_lowercase()
             .replace("sev", "sev "),
         page.service,
-        page.title.trim()
+        title
     )
 }
 

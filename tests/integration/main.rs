@@ -16,6 +16,7 @@ mod oncall;
 mod overload;
 mod pacing;
 mod paging;
+mod phone;
 mod restart;
 mod runbooks;
 mod senders;
