@@ -222,10 +222,6 @@ impl Notifiers {
         user: &UserConfig,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
-        let client = self
-            .twilio
-            .as_ref()
-            .ok_or_else(|| DeliveryError::permanent("no [twilio] is configured"))?;
         let cap = self
             .config
             .twilio
@@ -234,7 +230,6 @@ impl Notifiers {
         let to = user.phone.as_deref().ok_or_else(|| {
             DeliveryError::permanent(format!("user '{}' has no phone", user.name))
         })?;
-        let base = self.public_base()?;
         let sent = service
             .store()
             .outbox_for(entry.incident)
@@ -252,20 +247,106 @@ impl Notifiers {
                 user.name
             )));
         }
+        self.send_phone(to, entry.method, &entry.key, |method, action| match method {
+            ContactKind::Sms => twilio::sms_body(&entry.page),
+            _ => twilio::voice_twiml(&twilio::voice_prompt(&entry.page), action),
+        })
+        .await
+        .map(|sid| {
+            tracing::info!(user = %user.name, incident = %entry.incident, sid = %sid, method = entry.method.as_str(), "Twilio accepted the page");
+        })
+    }
+
+    /// Sends an SMS or places a call to `to` (paced), keyed `key` in the
+    /// callbacks; `text` gives the SMS body or the call's TwiML (from the
+    /// URL its keys post to). Returns Twilio's SID.
+    async fn send_phone(
+        &self,
+        to: &str,
+        method: ContactKind,
+        key: &str,
+        text: impl Fn(ContactKind, &str) -> String,
+    ) -> Result<String, DeliveryError> {
+        let client = self
+            .twilio
+            .as_ref()
+            .ok_or_else(|| DeliveryError::permanent("no [twilio] is configured"))?;
+        let base = self.public_base()?;
         self.wait_for_pace(to).await;
-        let key = url_encode(&entry.key);
+        let key = url_encode(key);
         let callback = format!("{base}/twilio/status?key={key}");
-        let accepted = if entry.method == ContactKind::Sms {
+        let action = format!("{base}/twilio/voice?key={key}");
+        let accepted = if method == ContactKind::Sms {
             client
-                .send_sms(to, &twilio::sms_body(&entry.page), &callback)
+                .send_sms(to, &text(method, &action), &callback)
                 .await?
         } else {
-            let action = format!("{base}/twilio/voice?key={key}");
-            let twiml = twilio::voice_twiml(&twilio::voice_prompt(&entry.page), &action);
-            client.place_call(to, &twiml, &callback).await?
+            client
+                .place_call(to, &text(method, &action), &callback)
+                .await?
         };
-        tracing::info!(user = %user.name, incident = %entry.incident, sid = %accepted.sid, method = entry.method.as_str(), "Twilio accepted the page");
-        Ok(())
+        Ok(accepted.sid)
+    }
+
+    /// Sends `user` a test page by `method` (`tocsin notify test`): the
+    /// same path as a real page, saying it is a test; pressing or replying
+    /// does nothing. Returns what was sent.
+    pub async fn send_test(
+        &self,
+        user: &str,
+        method: ContactKind,
+    ) -> Result<String, DeliveryError> {
+        let u = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .ok_or_else(|| DeliveryError::permanent(format!("no user '{user}' in the config")))?;
+        match method {
+            ContactKind::Sms | ContactKind::Voice => {
+                let to = u.phone.as_deref().ok_or_else(|| {
+                    DeliveryError::permanent(format!("user '{user}' has no phone"))
+                })?;
+                let sid = self
+                    .send_phone(to, method, &format!("test/{user}"), |m, _| match m {
+                        ContactKind::Sms => format!(
+                            "tocsin test page for {user}: SMS pages reach you. Nothing to do."
+                        ),
+                        _ => twilio::say_twiml(&format!(
+                            "This is a tocsin test call for {user}. Calls reach you. Nothing to do."
+                        )),
+                    })
+                    .await?;
+                Ok(format!(
+                    "Twilio accepted the test {} to {to} ({sid})",
+                    method.as_str()
+                ))
+            }
+            ContactKind::Push => {
+                let (Some(push), Some(topic)) = (&self.push, u.ntfy_topic.as_deref()) else {
+                    return Err(DeliveryError::permanent(format!(
+                        "push needs an [ntfy] section and user '{user}'s ntfy_topic"
+                    )));
+                };
+                let message = super::push::PushMessage {
+                    title: "tocsin test page".into(),
+                    message: format!("Push pages reach {user}. Nothing to do."),
+                    priority: 3,
+                    tags: vec!["white_check_mark".into()],
+                    click: None,
+                    actions: Vec::new(),
+                };
+                push.publish(topic, &message).await?;
+                Ok(format!(
+                    "{} accepted the test push to topic {topic}",
+                    push.name()
+                ))
+            }
+            other => Err(DeliveryError::permanent(format!(
+                "notify test sends sms, voice and push; {} pages show on the incident timeline",
+                other.as_str()
+            ))),
+        }
     }
 
     /// Holds until `number` may get its next SMS or call, and books the

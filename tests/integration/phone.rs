@@ -677,3 +677,75 @@ async fn ntfy_refusals_are_retried_or_given_up() {
     assert_eq!(p.ntfy.refused(), [42901]);
     p.app.stop().await;
 }
+
+#[tokio::test]
+async fn notify_test_sends_a_test_sms_call_and_push() {
+    let twilio = FakeTwilio::start().await;
+    let ntfy = FakeNtfy::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text_with(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        Some("sms-first"),
+        &phone_config(&twilio, &ntfy, ""),
+    )
+    .replacen(
+        "[server]\n",
+        &format!("[server]\npublic_url = \"{PUBLIC}\"\n"),
+        1,
+    );
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, text).unwrap();
+    let run = |user: &'static str, method: &'static str| {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+                .args([
+                    "notify", "test", "--user", user, "--method", method, "--config",
+                ])
+                .arg(&path)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("alice", "sms").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Twilio accepted the test sms"));
+    let sms = twilio.messages_to(ALICE);
+    assert_eq!(sms.len(), 1);
+    assert!(sms[0].get("Body").contains("test page for alice"));
+
+    let out = run("bob", "voice").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let call = &twilio.calls_to(BOB)[0];
+    let said = twiml_message(call.get("Twiml"));
+    assert!(said.contains("test call for bob"), "{said}");
+
+    let out = run("carol", "push").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ntfy.published()[0]["topic"], "carol-pages");
+
+    // Twilio's refusal is the command's failure.
+    twilio.script(ALICE, Script::Unsubscribed);
+    let out = run("alice", "sms").await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("21610"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run("carol", "sms").await.unwrap();
+    assert!(!out.status.success(), "carol has no phone");
+}
