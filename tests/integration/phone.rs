@@ -749,3 +749,58 @@ async fn notify_test_sends_a_test_sms_call_and_push() {
     let out = run("carol", "sms").await.unwrap();
     assert!(!out.status.success(), "carol has no phone");
 }
+
+/// The example config's commented Twilio, ntfy and phone lines, switched
+/// on, pass the checks `tocsin check` runs.
+#[test]
+fn the_example_configs_phone_sections_are_valid_once_uncommented() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tocsin.example.toml"))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut in_block = false;
+    let mut alice = false;
+    for line in text.lines() {
+        if line == "# [twilio]" || line == "# [ntfy]" {
+            in_block = true;
+        }
+        if line.trim().is_empty() {
+            in_block = false;
+        }
+        if line == "name = \"alice\"" {
+            alice = true;
+        } else if line.starts_with("[[") {
+            alice = false;
+        }
+        if alice && line == "contact_methods = [{ kind = \"log\" }]" {
+            continue; // replaced by the commented one below
+        }
+        let uncomment = in_block
+            || (alice
+                && ["# phone", "# contact_methods", "# ntfy_topic"]
+                    .iter()
+                    .any(|p| line.starts_with(p)));
+        out.push(match line.strip_prefix("# ") {
+            Some(rest) if uncomment => rest.to_string(),
+            _ => line.to_string(),
+        });
+    }
+    let text = out.join("\n").replacen(
+        "[server]\n",
+        "[server]\npublic_url = \"https://tocsin.example.com\"\n",
+        1,
+    );
+    assert!(text.contains("\n[twilio]\n") && text.contains("\n[ntfy]\n"));
+    assert!(text.contains("\nphone = \"+15551230001\""), "{text}");
+    let env: std::collections::HashMap<String, String> = [
+        ("TWILIO_AUTH_TOKEN", "a-real-looking-token-1234"),
+        ("TOCSIN_PUSH_SECRET", "0123456789abcdef0123456789abcdef"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let config = tocsin::config::Config::from_toml_str(&text, &env)
+        .unwrap_or_else(|e| panic!("the uncommented example: {e}"));
+    assert!(config.twilio.is_some() && config.ntfy.is_some());
+    let alice = config.users.iter().find(|u| u.name == "alice").unwrap();
+    assert_eq!(alice.contact_methods.len(), 2);
+}
