@@ -52,7 +52,10 @@ async fn acknowledge_and_resolve_need_the_token() {
         .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["incident"]["status"], "acknowledged");
-    assert_eq!(b["incident"]["acknowledged_by"]["name"], "alice");
+    assert_eq!(
+        b["incident"]["acknowledged_by"]["name"],
+        json!({"user": "alice", "principal": "config-token"})
+    );
     let (s, b) = app.post_with_token(ack, Some(API_TOKEN), &json!({})).await;
     assert_eq!(s, 409);
     assert_eq!(b["message"], "INC-1 is already acknowledged");
@@ -74,7 +77,10 @@ async fn acknowledge_and_resolve_need_the_token() {
         .clone();
     assert_eq!(last["type"], "resolved");
     assert_eq!(last["note"], "rolled back the deploy");
-    assert_eq!(last["actor"]["name"], "bob");
+    assert_eq!(
+        last["actor"]["name"],
+        json!({"user": "bob", "principal": "config-token"})
+    );
 
     // A trigger on the same key now opens a new incident.
     app.pd("trigger", "a", "again").await;

@@ -599,7 +599,7 @@ async fn every_button() {
     );
     assert_eq!(
         d.app.incident("INC-1").await["incident"]["acknowledged_by"]["name"],
-        "bob"
+        serde_json::json!({"user": "bob", "principal": "discord:1300000000000000012"})
     );
     assert_eq!(
         click(ALICE, "tocsin_resolve:INC-1").await,

@@ -469,7 +469,7 @@ async fn manual_escalation_runs_the_next_step_now() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["type"] == "escalation_step" && e["actor"]["name"] == "alice")
+        .find(|e| e["type"] == "escalation_step" && e["actor"]["name"]["user"] == "alice")
         .expect("manual step on the timeline");
     assert_eq!(manual["step"], 2);
     p.app.stop().await;

@@ -318,7 +318,10 @@ async fn a_button_press_acknowledges() {
         "INC-1 acknowledged by bob. Paging stopped."
     );
     let inc = s.app.incident("INC-1").await;
-    assert_eq!(inc["incident"]["acknowledged_by"]["name"], "bob");
+    assert_eq!(
+        inc["incident"]["acknowledged_by"]["name"],
+        json!({"user": "bob", "principal": "slack:U0BOB"})
+    );
     assert_eq!(s.app.store.timer_count().unwrap(), 0);
     s.app.stop().await;
 }
