@@ -206,7 +206,9 @@ pub fn verify(secret: &Secret, token: &str, now: DateTime<Utc>) -> Result<LinkCl
 }
 
 /// The push message of a page: urgent for SEV1, with Acknowledge and
-/// Resolve buttons calling `{public}/push/{token}`.
+/// Resolve buttons calling `{public}/push/{token}` (POST), and a tap
+/// opening the incident's page there (GET with the Acknowledge token, which
+/// shows the incident and changes nothing).
 pub fn page_message(
     page: &PageContent,
     page_key: &str,
@@ -231,7 +233,7 @@ pub fn page_message(
             },
             page.severity.to_string().to_lowercase(),
         ],
-        click: None,
+        click: Some(link(LinkAction::Acknowledge)),
         actions: vec![
             PushAction {
                 label: "Acknowledge".into(),

@@ -625,6 +625,19 @@ async fn a_push_page_is_acknowledged_by_its_button_once() {
         }
     };
 
+    // Tapping the notification opens the incident's page; it changes nothing.
+    let click = msg["click"].as_str().unwrap().replace(PUBLIC, &p.base());
+    assert_eq!(click, url(0));
+    let page = p.app.http.get(&click).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("INC-1 SEV1: Checkout is down")
+            && html.contains("<strong>triggered</strong>"),
+        "{html}"
+    );
+    assert_eq!(p.app.incident(&id).await["incident"]["status"], "triggered");
+
     // A forged token is refused and changes nothing.
     let ack = url(0);
     let (token_payload, _) = ack.rsplit_once('/').unwrap().1.split_once('.').unwrap();
