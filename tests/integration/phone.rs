@@ -817,3 +817,48 @@ fn the_example_configs_phone_sections_are_valid_once_uncommented() {
     let alice = config.users.iter().find(|u| u.name == "alice").unwrap();
     assert_eq!(alice.contact_methods.len(), 2);
 }
+
+#[tokio::test]
+async fn pressing_3_on_a_call_escalates_to_the_next_step() {
+    let p = phones("sms-first").await;
+    let id = p.trigger("db", "Checkout is down", "critical").await;
+    // alice's SMS fails, so her call goes now.
+    let sms = &p.twilio.messages_to(ALICE)[0];
+    p.side
+        .post(
+            &p.base(),
+            sms.get("StatusCallback"),
+            &[("MessageSid", &sms.sid), ("MessageStatus", "failed")],
+        )
+        .await;
+    p.app.tick().await;
+    let call = p.twilio.calls_to(ALICE)[0].clone();
+    let doc = roxmltree::Document::parse(call.get("Twiml")).unwrap();
+    let action = doc
+        .descendants()
+        .find(|n| n.has_tag_name("Gather"))
+        .unwrap()
+        .attribute("action")
+        .unwrap()
+        .to_string();
+    let a = p
+        .side
+        .post(&p.base(), &action, &[("To", ALICE), ("Digits", "3")])
+        .await;
+    assert!(
+        twiml_message(&a.body).starts_with("Escalated"),
+        "{}",
+        a.body
+    );
+    p.app.tick().await;
+    assert_eq!(p.twilio.calls_to(BOB).len(), 1, "step 2 calls bob");
+    let timeline = p.timeline(&id).await;
+    let steps = entries(&timeline, "escalation_step");
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[1]["step"], 2);
+    assert_eq!(
+        steps[1]["actor"]["name"]["principal"],
+        format!("voice:{ALICE}")
+    );
+    p.app.stop().await;
+}
