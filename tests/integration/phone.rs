@@ -480,6 +480,12 @@ async fn an_unanswered_call_is_recorded_and_the_escalation_goes_on() {
         .await;
     assert!(twiml_message(&a.body).starts_with("Resolved"), "{}", a.body);
     assert_eq!(p.app.incident(&id).await["incident"]["status"], "resolved");
+    // The summary lists the call nobody answered.
+    let summary = p.app.get_text(&format!("/v1/incidents/{id}/summary")).await;
+    assert!(
+        summary.contains("voice") && summary.contains("no-answer"),
+        "{summary}"
+    );
     p.app.stop().await;
 }
 
