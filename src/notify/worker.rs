@@ -43,6 +43,10 @@ pub struct Notifiers {
 /// The least time between two SMS or calls to one number.
 pub const PHONE_PACE: Duration = Duration::from_secs(1);
 
+/// The longest an SMS or call waits in line for its number inside one
+/// attempt; beyond it the attempt is retried later.
+pub const MAX_PACE_WAIT: Duration = Duration::from_secs(3);
+
 impl Notifiers {
     /// Builds the HTTP client and the SMTP transport from the config; chat
     /// jobs and chat pages go to `chat`.
@@ -272,7 +276,7 @@ impl Notifiers {
             .as_ref()
             .ok_or_else(|| DeliveryError::permanent("no [twilio] is configured"))?;
         let base = self.public_base()?;
-        self.wait_for_pace(to).await;
+        self.wait_for_pace(to).await?;
         let key = url_encode(key);
         let callback = format!("{base}/twilio/status?key={key}");
         let action = format!("{base}/twilio/voice?key={key}");
@@ -350,17 +354,29 @@ impl Notifiers {
     }
 
     /// Holds until `number` may get its next SMS or call, and books the
-    /// slot after it.
-    async fn wait_for_pace(&self, number: &str) {
+    /// slot after it. A wait longer than [`MAX_PACE_WAIT`] books nothing
+    /// and is a retryable failure naming when to come back, so a queue of
+    /// pages to one number never outlasts an attempt's time limit.
+    async fn wait_for_pace(&self, number: &str) -> Result<(), DeliveryError> {
         let now = tokio::time::Instant::now();
         let at = {
             let mut pace = self.phone_pace.lock();
             pace.retain(|_, t| *t > now);
             let at = pace.get(number).copied().unwrap_or(now).max(now);
+            if at - now > MAX_PACE_WAIT {
+                return Err(DeliveryError {
+                    message: format!(
+                        "{number} gets at most one SMS or call a second; this one waits its turn"
+                    ),
+                    retryable: true,
+                    retry_after: Some(at - now),
+                });
+            }
             pace.insert(number.to_string(), at + PHONE_PACE);
             at
         };
         tokio::time::sleep_until(at).await;
+        Ok(())
     }
 
     /// A push with Acknowledge and Resolve buttons.
@@ -566,5 +582,40 @@ impl Worker {
                 tasks.abort_all();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn phone_pages_to_one_number_go_a_second_apart_and_a_long_queue_waits_outside() {
+        let n = Notifiers::new(Arc::new(Config::default()), Vec::new()).unwrap();
+        let start = tokio::time::Instant::now();
+        for i in 0..4u64 {
+            n.wait_for_pace("+15551230001").await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_secs(i));
+        }
+        // Another number is not held up.
+        n.wait_for_pace("+15551230002").await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+
+        // Five at once to one number: four go at 0, 1, 2 and 3 s; the
+        // fifth would wait 4 s, so it is put off instead.
+        let start = tokio::time::Instant::now();
+        let (a, b, c, d, e) = tokio::join!(
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        let results = [a, b, c, d, e];
+        let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(refused.len(), 1, "{results:?}");
+        assert!(refused[0].retryable);
+        assert_eq!(refused[0].retry_after, Some(Duration::from_secs(4)));
     }
 }
