@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Contact methods.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -117,6 +122,27 @@ enum TokenCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum NotifyCommand {
+    /// Send a user a test page by SMS, call or push (straight to Twilio or
+    /// ntfy with this config; the server need not run).
+    Test {
+        /// The tocsin user.
+        #[arg(long)]
+        user: String,
+        /// How.
+        #[arg(long, value_enum)]
+        method: TestMethod,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TestMethod {
+    Sms,
+    Voice,
+    Push,
 }
 
 #[derive(Subcommand)]
@@ -833,6 +859,24 @@ async fn main() -> Result<()> {
                 answer["message"].as_str().unwrap_or("sent"),
                 answer["dedup_key"].as_str().unwrap_or("?")
             );
+        }
+        Command::Notify {
+            command: NotifyCommand::Test { user, method },
+        } => {
+            use tocsin::config::ContactKind;
+            let config = std::sync::Arc::new(load_config(&cli.config)?);
+            let notifiers = tocsin::notify::worker::Notifiers::new(config, Vec::new())
+                .map_err(anyhow::Error::msg)?;
+            let kind = match method {
+                TestMethod::Sms => ContactKind::Sms,
+                TestMethod::Voice => ContactKind::Voice,
+                TestMethod::Push => ContactKind::Push,
+            };
+            let sent = notifiers
+                .send_test(user, kind)
+                .await
+                .map_err(|e| anyhow::anyhow!("the test page failed: {e}"))?;
+            println!("{sent}");
         }
         Command::Discord {
             command: DiscordCommand::Register,

@@ -13,8 +13,9 @@
 mod paging;
 
 pub use paging::{
-    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, Repeat, SmtpConfig,
-    SmtpTls, StepConfig, TargetConfig, UserConfig, WebhookConfig, WebhookEndpoint,
+    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, NtfyConfig, Repeat,
+    SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
+    WebhookEndpoint, is_e164,
 };
 
 use crate::oncall::ScheduleConfig;
@@ -53,6 +54,10 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[smtp]`
     pub smtp: Option<SmtpConfig>,
+    /// `[twilio]`
+    pub twilio: Option<TwilioConfig>,
+    /// `[ntfy]`
+    pub ntfy: Option<NtfyConfig>,
     /// `[notify]`
     pub notify: NotifyConfig,
     /// `[chat]`: settings shared by Slack and Discord.
@@ -1093,6 +1098,15 @@ impl Config {
         if let Some(p) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
             out.push(("smtp.password".into(), p));
         }
+        if let Some(t) = &self.twilio {
+            out.push(("twilio.auth_token".into(), &t.auth_token));
+        }
+        if let Some(n) = &self.ntfy {
+            out.push(("ntfy.action_secret".into(), &n.action_secret));
+            if let Some(t) = &n.token {
+                out.push(("ntfy.token".into(), t));
+            }
+        }
         for (i, w) in self.webhooks.iter().enumerate() {
             if let Some(sec) = &w.secret {
                 out.push((
@@ -1141,6 +1155,8 @@ const SECTIONS: &[&str] = &[
     "escalation_policies",
     "webhooks",
     "smtp",
+    "twilio",
+    "ntfy",
     "notify",
     "chat",
     "slack",
@@ -1224,6 +1240,12 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
     }
     if let Some(v) = table.remove("smtp") {
         config.smtp = section(v, "smtp", issues);
+    }
+    if let Some(v) = table.remove("twilio") {
+        config.twilio = section(v, "twilio", issues);
+    }
+    if let Some(v) = table.remove("ntfy") {
+        config.ntfy = section(v, "ntfy", issues);
     }
     if let Some(v) = table.remove("notify")
         && let Some(s) = section(v, "notify", issues)
@@ -1813,6 +1835,81 @@ mod tests {
                 .warnings()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn phone_and_push_keys_load_and_are_checked() {
+        let env = env(&[
+            ("API_TOKEN", "secret-token"),
+            ("TWILIO_AUTH_TOKEN", "twilio-token-1234"),
+        ]);
+        let good = format!(
+            "{GOOD}\n{}",
+            r#"
+        [twilio]
+        account_sid = "AC0123456789abcdef0123456789abcdef"
+        auth_token = "${TWILIO_AUTH_TOKEN}"
+        from = "+15550000000"
+        [ntfy]
+        action_secret = "0123456789abcdef0123"
+        [[users]]
+        name = "alice"
+        phone = "+15551230001"
+        ntfy_topic = "alice-pages"
+        contact_methods = [{ kind = "sms" }, { kind = "voice", after = "2m" }, { kind = "push" }]
+        "#
+        )
+        .replace(
+            "listen = \"127.0.0.1:9999\"",
+            "listen = \"127.0.0.1:9999\"\npublic_url = \"https://tocsin.example\"",
+        );
+        let c = Config::from_toml_str(&good, &env).unwrap();
+        let t = c.twilio.as_ref().unwrap();
+        assert_eq!(t.auth_token.expose(), "twilio-token-1234");
+        assert_eq!(t.api_url, "https://api.twilio.com");
+        assert_eq!(t.max_per_incident, 10);
+        let n = c.ntfy.as_ref().unwrap();
+        assert_eq!(n.url, "https://ntfy.sh");
+        assert_eq!(n.action_ttl, std::time::Duration::from_secs(86_400));
+        assert!(format!("{t:?}").contains("auth_token: ***"));
+
+        let bad = good
+            .replace("+15551230001", "555-123-0001")
+            .replace("alice-pages", "alice pages!")
+            .replace("AC0123456789abcdef0123456789abcdef", "AC123")
+            .replace("from = \"+15550000000\"", "from = \"15550000000\"")
+            .replace("0123456789abcdef0123", "short")
+            .replace("\npublic_url = \"https://tocsin.example\"", "");
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&bad, &env) else {
+            panic!("accepted");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        for want in [
+            "users[0].phone",
+            "users[0].ntfy_topic",
+            "twilio.account_sid",
+            "twilio.from",
+            "ntfy.action_secret",
+            "server.public_url",
+            "users[0].contact_methods[0]",
+            "users[0].contact_methods[2]",
+        ] {
+            assert!(paths.contains(&want), "{want}: {issues:?}");
+        }
+        let no_twilio = good.replace("[twilio]", "[unused_twilio]");
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&no_twilio, &env) else {
+            panic!("accepted");
+        };
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.message == "kind sms needs a [twilio] section"),
+            "{issues:?}"
+        );
+        assert!(crate::config::is_e164("+442071838750"));
+        for bad in ["+0123456789", "+1555", "15551230001", "+1 555 123 0001"] {
+            assert!(!crate::config::is_e164(bad), "{bad}");
+        }
     }
 
     #[test]

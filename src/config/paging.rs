@@ -23,6 +23,12 @@ pub struct UserConfig {
     /// A personal webhook, for the `webhook` contact method.
     #[serde(default)]
     pub webhook: Option<WebhookEndpoint>,
+    /// Phone number in E.164 (`+15551230001`), for `sms` and `voice`.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// The user's ntfy topic, for the `push` contact method.
+    #[serde(default)]
+    pub ntfy_topic: Option<String>,
     /// How to reach this user, in order; default: log at once.
     #[serde(default = "default_contact_methods")]
     pub contact_methods: Vec<ContactMethodConfig>,
@@ -60,6 +66,12 @@ pub enum ContactKind {
     Slack,
     /// A Discord direct message with Acknowledge and Resolve buttons.
     Discord,
+    /// A text message through Twilio, answered by replying 1 or 2.
+    Sms,
+    /// A phone call through Twilio, answered by pressing 1, 2 or 3.
+    Voice,
+    /// A phone push through ntfy, with Acknowledge and Resolve buttons.
+    Push,
 }
 
 impl ContactKind {
@@ -71,6 +83,9 @@ impl ContactKind {
             Self::Email => "email",
             Self::Slack => "slack",
             Self::Discord => "discord",
+            Self::Sms => "sms",
+            Self::Voice => "voice",
+            Self::Push => "push",
         }
     }
 
@@ -79,7 +94,7 @@ impl ContactKind {
         match self {
             Self::Slack => Some("slack"),
             Self::Discord => Some("discord"),
-            Self::Log | Self::Webhook | Self::Email => None,
+            Self::Log | Self::Webhook | Self::Email | Self::Sms | Self::Voice | Self::Push => None,
         }
     }
 
@@ -237,6 +252,70 @@ pub enum SmtpTls {
     Tls,
 }
 
+/// `[twilio]`: the account that sends SMS and places calls.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// The account SID (`AC` and 32 hex digits).
+    pub account_sid: String,
+    /// The auth token, from the environment: basic auth to Twilio, and the
+    /// key of `X-Twilio-Signature` on Twilio's requests to tocsin.
+    pub auth_token: Secret,
+    /// The sending number, E.164.
+    pub from: String,
+    /// Twilio's REST API base (overridable for tests and proxies).
+    #[serde(default = "default_twilio_api_url")]
+    pub api_url: String,
+    /// At most this many SMS and calls per incident to one person.
+    #[serde(default = "default_max_per_incident")]
+    pub max_per_incident: u32,
+}
+
+fn default_twilio_api_url() -> String {
+    "https://api.twilio.com".into()
+}
+
+fn default_max_per_incident() -> u32 {
+    10
+}
+
+/// `[ntfy]`: the ntfy server for the `push` contact method.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NtfyConfig {
+    /// The server's base URL.
+    #[serde(default = "default_ntfy_url")]
+    pub url: String,
+    /// An access token, if the server wants one.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Signs the Acknowledge and Resolve buttons' one-use links.
+    pub action_secret: Secret,
+    /// How long a button's link works.
+    #[serde(default = "default_action_ttl", with = "humantime_serde")]
+    pub action_ttl: Duration,
+}
+
+fn default_ntfy_url() -> String {
+    "https://ntfy.sh".into()
+}
+
+fn default_action_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// Whether `number` is E.164: `+`, then 8 to 15 digits, the first not 0.
+pub fn is_e164(number: &str) -> bool {
+    match number.strip_prefix('+') {
+        Some(d) => {
+            (8..=15).contains(&d.len())
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && !d.starts_with('0')
+        }
+        None => false,
+    }
+}
+
 /// `[notify]`: delivery retries.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -326,6 +405,33 @@ pub(super) fn validate(
                 ContactKind::Discord if config.discord.is_none() => {
                     issue(path, "kind discord needs a [discord] section".into())
                 }
+                ContactKind::Sms | ContactKind::Voice if u.phone.is_none() => issue(
+                    path,
+                    format!("kind {} needs the user's 'phone'", m.kind.as_str()),
+                ),
+                ContactKind::Sms | ContactKind::Voice if config.twilio.is_none() => issue(
+                    path,
+                    format!("kind {} needs a [twilio] section", m.kind.as_str()),
+                ),
+                ContactKind::Sms | ContactKind::Voice if config.server.public_url.is_none() => {
+                    issue(
+                        path,
+                        format!(
+                            "kind {} needs [server] public_url: Twilio calls tocsin back there with replies and delivery status",
+                            m.kind.as_str()
+                        ),
+                    )
+                }
+                ContactKind::Push if u.ntfy_topic.is_none() => {
+                    issue(path, "kind push needs the user's 'ntfy_topic'".into())
+                }
+                ContactKind::Push if config.ntfy.is_none() => {
+                    issue(path, "kind push needs an [ntfy] section".into())
+                }
+                ContactKind::Push if config.server.public_url.is_none() => issue(
+                    path,
+                    "kind push needs [server] public_url: the Acknowledge and Resolve buttons call tocsin there".into(),
+                ),
                 _ => {}
             }
         }
@@ -341,6 +447,96 @@ pub(super) fn validate(
             && let Some(problem) = check_url(&w.url)
         {
             issue(format!("users[{at}].webhook.url"), problem);
+        }
+        if let Some(p) = &u.phone
+            && !is_e164(p)
+        {
+            issue(
+                format!("users[{at}].phone"),
+                format!(
+                    "'{p}' is not an E.164 number ('+', country code and number, digits only, like +15551230001)"
+                ),
+            );
+        }
+        if let Some(t) = &u.ntfy_topic
+            && (t.is_empty()
+                || t.len() > 64
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            issue(
+                format!("users[{at}].ntfy_topic"),
+                format!("'{t}' is not an ntfy topic (1 to 64 letters, digits, '-' and '_')"),
+            );
+        }
+    }
+    let mut phones = HashSet::new();
+    for (i, u) in config.users.iter().enumerate() {
+        if let Some(p) = &u.phone
+            && !phones.insert(p.as_str())
+        {
+            issue(
+                format!("users[{}].phone", origins.at("users", i)),
+                format!(
+                    "{p} is another user's phone too: a reply from it could not say who answered"
+                ),
+            );
+        }
+    }
+    if let Some(t) = &config.twilio {
+        let sid_ok = t.account_sid.len() == 34
+            && t.account_sid.starts_with("AC")
+            && t.account_sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+        if !sid_ok {
+            issue(
+                "twilio.account_sid".into(),
+                format!(
+                    "'{}' is not an account SID (AC and 32 hex digits)",
+                    t.account_sid
+                ),
+            );
+        }
+        if t.auth_token.is_empty() {
+            issue(
+                "twilio.auth_token".into(),
+                "must not be empty (set it from the environment: \"${TWILIO_AUTH_TOKEN}\")".into(),
+            );
+        }
+        if !is_e164(&t.from) {
+            issue(
+                "twilio.from".into(),
+                format!("'{}' is not an E.164 number (like +15551230001)", t.from),
+            );
+        }
+        if let Some(problem) = check_url(&t.api_url) {
+            issue("twilio.api_url".into(), problem);
+        }
+        if t.max_per_incident == 0 {
+            issue(
+                "twilio.max_per_incident".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if config.server.public_url.is_none() {
+            issue(
+                "server.public_url".into(),
+                "is needed with [twilio]: Twilio posts replies and delivery status there".into(),
+            );
+        }
+    }
+    if let Some(n) = &config.ntfy {
+        if let Some(problem) = check_url(&n.url) {
+            issue("ntfy.url".into(), problem);
+        }
+        if n.action_secret.expose().len() < 16 {
+            issue(
+                "ntfy.action_secret".into(),
+                "must be at least 16 characters (openssl rand -hex 24)".into(),
+            );
+        }
+        if n.action_ttl < Duration::from_secs(60) {
+            issue("ntfy.action_ttl".into(), "must be at least 1m".into());
         }
     }
 

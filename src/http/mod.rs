@@ -1,4 +1,5 @@
-//! The HTTP surface: alert intake, the REST API and health checks.
+//! The HTTP surface: alert intake, the REST API, health checks, Twilio's
+//! webhooks and the push buttons.
 //!
 //! Handlers authenticate, bound and parse the request, call the
 //! [`Service`], and map results to responses. Spans
@@ -14,9 +15,11 @@ mod api;
 mod auth;
 mod error;
 mod intake;
+mod push;
 mod schedules;
 mod serve;
 mod tokens;
+mod twilio;
 
 pub use auth::LocalAddr;
 
@@ -111,6 +114,8 @@ pub fn routes(state: AppState) -> Routes {
             .route(path, handler.clone())
             .route(&format!("{path}/"), handler);
     }
+    // Twilio's webhooks and the push buttons face the internet.
+    let public = public.merge(twilio::routes()).merge(push::routes());
     let api = Router::new()
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::show_incident))

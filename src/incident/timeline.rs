@@ -299,6 +299,23 @@ pub enum TimelineEvent {
         /// The next try.
         retry_at: DateTime<Utc>,
     },
+    /// The carrier reported on a page tocsin handed over (an SMS delivered
+    /// or not, a call unanswered or answered by a machine).
+    DeliveryReport {
+        /// Who.
+        recipient: String,
+        /// How.
+        method: String,
+        /// The carrier's word: `delivered`, `undelivered`, `failed`,
+        /// `no-answer`, `busy`, `machine`, ...
+        status: String,
+        /// Whether the person was reached; if not, the next contact method
+        /// was brought forward.
+        reached: bool,
+        /// The carrier's error code or detail, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
     /// tocsin gave up on a delivery.
     DeliveryFailed {
         /// Who or what.
@@ -430,6 +447,25 @@ impl TimelineEvent {
                 "Paging {recipient} by {method} failed (attempt {attempt}: {error}); retrying at {}",
                 retry_at.format("%H:%M:%S UTC")
             ),
+            Self::DeliveryReport {
+                recipient,
+                method,
+                status,
+                reached,
+                detail,
+            } => {
+                let detail = detail
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                if *reached {
+                    format!("{method} page to {recipient}: {status}{detail}")
+                } else {
+                    format!(
+                        "{method} page to {recipient}: {status}{detail}; trying the next contact method"
+                    )
+                }
+            }
             Self::DeliveryFailed {
                 recipient,
                 method,

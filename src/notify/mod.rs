@@ -10,6 +10,9 @@
 //! recipient's next contact method.
 
 pub mod email;
+pub mod ntfy;
+pub mod push;
+pub mod twilio;
 pub mod webhook;
 pub mod worker;
 

@@ -4,9 +4,11 @@
 //! and records every attempt.
 
 use super::email::EmailSender;
-use super::{DeliveryError, OutboxEntry, webhook};
+use super::push::PushService;
+use super::twilio::TwilioClient;
+use super::{DeliveryError, DeliveryState, OutboxEntry, twilio, webhook};
 use crate::chat::ChatPlatform;
-use crate::config::{Config, ContactKind};
+use crate::config::{Config, ContactKind, UserConfig};
 use crate::escalation::Recipient;
 use crate::service::Service;
 use parking_lot::Mutex;
@@ -31,7 +33,19 @@ pub struct Notifiers {
     http: reqwest::Client,
     email: Option<EmailSender>,
     chat: Vec<Arc<dyn ChatPlatform>>,
+    twilio: Option<TwilioClient>,
+    push: Option<Box<dyn PushService>>,
+    /// When each phone number may get its next SMS or call: Twilio and
+    /// the carriers take at most one a second per number.
+    phone_pace: Mutex<HashMap<String, tokio::time::Instant>>,
 }
+
+/// The least time between two SMS or calls to one number.
+pub const PHONE_PACE: Duration = Duration::from_secs(1);
+
+/// The longest an SMS or call waits in line for its number inside one
+/// attempt; beyond it the attempt is retried later.
+pub const MAX_PACE_WAIT: Duration = Duration::from_secs(3);
 
 impl Notifiers {
     /// Builds the HTTP client and the SMTP transport from the config; chat
@@ -50,11 +64,22 @@ impl Notifiers {
             Some(s) => Some(EmailSender::new(s, timeout)?),
             None => None,
         };
+        let twilio = config
+            .twilio
+            .as_ref()
+            .map(|t| TwilioClient::new(http.clone(), t));
+        let push: Option<Box<dyn PushService>> = config
+            .ntfy
+            .as_ref()
+            .map(|n| Box::new(super::ntfy::Ntfy::new(http.clone(), n)) as Box<dyn PushService>);
         Ok(Self {
             config,
             http,
             email,
             chat,
+            twilio,
+            push,
+            phone_pace: Mutex::new(HashMap::new()),
         })
     }
 
@@ -80,6 +105,8 @@ impl Notifiers {
                     .and_then(|u| u.webhook.as_ref())
                     .map(|w| w.url.as_str()),
                 ContactKind::Email => return "smtp".into(),
+                ContactKind::Sms | ContactKind::Voice => return "twilio".into(),
+                ContactKind::Push => return "push".into(),
                 _ => return "log".into(),
             },
             Recipient::Channel(_) => None,
@@ -171,10 +198,225 @@ impl Notifiers {
                             });
                         sender.send(to, entry, text).await
                     }
+                    ContactKind::Sms | ContactKind::Voice => {
+                        self.deliver_phone(service, user, entry).await
+                    }
+                    ContactKind::Push => self.deliver_push(service, user, entry).await,
                 }
             }
         }
     }
+}
+
+impl Notifiers {
+    fn public_base(&self) -> Result<String, DeliveryError> {
+        self.config
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_string())
+            .ok_or_else(|| DeliveryError::permanent("[server] public_url is not set"))
+    }
+
+    /// An SMS or a call through Twilio: at most [`PHONE_PACE`] apart per
+    /// number, at most `[twilio] max_per_incident` per person and incident.
+    async fn deliver_phone(
+        &self,
+        service: &Service,
+        user: &UserConfig,
+        entry: &OutboxEntry,
+    ) -> Result<(), DeliveryError> {
+        let cap = self
+            .config
+            .twilio
+            .as_ref()
+            .map_or(0, |t| t.max_per_incident);
+        let to = user.phone.as_deref().ok_or_else(|| {
+            DeliveryError::permanent(format!("user '{}' has no phone", user.name))
+        })?;
+        let sent = service
+            .store()
+            .outbox_for(entry.incident)
+            .map_err(|e| DeliveryError::retryable(format!("reading the outbox: {e}")))?
+            .iter()
+            .filter(|e| {
+                e.recipient == entry.recipient
+                    && matches!(e.method, ContactKind::Sms | ContactKind::Voice)
+                    && matches!(e.state, DeliveryState::Delivered { .. })
+            })
+            .count();
+        if sent >= cap as usize {
+            return Err(DeliveryError::permanent(format!(
+                "{sent} SMS and calls already went to {} for this incident ([twilio] max_per_incident = {cap})",
+                user.name
+            )));
+        }
+        self.send_phone(to, entry.method, &entry.key, |method, action| match method {
+            ContactKind::Sms => twilio::sms_body(&entry.page),
+            _ => twilio::voice_twiml(&twilio::voice_prompt(&entry.page), action),
+        })
+        .await
+        .map(|sid| {
+            tracing::info!(user = %user.name, incident = %entry.incident, sid = %sid, method = entry.method.as_str(), "Twilio accepted the page");
+        })
+    }
+
+    /// Sends an SMS or places a call to `to` (paced), keyed `key` in the
+    /// callbacks; `text` gives the SMS body or the call's TwiML (from the
+    /// URL its keys post to). Returns Twilio's SID.
+    async fn send_phone(
+        &self,
+        to: &str,
+        method: ContactKind,
+        key: &str,
+        text: impl Fn(ContactKind, &str) -> String,
+    ) -> Result<String, DeliveryError> {
+        let client = self
+            .twilio
+            .as_ref()
+            .ok_or_else(|| DeliveryError::permanent("no [twilio] is configured"))?;
+        let base = self.public_base()?;
+        self.wait_for_pace(to).await?;
+        let key = url_encode(key);
+        let callback = format!("{base}/twilio/status?key={key}");
+        let action = format!("{base}/twilio/voice?key={key}");
+        let accepted = if method == ContactKind::Sms {
+            client
+                .send_sms(to, &text(method, &action), &callback)
+                .await?
+        } else {
+            client
+                .place_call(to, &text(method, &action), &callback)
+                .await?
+        };
+        Ok(accepted.sid)
+    }
+
+    /// Sends `user` a test page by `method` (`tocsin notify test`): the
+    /// same path as a real page, saying it is a test; pressing or replying
+    /// does nothing. Returns what was sent.
+    pub async fn send_test(
+        &self,
+        user: &str,
+        method: ContactKind,
+    ) -> Result<String, DeliveryError> {
+        let u = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.name == user)
+            .ok_or_else(|| DeliveryError::permanent(format!("no user '{user}' in the config")))?;
+        match method {
+            ContactKind::Sms | ContactKind::Voice => {
+                let to = u.phone.as_deref().ok_or_else(|| {
+                    DeliveryError::permanent(format!("user '{user}' has no phone"))
+                })?;
+                let sid = self
+                    .send_phone(to, method, &format!("test/{user}"), |m, _| match m {
+                        ContactKind::Sms => format!(
+                            "tocsin test page for {user}: SMS pages reach you. Nothing to do."
+                        ),
+                        _ => twilio::say_twiml(&format!(
+                            "This is a tocsin test call for {user}. Calls reach you. Nothing to do."
+                        )),
+                    })
+                    .await?;
+                Ok(format!(
+                    "Twilio accepted the test {} to {to} ({sid})",
+                    method.as_str()
+                ))
+            }
+            ContactKind::Push => {
+                let (Some(push), Some(topic)) = (&self.push, u.ntfy_topic.as_deref()) else {
+                    return Err(DeliveryError::permanent(format!(
+                        "push needs an [ntfy] section and user '{user}'s ntfy_topic"
+                    )));
+                };
+                let message = super::push::PushMessage {
+                    title: "tocsin test page".into(),
+                    message: format!("Push pages reach {user}. Nothing to do."),
+                    priority: 3,
+                    tags: vec!["white_check_mark".into()],
+                    click: None,
+                    actions: Vec::new(),
+                };
+                push.publish(topic, &message).await?;
+                Ok(format!(
+                    "{} accepted the test push to topic {topic}",
+                    push.name()
+                ))
+            }
+            other => Err(DeliveryError::permanent(format!(
+                "notify test sends sms, voice and push; {} pages show on the incident timeline",
+                other.as_str()
+            ))),
+        }
+    }
+
+    /// Holds until `number` may get its next SMS or call, and books the
+    /// slot after it. A wait longer than [`MAX_PACE_WAIT`] books nothing
+    /// and is a retryable failure naming when to come back, so a queue of
+    /// pages to one number never outlasts an attempt's time limit.
+    async fn wait_for_pace(&self, number: &str) -> Result<(), DeliveryError> {
+        let now = tokio::time::Instant::now();
+        let at = {
+            let mut pace = self.phone_pace.lock();
+            pace.retain(|_, t| *t > now);
+            let at = pace.get(number).copied().unwrap_or(now).max(now);
+            if at - now > MAX_PACE_WAIT {
+                return Err(DeliveryError {
+                    message: format!(
+                        "{number} gets at most one SMS or call a second; this one waits its turn"
+                    ),
+                    retryable: true,
+                    retry_after: Some(at - now),
+                });
+            }
+            pace.insert(number.to_string(), at + PHONE_PACE);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+        Ok(())
+    }
+
+    /// A push with Acknowledge and Resolve buttons.
+    async fn deliver_push(
+        &self,
+        service: &Service,
+        user: &UserConfig,
+        entry: &OutboxEntry,
+    ) -> Result<(), DeliveryError> {
+        let (Some(push), Some(cfg)) = (&self.push, &self.config.ntfy) else {
+            return Err(DeliveryError::permanent("no [ntfy] is configured"));
+        };
+        let topic = user.ntfy_topic.as_deref().ok_or_else(|| {
+            DeliveryError::permanent(format!("user '{}' has no ntfy_topic", user.name))
+        })?;
+        let expires = service.clock().now()
+            + chrono::Duration::from_std(cfg.action_ttl).unwrap_or(chrono::Duration::days(1));
+        let message = super::push::page_message(
+            &entry.page,
+            &entry.key,
+            &user.name,
+            &self.public_base()?,
+            &cfg.action_secret,
+            expires,
+        );
+        push.publish(topic, &message).await
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (for a query value).
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The worker.
@@ -340,5 +582,40 @@ impl Worker {
                 tasks.abort_all();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn phone_pages_to_one_number_go_a_second_apart_and_a_long_queue_waits_outside() {
+        let n = Notifiers::new(Arc::new(Config::default()), Vec::new()).unwrap();
+        let start = tokio::time::Instant::now();
+        for i in 0..4u64 {
+            n.wait_for_pace("+15551230001").await.unwrap();
+            assert_eq!(start.elapsed(), Duration::from_secs(i));
+        }
+        // Another number is not held up.
+        n.wait_for_pace("+15551230002").await.unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+
+        // Five at once to one number: four go at 0, 1, 2 and 3 s; the
+        // fifth would wait 4 s, so it is put off instead.
+        let start = tokio::time::Instant::now();
+        let (a, b, c, d, e) = tokio::join!(
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+            n.wait_for_pace("+15551230003"),
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        let results = [a, b, c, d, e];
+        let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(refused.len(), 1, "{results:?}");
+        assert!(refused[0].retryable);
+        assert_eq!(refused[0].retry_after, Some(Duration::from_secs(4)));
     }
 }

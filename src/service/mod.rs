@@ -14,6 +14,7 @@ mod chat;
 pub mod directory;
 mod intake;
 mod paging;
+mod phone;
 pub mod routing;
 mod runbook;
 mod writer;

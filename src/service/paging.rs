@@ -589,7 +589,7 @@ fn count_delivery(entry: &OutboxEntry, result: &Result<(), DeliveryError>) {
 
 /// After giving up on one contact method, the next one should not wait
 /// for its own delay: the user has not been reached.
-fn bring_next_method_forward(
+pub(super) fn bring_next_method_forward(
     tx: &mut dyn Tx,
     failed: &OutboxEntry,
     now: DateTime<Utc>,

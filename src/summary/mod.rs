@@ -188,6 +188,20 @@ pub fn build(
                 method: method.clone(),
                 error: error.clone(),
             }),
+            TimelineEvent::DeliveryReport {
+                recipient,
+                method,
+                status,
+                reached: false,
+                detail,
+            } => failed_pages.push(FailedPage {
+                recipient: recipient.clone(),
+                method: method.clone(),
+                error: match detail {
+                    Some(d) => format!("{status} ({d})"),
+                    None => status.clone(),
+                },
+            }),
             TimelineEvent::Note { text } => notes.push(NoteLine {
                 at: e.at,
                 by: who(&e.actor),

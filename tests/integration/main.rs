@@ -17,6 +17,7 @@ mod oncall;
 mod overload;
 mod pacing;
 mod paging;
+mod phone;
 mod restart;
 mod routing;
 mod runbooks;

@@ -163,7 +163,10 @@ async fn a_matching_runbook_is_attached_and_walked_phase_by_phase() {
         assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
     }
     let done = timeline_entry(&timeline, "step_done");
-    assert_eq!(done["actor"]["name"]["user"], "alice");
+    assert_eq!(
+        done["actor"]["name"],
+        serde_json::json!({"user": "alice", "principal": "slack:T0TEAM/U0ALICE"})
+    );
     assert_eq!(done["note"], "12% 5xx on /v1/orders since 10:02");
     s.app.stop().await;
 }

@@ -1,7 +1,9 @@
 //! Test harness: a tocsin served on 127.0.0.1:0 over a fresh data directory.
 
 pub mod fake_discord;
+pub mod fake_ntfy;
 pub mod fake_slack;
+pub mod fake_twilio;
 pub mod receiver;
 pub mod smtp;
 pub mod spec;

@@ -1,0 +1,135 @@
+//! `POST /push/{token}`: the Acknowledge and Resolve buttons of a push
+//! page, on the public listener; `GET` shows the incident (what tapping the
+//! notification opens) and changes nothing. The token is signed by tocsin
+//! ([`crate::notify::push::sign`]), expires (`[ntfy] action_ttl`), and
+//! works once: its use is recorded on the incident's timeline as the
+//! acting principal, in the transaction that acts, and a second use is
+//! refused.
+
+use super::{ApiError, AppState};
+use crate::incident::Actor;
+use crate::notify::push::{LinkAction, LinkError, verify};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+
+/// The push buttons' route; merge it into the public listener's router.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/push/{token}", post(press).get(view))
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// `GET /push/{token}`: a small page with the incident's state and its
+/// latest timeline entries, for the person the page went to.
+async fn view(State(st): State<AppState>, Path(token): Path<String>) -> Result<Response, ApiError> {
+    let Some(cfg) = &st.config.ntfy else {
+        return Err(ApiError::not_found("push is not configured"));
+    };
+    let now = st.service.clock().now();
+    let claim = verify(&cfg.action_secret, &token, now).map_err(|e| match e {
+        LinkError::BadSignature => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+        LinkError::Expired => ApiError::new(StatusCode::GONE, "expired", e.to_string()),
+    })?;
+    let store = st.service.store();
+    let inc = store
+        .incident(claim.incident)
+        .map_err(crate::service::ServiceError::from)?
+        .ok_or_else(|| ApiError::not_found(format!("{} does not exist", claim.incident)))?;
+    let timeline = store
+        .timeline(claim.incident)
+        .map_err(crate::service::ServiceError::from)?;
+    let lines: String = timeline
+        .iter()
+        .rev()
+        .take(10)
+        .map(|e| {
+            format!(
+                "<li>{} {}: {}</li>",
+                e.at.format("%H:%M:%S UTC"),
+                html_escape(&e.actor.to_string()),
+                html_escape(&e.event.describe())
+            )
+        })
+        .collect();
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{id}</title></head>\
+<body><h1>{id} {severity}: {title}</h1><p>Service {service}. Status: <strong>{status}</strong>.</p>\
+<p>Acknowledge or resolve with the notification's buttons.</p><h2>Latest</h2><ul>{lines}</ul></body></html>",
+        id = inc.id,
+        severity = inc.severity,
+        title = html_escape(&inc.title),
+        service = html_escape(&inc.service),
+        status = inc.status,
+    );
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response())
+}
+
+async fn press(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let Some(cfg) = &st.config.ntfy else {
+        return Err(ApiError::not_found("push is not configured"));
+    };
+    let now = st.service.clock().now();
+    let claim = verify(&cfg.action_secret, &token, now).map_err(|e| match e {
+        LinkError::BadSignature => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+        LinkError::Expired => ApiError::new(StatusCode::GONE, "expired", e.to_string()),
+    })?;
+    if st.service.directory().user(&claim.user).is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("user '{}' is no longer configured", claim.user),
+        ));
+    }
+    let principal = claim.principal();
+    let used = st
+        .service
+        .store()
+        .timeline(claim.incident)
+        .map_err(crate::service::ServiceError::from)?
+        .iter()
+        .any(|e| e.actor.principal() == Some(principal.as_str()));
+    if used {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "used",
+            "this button was already used",
+        ));
+    }
+    let actor = Actor::authenticated(&claim.user, principal);
+    let result = match claim.action {
+        LinkAction::Acknowledge => st.service.acknowledge(claim.incident, actor).await,
+        LinkAction::Resolve => st.service.resolve(claim.incident, actor, None).await,
+    };
+    let inc = result.map_err(|e| match e {
+        crate::service::ServiceError::Refused(r) => {
+            ApiError::new(StatusCode::CONFLICT, "refused", r.to_string())
+        }
+        e => ApiError::from(e),
+    })?;
+    Ok(Json(json!({
+        "incident": inc.id.to_string(),
+        "status": inc.status,
+        "message": format!("{} is {}", inc.id, inc.status),
+    }))
+    .into_response())
+}
