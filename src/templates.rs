@@ -263,7 +263,8 @@ pub fn sample_context(name: &str) -> serde_json::Value {
             json!({"incident": incident, "runbook": {"name": "high-error-rate", "title": "High error rate"}})
         }
         "page.md" => {
-            json!({"drill": false, "page": {"incident": "INC-42", "title": "API error rate above 5%",
+            json!({"drill": false, "incident_key": "INC-42", "ack_url": "https://tocsin.example/ack/TOKEN",
+            "chat": true, "page": {"incident": "INC-42", "title": "API error rate above 5%",
             "severity": "sev1", "service": "api", "step": 1, "round": 1}})
         }
         "escalation.md" => {

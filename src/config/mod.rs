@@ -1098,6 +1098,9 @@ impl Config {
         if let Some(p) = self.smtp.as_ref().and_then(|s| s.password.as_ref()) {
             out.push(("smtp.password".into(), p));
         }
+        if let Some(p) = self.smtp.as_ref().and_then(|s| s.action_secret.as_ref()) {
+            out.push(("smtp.action_secret".into(), p));
+        }
         if let Some(t) = &self.twilio {
             out.push(("twilio.auth_token".into(), &t.auth_token));
         }

@@ -233,6 +233,14 @@ pub struct SmtpConfig {
     /// `none`, `starttls` or `tls`.
     #[serde(default)]
     pub tls: SmtpTls,
+    /// Signs the one-click acknowledge link in email pages (with
+    /// `[server] public_url`); without it the email says how to acknowledge
+    /// in chat or from the CLI.
+    #[serde(default)]
+    pub action_secret: Option<Secret>,
+    /// How long an email's acknowledge link works.
+    #[serde(default = "default_action_ttl", with = "humantime_serde")]
+    pub action_ttl: Duration,
 }
 
 fn default_smtp_port() -> u16 {
@@ -522,6 +530,25 @@ pub(super) fn validate(
             issue(
                 "server.public_url".into(),
                 "is needed with [twilio]: Twilio posts replies and delivery status there".into(),
+            );
+        }
+    }
+    if let Some(s) = &config.smtp {
+        if let Some(k) = &s.action_secret
+            && k.expose().len() < 16
+        {
+            issue(
+                "smtp.action_secret".into(),
+                "must be at least 16 characters (openssl rand -hex 24)".into(),
+            );
+        }
+        if s.action_ttl < Duration::from_secs(60) {
+            issue("smtp.action_ttl".into(), "must be at least 1m".into());
+        }
+        if s.action_secret.is_some() && config.server.public_url.is_none() {
+            issue(
+                "smtp.action_secret".into(),
+                "the acknowledge link needs [server] public_url, the address people's browsers reach tocsin's public listener at".into(),
             );
         }
     }

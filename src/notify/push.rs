@@ -118,7 +118,12 @@ impl LinkClaim {
     /// The principal recorded on the timeline when the link is used: its
     /// nonce, so a second use is seen and refused.
     pub fn principal(&self) -> String {
-        format!("push:{}", self.nonce)
+        self.principal_via("push")
+    }
+
+    /// The principal of a link sent by `medium` (`push`, `email`).
+    pub fn principal_via(&self, medium: &str) -> String {
+        format!("{medium}:{}", self.nonce)
     }
 }
 

@@ -185,12 +185,23 @@ impl Notifiers {
                             .email
                             .as_ref()
                             .ok_or_else(|| DeliveryError::permanent("no [smtp] is configured"))?;
+                        let ack_url = self.email_ack_url(service, entry, name);
+                        let chat = self.config.slack.is_some() || self.config.discord.is_some();
+                        // The incident as people name it (INC-1), as in the subject.
+                        let mut page = serde_json::to_value(&entry.page).unwrap_or_default();
+                        page["incident"] = serde_json::json!(entry.page.incident.to_string());
                         let text = service
                             .directory()
                             .templates
                             .render(
                                 "page.md",
-                                serde_json::json!({"page": entry.page, "drill": false}),
+                                serde_json::json!({
+                                    "page": page,
+                                    "incident_key": entry.page.incident.to_string(),
+                                    "ack_url": ack_url,
+                                    "chat": chat,
+                                    "drill": false,
+                                }),
                             )
                             .unwrap_or_else(|e| {
                                 tracing::error!(error = %e, "The page template failed; sending the headline");
@@ -209,6 +220,24 @@ impl Notifiers {
 }
 
 impl Notifiers {
+    /// The email page's one-click acknowledge link, when `[smtp]
+    /// action_secret` and `[server] public_url` are set: signed for `user`
+    /// and this page, single use, expiring after `[smtp] action_ttl`.
+    fn email_ack_url(&self, service: &Service, entry: &OutboxEntry, user: &str) -> Option<String> {
+        let smtp = self.config.smtp.as_ref()?;
+        let secret = smtp.action_secret.as_ref()?;
+        let base = self.public_base().ok()?;
+        let ttl = chrono::Duration::from_std(smtp.action_ttl).ok()?;
+        let claim = super::push::LinkClaim::for_page(
+            &entry.key,
+            entry.incident,
+            super::push::LinkAction::Acknowledge,
+            user,
+            service.clock().now() + ttl,
+        );
+        Some(format!("{base}/ack/{}", super::push::sign(secret, &claim)))
+    }
+
     fn public_base(&self) -> Result<String, DeliveryError> {
         self.config
             .server

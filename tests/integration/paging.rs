@@ -711,3 +711,90 @@ delay = "10m"
     assert_eq!(healthy.delivered_keys().len(), n);
     app.stop().await;
 }
+
+/// An email page names the incident as its subject does and says how to
+/// acknowledge from a mailbox: a signed link whose GET only shows a
+/// button (mail scanners open links), whose POST acknowledges once.
+#[tokio::test]
+async fn an_email_page_carries_a_one_click_acknowledge_link() {
+    let recv = Receiver::start().await;
+    let smtp = SmtpSink::start().await;
+    let clock = ManualClock::new(t0());
+    let extra = paging_config(&recv, smtp.port, QUICK_NOTIFY).replace(
+        "tls = \"none\"",
+        "tls = \"none\"\naction_secret = \"email-links-secret-0123456789\"",
+    );
+    let app = spawn_app_with_server(
+        Arc::new(clock.clone()),
+        Some("payments"),
+        &extra,
+        crate::common::test_limits(),
+        "public_url = \"https://tocsin.example/base\"",
+    )
+    .await;
+    // alice's receiver refuses, so her email comes forward.
+    recv.script("users/alice", &[Answer::Status(410)]);
+    trigger(&app, "mail-ack").await;
+    app.tick().await;
+    for _ in 0..3 {
+        clock.advance(Duration::minutes(1));
+        app.tick().await;
+    }
+    let mail = smtp
+        .mails
+        .lock()
+        .first()
+        .map(|m| m.data.clone())
+        .expect("an email page");
+    // The body is quoted-printable: undo soft line breaks and `=3D`.
+    let mail = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    assert!(mail.contains("INC-1: Payment errors above 5%"), "{mail}");
+    assert!(
+        mail.contains("From a terminal: tocsin incidents ack INC-1"),
+        "{mail}"
+    );
+    assert!(!mail.contains("POST /v1/"), "{mail}");
+    let url = mail
+        .lines()
+        .find(|l| l.starts_with("https://tocsin.example/base/ack/"))
+        .unwrap_or_else(|| panic!("no link in {mail}"))
+        .trim()
+        .to_string();
+    let path = url.trim_start_matches("https://tocsin.example/base");
+
+    // GET shows the button and changes nothing.
+    let page = app.get_text(path).await;
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert!(page.contains("Acknowledge INC-1 as alice"), "{page}");
+    assert_eq!(
+        app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    // POST acknowledges as alice, recorded with the link as principal.
+    let r = app.http.post(app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("INC-1 is acknowledged"));
+    let inc = app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["status"], "acknowledged");
+    assert_eq!(inc["incident"]["acknowledged_by"]["name"]["user"], "alice");
+    assert!(
+        inc["incident"]["acknowledged_by"]["name"]["principal"]
+            .as_str()
+            .unwrap()
+            .starts_with("email:")
+    );
+    // Once only; a forged token is refused.
+    let again = app.http.post(app.url(path)).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let forged = app
+        .http
+        .post(app.url(&format!("{path}x")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    app.stop().await;
+}
