@@ -175,7 +175,10 @@ impl ChatHandler {
                 duration,
                 schedule,
             } => self.cover(platform, &user, &who, duration, schedule).await,
-            Command::Page { target, message } => self.page(platform, by, target, message).await,
+            Command::Page { target, message } => {
+                let here = self.channel_incident(platform, origin.channel_id.as_deref());
+                self.page(platform, by, target, message, here).await
+            }
             Command::Incident { id, action } => {
                 if let IncidentAction::New { title, severity } = action {
                     return self.open(platform, by, title, severity).await;
@@ -668,7 +671,16 @@ impl ChatHandler {
         }
     }
 
-    async fn page(&self, platform: &str, by: Actor, target: PageTarget, message: String) -> Reply {
+    /// `/page`: inside an incident's channel it pages for that incident;
+    /// elsewhere it opens a new one.
+    async fn page(
+        &self,
+        platform: &str,
+        by: Actor,
+        target: PageTarget,
+        message: String,
+        here: Option<IncidentId>,
+    ) -> Reply {
         let target = match target {
             PageTarget::User(u) => match self.resolve_user(platform, &u) {
                 Ok(name) => TargetConfig::User(name),
@@ -689,6 +701,12 @@ impl ChatHandler {
             TargetConfig::Schedule(s) => format!("whoever is on call for {}", esc(platform, s)),
             TargetConfig::Webhook(w) => esc(platform, w),
         };
+        if let Some(id) = here {
+            return match self.service.page_into(id, vec![target], by).await {
+                Ok(inc) => Reply::public(format!("Paged {what} for {}.", inc.id)),
+                Err(e) => Reply::private(esc(platform, &e.to_string())),
+            };
+        }
         match self
             .service
             .open_manual(&message, None, by, Some(vec![target]))

@@ -153,6 +153,57 @@ impl Service {
         Ok(opened)
     }
 
+    /// Pages `targets` now into the open incident `id` (`/page` typed in its
+    /// channel): the pages go out even if it is acknowledged, and its own
+    /// escalation carries on untouched.
+    pub async fn page_into(
+        &self,
+        id: IncidentId,
+        targets: Vec<TargetConfig>,
+        by: Actor,
+    ) -> Result<Incident, ServiceError> {
+        let now = self.clock.now();
+        let svc = self.clone();
+        self.change(id, move |tx, inc| {
+            if inc.status == crate::incident::Status::Resolved {
+                return Err(super::ChangeError::Refused(
+                    crate::incident::IncidentError::Unchanged(format!(
+                        "{} is resolved: open a new incident with /page outside its channel",
+                        inc.id
+                    )),
+                ));
+            }
+            let mut change = Change {
+                incident: inc.clone(),
+                entries: Vec::new(),
+            };
+            let mut on_call = |s: &str| svc.directory.on_call(s, now).map(|o| o.user);
+            let (recipients, uncovered) = resolve_targets(&targets, &mut on_call);
+            svc.queue_pages(tx, &change.incident, &recipients, None, 0, 0, now)?;
+            change.incident.record(
+                &mut change.entries,
+                now,
+                by.clone(),
+                TimelineEvent::EscalationStep {
+                    policy: "direct page".into(),
+                    step: 1,
+                    round: 1,
+                    notified: recipients.iter().map(|r| r.to_string()).collect(),
+                },
+            );
+            for schedule in uncovered {
+                change.incident.record(
+                    &mut change.entries,
+                    now,
+                    Actor::System,
+                    TimelineEvent::NobodyOnCall { schedule },
+                );
+            }
+            Ok(change)
+        })
+        .await
+    }
+
     /// Pages `targets` once, now (for `/page`): no policy, no timer.
     fn page_targets(
         &self,
@@ -173,7 +224,7 @@ impl Service {
             timer: None,
             exhausted: false,
         });
-        self.queue_pages(tx, inc, &recipients, 0, 0, 0, now)?;
+        self.queue_pages(tx, inc, &recipients, Some(0), 0, 0, now)?;
         inc.record(
             &mut change.entries,
             now,
@@ -204,11 +255,16 @@ impl Service {
         tx: &mut dyn Tx,
         inc: &Incident,
         recipients: &[Recipient],
-        generation: u32,
+        generation: Option<u32>,
         round: u32,
         step: usize,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        // `None`: a person paged someone into the running incident (`/page`
+        // in its channel): keyed by the timeline position it was asked at,
+        // and sent unless the incident resolves, whatever escalation does.
+        let direct = generation.is_none();
+        let generation_label = generation.unwrap_or(0);
         let page = PageContent {
             incident: inc.id,
             title: inc.title.clone(),
@@ -228,7 +284,11 @@ impl Service {
             tx,
             inc,
             &paged,
-            &format!("g{generation}/r{round}/s{step}"),
+            &if direct {
+                format!("direct{}", inc.timeline_len)
+            } else {
+                format!("g{generation_label}/r{round}/s{step}")
+            },
             now,
         )?;
         for r in recipients {
@@ -251,7 +311,14 @@ impl Service {
                 Recipient::Channel(_) => Vec::new(),
             };
             for (i, (method, after)) in methods.into_iter().enumerate() {
-                let key = page_key(inc.id, generation, round, step, r, i);
+                let mut key = page_key(inc.id, generation_label, round, step, r, i);
+                if direct {
+                    key = key.replacen(
+                        &format!("/g{generation_label}/r{round}/s{step}/"),
+                        &format!("/direct{}/", inc.timeline_len),
+                        1,
+                    );
+                }
                 if tx.outbox_entry(&key)?.is_some() {
                     continue;
                 }
@@ -270,7 +337,7 @@ impl Service {
                     attempts: 0,
                     last_error: None,
                     state: DeliveryState::Pending,
-                    generation: Some(generation),
+                    generation,
                     incident_uid: inc.uid.clone(),
                 })?;
             }

@@ -28,6 +28,14 @@ fn page_wanted(entry: &OutboxEntry, incident: Option<&Incident>) -> Result<(), S
     let Some(inc) = incident else {
         return Err("incident does not exist".into());
     };
+    // A page without a generation was asked for by a person (`/page` in
+    // the incident's channel): it goes out unless the incident is over.
+    if entry.generation.is_none() {
+        return match inc.status {
+            Status::Resolved => Err("incident resolved before the page was sent".into()),
+            _ => Ok(()),
+        };
+    }
     if inc.status != Status::Triggered {
         return Err(format!("incident {} before the page was sent", inc.status));
     }
@@ -144,7 +152,15 @@ impl Service {
         let mut on_call = |schedule: &str| self.directory.on_call(schedule, now).map(|o| o.user);
         let (recipients, uncovered) = resolve_targets(&run.targets, &mut on_call);
         let inc = &mut change.incident;
-        self.queue_pages(tx, inc, &recipients, state.generation, round, step, now)?;
+        self.queue_pages(
+            tx,
+            inc,
+            &recipients,
+            Some(state.generation),
+            round,
+            step,
+            now,
+        )?;
         inc.record(
             &mut change.entries,
             now,

@@ -592,6 +592,50 @@ async fn oncall_cover_and_page_commands() {
     s.app.stop().await;
 }
 
+/// `/page` typed inside an incident's channel pages for that incident, even
+/// once it is acknowledged, instead of opening a new one.
+#[tokio::test]
+async fn page_inside_an_incident_channel_pages_for_that_incident() {
+    let s = slack().await;
+    trigger(&s.app, "pay").await;
+    let ch = s.channel_of(1).await;
+    s.ask("U0ALICE", &ch, "/incident", "ack", "a").await;
+    let dms_to_bob = |f: &crate::common::fake_slack::FakeSlack| {
+        f.ok_calls("chat.postMessage")
+            .iter()
+            .filter(|c| c.params["channel"] == "DU0BOB")
+            .count()
+    };
+    let before = dms_to_bob(&s.fake);
+    let reply = s
+        .ask(
+            "U0ALICE",
+            &ch,
+            "/page",
+            "<@U0BOB> need a second pair of eyes",
+            "p",
+        )
+        .await;
+    assert_eq!(reply["text"], "Paged <@U0BOB> for INC-1.");
+    s.fake
+        .wait_until("bob's page", |f| dms_to_bob(f) > before)
+        .await;
+    assert_eq!(s.app.incidents().await.len(), 1, "no new incident");
+    let inc = s.app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["status"], "acknowledged");
+    assert!(
+        inc["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "escalation_step"
+                && e["policy"] == "direct page"
+                && e["notified"][0] == "bob"),
+        "{inc:#}"
+    );
+    s.app.stop().await;
+}
+
 #[tokio::test]
 async fn roles_notes_severity_and_resolve_archive_later() {
     let s = slack().await;
