@@ -1613,6 +1613,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(open, (None, Some(IncidentId(2))));
+        // The backup leaves the derived index out; restore builds it again.
+        assert!(!String::from_utf8_lossy(&backup).contains("\"tree\":\"open_incidents\""));
+        let triggered: Vec<u64> = restored
+            .incidents(Some(Status::Triggered), None, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(triggered, vec![2, 1]);
+        assert_eq!(restored.gauges().unwrap().open.len(), 1);
+        assert_eq!(restored.incident_count().unwrap(), 2);
         // A backup cut short is refused, and leaves nothing behind.
         let cut = &backup[..backup.len() - 10];
         let cut_dir = tempfile::tempdir().unwrap();
