@@ -244,6 +244,9 @@ enum IncidentsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only incidents older than this one (`INC-42`): the next page.
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -519,12 +522,17 @@ async fn main() -> Result<()> {
             IncidentsCommand::List {
                 status,
                 limit,
+                before,
                 server,
             } => {
                 let client = api_client(server, &cli.config, false)?;
                 let mut path = format!("/v1/incidents?limit={limit}");
                 if let Some(s) = status {
                     path.push_str(&format!("&status={s}"));
+                }
+                if let Some(b) = before {
+                    path.push('&');
+                    path.push_str(&serde_urlencoded::to_string([("before", &b)])?);
                 }
                 let body = client.get(&path).await?;
                 print_incident_list(&body);
@@ -1094,6 +1102,9 @@ fn print_incident_list(body: &Value) {
                 .unwrap_or("?"),
             i["title"].as_str().unwrap_or(""),
         );
+    }
+    if let Some(next) = body["next"].as_str() {
+        println!("Older incidents: the same command with --before {next}");
     }
 }
 

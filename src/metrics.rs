@@ -2,9 +2,12 @@
 //!
 //! One process-wide set (like most exporters): counters and histograms
 //! move where things happen; gauges of stored state (open incidents,
-//! outbox depth, pending timers) are computed from the store at scrape
-//! time, so they can never drift from it.
+//! outbox depth, pending timers) are set at scrape time from the counts
+//! the store keeps as its transactions commit ([`crate::store::Gauges`]),
+//! so a scrape costs the same at any history and never drifts from the
+//! store.
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -64,13 +67,13 @@ pub struct Metrics {
     pub time_to_acknowledge: Histogram,
     /// Time from opening to resolve.
     pub time_to_resolve: Histogram,
-    /// Open incidents, by severity and status (computed at scrape).
+    /// Open incidents, by severity and status (set at scrape).
     pub incidents_open: Family<Labels, Gauge>,
-    /// Pending outbox entries (computed at scrape).
+    /// Pending outbox entries (set at scrape).
     pub outbox_depth: Gauge,
-    /// Age of the oldest due outbox entry, seconds (computed at scrape).
+    /// Age of the oldest due outbox entry, seconds (set at scrape).
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
-    /// Pending escalation timers (computed at scrape).
+    /// Pending escalation timers (set at scrape).
     pub timers_pending: Gauge,
 }
 
@@ -198,6 +201,32 @@ impl Metrics {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String");
         out
+    }
+
+    /// The exposition text, with the stored-state gauges set from `gauges`
+    /// as of `now`.
+    pub fn encode_with(&self, gauges: &crate::store::Gauges, now: DateTime<Utc>) -> String {
+        // One scrape at a time: another's clear must not land between
+        // this one's set and encode.
+        static SCRAPE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+        let _one = SCRAPE.lock();
+        self.incidents_open.clear();
+        for (severity, status, n) in &gauges.open {
+            self.incidents_open
+                .get_or_create(&labels([
+                    ("severity", severity.label()),
+                    ("status", status.as_str()),
+                ]))
+                .set(*n as i64);
+        }
+        let oldest = gauges
+            .outbox_next_due
+            .filter(|d| *d <= now)
+            .map(|d| (now - d).num_milliseconds().max(0) as f64 / 1000.0);
+        self.outbox_oldest_age.set(oldest.unwrap_or(0.0));
+        self.outbox_depth.set(gauges.outbox_depth as i64);
+        self.timers_pending.set(gauges.timers_pending as i64);
+        self.encode()
     }
 }
 

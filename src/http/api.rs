@@ -37,9 +37,13 @@ impl<'a> From<&'a Incident> for IncidentView<'a> {
 pub struct ListQuery {
     status: Option<String>,
     limit: Option<usize>,
+    /// Only incidents older than this one (`INC-n` or `n`): the `next` of
+    /// the previous page.
+    before: Option<String>,
 }
 
-/// `GET /v1/incidents?status=&limit=`
+/// `GET /v1/incidents?status=&limit=&before=`: a page of incidents, newest
+/// first, and the `next` cursor (pass it as `before`) when the page is full.
 pub async fn list_incidents(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -54,13 +58,32 @@ pub async fn list_incidents(
         .transpose()
         .map_err(ApiError::bad_request)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let before = q.before.as_deref().map(parse_id).transpose()?;
     let incidents = st
         .service
-        .store()
-        .incidents(status, limit)
-        .map_err(crate::service::ServiceError::from)?;
+        .read(move |s| s.incidents(status, before, limit))
+        .await?;
     let views: Vec<IncidentView> = incidents.iter().map(IncidentView::from).collect();
-    Ok(Json(json!({ "incidents": views })).into_response())
+    let next = (incidents.len() == limit)
+        .then(|| incidents.last().map(|i| i.id.to_string()))
+        .flatten();
+    Ok(Json(json!({ "incidents": views, "next": next })).into_response())
+}
+
+/// An incident and its timeline, read off the async runtime.
+async fn read_with_timeline(
+    st: &AppState,
+    id: IncidentId,
+) -> Result<(Incident, Vec<TimelineEntry>), ApiError> {
+    st.service
+        .read(move |s| {
+            Ok(match s.incident(id)? {
+                Some(i) => Some((i, s.timeline(id)?)),
+                None => None,
+            })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))
 }
 
 fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
@@ -76,14 +99,7 @@ pub async fn show_incident(
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers, Scope::Read)?;
     let id = parse_id(&raw)?;
-    let store = st.service.store();
-    let incident = store
-        .incident(id)
-        .map_err(crate::service::ServiceError::from)?
-        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))?;
-    let timeline: Vec<TimelineEntry> = store
-        .timeline(id)
-        .map_err(crate::service::ServiceError::from)?;
+    let (incident, timeline) = read_with_timeline(&st, id).await?;
     Ok(Json(json!({
         "incident": IncidentView::from(&incident),
         "timeline": timeline,
@@ -223,14 +239,7 @@ pub async fn timeline(
     authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let id = parse_id(&raw)?;
-    let store = st.service.store();
-    let incident = store
-        .incident(id)
-        .map_err(crate::service::ServiceError::from)?
-        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))?;
-    let entries = store
-        .timeline(id)
-        .map_err(crate::service::ServiceError::from)?;
+    let (incident, entries) = read_with_timeline(&st, id).await?;
     let head = incident.timeline_head.clone();
     match q.format.as_deref().unwrap_or("json") {
         "jsonl" => {
@@ -267,13 +276,10 @@ pub async fn timeline(
 /// `GET /v1/stats`: how many alert events and incidents are stored.
 pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&st, &headers, Scope::Read)?;
-    let store = st.service.store();
-    let events = store
-        .event_count()
-        .map_err(crate::service::ServiceError::from)?;
-    let incidents = store
-        .incident_count()
-        .map_err(crate::service::ServiceError::from)?;
+    let (events, incidents) = st
+        .service
+        .read(|s| Ok((s.event_count()?, s.incident_count()?)))
+        .await?;
     Ok(Json(json!({ "events": events, "incidents": incidents })).into_response())
 }
 
@@ -338,17 +344,15 @@ pub async fn notifications(
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers, Scope::Read)?;
     let id = parse_id(&raw)?;
-    let store = st.service.store();
-    if store
-        .incident(id)
-        .map_err(crate::service::ServiceError::from)?
-        .is_none()
-    {
-        return Err(ApiError::not_found(format!("incident {id} does not exist")));
-    }
-    let entries: Vec<serde_json::Value> = store
-        .outbox_for(id)
-        .map_err(crate::service::ServiceError::from)?
+    let outbox = st
+        .service
+        .read(move |s| match s.incident(id)? {
+            Some(_) => s.outbox_for(id).map(Some),
+            None => Ok(None),
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))?;
+    let entries: Vec<serde_json::Value> = outbox
         .into_iter()
         .map(|e| {
             // The key receivers saw, to match their logs against.
@@ -422,8 +426,8 @@ impl futures_core::Stream for Chunks {
 }
 
 /// `GET /metrics`: Prometheus exposition text, for a read token or a peer
-/// in `[server] metrics_networks`. Gauges of stored state are computed
-/// here, from the store.
+/// in `[server] metrics_networks`. Gauges of stored state come from the
+/// store's in-memory counts (the same cost at any history).
 pub async fn metrics(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -440,36 +444,9 @@ pub async fn metrics(
             e
         })?;
     }
-    use crate::metrics::{METRICS, labels};
-    let store = st.service.store().clone();
     let now = st.service.clock().now();
-    let text = tokio::task::spawn_blocking(move || -> Result<String, crate::store::StoreError> {
-        METRICS.incidents_open.clear();
-        for inc in store.incidents(None, usize::MAX)? {
-            if inc.status.is_open() {
-                METRICS
-                    .incidents_open
-                    .get_or_create(&labels([
-                        ("severity", inc.severity.label()),
-                        ("status", inc.status.as_str()),
-                    ]))
-                    .inc();
-            }
-        }
-        let due = store.due_outbox(now, usize::MAX)?;
-        let oldest = due.iter().map(|e| e.due).min();
-        METRICS.outbox_oldest_age.set(
-            oldest
-                .map(|d| (now - d).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0),
-        );
-        METRICS.outbox_depth.set(store.outbox_depth()? as i64);
-        METRICS.timers_pending.set(store.timer_count()? as i64);
-        Ok(METRICS.encode())
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("metrics: {e}")))?
-    .map_err(crate::service::ServiceError::from)?;
+    let gauges = st.service.read(|s| s.gauges()).await?;
+    let text = crate::metrics::METRICS.encode_with(&gauges, now);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

@@ -93,6 +93,9 @@ pub struct Wakers {
     pub chat_health: parking_lot::Mutex<std::collections::BTreeMap<String, Option<String>>>,
 }
 
+/// How many API store reads run at once (see [`Service::read`]).
+pub const READERS: usize = 2;
+
 /// The application service.
 #[derive(Clone)]
 pub struct Service {
@@ -107,6 +110,9 @@ pub struct Service {
     /// up to date by [`Service::record_change`]): a new incident shows them
     /// without a store scan inside its transaction.
     changes: Arc<parking_lot::Mutex<std::collections::HashMap<String, Vec<ServiceChange>>>>,
+    /// Store reads for the API run on blocking threads, at most this many
+    /// at once, so readers queue instead of taking every core from intake.
+    readers: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service {
@@ -136,7 +142,26 @@ impl Service {
             floods: Arc::default(),
             rates: Arc::default(),
             changes: Arc::new(parking_lot::Mutex::new(changes)),
+            readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
         })
+    }
+
+    /// Runs `read` against the store on a blocking thread (never on the
+    /// async runtime's), at most [`READERS`] at once.
+    pub async fn read<T, F>(&self, read: F) -> Result<T, ServiceError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit = self
+            .readers
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Backend(format!("reading: {e}")))?;
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || read(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Backend(format!("reading: {e}")))??)
     }
 
     /// Stores a runtime schedule override.

@@ -81,8 +81,11 @@ impl Service {
     pub fn open_incidents_paging(&self, user: &str) -> Result<Vec<Incident>, ServiceError> {
         let who = Recipient::User(user.to_string());
         let mut out = Vec::new();
-        let mut open = self.store.incidents(Some(Status::Triggered), 1000)?;
-        open.extend(self.store.incidents(Some(Status::Acknowledged), 1000)?);
+        let mut open = self.store.incidents(Some(Status::Triggered), None, 1000)?;
+        open.extend(
+            self.store
+                .incidents(Some(Status::Acknowledged), None, 1000)?,
+        );
         for inc in open {
             if self
                 .store

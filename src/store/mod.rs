@@ -14,7 +14,7 @@ pub use sled_store::{
 };
 
 use crate::escalation::Timer;
-use crate::incident::{Incident, IncidentId, Status, TimelineEntry};
+use crate::incident::{Incident, IncidentId, Severity, Status, TimelineEntry};
 use crate::intake::AlertEvent;
 use crate::notify::OutboxEntry;
 use chrono::{DateTime, Utc};
@@ -121,6 +121,30 @@ pub struct StoredOverride {
     pub created_by: String,
 }
 
+/// An open incident as the open-incident index holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    /// Its status (never resolved).
+    pub status: Status,
+    /// Its severity.
+    pub severity: Severity,
+    /// Its service.
+    pub service: String,
+}
+
+/// The stored-state gauges `/metrics` serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Open incidents by severity and status (only the pairs that have some).
+    pub open: Vec<(Severity, Status, u64)>,
+    /// Pending outbox entries.
+    pub outbox_depth: u64,
+    /// When the earliest pending outbox entry is due.
+    pub outbox_next_due: Option<DateTime<Utc>>,
+    /// Pending escalation timers.
+    pub timers_pending: u64,
+}
+
 /// Durable storage for tocsin's state.
 pub trait Store: Send + Sync + 'static {
     /// Runs `f` in one atomic transaction. `f` may be run more than once
@@ -137,8 +161,20 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an incident.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
 
-    /// Incidents, newest first, optionally only those with `status`.
-    fn incidents(&self, status: Option<Status>, limit: usize) -> Result<Vec<Incident>, StoreError>;
+    /// At most `limit` incidents, newest first, optionally only those with
+    /// `status` and only those older than `before` (a page of history:
+    /// pass the last id of the previous page). The cost is bounded by
+    /// `limit` and the number of open incidents, not by history.
+    fn incidents(
+        &self,
+        status: Option<Status>,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// The stored-state gauges, kept up to date as transactions commit
+    /// (nothing is counted at the call).
+    fn gauges(&self) -> Result<Gauges, StoreError>;
 
     /// An incident's timeline, in order.
     fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError>;

@@ -15,8 +15,16 @@
 //! - `changes`: `service 0x00` due-time-like big-endian millis | id → JSON
 //!   [`ServiceChange`] (PagerDuty change events)
 //! - `tokens`: token id → JSON [`crate::access::ApiToken`] (hashes only)
+//! - `open_incidents`: id → JSON [`OpenIncident`], for every incident not
+//!   resolved; written in the transaction that writes the incident. It is
+//!   derived (rebuilt at restore, and once when an older store is opened),
+//!   so backups leave it out.
+//!
+//! What `/metrics` and the listings need is kept in memory ([`Live`]):
+//! loaded at open from `open_incidents`, the pending trees and the counts in
+//! `meta`, and moved by each transaction as it commits.
 
-use super::{Store, StoreError, StoredEvent, StoredOverride, Tx};
+use super::{Gauges, OpenIncident, Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, ServiceChange, Status, TimelineEntry};
 use crate::notify::{DeliveryState, OutboxEntry};
@@ -45,7 +53,8 @@ const CHANNELS: usize = 9;
 const SUMMARIES: usize = 10;
 const CHANGES: usize = 11;
 const TOKENS: usize = 12;
-const TREE_NAMES: [&str; 13] = [
+const OPEN_INCIDENTS: usize = 13;
+const TREE_NAMES: [&str; 14] = [
     "incidents",
     "open",
     "timeline",
@@ -59,7 +68,66 @@ const TREE_NAMES: [&str; 13] = [
     "summaries",
     "changes",
     "tokens",
+    "open_incidents",
 ];
+
+/// Trees derived from the others: not backed up, rebuilt at restore.
+const DERIVED: [usize; 1] = [OPEN_INCIDENTS];
+
+/// The version of the derived trees and counts; a store below it gets them
+/// built once at open.
+const INDEX_VERSION: u64 = 1;
+
+/// The counts kept in `meta` (key `counts`), moved in each transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Counts {
+    incidents: u64,
+    events: u64,
+}
+
+/// What is kept in memory so that gauges and listings do not scan history.
+#[derive(Debug, Default)]
+struct Live {
+    /// Every incident not resolved.
+    open: std::collections::BTreeMap<u64, OpenIncident>,
+    counts: Counts,
+    outbox_depth: u64,
+    timers: u64,
+}
+
+/// What a transaction changes in [`Live`], applied once it commits.
+#[derive(Debug, Default)]
+struct Delta {
+    open: std::collections::BTreeMap<u64, Option<OpenIncident>>,
+    incidents: i64,
+    events: i64,
+    outbox: i64,
+    timers: i64,
+}
+
+impl Live {
+    fn apply(&mut self, d: Delta) {
+        for (id, o) in d.open {
+            match o {
+                Some(o) => self.open.insert(id, o),
+                None => self.open.remove(&id),
+            };
+        }
+        let add = |v: u64, d: i64| v.saturating_add_signed(d);
+        self.counts.incidents = add(self.counts.incidents, d.incidents);
+        self.counts.events = add(self.counts.events, d.events);
+        self.outbox_depth = add(self.outbox_depth, d.outbox);
+        self.timers = add(self.timers, d.timers);
+    }
+}
+
+/// The fields of a stored incident the index needs, decoded without the rest.
+#[derive(serde::Deserialize)]
+struct IncidentHead {
+    status: Status,
+    severity: crate::incident::Severity,
+    service: String,
+}
 
 /// Writes (and removes) a 2 MiB file in `dir`: whether a reopened
 /// database would have room to start.
@@ -230,6 +298,8 @@ pub struct SledStore {
     /// How many flushes; see [`SledStore::flush_count`].
     flushes: AtomicU64,
     fail_writes: std::sync::atomic::AtomicBool,
+    /// Gauges and the open incidents, in memory.
+    live: RwLock<Live>,
 }
 
 impl SledStore {
@@ -252,9 +322,76 @@ impl SledStore {
             write_lock: Mutex::new(()),
             flushes: AtomicU64::new(0),
             fail_writes: std::sync::atomic::AtomicBool::new(false),
+            live: RwLock::new(Live::default()),
         };
         store.check_counter()?;
+        if store.get::<u64>(META, b"index_version")? != Some(INDEX_VERSION) {
+            store.rebuild_indexes()?;
+        }
+        store.load_live()?;
         Ok(store)
+    }
+
+    /// Builds the derived trees and counts from the incidents and events
+    /// (once per store: at the first open by a version that has them, and
+    /// at restore), and records that they are built.
+    fn rebuild_indexes(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let h = self.h()?;
+        for t in DERIVED {
+            h.trees[t].clear().map_err(backend)?;
+        }
+        let mut counts = Counts::default();
+        let mut batch = sled::Batch::default();
+        for item in h.trees[INCIDENTS].iter() {
+            let (k, v) = item.map_err(backend)?;
+            let head: IncidentHead = decode(&v, INCIDENTS, &k)?;
+            counts.incidents += 1;
+            if head.status.is_open() {
+                batch.insert(
+                    k,
+                    encode(&OpenIncident {
+                        status: head.status,
+                        severity: head.severity,
+                        service: head.service,
+                    }),
+                );
+            }
+        }
+        h.trees[OPEN_INCIDENTS]
+            .apply_batch(batch)
+            .map_err(backend)?;
+        counts.events = h.trees[EVENTS].len() as u64;
+        h.trees[META]
+            .insert(b"counts", encode(&counts))
+            .map_err(backend)?;
+        h.trees[META]
+            .insert(b"index_version", encode(&INDEX_VERSION))
+            .map_err(backend)?;
+        h.db.flush().map_err(backend)?;
+        tracing::info!(incidents = counts.incidents, events = counts.events,
+            elapsed_ms = started.elapsed().as_millis() as u64, path = %self.path.display(),
+            "Built the store's open-incident index and counts");
+        Ok(())
+    }
+
+    /// Loads [`Live`] from the index, the pending trees and the counts:
+    /// none of them grows with history.
+    fn load_live(&self) -> Result<(), StoreError> {
+        let h = self.h()?;
+        let mut live = Live {
+            counts: self.get(META, b"counts")?.unwrap_or_default(),
+            outbox_depth: h.trees[OUTBOX_QUEUE].len() as u64,
+            timers: h.trees[TIMERS].len() as u64,
+            ..Live::default()
+        };
+        for item in h.trees[OPEN_INCIDENTS].iter() {
+            let (k, v) = item.map_err(backend)?;
+            live.open
+                .insert(id_of(&k, OPEN_INCIDENTS)?, decode(&v, OPEN_INCIDENTS, &k)?);
+        }
+        *self.live.write() = live;
+        Ok(())
     }
 
     /// The open database, or why there is none.
@@ -333,7 +470,9 @@ impl SledStore {
                 .insert(b"readyz_probe", encode(&"probe"))
                 .map_err(backend)?;
             h.db.flush().map_err(backend)?;
-            Ok(())
+            // What was not flushed before the failure is gone: count
+            // again from what the reopened database holds.
+            self.load_live()
         });
         let mut o = self.outage.lock();
         match reopened {
@@ -549,19 +688,13 @@ impl SledStore {
         }
         store.flush()?;
         store.check_counter()?;
-        let open = store.h()?.trees[INCIDENTS]
-            .iter()
-            .values()
-            .filter_map(Result::ok)
-            .filter(|v| {
-                serde_json::from_slice::<serde_json::Value>(v)
-                    .is_ok_and(|i| i["status"] != "resolved")
-            })
-            .count() as u64;
+        store.rebuild_indexes()?;
+        store.load_live()?;
+        let live = store.live.read();
         Ok(RestoreReport {
             records: n,
-            incidents: store.h()?.trees[INCIDENTS].len() as u64,
-            open,
+            incidents: live.counts.incidents,
+            open: live.open.len() as u64,
             next_incident: store.stored_counter()?,
             created_at: None,
         })
@@ -604,6 +737,29 @@ fn time_key(at: DateTime<Utc>) -> [u8; 8] {
     ((at.timestamp_millis() as u64) ^ (1 << 63)).to_be_bytes()
 }
 
+/// The time a [`time_key`] (or a key starting with one) holds.
+fn time_of(key: &[u8], tree: usize) -> Result<DateTime<Utc>, StoreError> {
+    let millis = key
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(|b| (u64::from_be_bytes(b) ^ (1 << 63)) as i64)
+        .and_then(DateTime::from_timestamp_millis);
+    millis.ok_or_else(|| StoreError::Corrupt {
+        key: format!("{}/{}", TREE_NAMES[tree], hex::encode(key)),
+        message: "the key does not start with a time".into(),
+    })
+}
+
+/// The incident number an 8-byte big-endian key holds.
+fn id_of(key: &[u8], tree: usize) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(key)
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            key: format!("{}/{}", TREE_NAMES[tree], hex::encode(key)),
+            message: "an incident key is not 8 bytes".into(),
+        })
+}
+
 fn queue_key(due: DateTime<Utc>, key: &str) -> Vec<u8> {
     let mut k = time_key(due).to_vec();
     k.extend_from_slice(key.as_bytes());
@@ -626,6 +782,10 @@ fn timeline_key(id: IncidentId, seq: u64) -> [u8; 16] {
 
 struct SledTx<'a> {
     trees: &'a [TransactionalTree],
+    /// The in-memory state as of the transaction's start.
+    live: &'a Live,
+    /// What this transaction changes in it.
+    delta: Delta,
     /// The keys written, while a backup runs (see [`Journal`]).
     touched: Option<Vec<(usize, Vec<u8>)>>,
     /// A sled error seen inside the closure, so a conflict can be retried.
@@ -644,6 +804,26 @@ impl SledTx<'_> {
             Ok(v) => v.map(|v| decode(&v, tree, key)).transpose(),
             Err(e) => Err(StoreError::Backend(e.to_string())),
         }
+    }
+
+    fn exists(&self, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
+        match self.trees[tree].get(key) {
+            Ok(v) => Ok(v.is_some()),
+            Err(e) => Err(StoreError::Backend(e.to_string())),
+        }
+    }
+
+    /// Writes the counts this transaction moved, with it.
+    fn write_counts(&mut self) -> Result<(), StoreError> {
+        if self.delta.incidents == 0 && self.delta.events == 0 {
+            return Ok(());
+        }
+        let c = self.live.counts;
+        let counts = Counts {
+            incidents: c.incidents.saturating_add_signed(self.delta.incidents),
+            events: c.events.saturating_add_signed(self.delta.events),
+        };
+        self.tput(META, b"counts", encode(&counts))
     }
 
     fn touch(&mut self, tree: usize, key: &[u8]) {
@@ -696,7 +876,30 @@ impl Tx for SledTx<'_> {
     }
 
     fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
-        self.tput(INCIDENTS, &incident.id.0.to_be_bytes(), encode(incident))
+        let key = incident.id.0.to_be_bytes();
+        let id = incident.id.0;
+        if !self.exists(INCIDENTS, &key)? {
+            self.delta.incidents += 1;
+        }
+        let was = match self.delta.open.get(&id) {
+            Some(o) => o.clone(),
+            None => self.live.open.get(&id).cloned(),
+        };
+        let now = incident.status.is_open().then(|| OpenIncident {
+            status: incident.status,
+            severity: incident.severity,
+            service: incident.service.clone(),
+        });
+        if was != now {
+            match &now {
+                Some(o) => self.tput(OPEN_INCIDENTS, &key, encode(o))?,
+                None => {
+                    self.tremove(OPEN_INCIDENTS, &key)?;
+                }
+            }
+            self.delta.open.insert(id, now);
+        }
+        self.tput(INCIDENTS, &key, encode(incident))
     }
 
     fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
@@ -710,11 +913,19 @@ impl Tx for SledTx<'_> {
     }
 
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
-        self.tput(TIMERS, &timer.key(), encode(timer))
+        let key = timer.key();
+        if !self.exists(TIMERS, &key)? {
+            self.delta.timers += 1;
+        }
+        self.tput(TIMERS, &key, encode(timer))
     }
 
     fn delete_timer(&mut self, timer: &Timer) -> Result<bool, StoreError> {
-        self.tremove(TIMERS, &timer.key())
+        let existed = self.tremove(TIMERS, &timer.key())?;
+        if existed {
+            self.delta.timers -= 1;
+        }
+        Ok(existed)
     }
 
     fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
@@ -726,9 +937,11 @@ impl Tx for SledTx<'_> {
             && old.state == DeliveryState::Pending
         {
             self.tremove(OUTBOX_QUEUE, &queue_key(old.due, &old.key))?;
+            self.delta.outbox -= 1;
         }
         if entry.state == DeliveryState::Pending {
             self.tput(OUTBOX_QUEUE, &queue_key(entry.due, &entry.key), Vec::new())?;
+            self.delta.outbox += 1;
         }
         self.tput(OUTBOX, entry.key.as_bytes(), encode(entry))
     }
@@ -747,6 +960,7 @@ impl Tx for SledTx<'_> {
             Ok(id) => id,
             Err(e) => return Err(StoreError::Backend(e.to_string())),
         };
+        self.delta.events += 1;
         self.tput(EVENTS, &id.to_be_bytes(), encode(event))
     }
 
@@ -783,14 +997,20 @@ impl Store for SledStore {
         let f = std::cell::RefCell::new(f);
         let journaling = self.journal.lock().is_some();
         let touched = std::cell::RefCell::new(Vec::new());
+        let delta = std::cell::RefCell::new(Delta::default());
+        // Only this thread (holding the write lock) changes it, after the commit.
+        let live = self.live.read();
         let result = trees.as_slice().transaction(|views| {
             let mut tx = SledTx {
                 trees: views,
+                live: &live,
+                delta: Delta::default(),
                 touched: journaling.then(Vec::new),
                 sled_error: None,
             };
-            let outcome = (f.borrow_mut())(&mut tx);
+            let outcome = (f.borrow_mut())(&mut tx).and_then(|()| tx.write_counts());
             *touched.borrow_mut() = tx.touched.take().unwrap_or_default();
+            *delta.borrow_mut() = std::mem::take(&mut tx.delta);
             match outcome {
                 Ok(()) => Ok(()),
                 Err(e) => match tx.sled_error.take() {
@@ -799,8 +1019,10 @@ impl Store for SledStore {
                 },
             }
         });
+        drop(live);
         match result {
             Ok(()) => {
+                self.live.write().apply(delta.into_inner());
                 if journaling {
                     self.journal_touch(touched.into_inner());
                 }
@@ -831,19 +1053,77 @@ impl Store for SledStore {
         self.get(INCIDENTS, &id.0.to_be_bytes())
     }
 
-    fn incidents(&self, status: Option<Status>, limit: usize) -> Result<Vec<Incident>, StoreError> {
+    fn incidents(
+        &self,
+        status: Option<Status>,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let end = before.map_or(u64::MAX, |b| b.0);
         let mut out = Vec::new();
-        for item in self.h()?.trees[INCIDENTS].iter().rev() {
+        if let Some(s) = status.filter(|s| s.is_open()) {
+            // From the open index: never touches resolved history.
+            let ids: Vec<u64> = self
+                .live
+                .read()
+                .open
+                .range(..end)
+                .rev()
+                .filter(|(_, o)| o.status == s)
+                .map(|(id, _)| *id)
+                .take(limit)
+                .collect();
+            for id in ids {
+                // Resolved since the index was read: left out, like a
+                // listing taken a moment later.
+                if let Some(inc) = self.incident(IncidentId(id))?
+                    && inc.status == s
+                {
+                    out.push(inc);
+                }
+            }
+            return Ok(out);
+        }
+        // Newest first; with `resolved`, the open ones are skipped by the
+        // index without decoding them, so at most `limit` plus the open
+        // incidents are read.
+        let skip_open = status == Some(Status::Resolved);
+        let tree = &self.h()?.trees[INCIDENTS];
+        for item in tree.range(..end.to_be_bytes()).rev() {
             if out.len() >= limit {
                 break;
             }
             let (k, v) = item.map_err(backend)?;
+            if skip_open && self.live.read().open.contains_key(&id_of(&k, INCIDENTS)?) {
+                continue;
+            }
             let inc: Incident = decode(&v, INCIDENTS, &k)?;
             if status.is_none_or(|s| s == inc.status) {
                 out.push(inc);
             }
         }
         Ok(out)
+    }
+
+    fn gauges(&self) -> Result<Gauges, StoreError> {
+        let outbox_next_due = match self.h()?.trees[OUTBOX_QUEUE].first().map_err(backend)? {
+            Some((k, _)) => Some(time_of(&k, OUTBOX_QUEUE)?),
+            None => None,
+        };
+        let live = self.live.read();
+        let mut open = std::collections::BTreeMap::new();
+        for o in live.open.values() {
+            *open.entry((o.severity, o.status.as_str())).or_insert(0u64) += 1;
+        }
+        Ok(Gauges {
+            open: open
+                .into_iter()
+                .map(|((sev, st), n)| (sev, st.parse().expect("a status name"), n))
+                .collect(),
+            outbox_depth: live.outbox_depth,
+            outbox_next_due,
+            timers_pending: live.timers,
+        })
     }
 
     fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
@@ -857,7 +1137,7 @@ impl Store for SledStore {
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
-        Ok(self.h()?.trees[EVENTS].len() as u64)
+        Ok(self.live.read().counts.events)
     }
 
     fn recent_changes(
@@ -880,7 +1160,7 @@ impl Store for SledStore {
     }
 
     fn incident_count(&self) -> Result<u64, StoreError> {
-        Ok(self.h()?.trees[INCIDENTS].len() as u64)
+        Ok(self.live.read().counts.incidents)
     }
 
     /// Writes a consistent snapshot as JSON lines (see [`BACKUP_FORMAT`]):
@@ -934,6 +1214,9 @@ impl Store for SledStore {
         let h = self.h()?;
         let mut n = 0;
         for (i, tree) in h.trees.iter().enumerate() {
+            if DERIVED.contains(&i) {
+                continue;
+            }
             for item in tree.iter() {
                 let (k, v) = item.map_err(backend)?;
                 record(out, i, &k, Some(&v))?;
@@ -945,6 +1228,9 @@ impl Store for SledStore {
             let _writer = self.write_lock.lock();
             let journal = self.journal.lock().take().unwrap_or_default();
             for (t, k) in journal {
+                if DERIVED.contains(&t) {
+                    continue;
+                }
                 let v = h.trees[t].get(&k).map_err(backend)?;
                 record(out, t, &k, v.as_deref())?;
                 n += 1;
@@ -1010,7 +1296,7 @@ impl Store for SledStore {
     }
 
     fn timer_count(&self) -> Result<u64, StoreError> {
-        Ok(self.h()?.trees[TIMERS].len() as u64)
+        Ok(self.live.read().timers)
     }
 
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
@@ -1029,7 +1315,7 @@ impl Store for SledStore {
     }
 
     fn outbox_depth(&self) -> Result<u64, StoreError> {
-        Ok(self.h()?.trees[OUTBOX_QUEUE].len() as u64)
+        Ok(self.live.read().outbox_depth)
     }
 
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -1353,6 +1639,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(open, (None, Some(IncidentId(2))));
+        // The backup leaves the derived index out; restore builds it again.
+        assert!(!String::from_utf8_lossy(&backup).contains("\"tree\":\"open_incidents\""));
+        let triggered: Vec<u64> = restored
+            .incidents(Some(Status::Triggered), None, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(triggered, vec![2, 1]);
+        assert_eq!(restored.gauges().unwrap().open.len(), 1);
+        assert_eq!(restored.incident_count().unwrap(), 2);
         // A backup cut short is refused, and leaves nothing behind.
         let cut = &backup[..backup.len() - 10];
         let cut_dir = tempfile::tempdir().unwrap();
@@ -1367,6 +1664,90 @@ mod tests {
         let e = SledStore::restore(&cut_path, std::io::Cursor::new(without_end)).unwrap_err();
         assert!(e.to_string().contains("cut short"), "{e}");
         assert!(!cut_path.exists());
+    }
+
+    /// A store written before the open-incident index existed gets it
+    /// (and its counts) built at its first open, once.
+    #[test]
+    fn an_older_store_gets_its_index_built_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            allocate(&store, 3);
+            store
+                .transact(&mut |tx| {
+                    let mut inc = tx.incident(IncidentId(2))?.unwrap();
+                    inc.status = Status::Resolved;
+                    tx.put_incident(&inc)
+                })
+                .unwrap();
+            // As an older tocsin left it: no index, no counts.
+            let h = store.h().unwrap();
+            h.trees[OPEN_INCIDENTS].clear().unwrap();
+            h.trees[META].remove(b"counts").unwrap();
+            h.trees[META].remove(b"index_version").unwrap();
+            h.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let open: Vec<u64> = store
+            .incidents(Some(Status::Triggered), None, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(open, vec![3, 1]);
+        assert_eq!(store.incident_count().unwrap(), 3);
+        let g = store.gauges().unwrap();
+        assert_eq!(g.open.iter().map(|(_, _, n)| n).sum::<u64>(), 2);
+        // Recorded: the next open trusts the stored counts, no rebuild.
+        store.h().unwrap().trees[META]
+            .insert(
+                b"counts",
+                encode(&Counts {
+                    incidents: 40,
+                    events: 7,
+                }),
+            )
+            .unwrap();
+        store.h().unwrap().db.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.incident_count().unwrap(), 40);
+        assert_eq!(store.event_count().unwrap(), 7);
+    }
+
+    /// The counts survive a restart, and restart reads the index, not history.
+    #[test]
+    fn gauges_and_counts_are_the_same_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let store = SledStore::open(dir.path()).unwrap();
+            allocate(&store, 4);
+            store
+                .transact(&mut |tx| {
+                    tx.record_event(&StoredEvent {
+                        received_at: crate::store::suite::now(),
+                        integration: "int".into(),
+                        incident: Some(IncidentId(1)),
+                        event: crate::store::suite::event("k"),
+                    })
+                })
+                .unwrap();
+            store.flush().unwrap();
+            (
+                store.gauges().unwrap(),
+                store.incident_count().unwrap(),
+                store.event_count().unwrap(),
+            )
+        };
+        assert_eq!((before.1, before.2), (4, 1));
+        let store = SledStore::open(dir.path()).unwrap();
+        let after = (
+            store.gauges().unwrap(),
+            store.incident_count().unwrap(),
+            store.event_count().unwrap(),
+        );
+        assert_eq!(after, before);
     }
 
     fn copy_db(from: &Path, to: &Path) {

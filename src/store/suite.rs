@@ -98,15 +98,75 @@ pub fn run(store: &dyn Store) {
     assert_eq!(next, Some(IncidentId(2)));
 
     // Listing: newest first, filtered by status.
-    let all = store.incidents(None, 10).unwrap();
-    assert_eq!(
-        all.iter().map(|i| i.id).collect::<Vec<_>>(),
-        vec![IncidentId(2), IncidentId(1)]
+    let ids = |v: Vec<Incident>| v.iter().map(|i| i.id.0).collect::<Vec<_>>();
+    assert_eq!(ids(store.incidents(None, None, 10).unwrap()), vec![2, 1]);
+    let resolved = store.incidents(Some(Status::Resolved), None, 10).unwrap();
+    assert_eq!(ids(resolved), vec![2]);
+    let triggered = store.incidents(Some(Status::Triggered), None, 10).unwrap();
+    assert_eq!(ids(triggered), vec![1]);
+    assert!(
+        store
+            .incidents(Some(Status::Acknowledged), None, 10)
+            .unwrap()
+            .is_empty()
     );
-    let resolved = store.incidents(Some(Status::Resolved), 10).unwrap();
-    assert_eq!(resolved.len(), 1);
-    assert_eq!(store.incidents(None, 1).unwrap().len(), 1);
+    assert_eq!(store.incidents(None, None, 1).unwrap().len(), 1);
+    // Pages of history: older than the cursor.
+    let before = Some(IncidentId(2));
+    assert_eq!(ids(store.incidents(None, before, 10).unwrap()), vec![1]);
+    let before_one = Some(IncidentId(1));
+    assert!(store.incidents(None, before_one, 10).unwrap().is_empty());
+    assert!(
+        store
+            .incidents(Some(Status::Resolved), before, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store
+            .incidents(Some(Status::Triggered), before, 10)
+            .unwrap()),
+        vec![1]
+    );
     assert_eq!(store.incident_count().unwrap(), 2);
+    // The open incidents, counted by severity and status as they change.
+    let severity = opened.severity;
+    assert_eq!(
+        store.gauges().unwrap().open,
+        vec![(severity, Status::Triggered, 1)]
+    );
+    store
+        .transact(&mut |tx| {
+            let mut inc = tx.incident(IncidentId(1))?.unwrap();
+            inc.status = Status::Acknowledged;
+            tx.put_incident(&inc)?;
+            // Written twice in one transaction: counted once.
+            tx.put_incident(&inc)
+        })
+        .unwrap();
+    assert_eq!(
+        store.gauges().unwrap().open,
+        vec![(severity, Status::Acknowledged, 1)]
+    );
+    let acked = store
+        .incidents(Some(Status::Acknowledged), None, 10)
+        .unwrap();
+    assert_eq!(ids(acked), vec![1]);
+    assert!(
+        store
+            .incidents(Some(Status::Triggered), None, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.incident_count().unwrap(), 2);
+    // An aborted transaction moves no count.
+    let _ = store.transact(&mut |tx| {
+        let mut inc = tx.incident(IncidentId(1))?.unwrap();
+        inc.status = Status::Resolved;
+        tx.put_incident(&inc)?;
+        Err(StoreError::Aborted("refused".into()))
+    });
+    assert_eq!(store.gauges().unwrap().open.len(), 1);
 
     // Unmarking the open index.
     store
@@ -144,6 +204,9 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.next_timer().unwrap(), Some(early));
     assert_eq!(store.timer_count().unwrap(), 2);
+    // Writing a timer again does not count it twice.
+    store.transact(&mut |tx| tx.put_timer(&early)).unwrap();
+    assert_eq!(store.gauges().unwrap().timers_pending, 2);
     // Due ones only, earliest first, at most `limit`.
     assert!(store.due_timers(now(), 10).unwrap().is_empty());
     let at = now() + chrono::Duration::minutes(7);
@@ -160,6 +223,7 @@ pub fn run(store: &dyn Store) {
         .unwrap();
     assert_eq!(deleted, (true, false));
     assert_eq!(store.next_timer().unwrap(), Some(late));
+    assert_eq!(store.gauges().unwrap().timers_pending, 1);
 
     // Outbox entries: queued when pending, read back by key.
     use crate::config::ContactKind;
@@ -193,6 +257,17 @@ pub fn run(store: &dyn Store) {
     assert_eq!(store.outbox_entry(&entry.key).unwrap(), Some(entry.clone()));
     assert_eq!(store.outbox_entry("INC-9/none").unwrap(), None);
     assert_eq!(store.due_outbox(now(), 10).unwrap(), vec![entry.clone()]);
+    assert_eq!(store.outbox_depth().unwrap(), 1);
+    assert_eq!(store.gauges().unwrap().outbox_next_due, Some(now()));
+    // Delivered: out of the queue and the depth.
+    let delivered = OutboxEntry {
+        state: DeliveryState::Delivered { at: now() },
+        ..entry.clone()
+    };
+    store.transact(&mut |tx| tx.put_outbox(&delivered)).unwrap();
+    let g = store.gauges().unwrap();
+    assert_eq!((g.outbox_depth, g.outbox_next_due), (0, None));
+    store.transact(&mut |tx| tx.put_outbox(&entry)).unwrap();
     assert_eq!(store.outbox_depth().unwrap(), 1);
 
     // Summaries, channels and runtime overrides.

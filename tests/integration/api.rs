@@ -32,6 +32,46 @@ async fn list_and_show() {
     app.stop().await;
 }
 
+/// History is served in pages: `next` is the cursor for the page after.
+#[tokio::test]
+async fn incidents_are_listed_in_pages_with_a_cursor() {
+    let app = spawn_app().await;
+    for key in ["a", "b", "c"] {
+        app.pd("trigger", key, key).await;
+    }
+    app.pd("resolve", "b", "").await;
+    let keys = |b: &serde_json::Value| -> Vec<String> {
+        b["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (s, b) = app.get("/v1/incidents?limit=2").await;
+    assert_eq!(s, 200);
+    assert_eq!(keys(&b), ["INC-3", "INC-2"]);
+    assert_eq!(b["next"], "INC-2");
+    let (_, b) = app.get("/v1/incidents?limit=2&before=INC-2").await;
+    assert_eq!(keys(&b), ["INC-1"]);
+    assert_eq!(b["next"], serde_json::Value::Null);
+    let (_, b) = app.get("/v1/incidents?status=triggered&limit=1").await;
+    assert_eq!(keys(&b), ["INC-3"]);
+    let next = b["next"].as_str().unwrap().to_string();
+    let (_, b) = app
+        .get(&format!(
+            "/v1/incidents?status=triggered&limit=1&before={next}"
+        ))
+        .await;
+    assert_eq!(keys(&b), ["INC-1"]);
+    let (_, b) = app.get("/v1/incidents?status=resolved&before=3").await;
+    assert_eq!(keys(&b), ["INC-2"]);
+    let (s, b) = app.get("/v1/incidents?before=yesterday").await;
+    assert_eq!(s, 400);
+    assert!(b["message"].as_str().unwrap().contains("yesterday"), "{b}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn acknowledge_and_resolve_need_the_token() {
     let app = spawn_app_with(

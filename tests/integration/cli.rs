@@ -191,6 +191,26 @@ async fn alert_send_and_incidents_commands() {
         "{list}"
     );
     assert!(list.contains("CLI smoke"), "{list}");
+    // Pages of history: the list says how to get the next one.
+    run(&[
+        "alert",
+        "send",
+        "--summary",
+        "Second",
+        "--dedup-key",
+        "cli-2",
+    ]);
+    let first = run(&["incidents", "list", "--limit", "1"]);
+    assert!(
+        first.contains("INC-2") && !first.contains("INC-1 "),
+        "{first}"
+    );
+    assert!(first.contains("--before INC-2"), "{first}");
+    let older = run(&["incidents", "list", "--limit", "1", "--before", "INC-2"]);
+    assert!(
+        older.contains("CLI smoke") && !older.contains("Second"),
+        "{older}"
+    );
     run(&[
         "alert",
         "send",

@@ -345,7 +345,7 @@ impl TestApp {
     pub fn store_counts(&self) -> (u64, usize) {
         (
             self.store.event_count().unwrap(),
-            self.store.incidents(None, usize::MAX).unwrap().len(),
+            self.store.incidents(None, None, usize::MAX).unwrap().len(),
         )
     }
 
