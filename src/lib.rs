@@ -38,6 +38,8 @@
 //! - [`access`]: API tokens and scopes, metrics networks and the API
 //!   listener's `Host` names. Pure.
 //! - [`clock`]: the only place that reads the system time.
+//! - [`markup`]: escaping for Slack's and Discord's markup, shared by the
+//!   chat adapters and the templates.
 //! - [`app`]: wires the pieces together and runs the server until shutdown.
 //! - [`client`]: a small REST client used by the CLI.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
@@ -54,6 +56,7 @@ pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod markup;
 pub mod matchers;
 pub mod metrics;
 pub mod notify;
