@@ -9,7 +9,7 @@
 //!   `ChatPlatform` trait, channel upkeep) and the Slack and Discord adapters.
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
 //!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
-//!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
+//!   JSON), each turning bytes into normalised [`incident::AlertEvent`]s.
 //! - [`oncall`]: on-call schedules: layered rotations with restrictions and
 //!   overrides, DST-safe handoffs, shifts and iCalendar feeds. Pure: takes
 //!   the instants it is asked about.
