@@ -1,0 +1,57 @@
+//! The application service as the host the outbox worker needs
+//! ([`OutboxHost`]). The trait belongs to the lower layer (notify); this
+//! top layer implements it, so the arrow points down.
+
+use crate::clock::Clock;
+use crate::notify::DeliveryError;
+use crate::notify::OutboxEntry;
+use crate::notify::worker::{HostFuture, OutboxHost};
+use crate::service::Service;
+use crate::store::Store;
+use crate::templates::Templates;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+impl OutboxHost for Service {
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Service::clock(self)
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        Service::store(self)
+    }
+
+    fn templates(&self) -> &Templates {
+        &self.directory().templates
+    }
+
+    fn outbox_waker(&self) -> &Notify {
+        &self.wakers().outbox
+    }
+
+    fn chat_health(&self, platform: &str, error: Option<String>) {
+        self.wakers()
+            .chat_health
+            .lock()
+            .insert(platform.to_string(), error);
+    }
+
+    fn claim_delivery<'a>(
+        &'a self,
+        key: &'a str,
+        now: DateTime<Utc>,
+    ) -> HostFuture<'a, Option<OutboxEntry>> {
+        Box::pin(async move { Ok(Service::claim_delivery(self, key, now).await?) })
+    }
+
+    fn record_delivery<'a>(
+        &'a self,
+        key: &'a str,
+        result: Result<(), DeliveryError>,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> HostFuture<'a, ()> {
+        Box::pin(async move { Ok(Service::record_delivery(self, key, result, now, jitter).await?) })
+    }
+}
