@@ -1,8 +1,10 @@
-//! The application service as the host the outbox worker needs
-//! ([`OutboxHost`]). The trait belongs to the lower layer (notify); this
-//! top layer implements it, so the arrow points down.
+//! The application service as the hosts the background tasks need: the
+//! outbox worker's [`OutboxHost`] and the scheduler's [`TimerHost`]. The
+//! traits belong to the lower layers (notify, escalation); this top layer
+//! implements them, so every arrow points down.
 
 use crate::clock::Clock;
+use crate::escalation::scheduler::{FireError, TimerHost};
 use crate::notify::DeliveryError;
 use crate::notify::OutboxEntry;
 use crate::notify::worker::{HostFuture, OutboxHost};
@@ -53,5 +55,23 @@ impl OutboxHost for Service {
         jitter: f64,
     ) -> HostFuture<'a, ()> {
         Box::pin(async move { Ok(Service::record_delivery(self, key, result, now, jitter).await?) })
+    }
+}
+
+impl TimerHost for Service {
+    fn clock(&self) -> &Arc<dyn Clock> {
+        Service::clock(self)
+    }
+
+    fn store(&self) -> &Arc<dyn Store> {
+        Service::store(self)
+    }
+
+    fn scheduler_waker(&self) -> &Notify {
+        &self.wakers().scheduler
+    }
+
+    async fn fire_due(&self, now: DateTime<Utc>) -> Result<usize, FireError> {
+        Ok(self.fire_due_timers(now).await?)
     }
 }
