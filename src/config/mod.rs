@@ -13,8 +13,8 @@
 mod paging;
 
 pub use paging::{
-    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, NtfyConfig, Repeat,
-    SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
+    ContactKind, ContactMethodConfig, EscalationPolicyConfig, MAX_ROUNDS, NotifyConfig, NtfyConfig,
+    Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
     WebhookEndpoint, is_e164,
 };
 
