@@ -5,11 +5,11 @@
 
 use crate::clock::Clock;
 use crate::escalation::scheduler::{FireError, TimerHost};
+use crate::incident::IncidentId;
 use crate::notify::DeliveryError;
 use crate::notify::OutboxEntry;
-use crate::notify::worker::{HostFuture, OutboxHost};
+use crate::notify::worker::{HostError, HostFuture, OutboxHost};
 use crate::service::Service;
-use crate::store::Store;
 use crate::templates::Templates;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -20,8 +20,16 @@ impl OutboxHost for Service {
         Service::clock(self)
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
-        Service::store(self)
+    fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, HostError> {
+        Ok(self.store().due_outbox(now, limit)?)
+    }
+
+    fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, HostError> {
+        Ok(self.store().next_outbox_due()?)
+    }
+
+    fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, HostError> {
+        Ok(self.store().outbox_for(incident)?)
     }
 
     fn templates(&self) -> &Templates {
@@ -63,8 +71,8 @@ impl TimerHost for Service {
         Service::clock(self)
     }
 
-    fn store(&self) -> &Arc<dyn Store> {
-        Service::store(self)
+    fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, FireError> {
+        Ok(self.store().next_timer()?.map(|t| t.due))
     }
 
     fn scheduler_waker(&self) -> &Notify {

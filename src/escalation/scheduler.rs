@@ -3,7 +3,6 @@
 //! due while tocsin was down fire at start.
 
 use crate::clock::Clock;
-use crate::store::Store;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::sync::Arc;
@@ -14,15 +13,15 @@ use tracing::error;
 /// A failure to fire timers (the store, the writer), logged as it is.
 pub type FireError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the scheduler needs from the application: the clock, the timers
-/// to read, its wake-up, and firing through the one writer. The
+/// What the scheduler needs from the application: the clock, when the
+/// next timer is due, its wake-up, and firing through the one writer. The
 /// application service implements it (in `app`), so escalation calls
 /// nothing above it.
 pub trait TimerHost: Send + Sync + 'static {
     /// The clock.
     fn clock(&self) -> &Arc<dyn Clock>;
-    /// The store, for reads.
-    fn store(&self) -> &Arc<dyn Store>;
+    /// When the earliest timer is due, if there is one.
+    fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, FireError>;
     /// Notified when a timer is added.
     fn scheduler_waker(&self) -> &Notify;
     /// Fires every timer due at `now` (and records the scheduler's
@@ -49,8 +48,8 @@ pub async fn run(host: impl TimerHost, mut shutdown: watch::Receiver<bool>) {
             }
             continue;
         }
-        let wait = match host.store().next_timer() {
-            Ok(Some(t)) => (t.due - host.clock().now())
+        let wait = match host.next_timer_due() {
+            Ok(Some(due)) => (due - host.clock().now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(MAX_SLEEP),

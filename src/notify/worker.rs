@@ -10,7 +10,7 @@ use super::{DeliveryError, DeliveryState, OutboxEntry, twilio, webhook};
 use crate::clock::Clock;
 use crate::config::{Config, ContactKind, UserConfig};
 use crate::escalation::Recipient;
-use crate::store::Store;
+use crate::incident::IncidentId;
 use crate::templates::Templates;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -52,14 +52,18 @@ pub type HostError = Box<dyn std::error::Error + Send + Sync>;
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send + 'a>>;
 
 /// What the worker needs from the application that owns the outbox: the
-/// clock, reads, the wake-up, and the claims and records that go through
-/// the one writer. The application service implements it (in `app`), so
+/// clock, the outbox's reads, the wake-up, and the claims and records that
+/// go through the one writer. The application service implements it (in `app`), so
 /// notify calls nothing above it.
 pub trait OutboxHost: Send + Sync + 'static {
     /// The clock.
     fn clock(&self) -> &Arc<dyn Clock>;
-    /// The store, for reads.
-    fn store(&self) -> &Arc<dyn Store>;
+    /// Up to `limit` entries due at `now`, earliest first.
+    fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, HostError>;
+    /// When the earliest pending entry is due.
+    fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, HostError>;
+    /// Every entry of `incident`.
+    fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, HostError>;
     /// The templates (an email page's text).
     fn templates(&self) -> &Templates;
     /// Notified when an entry is queued or comes due.
@@ -290,7 +294,6 @@ impl Notifiers {
             DeliveryError::permanent(format!("user '{}' has no phone", user.name))
         })?;
         let sent = host
-            .store()
             .outbox_for(entry.incident)
             .map_err(|e| DeliveryError::retryable(format!("reading the outbox: {e}")))?
             .iter()
@@ -502,7 +505,7 @@ impl Worker {
 
     /// Starts a delivery task for every entry due now that is not already
     /// in flight.
-    pub fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, crate::store::StoreError> {
+    pub fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, HostError> {
         let now = self.host.clock().now();
         // Only as many as can be sent now (plus what is in flight and will
         // be skipped): decoding more would be wasted work.
@@ -511,7 +514,7 @@ impl Worker {
             return Ok(0);
         }
         let in_flight = self.in_flight.lock().len();
-        let due = self.host.store().due_outbox(now, room + in_flight)?;
+        let due = self.host.due_outbox(now, room + in_flight)?;
         let mut started = 0;
         for entry in due {
             if !self.in_flight.lock().insert(entry.key.clone()) {
@@ -606,7 +609,7 @@ impl Worker {
             }
             while tasks.try_join_next().is_some() {}
             let now = self.host.clock().now();
-            let wait = match self.host.store().next_outbox_due() {
+            let wait = match self.host.next_outbox_due() {
                 // Due but in flight: its task wakes us when it finishes.
                 Ok(Some(due)) if due <= now => Duration::from_secs(1),
                 Ok(Some(due)) => (due - now)
