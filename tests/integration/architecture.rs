@@ -4,33 +4,45 @@
 
 use std::path::{Path, PathBuf};
 
-/// The domain and its leaves: they know nothing of chat, HTTP, the writer
-/// or the wiring.
-const LOWER: &[&str] = &[
-    "access",
-    "clock",
-    "config",
-    "escalation",
-    "incident",
-    "intake",
-    "markup",
-    "matchers",
-    "metrics",
-    "notify",
-    "oncall",
-    "runbook",
-    "secret",
-    "store",
-    "summary",
-    "templates",
+/// The domain and its leaves, bottom layer first: they know nothing of
+/// chat, HTTP, the writer or the wiring, and each names only layers below
+/// its own.
+const LAYERS: &[&[&str]] = &[
+    &["access", "clock", "markup", "matchers", "metrics", "secret"],
+    &["oncall", "templates"],
+    &["incident"],
+    &["config", "intake"],
+    &["escalation", "runbook"],
+    &["notify", "summary"],
+    // It persists every domain type.
+    &["store"],
 ];
 
 /// The layers that call the ones below.
 const UPPER: &[&str] = &["app", "chat", "http", "service"];
 
-/// `(file under src/, upper module, why)`: the arrows that may point up.
-/// None today; an entry here must say why the arrow cannot point down.
-const ALLOWED: &[(&str, &str, &str)] = &[];
+/// `(file under src/, module it names, why)`: the arrows that may point
+/// up. Each entry must say why the arrow cannot point down.
+const ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "incident/mod.rs",
+        "escalation",
+        "an incident carries its escalation state and expiry timer, and \
+         escalation's timers name the incident: moving either type is a \
+         change to the stored format, left for its own issue",
+    ),
+    (
+        "incident/mod.rs",
+        "runbook",
+        "an incident carries its runbook progress, and runbooks match on \
+         the incident: the same shape as escalation's",
+    ),
+];
+
+/// The layer of top-level module `name` among the lower ones.
+fn layer(name: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&name))
+}
 
 /// The top-level modules `source` names through `crate::` (one path, or
 /// each path of a `crate::{...}` group). Comment lines are skipped.
@@ -107,7 +119,7 @@ fn the_scanner_sees_single_paths_and_groups() {
 }
 
 #[test]
-fn no_lower_module_names_an_upper_one() {
+fn every_arrow_in_src_points_down() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -121,27 +133,27 @@ fn no_lower_module_names_an_upper_one() {
             .to_string_lossy()
             .replace('\\', "/");
         let top = rel.split('/').next().unwrap().trim_end_matches(".rs");
-        if !LOWER.contains(&top) {
+        let Some(own) = layer(top) else {
             continue;
-        }
+        };
         seen_lower += 1;
         let source = std::fs::read_to_string(file).unwrap();
         for name in crate_modules(&source) {
-            if UPPER.contains(&name.as_str())
-                && !ALLOWED.iter().any(|(f, m, _)| *f == rel && *m == name)
-            {
-                up.push(format!("src/{rel} names crate::{name}"));
+            let points_up = UPPER.contains(&name.as_str())
+                || (name != top && layer(&name).is_none_or(|l| l >= own));
+            if points_up && !ALLOWED.iter().any(|(f, m, _)| *f == rel && *m == name) {
+                up.push(format!("src/{rel} ({top}) names crate::{name}"));
             }
         }
     }
-    // Every lower module was found, so a rename cannot empty the check.
-    for m in LOWER {
+    // Every listed module exists, so a rename cannot empty the check.
+    for m in LAYERS.iter().flat_map(|l| l.iter()) {
         assert!(
             src.join(format!("{m}.rs")).exists() || src.join(m).join("mod.rs").exists(),
-            "lower module {m} is gone; update LOWER"
+            "module {m} is gone; update LAYERS"
         );
     }
-    assert!(seen_lower > LOWER.len(), "{seen_lower} files");
+    assert!(seen_lower > 20, "{seen_lower} files");
     up.dedup();
     assert!(up.is_empty(), "arrows pointing up:\n{}", up.join("\n"));
 }
