@@ -1,6 +1,8 @@
 //! Wiring: opens the store, builds the service and serves HTTP until shutdown.
 
-use crate::chat::ChatPlatform;
+mod hosts;
+
+use crate::chat::deliver::PlatformDelivery;
 use crate::chat::discord::{Discord, DiscordPlatform};
 use crate::chat::handler::ChatHandler;
 use crate::chat::replay::ReplayGuard;
@@ -9,7 +11,7 @@ use crate::chat::slack::http::{SlackState, router as slack_router};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::{AppState, routes};
-use crate::notify::worker::{Notifiers, Worker};
+use crate::notify::worker::{ChatDelivery, Notifiers, Worker};
 use crate::service::{Directory, Service};
 use crate::store::{SledStore, Store, StoreError};
 use slack_morphism::prelude::SlackSigningSecret;
@@ -80,12 +82,12 @@ impl App {
             )),
             None => None,
         };
-        let mut chat: Vec<Arc<dyn ChatPlatform>> = Vec::new();
+        let mut chat: Vec<Arc<dyn ChatDelivery>> = Vec::new();
         if let Some(s) = &slack {
-            chat.push(s.clone());
+            chat.push(Arc::new(PlatformDelivery::new(service.clone(), s.clone())));
         }
         if let Some(d) = &discord_platform {
-            chat.push(d.clone());
+            chat.push(Arc::new(PlatformDelivery::new(service.clone(), d.clone())));
         }
         let notifiers = Arc::new(Notifiers::new(config.clone(), chat).map_err(AppError::Notify)?);
         let worker = Worker::new(service.clone(), notifiers);

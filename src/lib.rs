@@ -9,7 +9,7 @@
 //!   `ChatPlatform` trait, channel upkeep) and the Slack and Discord adapters.
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,
 //!   Alertmanager webhook, Prometheus' `/api/v2/alerts`, Grafana, generic
-//!   JSON), each turning bytes into normalised [`intake::AlertEvent`]s.
+//!   JSON), each turning bytes into normalised [`incident::AlertEvent`]s.
 //! - [`oncall`]: on-call schedules: layered rotations with restrictions and
 //!   overrides, DST-safe handoffs, shifts and iCalendar feeds. Pure: takes
 //!   the instants it is asked about.
@@ -21,10 +21,13 @@
 //! - [`incident`]: incidents, their state machine, dedup and grouping, and
 //!   the typed timeline. Pure: takes `now`, does no I/O.
 //! - [`escalation`]: escalation policies, the pure "what does this step
-//!   notify and what comes next", durable timers and the scheduler task.
+//!   notify and what comes next", durable timers and the scheduler task
+//!   (over a `TimerHost` that the service implements).
 //! - [`notify`]: the outbox (one entry per page, with an idempotency key),
 //!   delivery with retries and backoff, and the notifiers (webhook, email,
-//!   log).
+//!   log). Chat goes through its `ChatDelivery` trait, which the chat layer
+//!   implements, and the worker through an `OutboxHost`, which the service
+//!   implements: notify names neither.
 //! - [`runbook`]: runbook files (loading with file-and-line errors,
 //!   matching by service, severity and labels) and progress through their
 //!   phases and steps.
@@ -38,7 +41,14 @@
 //! - [`access`]: API tokens and scopes, metrics networks and the API
 //!   listener's `Host` names. Pure.
 //! - [`clock`]: the only place that reads the system time.
-//! - [`app`]: wires the pieces together and runs the server until shutdown.
+//! - [`markup`]: escaping for Slack's and Discord's markup, shared by the
+//!   chat adapters and the templates.
+//! - [`app`]: wires the pieces together and runs the server until shutdown;
+//!   it implements the lower layers' host traits for the service.
+//!
+//! Arrows point down: a lower module owns a trait or a type, an upper one
+//! implements or uses it. `tests/integration/architecture.rs` holds the
+//! layers and fails on an arrow that points up.
 //! - [`client`]: a small REST client used by the CLI.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 
@@ -54,6 +64,7 @@ pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod markup;
 pub mod matchers;
 pub mod metrics;
 pub mod notify;

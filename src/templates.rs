@@ -70,12 +70,12 @@ impl Markup {
     }
 
     /// `text` escaped so the platform shows it as text (the escaping itself
-    /// is the platform module's).
+    /// is [`crate::markup`]'s).
     pub fn escape(self, text: &str) -> String {
         match self {
             Self::Plain => text.to_string(),
-            Self::Slack => crate::chat::slack::escape(text),
-            Self::Discord => crate::chat::discord::escape(text),
+            Self::Slack => crate::markup::slack::escape(text),
+            Self::Discord => crate::markup::discord::escape(text),
         }
     }
 
@@ -97,7 +97,7 @@ fn code(markup: Markup, text: &str) -> String {
         Markup::Slack => markup.escape(text).replace('`', "'").replace('\n', " "),
         Markup::Discord => text
             .chars()
-            .filter(|c| !crate::chat::is_unsafe_char(*c))
+            .filter(|c| !crate::markup::is_unsafe_char(*c))
             .map(|c| match c {
                 '`' => '\'',
                 '\n' => ' ',

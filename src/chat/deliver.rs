@@ -4,9 +4,35 @@
 use super::{CardView, ChatMessage, ChatPlatform, InviteFailure, channel_name};
 use crate::escalation::Recipient;
 use crate::incident::{ChatLink, Incident, TimelineEvent};
+use crate::notify::worker::{ChatDelivery, DeliveryFuture};
 use crate::notify::{DeliveryError, Job, OutboxEntry};
 use crate::service::Service;
 use crate::templates::Markup;
+use std::sync::Arc;
+
+/// One platform's side of the outbox: the worker's chat jobs and chat
+/// pages, run through [`run`] (notify owns the trait, chat implements it).
+pub struct PlatformDelivery {
+    service: Service,
+    platform: Arc<dyn ChatPlatform>,
+}
+
+impl PlatformDelivery {
+    /// Delivers through `platform`, reading and writing through `service`.
+    pub fn new(service: Service, platform: Arc<dyn ChatPlatform>) -> Self {
+        Self { service, platform }
+    }
+}
+
+impl ChatDelivery for PlatformDelivery {
+    fn platform(&self) -> &str {
+        self.platform.name()
+    }
+
+    fn deliver<'a>(&'a self, entry: &'a OutboxEntry) -> DeliveryFuture<'a> {
+        Box::pin(run(&self.service, self.platform.as_ref(), entry))
+    }
+}
 
 fn store_error(e: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::retryable(format!("store: {e}"))

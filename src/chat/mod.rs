@@ -97,14 +97,7 @@ impl Button {
     }
 }
 
-/// Whether `c` is a control or bidirectional character no chat message
-/// should carry (it could reorder what a message appears to say); both
-/// platforms' escaping drops them.
-pub fn is_unsafe_char(c: char) -> bool {
-    (c.is_control() && c != '\n' && c != '\t')
-        || matches!(c,
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-}
+pub use crate::markup::is_unsafe_char;
 
 /// What the incident card shows; each platform renders it its own way.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

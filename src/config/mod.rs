@@ -13,8 +13,8 @@
 mod paging;
 
 pub use paging::{
-    ContactKind, ContactMethodConfig, EscalationPolicyConfig, NotifyConfig, NtfyConfig, Repeat,
-    SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
+    ContactKind, ContactMethodConfig, EscalationPolicyConfig, MAX_ROUNDS, NotifyConfig, NtfyConfig,
+    Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
     WebhookEndpoint, is_e164,
 };
 
@@ -915,7 +915,7 @@ impl Config {
                     "discord.public_key".into(),
                     "must be the application's public key: 64 hex digits".into(),
                 );
-            } else if crate::chat::discord::http::verifier(&discord.public_key).is_err() {
+            } else if discord_public_key(&discord.public_key).is_err() {
                 issue(
                     "discord.public_key".into(),
                     "is not a valid Ed25519 public key".into(),
@@ -1577,6 +1577,17 @@ fn interpolate(
     }
 }
 
+/// The bytes of a Discord application public key: 64 hex digits that name
+/// a valid Ed25519 point. The Discord adapter builds its verifier from them.
+pub fn discord_public_key(public_key: &str) -> Result<[u8; 32], String> {
+    let bytes: [u8; 32] = hex::decode(public_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or("discord: the public key must be 64 hex digits")?;
+    ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|e| format!("discord: {e}"))?;
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1666,6 +1677,32 @@ mod tests {
             issues.iter().all(|i| !i.message.contains('\n')),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn a_discord_public_key_must_be_an_ed25519_point() {
+        // y = 2 has no x on the curve; y = 3 has.
+        let not_a_point = format!("02{}", "00".repeat(31));
+        let point = format!("03{}", "00".repeat(31));
+        assert!(discord_public_key(&point).is_ok());
+        assert!(
+            discord_public_key("abcd")
+                .unwrap_err()
+                .contains("64 hex digits")
+        );
+        let text = format!(
+            "{GOOD}\n[discord]\napplication_id = \"1\"\npublic_key = \"{not_a_point}\"\nbot_token = \"t\"\nguild_id = \"2\"\n"
+        );
+        let Err(ConfigError::Invalid(issues)) =
+            Config::from_toml_str(&text, &env(&[("API_TOKEN", "secret-token")]))
+        else {
+            panic!("expected invalid");
+        };
+        let key = issues
+            .iter()
+            .find(|i| i.path == "discord.public_key")
+            .unwrap_or_else(|| panic!("{issues:?}"));
+        assert_eq!(key.message, "is not a valid Ed25519 public key");
     }
 
     #[test]

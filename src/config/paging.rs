@@ -158,6 +158,10 @@ pub struct EscalationPolicyConfig {
     pub steps: Vec<StepConfig>,
 }
 
+/// The most rounds a policy runs, even with `repeat = "until-acknowledged"`:
+/// the cap `repeat` is checked against, which escalation applies.
+pub const MAX_ROUNDS: u32 = 20;
+
 /// Repeats of an escalation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Repeat {
@@ -166,7 +170,7 @@ pub enum Repeat {
     Never,
     /// This many more rounds.
     Times(u32),
-    /// Until someone acknowledges, at most [`crate::escalation::MAX_ROUNDS`] rounds.
+    /// Until someone acknowledges, at most [`MAX_ROUNDS`] rounds.
     UntilAcknowledged,
 }
 
@@ -614,14 +618,14 @@ pub(super) fn validate(
             );
         }
         if let Repeat::Times(n) = p.repeat
-            && n >= crate::escalation::MAX_ROUNDS
+            && n >= MAX_ROUNDS
         {
             issue(
                 format!("escalation_policies[{at}].repeat"),
                 format!(
                     "at most {} (tocsin runs a policy at most {} rounds); use \"until-acknowledged\" for the most",
-                    crate::escalation::MAX_ROUNDS - 1,
-                    crate::escalation::MAX_ROUNDS
+                    MAX_ROUNDS - 1,
+                    MAX_ROUNDS
                 ),
             );
         }

@@ -14,8 +14,7 @@ use crate::incident::IncidentId;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The most rounds a policy runs, even with `repeat = "until-acknowledged"`.
-pub const MAX_ROUNDS: u32 = 20;
+pub use crate::config::MAX_ROUNDS;
 
 /// A validated escalation policy.
 #[derive(Debug, Clone, PartialEq)]

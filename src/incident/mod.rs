@@ -4,16 +4,17 @@
 //! (the new state and the timeline events to append). The service writes
 //! them in one transaction.
 
+mod alert;
 mod severity;
 mod timeline;
 
+pub use alert::{AlertAction, AlertEvent, AlertLink};
 pub use severity::Severity;
 pub use timeline::{
     Actor, ChainError, ChainReport, TimelineEntry, TimelineEvent, UserRef, VerifyOptions, seal,
     verify_chain,
 };
 
-use crate::intake::{AlertAction, AlertEvent, AlertLink};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::intake::AlertAction;
+use crate::incident::AlertAction;
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")

@@ -7,15 +7,19 @@ use super::email::EmailSender;
 use super::push::PushService;
 use super::twilio::TwilioClient;
 use super::{DeliveryError, DeliveryState, OutboxEntry, twilio, webhook};
-use crate::chat::ChatPlatform;
+use crate::clock::Clock;
 use crate::config::{Config, ContactKind, UserConfig};
 use crate::escalation::Recipient;
-use crate::service::Service;
+use crate::incident::IncidentId;
+use crate::templates::Templates;
+use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{error, warn};
 
@@ -27,12 +31,68 @@ const MAX_IN_FLIGHT: usize = 64;
 /// slots, never everyone's.
 pub const MAX_IN_FLIGHT_PER_DESTINATION: usize = 8;
 
+/// A boxed delivery through a [`ChatDelivery`].
+pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Result<(), DeliveryError>> + Send + 'a>>;
+
+/// Carries the outbox's chat jobs and chat pages to one chat platform. The
+/// chat layer implements it and `app` hands it in, so notify names no
+/// platform.
+pub trait ChatDelivery: Send + Sync {
+    /// The platform's name, as [`OutboxEntry::chat_platform`] gives it.
+    fn platform(&self) -> &str;
+    /// Runs `entry`'s job (open a channel, post, page by DM...) on it.
+    fn deliver<'a>(&'a self, entry: &'a OutboxEntry) -> DeliveryFuture<'a>;
+}
+
+/// A failure of the application around the worker (the store, the writer),
+/// logged as it is.
+pub type HostError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A boxed call into the [`OutboxHost`].
+pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send + 'a>>;
+
+/// What the worker needs from the application that owns the outbox: the
+/// clock, the outbox's reads, the wake-up, and the claims and records that
+/// go through the one writer. The application service implements it (in `app`), so
+/// notify calls nothing above it.
+pub trait OutboxHost: Send + Sync + 'static {
+    /// The clock.
+    fn clock(&self) -> &Arc<dyn Clock>;
+    /// Up to `limit` entries due at `now`, earliest first.
+    fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, HostError>;
+    /// When the earliest pending entry is due.
+    fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, HostError>;
+    /// Every entry of `incident`.
+    fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, HostError>;
+    /// The templates (an email page's text).
+    fn templates(&self) -> &Templates;
+    /// Notified when an entry is queued or comes due.
+    fn outbox_waker(&self) -> &Notify;
+    /// Notes how the last call to a chat platform went (`None`: it
+    /// worked), for the readiness check.
+    fn chat_health(&self, platform: &str, error: Option<String>);
+    /// Claims a due entry for one attempt; `None` if it is no longer due.
+    fn claim_delivery<'a>(
+        &'a self,
+        key: &'a str,
+        now: DateTime<Utc>,
+    ) -> HostFuture<'a, Option<OutboxEntry>>;
+    /// Records how an attempt went (and when to retry).
+    fn record_delivery<'a>(
+        &'a self,
+        key: &'a str,
+        result: Result<(), DeliveryError>,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> HostFuture<'a, ()>;
+}
+
 /// Sends one entry through the right channel.
 pub struct Notifiers {
     config: Arc<Config>,
     http: reqwest::Client,
     email: Option<EmailSender>,
-    chat: Vec<Arc<dyn ChatPlatform>>,
+    chat: Vec<Arc<dyn ChatDelivery>>,
     twilio: Option<TwilioClient>,
     push: Option<Box<dyn PushService>>,
     /// When each phone number may get its next SMS or call: Twilio and
@@ -50,7 +110,7 @@ pub const MAX_PACE_WAIT: Duration = Duration::from_secs(3);
 impl Notifiers {
     /// Builds the HTTP client and the SMTP transport from the config; chat
     /// jobs and chat pages go to `chat`.
-    pub fn new(config: Arc<Config>, chat: Vec<Arc<dyn ChatPlatform>>) -> Result<Self, String> {
+    pub fn new(config: Arc<Config>, chat: Vec<Arc<dyn ChatDelivery>>) -> Result<Self, String> {
         let timeout = config.notify.request_timeout;
         let http = reqwest::Client::builder()
             .timeout(timeout)
@@ -122,10 +182,10 @@ impl Notifiers {
             .unwrap_or_else(|| "unknown".into())
     }
 
-    fn platform(&self, name: &str) -> Result<&dyn ChatPlatform, DeliveryError> {
+    fn platform(&self, name: &str) -> Result<&dyn ChatDelivery, DeliveryError> {
         self.chat
             .iter()
-            .find(|p| p.name() == name)
+            .find(|p| p.platform() == name)
             .map(|p| p.as_ref())
             .ok_or_else(|| DeliveryError::permanent(format!("[{name}] is not configured")))
     }
@@ -133,13 +193,13 @@ impl Notifiers {
     /// Delivers one entry.
     pub async fn deliver(
         &self,
-        service: &Service,
+        host: &dyn OutboxHost,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
         // Adapters see the key with the incident's uid (see `external_key`).
         let entry = &entry.for_delivery();
         if let Some(platform) = entry.chat_platform() {
-            return crate::chat::deliver::run(service, self.platform(platform)?, entry).await;
+            return self.platform(platform)?.deliver(entry).await;
         }
         match &entry.recipient {
             Recipient::Webhook(name) => {
@@ -185,14 +245,13 @@ impl Notifiers {
                             .email
                             .as_ref()
                             .ok_or_else(|| DeliveryError::permanent("no [smtp] is configured"))?;
-                        let ack_url = self.email_ack_url(service, entry, name);
+                        let ack_url = self.email_ack_url(host, entry, name);
                         let chat = self.config.slack.is_some() || self.config.discord.is_some();
                         // The incident as people name it (INC-1), as in the subject.
                         let mut page = serde_json::to_value(&entry.page).unwrap_or_default();
                         page["incident"] = serde_json::json!(entry.page.incident.to_string());
-                        let text = service
-                            .directory()
-                            .templates
+                        let text = host
+                            .templates()
                             .render(
                                 "page.md",
                                 serde_json::json!({
@@ -210,9 +269,9 @@ impl Notifiers {
                         sender.send(to, entry, text).await
                     }
                     ContactKind::Sms | ContactKind::Voice => {
-                        self.deliver_phone(service, user, entry).await
+                        self.deliver_phone(host, user, entry).await
                     }
-                    ContactKind::Push => self.deliver_push(service, user, entry).await,
+                    ContactKind::Push => self.deliver_push(host, user, entry).await,
                 }
             }
         }
@@ -223,7 +282,12 @@ impl Notifiers {
     /// The email page's one-click acknowledge link, when `[smtp]
     /// action_secret` and `[server] public_url` are set: signed for `user`
     /// and this page, single use, expiring after `[smtp] action_ttl`.
-    fn email_ack_url(&self, service: &Service, entry: &OutboxEntry, user: &str) -> Option<String> {
+    fn email_ack_url(
+        &self,
+        host: &dyn OutboxHost,
+        entry: &OutboxEntry,
+        user: &str,
+    ) -> Option<String> {
         let smtp = self.config.smtp.as_ref()?;
         let secret = smtp.action_secret.as_ref()?;
         let base = self.public_base().ok()?;
@@ -233,7 +297,7 @@ impl Notifiers {
             entry.incident,
             super::push::LinkAction::Acknowledge,
             user,
-            service.clock().now() + ttl,
+            host.clock().now() + ttl,
         );
         Some(format!("{base}/ack/{}", super::push::sign(secret, &claim)))
     }
@@ -251,7 +315,7 @@ impl Notifiers {
     /// number, at most `[twilio] max_per_incident` per person and incident.
     async fn deliver_phone(
         &self,
-        service: &Service,
+        host: &dyn OutboxHost,
         user: &UserConfig,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
@@ -263,8 +327,7 @@ impl Notifiers {
         let to = user.phone.as_deref().ok_or_else(|| {
             DeliveryError::permanent(format!("user '{}' has no phone", user.name))
         })?;
-        let sent = service
-            .store()
+        let sent = host
             .outbox_for(entry.incident)
             .map_err(|e| DeliveryError::retryable(format!("reading the outbox: {e}")))?
             .iter()
@@ -411,7 +474,7 @@ impl Notifiers {
     /// A push with Acknowledge and Resolve buttons.
     async fn deliver_push(
         &self,
-        service: &Service,
+        host: &dyn OutboxHost,
         user: &UserConfig,
         entry: &OutboxEntry,
     ) -> Result<(), DeliveryError> {
@@ -421,7 +484,7 @@ impl Notifiers {
         let topic = user.ntfy_topic.as_deref().ok_or_else(|| {
             DeliveryError::permanent(format!("user '{}' has no ntfy_topic", user.name))
         })?;
-        let expires = service.clock().now()
+        let expires = host.clock().now()
             + chrono::Duration::from_std(cfg.action_ttl).unwrap_or(chrono::Duration::days(1));
         let message = super::push::page_message(
             &entry.page,
@@ -451,7 +514,7 @@ pub fn url_encode(s: &str) -> String {
 /// The worker.
 #[derive(Clone)]
 pub struct Worker {
-    service: Service,
+    host: Arc<dyn OutboxHost>,
     notifiers: Arc<Notifiers>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     permits: Arc<Semaphore>,
@@ -460,10 +523,10 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `service`'s outbox.
-    pub fn new(service: Service, notifiers: Arc<Notifiers>) -> Self {
+    /// A worker for `host`'s outbox.
+    pub fn new(host: impl OutboxHost, notifiers: Arc<Notifiers>) -> Self {
         Self {
-            service,
+            host: Arc::new(host),
             in_flight: Arc::new(Mutex::new(HashSet::new())),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             per_destination: Arc::new(Mutex::new(HashMap::new())),
@@ -476,8 +539,8 @@ impl Worker {
 
     /// Starts a delivery task for every entry due now that is not already
     /// in flight.
-    pub fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, crate::store::StoreError> {
-        let now = self.service.clock().now();
+    pub fn dispatch_due(&self, tasks: &mut JoinSet<()>) -> Result<usize, HostError> {
+        let now = self.host.clock().now();
         // Only as many as can be sent now (plus what is in flight and will
         // be skipped): decoding more would be wasted work.
         let room = self.permits.available_permits();
@@ -485,7 +548,7 @@ impl Worker {
             return Ok(0);
         }
         let in_flight = self.in_flight.lock().len();
-        let due = self.service.store().due_outbox(now, room + in_flight)?;
+        let due = self.host.due_outbox(now, room + in_flight)?;
         let mut started = 0;
         for entry in due {
             if !self.in_flight.lock().insert(entry.key.clone()) {
@@ -497,7 +560,7 @@ impl Worker {
                 let key = entry.key.clone();
                 w.deliver_one(entry).await;
                 w.in_flight.lock().remove(&key);
-                w.service.wakers().outbox.notify_one();
+                w.host.outbox_waker().notify_one();
             });
         }
         Ok(started)
@@ -529,8 +592,8 @@ impl Worker {
         let Ok(_permit) = self.permits.acquire().await else {
             return;
         };
-        let now = self.service.clock().now();
-        let entry = match self.service.claim_delivery(&entry.key, now).await {
+        let now = self.host.clock().now();
+        let entry = match self.host.claim_delivery(&entry.key, now).await {
             Ok(Some(e)) => e,
             Ok(None) => return,
             Err(e) => {
@@ -540,7 +603,7 @@ impl Worker {
         };
         let result = match tokio::time::timeout(
             self.attempt_timeout,
-            self.notifiers.deliver(&self.service, &entry),
+            self.notifiers.deliver(self.host.as_ref(), &entry),
         )
         .await
         {
@@ -552,16 +615,13 @@ impl Worker {
         };
         let platform = entry.chat_platform().map(str::to_string);
         if let Some(p) = platform {
-            self.service
-                .wakers()
-                .chat_health
-                .lock()
-                .insert(p, result.as_ref().err().map(|e| e.message.clone()));
+            self.host
+                .chat_health(&p, result.as_ref().err().map(|e| e.message.clone()));
         }
         let jitter: f64 = rand::random();
-        let now = self.service.clock().now();
+        let now = self.host.clock().now();
         if let Err(e) = self
-            .service
+            .host
             .record_delivery(&entry.key, result, now, jitter)
             .await
         {
@@ -582,8 +642,8 @@ impl Worker {
                 error!(error = %e, "Reading the outbox failed");
             }
             while tasks.try_join_next().is_some() {}
-            let now = self.service.clock().now();
-            let wait = match self.service.store().next_outbox_due() {
+            let now = self.host.clock().now();
+            let wait = match self.host.next_outbox_due() {
                 // Due but in flight: its task wakes us when it finishes.
                 Ok(Some(due)) if due <= now => Duration::from_secs(1),
                 Ok(Some(due)) => (due - now)
@@ -595,7 +655,7 @@ impl Worker {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.service.wakers().outbox.notified() => {}
+                _ = self.host.outbox_waker().notified() => {}
                 _ = shutdown.changed() => break,
             }
         }

@@ -8,7 +8,7 @@ use crate::escalation::{EscalationState, Recipient, resolve_targets};
 use crate::incident::{
     Actor, Change, ChatLink, Incident, IncidentId, Severity, Status, TimelineEntry, TimelineEvent,
 };
-use crate::intake::{AlertAction, AlertEvent};
+use crate::incident::{AlertAction, AlertEvent};
 use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent, chat_key, page_key};
 use crate::store::{StoreError, Tx};
 use crate::templates::Markup;

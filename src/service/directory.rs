@@ -305,8 +305,8 @@ delay = "5m"
 
     #[test]
     fn private_channels_follow_the_service_the_severity_and_private_runbooks() {
+        use crate::incident::{AlertAction, AlertEvent};
         use crate::incident::{IncidentId, Severity};
-        use crate::intake::{AlertAction, AlertEvent};
         let config = Config::from_toml_str(
             "[chat]\nprivate_severities = [\"SEV1\"]\n[[services]]\nname = \"web\"\n[[services]]\nname = \"vault\"\nprivate = true\n",
             &Default::default(),

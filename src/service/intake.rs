@@ -18,8 +18,8 @@
 
 use super::{Effect, EventOutcome, Service, ServiceError, paging};
 use crate::config::IntegrationConfig;
+use crate::incident::{AlertAction, AlertEvent};
 use crate::incident::{Change, Incident, IncidentId, Status};
-use crate::intake::{AlertAction, AlertEvent};
 use crate::store::{StoreError, StoredEvent, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;

@@ -25,8 +25,8 @@ pub use intake::flood_key;
 
 use crate::clock::Clock;
 use crate::config::IntegrationConfig;
+use crate::incident::AlertEvent;
 use crate::incident::{Actor, Change, Incident, IncidentError, IncidentId, ServiceChange};
-use crate::intake::AlertEvent;
 use crate::store::{Store, StoreError, Tx};
 use serde::Serialize;
 use std::sync::Arc;

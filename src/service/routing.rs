@@ -9,8 +9,8 @@
 //! their own names; a label already set is not overwritten.
 
 use crate::config::{IntegrationConfig, RouteConfig};
+use crate::incident::AlertEvent;
 use crate::incident::Severity;
-use crate::intake::AlertEvent;
 use crate::matchers::Matcher;
 use std::collections::BTreeMap;
 
@@ -145,7 +145,7 @@ pub fn match_labels(event: &AlertEvent) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::intake::AlertAction;
+    use crate::incident::AlertAction;
 
     fn event(labels: &[(&str, &str)], details: serde_json::Value) -> AlertEvent {
         AlertEvent {

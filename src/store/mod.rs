@@ -14,8 +14,8 @@ pub use sled_store::{
 };
 
 use crate::escalation::Timer;
+use crate::incident::AlertEvent;
 use crate::incident::{Incident, IncidentId, Severity, Status, TimelineEntry};
-use crate::intake::AlertEvent;
 use crate::notify::OutboxEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! The behaviour every [`Store`] backend must have.
 
 use super::{Store, StoreError, StoredEvent};
+use crate::incident::{AlertAction, AlertEvent};
 use crate::incident::{Incident, IncidentId, Status};
-use crate::intake::{AlertAction, AlertEvent};
 use chrono::{DateTime, Utc};
 
 /// A trigger event with dedup key `key`.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::incident::{Actor, Change, Incident, IncidentId, RunbookStep, Severity};
-use crate::intake::{AlertAction, AlertEvent};
+use crate::incident::{AlertAction, AlertEvent};
 use crate::templates::Templates;
 use chrono::Duration;
 

@@ -4,6 +4,7 @@ mod common;
 
 mod access;
 mod api;
+mod architecture;
 mod backup;
 mod bad_input;
 mod cli;

@@ -43,10 +43,7 @@ pub const MAX_AGE_SECONDS: i64 = 300;
 
 /// The verifier of an application public key (64 hex digits).
 pub fn verifier(public_key: &str) -> Result<Verifier, String> {
-    let bytes: [u8; 32] = hex::decode(public_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or("discord: the public key must be 64 hex digits")?;
+    let bytes = crate::config::discord_public_key(public_key)?;
     Verifier::try_new(bytes).map_err(|e| format!("discord: {e}"))
 }
 

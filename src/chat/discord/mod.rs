@@ -17,12 +17,11 @@
 
 pub mod commands;
 pub mod embeds;
-pub mod escape;
 pub mod gateway;
 pub mod http;
 pub mod ratelimit;
 
-pub use escape::escape;
+pub use crate::markup::discord::escape;
 
 use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform};
 use crate::config::{DiscordConfig, DiscordMode};
@@ -547,7 +546,7 @@ impl ChatPlatform for DiscordPlatform {
             let channel_id = ChannelId::new(snowflake("channel", channel)?);
             let topic: String = topic
                 .chars()
-                .filter(|c| !escape::is_unsafe_char(*c))
+                .filter(|c| !crate::markup::is_unsafe_char(*c))
                 .collect();
             let body = EditChannel::new().topic(embeds::truncate(&topic, TOPIC_MAX));
             let req = Request::new(Route::Channel { channel_id }, LightMethod::Patch)

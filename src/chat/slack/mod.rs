@@ -11,11 +11,10 @@
 //! Every Web API call is paced by [`pace`] to Slack's documented limits.
 
 pub mod blocks;
-pub mod escape;
 pub mod http;
 pub mod pace;
 
-pub use escape::escape;
+pub use crate::markup::slack::escape;
 
 use super::{ChannelRef, ChatFuture, ChatMessage, ChatPlatform, InviteFailure, SummaryPost};
 use crate::config::SlackConfig;

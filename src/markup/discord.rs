@@ -5,7 +5,7 @@
 //! mention syntax, `@everyone` and `@here` get a zero-width space after
 //! the `@`, and control and bidi characters are dropped.
 
-pub use crate::chat::is_unsafe_char;
+use super::is_unsafe_char;
 
 /// `text` as Discord shows it literally.
 pub fn escape(text: &str) -> String {

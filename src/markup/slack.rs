@@ -8,7 +8,7 @@
 //! backslash escape, zero-width joiners would spoil copying and searching,
 //! and formatting is cosmetic, while a mention or a link is not.
 
-use crate::chat::is_unsafe_char;
+use super::is_unsafe_char;
 
 /// `text` as Slack shows it literally: `&`, `<`, `>` as entities, control
 /// and bidi characters dropped.
