@@ -125,6 +125,8 @@ def api(path, body=None):
     req = urllib.request.Request(base + path, data=body and json.dumps(body).encode(),
                                  method="POST" if body else "GET")
     req.add_header("Content-Type", "application/json")
+    # The REST API needs a token (the config's bootstrap token).
+    req.add_header("Authorization", "Bearer interop-api-token")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.load(r)
 
