@@ -166,6 +166,22 @@ pub enum TimerKind {
     Unsnooze,
     /// Alerts whose `endsAt` passed resolve ([`crate::incident::Incident::expire`]).
     Expire,
+    /// A heartbeat was not seen in time: its incident opens. Such a timer
+    /// belongs to no incident (its `incident` is 0).
+    Heartbeat {
+        /// [`heartbeat_id`] of the heartbeat's name.
+        heartbeat: u32,
+        /// When its next ping was expected (the last ping plus `interval`).
+        expected: DateTime<Utc>,
+    },
+}
+
+/// A heartbeat's stable id in its timer's key: FNV-1a of its name (config
+/// validation refuses two names with the same id).
+pub fn heartbeat_id(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// A durable timer.
@@ -196,6 +212,7 @@ impl Timer {
             TimerKind::Exhausted => (1, 0, 0),
             TimerKind::Unsnooze => (2, 0, 0),
             TimerKind::Expire => (3, 0, 0),
+            TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());

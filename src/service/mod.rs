@@ -12,6 +12,7 @@
 
 mod chat;
 pub mod directory;
+pub mod heartbeat;
 mod intake;
 mod paging;
 mod phone;
@@ -107,6 +108,8 @@ pub struct Service {
     /// up to date by [`Service::record_change`]): a new incident shows them
     /// without a store scan inside its transaction.
     changes: Arc<parking_lot::Mutex<std::collections::HashMap<String, Vec<ServiceChange>>>>,
+    /// Each heartbeat's pending timer.
+    beats: Arc<heartbeat::Beats>,
 }
 
 impl Service {
@@ -136,6 +139,7 @@ impl Service {
             floods: Arc::default(),
             rates: Arc::default(),
             changes: Arc::new(parking_lot::Mutex::new(changes)),
+            beats: Arc::default(),
         })
     }
 

@@ -11,6 +11,7 @@ mod connections;
 mod crash;
 mod deploy_files;
 mod discord;
+mod heartbeats;
 mod intake;
 mod metrics;
 mod oncall;
