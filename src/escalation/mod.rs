@@ -382,6 +382,32 @@ mod tests {
     }
 
     #[test]
+    fn heartbeat_timers_are_keyed_per_heartbeat_and_round_trip_as_json() {
+        let hb = |name: &str, due| Timer {
+            due,
+            incident: IncidentId(0),
+            generation: 0,
+            kind: TimerKind::Heartbeat {
+                heartbeat: heartbeat_id(name),
+                expected: t0(),
+            },
+        };
+        let (a, b) = (hb("db-backup", t0()), hb("watchdog", t0()));
+        assert_ne!(heartbeat_id("db-backup"), heartbeat_id("watchdog"));
+        assert_eq!(heartbeat_id("db-backup"), heartbeat_id("db-backup"));
+        assert_ne!(a.key(), b.key());
+        assert!(a.key() < hb("db-backup", t0() + Duration::seconds(1)).key());
+        let expire = Timer {
+            kind: TimerKind::Expire,
+            ..a
+        };
+        assert_ne!(a.key(), expire.key());
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.contains("\"kind\":\"heartbeat\""), "{json}");
+        assert_eq!(serde_json::from_str::<Timer>(&json).unwrap(), a);
+    }
+
+    #[test]
     fn targets_resolve_and_collapse() {
         let targets = vec![
             TargetConfig::User("alice".into()),
