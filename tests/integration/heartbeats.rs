@@ -246,3 +246,13 @@ resolve_after = "30m"
     let disk = list.iter().find(|i| i["dedup_key"] == "disk").unwrap();
     assert_eq!(disk["status"], "triggered");
 }
+
+#[tokio::test]
+async fn heartbeats_are_pinged_on_the_public_listener_only() {
+    let app = spawn_split(&heartbeat("1h", "5m"), "").await;
+    let url = |base: std::net::SocketAddr| format!("http://{base}/heartbeat/{HB_KEY}");
+    let public = app.http.get(url(app.public_addr)).send().await.unwrap();
+    assert_eq!(public.status().as_u16(), 200);
+    let api = app.http.get(url(app.addr)).send().await.unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+}
