@@ -159,11 +159,17 @@ impl App {
         &self,
         stop: &tokio::sync::watch::Sender<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        let service = self.service.clone();
+        let scheduler_stop = stop.subscribe();
         let mut tasks = vec![
-            tokio::spawn(crate::escalation::scheduler::run(
-                self.service.clone(),
-                stop.subscribe(),
-            )),
+            tokio::spawn(async move {
+                // Heartbeats are armed before the first timer fires, so one
+                // overdue while tocsin was down gets its grace first.
+                if let Err(e) = service.start_heartbeats().await {
+                    tracing::error!(error = %e, "Arming the heartbeat timers failed; pings still arm them");
+                }
+                crate::escalation::scheduler::run(service, scheduler_stop).await
+            }),
             tokio::spawn(self.worker.clone().run(stop.subscribe(), SHUTDOWN_GRACE)),
         ];
         if let Some(d) = &self.discord {

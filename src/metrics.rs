@@ -75,6 +75,8 @@ pub struct Metrics {
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
     /// Pending escalation timers (set at scrape).
     pub timers_pending: Gauge,
+    /// Each heartbeat's last ping, unix seconds, by name.
+    pub heartbeat_last_seen: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -101,8 +103,14 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             timers_pending: Gauge::default(),
+            heartbeat_last_seen: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "tocsin_heartbeat_last_seen_seconds",
+            "When each heartbeat last pinged (unix seconds; at start, as the stored timer says), by name",
+            m.heartbeat_last_seen.clone(),
+        );
         registry.register(
             "tocsin_alerts_received",
             "Alert events received, by integration and outcome",

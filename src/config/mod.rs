@@ -26,6 +26,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+/// A heartbeat's stable id in its timer's key: FNV-1a of its name (config
+/// validation refuses two names with the same id).
+pub fn heartbeat_id(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 /// The environment variable prefix for overrides.
 pub const ENV_PREFIX: &str = "TOCSIN__";
 
@@ -74,6 +82,32 @@ pub struct Config {
     pub intake: IntakeConfig,
     /// `[audit]`
     pub audit: AuditConfig,
+    /// `[[heartbeats]]`: senders that must ping, or an incident opens.
+    pub heartbeats: Vec<HeartbeatConfig>,
+}
+
+/// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
+/// `interval`; silent for `interval + grace`, it opens an incident.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Unique name, in the incident's title and dedup key.
+    pub name: String,
+    /// The secret in the ping's URL or bearer header.
+    pub key: Secret,
+    /// The service whose policy the missed heartbeat pages.
+    pub service: String,
+    /// How often the sender pings.
+    #[serde(with = "humantime_serde")]
+    pub interval: std::time::Duration,
+    /// How late a ping may be before the incident opens; also the catch-up
+    /// time after tocsin itself was down.
+    #[serde(default = "default_heartbeat_grace", with = "humantime_serde")]
+    pub grace: std::time::Duration,
+}
+
+fn default_heartbeat_grace() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
 }
 
 /// `[audit]`: the timeline's keyed hash chain and its copy outside the store.
@@ -487,6 +521,10 @@ pub struct IntegrationConfig {
     /// `repeat_interval`, 4h by default).
     #[serde(default = "default_held_resolve_timeout", with = "humantime_serde")]
     pub held_resolve_timeout: std::time::Duration,
+    /// For senders that never resolve (generic JSON): an incident whose
+    /// alerts are not sent again within this time resolves itself.
+    #[serde(default, with = "humantime_serde")]
+    pub resolve_after: Option<std::time::Duration>,
     /// Requests a second this sender may make (a burst of two seconds'
     /// worth); past it, it is told to retry. Unset: no limit.
     #[serde(default)]
@@ -689,6 +727,61 @@ impl Config {
             }
         }
         let services: HashSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
+        let mut hb_names = HashSet::new();
+        let mut hb_keys: HashSet<&str> = self.integrations.iter().map(|i| i.key.expose()).collect();
+        let mut hb_ids = HashSet::new();
+        for (i, hb) in self.heartbeats.iter().enumerate() {
+            let i = origins.at("heartbeats", i);
+            if hb.name.trim().is_empty() {
+                issue(format!("heartbeats[{i}].name"), "must not be empty".into());
+            } else if !hb_names.insert(hb.name.as_str()) {
+                issue(
+                    format!("heartbeats[{i}].name"),
+                    format!("heartbeat '{}' is defined twice", hb.name),
+                );
+            } else if !hb_ids.insert(heartbeat_id(&hb.name)) {
+                issue(
+                    format!("heartbeats[{i}].name"),
+                    format!(
+                        "heartbeat '{}' shares its timer id with another; rename it",
+                        hb.name
+                    ),
+                );
+            }
+            if hb.key.is_empty() {
+                issue(format!("heartbeats[{i}].key"), "must not be empty".into());
+            } else if !hb_keys.insert(hb.key.expose()) {
+                issue(
+                    format!("heartbeats[{i}].key"),
+                    "is already another heartbeat's or integration's key; give each its own".into(),
+                );
+            } else if !hb
+                .key
+                .expose()
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '/')
+            {
+                issue(
+                    format!("heartbeats[{i}].key"),
+                    "may only contain printable ASCII without spaces or '/'".into(),
+                );
+            }
+            if !services.contains(hb.service.as_str()) {
+                issue(
+                    format!("heartbeats[{i}].service"),
+                    format!(
+                        "unknown service '{}'; define it under [[services]]",
+                        hb.service
+                    ),
+                );
+            }
+            if hb.interval.is_zero() {
+                issue(
+                    format!("heartbeats[{i}].interval"),
+                    "must be longer than 0s (how often the sender pings)".into(),
+                );
+            }
+        }
         let mut seen_services = HashSet::new();
         for (i, s) in self.services.iter().enumerate() {
             let i = svc_at(i);
@@ -742,6 +835,12 @@ impl Config {
                 issue(
                     format!("integrations[{i}].held_resolve_timeout"),
                     "must be longer than 0s (set it above Alertmanager's repeat_interval)".into(),
+                );
+            }
+            if integ.resolve_after.is_some_and(|d| d.is_zero()) {
+                issue(
+                    format!("integrations[{i}].resolve_after"),
+                    "must be longer than 0s (or left out: alerts fire until resolved)".into(),
                 );
             }
             if integ.resolve_timeout.is_zero() {
@@ -1082,6 +1181,12 @@ impl Config {
                 &integ.key,
             ));
         }
+        for (i, hb) in self.heartbeats.iter().enumerate() {
+            out.push((
+                format!("heartbeats[{}].key", origins.at("heartbeats", i)),
+                &hb.key,
+            ));
+        }
         if let Some(t) = &self.api.token {
             out.push(("api.token".into(), t));
         }
@@ -1140,6 +1245,17 @@ impl Config {
         found
     }
 
+    /// The heartbeat with this key, compared in constant time against every key.
+    pub fn heartbeat_by_key(&self, presented: &str) -> Option<&HeartbeatConfig> {
+        let mut found = None;
+        for hb in &self.heartbeats {
+            if hb.key.matches(presented) && found.is_none() {
+                found = Some(hb);
+            }
+        }
+        found
+    }
+
     /// Reads the process environment into the map [`Config::load`] takes.
     pub fn process_env() -> HashMap<String, String> {
         std::env::vars().collect()
@@ -1157,6 +1273,7 @@ const SECTIONS: &[&str] = &[
     "schedules",
     "escalation_policies",
     "webhooks",
+    "heartbeats",
     "smtp",
     "twilio",
     "ntfy",
@@ -1187,6 +1304,7 @@ impl Origins {
             (0..config.escalation_policies.len()).collect(),
         );
         o.insert("webhooks", (0..config.webhooks.len()).collect());
+        o.insert("heartbeats", (0..config.heartbeats.len()).collect());
         Self(o, Vec::new())
     }
 
@@ -1301,7 +1419,8 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         users,
         schedules,
         escalation_policies,
-        webhooks
+        webhooks,
+        heartbeats
     );
     (config, origins)
 }
@@ -1950,6 +2069,68 @@ mod tests {
         for bad in ["+0123456789", "+1555", "15551230001", "+1 555 123 0001"] {
             assert!(!crate::config::is_e164(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn heartbeats_load_and_every_key_is_checked() {
+        let env = env(&[("API_TOKEN", "secret-token"), ("HB_KEY", "hb-secret-1")]);
+        let good = format!(
+            "{GOOD}\n[[heartbeats]]\nname = \"db-backup\"\nkey = \"${{HB_KEY}}\"\nservice = \"api\"\ninterval = \"1h\"\n"
+        );
+        let c = Config::from_toml_str(&good, &env).unwrap();
+        let hb = &c.heartbeats[0];
+        assert_eq!(hb.key.expose(), "hb-secret-1");
+        assert_eq!(hb.interval, std::time::Duration::from_secs(3600));
+        assert_eq!(hb.grace, std::time::Duration::from_secs(300));
+        assert_eq!(c.heartbeat_by_key("hb-secret-1").unwrap().name, "db-backup");
+        assert!(c.heartbeat_by_key("am-key-123").is_none());
+        let bad = format!(
+            r#"{GOOD}
+            [[heartbeats]]
+            name = "db-backup"
+            key = "PLACEHOLDER-heartbeat-key"
+            service = "nope"
+            interval = "0s"
+            [[heartbeats]]
+            name = "db-backup"
+            key = "am-key-123"
+            service = "api"
+            interval = "5m"
+            [[heartbeats]]
+            name = "cron"
+            key = "hb-1"
+            service = "api"
+            interval = "5m"
+            surprise = 1
+            "#
+        );
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&bad, &env) else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        for path in [
+            "heartbeats[0].key",
+            "heartbeats[0].service",
+            "heartbeats[0].interval",
+            "heartbeats[1].name",
+            "heartbeats[1].key",
+            "heartbeats[2].surprise",
+        ] {
+            assert!(paths.contains(&path), "{path} not in {issues:?}");
+        }
+        let resolve = GOOD.replace(
+            "key = \"am-key-123\"",
+            "key = \"am-key-123\"\nresolve_after = \"0s\"",
+        );
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&resolve, &env) else {
+            panic!("expected invalid: {resolve}");
+        };
+        assert!(
+            issues
+                .iter()
+                .any(|i| i.path == "integrations[0].resolve_after"),
+            "{issues:?}"
+        );
     }
 
     #[test]

@@ -165,7 +165,17 @@ pub enum TimerKind {
     Unsnooze,
     /// Alerts whose `endsAt` passed resolve ([`crate::incident::Incident::expire`]).
     Expire,
+    /// A heartbeat was not seen in time: its incident opens. Such a timer
+    /// belongs to no incident (its `incident` is 0).
+    Heartbeat {
+        /// [`heartbeat_id`] of the heartbeat's name.
+        heartbeat: u32,
+        /// When its next ping was expected (the last ping plus `interval`).
+        expected: DateTime<Utc>,
+    },
 }
+
+pub use crate::config::heartbeat_id;
 
 /// A durable timer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +205,7 @@ impl Timer {
             TimerKind::Exhausted => (1, 0, 0),
             TimerKind::Unsnooze => (2, 0, 0),
             TimerKind::Expire => (3, 0, 0),
+            TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());
@@ -361,6 +372,32 @@ mod tests {
         };
         assert!(a.key() < b.key());
         assert!(before_epoch.key() < a.key());
+    }
+
+    #[test]
+    fn heartbeat_timers_are_keyed_per_heartbeat_and_round_trip_as_json() {
+        let hb = |name: &str, due| Timer {
+            due,
+            incident: IncidentId(0),
+            generation: 0,
+            kind: TimerKind::Heartbeat {
+                heartbeat: heartbeat_id(name),
+                expected: t0(),
+            },
+        };
+        let (a, b) = (hb("db-backup", t0()), hb("watchdog", t0()));
+        assert_ne!(heartbeat_id("db-backup"), heartbeat_id("watchdog"));
+        assert_eq!(heartbeat_id("db-backup"), heartbeat_id("db-backup"));
+        assert_ne!(a.key(), b.key());
+        assert!(a.key() < hb("db-backup", t0() + Duration::seconds(1)).key());
+        let expire = Timer {
+            kind: TimerKind::Expire,
+            ..a
+        };
+        assert_ne!(a.key(), expire.key());
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(json.contains("\"kind\":\"heartbeat\""), "{json}");
+        assert_eq!(serde_json::from_str::<Timer>(&json).unwrap(), a);
     }
 
     #[test]

@@ -14,6 +14,7 @@
 mod api;
 mod auth;
 mod error;
+mod heartbeat;
 mod intake;
 mod push;
 mod schedules;
@@ -115,7 +116,10 @@ pub fn routes(state: AppState) -> Routes {
             .route(&format!("{path}/"), handler);
     }
     // Twilio's webhooks and the push buttons face the internet.
-    let public = public.merge(twilio::routes()).merge(push::routes());
+    let public = public
+        .merge(twilio::routes())
+        .merge(push::routes())
+        .merge(heartbeat::routes());
     let api = Router::new()
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::show_incident))

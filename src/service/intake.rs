@@ -111,11 +111,27 @@ impl Service {
                 continue;
             }
             let service = routed.service;
+            // `resolve_after`: a trigger that is not sent again resolves by
+            // itself, as an alert past its `endsAt` does.
+            let expires_at = match (integration.resolve_after, event.action) {
+                (Some(after), AlertAction::Trigger) if event.expires_at.is_none() => {
+                    chrono::Duration::from_std(after).ok().map(|d| now + d)
+                }
+                _ => event.expires_at,
+            };
             let reshaped;
             let event = match routed.severity {
-                Some(sev) if event.severity != Some(sev) => {
+                Some(sev) if event.severity != Some(sev) || expires_at != event.expires_at => {
                     reshaped = AlertEvent {
                         severity: Some(sev),
+                        expires_at,
+                        ..event.clone()
+                    };
+                    &reshaped
+                }
+                None if expires_at != event.expires_at => {
+                    reshaped = AlertEvent {
+                        expires_at,
                         ..event.clone()
                     };
                     &reshaped

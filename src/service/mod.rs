@@ -12,6 +12,7 @@
 
 mod chat;
 pub mod directory;
+pub mod heartbeat;
 mod intake;
 mod paging;
 mod phone;
@@ -113,6 +114,8 @@ pub struct Service {
     /// Store reads for the API run on blocking threads, at most this many
     /// at once, so readers queue instead of taking every core from intake.
     readers: Arc<tokio::sync::Semaphore>,
+    /// Each heartbeat's pending timer.
+    beats: Arc<heartbeat::Beats>,
 }
 
 impl Service {
@@ -143,6 +146,7 @@ impl Service {
             rates: Arc::default(),
             changes: Arc::new(parking_lot::Mutex::new(changes)),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
+            beats: Arc::default(),
         })
     }
 

@@ -311,6 +311,9 @@ impl Service {
         crate::metrics::METRICS
             .timer_lateness
             .observe(((now - timer.due).num_milliseconds().max(0) as f64) / 1000.0);
+        if let TimerKind::Heartbeat { .. } = timer.kind {
+            return self.fire_heartbeat(tx, timer, now);
+        }
         let Some(inc) = tx.incident(timer.incident)? else {
             return Ok(());
         };
@@ -350,7 +353,7 @@ impl Service {
                     );
                 }
             }
-            TimerKind::Expire => unreachable!("handled above"),
+            TimerKind::Expire | TimerKind::Heartbeat { .. } => unreachable!("handled above"),
             TimerKind::Unsnooze => {
                 if let Some(mut woken) = change.incident.unsnooze(now) {
                     info!("Snooze ended; escalating again");

@@ -631,3 +631,47 @@ fn check_validates_the_chat_access_keys_of_the_example_once_uncommented() {
         "{stderr}"
     );
 }
+
+/// The example's commented heartbeat is valid once uncommented.
+#[test]
+fn the_example_heartbeat_is_valid_once_uncommented() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tocsin.example.toml"))
+            .unwrap();
+    let mut out = String::new();
+    let mut in_block = false;
+    for line in example.lines() {
+        if line.trim() == "# [[heartbeats]]" {
+            in_block = true;
+        } else if !line.starts_with("# ") {
+            in_block = false;
+        }
+        if in_block {
+            out.push_str(line.trim_start_matches("# "));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert!(
+        out.contains("\n[[heartbeats]]\nname = \"db-backup\""),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, out).unwrap();
+    let runbooks = concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks");
+    let out = tocsin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DB_BACKUP_HEARTBEAT_KEY", "a-real-heartbeat-key-9f3e")
+        .env("TOCSIN__RUNBOOKS__DIR", runbooks)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
