@@ -36,13 +36,17 @@ impl<'a> From<&'a Incident> for IncidentView<'a> {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    /// Open incidents of this service only.
+    service: Option<String>,
+    /// Open incidents of this severity only (`sev1`..`sev4`).
+    severity: Option<String>,
     limit: Option<usize>,
     /// Only incidents older than this one (`INC-n` or `n`): the `next` of
     /// the previous page.
     before: Option<String>,
 }
 
-/// `GET /v1/incidents?status=&limit=&before=`: a page of incidents, newest
+/// `GET /v1/incidents?status=&service=&severity=&limit=&before=`: a page of incidents, newest
 /// first, and the `next` cursor (pass it as `before`) when the page is full.
 pub async fn list_incidents(
     State(st): State<AppState>,
@@ -51,18 +55,47 @@ pub async fn list_incidents(
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let before = q.before.as_deref().map(parse_id).transpose()?;
+    let open_only = q.status.as_deref() == Some("open");
     let status = q
         .status
         .as_deref()
+        .filter(|s| *s != "open")
         .map(str::parse::<Status>)
         .transpose()
-        .map_err(ApiError::bad_request)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let before = q.before.as_deref().map(parse_id).transpose()?;
-    let incidents = st
-        .service
-        .read(move |s| s.incidents(status, before, limit))
-        .await?;
+        .map_err(|e| ApiError::bad_request(format!("{e}, or open (both unresolved)")))?;
+    let severity = q
+        .severity
+        .as_deref()
+        .map(|s| {
+            crate::incident::Severity::from_sender(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown severity '{s}'; use sev1, sev2, sev3 or sev4"
+                ))
+            })
+        })
+        .transpose()?;
+    let incidents = if open_only || q.service.is_some() || severity.is_some() {
+        // Served from the open index, so the cost never grows with history.
+        if status == Some(Status::Resolved) {
+            return Err(ApiError::bad_request(
+                "service and severity filter open incidents: use status=open, triggered or acknowledged",
+            ));
+        }
+        let filter = crate::store::OpenFilter {
+            status,
+            service: q.service.clone(),
+            severity,
+        };
+        st.service
+            .read(move |s| s.open_incidents(&filter, before, limit))
+            .await?
+    } else {
+        st.service
+            .read(move |s| s.incidents(status, before, limit))
+            .await?
+    };
     let views: Vec<IncidentView> = incidents.iter().map(IncidentView::from).collect();
     let next = (incidents.len() == limit)
         .then(|| incidents.last().map(|i| i.id.to_string()))

@@ -132,6 +132,26 @@ pub struct OpenIncident {
     pub service: String,
 }
 
+/// Which open incidents [`Store::open_incidents`] lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenFilter {
+    /// Triggered or acknowledged; `None` for both.
+    pub status: Option<Status>,
+    /// Only this service's.
+    pub service: Option<String>,
+    /// Only this severity.
+    pub severity: Option<Severity>,
+}
+
+impl OpenFilter {
+    /// Whether an open-index entry passes.
+    pub fn admits(&self, o: &OpenIncident) -> bool {
+        self.status.is_none_or(|s| s == o.status)
+            && self.service.as_deref().is_none_or(|s| s == o.service)
+            && self.severity.is_none_or(|s| s == o.severity)
+    }
+}
+
 /// The stored-state gauges `/metrics` serves.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Gauges {
@@ -168,6 +188,16 @@ pub trait Store: Send + Sync + 'static {
     fn incidents(
         &self,
         status: Option<Status>,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError>;
+
+    /// Open incidents, newest first, older than `before`, filtered by status
+    /// (`None`: triggered and acknowledged), service and severity, from the
+    /// open index: never touches resolved history.
+    fn open_incidents(
+        &self,
+        filter: &OpenFilter,
         before: Option<IncidentId>,
         limit: usize,
     ) -> Result<Vec<Incident>, StoreError>;

@@ -1105,6 +1105,36 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn open_incidents(
+        &self,
+        filter: &super::OpenFilter,
+        before: Option<IncidentId>,
+        limit: usize,
+    ) -> Result<Vec<Incident>, StoreError> {
+        let end = before.map_or(u64::MAX, |b| b.0);
+        let ids: Vec<u64> = self
+            .live
+            .read()
+            .open
+            .range(..end)
+            .rev()
+            .filter(|(_, o)| filter.admits(o))
+            .map(|(id, _)| *id)
+            .take(limit)
+            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Resolved (or changed) since the index was read: left out.
+            if let Some(inc) = self.incident(IncidentId(id))?
+                && inc.status.is_open()
+                && filter.status.is_none_or(|s| s == inc.status)
+            {
+                out.push(inc);
+            }
+        }
+        Ok(out)
+    }
+
     fn gauges(&self) -> Result<Gauges, StoreError> {
         let outbox_next_due = match self.h()?.trees[OUTBOX_QUEUE].first().map_err(backend)? {
             Some((k, _)) => Some(time_of(&k, OUTBOX_QUEUE)?),

@@ -1,6 +1,6 @@
 //! The behaviour every [`Store`] backend must have.
 
-use super::{Store, StoreError, StoredEvent};
+use super::{OpenFilter, Store, StoreError, StoredEvent};
 use crate::incident::{AlertAction, AlertEvent};
 use crate::incident::{Incident, IncidentId, Status};
 use chrono::{DateTime, Utc};
@@ -111,6 +111,32 @@ pub fn run(store: &dyn Store) {
             .is_empty()
     );
     assert_eq!(store.incidents(None, None, 1).unwrap().len(), 1);
+    // Open incidents by service and severity, from the index.
+    let open = |f: OpenFilter| ids(store.open_incidents(&f, None, 10).unwrap());
+    assert_eq!(open(OpenFilter::default()), vec![1]);
+    let first = store.incident(IncidentId(1)).unwrap().unwrap();
+    assert_eq!(
+        open(OpenFilter {
+            service: Some(first.service.clone()),
+            severity: Some(first.severity),
+            ..OpenFilter::default()
+        }),
+        vec![1]
+    );
+    assert!(
+        open(OpenFilter {
+            service: Some("elsewhere".into()),
+            ..OpenFilter::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        open(OpenFilter {
+            status: Some(Status::Acknowledged),
+            ..OpenFilter::default()
+        })
+        .is_empty()
+    );
     // Pages of history: older than the cursor.
     let before = Some(IncidentId(2));
     assert_eq!(ids(store.incidents(None, before, 10).unwrap()), vec![1]);

@@ -33,6 +33,60 @@ async fn list_and_show() {
 }
 
 /// History is served in pages: `next` is the cursor for the page after.
+/// Open incidents filtered by service and severity come from the open
+/// index; asking that of resolved history is refused.
+#[tokio::test]
+async fn open_incidents_are_filtered_by_service_and_severity() {
+    let app = spawn_app().await;
+    app.pd("trigger", "a", "PD one").await; // payments, sev2
+    app.post_json(
+        &format!("/hooks/{GENERIC_KEY}"),
+        &json!({"summary": "Script one", "severity": "critical", "dedup_key": "g"}),
+    )
+    .await; // payments, sev1
+    app.pd("trigger", "c", "PD two").await;
+    app.pd("resolve", "c", "").await;
+    let keys = |path: &str| {
+        let app = &app;
+        let path = path.to_string();
+        async move {
+            let (s, b) = app.get(&path).await;
+            assert_eq!(s, 200, "{b}");
+            b["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["key"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(keys("/v1/incidents?status=open").await, ["INC-2", "INC-1"]);
+    assert_eq!(
+        keys("/v1/incidents?service=payments").await,
+        ["INC-2", "INC-1"]
+    );
+    assert!(keys("/v1/incidents?service=api").await.is_empty());
+    assert_eq!(keys("/v1/incidents?severity=sev1").await, ["INC-2"]);
+    assert_eq!(
+        keys("/v1/incidents?status=triggered&severity=SEV2").await,
+        ["INC-1"]
+    );
+    let (s, b) = app
+        .get("/v1/incidents?status=resolved&service=payments")
+        .await;
+    assert_eq!(s, 400);
+    assert!(
+        b["message"]
+            .as_str()
+            .unwrap()
+            .contains("filter open incidents"),
+        "{b}"
+    );
+    let (s, b) = app.get("/v1/incidents?severity=purple").await;
+    assert_eq!(s, 400, "{b}");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn incidents_are_listed_in_pages_with_a_cursor() {
     let app = spawn_app().await;
