@@ -239,8 +239,14 @@ enum IncidentsCommand {
     /// List incidents, newest first.
     List {
         /// Only incidents with this status.
-        #[arg(long, value_parser = ["triggered", "acknowledged", "resolved"])]
+        #[arg(long, value_parser = ["open", "triggered", "acknowledged", "resolved"])]
         status: Option<String>,
+        /// Only open incidents of this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Only open incidents of this severity (sev1..sev4).
+        #[arg(long)]
+        severity: Option<String>,
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
@@ -521,6 +527,8 @@ async fn main() -> Result<()> {
         Command::Incidents { command } => match command {
             IncidentsCommand::List {
                 status,
+                service,
+                severity,
                 limit,
                 before,
                 server,
@@ -529,6 +537,12 @@ async fn main() -> Result<()> {
                 let mut path = format!("/v1/incidents?limit={limit}");
                 if let Some(s) = status {
                     path.push_str(&format!("&status={s}"));
+                }
+                for (name, v) in [("service", service), ("severity", severity)] {
+                    if let Some(v) = v {
+                        path.push('&');
+                        path.push_str(&serde_urlencoded::to_string([(name, v)])?);
+                    }
                 }
                 if let Some(b) = before {
                     path.push('&');

@@ -469,6 +469,17 @@ async fn incidents_can_be_worked_from_the_cli() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
+    let out = server.cli(&[
+        "incidents",
+        "list",
+        "--service",
+        "payments",
+        "--severity",
+        "sev1",
+    ]);
+    assert!(out.contains("INC-1"), "{out}");
+    let out = server.cli(&["incidents", "list", "--status", "open", "--service", "api"]);
+    assert!(!out.contains("INC-1"), "{out}");
     let out = server.cli(&["incidents", "escalate", "INC-1", "--by", "bob"]);
     assert!(
         out.contains("INC-1 is triggered: Checkout is down"),
