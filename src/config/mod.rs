@@ -586,6 +586,10 @@ pub struct ServiceConfig {
     /// Who may do what to its incidents from chat.
     #[serde(default)]
     pub permissions: ServicePermissions,
+    /// A trigger for a dedup key whose last incident here resolved less
+    /// than this ago reopens that incident instead of opening a new one.
+    #[serde(default, with = "humantime_serde")]
+    pub reopen_within: Option<std::time::Duration>,
 }
 
 /// `[services.permissions]`: who may act on a service's incidents from chat.
@@ -791,6 +795,13 @@ impl Config {
                 issue(
                     format!("services[{i}].name"),
                     format!("service '{}' is defined twice", s.name),
+                );
+            }
+            if s.reopen_within.is_some_and(|d| d.is_zero()) {
+                issue(
+                    format!("services[{i}].reopen_within"),
+                    "must be longer than 0s (or left out: a resolved incident stays resolved)"
+                        .into(),
                 );
             }
         }
@@ -2129,6 +2140,29 @@ mod tests {
             issues
                 .iter()
                 .any(|i| i.path == "integrations[0].resolve_after"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn reopen_within_loads_and_must_be_longer_than_zero() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let with = |v: &str| {
+            GOOD.replace(
+                "name = \"api\"\n",
+                &format!("name = \"api\"\nreopen_within = \"{v}\"\n"),
+            )
+        };
+        let c = Config::from_toml_str(&with("15m"), &env).unwrap();
+        assert_eq!(
+            c.services[0].reopen_within,
+            Some(std::time::Duration::from_secs(900))
+        );
+        let Err(ConfigError::Invalid(issues)) = Config::from_toml_str(&with("0s"), &env) else {
+            panic!("expected invalid");
+        };
+        assert!(
+            issues.iter().any(|i| i.path == "services[0].reopen_within"),
             "{issues:?}"
         );
     }

@@ -785,6 +785,36 @@ impl Incident {
         })
     }
 
+    /// A resolved incident's alert fires again within `reopen_within`: it
+    /// is open (triggered, nobody on it) again, with a `reopened` entry;
+    /// the caller applies the trigger and starts escalation again.
+    pub fn reopen(&self, now: DateTime<Utc>) -> Result<Change, IncidentError> {
+        let Some(resolved_at) = self.resolved_at.filter(|_| self.status == Status::Resolved) else {
+            return Err(IncidentError::Unchanged(format!(
+                "{} is not resolved",
+                self.id
+            )));
+        };
+        let mut inc = self.clone();
+        let mut entries = Vec::new();
+        inc.status = Status::Triggered;
+        inc.resolved_at = None;
+        inc.resolved_by = None;
+        inc.acknowledged_at = None;
+        inc.acknowledged_by = None;
+        inc.updated_at = now;
+        inc.push(
+            &mut entries,
+            now,
+            Actor::System,
+            TimelineEvent::Reopened { resolved_at },
+        );
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
     /// Someone asks for the next escalation step now: the incident
     /// triggers again (it needs someone else) and the step runs.
     pub fn reopen_for_escalation(&self, now: DateTime<Utc>) -> Result<Incident, IncidentError> {

@@ -149,6 +149,12 @@ pub enum TimelineEvent {
         /// The alert's fingerprint.
         fingerprint: String,
     },
+    /// A resolved incident's alert fired again within its service's
+    /// `reopen_within`: the incident is open again and pages again.
+    Reopened {
+        /// When it had resolved.
+        resolved_at: DateTime<Utc>,
+    },
     /// The sender said the group resolved, but its notification left alerts
     /// out (Alertmanager's `max_alerts`): the incident stays open.
     ResolveHeld {
@@ -343,6 +349,10 @@ impl TimelineEvent {
             } => format!(
                 "Alert {fingerprint} resolved: not re-sent before its end time {}",
                 ends_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Self::Reopened { resolved_at } => format!(
+                "Reopened: its alert fired again after it resolved at {}",
+                resolved_at.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             Self::ResolveHeld { left_out, until } => format!(
                 "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved{}, or someone resolves it",

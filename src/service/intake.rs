@@ -146,6 +146,12 @@ impl Service {
                     let effect = self.apply_to(tx, p, event, member, service, now)?;
                     (Some(id), effect)
                 }
+                (None, AlertAction::Trigger)
+                    if let Some(id) =
+                        self.reopen(tx, service, event, now, &mut cache, &mut order)? =>
+                {
+                    (Some(id), Effect::Reopened)
+                }
                 (None, AlertAction::Trigger) => {
                     let may_open = budget.take()
                         && self.floods.take(
@@ -273,6 +279,75 @@ impl Service {
             (Status::Triggered, Status::Acknowledged) => Effect::Acknowledged,
             _ => Effect::Appended,
         })
+    }
+
+    /// With the service's `reopen_within`, reopens the last incident of
+    /// `event`'s key if it resolved less than that before `now`: triggered
+    /// again, the trigger applied, escalation from its first step.
+    fn reopen(
+        &self,
+        tx: &mut dyn Tx,
+        service: &str,
+        event: &AlertEvent,
+        now: DateTime<Utc>,
+        cache: &mut HashMap<IncidentId, Pending>,
+        order: &mut Vec<IncidentId>,
+    ) -> Result<Option<IncidentId>, StoreError> {
+        let Some(within) = self
+            .directory
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .and_then(|s| s.reopen_within)
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+        else {
+            return Ok(None);
+        };
+        let Some(last) = tx.recently_resolved(service, &event.dedup_key)? else {
+            return Ok(None);
+        };
+        if now - last.at >= within {
+            tx.set_recently_resolved(service, &event.dedup_key, None)?;
+            return Ok(None);
+        }
+        let current = match cache.get(&last.incident) {
+            Some(p) => p.change.incident.clone(),
+            None => match tx.incident(last.incident)? {
+                Some(inc) => inc,
+                None => return Ok(None),
+            },
+        };
+        // Resolved since (the index is only written at resolve), and not
+        // reopened by hand or by an earlier event of this chunk.
+        if current.status != Status::Resolved || current.resolved_at != Some(last.at) {
+            return Ok(None);
+        }
+        let Ok(mut change) = current.reopen(now) else {
+            return Ok(None);
+        };
+        change
+            .incident
+            .apply_alert_in(event, now, &mut change.entries);
+        self.start_escalation(tx, &mut change, now)?;
+        let written = match cache.remove(&last.incident) {
+            Some(p) => p.written,
+            None => {
+                order.push(last.incident);
+                Some(current)
+            }
+        };
+        let mut p = Pending {
+            written,
+            change,
+            dirty: true,
+        };
+        tx.set_recently_resolved(service, &event.dedup_key, None)?;
+        tx.set_open_incident(service, &event.dedup_key, Some(last.incident))?;
+        // Written now, so chat sees it open again.
+        self.flush(tx, &mut p)?;
+        cache.insert(last.incident, p);
+        Ok(Some(last.incident))
     }
 
     /// Opens a new incident from its first trigger; its first escalation

@@ -59,6 +59,9 @@ pub enum Effect {
     Acknowledged,
     /// Resolved an incident.
     Resolved,
+    /// Reopened an incident that resolved within its service's
+    /// `reopen_within`.
+    Reopened,
     /// Concerned no open incident (a resolve or acknowledge for an unknown
     /// or already resolved key); stored, changed nothing.
     NoOpenIncident,
@@ -516,7 +519,13 @@ impl Service {
     ) -> Result<(), StoreError> {
         observe_response_times(before, &change.incident);
         let audit = &self.directory.config.audit;
-        let head = write_incident(tx, change, audit.key.as_ref())?;
+        let reopens = self
+            .directory
+            .config
+            .services
+            .iter()
+            .any(|s| s.name == change.incident.service && s.reopen_within.is_some());
+        let head = write_incident(tx, change, audit.key.as_ref(), reopens)?;
         let inc = &change.incident;
         if inc.status == crate::incident::Status::Resolved
             && before.is_some_and(|b| b.status != crate::incident::Status::Resolved)
@@ -592,10 +601,13 @@ fn observe_response_times(before: Option<&Incident>, after: &Incident) {
 
 /// Writes the incident and its new entries, sealing the entries' links with
 /// the audit key if one is set; returns the chain head as stored.
+/// With `remember_resolve` (the service has `reopen_within`), an incident
+/// leaving the open index resolved is noted as its key's last resolved one.
 fn write_incident(
     tx: &mut dyn Tx,
     change: &Change,
     key: Option<&crate::secret::Secret>,
+    remember_resolve: bool,
 ) -> Result<String, StoreError> {
     let sealed;
     let (inc, entries) = match key {
@@ -614,6 +626,13 @@ fn write_incident(
     }
     if !inc.status.is_open() && tx.open_incident(&inc.service, &inc.dedup_key)? == Some(inc.id) {
         tx.set_open_incident(&inc.service, &inc.dedup_key, None)?;
+        if let Some(at) = inc.resolved_at.filter(|_| remember_resolve) {
+            let last = crate::store::RecentlyResolved {
+                incident: inc.id,
+                at,
+            };
+            tx.set_recently_resolved(&inc.service, &inc.dedup_key, Some(&last))?;
+        }
     }
     Ok(inc.timeline_head.clone())
 }

@@ -318,6 +318,21 @@ impl Tx for Noting<'_> {
     ) -> Result<(), StoreError> {
         self.tx.set_open_incident(service, dedup_key, id)
     }
+    fn recently_resolved(
+        &self,
+        service: &str,
+        dedup_key: &str,
+    ) -> Result<Option<crate::store::RecentlyResolved>, StoreError> {
+        self.tx.recently_resolved(service, dedup_key)
+    }
+    fn set_recently_resolved(
+        &mut self,
+        service: &str,
+        dedup_key: &str,
+        resolved: Option<&crate::store::RecentlyResolved>,
+    ) -> Result<(), StoreError> {
+        self.tx.set_recently_resolved(service, dedup_key, resolved)
+    }
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError> {
         self.tx.incident(id)
     }

@@ -56,6 +56,16 @@ pub struct StoredEvent {
     pub event: AlertEvent,
 }
 
+/// The last incident of a (service, dedup key) that resolved: what
+/// `reopen_within` reopens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentlyResolved {
+    /// The incident.
+    pub incident: IncidentId,
+    /// When it resolved.
+    pub at: DateTime<Utc>,
+}
+
 /// The operations available inside a transaction.
 pub trait Tx {
     /// The open incident for this service and dedup key.
@@ -70,6 +80,21 @@ pub trait Tx {
         service: &str,
         dedup_key: &str,
         id: Option<IncidentId>,
+    ) -> Result<(), StoreError>;
+    /// The last incident for this service and dedup key that resolved, and
+    /// when (kept only for services with `reopen_within`).
+    fn recently_resolved(
+        &self,
+        service: &str,
+        dedup_key: &str,
+    ) -> Result<Option<RecentlyResolved>, StoreError>;
+    /// Records (or, with `None`, forgets) the last resolved incident for a
+    /// dedup key.
+    fn set_recently_resolved(
+        &mut self,
+        service: &str,
+        dedup_key: &str,
+        resolved: Option<&RecentlyResolved>,
     ) -> Result<(), StoreError>;
     /// Reads an incident.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;

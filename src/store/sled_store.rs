@@ -54,7 +54,8 @@ const SUMMARIES: usize = 10;
 const CHANGES: usize = 11;
 const TOKENS: usize = 12;
 const OPEN_INCIDENTS: usize = 13;
-const TREE_NAMES: [&str; 14] = [
+const RECENTLY_RESOLVED: usize = 14;
+const TREE_NAMES: [&str; 15] = [
     "incidents",
     "open",
     "timeline",
@@ -69,6 +70,7 @@ const TREE_NAMES: [&str; 14] = [
     "changes",
     "tokens",
     "open_incidents",
+    "recently_resolved",
 ];
 
 /// Trees derived from the others: not backed up, rebuilt at restore.
@@ -868,6 +870,27 @@ impl Tx for SledTx<'_> {
         match id {
             Some(id) => self.tput(OPEN, &key, encode(&id)),
             None => self.tremove(OPEN, &key).map(|_| ()),
+        }
+    }
+
+    fn recently_resolved(
+        &self,
+        service: &str,
+        dedup_key: &str,
+    ) -> Result<Option<super::RecentlyResolved>, StoreError> {
+        self.tget(RECENTLY_RESOLVED, &open_key(service, dedup_key))
+    }
+
+    fn set_recently_resolved(
+        &mut self,
+        service: &str,
+        dedup_key: &str,
+        resolved: Option<&super::RecentlyResolved>,
+    ) -> Result<(), StoreError> {
+        let key = open_key(service, dedup_key);
+        match resolved {
+            Some(r) => self.tput(RECENTLY_RESOLVED, &key, encode(r)),
+            None => self.tremove(RECENTLY_RESOLVED, &key).map(|_| ()),
         }
     }
 

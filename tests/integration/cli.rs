@@ -580,6 +580,7 @@ fn check_validates_the_chat_access_keys_of_the_example_once_uncommented() {
             "# responders = ",
             "# private = ",
             "# permissions = ",
+            "# reopen_within = ",
         ];
         match keys.iter().find(|k| line.starts_with(*k)) {
             Some(_) => on.push_str(&line[2..]),
@@ -592,6 +593,7 @@ fn check_validates_the_chat_access_keys_of_the_example_once_uncommented() {
         "private_severities = ",
         "responders = ",
         "permissions = ",
+        "reopen_within = ",
     ] {
         assert!(
             on.lines().any(|l| l.starts_with(key)),
@@ -639,6 +641,13 @@ fn check_validates_the_chat_access_keys_of_the_example_once_uncommented() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("services[1].responders[0]: unknown user 'zed'"),
+        "{stderr}"
+    );
+    let out = check(&on.replace("reopen_within = \"15m\"", "reopen_within = \"0s\""));
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("services[1].reopen_within: must be longer than 0s"),
         "{stderr}"
     );
 }
