@@ -21,6 +21,7 @@ mod pacing;
 mod paging;
 mod phone;
 mod restart;
+mod retention;
 mod routing;
 mod runbooks;
 mod senders;
