@@ -415,6 +415,13 @@ pub struct StorageConfig {
     /// second) before `/healthz` fails so a supervisor restarts tocsin.
     #[serde(with = "humantime_serde")]
     pub unhealthy_after: std::time::Duration,
+    /// Resolved incidents older than this are removed with their timelines,
+    /// raw events, pages and summaries; unset keeps everything.
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<std::time::Duration>,
+    /// A JSON-lines file each incident is appended to (and synced) before
+    /// retention removes it.
+    pub retention_export: Option<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -423,6 +430,8 @@ impl Default for StorageConfig {
             path: PathBuf::from("data"),
             cache_mb: 64,
             unhealthy_after: std::time::Duration::from_secs(120),
+            retention: None,
+            retention_export: None,
         }
     }
 }
@@ -727,6 +736,31 @@ impl Config {
                 issue(
                     path,
                     "is a placeholder from the examples, not a secret: set a value of your own (openssl rand -hex 24)".into(),
+                );
+            }
+        }
+        if let Some(keep) = self.storage.retention
+            && keep < std::time::Duration::from_secs(86_400)
+        {
+            issue(
+                "storage.retention".into(),
+                "must be at least 1d (resolved incidents older than it are removed)".into(),
+            );
+        }
+        if let Some(path) = &self.storage.retention_export {
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            if !dir.is_dir() {
+                issue(
+                    "storage.retention_export".into(),
+                    format!("its directory {} does not exist", dir.display()),
+                );
+            } else if path.is_dir() {
+                issue(
+                    "storage.retention_export".into(),
+                    format!("{} is a directory; name a file", path.display()),
                 );
             }
         }
@@ -1912,6 +1946,50 @@ mod tests {
                     && !i.message.contains("unknown variant")),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn retention_and_its_export_load_and_are_checked() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let dir = tempfile::tempdir().unwrap();
+        let with =
+            |lines: &str| GOOD.replace("path = \"/tmp/x\"", &format!("path = \"/tmp/x\"\n{lines}"));
+        let c = Config::from_toml_str(&with("retention = \"365d\""), &env).unwrap();
+        assert_eq!(
+            c.storage.retention,
+            Some(std::time::Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(c.storage.retention_export, None);
+        let c = Config::from_toml_str(GOOD, &env).unwrap();
+        assert_eq!(c.storage.retention, None);
+        let export = dir.path().join("out.jsonl");
+        let line = format!(
+            "retention = \"30d\"\nretention_export = \"{}\"",
+            export.display()
+        );
+        let c = Config::from_toml_str(&with(&line), &env).unwrap();
+        assert_eq!(c.storage.retention_export, Some(export));
+        let missing = dir.path().join("nowhere").join("out.jsonl");
+        for (bad, key) in [
+            ("retention = \"12h\"".to_string(), "storage.retention"),
+            ("retention = \"soon\"".to_string(), "storage.retention"),
+            (
+                format!("retention_export = \"{}\"", missing.display()),
+                "storage.retention_export",
+            ),
+            (
+                format!("retention_export = \"{}\"", dir.path().display()),
+                "storage.retention_export",
+            ),
+        ] {
+            match Config::from_toml_str(&with(&bad), &env) {
+                Err(ConfigError::Invalid(issues)) => {
+                    assert!(issues.iter().any(|i| i.path == key), "{bad}: {issues:?}")
+                }
+                Err(e) => assert_eq!(key, "storage", "{bad}: {e}"),
+                Ok(_) => panic!("{bad} accepted"),
+            }
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod heartbeat;
 mod intake;
 mod paging;
 mod phone;
+pub mod retention;
 pub mod routing;
 mod runbook;
 mod writer;

@@ -377,6 +377,12 @@ impl Tx for Noting<'_> {
     ) -> Result<(), StoreError> {
         self.tx.set_channel(platform, channel, id)
     }
+    fn remove_incident(&mut self, expired: &crate::store::Expired) -> Result<bool, StoreError> {
+        self.tx.remove_incident(expired)
+    }
+    fn remove_event(&mut self, id: u64) -> Result<bool, StoreError> {
+        self.tx.remove_event(id)
+    }
 }
 
 #[cfg(test)]

@@ -127,6 +127,22 @@ pub trait Tx {
         channel: &str,
         id: IncidentId,
     ) -> Result<(), StoreError>;
+    /// Removes an incident past retention (see [`Store::expired`]) with its
+    /// timeline, summary, outbox entries and channel links; whether it was there.
+    fn remove_incident(&mut self, expired: &Expired) -> Result<bool, StoreError>;
+    /// Removes a raw event by its id (see [`Store::expired_events`]); whether it was there.
+    fn remove_event(&mut self, id: u64) -> Result<bool, StoreError>;
+}
+
+/// A resolved incident past retention, as gathered for its removal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expired {
+    /// The incident.
+    pub incident: Incident,
+    /// Its stored post-incident summary.
+    pub summary: Option<String>,
+    /// The idempotency keys of its outbox entries (none of them pending).
+    pub outbox_keys: Vec<String>,
 }
 
 /// A schedule override made at runtime (REST API, CLI, chat).
@@ -286,6 +302,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every outbox entry of an incident, by key.
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// The oldest incidents (by id, ascending), at most `limit`, that are
+    /// resolved before `cutoff` and have no pending outbox entry. It stops
+    /// at the first incident that is not, so the cost is bounded by what it
+    /// returns (ids grow with time).
+    fn expired(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<Vec<Expired>, StoreError>;
+
+    /// Raw events received before `cutoff` whose incident is gone (or that
+    /// have none), oldest first, scanning from just after the event id
+    /// `after` through at most `scan` events: the ids to remove and, if it
+    /// stopped short of `cutoff`, the id to go on after. Events of
+    /// incidents still stored are skipped, so they stay.
+    fn expired_events(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<u64>,
+        scan: usize,
+    ) -> Result<(Vec<u64>, Option<u64>), StoreError>;
 
     /// Stores an incident's rendered post-incident summary.
     fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError>;

@@ -24,7 +24,7 @@
 //! loaded at open from `open_incidents`, the pending trees and the counts in
 //! `meta`, and moved by each transaction as it commits.
 
-use super::{Gauges, OpenIncident, Store, StoreError, StoredEvent, StoredOverride, Tx};
+use super::{Expired, Gauges, OpenIncident, Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
 use crate::incident::{Incident, IncidentId, ServiceChange, Status, TimelineEntry};
 use crate::notify::{DeliveryState, OutboxEntry};
@@ -998,6 +998,57 @@ impl Tx for SledTx<'_> {
         key.extend_from_slice(&id.to_be_bytes());
         self.tput(CHANGES, &key, encode(change))
     }
+    fn remove_incident(&mut self, expired: &Expired) -> Result<bool, StoreError> {
+        let inc = &expired.incident;
+        let key = inc.id.0.to_be_bytes();
+        if !self.tremove(INCIDENTS, &key)? {
+            return Ok(false);
+        }
+        self.delta.incidents -= 1;
+        let was_open = match self.delta.open.get(&inc.id.0) {
+            Some(o) => o.is_some(),
+            None => self.live.open.contains_key(&inc.id.0),
+        };
+        if was_open {
+            self.tremove(OPEN_INCIDENTS, &key)?;
+            self.delta.open.insert(inc.id.0, None);
+        }
+        for seq in 0..inc.timeline_len {
+            self.tremove(TIMELINE, &timeline_key(inc.id, seq))?;
+        }
+        self.tremove(SUMMARIES, &key)?;
+        for k in &expired.outbox_keys {
+            if let Some(old) = self.outbox_entry(k)?
+                && old.state == DeliveryState::Pending
+            {
+                self.tremove(OUTBOX_QUEUE, &queue_key(old.due, &old.key))?;
+                self.delta.outbox -= 1;
+            }
+            self.tremove(OUTBOX, k.as_bytes())?;
+        }
+        for (platform, link) in &inc.chat {
+            let ck = open_key(platform, &link.channel_id);
+            if self.tget::<IncidentId>(CHANNELS, &ck)? == Some(inc.id) {
+                self.tremove(CHANNELS, &ck)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn remove_event(&mut self, id: u64) -> Result<bool, StoreError> {
+        let removed = self.tremove(EVENTS, &id.to_be_bytes())?;
+        if removed {
+            self.delta.events -= 1;
+        }
+        Ok(removed)
+    }
+}
+
+/// The fields of a stored event retention needs.
+#[derive(serde::Deserialize)]
+struct EventHead {
+    received_at: DateTime<Utc>,
+    incident: Option<IncidentId>,
 }
 
 fn change_prefix(service: &str) -> Vec<u8> {
@@ -1393,6 +1444,68 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn expired(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<Vec<Expired>, StoreError> {
+        let h = self.h()?;
+        let mut out = Vec::new();
+        for item in h.trees[INCIDENTS].iter() {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let incident: Incident = decode(&v, INCIDENTS, &k)?;
+            match incident.resolved_at {
+                Some(at) if !incident.status.is_open() && at < cutoff => {}
+                _ => break,
+            }
+            let entries = self.outbox_for(incident.id)?;
+            if entries.iter().any(|e| e.state == DeliveryState::Pending) {
+                break;
+            }
+            out.push(Expired {
+                summary: self.summary(incident.id)?,
+                outbox_keys: entries.into_iter().map(|e| e.key).collect(),
+                incident,
+            });
+        }
+        Ok(out)
+    }
+
+    fn expired_events(
+        &self,
+        cutoff: DateTime<Utc>,
+        after: Option<u64>,
+        scan: usize,
+    ) -> Result<(Vec<u64>, Option<u64>), StoreError> {
+        let h = self.h()?;
+        let mut out = Vec::new();
+        let from = match after {
+            Some(id) => std::ops::Bound::Excluded(id.to_be_bytes()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let range = h.trees[EVENTS].range::<[u8; 8], _>((from, std::ops::Bound::Unbounded));
+        for (scanned, item) in range.enumerate() {
+            let (k, v) = item.map_err(backend)?;
+            let id = id_of(&k, EVENTS)?;
+            if scanned >= scan {
+                return Ok((out, Some(id - 1)));
+            }
+            let head: EventHead = decode(&v, EVENTS, &k)?;
+            if head.received_at >= cutoff {
+                break;
+            }
+            let gone = match head.incident {
+                Some(inc) => !h.trees[INCIDENTS]
+                    .contains_key(inc.0.to_be_bytes())
+                    .map_err(backend)?,
+                None => true,
+            };
+            if gone {
+                out.push(id);
+            }
+        }
+        Ok((out, None))
+    }
+
     fn put_summary(&self, id: IncidentId, markdown: &str) -> Result<(), StoreError> {
         let _writer = self.write_lock.lock();
         self.journal_touch(vec![(SUMMARIES, id.0.to_be_bytes().to_vec())]);
@@ -1770,6 +1883,146 @@ mod tests {
     }
 
     /// The counts survive a restart, and restart reads the index, not history.
+    /// Opens `n` incidents, each with a raw event, and resolves them at `at`.
+    fn resolved(store: &SledStore, n: usize, at: DateTime<Utc>) {
+        for _ in 0..n {
+            store
+                .transact(&mut |tx| {
+                    let id = open_in(tx, "k")?;
+                    let inc = tx.incident(id)?.unwrap();
+                    let change = inc
+                        .resolve(crate::incident::Actor::System, None, at)
+                        .unwrap();
+                    tx.put_incident(&change.incident)?;
+                    for e in &change.entries {
+                        tx.append_timeline(id, e)?;
+                    }
+                    tx.set_open_incident("api", "k", None)?;
+                    tx.record_event(&StoredEvent {
+                        received_at: at,
+                        integration: "int".into(),
+                        incident: Some(id),
+                        event: crate::store::suite::event("k"),
+                    })
+                })
+                .unwrap();
+        }
+        store.flush().unwrap();
+    }
+
+    /// Removes what [`Store::expired`] and [`Store::expired_events`] give.
+    fn sweep(store: &SledStore, cutoff: DateTime<Utc>) -> (usize, usize) {
+        let (mut incidents, mut events) = (0, 0);
+        loop {
+            let batch = store.expired(cutoff, 500).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            incidents += batch.len();
+            store
+                .transact(&mut |tx| {
+                    for e in &batch {
+                        assert!(tx.remove_incident(e)?);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+        }
+        let mut after = None;
+        loop {
+            let (ids, next) = store.expired_events(cutoff, after, 500).unwrap();
+            events += ids.len();
+            store
+                .transact(&mut |tx| {
+                    for id in &ids {
+                        assert!(tx.remove_event(*id)?);
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        store.flush().unwrap();
+        (incidents, events)
+    }
+
+    #[test]
+    fn retention_removes_old_resolved_incidents_and_counts_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = crate::store::suite::now();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            resolved(&store, 3, t);
+            allocate(&store, 1); // INC-4 stays open
+            resolved(&store, 2, t);
+            store.put_summary(IncidentId(2), "# INC-2").unwrap();
+            let cutoff = t + chrono::Duration::days(1);
+            assert_eq!(store.expired(cutoff, 2).unwrap().len(), 2);
+            let first = store.expired(cutoff, 10).unwrap();
+            assert_eq!(first.len(), 3, "stops at the open INC-4");
+            assert_eq!(first[1].summary.as_deref(), Some("# INC-2"));
+            assert_eq!(
+                store.expired(t, 10).unwrap(),
+                vec![],
+                "not older than the cutoff"
+            );
+            assert_eq!(sweep(&store, cutoff), (3, 3));
+            assert_eq!(store.incident_count().unwrap(), 3);
+            assert_eq!(store.event_count().unwrap(), 2);
+            assert_eq!(store.incident(IncidentId(1)).unwrap(), None);
+            assert_eq!(store.timeline(IncidentId(1)).unwrap(), vec![]);
+            assert_eq!(store.summary(IncidentId(2)).unwrap(), None);
+            assert_eq!(store.gauges().unwrap().open.len(), 1);
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.incident_count().unwrap(), 3);
+        assert_eq!(store.event_count().unwrap(), 2);
+        let ids: Vec<u64> = store
+            .incidents(None, None, 10)
+            .unwrap()
+            .iter()
+            .map(|i| i.id.0)
+            .collect();
+        assert_eq!(ids, [6, 5, 4]);
+        assert_eq!(next(&store), IncidentId(7), "numbers are never reused");
+    }
+
+    /// `cargo test --release --lib retention_of_10000 -- --ignored --nocapture`:
+    /// the figure in `docs/benchmarks.md`.
+    #[test]
+    #[ignore = "a measurement"]
+    fn retention_of_10000_incidents_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let t = crate::store::suite::now();
+        resolved(&store, 10_000, t);
+        let size = |d: &Path| -> u64 { walk(d) };
+        fn walk(d: &Path) -> u64 {
+            std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() { walk(&e.path()) } else { m.len() }
+                })
+                .sum()
+        }
+        let before = size(dir.path());
+        let started = std::time::Instant::now();
+        let removed = sweep(&store, t + chrono::Duration::days(1));
+        let elapsed = started.elapsed();
+        assert_eq!(removed, (10_000, 10_000));
+        assert_eq!(store.incident_count().unwrap(), 0);
+        println!(
+            "removed 10,000 incidents and 10,000 events in {} ms (store {} KB before)",
+            elapsed.as_millis(),
+            before / 1024
+        );
+    }
+
     #[test]
     fn gauges_and_counts_are_the_same_after_reopening() {
         let dir = tempfile::tempdir().unwrap();

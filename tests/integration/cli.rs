@@ -695,3 +695,56 @@ fn the_example_heartbeat_is_valid_once_uncommented() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The example's commented retention keys pass `tocsin check` once
+/// uncommented (with an export directory that exists), and check refuses a
+/// retention under a day or an export into a missing directory.
+#[test]
+fn check_validates_the_example_retention_keys_once_uncommented() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tocsin.example.toml"))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("retired.jsonl");
+    let with = |retention: &str, export: &std::path::Path| {
+        let uncommented = example
+            .replace(
+                "# retention = \"365d\"",
+                &format!("retention = \"{retention}\""),
+            )
+            .replace(
+                "# retention_export = \"/var/lib/tocsin/retired.jsonl\"",
+                &format!("retention_export = \"{}\"", export.display()),
+            );
+        assert_ne!(uncommented, example);
+        let path = dir.path().join("tocsin.toml");
+        std::fs::write(&path, uncommented).unwrap();
+        tocsin()
+            .args(["check", "--config"])
+            .arg(&path)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env(
+                "TOCSIN__RUNBOOKS__DIR",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/runbooks"),
+            )
+            .output()
+            .unwrap()
+    };
+    let out = with("365d", &export);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with("12h", &dir.path().join("missing").join("retired.jsonl"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("storage.retention: must be at least 1d"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("storage.retention_export: its directory"),
+        "{stderr}"
+    );
+}

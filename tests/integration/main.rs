@@ -22,6 +22,7 @@ mod paging;
 mod phone;
 mod reopen;
 mod restart;
+mod retention;
 mod routing;
 mod runbooks;
 mod senders;
