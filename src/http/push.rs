@@ -225,39 +225,7 @@ async fn press(
         LinkError::BadSignature => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
         LinkError::Expired => ApiError::new(StatusCode::GONE, "expired", e.to_string()),
     })?;
-    if st.service.directory().user(&claim.user).is_none() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("user '{}' is no longer configured", claim.user),
-        ));
-    }
-    let principal = claim.principal();
-    let used = st
-        .service
-        .store()
-        .timeline(claim.incident)
-        .map_err(crate::service::ServiceError::from)?
-        .iter()
-        .any(|e| e.actor.principal() == Some(principal.as_str()));
-    if used {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "used",
-            "this button was already used",
-        ));
-    }
-    let actor = Actor::authenticated(&claim.user, principal);
-    let result = match claim.action {
-        LinkAction::Acknowledge => st.service.acknowledge(claim.incident, actor).await,
-        LinkAction::Resolve => st.service.resolve(claim.incident, actor, None).await,
-    };
-    let inc = result.map_err(|e| match e {
-        crate::service::ServiceError::Refused(r) => {
-            ApiError::new(StatusCode::CONFLICT, "refused", r.to_string())
-        }
-        e => ApiError::from(e),
-    })?;
+    let inc = act(&st, &claim, claim.principal()).await?;
     Ok(Json(json!({
         "incident": inc.id.to_string(),
         "status": inc.status,
