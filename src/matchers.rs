@@ -101,14 +101,20 @@ impl Matcher {
         };
         let name = name.trim_matches('"');
         if name.is_empty() {
-            return Err(format!("'{text}' names no label before its operator"));
+            return Err(format!(
+                "'{text}' does not start with a label name (it names no label before its operator)"
+            ));
         }
         let value = unquote(value.trim()).map_err(|why| format!("'{text}': {why}"))?;
         let regex = match op {
-            Op::Regex | Op::NotRegex => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("'{text}': the regular expression does not parse: {e}"))?,
-            ),
+            Op::Regex | Op::NotRegex => {
+                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    format!(
+                        "'{text}': bad regex, it does not parse: {}",
+                        e.to_string().lines().last().unwrap_or("invalid")
+                    )
+                })?)
+            }
             _ => None,
         };
         Ok(Self {
@@ -152,7 +158,9 @@ fn unquote(v: &str) -> Result<String, String> {
     let mut chars = body.chars();
     loop {
         match chars.next() {
-            None => return Err("the quoted value is not closed".into()),
+            None => {
+                return Err("the quoted value is not closed (its closing quote is missing)".into());
+            }
             Some('"') => break,
             Some('\\') => match chars.next() {
                 Some('n') => out.push('\n'),

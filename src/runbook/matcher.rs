@@ -1,7 +1,6 @@
 //! Prometheus-style label matchers: `name="v"`, `name!="v"`, `name=~"re"`,
 //! `name!~"re"`. Regexes are anchored, as in Prometheus.
 
-use regex::Regex;
 use serde::{Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -18,7 +17,8 @@ pub enum MatchOp {
     NotRe,
 }
 
-/// One label matcher.
+/// One label matcher: the project's one matcher parser
+/// ([`crate::matchers::Matcher`]), kept with the text it was written as.
 #[derive(Debug, Clone)]
 pub struct LabelMatcher {
     /// The label.
@@ -27,7 +27,7 @@ pub struct LabelMatcher {
     pub op: MatchOp,
     /// The value or pattern.
     pub value: String,
-    regex: Option<Regex>,
+    inner: crate::matchers::Matcher,
     source: String,
 }
 
@@ -46,65 +46,26 @@ impl Serialize for LabelMatcher {
 impl LabelMatcher {
     /// Parses one matcher.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let t = text.trim();
-        let name_end = t
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(t.len());
-        let name = &t[..name_end];
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err(format!("'{text}' does not start with a label name"));
-        }
-        let rest = &t[name_end..];
-        let (op, raw) = if let Some(r) = rest.strip_prefix("!~") {
-            (MatchOp::NotRe, r)
-        } else if let Some(r) = rest.strip_prefix("=~") {
-            (MatchOp::Re, r)
-        } else if let Some(r) = rest.strip_prefix("!=") {
-            (MatchOp::Ne, r)
-        } else if let Some(r) = rest.strip_prefix('=') {
-            (MatchOp::Eq, r)
-        } else {
-            return Err(format!(
-                "'{text}' needs one of =, !=, =~, !~ after '{name}'"
-            ));
-        };
-        let raw = raw.trim();
-        let value = match raw.strip_prefix('"') {
-            Some(inner) => inner
-                .strip_suffix('"')
-                .ok_or_else(|| format!("'{text}': the value's closing quote is missing"))?
-                .replace("\\\"", "\""),
-            None => raw.to_string(),
-        };
-        let regex = match op {
-            MatchOp::Re | MatchOp::NotRe => {
-                Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                    format!(
-                        "'{text}': bad regex: {}",
-                        e.to_string().lines().last().unwrap_or("invalid")
-                    )
-                })?)
-            }
-            _ => None,
+        use crate::matchers::{Matcher, Op};
+        let inner = Matcher::parse(text)?;
+        let op = match inner.op {
+            Op::Equal => MatchOp::Eq,
+            Op::NotEqual => MatchOp::Ne,
+            Op::Regex => MatchOp::Re,
+            Op::NotRegex => MatchOp::NotRe,
         };
         Ok(Self {
-            name: name.to_string(),
+            name: inner.name.clone(),
             op,
-            value,
-            regex,
-            source: t.to_string(),
+            value: inner.value.clone(),
+            inner,
+            source: text.trim().to_string(),
         })
     }
 
     /// Whether `labels` satisfy it (a missing label counts as empty).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
-        match self.op {
-            MatchOp::Eq => v == self.value,
-            MatchOp::Ne => v != self.value,
-            MatchOp::Re => self.regex.as_ref().is_some_and(|r| r.is_match(v)),
-            MatchOp::NotRe => self.regex.as_ref().is_some_and(|r| !r.is_match(v)),
-        }
+        self.inner.matches(labels)
     }
 }
 
