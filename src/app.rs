@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::http::{AppState, routes};
 use crate::notify::worker::{ChatDelivery, Notifiers, Worker};
 use crate::service::{Directory, Service};
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{PostgresStore, SledStore, Store, StoreError};
 use slack_morphism::prelude::SlackSigningSecret;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 use std::future::Future;
@@ -54,7 +54,7 @@ pub struct App {
     /// The one writer.
     pub service: Service,
     /// The store.
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn Store>,
     /// The outbox worker.
     pub worker: Worker,
     /// Discord's command registration and gateway client, if configured.
@@ -65,7 +65,7 @@ impl App {
     /// Wires the service, the notifiers and the routes over an open store.
     pub fn new(
         config: Config,
-        store: Arc<SledStore>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         let config = Arc::new(config);
@@ -259,13 +259,10 @@ pub async fn run_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AppError> {
-    let path = config.storage.path.clone();
-    let cache = config.storage.cache_mb.saturating_mul(1024 * 1024);
-    let store = Arc::new(
-        tokio::task::spawn_blocking(move || SledStore::open_with_cache(&path, cache))
-            .await
-            .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??,
-    );
+    let storage = config.storage.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&storage))
+        .await
+        .map_err(|e| StoreError::Backend(format!("opening the store: {e}")))??;
     let limits = crate::http::Limits::from_config(&config.server, SHUTDOWN_GRACE);
     warn_if_files_run_short(limits.max_connections);
     let app = App::new(config, store.clone(), clock)?;
@@ -283,6 +280,25 @@ pub async fn run_with_clock(
         .map_err(|e| StoreError::Backend(format!("final flush: {e}")))??;
     info!("Stopped");
     Ok(())
+}
+
+/// Opens the store `[storage]` names: sled in `path`, or PostgreSQL at
+/// `url` (its schema brought up to date). Blocks; call it off the runtime.
+pub fn open_store(storage: &crate::config::StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match storage.backend {
+        crate::config::StorageBackend::Sled => {
+            let cache = storage.cache_mb.saturating_mul(1024 * 1024);
+            Ok(Arc::new(SledStore::open_with_cache(&storage.path, cache)?))
+        }
+        crate::config::StorageBackend::Postgres => {
+            let url = storage.url.as_ref().ok_or_else(|| {
+                StoreError::Backend("[storage] backend = \"postgres\" needs a url".into())
+            })?;
+            let store = PostgresStore::open(url.expose(), storage.pool_size)?;
+            info!(pool_size = storage.pool_size, "Opened the PostgreSQL store");
+            Ok(Arc::new(store))
+        }
+    }
 }
 
 /// Warns when the process's file limit leaves too little room above

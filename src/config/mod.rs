@@ -422,6 +422,67 @@ pub struct StorageConfig {
     /// A JSON-lines file each incident is appended to (and synced) before
     /// retention removes it.
     pub retention_export: Option<PathBuf>,
+    /// Which store: `sled` (the embedded default, in `path`) or `postgres`
+    /// (at `url`, for several replicas).
+    pub backend: StorageBackend,
+    /// The PostgreSQL URL (`postgres://user:password@host:5432/db`), with
+    /// `backend = "postgres"`; usually `"${TOCSIN_DATABASE_URL}"`.
+    pub url: Option<Secret>,
+    /// The most PostgreSQL connections this process holds.
+    pub pool_size: u32,
+}
+
+impl StorageConfig {
+    /// The problems with `backend`, `url` and `pool_size`.
+    fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |path: &str, message: String| {
+            issues.push(ConfigIssue {
+                path: path.into(),
+                message,
+            })
+        };
+        match (self.backend, &self.url) {
+            (StorageBackend::Postgres, None) => issue(
+                "storage.url",
+                "is required with backend = \"postgres\" (postgres://user:password@host:5432/tocsin, usually \"${TOCSIN_DATABASE_URL}\")".into(),
+            ),
+            (StorageBackend::Postgres, Some(url)) => {
+                if !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://")) {
+                    issue(
+                        "storage.url",
+                        "must be a postgres:// or postgresql:// URL".into(),
+                    );
+                } else if let Err(e) = url.expose().parse::<postgres::Config>() {
+                    // The parser's message names no part of the URL.
+                    issue("storage.url", format!("is not a PostgreSQL URL: {e}"));
+                }
+            }
+            (StorageBackend::Sled, Some(_)) => issue(
+                "storage.url",
+                "is only used with backend = \"postgres\"; set that too, or remove the url".into(),
+            ),
+            (StorageBackend::Sled, None) => {}
+        }
+        if !(1..=200).contains(&self.pool_size) {
+            issue(
+                "storage.pool_size",
+                format!("must be 1 to 200 connections, not {}", self.pool_size),
+            );
+        }
+        issues
+    }
+}
+
+/// `[storage] backend`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The embedded sled database in `[storage] path`.
+    #[default]
+    Sled,
+    /// A PostgreSQL database at `[storage] url`.
+    Postgres,
 }
 
 impl Default for StorageConfig {
@@ -432,6 +493,9 @@ impl Default for StorageConfig {
             unhealthy_after: std::time::Duration::from_secs(120),
             retention: None,
             retention_export: None,
+            backend: StorageBackend::Sled,
+            url: None,
+            pool_size: 8,
         }
     }
 }
@@ -763,6 +827,9 @@ impl Config {
                     format!("{} is a directory; name a file", path.display()),
                 );
             }
+        }
+        for i in self.storage.validate() {
+            issue(i.path, i.message);
         }
         let services: HashSet<&str> = self.services.iter().map(|s| s.name.as_str()).collect();
         let mut hb_names = HashSet::new();

@@ -1,4 +1,5 @@
-//! Storage: the [`Store`] trait and its sled backend.
+//! Storage: the [`Store`] trait, its sled backend (the default) and its
+//! PostgreSQL backend ([`PostgresStore`], for several replicas).
 //!
 //! Writes happen in [`Store::transact`]: everything a state change touches
 //! (incident, timeline entries, the raw alert events, and later timers and
@@ -12,6 +13,9 @@ mod sled_store;
 pub use sled_store::{
     BACKUP_END, BACKUP_FORMAT, BACKUP_VERSION, RestoreReport, STATE_MARKER, SledStore,
 };
+
+mod postgres;
+pub use postgres::PostgresStore;
 
 use crate::escalation::Timer;
 use crate::incident::AlertEvent;
