@@ -43,14 +43,20 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// Restore a backup into an empty data directory (with tocsin stopped).
+    /// Restore a backup into an empty data directory or an empty
+    /// PostgreSQL database (with tocsin stopped).
     Restore {
         /// The backup file.
         #[arg(long)]
         from: PathBuf,
         /// The data directory [default: the config's storage.path]
-        #[arg(long)]
+        #[arg(long, conflicts_with = "to")]
         data: Option<PathBuf>,
+        /// A PostgreSQL URL (postgres://user:password@host/db) to restore
+        /// into instead of a data directory: how a sled deployment moves to
+        /// `[storage] backend = "postgres"`.
+        #[arg(long)]
+        to: Option<String>,
     },
     /// Ask a running server whether it is ready (exit 0) or not (exit 1);
     /// for container health checks.
@@ -680,7 +686,20 @@ async fn main() -> Result<()> {
                 to.display()
             );
         }
-        Command::Restore { from, data } => {
+        Command::Restore {
+            from,
+            to: Some(url),
+            ..
+        } => {
+            let file =
+                std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+            let report = tocsin::store::PostgresStore::restore(url, std::io::BufReader::new(file))?;
+            println!("Restored into PostgreSQL: {report}");
+            println!(
+                "Set [storage] backend = \"postgres\" and url to this database, then start tocsin. Pages sent after the backup was made may be sent again, with the idempotency keys they had then."
+            );
+        }
+        Command::Restore { from, data, .. } => {
             let data = match data {
                 Some(d) => d.clone(),
                 None => load_config(&cli.config)?.storage.path,

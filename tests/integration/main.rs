@@ -20,6 +20,7 @@ mod overload;
 mod pacing;
 mod paging;
 mod phone;
+mod postgres;
 mod reopen;
 mod restart;
 mod retention;

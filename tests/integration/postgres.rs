@@ -1,0 +1,209 @@
+//! `tocsin serve` on `[storage] backend = "postgres"`, end to end: the real
+//! binary, a real PostgreSQL (`TOCSIN_TEST_POSTGRES_URL`; `.ci/run` starts
+//! one), SIGKILL and restart, and a sled backup moved into PostgreSQL.
+
+use crate::common::receiver::Receiver;
+use crate::common::*;
+use crate::restart::chain;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// A fresh, empty database on the test cluster; `None` (with a notice)
+/// when `TOCSIN_TEST_POSTGRES_URL` is unset, except in CI, where it fails.
+fn postgres_database(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("TOCSIN_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "TOCSIN_TEST_POSTGRES_URL is unset in CI: {test} needs PostgreSQL (.ci/run starts one)"
+        );
+        eprintln!(
+            "SKIPPED {test}: set TOCSIN_TEST_POSTGRES_URL (tests/interop/postgres-cluster.sh start DIR prints one)"
+        );
+        return None;
+    };
+    let name = format!("tocsin_it_{test}_{}", uuid::Uuid::new_v4().simple());
+    count(&admin, &format!("CREATE DATABASE \"{name}\""));
+    let mut url = url::Url::parse(&admin).unwrap();
+    url.set_path(&name);
+    Some(url.to_string())
+}
+
+/// Runs `sql` at `url` and returns the first column of its first row, if
+/// it has one. On a thread of its own: the synchronous client starts its
+/// own runtime, which it cannot on the test's.
+fn count(url: &str, sql: &str) -> Option<i64> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let rows = db.simple_query(&sql).unwrap();
+        rows.iter().find_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Writes `dir/tocsin.toml` for a server on `port` storing in PostgreSQL
+/// at `url` (the data directory is never made).
+fn write_config(dir: &Path, port: u16, url: &str, extra: &str) {
+    let text = config_text_with(
+        &dir.join("data"),
+        &format!("127.0.0.1:{port}"),
+        Some("chain"),
+        extra,
+    )
+    .replacen(
+        "[storage]\n",
+        &format!("[storage]\nbackend = \"postgres\"\nurl = \"{url}\"\npool_size = 4\n"),
+        1,
+    );
+    std::fs::write(dir.join("tocsin.toml"), text).unwrap();
+}
+
+async fn trigger(base: &str, key: &str) -> u16 {
+    let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": key,
+                      "payload": {"summary": "postgres test", "source": "t", "severity": "critical"}});
+    reqwest::Client::new()
+        .post(format!("{base}/v2/enqueue"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until INC-1 has `n` delivered pages recorded.
+async fn wait_delivered(base: &str, n: usize) {
+    for _ in 0..250 {
+        let body = get(base, "/v1/incidents/INC-1/notifications").await;
+        let delivered = body["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["state"]["state"] == "delivered")
+            .count();
+        if delivered >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("tocsin did not record {n} deliveries");
+}
+
+#[tokio::test]
+async fn serve_on_postgres_pages_and_a_sigkill_loses_nothing() {
+    let Some(url) = postgres_database("serve") else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = chain(&recv, ["3s", "1h", "1h"]);
+    write_config(dir.path(), port, &url, &extra);
+    let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
+    assert_eq!(trigger(&server.base, "pg-1").await, 202);
+    assert!(recv.wait_for(1, Duration::from_secs(5)).await);
+    assert_eq!(recv.at("alice").len(), 1, "step 1 paged alice");
+    wait_delivered(&server.base, 1).await;
+    // The same alert again joins INC-1 (the open index, in PostgreSQL).
+    assert_eq!(trigger(&server.base, "pg-1").await, 202);
+    // SIGKILL with bob's step pending; stay down past its due time.
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
+    let incidents = server.incidents().await;
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
+    assert_eq!(incidents[0]["id"], 1);
+    let timeline = get(&server.base, "/v1/incidents/INC-1/timeline").await;
+    let entries = timeline["timeline"].as_array().unwrap();
+    assert!(
+        entries.len() >= 3,
+        "opened, paged, and the second alert: {timeline}"
+    );
+    // Bob's overdue step fires at start, once; alice is not paged again.
+    assert!(recv.wait_for(2, Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(recv.at("bob").len(), 1);
+    assert_eq!(recv.at("alice").len(), 1);
+    // A new key opens INC-2: numbering went on in the database.
+    assert_eq!(trigger(&server.base, "pg-2").await, 202);
+    let ids: Vec<u64> = server
+        .incidents()
+        .await
+        .iter()
+        .map(|i| i["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2, 1]);
+    // Nothing went to a sled directory.
+    assert!(!dir.path().join("data").exists());
+    assert_eq!(count(&url, "SELECT count(*) FROM incidents"), Some(2));
+}
+
+/// A sled deployment moves to PostgreSQL: `tocsin backup`, then
+/// `tocsin restore --to postgres://...`, then serve from the database.
+#[tokio::test]
+async fn restore_moves_a_sled_deployment_into_postgres() {
+    let Some(url) = postgres_database("restore") else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let extra = chain(&recv, ["1h", "1h", "1h"]);
+    let sled_dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::start_with(sled_dir.path(), free_port(), Some("chain"), &extra).await;
+    assert_eq!(trigger(&server.base, "moved").await, 202);
+    assert!(recv.wait_for(1, Duration::from_secs(5)).await);
+    wait_delivered(&server.base, 1).await;
+    let before = get(&server.base, "/v1/incidents/INC-1/timeline").await;
+    let file = sled_dir.path().join("backup.jsonl");
+    server.cli(&["backup", "--to", file.to_str().unwrap()]);
+    drop(server);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["restore", "--from", file.to_str().unwrap(), "--to", &url])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("Restored into PostgreSQL"), "{said}");
+    assert!(said.contains("next incident INC-2"), "{said}");
+    // Restoring again into a database that holds data is refused.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["restore", "--from", file.to_str().unwrap(), "--to", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds tocsin data"));
+
+    let pg_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(pg_dir.path(), port, &url, &extra);
+    let server = ServerProcess::start_with(pg_dir.path(), port, Some("chain"), &extra).await;
+    let after = get(&server.base, "/v1/incidents/INC-1/timeline").await;
+    assert_eq!(after, before);
+    // The open incident is still open: the same key joins it.
+    assert_eq!(trigger(&server.base, "moved").await, 202);
+    assert_eq!(server.incidents().await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(recv.received().len(), 1, "nobody paged twice");
+}
