@@ -2377,4 +2377,55 @@ mod tests {
         assert_eq!(issues[0].path, "api.token");
         assert!(issues[0].message.contains("API_TOKEN"));
     }
+
+    #[test]
+    fn the_postgres_backend_loads_its_url_from_the_environment_and_is_checked() {
+        let env = env(&[
+            ("API_TOKEN", "secret-token"),
+            ("DB_URL", "postgres://tocsin:pw@db.internal:5432/tocsin"),
+        ]);
+        let with =
+            |lines: &str| GOOD.replace("path = \"/tmp/x\"", &format!("path = \"/tmp/x\"\n{lines}"));
+        let c = Config::from_toml_str(GOOD, &env).unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Sled);
+        assert_eq!(c.storage.pool_size, 8);
+        let c = Config::from_toml_str(
+            &with("backend = \"postgres\"\nurl = \"${DB_URL}\"\npool_size = 16"),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(c.storage.backend, StorageBackend::Postgres);
+        assert_eq!(
+            c.storage.url.as_ref().map(Secret::expose),
+            Some("postgres://tocsin:pw@db.internal:5432/tocsin")
+        );
+        assert_eq!(c.storage.pool_size, 16);
+        // The password never reaches a debug print.
+        assert!(!format!("{:?}", c.storage).contains("pw@"));
+        for (bad, key) in [
+            ("backend = \"postgres\"", "storage.url"),
+            (
+                "backend = \"postgres\"\nurl = \"mysql://x/y\"",
+                "storage.url",
+            ),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://h/db?sslmode=sometimes\"",
+                "storage.url",
+            ),
+            ("url = \"postgres://h/db\"", "storage.url"),
+            (
+                "backend = \"postgres\"\nurl = \"postgres://h/db\"\npool_size = 0",
+                "storage.pool_size",
+            ),
+            ("backend = \"mongodb\"", "storage.backend"),
+        ] {
+            match Config::from_toml_str(&with(bad), &env) {
+                Err(ConfigError::Invalid(issues)) => {
+                    assert!(issues.iter().any(|i| i.path == key), "{bad}: {issues:?}")
+                }
+                Err(e) => assert_eq!(key, "storage", "{bad}: {e}"),
+                Ok(_) => panic!("{bad} accepted"),
+            }
+        }
+    }
 }

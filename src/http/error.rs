@@ -95,11 +95,14 @@ impl From<crate::service::ServiceError> for ApiError {
             }
             E::Store(_) => {
                 tracing::error!(error = %e, "Storage failed; the request was not applied");
-                Self::new(
+                let mut e = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",
                     "the store could not record this; nothing was applied, retry later",
-                )
+                );
+                // A full disk or an unreachable database: worth a retry soon.
+                e.retry_after = Some(5);
+                e
             }
         }
     }

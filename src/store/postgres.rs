@@ -51,6 +51,10 @@ const MIGRATIONS: &[(i32, &str, &str)] =
 /// The advisory lock key the migrations run under ("tocsin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_6373_696e;
 
+/// How long a caller waits for a connection while the database is
+/// unreachable before its write fails (and intake answers 503).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// How many times a transaction is run before a conflict is reported.
 const MAX_ATTEMPTS: u32 = 20;
 
@@ -172,7 +176,7 @@ impl PostgresStore {
             let pool = r2d2::Pool::builder()
                 .max_size(pool_size.max(1))
                 .min_idle(Some(1))
-                .connection_timeout(std::time::Duration::from_secs(10))
+                .connection_timeout(CONNECT_TIMEOUT)
                 .build(manager)
                 .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
             let store = Self {

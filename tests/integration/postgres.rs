@@ -207,3 +207,131 @@ async fn restore_moves_a_sled_deployment_into_postgres() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(recv.received().len(), 1, "nobody paged twice");
 }
+
+/// A TCP proxy in front of PostgreSQL that can be cut (every connection
+/// dropped, new ones refused) and restored: a database failover as tocsin
+/// sees it.
+struct Proxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let (flag, cuts) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, up, cut }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+        if !up {
+            self.cut.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// The database goes away under a running tocsin and comes back: alerts
+/// get 503 with `Retry-After` (never a 2xx for one not stored) and
+/// `/readyz` fails meanwhile; tocsin does not crash, and takes alerts
+/// again once the database answers, without a restart.
+#[tokio::test]
+async fn while_the_database_is_unreachable_intake_answers_503_and_recovers() {
+    let Some(url) = postgres_database("outage") else {
+        return;
+    };
+    let parsed = url::Url::parse(&url).unwrap();
+    let target = format!(
+        "{}:{}",
+        parsed.host_str().unwrap(),
+        parsed.port().unwrap_or(5432)
+    )
+    .parse()
+    .unwrap();
+    let proxy = Proxy::start(target).await;
+    let mut via = parsed.clone();
+    via.set_port(Some(proxy.port)).unwrap();
+    let recv = Receiver::start().await;
+    let extra = chain(&recv, ["1h", "1h", "1h"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    write_config(dir.path(), port, via.as_str(), &extra);
+    let mut server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
+    assert_eq!(trigger(&server.base, "before").await, 202);
+
+    proxy.set_up(false);
+    let http = reqwest::Client::new();
+    let body = json!({"routing_key": PD_KEY, "event_action": "trigger", "dedup_key": "during",
+                      "payload": {"summary": "postgres test", "source": "t", "severity": "critical"}});
+    let r = http
+        .post(format!("{}/v2/enqueue", server.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"), "{:?}", r.headers());
+    let ready = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "tocsin exited while the database was away"
+    );
+
+    proxy.set_up(true);
+    let mut accepted = false;
+    for _ in 0..100 {
+        if trigger(&server.base, "after").await == 202 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        accepted,
+        "intake did not recover once the database was back"
+    );
+    let ready = http
+        .get(format!("{}/readyz", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    let keys = server.dedup_keys().await;
+    assert!(
+        keys.contains("before") && keys.contains("after"),
+        "{keys:?}"
+    );
+    assert!(!keys.contains("during"), "a 503'd alert was stored");
+    server.kill();
+}
