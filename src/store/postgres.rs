@@ -922,11 +922,17 @@ impl Tx for PgTx<'_> {
         .map(|_| ())
     }
 
+    /// The claim: a timer another replica's transaction holds (it is
+    /// firing or cancelling it) is skipped, not waited for, and counts as
+    /// gone here. The firing re-checks the incident under its row lock,
+    /// so a skipped cancel never lets a stale step page.
     fn delete_timer(&mut self, timer: &Timer) -> Result<bool, StoreError> {
+        let key = timer.key();
         let n = self.run(|t| {
             t.execute(
-                "DELETE FROM timers WHERE key = $1",
-                &[&timer.key().as_slice()],
+                "DELETE FROM timers WHERE key = \
+                 (SELECT key FROM timers WHERE key = $1 FOR UPDATE SKIP LOCKED)",
+                &[&key.as_slice()],
             )
         })?;
         Ok(n > 0)
@@ -1832,5 +1838,104 @@ mod tests {
         let pg = PostgresStore::open(&url, 1).unwrap();
         assert_eq!(pg.incident_count().unwrap(), 0);
         assert!(pg.incidents(None, None, 10).unwrap().is_empty());
+    }
+
+    fn timer(n: u64) -> Timer {
+        Timer {
+            due: now() + chrono::Duration::milliseconds(n as i64),
+            incident: IncidentId(n),
+            generation: 0,
+            kind: crate::escalation::TimerKind::Escalate { step: 1, round: 0 },
+        }
+    }
+
+    /// Four replicas fire the same 60 due timers at once, as their
+    /// schedulers would: each timer is claimed (and so fires) exactly once.
+    #[test]
+    fn each_due_timer_is_claimed_by_one_replica() {
+        let Some((url, first)) = store("timers") else {
+            return;
+        };
+        let timers: Vec<Timer> = (1..=60).map(timer).collect();
+        first
+            .transact(&mut |tx| timers.iter().try_for_each(|t| tx.put_timer(t)))
+            .unwrap();
+        let replicas: Vec<Arc<PostgresStore>> = std::iter::once(Arc::new(first))
+            .chain((1..4).map(|_| Arc::new(PostgresStore::open(&url, 2).unwrap())))
+            .collect();
+        let threads: Vec<_> = replicas
+            .iter()
+            .cloned()
+            .map(|s| {
+                std::thread::spawn(move || {
+                    let mut fired = Vec::new();
+                    // Every replica sees every timer due and tries each, in
+                    // batches of 8 per transaction, as the scheduler does.
+                    let due = s
+                        .due_timers(now() + chrono::Duration::hours(1), 100)
+                        .unwrap();
+                    for batch in due.chunks(8) {
+                        let mut claimed = Vec::new();
+                        s.transact(&mut |tx| {
+                            claimed.clear();
+                            for t in batch {
+                                if tx.delete_timer(t)? {
+                                    claimed.push(t.incident.0);
+                                }
+                            }
+                            Ok(())
+                        })
+                        .unwrap();
+                        fired.extend(claimed);
+                    }
+                    fired
+                })
+            })
+            .collect();
+        let mut fired: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        fired.sort_unstable();
+        assert_eq!(fired, (1..=60).collect::<Vec<_>>(), "each timer fired once");
+        assert_eq!(replicas[0].timer_count().unwrap(), 0);
+    }
+
+    /// A timer another replica's transaction holds is skipped at once, not
+    /// waited for; if that transaction rolls back, the timer is still there.
+    #[test]
+    fn a_held_timer_is_skipped_and_kept_if_its_holder_rolls_back() {
+        let Some((url, first)) = store("held") else {
+            return;
+        };
+        let t = timer(1);
+        first.transact(&mut |tx| tx.put_timer(&t)).unwrap();
+        let other = PostgresStore::open(&url, 1).unwrap();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let result = first.transact(&mut |tx| {
+                assert!(tx.delete_timer(&t)?);
+                held_tx.send(()).unwrap();
+                go_rx.recv().unwrap();
+                Err(StoreError::Aborted("the holder dies".into()))
+            });
+            assert!(matches!(result, Err(StoreError::Aborted(_))));
+            first
+        });
+        held_rx.recv().unwrap();
+        let started = std::time::Instant::now();
+        let mut claimed = None;
+        other
+            .transact(&mut |tx| {
+                claimed = Some(tx.delete_timer(&t)?);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(claimed, Some(false), "held elsewhere: not ours to fire");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        go_tx.send(()).unwrap();
+        let first = holder.join().unwrap();
+        assert_eq!(first.next_timer().unwrap(), Some(t), "the rollback kept it");
     }
 }
