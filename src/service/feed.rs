@@ -15,12 +15,16 @@ pub const FEED_CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub struct Feed {
     tx: broadcast::Sender<IncidentId>,
+    /// Turns true at shutdown, so long-lived subscribers (the console's
+    /// event streams) end instead of holding the drain.
+    closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
         Self {
             tx: broadcast::channel(FEED_CAPACITY).0,
+            closed: tokio::sync::watch::channel(false).0,
         }
     }
 }
@@ -29,6 +33,17 @@ impl Feed {
     /// A receiver of every change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<IncidentId> {
         self.tx.subscribe()
+    }
+
+    /// Ends every subscriber's stream (at shutdown).
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once [`Feed::close`] was called.
+    pub async fn closed(&self) {
+        let mut rx = self.closed.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Tells subscribers that these incidents changed (once each, in order).
