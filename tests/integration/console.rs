@@ -478,3 +478,18 @@ async fn the_console_is_off_unless_enabled() {
     assert_eq!(resp.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_is_on_the_api_listener_only() {
+    let app = spawn_split(CONSOLE, "").await;
+    let public = app.http.get(app.public_url("/login")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let api = app.http.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(api.status(), 200);
+    let page = api.text().await.unwrap();
+    assert!(
+        page.contains(r#"<input type="password" name="token""#),
+        "{page}"
+    );
+    app.stop().await;
+}
