@@ -49,7 +49,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// Headers every console response carries: no framing, no script or style
-/// from anywhere else, no caching of pages that hold incidents.
+/// from anywhere else, no caching of pages that hold incidents, no
+/// referrer to other sites. (`no-referrer` would make browsers send
+/// `Origin: null` on the console's own forms, which [`same_origin`] refuses.)
 async fn protect(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
@@ -64,7 +66,7 @@ async fn protect(mut resp: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

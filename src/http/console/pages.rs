@@ -330,7 +330,7 @@ pub async fn incident(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"badge {}\">{}</span>{}</td></tr>",
                 escape(&e.recipient.to_string()),
                 escape(&format!("{:?}", e.method).to_lowercase()),
-                e.page.step + 1,
+                e.page.step,
                 e.attempts,
                 escape(&state),
                 escape(&state),
