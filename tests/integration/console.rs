@@ -129,6 +129,27 @@ async fn signing_in_sets_a_signed_http_only_same_site_cookie() {
     let (s, page) = b.get("/incidents").await;
     assert_eq!(s, 200, "{page}");
     assert!(page.contains("alice (write scope)"), "{page}");
+    // Browsers send Origin on form posts; the console's own is accepted, and
+    // its referrer policy lets browsers send it (no-referrer makes it "null").
+    let resp = b
+        .http
+        .post(app.url("/login"))
+        .header("origin", format!("http://{}", app.addr))
+        .form(&[("token", alice.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["referrer-policy"], "same-origin");
+    let resp = b
+        .http
+        .post(app.url("/login"))
+        .header("origin", "null")
+        .form(&[("token", alice.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
     // Signing out forgets the cookie.
     let csrf = csrf_of(&page);
     let resp = b.post("/logout", &[("csrf", &csrf)]).await;
