@@ -213,6 +213,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     limits: crate::http::Limits,
 ) -> std::io::Result<()> {
+    // The console's event streams end at shutdown, so they do not hold the drain.
+    let feed = app.service.feed().clone();
+    let shutdown = async move {
+        shutdown.await;
+        feed.close();
+    };
     let Some(public) = listeners.public else {
         info!(addr = %listeners.api.local_addr()?, "Listening (API and public routes)");
         return crate::http::serve(listeners.api, app.router.clone(), shutdown, limits).await;

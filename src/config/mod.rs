@@ -10,8 +10,10 @@
 //! else is a string. Any string value of the form `${NAME}` is replaced by
 //! the environment variable `NAME`, which is how secrets stay out of files.
 
+mod console;
 mod paging;
 
+pub use console::ConsoleConfig;
 pub use paging::{
     ContactKind, ContactMethodConfig, EscalationPolicyConfig, MAX_ROUNDS, NotifyConfig, NtfyConfig,
     Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
@@ -84,6 +86,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[[heartbeats]]`: senders that must ping, or an incident opens.
     pub heartbeats: Vec<HeartbeatConfig>,
+    /// `[console]`: the web console.
+    pub console: ConsoleConfig,
 }
 
 /// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
@@ -794,6 +798,7 @@ impl Config {
         let svc_at = |i: usize| origins.at("services", i);
         let int_at = |i: usize| origins.at("integrations", i);
         let mut issues = paging::validate(self, origins);
+        issues.extend(self.console.validate());
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         for (path, secret) in self.secrets(origins) {
             if secret.is_placeholder() {
@@ -1305,6 +1310,9 @@ impl Config {
         if let Some(k) = &self.audit.key {
             out.push(("audit.key".into(), k));
         }
+        if let Some(k) = &self.console.session_key {
+            out.push(("console.session_key".into(), k));
+        }
         if let Some(s) = &self.slack {
             out.push(("slack.bot_token".into(), &s.bot_token));
             out.push(("slack.signing_secret".into(), &s.signing_secret));
@@ -1397,6 +1405,7 @@ const SECTIONS: &[&str] = &[
     "discord",
     "intake",
     "audit",
+    "console",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -1515,6 +1524,11 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         && let Some(s) = section(v, "audit", issues)
     {
         config.audit = s;
+    }
+    if let Some(v) = table.remove("console")
+        && let Some(s) = section(v, "console", issues)
+    {
+        config.console = s;
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

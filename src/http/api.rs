@@ -32,18 +32,18 @@ impl<'a> From<&'a Incident> for IncidentView<'a> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    status: Option<String>,
+    pub(super) status: Option<String>,
     /// Open incidents of this service only.
-    service: Option<String>,
+    pub(super) service: Option<String>,
     /// Open incidents of this severity only (`sev1`..`sev4`).
-    severity: Option<String>,
-    limit: Option<usize>,
+    pub(super) severity: Option<String>,
+    pub(super) limit: Option<usize>,
     /// Only incidents older than this one (`INC-n` or `n`): the `next` of
     /// the previous page.
-    before: Option<String>,
+    pub(super) before: Option<String>,
 }
 
 /// `GET /v1/incidents?status=&service=&severity=&limit=&before=`: a page of incidents, newest
@@ -55,7 +55,20 @@ pub async fn list_incidents(
 ) -> Result<Response, ApiError> {
     authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let (incidents, next) = incident_page(&st, &q, 100).await?;
+    let views: Vec<IncidentView> = incidents.iter().map(IncidentView::from).collect();
+    Ok(Json(json!({ "incidents": views, "next": next })).into_response())
+}
+
+/// The page of incidents `q` asks for (`default_limit` without `limit`),
+/// and the cursor of the next page when this one is full: the API's list
+/// and the console's.
+pub(super) async fn incident_page(
+    st: &AppState,
+    q: &ListQuery,
+    default_limit: usize,
+) -> Result<(Vec<Incident>, Option<String>), ApiError> {
+    let limit = q.limit.unwrap_or(default_limit).clamp(1, 10_000);
     let before = q.before.as_deref().map(parse_id).transpose()?;
     let open_only = q.status.as_deref() == Some("open");
     let status = q
@@ -96,11 +109,10 @@ pub async fn list_incidents(
             .read(move |s| s.incidents(status, before, limit))
             .await?
     };
-    let views: Vec<IncidentView> = incidents.iter().map(IncidentView::from).collect();
     let next = (incidents.len() == limit)
         .then(|| incidents.last().map(|i| i.id.to_string()))
         .flatten();
-    Ok(Json(json!({ "incidents": views, "next": next })).into_response())
+    Ok((incidents, next))
 }
 
 /// An incident and its timeline, read off the async runtime.
@@ -119,7 +131,7 @@ async fn read_with_timeline(
         .ok_or_else(|| ApiError::not_found(format!("incident {id} does not exist")))
 }
 
-fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<IncidentId, ApiError> {
     raw.parse()
         .map_err(|e: crate::incident::BadIncidentId| ApiError::bad_request(e.to_string()))
 }
@@ -204,7 +216,7 @@ pub async fn resolve(
 }
 
 /// The longest note the API takes (chat messages carry it whole).
-const MAX_NOTE_CHARS: usize = 3000;
+pub(super) const MAX_NOTE_CHARS: usize = 3000;
 
 /// `POST /v1/incidents/{id}/notes` `{"text": "..."}`: a note on the
 /// timeline (`action: ...` makes it an action item), as from chat.

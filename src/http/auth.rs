@@ -103,7 +103,7 @@ fn check_token(st: &AppState, headers: &HeaderMap, need: Scope) -> Result<Princi
     Ok(principal)
 }
 
-fn identify(st: &AppState, presented: &str) -> Result<Principal, ApiError> {
+pub(super) fn identify(st: &AppState, presented: &str) -> Result<Principal, ApiError> {
     if let Some(bootstrap) = &st.config.api.token
         && bootstrap.matches(presented)
     {

@@ -13,6 +13,7 @@
 
 mod api;
 mod auth;
+pub mod console;
 mod error;
 mod heartbeat;
 mod intake;
@@ -148,6 +149,7 @@ pub fn routes(state: AppState) -> Routes {
         .route("/metrics", get(api::metrics))
         .route("/v1/backup", get(api::backup))
         .route("/readyz", get(api::readyz))
+        .merge(console::routes(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check_host,

@@ -12,6 +12,7 @@
 
 mod chat;
 pub mod directory;
+pub mod feed;
 pub mod heartbeat;
 mod intake;
 mod paging;
@@ -120,6 +121,8 @@ pub struct Service {
     readers: Arc<tokio::sync::Semaphore>,
     /// Each heartbeat's pending timer.
     beats: Arc<heartbeat::Beats>,
+    /// Incidents changed by each write, once it is on disk.
+    feed: Arc<feed::Feed>,
 }
 
 impl Service {
@@ -151,6 +154,7 @@ impl Service {
             changes: Arc::new(parking_lot::Mutex::new(changes)),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             beats: Arc::default(),
+            feed: Arc::default(),
         })
     }
 
@@ -256,6 +260,11 @@ impl Service {
     /// The clock.
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// The feed of incident changes (for the console's live updates).
+    pub fn feed(&self) -> &Arc<feed::Feed> {
+        &self.feed
     }
 
     /// Applies the events of one request from `integration`, in chunks of a
@@ -416,14 +425,15 @@ impl Service {
         F: FnMut(&mut dyn Tx) -> Result<R, StoreError> + Send + 'static,
         R: Send + 'static,
     {
-        let (result, wrote) = self
+        let (result, wrote, changed) = self
             .writer
             .write(priority, move |tx| {
                 let mut noted = writer::Noting::new(tx);
                 let result = f(&mut noted)?;
-                Ok((result, noted.wrote))
+                Ok((result, noted.wrote, noted.changed))
             })
             .await?;
+        self.feed.publish(&changed);
         if wrote.timer {
             self.wakers.scheduler.notify_one();
         }

@@ -291,6 +291,8 @@ pub(crate) struct Wrote {
 pub(crate) struct Noting<'a> {
     tx: &'a mut dyn Tx,
     pub(crate) wrote: Wrote,
+    /// The incidents written, each once, for the feed.
+    pub(crate) changed: Vec<IncidentId>,
 }
 
 impl<'a> Noting<'a> {
@@ -298,6 +300,7 @@ impl<'a> Noting<'a> {
         Self {
             tx,
             wrote: Wrote::default(),
+            changed: Vec::new(),
         }
     }
 }
@@ -337,6 +340,9 @@ impl Tx for Noting<'_> {
         self.tx.incident(id)
     }
     fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
+        if !self.changed.contains(&incident.id) {
+            self.changed.push(incident.id);
+        }
         self.tx.put_incident(incident)
     }
     fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {

@@ -9,6 +9,7 @@ mod backup;
 mod bad_input;
 mod cli;
 mod connections;
+mod console;
 mod crash;
 mod deploy_files;
 mod discord;

@@ -1,0 +1,237 @@
+//! The console's POSTs: sign in and out, the incident actions, overrides.
+//! Each goes through the same service call as the REST API, as the
+//! signed-in token's user.
+
+use super::markdown::escape;
+use super::session::{self, BOOTSTRAP_ID};
+use super::{Form, Refusal, check_post, pages::layout, signer};
+use crate::access::Scope;
+use crate::http::AppState;
+use crate::http::api::{MAX_NOTE_CHARS, parse_id};
+use crate::store::StoredOverride;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::{NaiveDateTime, Utc};
+
+fn login_page(message: Option<&str>) -> Html<String> {
+    let error = message
+        .map(|m| format!(r#"<p class="error" role="alert">{}</p>"#, escape(m)))
+        .unwrap_or_default();
+    layout(
+        None,
+        "Sign in",
+        &format!(
+            r#"<h1>Sign in</h1>{error}
+<form method="post" action="/login" class="login"><label>API token <input type="password" name="token" autocomplete="off" required autofocus placeholder="tsn_..."></label> <button>Sign in</button></form>
+<p class="muted">Make a token with <code>tocsin token create --user YOU --scope read|write|admin</code>. A read token shows incidents and schedules; a write token acts on incidents; an admin token also edits schedules.</p>"#
+        ),
+    )
+}
+
+/// `GET /login`
+pub async fn login_form() -> Html<String> {
+    login_page(None)
+}
+
+/// `POST /login` `token=...`: checks the token as the API would and sets
+/// the session cookie.
+pub async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    super::same_origin(&headers)?;
+    let form = Form::parse(&body)?;
+    let presented = form.get("token").unwrap_or_default().trim();
+    let principal = match crate::http::auth::identify(&st, presented) {
+        Ok(p) => p,
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            tracing::info!("Console sign-in refused: wrong or revoked token");
+            return Ok((
+                StatusCode::UNAUTHORIZED,
+                login_page(Some("That token is wrong or was revoked.")),
+            )
+                .into_response());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let token_id = principal
+        .principal
+        .strip_prefix("token:")
+        .unwrap_or(BOOTSTRAP_ID);
+    let ttl = st.config.console.session_ttl;
+    let expires = st.service.clock().now()
+        + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
+    let (_, value) = signer(&st).issue(token_id, expires);
+    tracing::info!(principal = %principal.principal, scope = %principal.scope, "Console sign-in");
+    let cookie = session::set_cookie(&value, ttl, st.config.console.secure_cookie);
+    let mut resp = Redirect::to("/incidents").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+    );
+    Ok(resp)
+}
+
+/// `POST /logout`: forgets the cookie.
+pub async fn logout(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let form = Form::parse(&body)?;
+    check_post(&st, &headers, &form, Scope::Read)?;
+    let mut resp = Redirect::to("/login").into_response();
+    let cookie = session::clear_cookie(st.config.console.secure_cookie);
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+    );
+    Ok(resp)
+}
+
+fn bad(message: impl Into<String>) -> Refusal {
+    Refusal::Page(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// `POST /incidents/{id}/{action}`: acknowledge, resolve, escalate,
+/// snooze (`duration`), note (`text`), severity (`severity`).
+pub async fn incident_action(
+    State(st): State<AppState>,
+    Path((raw, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let form = Form::parse(&body)?;
+    let viewer = check_post(&st, &headers, &form, Scope::Write)?;
+    let id = parse_id(&raw)?;
+    let by = viewer.principal.actor(&st, None)?;
+    let svc = &st.service;
+    match action.as_str() {
+        "acknowledge" => svc.acknowledge(id, by).await?,
+        "resolve" => {
+            let note = form
+                .get("note")
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            svc.resolve(id, by, note).await?
+        }
+        "escalate" => svc.escalate(id, by).await?,
+        "snooze" => {
+            let raw = form.get("duration").unwrap_or_default();
+            let d = humantime::parse_duration(raw)
+                .ok()
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .filter(|d| *d > chrono::Duration::zero() && *d <= chrono::Duration::days(7))
+                .ok_or_else(|| bad(format!("snooze for 30m or 2h, at most 7 days, not '{raw}'")))?;
+            svc.snooze(id, by, d).await?
+        }
+        "note" => {
+            let text = form.get("text").map(str::trim).unwrap_or_default();
+            if text.is_empty() {
+                return Err(bad("the note is empty"));
+            }
+            if text.chars().count() > MAX_NOTE_CHARS {
+                return Err(bad(format!(
+                    "a note may have at most {MAX_NOTE_CHARS} characters"
+                )));
+            }
+            svc.add_note(id, text, by).await?
+        }
+        "severity" => {
+            let raw = form.get("severity").unwrap_or_default();
+            let to = crate::incident::Severity::from_sender(raw)
+                .ok_or_else(|| bad(format!("unknown severity '{raw}'; use sev1 to sev4")))?;
+            svc.set_severity(id, to, by).await?
+        }
+        other => {
+            return Err(Refusal::Page(
+                StatusCode::NOT_FOUND,
+                format!("no such action '{other}'"),
+            ));
+        }
+    };
+    Ok(Redirect::to(&format!("/incidents/{id}")).into_response())
+}
+
+fn form_time(form: &Form, field: &str) -> Result<chrono::DateTime<Utc>, Refusal> {
+    let raw = form.get(field).unwrap_or_default();
+    raw.parse::<chrono::DateTime<Utc>>()
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+                .map(|t| t.and_utc())
+        })
+        .ok_or_else(|| bad(format!("'{field}' must be a date and time, not '{raw}'")))
+}
+
+/// `POST /schedules/{name}/overrides` `user, start, end` (UTC): admin only,
+/// as in the API.
+pub async fn add_override(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let form = Form::parse(&body)?;
+    let viewer = check_post(&st, &headers, &form, Scope::Admin)?;
+    let dir = st.service.directory();
+    if dir.schedule(&name).is_none() {
+        return Err(Refusal::Page(
+            StatusCode::NOT_FOUND,
+            format!("schedule '{name}' does not exist"),
+        ));
+    }
+    let user = form.get("user").unwrap_or_default().to_string();
+    if dir.user(&user).is_none() {
+        return Err(bad(format!("unknown user '{user}'")));
+    }
+    let (start, end) = (form_time(&form, "start")?, form_time(&form, "end")?);
+    if end <= start {
+        return Err(bad("'Until' must be after 'From'"));
+    }
+    let created_by = viewer.principal.acting_user(&st, None)?;
+    st.service
+        .add_override(StoredOverride {
+            id: 0,
+            schedule: name.clone(),
+            user,
+            start,
+            end,
+            created_by,
+        })
+        .await?;
+    Ok(redirect_to_week(&name, start))
+}
+
+fn redirect_to_week(name: &str, at: chrono::DateTime<Utc>) -> Response {
+    let qs =
+        serde_urlencoded::to_string([("from", at.date_naive().to_string())]).unwrap_or_default();
+    let path: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+    Redirect::to(&format!("/schedules/{path}?{qs}")).into_response()
+}
+
+/// `POST /schedules/{name}/overrides/{id}/delete`: admin only.
+pub async fn delete_override(
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, u64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let form = Form::parse(&body)?;
+    check_post(&st, &headers, &form, Scope::Admin)?;
+    let dir = st.service.directory();
+    let Some(o) = dir.stored_overrides(&name).into_iter().find(|o| o.id == id) else {
+        return Err(Refusal::Page(
+            StatusCode::NOT_FOUND,
+            format!("schedule '{name}' has no override {id}"),
+        ));
+    };
+    st.service.delete_override(&name, id).await?;
+    Ok(redirect_to_week(&name, o.start))
+}

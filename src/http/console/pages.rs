@@ -1,0 +1,512 @@
+//! The console's pages: incidents, one incident, on call, a schedule's
+//! week. Every value from an incident, an alert or a person is escaped
+//! with [`escape`]; summaries go through the Markdown subset, which
+//! escapes too.
+
+use super::markdown::{escape, render};
+use super::{Refusal, Viewer, viewer};
+use crate::http::AppState;
+use crate::http::api::{ListQuery, incident_page, parse_id};
+use crate::incident::{Incident, Status};
+use crate::oncall::ShiftSource;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Html;
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::Deserialize;
+use std::fmt::Write;
+
+/// Incidents per page of the list.
+pub const PAGE_SIZE: usize = 25;
+
+/// A whole page around `body`; `viewer` fills the header.
+pub fn layout(viewer: Option<&Viewer>, title: &str, body: &str) -> Html<String> {
+    let nav = match viewer {
+        Some(v) => format!(
+            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a>
+<span class="who">{} ({} scope)</span>
+<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
+            escape(v.name()),
+            v.principal.scope,
+            escape(&v.csrf)
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{} · tocsin</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
+<body><header><a class="brand" href="/incidents">tocsin</a>{nav}</header>
+<main>{body}</main></body></html>"#,
+        escape(title)
+    ))
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// One row of the incidents table (also what live updates send).
+pub fn incident_row(inc: &Incident) -> String {
+    let key = inc.id.to_string();
+    format!(
+        r#"<tr id="row-{key}" class="status-{status}"><td><a href="/incidents/{key}">{key}</a></td><td><span class="badge {status}">{status}</span></td><td>{sev}</td><td>{service}</td><td>{title}</td><td>{opened}</td></tr>"#,
+        status = inc.status.as_str(),
+        sev = inc.severity.label(),
+        service = escape(&inc.service),
+        title = escape(&inc.title),
+        opened = time(inc.created_at),
+    )
+}
+
+/// `GET /incidents?status=&service=&severity=&before=`
+pub async fn incidents(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let (list, next) = incident_page(&st, &q, PAGE_SIZE).await?;
+    let selected = |v: Option<&str>, want: &str| {
+        if v == Some(want) { " selected" } else { "" }
+    };
+    let mut body = String::from("<h1>Incidents</h1>\n");
+    body.push_str(r#"<form method="get" action="/incidents" class="filters"><label>Status <select name="status"><option value="">any</option>"#);
+    for s in ["open", "triggered", "acknowledged", "resolved"] {
+        let _ = write!(
+            body,
+            r#"<option{}>{s}</option>"#,
+            selected(q.status.as_deref(), s)
+        );
+    }
+    body.push_str(
+        r#"</select></label> <label>Service <select name="service"><option value="">any</option>"#,
+    );
+    for s in &st.config.services {
+        let _ = write!(
+            body,
+            r#"<option{}>{}</option>"#,
+            selected(q.service.as_deref(), &s.name),
+            escape(&s.name)
+        );
+    }
+    body.push_str(r#"</select></label> <label>Severity <select name="severity"><option value="">any</option>"#);
+    for s in ["sev1", "sev2", "sev3", "sev4"] {
+        let _ = write!(
+            body,
+            r#"<option{}>{s}</option>"#,
+            selected(q.severity.as_deref(), s)
+        );
+    }
+    body.push_str("</select></label> <button>Filter</button></form>\n");
+    // The first page takes new incidents live; later pages are history.
+    let live = if q.before.is_none() { " data-live" } else { "" };
+    let _ = write!(
+        body,
+        r#"<table class="incidents"{live}><thead><tr><th>Incident</th><th>Status</th><th>Severity</th><th>Service</th><th>Title</th><th>Opened</th></tr></thead><tbody id="incident-rows">"#
+    );
+    for inc in &list {
+        body.push_str(&incident_row(inc));
+        body.push('\n');
+    }
+    body.push_str("</tbody></table>\n");
+    if list.is_empty() {
+        body.push_str(r#"<p class="empty">No incidents.</p>"#);
+    }
+    if let Some(next) = next {
+        let mut params: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in [
+            ("status", &q.status),
+            ("service", &q.service),
+            ("severity", &q.severity),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                params.push((k, v));
+            }
+        }
+        params.push(("before", &next));
+        let qs = serde_urlencoded::to_string(&params).unwrap_or_default();
+        let _ = write!(
+            body,
+            r#"<p><a class="older" href="/incidents?{}">Older incidents →</a></p>"#,
+            escape(&qs)
+        );
+    }
+    Ok(layout(Some(&viewer), "Incidents", &body))
+}
+
+fn button(id: &str, action: &str, label: &str, csrf: &str, extra: &str) -> String {
+    format!(
+        r#"<form method="post" action="/incidents/{id}/{action}" class="action"><input type="hidden" name="csrf" value="{}">{extra}<button>{label}</button></form>"#,
+        escape(csrf)
+    )
+}
+
+/// `GET /incidents/{id}`
+pub async fn incident(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let id = parse_id(&raw)?;
+    let (inc, timeline, outbox) = st
+        .service
+        .read(move |s| {
+            Ok(match s.incident(id)? {
+                Some(i) => Some((i, s.timeline(id)?, s.outbox_for(id)?)),
+                None => None,
+            })
+        })
+        .await?
+        .ok_or_else(|| crate::http::ApiError::not_found(format!("incident {id} does not exist")))?;
+    let summary = st.service.summary_markdown(id).await.ok();
+    let key = inc.id.to_string();
+    let mut b = String::new();
+    let _ = write!(
+        b,
+        r#"<h1 data-incident="{key}">{key}: {}</h1>
+<dl class="facts"><dt>Status</dt><dd><span class="badge {status}">{status}</span></dd><dt>Severity</dt><dd>{}</dd><dt>Service</dt><dd>{}</dd><dt>Opened</dt><dd>{}</dd>"#,
+        escape(&inc.title),
+        inc.severity.label(),
+        escape(&inc.service),
+        time(inc.created_at),
+        status = inc.status.as_str(),
+    );
+    if let (Some(at), Some(by)) = (inc.acknowledged_at, &inc.acknowledged_by) {
+        let _ = write!(
+            b,
+            "<dt>Acknowledged</dt><dd>{} by {}</dd>",
+            time(at),
+            escape(&by.to_string())
+        );
+    }
+    if let (Some(at), Some(by)) = (inc.resolved_at, &inc.resolved_by) {
+        let _ = write!(
+            b,
+            "<dt>Resolved</dt><dd>{} by {}</dd>",
+            time(at),
+            escape(&by.to_string())
+        );
+    }
+    b.push_str("<dt>Roles</dt><dd>");
+    if inc.roles.is_empty() {
+        b.push_str("none");
+    }
+    for (role, user) in &inc.roles {
+        let _ = write!(b, "{}: {} ", escape(role), escape(user));
+    }
+    b.push_str("</dd></dl>\n");
+
+    if viewer.can_write() && inc.status != Status::Resolved {
+        let csrf = &viewer.csrf;
+        b.push_str(r#"<section class="actions"><h2>Actions</h2>"#);
+        if inc.status == Status::Triggered {
+            b.push_str(&button(&key, "acknowledge", "Acknowledge", csrf, ""));
+        }
+        b.push_str(&button(
+            &key,
+            "resolve",
+            "Resolve",
+            csrf,
+            r#"<input name="note" placeholder="what fixed it (optional)" aria-label="Resolution note">"#,
+        ));
+        b.push_str(&button(&key, "escalate", "Escalate", csrf, ""));
+        b.push_str(&button(
+            &key,
+            "snooze",
+            "Snooze",
+            csrf,
+            r#"<select name="duration" aria-label="Snooze for"><option>15m</option><option selected>30m</option><option>1h</option><option>4h</option></select>"#,
+        ));
+        let mut sev = String::from(r#"<select name="severity" aria-label="Severity">"#);
+        for s in ["sev1", "sev2", "sev3", "sev4"] {
+            let sel = if inc.severity.label().eq_ignore_ascii_case(s) {
+                " selected"
+            } else {
+                ""
+            };
+            let _ = write!(sev, "<option{sel}>{s}</option>");
+        }
+        sev.push_str("</select>");
+        b.push_str(&button(&key, "severity", "Set severity", csrf, &sev));
+        b.push_str(&button(
+            &key,
+            "note",
+            "Add note",
+            csrf,
+            r#"<textarea name="text" rows="2" maxlength="3000" placeholder="what you found (action: ... for an action item)" aria-label="Note"></textarea>"#,
+        ));
+        b.push_str("</section>\n");
+    } else if viewer.can_write() {
+        b.push_str(r#"<section class="actions"><h2>Actions</h2>"#);
+        b.push_str(&button(
+            &key,
+            "note",
+            "Add note",
+            &viewer.csrf,
+            r#"<textarea name="text" rows="2" maxlength="3000" aria-label="Note"></textarea>"#,
+        ));
+        b.push_str("</section>\n");
+    }
+
+    let _ = write!(
+        b,
+        "<h2>Alerts ({})</h2><ul class=\"alerts\">",
+        inc.alerts.len()
+    );
+    for (fp, a) in &inc.alerts {
+        let _ = write!(
+            b,
+            r#"<li><strong>{}</strong> <span class="muted">{} · {} event(s) · last {}</span><br><span class="labels">"#,
+            escape(&a.summary),
+            escape(fp),
+            a.count,
+            time(a.last_seen)
+        );
+        for (k, v) in &a.labels {
+            let _ = write!(
+                b,
+                r#"<code class="label">{}={}</code> "#,
+                escape(k),
+                escape(v)
+            );
+        }
+        b.push_str("</span></li>");
+    }
+    b.push_str("</ul>\n");
+
+    if let Some(p) = &inc.runbook {
+        let _ = write!(
+            b,
+            "<h2>Runbook</h2><p><code>{}</code>, phase {}</p><ul class=\"runbook\">",
+            escape(&p.runbook),
+            p.phase + 1
+        );
+        for (step, state) in &p.steps {
+            let text = match state {
+                crate::runbook::StepState::Done { by, note, .. } => format!(
+                    "done by {}{}",
+                    by,
+                    note.as_deref()
+                        .map(|n| format!(": {n}"))
+                        .unwrap_or_default()
+                ),
+                crate::runbook::StepState::Skipped { by, reason, .. } => {
+                    format!("skipped by {by}: {reason}")
+                }
+            };
+            let _ = write!(
+                b,
+                "<li><code>{}</code> {}</li>",
+                escape(step),
+                escape(&text)
+            );
+        }
+        b.push_str("</ul>\n");
+    }
+
+    b.push_str("<h2>Pages</h2>");
+    let pages: Vec<_> = outbox
+        .iter()
+        .filter(|e| matches!(e.job, crate::notify::Job::Page))
+        .collect();
+    if pages.is_empty() {
+        b.push_str("<p class=\"empty\">Nobody was paged.</p>");
+    } else {
+        b.push_str("<table class=\"pages\"><thead><tr><th>To</th><th>By</th><th>Step</th><th>Attempts</th><th>State</th></tr></thead><tbody>");
+        for e in pages {
+            let state = serde_json::to_value(&e.state)
+                .ok()
+                .and_then(|v| {
+                    v.get("state")
+                        .or(Some(&v))
+                        .and_then(|s| s.as_str().map(str::to_owned))
+                })
+                .unwrap_or_else(|| format!("{:?}", e.state));
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><span class=\"badge {}\">{}</span>{}</td></tr>",
+                escape(&e.recipient.to_string()),
+                escape(&format!("{:?}", e.method).to_lowercase()),
+                e.page.step,
+                e.attempts,
+                escape(&state),
+                escape(&state),
+                e.last_error
+                    .as_deref()
+                    .map(|er| format!(" <span class=\"muted\">{}</span>", escape(er)))
+                    .unwrap_or_default()
+            );
+        }
+        b.push_str("</tbody></table>\n");
+    }
+
+    b.push_str("<h2>Timeline</h2><ol class=\"timeline\">");
+    for e in &timeline {
+        let _ = write!(
+            b,
+            "<li><time>{}</time> <strong>{}</strong> {}</li>",
+            time(e.at),
+            escape(&e.actor.to_string()),
+            escape(&e.event.describe())
+        );
+    }
+    b.push_str("</ol>\n");
+    if let Some(md) = summary {
+        b.push_str("<h2>Summary</h2><article class=\"summary\">");
+        b.push_str(&render(&md));
+        b.push_str("</article>\n");
+    }
+    Ok(layout(Some(&viewer), &key, &b))
+}
+
+/// `GET /oncall`: who is on call now and next in every schedule.
+pub async fn oncall(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let now = st.service.clock().now();
+    let mut b = String::from(
+        "<h1>On call</h1><table class=\"oncall\"><thead><tr><th>Schedule</th><th>Now</th><th>Until</th><th>Next</th></tr></thead><tbody>",
+    );
+    for s in st.service.directory().schedules() {
+        let extra = st.service.directory().runtime_overrides(s.name());
+        let current = s.who_is_on_call(now, &extra);
+        let next = s.next_on_call(current.as_ref().map_or(now, |c| c.end), &extra);
+        let _ = write!(
+            b,
+            r#"<tr><td><a href="/schedules/{name}">{name}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            current
+                .as_ref()
+                .map(|c| escape(&c.user))
+                .unwrap_or_else(|| "nobody".into()),
+            current.as_ref().map(|c| time(c.end)).unwrap_or_default(),
+            next.as_ref()
+                .map(|n| format!("{} from {}", escape(&n.user), time(n.start)))
+                .unwrap_or_else(|| "nobody".into()),
+            name = escape(s.name()),
+        );
+    }
+    b.push_str("</tbody></table>");
+    Ok(layout(Some(&viewer), "On call", &b))
+}
+
+/// `?from=YYYY-MM-DD`: the week shown.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeekQuery {
+    from: Option<NaiveDate>,
+}
+
+/// `GET /schedules/{name}?from=`: seven days of shifts from `from` (default
+/// today, UTC), the runtime overrides, and the form that adds one.
+pub async fn schedule(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<WeekQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let dir = st.service.directory();
+    let sched = dir.schedule(&name).ok_or_else(|| {
+        crate::http::ApiError::not_found(format!("schedule '{name}' does not exist"))
+    })?;
+    let now = st.service.clock().now();
+    let day = q.from.unwrap_or_else(|| now.date_naive());
+    let from = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+    let to = from + Duration::days(7);
+    let extra = dir.runtime_overrides(&name);
+    let shifts = sched.shifts(from, to, &extra);
+    let mut b = format!(
+        r#"<h1>Schedule {}</h1><p class="muted">Times in UTC; the schedule's zone is {}.</p>
+<p><a href="/schedules/{n}?from={prev}">← previous week</a> · <a href="/schedules/{n}?from={next}">next week →</a></p>
+<table class="week"><thead><tr>"#,
+        escape(&name),
+        escape(sched.time_zone().name()),
+        n = escape(&name),
+        prev = day - Duration::days(7),
+        next = day + Duration::days(7),
+    );
+    for d in 0..7 {
+        let _ = write!(
+            b,
+            "<th>{}</th>",
+            (day + Duration::days(d)).format("%a %d %b")
+        );
+    }
+    b.push_str("</tr></thead><tbody><tr>");
+    for d in 0..7 {
+        let start = from + Duration::days(d);
+        let end = start + Duration::days(1);
+        b.push_str("<td>");
+        for s in shifts.iter().filter(|s| s.start < end && s.end > start) {
+            let (class, source) = match &s.source {
+                ShiftSource::Layer(l) => ("layer", l.clone()),
+                ShiftSource::Override => ("override", "override".to_string()),
+            };
+            let _ = write!(
+                b,
+                r#"<div class="shift {class}"><strong>{}</strong><br>{}–{}<br><span class="muted">{}</span></div>"#,
+                escape(&s.user),
+                s.start.max(start).format("%H:%M"),
+                if s.end >= end {
+                    "24:00".to_string()
+                } else {
+                    s.end.format("%H:%M").to_string()
+                },
+                escape(&source)
+            );
+        }
+        b.push_str("</td>");
+    }
+    b.push_str("</tr></tbody></table>\n<h2>Overrides</h2>");
+    let overrides = dir.stored_overrides(&name);
+    if overrides.is_empty() {
+        b.push_str("<p class=\"empty\">No runtime overrides.</p>");
+    } else {
+        b.push_str("<table class=\"overrides\"><thead><tr><th>Who</th><th>From</th><th>Until</th><th>Made by</th><th></th></tr></thead><tbody>");
+        for o in &overrides {
+            let remove = if viewer.is_admin() {
+                format!(
+                    r#"<form method="post" action="/schedules/{}/overrides/{}/delete" class="inline"><input type="hidden" name="csrf" value="{}"><button>Remove</button></form>"#,
+                    escape(&name),
+                    o.id,
+                    escape(&viewer.csrf)
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{remove}</td></tr>",
+                escape(&o.user),
+                time(o.start),
+                time(o.end),
+                escape(&o.created_by)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    if viewer.is_admin() {
+        let _ = write!(
+            b,
+            r#"<h2>Add an override</h2><form method="post" action="/schedules/{}/overrides" class="override"><input type="hidden" name="csrf" value="{}"><label>Who <select name="user">"#,
+            escape(&name),
+            escape(&viewer.csrf)
+        );
+        for u in &st.config.users {
+            let _ = write!(b, "<option>{}</option>", escape(&u.name));
+        }
+        let _ = write!(
+            b,
+            r#"</select></label> <label>From (UTC) <input type="datetime-local" name="start" required value="{}"></label> <label>Until (UTC) <input type="datetime-local" name="end" required value="{}"></label> <button>Add override</button></form>"#,
+            now.format("%Y-%m-%dT%H:%M"),
+            (now + Duration::hours(8)).format("%Y-%m-%dT%H:%M")
+        );
+    }
+    Ok(layout(Some(&viewer), &name, &b))
+}

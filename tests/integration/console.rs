@@ -1,0 +1,516 @@
+//! The web console, through HTTP as a browser speaks it: sign-in and its
+//! cookie, CSRF, scopes, actions on the timeline, escaping, live events
+//! and paging.
+
+use crate::common::*;
+use std::sync::Arc;
+use tocsin::access::Scope;
+use tocsin::clock::ManualClock;
+
+const CONSOLE: &str = r#"
+[[users]]
+name = "alice"
+[[users]]
+name = "bob"
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+start = "2026-11-30T09:00:00"
+handoff = "0 0 9 * * Mon"
+[console]
+enabled = true
+session_key = "console-test-key-0123456789abcdef0123"
+session_ttl = "1h"
+"#;
+
+fn t0() -> chrono::DateTime<chrono::Utc> {
+    "2026-12-02T10:00:00Z".parse().unwrap()
+}
+
+/// A browser: no redirects followed, the cookie carried by hand.
+struct Browser<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Self {
+            app,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(std::time::Duration::from_millis(500))
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn login(&mut self, token: &str) -> reqwest::Response {
+        let resp = self
+            .http
+            .post(self.app.url("/login"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        if let Some(c) = resp.headers().get("set-cookie") {
+            let c = c.to_str().unwrap();
+            self.cookie = Some(c.split(';').next().unwrap().to_string());
+        }
+        resp
+    }
+
+    fn get_req(&self, path: &str) -> reqwest::RequestBuilder {
+        let mut req = self.http.get(self.app.url(path));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        req
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let resp = self.get_req(path).send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap())
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.http.post(self.app.url(path)).form(form);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        req.send().await.unwrap()
+    }
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a CSRF token")
+        + 19;
+    page[at..at + 64].to_string()
+}
+
+async fn console(clock: Option<Arc<ManualClock>>) -> TestApp {
+    match clock {
+        Some(c) => spawn_app_with(c, None, CONSOLE).await,
+        None => spawn_app_with(Arc::new(ManualClock::new(t0())), None, CONSOLE).await,
+    }
+}
+
+async fn token(app: &TestApp, user: &str, scope: Scope) -> String {
+    app.service
+        .create_token(user, scope, "test")
+        .await
+        .unwrap()
+        .1
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_signed_http_only_same_site_cookie() {
+    let app = console(None).await;
+    let alice = token(&app, "alice", Scope::Write).await;
+    let mut b = Browser::new(&app);
+    let resp = b.login(&alice).await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/incidents");
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("tocsin_session="), "{cookie}");
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"] {
+        assert!(cookie.contains(attr), "{attr} missing in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    assert!(!cookie.contains(&alice[4..]), "the cookie holds no token");
+    let (s, page) = b.get("/incidents").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("alice (write scope)"), "{page}");
+    // Browsers send Origin on form posts; the console's own is accepted, and
+    // its referrer policy lets browsers send it (no-referrer makes it "null").
+    let resp = b
+        .http
+        .post(app.url("/login"))
+        .header("origin", format!("http://{}", app.addr))
+        .form(&[("token", alice.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["referrer-policy"], "same-origin");
+    let resp = b
+        .http
+        .post(app.url("/login"))
+        .header("origin", "null")
+        .form(&[("token", alice.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    // Signing out forgets the cookie.
+    let csrf = csrf_of(&page);
+    let resp = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 303);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_refused_and_no_cookie_means_the_sign_in_page() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let app = console(Some(clock.clone())).await;
+    let mut b = Browser::new(&app);
+    let (s, _) = b.get("/incidents").await;
+    assert_eq!(s, 303);
+    let resp = b.get_req("/incidents/INC-1").send().await.unwrap();
+    assert_eq!(resp.headers()["location"], "/login");
+    let resp = b.login("tsn_000000000000_nope").await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(resp.text().await.unwrap().contains("wrong or was revoked"));
+    // A forged cookie is no session.
+    b.cookie = Some("tocsin_session=000000000000.9999999999.00.00".into());
+    assert_eq!(b.get("/incidents").await.0, 303);
+    // A session ends when it expires, and when its token is revoked.
+    let alice = token(&app, "alice", Scope::Read).await;
+    b.login(&alice).await;
+    assert_eq!(b.get("/incidents").await.0, 200);
+    clock.advance(chrono::Duration::minutes(61));
+    assert_eq!(b.get("/incidents").await.0, 303);
+    b.login(&alice).await;
+    assert_eq!(b.get("/incidents").await.0, 200);
+    let id = &alice[4..16];
+    app.service.revoke_token(id, "test").await.unwrap();
+    assert_eq!(b.get("/incidents").await.0, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_without_the_right_csrf_token_is_refused_and_changes_nothing() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "Disk full").await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains(">Acknowledge</button>"), "{page}");
+    let resp = b.post("/incidents/INC-1/acknowledge", &[]).await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("CSRF"));
+    let resp = b
+        .post("/incidents/INC-1/acknowledge", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(resp.status(), 403);
+    // Another session's token is no good either.
+    let mut other = Browser::new(&app);
+    other.login(&token(&app, "bob", Scope::Write).await).await;
+    let (_, theirs) = other.get("/incidents/INC-1").await;
+    let resp = b
+        .post(
+            "/incidents/INC-1/acknowledge",
+            &[("csrf", &csrf_of(&theirs))],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    // A cross-site form is refused even with the token.
+    let resp = b
+        .http
+        .post(app.url("/incidents/INC-1/acknowledge"))
+        .header("cookie", b.cookie.as_ref().unwrap())
+        .header("origin", "https://evil.example")
+        .form(&[("csrf", csrf_of(&page).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(
+        app.incident("INC-1").await["incident"]["status"],
+        "triggered"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_token_sees_no_buttons_and_its_posts_are_refused() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "Disk full").await;
+    let entries = app.incident("INC-1").await["timeline"]
+        .as_array()
+        .unwrap()
+        .len();
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (s, page) = b.get("/incidents/INC-1").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("Disk full"));
+    for button in ["Acknowledge", "Resolve", "Escalate", "Snooze", "Add note"] {
+        assert!(
+            !page.contains(&format!(">{button}</button>")),
+            "{button} shown"
+        );
+    }
+    let csrf = csrf_of(&page); // the sign-out form's
+    for action in ["acknowledge", "resolve", "escalate", "note"] {
+        let resp = b
+            .post(
+                &format!("/incidents/INC-1/{action}"),
+                &[("csrf", &csrf), ("text", "x")],
+            )
+            .await;
+        assert_eq!(resp.status(), 403, "{action}");
+    }
+    let (_, week) = b.get("/schedules/primary").await;
+    assert!(!week.contains("Add override"), "{week}");
+    let resp = b
+        .post(
+            "/schedules/primary/overrides",
+            &[
+                ("csrf", &csrf),
+                ("user", "bob"),
+                ("start", "2026-12-02T12:00"),
+                ("end", "2026-12-02T14:00"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let shown = app.incident("INC-1").await;
+    assert_eq!(shown["incident"]["status"], "triggered");
+    assert_eq!(shown["timeline"].as_array().unwrap().len(), entries);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn acting_from_the_console_records_the_user_and_token_on_the_timeline() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "Disk full").await;
+    let alice = token(&app, "alice", Scope::Write).await;
+    let mut b = Browser::new(&app);
+    b.login(&alice).await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    let csrf = csrf_of(&page);
+    let resp = b
+        .post("/incidents/INC-1/acknowledge", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/incidents/INC-1");
+    b.post(
+        "/incidents/INC-1/note",
+        &[("csrf", &csrf), ("text", "rotated the logs")],
+    )
+    .await;
+    b.post(
+        "/incidents/INC-1/severity",
+        &[("csrf", &csrf), ("severity", "sev1")],
+    )
+    .await;
+    let shown = app.incident("INC-1").await;
+    assert_eq!(shown["incident"]["status"], "acknowledged");
+    assert_eq!(shown["incident"]["severity"], "sev1");
+    let ack = timeline_entry(&shown["timeline"], "acknowledged");
+    assert_eq!(ack["actor"]["name"]["user"], "alice");
+    assert_eq!(
+        ack["actor"]["name"]["principal"],
+        format!("token:{}", &alice[4..16])
+    );
+    let note = timeline_entry(&shown["timeline"], "note");
+    assert_eq!(note["actor"]["name"]["user"], "alice");
+    // The page shows it, and a conflict is explained, not applied.
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(
+        page.contains("Acknowledged</dt><dd>2026-12-02 10:00:00 UTC by alice"),
+        "{page}"
+    );
+    assert!(page.contains("rotated the logs"));
+    assert!(!page.contains(">Acknowledge</button>"));
+    let resp = b
+        .post("/incidents/INC-1/acknowledge", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(resp.status(), 409);
+    b.post(
+        "/incidents/INC-1/resolve",
+        &[("csrf", &csrf), ("note", "freed space")],
+    )
+    .await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains("<h2>Summary</h2>"), "{page}");
+    assert!(page.contains("<table>"), "the summary's table is rendered");
+    assert_eq!(
+        app.incident("INC-1").await["incident"]["status"],
+        "resolved"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_alert_text_is_escaped_on_every_page() {
+    let app = console(None).await;
+    let evil = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
+    app.pd("trigger", "a", evil).await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    for path in ["/incidents", "/incidents/INC-1"] {
+        let (s, page) = b.get(path).await;
+        assert_eq!(s, 200);
+        assert!(!page.contains("<script>alert"), "{path}: {page}");
+        assert!(!page.contains("<img src=x"), "{path}");
+        assert!(
+            page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"),
+            "{path}: {page}"
+        );
+    }
+    let resp = b.get_req("/incidents/INC-1").send().await.unwrap();
+    let csp = resp.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_stream_delivers_a_new_incident_row() {
+    let app = console(None).await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    assert_eq!(
+        Browser::new(&app).get("/events").await.0,
+        303,
+        "no session, no stream"
+    );
+    let mut stream = b.get_req("/events?status=open").send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    app.pd("trigger", "a", "Queue <backed> up").await;
+    let mut seen = String::new();
+    let read = async {
+        while !seen.contains("\n\n") {
+            let chunk = stream.chunk().await.unwrap().expect("the stream goes on");
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("an event within 10 s");
+    assert!(seen.contains("event: incident"), "{seen}");
+    assert!(seen.contains("id: INC-1"), "{seen}");
+    let data = seen.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert_eq!(v["key"], "INC-1");
+    let html = v["html"].as_str().unwrap();
+    assert!(html.starts_with(r#"<tr id="row-INC-1""#), "{html}");
+    assert!(html.contains("Queue &lt;backed&gt; up"), "{html}");
+    drop(stream);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn history_is_paged_with_a_cursor() {
+    let app = console(None).await;
+    for i in 0..30 {
+        app.pd("trigger", &format!("k{i}"), &format!("alert {i}"))
+            .await;
+    }
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (_, first) = b.get("/incidents").await;
+    assert_eq!(first.matches("<tr id=\"row-").count(), 25);
+    assert!(first.contains("row-INC-30"));
+    assert!(!first.contains("row-INC-5\""));
+    assert!(
+        first.contains(r#"href="/incidents?before=INC-6""#),
+        "{first}"
+    );
+    let (_, second) = b.get("/incidents?before=INC-6").await;
+    assert_eq!(second.matches("<tr id=\"row-").count(), 5);
+    assert!(second.contains("row-INC-5\"") && second.contains("row-INC-1\""));
+    assert!(!second.contains("Older incidents"));
+    assert!(!second.contains("data-live"), "history pages are not live");
+    // Filters narrow the list and are kept in the cursor's link.
+    let (_, filtered) = b.get("/incidents?status=open&service=payments").await;
+    assert!(
+        filtered.contains("status=open&amp;service=payments&amp;before=INC-6"),
+        "{filtered}"
+    );
+    let (_, none) = b.get("/incidents?service=api").await;
+    assert!(none.contains("No incidents."));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_admin_adds_and_removes_an_override_on_the_week_view() {
+    let app = console(None).await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Admin).await).await;
+    let (_, oncall) = b.get("/oncall").await;
+    assert!(
+        oncall.contains(r#"<a href="/schedules/primary">primary</a></td><td>alice"#),
+        "{oncall}"
+    );
+    let (_, week) = b.get("/schedules/primary").await;
+    let csrf = csrf_of(&week);
+    let resp = b
+        .post(
+            "/schedules/primary/overrides",
+            &[
+                ("csrf", &csrf),
+                ("user", "bob"),
+                ("start", "2026-12-02T09:00"),
+                ("end", "2026-12-02T18:00"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, oncall) = b.get("/oncall").await;
+    assert!(oncall.contains("</a></td><td>bob"), "{oncall}");
+    let (_, week) = b.get("/schedules/primary?from=2026-12-02").await;
+    assert!(
+        week.contains(r#"<div class="shift override"><strong>bob</strong><br>09:00–18:00"#),
+        "{week}"
+    );
+    let (_, api) = app.get("/v1/schedules/primary/overrides").await;
+    let id = api["overrides"][0]["id"].as_u64().unwrap();
+    assert_eq!(api["overrides"][0]["created_by"], "alice");
+    let resp = b
+        .post(
+            &format!("/schedules/primary/overrides/{id}/delete"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, api) = app.get("/v1/schedules/primary/overrides").await;
+    assert_eq!(api["overrides"].as_array().unwrap().len(), 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_is_off_unless_enabled() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_is_on_the_api_listener_only() {
+    let app = spawn_split(CONSOLE, "").await;
+    let public = app.http.get(app.public_url("/login")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let api = app.http.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(api.status(), 200);
+    let page = api.text().await.unwrap();
+    assert!(
+        page.contains(r#"<input type="password" name="token""#),
+        "{page}"
+    );
+    app.stop().await;
+}
