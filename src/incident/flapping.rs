@@ -97,6 +97,22 @@ impl FlapState {
     }
 }
 
+/// "flapped: 9 changes, held in this incident" from a timeline in which
+/// it flapped (and settled); `None` if it never flapped.
+pub fn history_line(timeline: &[TimelineEntry]) -> Option<String> {
+    let mut changes = None;
+    for e in timeline {
+        match e.event {
+            TimelineEvent::Flapping { changes: n, .. } => {
+                *changes.get_or_insert(0) += n;
+            }
+            TimelineEvent::Flap { .. } => *changes.get_or_insert(0) += 1,
+            _ => {}
+        }
+    }
+    changes.map(|n| format!("flapped: {n} changes, held in this incident"))
+}
+
 /// `1800` → `30m`, `7200` → `2h`, `90` → `90s`.
 pub fn window_text(secs: i64) -> String {
     match secs {
@@ -110,6 +126,14 @@ impl Incident {
     /// Whether it is flapping now.
     pub fn is_flapping(&self) -> bool {
         self.flap.as_ref().is_some_and(|f| f.flapping)
+    }
+
+    /// "flapping: 5 changes in 30m" while it flaps.
+    pub fn flapping_line(&self) -> Option<String> {
+        self.flap
+            .as_ref()
+            .filter(|f| f.flapping)
+            .map(FlapState::describe)
     }
 
     /// When it settles, while open: the time of its settle timer.

@@ -520,12 +520,12 @@ impl Service {
     ) -> Result<(), StoreError> {
         observe_response_times(before, &change.incident);
         let audit = &self.directory.config.audit;
-        let reopens = self
-            .directory
-            .config
-            .services
-            .iter()
-            .any(|s| s.name == change.incident.service && s.reopen_within.is_some());
+        let reopens = self.directory.config.services.iter().any(|s| {
+            s.name == change.incident.service && (s.reopen_within.is_some() || s.flapping.is_some())
+        });
+        if change.incident.flap.is_some() {
+            sync_flap_timers(tx, before, &change.incident)?;
+        }
         let head = write_incident(tx, change, audit.key.as_ref(), reopens)?;
         let inc = &change.incident;
         if inc.status == crate::incident::Status::Resolved
@@ -579,6 +579,34 @@ impl Service {
             incident_uid: inc.uid.clone(),
         })
     }
+}
+
+/// Keeps a watched incident's timers on its flap state, in the change's
+/// transaction: the settle timer on [`Incident::settle_due`], and an
+/// escalation timer the domain dropped (a held resolve ends the run) gone.
+fn sync_flap_timers(
+    tx: &mut dyn Tx,
+    before: Option<&Incident>,
+    after: &Incident,
+) -> Result<(), StoreError> {
+    use crate::escalation::Timer;
+    let old = before.and_then(Incident::settle_due);
+    let new = after.settle_due();
+    if old != new {
+        if let Some(due) = old {
+            tx.delete_timer(&Timer::flap_settle(after.id, due))?;
+        }
+        if let Some(due) = new {
+            tx.put_timer(&Timer::flap_settle(after.id, due))?;
+        }
+    }
+    let timer = |i: &Incident| i.escalation.as_ref().and_then(|e| e.timer);
+    if let Some(t) = before.and_then(timer)
+        && timer(after).is_none()
+    {
+        tx.delete_timer(&t)?;
+    }
+    Ok(())
 }
 
 /// Time to acknowledge and to resolve, when a change first reaches them.

@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod deploy_files;
 mod discord;
+mod flapping;
 mod heartbeats;
 mod intake;
 mod metrics;
