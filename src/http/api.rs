@@ -483,7 +483,7 @@ pub async fn metrics(
     }
     let now = st.service.clock().now();
     let gauges = st.service.read(|s| s.gauges()).await?;
-    let text = crate::metrics::METRICS.encode_with(&gauges, now);
+    let text = crate::metrics::METRICS.encode_scrape(&gauges, st.service.flapping_count(), now);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

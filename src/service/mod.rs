@@ -120,6 +120,9 @@ pub struct Service {
     readers: Arc<tokio::sync::Semaphore>,
     /// Each heartbeat's pending timer.
     beats: Arc<heartbeat::Beats>,
+    /// The open incidents that are flapping (loaded at start from the open
+    /// incidents, kept up to date as writes commit).
+    flapping: Arc<parking_lot::Mutex<std::collections::BTreeSet<IncidentId>>>,
 }
 
 impl Service {
@@ -136,6 +139,12 @@ impl Service {
             let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
             changes.insert(svc.name.clone(), recent);
         }
+        let flapping = store
+            .open_incidents(&crate::store::OpenFilter::default(), None, usize::MAX)?
+            .into_iter()
+            .filter(Incident::is_flapping)
+            .map(|i| i.id)
+            .collect();
         let writer = Arc::new(writer::Writer::start(
             store.clone(),
             directory.config.server.max_queued_writes,
@@ -151,7 +160,13 @@ impl Service {
             changes: Arc::new(parking_lot::Mutex::new(changes)),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             beats: Arc::default(),
+            flapping: Arc::new(parking_lot::Mutex::new(flapping)),
         })
+    }
+
+    /// How many open incidents are flapping now.
+    pub fn flapping_count(&self) -> usize {
+        self.flapping.lock().len()
     }
 
     /// Runs `read` against the store on a blocking thread (never on the
@@ -429,6 +444,16 @@ impl Service {
         }
         if wrote.outbox {
             self.wakers.outbox.notify_one();
+        }
+        if !wrote.flapping.is_empty() {
+            let mut set = self.flapping.lock();
+            for (id, flapping) in wrote.flapping {
+                if flapping {
+                    set.insert(id);
+                } else {
+                    set.remove(&id);
+                }
+            }
         }
         Ok(result)
     }
