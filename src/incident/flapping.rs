@@ -12,6 +12,10 @@ use super::{Actor, Change, Incident, TimelineEntry, TimelineEvent};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+/// How many change times an incident keeps: an alert flapping every few
+/// seconds must not grow its incident's document without bound.
+pub const MAX_KEPT_CHANGES: usize = 1_000;
+
 /// An incident's flap bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlapState {
@@ -72,6 +76,9 @@ impl FlapState {
     pub fn record(&mut self, now: DateTime<Utc>) -> bool {
         let since = now - self.within();
         self.changes.retain(|t| *t > since);
+        if self.changes.len() >= MAX_KEPT_CHANGES {
+            self.changes.remove(0);
+        }
         self.changes.push(now);
         if !self.flapping && self.changes.len() > self.limit as usize {
             self.flapping = true;
@@ -369,6 +376,17 @@ mod tests {
         assert!(f.flapping);
         assert_eq!(f.describe(), "flapping: 3 changes in 30m");
         assert!(!f.record(t(33)), "only the first crossing says so");
+    }
+
+    #[test]
+    fn keeps_a_bounded_number_of_changes() {
+        let mut f = FlapState::new(4, HALF_HOUR, t(0));
+        for s in 1..=3000 {
+            f.record(t(0) + Duration::milliseconds(s * 100));
+        }
+        assert!(f.flapping);
+        assert_eq!(f.changes.len(), MAX_KEPT_CHANGES);
+        assert_eq!(*f.changes.last().unwrap(), t(0) + Duration::seconds(300));
     }
 
     #[test]
