@@ -34,6 +34,10 @@ pub struct FlapState {
     /// window. `None`: nothing to wait for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settle_at: Option<DateTime<Utc>>,
+    /// When its escalation last started (it opened, reopened paging, or
+    /// settled firing): a re-fire is quiet only within the window of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged_at: Option<DateTime<Utc>>,
 }
 
 /// How a settled incident ends up (see [`Incident::settle_flapping`]).
@@ -57,7 +61,16 @@ impl FlapState {
             changes: vec![now],
             flapping: false,
             settle_at: None,
+            paged_at: Some(now),
         }
+    }
+
+    /// Whether a re-fire at `now` of its resolved incident (resolved within
+    /// the window) reopens it without paging: someone was paged about it
+    /// within the window, and its changes are still being counted. A
+    /// recurrence long after the last page pages as usual.
+    pub fn quiet_refire(&self, now: DateTime<Utc>) -> bool {
+        self.recent(now) > 0 && self.paged_at.is_some_and(|p| now - p < self.within())
     }
 
     /// The window.
@@ -252,6 +265,9 @@ impl Incident {
         inc.updated_at = now;
         if inc.firing_alerts() > 0 || inc.untracked_alerts > 0 || inc.left_out_alerts > 0 {
             let repage = inc.status == super::Status::Triggered;
+            if repage {
+                inc.flap.as_mut().expect("checked").paged_at = Some(now);
+            }
             inc.push(
                 &mut entries,
                 now,
@@ -387,6 +403,21 @@ mod tests {
         assert!(f.flapping);
         assert_eq!(f.changes.len(), MAX_KEPT_CHANGES);
         assert_eq!(*f.changes.last().unwrap(), t(0) + Duration::seconds(300));
+    }
+
+    #[test]
+    fn a_refire_is_quiet_only_within_the_window_of_the_last_page() {
+        let mut f = FlapState::new(4, HALF_HOUR, t(0));
+        f.record(t(10));
+        assert!(f.quiet_refire(t(12)));
+        // Paged at t(0): 31 minutes on, a re-fire pages again...
+        f.record(t(30));
+        assert!(!f.quiet_refire(t(31)));
+        // ...and counting stopped (a person resolved): it pages too.
+        f.paged_at = Some(t(30));
+        assert!(f.quiet_refire(t(31)));
+        f.clear();
+        assert!(!f.quiet_refire(t(31)));
     }
 
     #[test]

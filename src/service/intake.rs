@@ -350,7 +350,7 @@ impl Service {
             return Ok(None);
         }
         let quiet = flap_within.is_some_and(|w| age < w)
-            && current.flap.as_ref().is_some_and(|f| f.recent(now) > 0);
+            && current.flap.as_ref().is_some_and(|f| f.quiet_refire(now));
         if !quiet && reopen_within.is_none_or(|w| age >= w) {
             tx.set_recently_resolved(service, &event.dedup_key, None)?;
             return Ok(None);

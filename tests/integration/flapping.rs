@@ -85,6 +85,19 @@ impl Flaps {
         out["results"][0]["effect"].as_str().unwrap().to_string()
     }
 
+    /// Someone takes `id`: its escalation stops.
+    async fn ack(&self, id: &str) {
+        let (s, body) = self
+            .app
+            .post_with_token(
+                &format!("/v1/incidents/{id}/acknowledge"),
+                Some(API_TOKEN),
+                &json!({}),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+
     async fn after(&self, minutes: i64) {
         self.clock.advance(Duration::minutes(minutes));
         self.app.tick().await;
@@ -228,16 +241,28 @@ async fn flaps_spread_beyond_the_window_behave_as_without_flapping() {
     assert_eq!(f.recv.at("users/alice").len(), 2);
     assert_eq!(f.app.incidents().await.len(), 2);
 
+    // An alert that fired for 40 minutes (acknowledged at once; its page
+    // long ago) and comes back 2 minutes after resolving is no flap
+    // either: a new incident, paged.
+    f.ack("INC-2").await;
+    f.after(40).await;
+    f.send(SHOP_KEY, false).await;
+    f.after(2).await;
+    assert_eq!(f.send(SHOP_KEY, true).await, "opened");
+    assert_eq!(f.recv.at("users/alice").len(), 3);
+    assert_eq!(f.app.incidents().await.len(), 3);
+    f.ack("INC-3").await;
+
     // search (reopen_within = 1h, flapping within 10m): a re-fire 11
     // minutes after the resolve reopens the same incident and pages again.
     f.send(SEARCH_KEY, true).await;
-    assert_eq!(f.recv.at("users/alice").len(), 3);
+    assert_eq!(f.recv.at("users/alice").len(), 4);
     f.after(1).await;
     f.send(SEARCH_KEY, false).await;
     f.after(11).await;
     assert_eq!(f.send(SEARCH_KEY, true).await, "reopened");
-    assert_eq!(f.recv.at("users/alice").len(), 4, "{:?}", f.recv.received());
-    let inc = f.app.incident("INC-3").await;
+    assert_eq!(f.recv.at("users/alice").len(), 5, "{:?}", f.recv.received());
+    let inc = f.app.incident("INC-4").await;
     assert_eq!(count(&inc["timeline"], "escalation_step"), 2, "{inc}");
     assert_eq!(inc["incident"]["flap"]["flapping"], false, "{inc}");
 
@@ -246,7 +271,7 @@ async fn flaps_spread_beyond_the_window_behave_as_without_flapping() {
     f.send(SEARCH_KEY, false).await;
     f.after(2).await;
     assert_eq!(f.send(SEARCH_KEY, true).await, "reopened");
-    assert_eq!(f.recv.at("users/alice").len(), 4, "{:?}", f.recv.received());
+    assert_eq!(f.recv.at("users/alice").len(), 5, "{:?}", f.recv.received());
 }
 
 #[tokio::test]
