@@ -77,6 +77,8 @@ pub struct Metrics {
     pub timers_pending: Gauge,
     /// Each heartbeat's last ping, unix seconds, by name.
     pub heartbeat_last_seen: Family<Labels, Gauge>,
+    /// Open incidents that are flapping (set at scrape).
+    pub incidents_flapping: Gauge,
 }
 
 impl Metrics {
@@ -104,6 +106,7 @@ impl Metrics {
             outbox_oldest_age: Gauge::default(),
             timers_pending: Gauge::default(),
             heartbeat_last_seen: Family::default(),
+            incidents_flapping: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -201,6 +204,11 @@ impl Metrics {
             "Pending escalation timers",
             m.timers_pending.clone(),
         );
+        registry.register(
+            "tocsin_incidents_flapping",
+            "Open incidents that are flapping (resolves held, re-fires paging nobody)",
+            m.incidents_flapping.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -214,10 +222,23 @@ impl Metrics {
     /// The exposition text, with the stored-state gauges set from `gauges`
     /// as of `now`.
     pub fn encode_with(&self, gauges: &crate::store::Gauges, now: DateTime<Utc>) -> String {
-        // One scrape at a time: another's clear must not land between
-        // this one's set and encode.
-        static SCRAPE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
         let _one = SCRAPE.lock();
+        self.set_and_encode(gauges, now)
+    }
+
+    /// [`Metrics::encode_with`], and `flapping` open incidents flapping.
+    pub fn encode_scrape(
+        &self,
+        gauges: &crate::store::Gauges,
+        flapping: usize,
+        now: DateTime<Utc>,
+    ) -> String {
+        let _one = SCRAPE.lock();
+        self.incidents_flapping.set(flapping as i64);
+        self.set_and_encode(gauges, now)
+    }
+
+    fn set_and_encode(&self, gauges: &crate::store::Gauges, now: DateTime<Utc>) -> String {
         self.incidents_open.clear();
         for (severity, status, n) in &gauges.open {
             self.incidents_open
@@ -237,6 +258,10 @@ impl Metrics {
         self.encode()
     }
 }
+
+/// One scrape at a time: another's clear must not land between this one's
+/// set and encode.
+static SCRAPE: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 /// The process's metrics.
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);

@@ -296,6 +296,7 @@ pub fn sample_context(name: &str) -> serde_json::Value {
             "failed_pages": [], "roles": [{"role": "commander", "user": "alice"}],
             "runbook": null, "notes": [], "action_items": [],
             "changes": ["2026-11-29 09:40 UTC Deploy api 1.2 (deploybot)"],
+            "flapping": "flapped: 9 changes, held in this incident",
             "timeline": [{"at": "2026-11-29T10:00:00Z", "actor": "integration am", "text": "Opened as SEV1: API error rate above 5%"}],
         }}),
     }

@@ -122,6 +122,8 @@ pub struct CardView {
     pub buttons: Vec<Button>,
     /// Changes to the service shortly before it opened, one line each.
     pub changes: Vec<String>,
+    /// "flapping: 5 changes in 30m" while it flaps.
+    pub flapping: Option<String>,
 }
 
 impl CardView {
@@ -143,6 +145,7 @@ impl CardView {
                 .iter()
                 .map(crate::incident::ServiceChange::line)
                 .collect(),
+            flapping: incident.flapping_line(),
         }
     }
 
@@ -184,6 +187,7 @@ pub(crate) fn sample_card(status: Status, paged: &str, commander: &str) -> CardV
         alerts: (2, 3),
         buttons: buttons_for(status),
         changes: vec![],
+        flapping: None,
     }
 }
 

@@ -667,6 +667,23 @@ pub struct ServiceConfig {
     /// than this ago reopens that incident instead of opening a new one.
     #[serde(default, with = "humantime_serde")]
     pub reopen_within: Option<std::time::Duration>,
+    /// An alert that opens and resolves more than `changes` times within
+    /// `within` is held in one incident marked flapping, paged once.
+    #[serde(default)]
+    pub flapping: Option<FlappingConfig>,
+}
+
+/// `flapping = { changes = 4, within = "30m" }` on a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlappingConfig {
+    /// More state changes (fire, resolve) than this within `within` mark
+    /// the incident flapping.
+    pub changes: u32,
+    /// The window the changes are counted in, and how long the alert must
+    /// stay firing (re-page) or resolved (resolve) for flapping to end.
+    #[serde(with = "humantime_serde")]
+    pub within: std::time::Duration,
 }
 
 /// `[services.permissions]`: who may act on a service's incidents from chat.
@@ -909,6 +926,22 @@ impl Config {
                     "must be longer than 0s (or left out: a resolved incident stays resolved)"
                         .into(),
                 );
+            }
+            if let Some(f) = &s.flapping {
+                if f.changes == 0 {
+                    issue(
+                        format!("services[{i}].flapping.changes"),
+                        "must be at least 1 (how many fire/resolve changes within `within` are still normal)"
+                            .into(),
+                    );
+                }
+                if f.within.is_zero() {
+                    issue(
+                        format!("services[{i}].flapping.within"),
+                        "must be longer than 0s (the window changes are counted in, e.g. \"30m\")"
+                            .into(),
+                    );
+                }
             }
         }
         let mut names = HashSet::new();
@@ -2324,6 +2357,39 @@ mod tests {
             issues.iter().any(|i| i.path == "services[0].reopen_within"),
             "{issues:?}"
         );
+    }
+
+    #[test]
+    fn flapping_loads_and_is_checked() {
+        let env = env(&[("API_TOKEN", "secret-token")]);
+        let with = |v: &str| {
+            GOOD.replace(
+                "name = \"api\"\n",
+                &format!("name = \"api\"\nflapping = {v}\n"),
+            )
+        };
+        let c = Config::from_toml_str(&with(r#"{ changes = 4, within = "30m" }"#), &env).unwrap();
+        assert_eq!(
+            c.services[0].flapping,
+            Some(FlappingConfig {
+                changes: 4,
+                within: std::time::Duration::from_secs(1800)
+            })
+        );
+        let Err(ConfigError::Invalid(issues)) =
+            Config::from_toml_str(&with(r#"{ changes = 0, within = "0s" }"#), &env)
+        else {
+            panic!("expected invalid");
+        };
+        let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+        assert!(
+            paths.contains(&"services[0].flapping.changes"),
+            "{issues:?}"
+        );
+        assert!(paths.contains(&"services[0].flapping.within"), "{issues:?}");
+        // A misspelt key is refused, not ignored.
+        assert!(Config::from_toml_str(&with(r#"{ changes = 4, window = "30m" }"#), &env).is_err());
+        assert!(Config::from_toml_str(&with(r#"{ changes = 4 }"#), &env).is_err());
     }
 
     #[test]

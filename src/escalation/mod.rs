@@ -173,6 +173,10 @@ pub enum TimerKind {
         /// When its next ping was expected (the last ping plus `interval`).
         expected: DateTime<Utc>,
     },
+    /// A flapping (or watched) incident's alert did not change for the
+    /// service's `flapping.within`: it settles
+    /// ([`crate::incident::Incident::settle_flapping`]).
+    FlapSettle,
 }
 
 pub use crate::config::heartbeat_id;
@@ -206,11 +210,22 @@ impl Timer {
             TimerKind::Unsnooze => (2, 0, 0),
             TimerKind::Expire => (3, 0, 0),
             TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
+            TimerKind::FlapSettle => (5, 0, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());
         k[21..25].copy_from_slice(&round.to_be_bytes());
         k
+    }
+
+    /// The timer that settles a flapping incident at `due`.
+    pub fn flap_settle(incident: IncidentId, due: DateTime<Utc>) -> Self {
+        Timer {
+            due,
+            incident,
+            generation: 0,
+            kind: TimerKind::FlapSettle,
+        }
     }
 
     /// A timer for what follows a step.

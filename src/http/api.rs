@@ -21,6 +21,9 @@ pub struct IncidentView<'a> {
     /// The incident.
     #[serde(flatten)]
     pub incident: &'a Incident,
+    /// "flapping: 5 changes in 30m" while it flaps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<String>,
 }
 
 impl<'a> From<&'a Incident> for IncidentView<'a> {
@@ -28,6 +31,7 @@ impl<'a> From<&'a Incident> for IncidentView<'a> {
         Self {
             key: incident.id.to_string(),
             incident,
+            flapping: incident.flapping_line(),
         }
     }
 }
@@ -491,7 +495,7 @@ pub async fn metrics(
     }
     let now = st.service.clock().now();
     let gauges = st.service.read(|s| s.gauges()).await?;
-    let text = crate::metrics::METRICS.encode_with(&gauges, now);
+    let text = crate::metrics::METRICS.encode_scrape(&gauges, st.service.flapping_count(), now);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

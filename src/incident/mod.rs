@@ -5,10 +5,12 @@
 //! them in one transaction.
 
 mod alert;
+pub mod flapping;
 mod severity;
 mod timeline;
 
 pub use alert::{AlertAction, AlertEvent, AlertLink};
+pub use flapping::{FlapState, Settled};
 pub use severity::Severity;
 pub use timeline::{
     Actor, ChainError, ChainReport, TimelineEntry, TimelineEvent, UserRef, VerifyOptions, seal,
@@ -226,6 +228,10 @@ pub struct Incident {
     /// Changes to its service in the day before it opened, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_changes: Vec<ServiceChange>,
+    /// Its alert's recent fire/resolve changes and whether it is flapping,
+    /// on a service with `flapping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flap: Option<FlapState>,
 }
 
 /// A change to a service (a deploy, a config push), as a PagerDuty change
@@ -401,6 +407,7 @@ impl Incident {
             runbook: None,
             recent_changes: Vec::new(),
             escalation_policy: None,
+            flap: None,
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();
@@ -448,6 +455,7 @@ impl Incident {
         }
         match event.action {
             AlertAction::Trigger => {
+                let was_quiet = inc.firing_alerts() == 0 && inc.untracked_alerts == 0;
                 let fp = event
                     .fingerprint
                     .clone()
@@ -527,6 +535,7 @@ impl Incident {
                         TimelineEvent::SeverityChanged { from, to: sev },
                     );
                 }
+                inc.note_refire(was_quiet, now, entries);
             }
             AlertAction::Acknowledge => {
                 if inc.status == Status::Triggered {
@@ -537,6 +546,7 @@ impl Incident {
                 }
             }
             AlertAction::Resolve => {
+                let was_firing = inc.firing_alerts() > 0 || inc.untracked_alerts > 0;
                 let others_firing = |inc: &Incident, fp: &str| {
                     inc.alerts
                         .iter()
@@ -591,8 +601,12 @@ impl Incident {
                     }
                 }
                 let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
-                if all_resolved && inc.left_out_alerts == 0 && inc.untracked_alerts == 0 {
-                    inc.close(entries, now, actor, None);
+                // A repeated resolve of a flapping incident's held resolve
+                // is no new change.
+                let repeat = inc.is_flapping() && !was_firing;
+                if all_resolved && inc.left_out_alerts == 0 && inc.untracked_alerts == 0 && !repeat
+                {
+                    inc.alerts_resolved(entries, now, actor, None);
                 }
             }
         }
@@ -685,7 +699,7 @@ impl Incident {
         inc.updated_at = now;
         let all_resolved = inc.alerts.values().all(|a| a.state == AlertState::Resolved);
         if all_resolved && inc.left_out_alerts == 0 && inc.untracked_alerts == 0 {
-            inc.close(
+            inc.alerts_resolved(
                 &mut entries,
                 now,
                 Actor::System,
@@ -737,6 +751,10 @@ impl Incident {
         let mut inc = self.clone();
         let mut entries = Vec::new();
         inc.close(&mut entries, now, by, note);
+        // A person's word ends any flapping; a later re-fire is judged afresh.
+        if let Some(f) = inc.flap.as_mut() {
+            f.clear();
+        }
         Ok(Change {
             incident: inc,
             entries,

@@ -155,6 +155,27 @@ pub enum TimelineEvent {
         /// When it had resolved.
         resolved_at: DateTime<Utc>,
     },
+    /// More fire/resolve changes than the service's `flapping.changes`
+    /// within `flapping.within`: the incident is flapping (resolves held,
+    /// re-fires page nobody) until its alert settles.
+    Flapping {
+        /// Changes within the window.
+        changes: u32,
+        /// The window, in seconds.
+        within_secs: i64,
+    },
+    /// A flapping incident's alert changed state again (no page).
+    Flap {
+        /// Whether it fires now (else it resolved, and the resolve is held).
+        firing: bool,
+    },
+    /// Nothing changed for the window: the alert settled.
+    FlapSettled {
+        /// Whether it settled firing (pages again) or resolved.
+        firing: bool,
+        /// The window, in seconds.
+        within_secs: i64,
+    },
     /// The sender said the group resolved, but its notification left alerts
     /// out (Alertmanager's `max_alerts`): the incident stays open.
     ResolveHeld {
@@ -353,6 +374,31 @@ impl TimelineEvent {
             Self::Reopened { resolved_at } => format!(
                 "Reopened: its alert fired again after it resolved at {}",
                 resolved_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Self::Flapping {
+                changes,
+                within_secs,
+            } => format!(
+                "Flapping: {changes} changes in {}; resolves are held and re-fires page nobody until it settles",
+                super::flapping::window_text(*within_secs)
+            ),
+            Self::Flap { firing: true } => "Flap: fired again (flapping, no page)".into(),
+            Self::Flap { firing: false } => {
+                "Flap: resolved (flapping, held open until it settles)".into()
+            }
+            Self::FlapSettled {
+                firing: true,
+                within_secs,
+            } => format!(
+                "Settled firing: still firing after {} without a change; flapping ended",
+                super::flapping::window_text(*within_secs)
+            ),
+            Self::FlapSettled {
+                firing: false,
+                within_secs,
+            } => format!(
+                "Settled resolved: stayed resolved for {}; flapping ended",
+                super::flapping::window_text(*within_secs)
             ),
             Self::ResolveHeld { left_out, until } => format!(
                 "The sender says the group resolved, but left {left_out} alerts out of its notification (max_alerts): kept open until a notification lists every alert resolved{}, or someone resolves it",

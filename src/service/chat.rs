@@ -661,4 +661,5 @@ fn card_changed(a: &Incident, b: &Incident) -> bool {
         || a.roles != b.roles
         || a.firing_alerts() != b.firing_alerts()
         || a.alerts.len() != b.alerts.len()
+        || a.is_flapping() != b.is_flapping()
 }

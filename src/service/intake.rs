@@ -24,6 +24,7 @@ use crate::store::{StoreError, StoredEvent, Tx};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tracing::info;
 
 /// Events per transaction.
 pub(super) const CHUNK: usize = 1024;
@@ -161,6 +162,11 @@ impl Service {
                         );
                     if may_open {
                         let id = self.open_new(tx, integration, &routed, event, now, &mut cache)?;
+                        if let Some(f) = self.flapping_of(service) {
+                            let p = cache.get_mut(&id).expect("just opened");
+                            p.change.incident.flap =
+                                Some(crate::incident::FlapState::new(f.changes, f.within, now));
+                        }
                         order.push(id);
                         tx.set_open_incident(service, &event.dedup_key, Some(id))?;
                         (Some(id), Effect::Opened)
@@ -281,9 +287,23 @@ impl Service {
         })
     }
 
-    /// With the service's `reopen_within`, reopens the last incident of
-    /// `event`'s key if it resolved less than that before `now`: triggered
-    /// again, the trigger applied, escalation from its first step.
+    /// The service's `flapping`, if it has one.
+    fn flapping_of(&self, service: &str) -> Option<crate::config::FlappingConfig> {
+        self.directory
+            .config
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .and_then(|s| s.flapping)
+    }
+
+    /// Reopens the last incident of `event`'s key if it resolved recently
+    /// enough. With the service's `flapping`, a re-fire within
+    /// `flapping.within` of its resolve, while the incident still counts
+    /// recent changes, reopens it without paging: the re-fire is one more
+    /// change, and the settle timer pages if it stays firing. Otherwise,
+    /// within `reopen_within`, it reopens as triggered, the trigger
+    /// applied, escalation from its first step.
     fn reopen(
         &self,
         tx: &mut dyn Tx,
@@ -293,21 +313,27 @@ impl Service {
         cache: &mut HashMap<IncidentId, Pending>,
         order: &mut Vec<IncidentId>,
     ) -> Result<Option<IncidentId>, StoreError> {
-        let Some(within) = self
+        let Some(config) = self
             .directory
             .config
             .services
             .iter()
             .find(|s| s.name == service)
-            .and_then(|s| s.reopen_within)
-            .and_then(|d| chrono::Duration::from_std(d).ok())
         else {
+            return Ok(None);
+        };
+        let to_chrono = |d: std::time::Duration| chrono::Duration::from_std(d).ok();
+        let reopen_within = config.reopen_within.and_then(to_chrono);
+        let flapping = config.flapping;
+        let flap_within = flapping.and_then(|f| to_chrono(f.within));
+        let Some(window) = reopen_within.max(flap_within) else {
             return Ok(None);
         };
         let Some(last) = tx.recently_resolved(service, &event.dedup_key)? else {
             return Ok(None);
         };
-        if now - last.at >= within {
+        let age = now - last.at;
+        if age >= window {
             tx.set_recently_resolved(service, &event.dedup_key, None)?;
             return Ok(None);
         }
@@ -323,13 +349,37 @@ impl Service {
         if current.status != Status::Resolved || current.resolved_at != Some(last.at) {
             return Ok(None);
         }
+        let quiet = flap_within.is_some_and(|w| age < w)
+            && current.flap.as_ref().is_some_and(|f| f.quiet_refire(now));
+        if !quiet && reopen_within.is_none_or(|w| age >= w) {
+            tx.set_recently_resolved(service, &event.dedup_key, None)?;
+            return Ok(None);
+        }
         let Ok(mut change) = current.reopen(now) else {
             return Ok(None);
         };
+        if !quiet {
+            // Paged afresh: its changes are counted afresh too (the trigger
+            // below is the first).
+            change.incident.flap = None;
+        }
         change
             .incident
             .apply_alert_in(event, now, &mut change.entries);
-        self.start_escalation(tx, &mut change, now)?;
+        if quiet {
+            // Pages still queued from before the resolve (a later contact
+            // method, a retry) belong to a run that is over: dropped.
+            if let Some(e) = change.incident.escalation.as_mut() {
+                e.generation += 1;
+            }
+            info!(incident = %last.incident, "Alert fired again soon after resolving; reopened without paging (flapping watch)");
+        } else {
+            if let Some(f) = flapping {
+                change.incident.flap =
+                    Some(crate::incident::FlapState::new(f.changes, f.within, now));
+            }
+            self.start_escalation(tx, &mut change, now)?;
+        }
         let written = match cache.remove(&last.incident) {
             Some(p) => p.written,
             None => {

@@ -123,6 +123,9 @@ pub struct Service {
     beats: Arc<heartbeat::Beats>,
     /// Incidents changed by each write, once it is on disk.
     feed: Arc<feed::Feed>,
+    /// The open incidents that are flapping (loaded at start from the open
+    /// incidents, kept up to date as writes commit).
+    flapping: Arc<parking_lot::Mutex<std::collections::BTreeSet<IncidentId>>>,
 }
 
 impl Service {
@@ -139,6 +142,12 @@ impl Service {
             let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
             changes.insert(svc.name.clone(), recent);
         }
+        let flapping = store
+            .open_incidents(&crate::store::OpenFilter::default(), None, usize::MAX)?
+            .into_iter()
+            .filter(Incident::is_flapping)
+            .map(|i| i.id)
+            .collect();
         let writer = Arc::new(writer::Writer::start(
             store.clone(),
             directory.config.server.max_queued_writes,
@@ -155,7 +164,13 @@ impl Service {
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             beats: Arc::default(),
             feed: Arc::default(),
+            flapping: Arc::new(parking_lot::Mutex::new(flapping)),
         })
+    }
+
+    /// How many open incidents are flapping now.
+    pub fn flapping_count(&self) -> usize {
+        self.flapping.lock().len()
     }
 
     /// Runs `read` against the store on a blocking thread (never on the
@@ -440,6 +455,16 @@ impl Service {
         if wrote.outbox {
             self.wakers.outbox.notify_one();
         }
+        if !wrote.flapping.is_empty() {
+            let mut set = self.flapping.lock();
+            for (id, flapping) in wrote.flapping {
+                if flapping {
+                    set.insert(id);
+                } else {
+                    set.remove(&id);
+                }
+            }
+        }
         Ok(result)
     }
 }
@@ -530,12 +555,12 @@ impl Service {
     ) -> Result<(), StoreError> {
         observe_response_times(before, &change.incident);
         let audit = &self.directory.config.audit;
-        let reopens = self
-            .directory
-            .config
-            .services
-            .iter()
-            .any(|s| s.name == change.incident.service && s.reopen_within.is_some());
+        let reopens = self.directory.config.services.iter().any(|s| {
+            s.name == change.incident.service && (s.reopen_within.is_some() || s.flapping.is_some())
+        });
+        if change.incident.flap.is_some() {
+            sync_flap_timers(tx, before, &change.incident)?;
+        }
         let head = write_incident(tx, change, audit.key.as_ref(), reopens)?;
         let inc = &change.incident;
         if inc.status == crate::incident::Status::Resolved
@@ -589,6 +614,34 @@ impl Service {
             incident_uid: inc.uid.clone(),
         })
     }
+}
+
+/// Keeps a watched incident's timers on its flap state, in the change's
+/// transaction: the settle timer on [`Incident::settle_due`], and an
+/// escalation timer the domain dropped (a held resolve ends the run) gone.
+fn sync_flap_timers(
+    tx: &mut dyn Tx,
+    before: Option<&Incident>,
+    after: &Incident,
+) -> Result<(), StoreError> {
+    use crate::escalation::Timer;
+    let old = before.and_then(Incident::settle_due);
+    let new = after.settle_due();
+    if old != new {
+        if let Some(due) = old {
+            tx.delete_timer(&Timer::flap_settle(after.id, due))?;
+        }
+        if let Some(due) = new {
+            tx.put_timer(&Timer::flap_settle(after.id, due))?;
+        }
+    }
+    let timer = |i: &Incident| i.escalation.as_ref().and_then(|e| e.timer);
+    if let Some(t) = before.and_then(timer)
+        && timer(after).is_none()
+    {
+        tx.delete_timer(&t)?;
+    }
+    Ok(())
 }
 
 /// Time to acknowledge and to resolve, when a change first reaches them.

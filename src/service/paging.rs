@@ -98,6 +98,39 @@ impl Service {
         self.write_change(tx, &change)
     }
 
+    /// A flapping (or watched) incident's alert did not change for its
+    /// window: still firing, escalation starts again from its first step
+    /// (unless someone has it); resolved, the incident resolves.
+    fn fire_flap_settle(
+        &self,
+        tx: &mut dyn Tx,
+        inc: Incident,
+        timer: &Timer,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if inc.settle_due() != Some(timer.due) {
+            return Ok(()); // superseded
+        }
+        let Some((mut change, how)) = inc.settle_flapping(now) else {
+            return Ok(());
+        };
+        match how {
+            crate::incident::Settled::Firing { repage: true } => {
+                info!("Flapping settled firing; paging again");
+                self.start_escalation(tx, &mut change, now)?;
+            }
+            crate::incident::Settled::Firing { repage: false } => {
+                info!("Flapping settled firing; already acknowledged");
+            }
+            crate::incident::Settled::Resolved => {
+                info!("Flapping settled resolved; resolving");
+                stop_escalation(tx, &mut change.incident)?;
+                sync_expiry(tx, &mut change.incident)?;
+            }
+        }
+        self.write_change(tx, &change)
+    }
+
     /// Starts the service's escalation policy on a new incident: the first
     /// step runs now, in the same transaction that opens the incident.
     pub(super) fn start_escalation(
@@ -320,6 +353,9 @@ impl Service {
         if timer.kind == TimerKind::Expire {
             return self.fire_expiry(tx, inc, timer, now);
         }
+        if timer.kind == TimerKind::FlapSettle {
+            return self.fire_flap_settle(tx, inc, timer, now);
+        }
         let Some(state) = inc.escalation.clone() else {
             return Ok(());
         };
@@ -353,7 +389,9 @@ impl Service {
                     );
                 }
             }
-            TimerKind::Expire | TimerKind::Heartbeat { .. } => unreachable!("handled above"),
+            TimerKind::Expire | TimerKind::Heartbeat { .. } | TimerKind::FlapSettle => {
+                unreachable!("handled above")
+            }
             TimerKind::Unsnooze => {
                 if let Some(mut woken) = change.incident.unsnooze(now) {
                     info!("Snooze ended; escalating again");

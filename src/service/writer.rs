@@ -278,12 +278,15 @@ fn guarded(f: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError>
 }
 
 /// What kinds of work a transaction queued.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Wrote {
     /// It added an escalation timer.
     pub(crate) timer: bool,
     /// It queued an outbox entry.
     pub(crate) outbox: bool,
+    /// Incidents with flap state it wrote, and whether each is flapping
+    /// (for `tocsin_incidents_flapping`, applied once it commits).
+    pub(crate) flapping: Vec<(IncidentId, bool)>,
 }
 
 /// A [`Tx`] that notes whether timers or outbox entries were written, so
@@ -342,6 +345,10 @@ impl Tx for Noting<'_> {
     fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
         if !self.changed.contains(&incident.id) {
             self.changed.push(incident.id);
+        }
+        if incident.flap.is_some() {
+            let flapping = incident.is_flapping() && incident.status.is_open();
+            self.wrote.flapping.push((incident.id, flapping));
         }
         self.tx.put_incident(incident)
     }

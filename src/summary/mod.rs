@@ -144,6 +144,8 @@ pub struct Summary {
     pub action_items: Vec<NoteLine>,
     /// Changes to the service shortly before it opened, one line each.
     pub changes: Vec<String>,
+    /// Whether it flaps, or flapped: "flapping: 5 changes in 30m".
+    pub flapping: Option<String>,
     /// The full timeline.
     pub timeline: Vec<TimelineLine>,
 }
@@ -319,6 +321,9 @@ pub fn build(
             .iter()
             .map(crate::incident::ServiceChange::line)
             .collect(),
+        flapping: incident
+            .flapping_line()
+            .or_else(|| crate::incident::flapping::history_line(timeline)),
         timeline: timeline
             .iter()
             .map(|e| TimelineLine {

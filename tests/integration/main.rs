@@ -13,6 +13,7 @@ mod console;
 mod crash;
 mod deploy_files;
 mod discord;
+mod flapping;
 mod heartbeats;
 mod intake;
 mod metrics;

@@ -334,6 +334,16 @@ pub fn card(c: &CardView) -> CreateEmbed {
         }
         e = e.field(r, truncate(who, FIELD_MAX), true);
     }
+    if let Some(f) = &c.flapping {
+        e = e.field(
+            "Flapping",
+            format!(
+                "{}: paged once, pages again only if it stays firing",
+                escape(f)
+            ),
+            false,
+        );
+    }
     if !c.changes.is_empty() {
         e = e.field(
             "Recent changes",
@@ -608,6 +618,25 @@ mod tests {
 
     fn view(status: Status) -> CardView {
         crate::chat::sample_card(status, "<@80351110224678912>", "<@80351110224678913>")
+    }
+
+    #[test]
+    fn card_says_it_is_flapping() {
+        let c = CardView {
+            flapping: Some("flapping: 5 changes in 30m".into()),
+            ..view(Status::Triggered)
+        };
+        let v = json(card(&c));
+        let field = v["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "Flapping")
+            .expect("a Flapping field");
+        assert_eq!(
+            field["value"],
+            "flapping: 5 changes in 30m: paged once, pages again only if it stays firing"
+        );
     }
 
     fn page_content() -> PageContent {

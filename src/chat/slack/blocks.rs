@@ -173,6 +173,10 @@ fn card_rendered(c: &CardView, render: u64) -> Value {
     if !people.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&people.join("\n"), SECTION_MAX)}}));
     }
+    if let Some(f) = &c.flapping {
+        blocks.push(json!({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": format!(":repeat: *{}*: paged once, pages again only if it stays firing", escape(f))}]}));
+    }
     if !c.changes.is_empty() {
         blocks.push(
             json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(
@@ -366,6 +370,24 @@ mod tests {
     #[test]
     fn card_resolved_has_no_buttons() {
         insta::assert_json_snapshot!(card_rendered(&view(Status::Resolved), 1));
+    }
+
+    #[test]
+    fn card_says_it_is_flapping() {
+        let c = CardView {
+            flapping: Some("flapping: 5 changes in 30m".into()),
+            ..view(Status::Triggered)
+        };
+        let text = card(&c).to_string();
+        assert!(
+            text.contains("*flapping: 5 changes in 30m*: paged once"),
+            "{text}"
+        );
+        assert!(
+            !card(&view(Status::Triggered))
+                .to_string()
+                .contains("flapping")
+        );
     }
 
     #[test]
