@@ -1468,8 +1468,11 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         let n = self.with(|c| {
             c.execute(
-                "UPDATE outbox SET claimed_by = $2, lease_until = $3 WHERE key = $1 AND pending \
-                 AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until <= $4)",
+                // A replica leasing it at this moment has it: skipped, not waited for.
+                "UPDATE outbox SET claimed_by = $2, lease_until = $3 WHERE key = \
+                 (SELECT key FROM outbox WHERE key = $1 AND pending \
+                  AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until <= $4) \
+                  FOR UPDATE SKIP LOCKED)",
                 &[&key, &self.replica, &until, &now],
             )
         })?;
