@@ -2017,4 +2017,63 @@ mod tests {
         );
         assert_eq!(a.outbox_entry(&entry.key).unwrap(), Some(delivered));
     }
+
+    /// `cargo test --release --lib postgres_write_rate -- --ignored --nocapture`
+    /// (with `TOCSIN_TEST_POSTGRES_URL`): transactions that open an incident
+    /// (incident, open index, timeline, raw event), committed one at a time
+    /// and in batches of 32 as the writer thread batches a burst, by one
+    /// process and by 3 at once.
+    #[test]
+    #[ignore = "a measurement"]
+    fn postgres_write_rate() {
+        let Some((url, first)) = store("rate") else {
+            return;
+        };
+        let first = Arc::new(first);
+        let run = |stores: Vec<Arc<PostgresStore>>, batch: usize, total: usize| -> f64 {
+            let started = std::time::Instant::now();
+            let per = total / stores.len();
+            let threads: Vec<_> = stores
+                .into_iter()
+                .enumerate()
+                .map(|(r, s)| {
+                    std::thread::spawn(move || {
+                        for b in 0..per / batch {
+                            s.transact(&mut |tx| {
+                                for i in 0..batch {
+                                    let key = format!("r{r}-{b}-{i}");
+                                    open_or_append(tx, &key, &key)?;
+                                    tx.record_event(&StoredEvent {
+                                        received_at: now(),
+                                        integration: "int".into(),
+                                        incident: None,
+                                        event: event(&key),
+                                    })?;
+                                }
+                                Ok(())
+                            })
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let done = per / batch * batch * (total / per);
+            done as f64 / started.elapsed().as_secs_f64()
+        };
+        let three: Vec<_> = std::iter::once(first.clone())
+            .chain((1..3).map(|_| Arc::new(PostgresStore::open(&url, 2).unwrap())))
+            .collect();
+        for (name, stores, batch) in [
+            ("1 process, 1 per transaction", vec![first.clone()], 1),
+            ("1 process, 32 per transaction", vec![first.clone()], 32),
+            ("3 processes, 1 per transaction", three.clone(), 1),
+            ("3 processes, 32 per transaction", three.clone(), 32),
+        ] {
+            let rate = run(stores, batch, 1536);
+            println!("{name}: {rate:.0} incidents/s");
+        }
+    }
 }
