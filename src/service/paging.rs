@@ -406,7 +406,28 @@ impl Service {
     /// Re-reads a due outbox entry before sending it: `None` if it is no
     /// longer pending or due, or if its incident is no longer triggered (the
     /// entry is then cancelled).
+    /// The entry comes leased to this process
+    /// ([`crate::store::Store::lease_outbox`]), so
+    /// replicas sharing a store do not both send it.
     pub async fn claim_delivery(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<OutboxEntry>, ServiceError> {
+        let Some(entry) = self.claim_unleased(key, now).await? else {
+            return Ok(None);
+        };
+        // Long enough for every attempt's request to finish or time out.
+        let lease = (self.directory.config.notify.request_timeout * 3)
+            .max(std::time::Duration::from_secs(30));
+        let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+        // Read like the checks before it (PostgreSQL's client moves itself
+        // off the runtime's thread; sled's answer needs no I/O).
+        let leased = self.store.lease_outbox(&entry.key, now, until)?;
+        Ok(leased.then_some(entry))
+    }
+
+    async fn claim_unleased(
         &self,
         key: &str,
         now: DateTime<Utc>,

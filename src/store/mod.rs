@@ -307,6 +307,23 @@ pub trait Store: Send + Sync + 'static {
     /// Every outbox entry of an incident, by key.
     fn outbox_for(&self, incident: IncidentId) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// Leases the pending outbox entry `key` to this process until `until`,
+    /// so one replica delivers it at a time; whether this process holds it
+    /// (`false`: another replica's lease has not run out). Writing the
+    /// entry again (its delivery recorded) ends the lease; a replica that
+    /// dies mid-delivery loses it at `until`, and another delivers the page
+    /// with the same idempotency key. A store only one process opens has
+    /// nobody to share with.
+    fn lease_outbox(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _ = (key, now, until);
+        Ok(true)
+    }
+
     /// The oldest incidents (by id, ascending), at most `limit`, that are
     /// resolved before `cutoff` and have no pending outbox entry. It stops
     /// at the first incident that is not, so the cost is bounded by what it

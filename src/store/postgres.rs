@@ -80,6 +80,8 @@ const TREES: [&str; 15] = [
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    /// This process's name in outbox leases (`claimed_by`).
+    replica: String,
     /// Since when the database has been unreachable, if it is.
     outage: Mutex<Option<std::time::Instant>>,
 }
@@ -181,6 +183,7 @@ impl PostgresStore {
                 .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
             let store = Self {
                 pool,
+                replica: uuid::Uuid::new_v4().simple().to_string(),
                 outage: Mutex::new(None),
             };
             store.migrate()?;
@@ -1423,11 +1426,15 @@ impl Store for PostgresStore {
         Ok(n as u64)
     }
 
+    /// Entries another replica holds a lease on are left to it until the
+    /// lease runs out.
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let rows = self.with(|c| {
             c.query(
-                "SELECT value FROM outbox WHERE pending AND due <= $1 ORDER BY due, key LIMIT $2",
-                &[&now, &(limit as i64)],
+                "SELECT value FROM outbox WHERE pending AND due <= $1 \
+                 AND (claimed_by IS NULL OR claimed_by = $3 OR lease_until <= $1) \
+                 ORDER BY due, key LIMIT $2",
+                &[&now, &(limit as i64), &self.replica],
             )
         })?;
         values(rows, "outbox")
@@ -1440,10 +1447,36 @@ impl Store for PostgresStore {
         Ok(n as u64)
     }
 
+    /// An entry another replica holds is due here when its lease runs out.
     fn next_outbox_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self
-            .with(|c| c.query_one("SELECT min(due) FROM outbox WHERE pending", &[]))?
+            .with(|c| {
+                c.query_one(
+                    "SELECT min(CASE WHEN claimed_by IS NOT NULL AND claimed_by <> $1 \
+                     THEN greatest(due, lease_until) ELSE due END) FROM outbox WHERE pending",
+                    &[&self.replica],
+                )
+            })?
             .get(0))
+    }
+
+    fn lease_outbox(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = self.with(|c| {
+            c.execute(
+                // A replica leasing it at this moment has it: skipped, not waited for.
+                "UPDATE outbox SET claimed_by = $2, lease_until = $3 WHERE key = \
+                 (SELECT key FROM outbox WHERE key = $1 AND pending \
+                  AND (claimed_by IS NULL OR claimed_by = $2 OR lease_until <= $4) \
+                  FOR UPDATE SKIP LOCKED)",
+                &[&key, &self.replica, &until, &now],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
@@ -1937,5 +1970,110 @@ mod tests {
         go_tx.send(()).unwrap();
         let first = holder.join().unwrap();
         assert_eq!(first.next_timer().unwrap(), Some(t), "the rollback kept it");
+    }
+
+    /// Two replicas, one pending page: the first to lease it delivers it;
+    /// the other neither gets it from `due_outbox` nor may lease it, and
+    /// waits for the lease's end. Once the holder is gone past its lease,
+    /// the other takes it over, with the same key; a recorded delivery ends
+    /// the lease.
+    #[test]
+    fn a_page_is_leased_to_one_replica_and_taken_over_when_its_lease_runs_out() {
+        let Some((url, a)) = store("lease") else {
+            return;
+        };
+        let b = PostgresStore::open(&url, 1).unwrap();
+        let entry = crate::store::suite::page_entry();
+        a.transact(&mut |tx| tx.put_outbox(&entry)).unwrap();
+        let until = now() + chrono::Duration::seconds(30);
+        assert!(a.lease_outbox(&entry.key, now(), until).unwrap());
+        assert!(
+            a.lease_outbox(&entry.key, now(), until).unwrap(),
+            "still ours"
+        );
+        assert!(!b.lease_outbox(&entry.key, now(), until).unwrap());
+        assert!(b.due_outbox(now(), 10).unwrap().is_empty());
+        assert_eq!(a.due_outbox(now(), 10).unwrap(), vec![entry.clone()]);
+        assert_eq!(b.next_outbox_due().unwrap(), Some(until));
+        // A dies mid-delivery: at the lease's end B delivers the same page.
+        let later = until + chrono::Duration::seconds(1);
+        assert_eq!(b.due_outbox(later, 10).unwrap(), vec![entry.clone()]);
+        assert!(
+            b.lease_outbox(&entry.key, later, later + chrono::Duration::seconds(30))
+                .unwrap()
+        );
+        assert!(
+            !a.lease_outbox(&entry.key, later, later).unwrap(),
+            "B holds it now"
+        );
+        let delivered = OutboxEntry {
+            state: DeliveryState::Delivered { at: later },
+            ..entry.clone()
+        };
+        b.transact(&mut |tx| tx.put_outbox(&delivered)).unwrap();
+        assert!(
+            !a.lease_outbox(&entry.key, later, later).unwrap(),
+            "delivered: nothing to lease"
+        );
+        assert_eq!(a.outbox_entry(&entry.key).unwrap(), Some(delivered));
+    }
+
+    /// `cargo test --release --lib postgres_write_rate -- --ignored --nocapture`
+    /// (with `TOCSIN_TEST_POSTGRES_URL`): transactions that open an incident
+    /// (incident, open index, timeline, raw event), committed one at a time
+    /// and in batches of 32 as the writer thread batches a burst, by one
+    /// process and by 3 at once.
+    #[test]
+    #[ignore = "a measurement"]
+    fn postgres_write_rate() {
+        let Some((url, first)) = store("rate") else {
+            return;
+        };
+        let first = Arc::new(first);
+        let run = |stores: Vec<Arc<PostgresStore>>, batch: usize, total: usize| -> f64 {
+            let started = std::time::Instant::now();
+            let per = total / stores.len();
+            let threads: Vec<_> = stores
+                .into_iter()
+                .enumerate()
+                .map(|(r, s)| {
+                    std::thread::spawn(move || {
+                        for b in 0..per / batch {
+                            s.transact(&mut |tx| {
+                                for i in 0..batch {
+                                    let key = format!("r{r}-{b}-{i}");
+                                    open_or_append(tx, &key, &key)?;
+                                    tx.record_event(&StoredEvent {
+                                        received_at: now(),
+                                        integration: "int".into(),
+                                        incident: None,
+                                        event: event(&key),
+                                    })?;
+                                }
+                                Ok(())
+                            })
+                            .unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            let done = per / batch * batch * (total / per);
+            done as f64 / started.elapsed().as_secs_f64()
+        };
+        let three: Vec<_> = std::iter::once(first.clone())
+            .chain((1..3).map(|_| Arc::new(PostgresStore::open(&url, 2).unwrap())))
+            .collect();
+        for (name, stores, batch) in [
+            ("1 process, 1 per transaction", vec![first.clone()], 1),
+            ("1 process, 32 per transaction", vec![first.clone()], 32),
+            ("3 processes, 1 per transaction", three.clone(), 1),
+            ("3 processes, 32 per transaction", three.clone(), 32),
+        ] {
+            let rate = run(stores, batch, 1536);
+            println!("{name}: {rate:.0} incidents/s");
+        }
     }
 }

@@ -258,33 +258,8 @@ pub fn run(store: &dyn Store) {
     assert_eq!(store.gauges().unwrap().timers_pending, 1);
 
     // Outbox entries: queued when pending, read back by key.
-    use crate::config::ContactKind;
-    use crate::escalation::Recipient;
-    use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent};
-    let entry = OutboxEntry {
-        generation: None,
-        incident_uid: String::new(),
-        key: "INC-1/g0/r0/s0/user:alice/m0".into(),
-        job: Job::Page,
-        incident: IncidentId(1),
-        recipient: Recipient::User("alice".into()),
-        method: ContactKind::Webhook,
-        method_index: 0,
-        page: PageContent {
-            incident: IncidentId(1),
-            title: "t".into(),
-            severity: crate::incident::Severity::Sev1,
-            service: "api".into(),
-            step: 1,
-            round: 1,
-        },
-        created_at: now(),
-        first_due: now(),
-        due: now(),
-        attempts: 0,
-        last_error: None,
-        state: DeliveryState::Pending,
-    };
+    use crate::notify::{DeliveryState, OutboxEntry};
+    let entry = page_entry();
     store.transact(&mut |tx| tx.put_outbox(&entry)).unwrap();
     assert_eq!(store.outbox_entry(&entry.key).unwrap(), Some(entry.clone()));
     assert_eq!(store.outbox_entry("INC-9/none").unwrap(), None);
@@ -378,4 +353,35 @@ pub(crate) fn postgres_database(test: &str) -> Option<String> {
     let mut url = url::Url::parse(&admin).expect("TOCSIN_TEST_POSTGRES_URL is a URL");
     url.set_path(&name);
     Some(url.to_string())
+}
+
+/// A pending page for INC-1, due at [`now`].
+pub(crate) fn page_entry() -> crate::notify::OutboxEntry {
+    use crate::config::ContactKind;
+    use crate::escalation::Recipient;
+    use crate::notify::{DeliveryState, Job, OutboxEntry, PageContent};
+    OutboxEntry {
+        generation: None,
+        incident_uid: String::new(),
+        key: "INC-1/g0/r0/s0/user:alice/m0".into(),
+        job: Job::Page,
+        incident: IncidentId(1),
+        recipient: Recipient::User("alice".into()),
+        method: ContactKind::Webhook,
+        method_index: 0,
+        page: PageContent {
+            incident: IncidentId(1),
+            title: "t".into(),
+            severity: crate::incident::Severity::Sev1,
+            service: "api".into(),
+            step: 1,
+            round: 1,
+        },
+        created_at: now(),
+        first_due: now(),
+        due: now(),
+        attempts: 0,
+        last_error: None,
+        state: DeliveryState::Pending,
+    }
 }

@@ -303,6 +303,9 @@ async fn while_the_database_is_unreachable_intake_answers_503_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    let said: Value = ready.json().await.unwrap();
+    let store_check = said["checks"]["store"].as_str().unwrap().to_lowercase();
+    assert!(store_check.contains("postgres"), "{said}");
     assert!(
         server.child.try_wait().unwrap().is_none(),
         "tocsin exited while the database was away"
