@@ -79,11 +79,27 @@ const TREES: [&str; 15] = [
 
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
-    pool: Pool,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    pool: Option<Pool>,
     /// This process's name in outbox leases (`claimed_by`).
     replica: String,
     /// Since when the database has been unreachable, if it is.
     outage: Mutex<Option<std::time::Instant>>,
+}
+
+/// Closing a pooled client blocks on the client's own runtime, which may
+/// not start on a thread of tokio's: the pool is closed where it may.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            off_runtime(move || drop(pool));
+        }
+    }
+}
+
+/// A row limit for SQL (`usize::MAX` means no limit).
+fn sql_limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Runs `f` where the synchronous client may block: on this thread, or, on
@@ -182,7 +198,7 @@ impl PostgresStore {
                 .build(manager)
                 .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
             let store = Self {
-                pool,
+                pool: Some(pool),
                 replica: uuid::Uuid::new_v4().simple().to_string(),
                 outage: Mutex::new(None),
             };
@@ -193,7 +209,10 @@ impl PostgresStore {
 
     /// A pooled connection; notes an outage when there is none.
     fn conn(&self) -> Result<Conn, StoreError> {
-        match self.pool.get() {
+        let Some(pool) = self.pool.as_ref() else {
+            return Err(StoreError::Backend("the PostgreSQL store is closed".into()));
+        };
+        match pool.get() {
             Ok(c) => Ok(c),
             Err(e) => {
                 self.outage
@@ -1107,7 +1126,7 @@ impl Store for PostgresStore {
             c.query(
                 "SELECT value FROM incidents WHERE id < $1 AND ($2::text IS NULL OR status = $2) \
                  ORDER BY id DESC LIMIT $3",
-                &[&before, &status, &(limit as i64)],
+                &[&before, &status, &sql_limit(limit)],
             )
         })?;
         values(rows, "incidents")
@@ -1128,7 +1147,7 @@ impl Store for PostgresStore {
                 "SELECT value FROM incidents WHERE status <> 'resolved' AND id < $1 \
                  AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR severity = $3) \
                  AND ($4::text IS NULL OR service = $4) ORDER BY id DESC LIMIT $5",
-                &[&before, &status, &severity, &service, &(limit as i64)],
+                &[&before, &status, &severity, &service, &sql_limit(limit)],
             )
         })?;
         values(rows, "incidents")
@@ -1193,7 +1212,7 @@ impl Store for PostgresStore {
         let rows = self.with(|c| {
             c.query(
                 "SELECT value FROM changes WHERE service = $1 ORDER BY at DESC, id DESC LIMIT $2",
-                &[&service, &(limit as i64)],
+                &[&service, &sql_limit(limit)],
             )
         })?;
         values(rows, "changes")
@@ -1413,7 +1432,7 @@ impl Store for PostgresStore {
         let rows = self.with(|c| {
             c.query(
                 "SELECT value FROM timers WHERE due <= $1 ORDER BY key LIMIT $2",
-                &[&now, &(limit as i64)],
+                &[&now, &sql_limit(limit)],
             )
         })?;
         values(rows, "timers")
@@ -1434,7 +1453,7 @@ impl Store for PostgresStore {
                 "SELECT value FROM outbox WHERE pending AND due <= $1 \
                  AND (claimed_by IS NULL OR claimed_by = $3 OR lease_until <= $1) \
                  ORDER BY due, key LIMIT $2",
-                &[&now, &(limit as i64), &self.replica],
+                &[&now, &sql_limit(limit), &self.replica],
             )
         })?;
         values(rows, "outbox")
@@ -1499,7 +1518,7 @@ impl Store for PostgresStore {
         let rows = self.with(|c| {
             c.query(
                 "SELECT value FROM incidents ORDER BY id LIMIT $1",
-                &[&(limit as i64)],
+                &[&sql_limit(limit)],
             )
         })?;
         let mut out = Vec::new();
@@ -1533,7 +1552,7 @@ impl Store for PostgresStore {
                 "SELECT e.id, e.received_at, \
                         e.incident IS NULL OR NOT EXISTS (SELECT 1 FROM incidents i WHERE i.id = e.incident) \
                  FROM events e WHERE e.id > $1 ORDER BY e.id LIMIT $2",
-                &[&after, &(scan as i64 + 1)],
+                &[&after, &sql_limit(scan).saturating_add(1)],
             )
         })?;
         let mut out = Vec::new();
