@@ -17,6 +17,7 @@ pub mod heartbeat;
 mod intake;
 mod paging;
 mod phone;
+mod report;
 pub mod retention;
 pub mod routing;
 mod runbook;

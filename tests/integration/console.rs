@@ -514,3 +514,87 @@ async fn the_console_is_on_the_api_listener_only() {
     );
     app.stop().await;
 }
+
+/// MTTA and MTTR come from the stored incidents: the API's CSV, the
+/// console's chart and table, and `tocsin report` agree.
+#[tokio::test]
+async fn response_reports_by_service_and_week() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let app = console(Some(clock.clone())).await;
+    app.pd("trigger", "a", "one").await; // payments, INC-1
+    app.pd("trigger", "b", "two").await; // INC-2
+    clock.advance(chrono::Duration::minutes(4));
+    app.post_with_token(
+        "/v1/incidents/INC-1/acknowledge",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    clock.advance(chrono::Duration::minutes(2));
+    app.post_with_token(
+        "/v1/incidents/INC-2/acknowledge",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    clock.advance(chrono::Duration::minutes(24));
+    app.post_with_token(
+        "/v1/incidents/INC-1/resolve",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    let resp = app
+        .http
+        .get(app.url("/v1/reports/response?since=7d&format=csv"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "service,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n\
+         payments,2026-W49,2026-11-30,2,2,300,1,1800\n"
+    );
+    let (s, body) = app.get("/v1/reports/response?since=banana").await;
+    assert_eq!(s, 400, "{body}");
+
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (s, page) = b.get("/reports?since=7d").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("<svg"), "{page}");
+    assert!(page.contains(">payments 2026-W49</text>"), "{page}");
+    assert!(
+        page.contains("<td>payments</td><td>2026-W49</td><td>2</td><td>2</td><td>5m 00s</td><td>1</td><td>30m 00s</td>"),
+        "{page}"
+    );
+    let (s, csv) = b.get("/reports.csv?since=7d").await;
+    assert_eq!(s, 200);
+    assert!(csv.ends_with("payments,2026-W49,2026-11-30,2,2,300,1,1800\n"));
+
+    let url = app.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args([
+                "report", "--since", "7d", "--url", &url, "--token", API_TOKEN,
+            ])
+            .env_remove("TOCSIN_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("payments  2026-W49          2      2     5m 00s         1    30m 00s"),
+        "{text}"
+    );
+    app.stop().await;
+}

@@ -42,6 +42,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/schedules/{name}/overrides/{id}/delete",
             post(actions::delete_override),
         )
+        .route("/reports", get(pages::reports))
+        .route("/reports.csv", get(pages::reports_csv))
         .route("/events", get(events::events))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))

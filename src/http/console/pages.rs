@@ -23,7 +23,7 @@ pub const PAGE_SIZE: usize = 25;
 pub fn layout(viewer: Option<&Viewer>, title: &str, body: &str) -> Html<String> {
     let nav = match viewer {
         Some(v) => format!(
-            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a>
+            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a> <a href="/reports">Reports</a>
 <span class="who">{} ({} scope)</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             escape(v.name()),
@@ -509,4 +509,81 @@ pub async fn schedule(
         );
     }
     Ok(layout(Some(&viewer), &name, &b))
+}
+
+/// `GET /reports?since=30d`: MTTA and MTTR by service and week, as a chart
+/// (SVG, drawn by tocsin) and a table, with the CSV a link away.
+pub async fn reports(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let raw = q
+        .since
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "30d".into());
+    let from = crate::http::reports::since(&st, Some(&raw))?;
+    let r = st.service.response_report(from).await?;
+    use crate::summary::report::{human, svg};
+    let qs = serde_urlencoded::to_string([("since", raw.as_str())]).unwrap_or_default();
+    let mut b = format!(
+        r#"<h1>Response times</h1>
+<form method="get" action="/reports" class="filters"><label>Opened in the last <input name="since" value="{}" size="6" aria-label="Window, like 30d"></label> <button>Show</button> <a href="/reports.csv?{}">Download CSV</a></form>
+<p class="muted">From {} to {}: mean time to acknowledge (MTTA) and to resolve (MTTR) of the incidents opened each week (UTC), by service.</p>
+<figure class="chart">{}</figure>
+<table class="report"><thead><tr><th>Service</th><th>Week</th><th>Incidents</th><th>Acknowledged</th><th>MTTA</th><th>Resolved</th><th>MTTR</th></tr></thead><tbody>"#,
+        escape(&raw),
+        escape(&qs),
+        time(r.since),
+        time(r.until),
+        svg(&r)
+    );
+    for row in &r.rows {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&row.service),
+            row.week,
+            row.incidents,
+            row.acknowledged,
+            human(row.mtta_seconds),
+            row.resolved,
+            human(row.mttr_seconds)
+        );
+    }
+    b.push_str("</tbody></table>");
+    Ok(layout(Some(&viewer), "Reports", &b))
+}
+
+/// `GET /reports.csv?since=30d`: the same rows as CSV.
+pub async fn reports_csv(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<axum::response::Response, Refusal> {
+    use axum::response::IntoResponse;
+    viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let r = st.service.response_report(from).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tocsin-response-times.csv\"",
+            ),
+        ],
+        crate::summary::report::csv(&r),
+    )
+        .into_response())
 }
