@@ -598,3 +598,19 @@ async fn response_reports_by_service_and_week() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_bootstrap_token_signs_in_as_api_with_admin_scope() {
+    let app = console(None).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.login(API_TOKEN).await.status(), 303);
+    let cookie = b.cookie.clone().unwrap();
+    assert!(!cookie.contains(API_TOKEN), "{cookie}");
+    let (s, page) = b.get("/schedules/primary").await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("api (admin scope)") && page.contains("Add override"),
+        "{page}"
+    );
+    app.stop().await;
+}

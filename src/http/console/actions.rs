@@ -3,7 +3,7 @@
 //! signed-in token's user.
 
 use super::markdown::escape;
-use super::session::{self, BOOTSTRAP_ID};
+use super::session::{self, bootstrap_id};
 use super::{Form, Refusal, check_post, pages::layout, signer};
 use crate::access::Scope;
 use crate::http::AppState;
@@ -57,14 +57,14 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let token_id = principal
-        .principal
-        .strip_prefix("token:")
-        .unwrap_or(BOOTSTRAP_ID);
+    let token_id = match principal.principal.strip_prefix("token:") {
+        Some(id) => id.to_string(),
+        None => bootstrap_id(presented),
+    };
     let ttl = st.config.console.session_ttl;
     let expires = st.service.clock().now()
         + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
-    let (_, value) = signer(&st).issue(token_id, expires);
+    let (_, value) = signer(&st).issue(&token_id, expires);
     tracing::info!(principal = %principal.principal, scope = %principal.scope, "Console sign-in");
     let cookie = session::set_cookie(&value, ttl, st.config.console.secure_cookie);
     let mut resp = Redirect::to("/incidents").into_response();
