@@ -8,6 +8,7 @@
 //! resolved. Drills are left out.
 
 use crate::incident::Incident;
+use crate::markup::html::escape;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -182,14 +183,6 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
 /// A horizontal bar chart: for each service and week, MTTA and MTTR bars
 /// on one scale (minutes), labelled; every label escaped.
 pub fn svg(report: &Report) -> String {
@@ -228,7 +221,7 @@ pub fn svg(report: &Report) -> String {
             r##"<text x="{}" y="{}" text-anchor="end" fill="#1b1f24">{} {}</text>"##,
             LABEL_W - 8.0,
             y + 22.0,
-            xml(&r.service),
+            escape(&r.service),
             r.week
         );
         for (j, (value, colour)) in [(r.mtta_seconds, "#0b57d0"), (r.mttr_seconds, "#146c2e")]
