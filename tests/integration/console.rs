@@ -614,3 +614,72 @@ async fn the_bootstrap_token_signs_in_as_api_with_admin_scope() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn runbook_steps_are_marked_done_from_the_console() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "API down").await;
+    app.service
+        .attach_runbook(
+            tocsin::incident::IncidentId(1),
+            "service-outage",
+            tocsin::incident::Actor::user("alice"),
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains("Detection and reporting (current)"), "{page}");
+    assert!(
+        page.contains(r#"name="step" value="confirm-outage""#),
+        "{page}"
+    );
+    assert!(page.contains(">Next phase</button>"));
+    let csrf = csrf_of(&page);
+    let resp = b
+        .post(
+            "/incidents/INC-1/step",
+            &[
+                ("csrf", &csrf),
+                ("step", "confirm-outage"),
+                ("note", "curl from two regions: 503"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(
+        page.contains("done by alice: curl from two regions: 503"),
+        "{page}"
+    );
+    assert!(!page.contains(r#"name="step" value="confirm-outage""#));
+    let shown = app.incident("INC-1").await;
+    let step = &shown["incident"]["runbook"]["steps"]["confirm-outage"];
+    assert_eq!(step["by"], "alice", "{step}");
+    app.stop().await;
+}
+
+#[test]
+fn check_reports_every_console_problem() {
+    let text = config_text_with(
+        std::path::Path::new("/tmp/unused"),
+        "127.0.0.1:0",
+        None,
+        "[console]\nenabled = true\nsession_ttl = \"1m\"\ncolour = \"red\"\n",
+    );
+    let err = tocsin::config::Config::from_toml_str(&text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("console"), "{err}");
+    assert!(err.contains("colour"), "an unknown key is refused: {err}");
+    let text = text.replace("colour = \"red\"\n", "");
+    let err = tocsin::config::Config::from_toml_str(&text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("console.session_ttl: must be between 5m and 30d"),
+        "{err}"
+    );
+    assert!(err.contains("console.session_key: is required"), "{err}");
+}

@@ -97,7 +97,8 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 /// `POST /incidents/{id}/{action}`: acknowledge, resolve, escalate,
-/// snooze (`duration`), note (`text`), severity (`severity`).
+/// snooze (`duration`), note (`text`), severity (`severity`), step
+/// (`step`, `note`: a runbook step done) and next-phase.
 pub async fn incident_action(
     State(st): State<AppState>,
     Path((raw, action)): Path<(String, String)>,
@@ -146,6 +147,20 @@ pub async fn incident_action(
             let to = crate::incident::Severity::from_sender(raw)
                 .ok_or_else(|| bad(format!("unknown severity '{raw}'; use sev1 to sev4")))?;
             svc.set_severity(id, to, by).await?
+        }
+        "step" => {
+            let step = form.get("step").unwrap_or_default().to_string();
+            let note = form
+                .get("note")
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            let step = crate::incident::RunbookStep::Done { step, note };
+            svc.runbook_step(id, step, by).await?
+        }
+        "next-phase" => {
+            svc.runbook_step(id, crate::incident::RunbookStep::NextPhase, by)
+                .await?
         }
         other => {
             return Err(Refusal::Page(

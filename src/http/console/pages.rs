@@ -278,33 +278,14 @@ pub async fn incident(
     b.push_str("</ul>\n");
 
     if let Some(p) = &inc.runbook {
-        let _ = write!(
-            b,
-            "<h2>Runbook</h2><p><code>{}</code>, phase {}</p><ul class=\"runbook\">",
-            escape(&p.runbook),
-            p.phase + 1
+        runbook_section(
+            &mut b,
+            &st,
+            &viewer,
+            &key,
+            p,
+            inc.status != Status::Resolved,
         );
-        for (step, state) in &p.steps {
-            let text = match state {
-                crate::runbook::StepState::Done { by, note, .. } => format!(
-                    "done by {}{}",
-                    by,
-                    note.as_deref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default()
-                ),
-                crate::runbook::StepState::Skipped { by, reason, .. } => {
-                    format!("skipped by {by}: {reason}")
-                }
-            };
-            let _ = write!(
-                b,
-                "<li><code>{}</code> {}</li>",
-                escape(step),
-                escape(&text)
-            );
-        }
-        b.push_str("</ul>\n");
     }
 
     b.push_str("<h2>Pages</h2>");
@@ -586,4 +567,80 @@ pub async fn reports_csv(
         crate::summary::report::csv(&r),
     )
         .into_response())
+}
+
+/// The runbook's phases and steps with their state; with a write token,
+/// a **Done** form (with its evidence or remark) on each open step of the
+/// current phase, and **Next phase**.
+fn runbook_section(
+    b: &mut String,
+    st: &AppState,
+    viewer: &Viewer,
+    key: &str,
+    p: &crate::runbook::Progress,
+    open: bool,
+) {
+    use crate::runbook::StepState;
+    let _ = write!(
+        b,
+        "<h2>Runbook</h2><p><code>{}</code></p>",
+        escape(&p.runbook)
+    );
+    let Some(rb) = st.service.directory().runbooks.get(&p.runbook) else {
+        b.push_str("<p class=\"empty\">This runbook is no longer configured.</p>");
+        return;
+    };
+    let act = viewer.can_write() && open;
+    for (i, phase) in rb.phases.iter().enumerate() {
+        let current = if i == p.phase { " (current)" } else { "" };
+        let _ = write!(
+            b,
+            "<h3>{}{current}</h3><ul class=\"runbook\">",
+            escape(&phase.title)
+        );
+        for step in &phase.steps {
+            let state = match p.steps.get(&step.id) {
+                Some(StepState::Done { by, note, .. }) => format!(
+                    "<span class=\"done\">&#x2611; done by {}{}</span>",
+                    escape(by),
+                    note.as_deref()
+                        .map(|n| format!(": {}", escape(n)))
+                        .unwrap_or_default()
+                ),
+                Some(StepState::Skipped { by, reason, .. }) => format!(
+                    "<span class=\"skipped\">&#x2612; skipped by {}: {}</span>",
+                    escape(by),
+                    escape(reason)
+                ),
+                None if act && i == p.phase => button(
+                    key,
+                    "step",
+                    "Done",
+                    &viewer.csrf,
+                    &format!(
+                        r#"<input type="hidden" name="step" value="{}"><input name="note" placeholder="{}" aria-label="Evidence or remark for {}"{}>"#,
+                        escape(&step.id),
+                        if step.evidence {
+                            "evidence (required)"
+                        } else {
+                            "remark (optional)"
+                        },
+                        escape(&step.id),
+                        if step.evidence { " required" } else { "" }
+                    ),
+                ),
+                None => "<span class=\"todo\">&#x2610;</span>".to_string(),
+            };
+            let _ = write!(
+                b,
+                "<li><code>{}</code> {} {state}</li>",
+                escape(&step.id),
+                escape(&step.text)
+            );
+        }
+        b.push_str("</ul>");
+        if act && i == p.phase && i + 1 < rb.phases.len() {
+            b.push_str(&button(key, "next-phase", "Next phase", &viewer.csrf, ""));
+        }
+    }
 }
