@@ -2,9 +2,11 @@
 //!
 //! The map of the crate, from the edge inwards:
 //!
-//! - [`http`]: the axum router. Alert intake routes, the REST API, health.
-//!   It authenticates, limits bodies and turns errors into one JSON shape;
-//!   it holds no domain logic.
+//! - [`http`]: the axum router. Alert intake routes, the REST API, health,
+//!   and the web console (`http::console`: server-rendered pages, signed
+//!   session cookies, live updates from the service's feed). It
+//!   authenticates, limits bodies and turns errors into one JSON shape; it
+//!   holds no domain logic.
 //! - [`chat`]: the chat core (command language, shared handler, the
 //!   `ChatPlatform` trait, channel upkeep) and the Slack and Discord adapters.
 //! - [`intake`]: one pure parser per alert source (PagerDuty Events v2,

@@ -100,6 +100,19 @@ enum Command {
         #[command(subcommand)]
         command: NotifyCommand,
     },
+    /// MTTA and MTTR by service and week, from the stored incidents of a
+    /// running server.
+    Report {
+        /// The window: incidents opened in the last DURATION (like 30d), or
+        /// since an RFC 3339 time.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1017,6 +1030,17 @@ async fn main() -> Result<()> {
             }
         }
         Command::Token { command } => token_command(command, &cli.config).await?,
+        Command::Report { since, csv, server } => {
+            let client = api_client(server, &cli.config, false)?;
+            let query = serde_urlencoded::to_string([
+                ("since", since.as_str()),
+                ("format", if *csv { "csv" } else { "text" }),
+            ])?;
+            let (text, _) = client
+                .get_text(&format!("/v1/reports/response?{query}"), "content-type")
+                .await?;
+            print!("{text}");
+        }
     }
     Ok(())
 }

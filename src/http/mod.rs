@@ -18,6 +18,7 @@ mod error;
 mod heartbeat;
 mod intake;
 mod push;
+pub(crate) mod reports;
 mod schedules;
 mod serve;
 mod tokens;
@@ -149,6 +150,7 @@ pub fn routes(state: AppState) -> Routes {
         .route("/metrics", get(api::metrics))
         .route("/v1/backup", get(api::backup))
         .route("/readyz", get(api::readyz))
+        .route("/v1/reports/response", get(reports::response))
         .merge(console::routes(&state))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

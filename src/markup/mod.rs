@@ -1,7 +1,9 @@
 //! Escaping for the chat platforms' markup: text from alerts and people
-//! goes out as text. A leaf both the chat adapters and the templates use.
+//! goes out as text. A leaf both the chat adapters and the templates use
+//! (and [`html`], the console's and the report charts').
 
 pub mod discord;
+pub mod html;
 pub mod slack;
 
 /// Whether `c` is a control or bidirectional character no chat message

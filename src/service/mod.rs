@@ -2,7 +2,9 @@
 //!
 //! `mod.rs` holds intake and the incident commands; `paging.rs` the
 //! escalation steps, timers and outbox bookkeeping; `directory.rs` the
-//! read-only view of users, schedules and policies built from the config.
+//! read-only view of users, schedules and policies built from the config;
+//! `feed.rs` the broadcast of changed incidents (after each write is on
+//! disk) that the console's live updates read.
 //!
 //! Intake, the REST API and chat commands call it. It asks the pure domain
 //! ([`crate::incident`]) for the decision, writes the new state and its
@@ -17,6 +19,7 @@ pub mod heartbeat;
 mod intake;
 mod paging;
 mod phone;
+mod report;
 pub mod retention;
 pub mod routing;
 mod runbook;

@@ -1,7 +1,10 @@
 //! The post-incident summary, built from the incident and its timeline.
 //!
 //! Pure: [`build`] turns stored facts into a [`Summary`]; the `summary.md`
-//! template renders it as Markdown.
+//! template renders it as Markdown. [`report`] summarises many incidents:
+//! MTTA and MTTR by service and week.
+
+pub mod report;
 
 use crate::incident::{Actor, Incident, TimelineEntry, TimelineEvent};
 use crate::runbook::{Runbook, StepState};

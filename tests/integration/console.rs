@@ -514,3 +514,172 @@ async fn the_console_is_on_the_api_listener_only() {
     );
     app.stop().await;
 }
+
+/// MTTA and MTTR come from the stored incidents: the API's CSV, the
+/// console's chart and table, and `tocsin report` agree.
+#[tokio::test]
+async fn response_reports_by_service_and_week() {
+    let clock = Arc::new(ManualClock::new(t0()));
+    let app = console(Some(clock.clone())).await;
+    app.pd("trigger", "a", "one").await; // payments, INC-1
+    app.pd("trigger", "b", "two").await; // INC-2
+    clock.advance(chrono::Duration::minutes(4));
+    app.post_with_token(
+        "/v1/incidents/INC-1/acknowledge",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    clock.advance(chrono::Duration::minutes(2));
+    app.post_with_token(
+        "/v1/incidents/INC-2/acknowledge",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    clock.advance(chrono::Duration::minutes(24));
+    app.post_with_token(
+        "/v1/incidents/INC-1/resolve",
+        Some(API_TOKEN),
+        &serde_json::json!({}),
+    )
+    .await;
+    let resp = app
+        .http
+        .get(app.url("/v1/reports/response?since=7d&format=csv"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "service,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n\
+         payments,2026-W49,2026-11-30,2,2,300,1,1800\n"
+    );
+    let (s, body) = app.get("/v1/reports/response?since=banana").await;
+    assert_eq!(s, 400, "{body}");
+
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (s, page) = b.get("/reports?since=7d").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("<svg"), "{page}");
+    assert!(page.contains(">payments 2026-W49</text>"), "{page}");
+    assert!(
+        page.contains("<td>payments</td><td>2026-W49</td><td>2</td><td>2</td><td>5m 00s</td><td>1</td><td>30m 00s</td>"),
+        "{page}"
+    );
+    let (s, csv) = b.get("/reports.csv?since=7d").await;
+    assert_eq!(s, 200);
+    assert!(csv.ends_with("payments,2026-W49,2026-11-30,2,2,300,1,1800\n"));
+
+    let url = app.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+            .args([
+                "report", "--since", "7d", "--url", &url, "--token", API_TOKEN,
+            ])
+            .env_remove("TOCSIN_CONFIG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("payments  2026-W49          2      2     5m 00s         1    30m 00s"),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_bootstrap_token_signs_in_as_api_with_admin_scope() {
+    let app = console(None).await;
+    let mut b = Browser::new(&app);
+    assert_eq!(b.login(API_TOKEN).await.status(), 303);
+    let cookie = b.cookie.clone().unwrap();
+    assert!(!cookie.contains(API_TOKEN), "{cookie}");
+    let (s, page) = b.get("/schedules/primary").await;
+    assert_eq!(s, 200);
+    assert!(
+        page.contains("api (admin scope)") && page.contains("Add override"),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn runbook_steps_are_marked_done_from_the_console() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "API down").await;
+    app.service
+        .attach_runbook(
+            tocsin::incident::IncidentId(1),
+            "service-outage",
+            tocsin::incident::Actor::user("alice"),
+        )
+        .await
+        .unwrap();
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains("Detection and reporting (current)"), "{page}");
+    assert!(
+        page.contains(r#"name="step" value="confirm-outage""#),
+        "{page}"
+    );
+    assert!(page.contains(">Next phase</button>"));
+    let csrf = csrf_of(&page);
+    let resp = b
+        .post(
+            "/incidents/INC-1/step",
+            &[
+                ("csrf", &csrf),
+                ("step", "confirm-outage"),
+                ("note", "curl from two regions: 503"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(
+        page.contains("done by alice: curl from two regions: 503"),
+        "{page}"
+    );
+    assert!(!page.contains(r#"name="step" value="confirm-outage""#));
+    let shown = app.incident("INC-1").await;
+    let step = &shown["incident"]["runbook"]["steps"]["confirm-outage"];
+    assert_eq!(step["by"], "alice", "{step}");
+    app.stop().await;
+}
+
+#[test]
+fn check_reports_every_console_problem() {
+    let text = config_text_with(
+        std::path::Path::new("/tmp/unused"),
+        "127.0.0.1:0",
+        None,
+        "[console]\nenabled = true\nsession_ttl = \"1m\"\ncolour = \"red\"\n",
+    );
+    let err = tocsin::config::Config::from_toml_str(&text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("console"), "{err}");
+    assert!(err.contains("colour"), "an unknown key is refused: {err}");
+    let text = text.replace("colour = \"red\"\n", "");
+    let err = tocsin::config::Config::from_toml_str(&text, &Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("console.session_ttl: must be between 5m and 30d"),
+        "{err}"
+    );
+    assert!(err.contains("console.session_key: is required"), "{err}");
+}

@@ -2,7 +2,8 @@
 # Browser test: Debian's chromium, driven by chromium-driver through PyPI's
 # selenium, uses the web console of a live tocsin: signs in with a token
 # (keyboard only), sees an incident appear in the list without a reload,
-# acknowledges it, adds an override on the schedule's week view, checks the
+# acknowledges it, adds an override on the schedule's week view, reads the
+# response report, checks the
 # text contrast of every page (WCAG AA), and saves screenshots in
 # docs/screenshots/ (the README shows them).
 #
@@ -211,6 +212,21 @@ try:
     check("Remove" in driver.page_source, "the override shows on the week view with a Remove button")
     contrast("schedule")
     driver.save_screenshot(shots + "/console-schedule.png")
+
+    driver.get(base + "/incidents/INC-2")
+    driver.find_element(By.NAME, "note").send_keys("Replica caught up")
+    driver.find_element(By.XPATH, "//button[text()='Resolve']").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "dl.facts .badge.resolved")))
+    check("<h2>Summary</h2>" in driver.page_source, "INC-2 resolved from the console, with its summary")
+
+    driver.find_element(By.LINK_TEXT, "Reports").click()
+    wait.until(EC.url_contains("/reports"))
+    chart = driver.find_element(By.CSS_SELECTOR, "figure.chart svg")
+    check("db 20" in chart.get_attribute("innerHTML"), "the report charts db's week")
+    cells = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "table.report tbody td")]
+    check(cells[2:4] == ["2", "1"] and cells[5] == "1", "the report counts 2 incidents, 1 acknowledged, 1 resolved: %s" % cells)
+    contrast("reports")
+    driver.save_screenshot(shots + "/console-reports.png")
 finally:
     driver.quit()
 EOF

@@ -3,7 +3,7 @@
 //! signed-in token's user.
 
 use super::markdown::escape;
-use super::session::{self, BOOTSTRAP_ID};
+use super::session::{self, bootstrap_id};
 use super::{Form, Refusal, check_post, pages::layout, signer};
 use crate::access::Scope;
 use crate::http::AppState;
@@ -57,14 +57,14 @@ pub async fn login(
         }
         Err(e) => return Err(e.into()),
     };
-    let token_id = principal
-        .principal
-        .strip_prefix("token:")
-        .unwrap_or(BOOTSTRAP_ID);
+    let token_id = match principal.principal.strip_prefix("token:") {
+        Some(id) => id.to_string(),
+        None => bootstrap_id(presented),
+    };
     let ttl = st.config.console.session_ttl;
     let expires = st.service.clock().now()
         + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
-    let (_, value) = signer(&st).issue(token_id, expires);
+    let (_, value) = signer(&st).issue(&token_id, expires);
     tracing::info!(principal = %principal.principal, scope = %principal.scope, "Console sign-in");
     let cookie = session::set_cookie(&value, ttl, st.config.console.secure_cookie);
     let mut resp = Redirect::to("/incidents").into_response();
@@ -97,7 +97,8 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 /// `POST /incidents/{id}/{action}`: acknowledge, resolve, escalate,
-/// snooze (`duration`), note (`text`), severity (`severity`).
+/// snooze (`duration`), note (`text`), severity (`severity`), step
+/// (`step`, `note`: a runbook step done) and next-phase.
 pub async fn incident_action(
     State(st): State<AppState>,
     Path((raw, action)): Path<(String, String)>,
@@ -146,6 +147,20 @@ pub async fn incident_action(
             let to = crate::incident::Severity::from_sender(raw)
                 .ok_or_else(|| bad(format!("unknown severity '{raw}'; use sev1 to sev4")))?;
             svc.set_severity(id, to, by).await?
+        }
+        "step" => {
+            let step = form.get("step").unwrap_or_default().to_string();
+            let note = form
+                .get("note")
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned);
+            let step = crate::incident::RunbookStep::Done { step, note };
+            svc.runbook_step(id, step, by).await?
+        }
+        "next-phase" => {
+            svc.runbook_step(id, crate::incident::RunbookStep::NextPhase, by)
+                .await?
         }
         other => {
             return Err(Refusal::Page(

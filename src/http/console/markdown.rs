@@ -4,21 +4,7 @@
 //! the source is escaped first, so no tag or attribute in an incident's
 //! title, alert or note reaches the page; links are not made at all.
 
-/// `s` with `& < > " '` escaped, safe in text and in quoted attributes.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::markup::html::escape;
 
 /// Inline markup of one escaped line: `code`, then `**bold**`, `*em*`.
 fn inline(text: &str) -> String {

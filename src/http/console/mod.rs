@@ -21,7 +21,7 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use session::{BOOTSTRAP_ID, Session, Signer};
+use session::{BOOTSTRAP_PREFIX, Session, Signer, bootstrap_id};
 
 /// The console's routes (none unless `[console] enabled`).
 pub fn routes(state: &AppState) -> Router<AppState> {
@@ -42,6 +42,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/schedules/{name}/overrides/{id}/delete",
             post(actions::delete_override),
         )
+        .route("/reports", get(pages::reports))
+        .route("/reports.csv", get(pages::reports_csv))
         .route("/events", get(events::events))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
@@ -195,8 +197,11 @@ pub fn viewer(st: &AppState, headers: &HeaderMap) -> Result<Viewer, Refusal> {
     let session = signer
         .verify(value, st.service.clock().now())
         .ok_or(Refusal::SignIn)?;
-    let principal = if session.token_id == BOOTSTRAP_ID {
-        st.config.api.token.as_ref().ok_or(Refusal::SignIn)?;
+    let principal = if session.token_id.starts_with(BOOTSTRAP_PREFIX) {
+        let current = st.config.api.token.as_ref().ok_or(Refusal::SignIn)?;
+        if bootstrap_id(current.expose()) != session.token_id {
+            return Err(Refusal::SignIn);
+        }
         Principal {
             user: None,
             principal: "config-token".into(),

@@ -23,7 +23,7 @@ pub const PAGE_SIZE: usize = 25;
 pub fn layout(viewer: Option<&Viewer>, title: &str, body: &str) -> Html<String> {
     let nav = match viewer {
         Some(v) => format!(
-            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a>
+            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a> <a href="/reports">Reports</a>
 <span class="who">{} ({} scope)</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             escape(v.name()),
@@ -278,33 +278,14 @@ pub async fn incident(
     b.push_str("</ul>\n");
 
     if let Some(p) = &inc.runbook {
-        let _ = write!(
-            b,
-            "<h2>Runbook</h2><p><code>{}</code>, phase {}</p><ul class=\"runbook\">",
-            escape(&p.runbook),
-            p.phase + 1
+        runbook_section(
+            &mut b,
+            &st,
+            &viewer,
+            &key,
+            p,
+            inc.status != Status::Resolved,
         );
-        for (step, state) in &p.steps {
-            let text = match state {
-                crate::runbook::StepState::Done { by, note, .. } => format!(
-                    "done by {}{}",
-                    by,
-                    note.as_deref()
-                        .map(|n| format!(": {n}"))
-                        .unwrap_or_default()
-                ),
-                crate::runbook::StepState::Skipped { by, reason, .. } => {
-                    format!("skipped by {by}: {reason}")
-                }
-            };
-            let _ = write!(
-                b,
-                "<li><code>{}</code> {}</li>",
-                escape(step),
-                escape(&text)
-            );
-        }
-        b.push_str("</ul>\n");
     }
 
     b.push_str("<h2>Pages</h2>");
@@ -509,4 +490,157 @@ pub async fn schedule(
         );
     }
     Ok(layout(Some(&viewer), &name, &b))
+}
+
+/// `GET /reports?since=30d`: MTTA and MTTR by service and week, as a chart
+/// (SVG, drawn by tocsin) and a table, with the CSV a link away.
+pub async fn reports(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<Html<String>, Refusal> {
+    let viewer = viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let raw = q
+        .since
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "30d".into());
+    let from = crate::http::reports::since(&st, Some(&raw))?;
+    let r = st.service.response_report(from).await?;
+    use crate::summary::report::{human, svg};
+    let qs = serde_urlencoded::to_string([("since", raw.as_str())]).unwrap_or_default();
+    let mut b = format!(
+        r#"<h1>Response times</h1>
+<form method="get" action="/reports" class="filters"><label>Opened in the last <input name="since" value="{}" size="6" aria-label="Window, like 30d"></label> <button>Show</button> <a href="/reports.csv?{}">Download CSV</a></form>
+<p class="muted">From {} to {}: mean time to acknowledge (MTTA) and to resolve (MTTR) of the incidents opened each week (UTC), by service.</p>
+<figure class="chart">{}</figure>
+<table class="report"><thead><tr><th>Service</th><th>Week</th><th>Incidents</th><th>Acknowledged</th><th>MTTA</th><th>Resolved</th><th>MTTR</th></tr></thead><tbody>"#,
+        escape(&raw),
+        escape(&qs),
+        time(r.since),
+        time(r.until),
+        svg(&r)
+    );
+    for row in &r.rows {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&row.service),
+            row.week,
+            row.incidents,
+            row.acknowledged,
+            human(row.mtta_seconds),
+            row.resolved,
+            human(row.mttr_seconds)
+        );
+    }
+    b.push_str("</tbody></table>");
+    Ok(layout(Some(&viewer), "Reports", &b))
+}
+
+/// `GET /reports.csv?since=30d`: the same rows as CSV.
+pub async fn reports_csv(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<axum::response::Response, Refusal> {
+    use axum::response::IntoResponse;
+    viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let r = st.service.response_report(from).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tocsin-response-times.csv\"",
+            ),
+        ],
+        crate::summary::report::csv(&r),
+    )
+        .into_response())
+}
+
+/// The runbook's phases and steps with their state; with a write token,
+/// a **Done** form (with its evidence or remark) on each open step of the
+/// current phase, and **Next phase**.
+fn runbook_section(
+    b: &mut String,
+    st: &AppState,
+    viewer: &Viewer,
+    key: &str,
+    p: &crate::runbook::Progress,
+    open: bool,
+) {
+    use crate::runbook::StepState;
+    let _ = write!(
+        b,
+        "<h2>Runbook</h2><p><code>{}</code></p>",
+        escape(&p.runbook)
+    );
+    let Some(rb) = st.service.directory().runbooks.get(&p.runbook) else {
+        b.push_str("<p class=\"empty\">This runbook is no longer configured.</p>");
+        return;
+    };
+    let act = viewer.can_write() && open;
+    for (i, phase) in rb.phases.iter().enumerate() {
+        let current = if i == p.phase { " (current)" } else { "" };
+        let _ = write!(
+            b,
+            "<h3>{}{current}</h3><ul class=\"runbook\">",
+            escape(&phase.title)
+        );
+        for step in &phase.steps {
+            let state = match p.steps.get(&step.id) {
+                Some(StepState::Done { by, note, .. }) => format!(
+                    "<span class=\"done\">&#x2611; done by {}{}</span>",
+                    escape(by),
+                    note.as_deref()
+                        .map(|n| format!(": {}", escape(n)))
+                        .unwrap_or_default()
+                ),
+                Some(StepState::Skipped { by, reason, .. }) => format!(
+                    "<span class=\"skipped\">&#x2612; skipped by {}: {}</span>",
+                    escape(by),
+                    escape(reason)
+                ),
+                None if act && i == p.phase => button(
+                    key,
+                    "step",
+                    "Done",
+                    &viewer.csrf,
+                    &format!(
+                        r#"<input type="hidden" name="step" value="{}"><input name="note" placeholder="{}" aria-label="Evidence or remark for {}"{}>"#,
+                        escape(&step.id),
+                        if step.evidence {
+                            "evidence (required)"
+                        } else {
+                            "remark (optional)"
+                        },
+                        escape(&step.id),
+                        if step.evidence { " required" } else { "" }
+                    ),
+                ),
+                None => "<span class=\"todo\">&#x2610;</span>".to_string(),
+            };
+            let _ = write!(
+                b,
+                "<li><code>{}</code> {} {state}</li>",
+                escape(&step.id),
+                escape(&step.text)
+            );
+        }
+        b.push_str("</ul>");
+        if act && i == p.phase && i + 1 < rb.phases.len() {
+            b.push_str(&button(key, "next-phase", "Next phase", &viewer.csrf, ""));
+        }
+    }
 }

@@ -15,13 +15,23 @@ use subtle::ConstantTimeEq;
 /// The session cookie's name.
 pub const COOKIE: &str = "tocsin_session";
 
-/// The token id a session of the bootstrap `[api] token` records.
-pub const BOOTSTRAP_ID: &str = "config";
+/// How the token id of a session of the bootstrap `[api] token` starts;
+/// see [`bootstrap_id`].
+pub const BOOTSTRAP_PREFIX: &str = "config-";
+
+/// The token id a session of the bootstrap token records: a fingerprint
+/// of the token (12 hex digits of its SHA-256), so that changing `[api]
+/// token` ends those sessions as revoking a per-user token does.
+pub fn bootstrap_id(token: &str) -> String {
+    use sha2::Digest;
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    format!("{BOOTSTRAP_PREFIX}{}", &digest[..12])
+}
 
 /// A verified session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
-    /// The API token's public id, or [`BOOTSTRAP_ID`].
+    /// The API token's public id, or [`bootstrap_id`].
     pub token_id: String,
     /// When it stops working.
     pub expires: DateTime<Utc>,
@@ -167,6 +177,14 @@ mod tests {
         assert!(signer.csrf_ok(&a, &signer.csrf(&a)));
         assert!(!signer.csrf_ok(&a, &signer.csrf(&b)));
         assert!(!signer.csrf_ok(&a, ""));
+    }
+
+    #[test]
+    fn a_bootstrap_session_names_a_fingerprint_of_its_token() {
+        let a = bootstrap_id("example-api-token");
+        assert!(a.starts_with(BOOTSTRAP_PREFIX) && a.len() == BOOTSTRAP_PREFIX.len() + 12);
+        assert!(!a.contains("example"));
+        assert_ne!(a, bootstrap_id("another-api-token"));
     }
 
     #[test]

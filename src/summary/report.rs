@@ -1,0 +1,338 @@
+//! Response reports: time to acknowledge (MTTA) and to resolve (MTTR) by
+//! service and ISO week, from stored incidents (so they survive restarts,
+//! unlike the in-memory histograms of `/metrics`). Pure: the caller reads
+//! the incidents and says which window they cover.
+//!
+//! An incident counts in the week (UTC, Monday first) it opened in. MTTA
+//! averages over the incidents acknowledged so far, MTTR over those
+//! resolved. Drills are left out.
+
+use crate::incident::Incident;
+use crate::markup::html::escape;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One service's week.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRow {
+    /// The service.
+    pub service: String,
+    /// The ISO week, like `2026-W49`.
+    pub week: String,
+    /// Its Monday.
+    pub week_start: NaiveDate,
+    /// Incidents opened that week.
+    pub incidents: u64,
+    /// Of them, acknowledged (by now).
+    pub acknowledged: u64,
+    /// Mean time to acknowledge, in seconds.
+    pub mtta_seconds: Option<f64>,
+    /// Of them, resolved (by now).
+    pub resolved: u64,
+    /// Mean time to resolve, in seconds.
+    pub mttr_seconds: Option<f64>,
+}
+
+/// The report over a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// Incidents opened from here...
+    pub since: DateTime<Utc>,
+    /// ...until here.
+    pub until: DateTime<Utc>,
+    /// By service, then week.
+    pub rows: Vec<ReportRow>,
+}
+
+#[derive(Default)]
+struct Acc {
+    week_start: Option<NaiveDate>,
+    incidents: u64,
+    acks: Vec<i64>,
+    resolves: Vec<i64>,
+}
+
+fn mean(xs: &[i64]) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs.iter().sum::<i64>() as f64 / xs.len() as f64)
+}
+
+/// The report of `incidents` opened in `[since, until)`; others are ignored.
+pub fn build<'a>(
+    incidents: impl IntoIterator<Item = &'a Incident>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Report {
+    let mut by: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    for inc in incidents {
+        if inc.drill || inc.created_at < since || inc.created_at >= until {
+            continue;
+        }
+        let day = inc.created_at.date_naive();
+        let iso = day.iso_week();
+        let week = format!("{}-W{:02}", iso.year(), iso.week());
+        let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        let acc = by.entry((inc.service.clone(), week)).or_default();
+        acc.week_start = Some(monday);
+        acc.incidents += 1;
+        if let Some(at) = inc.acknowledged_at {
+            acc.acks.push((at - inc.created_at).num_seconds().max(0));
+        }
+        if let Some(at) = inc.resolved_at {
+            acc.resolves
+                .push((at - inc.created_at).num_seconds().max(0));
+        }
+    }
+    let rows = by
+        .into_iter()
+        .map(|((service, week), a)| ReportRow {
+            service,
+            week,
+            week_start: a.week_start.expect("set with the first incident"),
+            incidents: a.incidents,
+            acknowledged: a.acks.len() as u64,
+            mtta_seconds: mean(&a.acks),
+            resolved: a.resolves.len() as u64,
+            mttr_seconds: mean(&a.resolves),
+        })
+        .collect();
+    Report { since, until, rows }
+}
+
+/// `1h 05m`, `12m 30s`, `45s`, or `-` for none.
+pub fn human(seconds: Option<f64>) -> String {
+    let Some(s) = seconds else {
+        return "-".into();
+    };
+    let s = s.round() as i64;
+    match s {
+        s if s >= 3600 => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+        s if s >= 60 => format!("{}m {:02}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// The rows as CSV, with a header line; times in seconds.
+pub fn csv(report: &Report) -> String {
+    let mut out = String::from(
+        "service,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n",
+    );
+    let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
+    for r in &report.rows {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{}",
+            csv_field(&r.service),
+            r.week,
+            r.week_start,
+            r.incidents,
+            r.acknowledged,
+            secs(r.mtta_seconds),
+            r.resolved,
+            secs(r.mttr_seconds)
+        );
+    }
+    out
+}
+
+/// The rows as an aligned text table, for the CLI.
+pub fn table(report: &Report) -> String {
+    let mut out = format!(
+        "Incidents opened {} to {}\n",
+        report.since.format("%Y-%m-%d %H:%M UTC"),
+        report.until.format("%Y-%m-%d %H:%M UTC")
+    );
+    if report.rows.is_empty() {
+        out.push_str("No incidents.\n");
+        return out;
+    }
+    let width = report
+        .rows
+        .iter()
+        .map(|r| r.service.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("SERVICE".len());
+    let _ = writeln!(
+        out,
+        "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+        "SERVICE", "WEEK", "INCIDENTS", "ACKED", "MTTA", "RESOLVED", "MTTR"
+    );
+    for r in &report.rows {
+        let _ = writeln!(
+            out,
+            "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+            r.service,
+            r.week,
+            r.incidents,
+            r.acknowledged,
+            human(r.mtta_seconds),
+            r.resolved,
+            human(r.mttr_seconds)
+        );
+    }
+    out
+}
+
+/// A horizontal bar chart: for each service and week, MTTA and MTTR bars
+/// on one scale (minutes), labelled; every label escaped.
+pub fn svg(report: &Report) -> String {
+    const LABEL_W: f64 = 220.0;
+    const BAR_W: f64 = 460.0;
+    const ROW_H: f64 = 44.0;
+    let height = 40.0 + ROW_H * report.rows.len().max(1) as f64;
+    let width = LABEL_W + BAR_W + 90.0;
+    let max = report
+        .rows
+        .iter()
+        .flat_map(|r| [r.mtta_seconds, r.mttr_seconds])
+        .flatten()
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-labelledby="report-title" font-family="sans-serif" font-size="13">
+<title id="report-title">Mean time to acknowledge and to resolve, by service and week</title>
+<rect x="{LABEL_W}" y="8" width="12" height="12" fill="#0b57d0"/><text x="{}" y="19" fill="#1b1f24">MTTA</text>
+<rect x="{}" y="8" width="12" height="12" fill="#146c2e"/><text x="{}" y="19" fill="#1b1f24">MTTR</text>
+"##,
+        LABEL_W + 18.0,
+        LABEL_W + 80.0,
+        LABEL_W + 98.0
+    );
+    if report.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            r##"<text x="10" y="56" fill="#1b1f24">No incidents in this window.</text>"##
+        );
+    }
+    for (i, r) in report.rows.iter().enumerate() {
+        let y = 32.0 + ROW_H * i as f64;
+        let _ = writeln!(
+            out,
+            r##"<text x="{}" y="{}" text-anchor="end" fill="#1b1f24">{} {}</text>"##,
+            LABEL_W - 8.0,
+            y + 22.0,
+            escape(&r.service),
+            r.week
+        );
+        for (j, (value, colour)) in [(r.mtta_seconds, "#0b57d0"), (r.mttr_seconds, "#146c2e")]
+            .into_iter()
+            .enumerate()
+        {
+            let by = y + 6.0 + 17.0 * j as f64;
+            let w = value.map_or(0.0, |v| (v / max * BAR_W).max(1.0));
+            let _ = writeln!(
+                out,
+                r##"<rect x="{LABEL_W}" y="{by}" width="{w:.1}" height="14" fill="{colour}"/><text x="{:.1}" y="{}" fill="#1b1f24">{}</text>"##,
+                LABEL_W + w + 6.0,
+                by + 12.0,
+                human(value)
+            );
+        }
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{IncidentId, Severity, Status};
+
+    fn incident(
+        id: u64,
+        service: &str,
+        opened: &str,
+        ack: Option<i64>,
+        res: Option<i64>,
+    ) -> Incident {
+        let at: DateTime<Utc> = opened.parse().unwrap();
+        let event = crate::incident::AlertEvent {
+            dedup_key: format!("k{id}"),
+            fingerprint: None,
+            action: crate::incident::AlertAction::Trigger,
+            summary: "s".into(),
+            incident_title: None,
+            source: "test".into(),
+            severity: Some(Severity::Sev2),
+            labels: Default::default(),
+            details: serde_json::Value::Null,
+            links: vec![],
+            left_out: None,
+            expires_at: None,
+        };
+        let mut inc = Incident::open(IncidentId(id), service, "pd", &event, at).incident;
+        inc.acknowledged_at = ack.map(|m| at + Duration::minutes(m));
+        inc.resolved_at = res.map(|m| at + Duration::minutes(m));
+        if res.is_some() {
+            inc.status = Status::Resolved;
+        }
+        inc
+    }
+
+    #[test]
+    fn mtta_and_mttr_by_service_and_week() {
+        let since: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+        let until: DateTime<Utc> = "2026-12-08T00:00:00Z".parse().unwrap();
+        let mut drill = incident(9, "api", "2026-12-01T10:00:00Z", Some(1), Some(2));
+        drill.drill = true;
+        let all = [
+            incident(1, "api", "2026-11-30T10:00:00Z", Some(4), Some(30)),
+            incident(2, "api", "2026-12-02T10:00:00Z", Some(6), None),
+            incident(3, "api", "2026-12-03T10:00:00Z", None, None),
+            incident(4, "pay,ments", "2026-11-24T08:00:00Z", Some(1), Some(90)),
+            incident(5, "api", "2026-10-01T08:00:00Z", Some(1), Some(1)),
+            drill,
+        ];
+        let r = build(&all, since, until);
+        assert_eq!(r.rows.len(), 2);
+        let api = &r.rows[0];
+        assert_eq!(
+            (api.service.as_str(), api.week.as_str()),
+            ("api", "2026-W49")
+        );
+        assert_eq!(api.week_start.to_string(), "2026-11-30");
+        assert_eq!((api.incidents, api.acknowledged, api.resolved), (3, 2, 1));
+        assert_eq!(api.mtta_seconds, Some(300.0));
+        assert_eq!(api.mttr_seconds, Some(1800.0));
+        assert_eq!(r.rows[1].week, "2026-W48");
+        let csv = csv(&r);
+        assert_eq!(
+            csv,
+            "service,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n\
+             api,2026-W49,2026-11-30,3,2,300,1,1800\n\
+             \"pay,ments\",2026-W48,2026-11-23,1,1,60,1,5400\n"
+        );
+        let t = table(&r);
+        assert!(
+            t.contains("api        2026-W49          3      2     5m 00s         1    30m 00s"),
+            "{t}"
+        );
+        let svg = svg(&r);
+        assert!(svg.starts_with("<svg") && svg.contains("pay,ments 2026-W48"));
+        assert!(svg.contains(">1h 30m</text>"), "{svg}");
+    }
+
+    #[test]
+    fn labels_in_the_chart_are_escaped() {
+        let t: DateTime<Utc> = "2026-12-02T10:00:00Z".parse().unwrap();
+        let all = [incident(
+            1,
+            "<script>",
+            "2026-12-02T10:00:00Z",
+            Some(1),
+            None,
+        )];
+        let svg = svg(&build(&all, t - Duration::days(1), t + Duration::days(1)));
+        assert!(!svg.contains("<script>") && svg.contains("&lt;script&gt;"));
+    }
+}
