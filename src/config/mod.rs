@@ -10,8 +10,10 @@
 //! else is a string. Any string value of the form `${NAME}` is replaced by
 //! the environment variable `NAME`, which is how secrets stay out of files.
 
+mod maintenance;
 mod paging;
 
+pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
 pub use paging::{
     ContactKind, ContactMethodConfig, EscalationPolicyConfig, MAX_ROUNDS, NotifyConfig, NtfyConfig,
     Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
@@ -84,6 +86,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[[heartbeats]]`: senders that must ping, or an incident opens.
     pub heartbeats: Vec<HeartbeatConfig>,
+    /// `[[maintenance]]`: maintenance windows that silence alerts.
+    pub maintenance: Vec<MaintenanceConfig>,
 }
 
 /// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
@@ -730,6 +734,7 @@ impl Config {
         let svc_at = |i: usize| origins.at("services", i);
         let int_at = |i: usize| origins.at("integrations", i);
         let mut issues = paging::validate(self, origins);
+        issues.extend(maintenance::validate(self, origins));
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         for (path, secret) in self.secrets(origins) {
             if secret.is_placeholder() {
@@ -1330,6 +1335,7 @@ const SECTIONS: &[&str] = &[
     "discord",
     "intake",
     "audit",
+    "maintenance",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -1350,6 +1356,7 @@ impl Origins {
         );
         o.insert("webhooks", (0..config.webhooks.len()).collect());
         o.insert("heartbeats", (0..config.heartbeats.len()).collect());
+        o.insert("maintenance", (0..config.maintenance.len()).collect());
         Self(o, Vec::new())
     }
 
@@ -1465,7 +1472,8 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         schedules,
         escalation_policies,
         webhooks,
-        heartbeats
+        heartbeats,
+        maintenance
     );
     (config, origins)
 }
