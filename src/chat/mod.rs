@@ -122,6 +122,9 @@ pub struct CardView {
     pub buttons: Vec<Button>,
     /// Changes to the service shortly before it opened, one line each.
     pub changes: Vec<String>,
+    /// The maintenance window that held it ("suppressed by maintenance
+    /// window NAME ..."), if one did.
+    pub maintenance: Option<String>,
 }
 
 impl CardView {
@@ -143,6 +146,7 @@ impl CardView {
                 .iter()
                 .map(crate::incident::ServiceChange::line)
                 .collect(),
+            maintenance: incident.suppressed.as_ref().map(|s| s.line()),
         }
     }
 
@@ -184,6 +188,7 @@ pub(crate) fn sample_card(status: Status, paged: &str, commander: &str) -> CardV
         alerts: (2, 3),
         buttons: buttons_for(status),
         changes: vec![],
+        maintenance: None,
     }
 }
 

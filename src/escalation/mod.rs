@@ -173,6 +173,9 @@ pub enum TimerKind {
         /// When its next ping was expected (the last ping plus `interval`).
         expected: DateTime<Utc>,
     },
+    /// The maintenance window holding the incident ends: page it if it
+    /// still fires ([`crate::incident::Incident::end_suppression`]).
+    MaintenanceEnd,
 }
 
 pub use crate::config::heartbeat_id;
@@ -206,6 +209,7 @@ impl Timer {
             TimerKind::Unsnooze => (2, 0, 0),
             TimerKind::Expire => (3, 0, 0),
             TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
+            TimerKind::MaintenanceEnd => (5, 0, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());

@@ -6,10 +6,12 @@
 
 mod alert;
 mod severity;
+mod suppression;
 mod timeline;
 
 pub use alert::{AlertAction, AlertEvent, AlertLink};
 pub use severity::Severity;
+pub use suppression::{AfterWindow, Suppression};
 pub use timeline::{
     Actor, ChainError, ChainReport, TimelineEntry, TimelineEvent, UserRef, VerifyOptions, seal,
     verify_chain,
@@ -226,6 +228,9 @@ pub struct Incident {
     /// Changes to its service in the day before it opened, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_changes: Vec<ServiceChange>,
+    /// The maintenance window that holds (or held) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
 }
 
 /// A change to a service (a deploy, a config push), as a PagerDuty change
@@ -401,6 +406,7 @@ impl Incident {
             runbook: None,
             recent_changes: Vec::new(),
             escalation_policy: None,
+            suppressed: None,
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();

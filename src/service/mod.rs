@@ -14,6 +14,7 @@ mod chat;
 pub mod directory;
 pub mod heartbeat;
 mod intake;
+pub mod maintenance;
 mod paging;
 mod phone;
 pub mod retention;
@@ -120,6 +121,8 @@ pub struct Service {
     readers: Arc<tokio::sync::Semaphore>,
     /// Each heartbeat's pending timer.
     beats: Arc<heartbeat::Beats>,
+    /// The `[[maintenance]]` windows (runtime ones are in the store).
+    config_windows: Arc<Vec<crate::maintenance::Window>>,
 }
 
 impl Service {
@@ -136,6 +139,7 @@ impl Service {
             let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
             changes.insert(svc.name.clone(), recent);
         }
+        let config_windows = Arc::new(maintenance::config_windows(&directory.config));
         let writer = Arc::new(writer::Writer::start(
             store.clone(),
             directory.config.server.max_queued_writes,
@@ -151,6 +155,7 @@ impl Service {
             changes: Arc::new(parking_lot::Mutex::new(changes)),
             readers: Arc::new(tokio::sync::Semaphore::new(READERS)),
             beats: Arc::default(),
+            config_windows,
         })
     }
 

@@ -320,6 +320,9 @@ impl Service {
         if timer.kind == TimerKind::Expire {
             return self.fire_expiry(tx, inc, timer, now);
         }
+        if timer.kind == TimerKind::MaintenanceEnd {
+            return self.fire_maintenance_end(tx, inc, timer, now);
+        }
         let Some(state) = inc.escalation.clone() else {
             return Ok(());
         };
@@ -353,7 +356,9 @@ impl Service {
                     );
                 }
             }
-            TimerKind::Expire | TimerKind::Heartbeat { .. } => unreachable!("handled above"),
+            TimerKind::Expire | TimerKind::Heartbeat { .. } | TimerKind::MaintenanceEnd => {
+                unreachable!("handled above")
+            }
             TimerKind::Unsnooze => {
                 if let Some(mut woken) = change.incident.unsnooze(now) {
                     info!("Snooze ended; escalating again");

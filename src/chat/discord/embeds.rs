@@ -334,6 +334,9 @@ pub fn card(c: &CardView) -> CreateEmbed {
         }
         e = e.field(r, truncate(who, FIELD_MAX), true);
     }
+    if let Some(m) = &c.maintenance {
+        e = e.field("Maintenance", truncate(&escape(m), FIELD_MAX), false);
+    }
     if !c.changes.is_empty() {
         e = e.field(
             "Recent changes",
