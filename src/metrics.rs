@@ -77,6 +77,8 @@ pub struct Metrics {
     pub timers_pending: Gauge,
     /// Each heartbeat's last ping, unix seconds, by name.
     pub heartbeat_last_seen: Family<Labels, Gauge>,
+    /// Maintenance windows active now, configured and runtime (set at scrape).
+    pub maintenance_windows_active: Gauge,
 }
 
 impl Metrics {
@@ -104,8 +106,14 @@ impl Metrics {
             outbox_oldest_age: Gauge::default(),
             timers_pending: Gauge::default(),
             heartbeat_last_seen: Family::default(),
+            maintenance_windows_active: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "tocsin_maintenance_windows_active",
+            "Maintenance windows active now (configured and runtime): alerts they cover page nobody",
+            m.maintenance_windows_active.clone(),
+        );
         registry.register(
             "tocsin_heartbeat_last_seen_seconds",
             "When each heartbeat last pinged (unix seconds; at start, as the stored timer says), by name",

@@ -16,6 +16,7 @@ mod auth;
 mod error;
 mod heartbeat;
 mod intake;
+mod maintenance;
 mod push;
 mod schedules;
 mod serve;
@@ -148,6 +149,7 @@ pub fn routes(state: AppState) -> Routes {
         .route("/metrics", get(api::metrics))
         .route("/v1/backup", get(api::backup))
         .route("/readyz", get(api::readyz))
+        .merge(maintenance::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check_host,

@@ -344,6 +344,15 @@ impl Service {
         Ok(w)
     }
 
+    /// How many windows are active now.
+    pub async fn active_windows(&self) -> Result<usize, ServiceError> {
+        let now = self.clock.now();
+        let stored = self.read(|s| s.maintenance_windows()).await?;
+        let runtime: Vec<Window> = stored.iter().map(Window::from_stored).collect();
+        Ok(crate::maintenance::active_count(&self.config_windows, now)
+            + crate::maintenance::active_count(&runtime, now))
+    }
+
     /// Every window: the configured ones, then the runtime ones by id.
     pub async fn maintenance_windows(&self) -> Result<Vec<WindowView>, ServiceError> {
         let now = self.clock.now();
