@@ -5,7 +5,7 @@
 use super::auth::authorize;
 use super::{ApiError, AppState};
 use crate::access::Scope;
-use crate::service::maintenance::{NewWindow, WindowError};
+use crate::service::maintenance::{NewWindow, WindowError, WindowView};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -102,8 +102,8 @@ async fn create(
         }
     })?;
     let by = caller.acting_user(&st, b.by.as_deref())?;
-    let start = b.start;
-    let from = start.unwrap_or_else(|| st.service.clock().now());
+    let now = st.service.clock().now();
+    let from = b.start.unwrap_or(now);
     let end = match (b.end, b.duration.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request("give 'end' or 'duration', not both"));
@@ -130,13 +130,13 @@ async fn create(
                 services: b.services,
                 matchers: b.matchers,
                 reason: b.reason,
-                start,
+                start: Some(from),
                 end,
             },
             &by,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(w)).into_response())
+    Ok((StatusCode::CREATED, Json(WindowView::of_stored(w, now))).into_response())
 }
 
 /// `DELETE /v1/maintenance/{id}` (optionally `?by=USER` for an admin):
@@ -150,5 +150,6 @@ async fn end(
     let caller = authorize(&st, &headers, Scope::Write)?;
     let by = caller.acting_user(&st, query.get("by").map(String::as_str))?;
     let w = st.service.end_window(&id, &by).await?;
-    Ok(Json(w).into_response())
+    let now = st.service.clock().now();
+    Ok(Json(WindowView::of_stored(w, now)).into_response())
 }

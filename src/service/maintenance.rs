@@ -86,6 +86,27 @@ pub struct WindowView {
     pub ended_by: Option<String>,
 }
 
+impl WindowView {
+    /// A runtime window's record as listed at `now`.
+    pub fn of_stored(s: StoredWindow, now: DateTime<Utc>) -> Self {
+        Self {
+            id: s.id.to_string(),
+            active: s.start <= now && now < s.end,
+            name: s.name,
+            source: Source::Api,
+            services: s.services,
+            matchers: s.matchers,
+            reason: s.reason,
+            start: Some(s.start),
+            end: Some(s.end),
+            recurring: false,
+            created_by: Some(s.created_by),
+            created_at: Some(s.created_at),
+            ended_by: s.ended_by,
+        }
+    }
+}
+
 /// The timer that ends an incident's hold at `until`.
 fn end_timer(incident: &Incident, until: DateTime<Utc>) -> Timer {
     Timer {
@@ -379,21 +400,7 @@ impl Service {
                 }
             })
             .collect();
-        views.extend(stored.into_iter().map(|s| WindowView {
-            id: s.id.to_string(),
-            active: s.start <= now && now < s.end,
-            name: s.name,
-            source: Source::Api,
-            services: s.services,
-            matchers: s.matchers,
-            reason: s.reason,
-            start: Some(s.start),
-            end: Some(s.end),
-            recurring: false,
-            created_by: Some(s.created_by),
-            created_at: Some(s.created_at),
-            ended_by: s.ended_by,
-        }));
+        views.extend(stored.into_iter().map(|s| WindowView::of_stored(s, now)));
         Ok(views)
     }
 }

@@ -72,8 +72,9 @@ async fn payments_window(app: &TestApp) -> Value {
 async fn an_alert_during_a_window_pages_nobody_and_pages_when_the_window_ends_if_still_firing() {
     let e = env("").await;
     let w = payments_window(&e.app).await;
-    assert_eq!(w["id"], 1);
+    assert_eq!(w["id"], "1");
     assert_eq!(w["created_by"], "api");
+    assert_eq!(w["active"], true);
     assert_eq!(w["end"], "2026-11-29T12:00:00Z");
 
     let (s, body) = e.app.pd("trigger", "db-1", "Payments DB down").await;
@@ -373,7 +374,7 @@ async fn a_window_held_through_a_restart_keeps_its_alert_held_and_pages_at_its_e
         .json()
         .await
         .unwrap();
-    assert_eq!(w["id"], 1, "{w}");
+    assert_eq!(w["id"], "1", "{w}");
     let r = http
         .post(format!("{}/v2/enqueue", server.base))
         .json(
@@ -404,4 +405,94 @@ async fn a_window_held_through_a_restart_keeps_its_alert_held_and_pages_at_its_e
         tocsin::clock::SystemClock.now() >= end,
         "paged before the window ended"
     );
+}
+
+#[tokio::test]
+async fn the_cli_starts_lists_and_ends_a_window() {
+    let recv = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let extra = format!(
+        "{}\n[[maintenance]]\nname = \"nightly\"\nservices = [\"api\"]\ncron = \"0 0 2 * * *\"\nduration = \"1h\"\n",
+        crate::restart::chain(&recv, ["1h", "1h", "1h"])
+    );
+    let server = ServerProcess::start_with(dir.path(), port, Some("chain"), &extra).await;
+    let url = server.base.clone();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--url", &url, "--token", API_TOKEN]);
+        server.cli(&all)
+    };
+    let out = cli(&["maintenance", "start", "payments", "2h", "db", "upgrade"]);
+    assert!(out.starts_with("Started maintenance window 1"), "{out}");
+    assert!(
+        out.contains("ACTIVE")
+            && out.contains("payments (payments)")
+            && out.contains(": db upgrade"),
+        "{out}"
+    );
+    let out = cli(&["maintenance", "list"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("config:nightly") && lines[0].ends_with("[config]"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with("1 ") && lines[1].contains("ACTIVE"),
+        "{out}"
+    );
+    let out = cli(&["maintenance", "end", "1"]);
+    assert!(
+        out.starts_with("Ended maintenance window 1") && out.contains("inactive"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_each_bad_maintenance_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[services]]
+name = "api"
+
+[[maintenance]]
+name = "typo"
+services = ["apj"]
+start = "2026-12-01T10:00:00Z"
+end = "2026-12-01T09:00:00Z"
+
+[[maintenance]]
+name = "both"
+services = ["api"]
+matchers = ["env=~\"(\""]
+cron = "0 0 2 * * *"
+start = "2026-12-01T10:00:00Z"
+
+[[maintenance]]
+name = "nothing"
+cron = "0 0 2 * * *"
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for line in [
+        "maintenance[0].services[0]: unknown service 'apj'",
+        "maintenance[0].end: 2026-12-01 09:00:00 UTC is not after the start",
+        "maintenance[1].matchers[0]: ",
+        "maintenance[1].cron: give either start and end (one window) or cron and duration",
+        "maintenance[2].services: a window must name services or label matchers",
+        "maintenance[2].duration: a recurring window (cron) needs a duration",
+    ] {
+        assert!(stderr.contains(line), "{line} not in: {stderr}");
+    }
 }
