@@ -496,3 +496,73 @@ cron = "0 0 2 * * *"
         assert!(stderr.contains(line), "{line} not in: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn slack_maintenance_start_holds_alerts_and_end_opens_the_channel_and_pages() {
+    use crate::common::fake_slack::FakeSlack;
+    let fake = FakeSlack::start().await;
+    let app = spawn_app_with(
+        Arc::new(tocsin::clock::SystemClock),
+        Some("payments"),
+        &crate::slack::slack_config(&fake),
+    )
+    .await;
+    let s = crate::slack::Slack { app, fake };
+    let reply = s
+        .ask(
+            "U0ALICE",
+            "C1",
+            "/maintenance",
+            "start payments 2h db upgrade",
+            "m1",
+        )
+        .await;
+    let text = reply["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "🔧 Maintenance window 1 started by <@U0ALICE>: payments's alerts page nobody until"
+        ),
+        "{text}"
+    );
+    let (s_, _) = s.app.pd("trigger", "db-1", "Payments DB down").await;
+    assert_eq!(s_, 202);
+    s.app.tick().await;
+    assert!(s.fake.ok_calls("conversations.create").is_empty());
+    assert!(!s.fake.has_dm("U0ALICE"));
+    let list = s.ask("U0BOB", "C1", "/maintenance", "list", "m2").await;
+    let text = list["text"].as_str().unwrap();
+    assert!(
+        text.contains("1 payments (payments)") && text.contains(", active: db upgrade"),
+        "{text}"
+    );
+    let bad = s
+        .ask("U0ALICE", "C1", "/maintenance", "start nope 1h", "m3")
+        .await;
+    assert!(
+        bad["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("There is no service 'nope'.")
+    );
+
+    // Ended early: the channel opens as for a new incident, alice is paged.
+    let ended = s.ask("U0ALICE", "C1", "/maintenance", "end", "m4").await;
+    let text = ended["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("Maintenance window 1 (payments) ended by <@U0ALICE>"),
+        "{text}"
+    );
+    s.app.tick().await;
+    assert_eq!(s.fake.ok_calls("conversations.create").len(), 1);
+    assert!(s.fake.has_dm("U0ALICE"));
+    // The card says which window held it.
+    let card = s.fake.ok_calls("chat.postMessage").into_iter().find(|c| {
+        c.params
+            .to_string()
+            .contains("suppressed by maintenance window payments")
+    });
+    assert!(card.is_some(), "{:?}", s.fake.ok_calls("chat.postMessage"));
+    let none = s.ask("U0ALICE", "C1", "/maintenance", "end", "m5").await;
+    assert_eq!(none["text"], "No maintenance window is active.");
+    s.app.stop().await;
+}
