@@ -117,6 +117,25 @@ fn end_timer(incident: &Incident, until: DateTime<Utc>) -> Timer {
     }
 }
 
+/// Holds the incident in the window's period `o`: the `suppressed` entry,
+/// and the timer at its end in the same transaction.
+fn hold(
+    tx: &mut dyn Tx,
+    change: &mut Change,
+    o: &crate::maintenance::Occurrence,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    change.incident.suppress(
+        &mut change.entries,
+        &o.window,
+        &o.name,
+        o.reason.as_deref(),
+        o.end,
+        now,
+    );
+    tx.put_timer(&end_timer(&change.incident, o.end))
+}
+
 /// The labels windows are matched against: the incident's alerts', the
 /// first alert's value winning.
 fn labels_of(incident: &Incident) -> BTreeMap<String, String> {
@@ -163,15 +182,7 @@ impl Service {
             return Ok(false);
         };
         info!(incident = %change.incident.id, window = %o.window, name = %o.name, until = %o.end, "Suppressed by a maintenance window; nobody paged");
-        change.incident.suppress(
-            &mut change.entries,
-            &o.window,
-            &o.name,
-            o.reason.as_deref(),
-            o.end,
-            now,
-        );
-        tx.put_timer(&end_timer(&change.incident, o.end))?;
+        hold(tx, change, &o, now)?;
         Ok(true)
     }
 
@@ -214,15 +225,7 @@ impl Service {
             .collect();
         let labels = labels_of(&change.incident);
         if let Some(o) = covering(&windows, &change.incident.service, &labels, now) {
-            change.incident.suppress(
-                &mut change.entries,
-                &o.window,
-                &o.name,
-                o.reason.as_deref(),
-                o.end,
-                now,
-            );
-            tx.put_timer(&end_timer(&change.incident, o.end))?;
+            hold(tx, &mut change, &o, now)?;
             info!(incident = %change.incident.id, window = %o.window, "Maintenance window ended; another one holds the incident");
             return self.write_change(tx, &change);
         }
