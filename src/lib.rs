@@ -53,6 +53,7 @@
 //! layers and fails on an arrow that points up.
 //! - [`client`]: a small REST client used by the CLI.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
+//! - [`maintenance`]: maintenance windows: what they cover and when. Pure.
 
 #![forbid(unsafe_code)]
 
@@ -66,6 +67,7 @@ pub mod escalation;
 pub mod http;
 pub mod incident;
 pub mod intake;
+pub mod maintenance;
 pub mod markup;
 pub mod matchers;
 pub mod metrics;

@@ -113,6 +113,39 @@ enum Command {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Maintenance windows on a running server: alerts they cover page
+    /// nobody until they end (a write token to start or end one).
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// List the windows, configured and made at runtime.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Start a window on a service now, for DURATION (like 2h).
+    Start {
+        /// The service.
+        service: String,
+        /// How long, like 2h or 90m.
+        duration: humantime::Duration,
+        /// Why (the rest of the line).
+        reason: Vec<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// End a window now: what it held and still fires is paged.
+    End {
+        /// The window's id (see `tocsin maintenance list`).
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1040,6 +1073,88 @@ async fn main() -> Result<()> {
                 .get_text(&format!("/v1/reports/response?{query}"), "content-type")
                 .await?;
             print!("{text}");
+        }
+        Command::Maintenance { command } => maintenance_command(command, &cli.config).await?,
+    }
+    Ok(())
+}
+
+/// One line per window: id, name, when, what it covers.
+fn print_window(w: &Value) {
+    let state = if w["active"] == true {
+        "ACTIVE"
+    } else {
+        "inactive"
+    };
+    let covers: Vec<String> = w["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(w["matchers"].as_array().into_iter().flatten())
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    println!(
+        "{:<16} {:<8} {} ({}) {} .. {}{}{}",
+        w["id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| w["id"].to_string()),
+        state,
+        w["name"].as_str().unwrap_or("?"),
+        covers.join(", "),
+        w["start"].as_str().unwrap_or("-"),
+        w["end"].as_str().unwrap_or("-"),
+        w["reason"]
+            .as_str()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default(),
+        if w["source"] == "config" {
+            " [config]"
+        } else {
+            ""
+        }
+    );
+}
+
+async fn maintenance_command(command: &MaintenanceCommand, cli: &Option<PathBuf>) -> Result<()> {
+    match command {
+        MaintenanceCommand::List { server } => {
+            let body = api_client(server, cli, false)?
+                .get("/v1/maintenance")
+                .await?;
+            let windows = body["windows"].as_array().cloned().unwrap_or_default();
+            if windows.is_empty() {
+                println!("No maintenance windows.");
+            }
+            for w in &windows {
+                print_window(w);
+            }
+        }
+        MaintenanceCommand::Start {
+            service,
+            duration,
+            reason,
+            server,
+        } => {
+            let mut body = json!({
+                "services": [service],
+                "duration": duration.to_string(),
+            });
+            if !reason.is_empty() {
+                body["reason"] = json!(reason.join(" "));
+            }
+            let w = api_client(server, cli, true)?
+                .post("/v1/maintenance", &body)
+                .await?;
+            print!("Started maintenance window ");
+            print_window(&w);
+        }
+        MaintenanceCommand::End { id, server } => {
+            let w = api_client(server, cli, true)?
+                .delete(&format!("/v1/maintenance/{id}"))
+                .await?;
+            print!("Ended maintenance window ");
+            print_window(&w);
         }
     }
     Ok(())

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub heartbeat_last_seen: Family<Labels, Gauge>,
     /// Open incidents that are flapping (set at scrape).
     pub incidents_flapping: Gauge,
+    /// Maintenance windows active now, configured and runtime (set at scrape).
+    pub maintenance_windows_active: Gauge,
 }
 
 impl Metrics {
@@ -107,8 +109,14 @@ impl Metrics {
             timers_pending: Gauge::default(),
             heartbeat_last_seen: Family::default(),
             incidents_flapping: Gauge::default(),
+            maintenance_windows_active: Gauge::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "tocsin_maintenance_windows_active",
+            "Maintenance windows active now (configured and runtime): alerts they cover page nobody",
+            m.maintenance_windows_active.clone(),
+        );
         registry.register(
             "tocsin_heartbeat_last_seen_seconds",
             "When each heartbeat last pinged (unix seconds; at start, as the stored timer says), by name",

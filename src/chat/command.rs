@@ -128,7 +128,35 @@ pub enum Command {
         /// Why.
         message: String,
     },
+    /// `/maintenance start|end|list`.
+    Maintenance(MaintenanceAction),
 }
+
+/// What `/maintenance` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MaintenanceAction {
+    /// `/maintenance start <service> <duration> [reason]`.
+    Start {
+        /// The service.
+        service: String,
+        /// For how long from now.
+        duration: std::time::Duration,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// `/maintenance end [id]` (no id: the only active runtime window).
+    End {
+        /// The window's id.
+        id: Option<String>,
+    },
+    /// `/maintenance list` (or no words).
+    List,
+}
+
+/// The usage text of `/maintenance`.
+pub const MAINTENANCE_USAGE: &str = "Usage: /maintenance start <service> <duration> [reason]   silence a service's alerts, e.g. /maintenance start api 2h db upgrade
+       /maintenance end [id]    end a window now (what still fires is paged)
+       /maintenance list        the windows, active and coming";
 
 /// Who `/page` pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,9 +215,10 @@ pub fn parse(command: &str, text: &str) -> Result<Command, UsageError> {
         "incident" => parse_incident(text),
         "oncall" => parse_oncall(text),
         "page" => parse_page(text),
+        "maintenance" => parse_maintenance(text),
         other => Err(usage(
             format!("Unknown command '/{other}'."),
-            "Commands: /incident, /oncall, /page",
+            "Commands: /incident, /oncall, /page, /maintenance",
         )),
     }
 }
@@ -435,6 +464,45 @@ fn parse_page(text: &str) -> Result<Command, UsageError> {
         PageTarget::Schedule(first.to_string())
     };
     Ok(Command::Page { target, message })
+}
+
+fn parse_maintenance(text: &str) -> Result<Command, UsageError> {
+    let w = words(text);
+    let action = match w.as_slice() {
+        [] | ["list"] => MaintenanceAction::List,
+        ["help"] => return Ok(Command::Help),
+        ["start", service, duration, ..] => {
+            let duration = parse_duration(duration).ok_or_else(|| {
+                usage(
+                    format!("'{duration}' is not a duration like 2h (at most 30 days)."),
+                    MAINTENANCE_USAGE,
+                )
+            })?;
+            let reason = rest_after(text, 3);
+            MaintenanceAction::Start {
+                service: service.to_string(),
+                duration,
+                reason: (!reason.is_empty()).then_some(reason),
+            }
+        }
+        ["start", ..] => {
+            return Err(usage(
+                "'start' needs a service and a duration.",
+                MAINTENANCE_USAGE,
+            ));
+        }
+        ["end"] => MaintenanceAction::End { id: None },
+        ["end", id] => MaintenanceAction::End {
+            id: Some(id.to_string()),
+        },
+        [other, ..] => {
+            return Err(usage(
+                format!("Unknown maintenance command '{other}'."),
+                MAINTENANCE_USAGE,
+            ));
+        }
+    };
+    Ok(Command::Maintenance(action))
 }
 
 #[cfg(test)]

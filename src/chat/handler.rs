@@ -6,7 +6,8 @@
 use super::Button;
 use super::access;
 use super::command::{
-    Command, INCIDENT_USAGE, IncidentAction, ONCALL_USAGE, PAGE_USAGE, PageTarget, UserRef,
+    Command, INCIDENT_USAGE, IncidentAction, MAINTENANCE_USAGE, MaintenanceAction, ONCALL_USAGE,
+    PAGE_USAGE, PageTarget, UserRef,
 };
 use crate::config::{TargetConfig, UserConfig};
 use crate::escalation::Recipient;
@@ -166,7 +167,7 @@ impl ChatHandler {
                 // The usage texts' `<placeholders>` are text, not Slack markup.
                 Reply::private(esc(
                     platform,
-                    &format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}"),
+                    &format!("{INCIDENT_USAGE}\n{ONCALL_USAGE}\n{PAGE_USAGE}\n{MAINTENANCE_USAGE}"),
                 ))
             }
             Command::OnCall { schedule } => self.on_call(platform, schedule.as_deref()),
@@ -179,6 +180,7 @@ impl ChatHandler {
                 let here = self.channel_incident(platform, origin.channel_id.as_deref());
                 self.page(platform, by, target, message, here).await
             }
+            Command::Maintenance(action) => self.maintenance(platform, &user, action).await,
             Command::Incident { id, action } => {
                 if let IncidentAction::New { title, severity } = action {
                     return self.open(platform, by, title, severity).await;
@@ -757,6 +759,158 @@ impl ChatHandler {
             )),
             (true, None) => Reply::private("No schedules are configured."),
             (false, _) => Reply::private(lines.join("\n")),
+        }
+    }
+
+    /// Whether `user` may start or end a window over `services`: a
+    /// responder of each, or a `[chat] admins` member.
+    fn may_silence(&self, user: &str, services: &[String]) -> bool {
+        let dir = self.service.directory();
+        dir.config.chat.admins.iter().any(|a| a == user)
+            || (!services.is_empty() && services.iter().all(|s| dir.responders(s).contains(user)))
+    }
+
+    /// `/maintenance start|end|list`.
+    async fn maintenance(&self, platform: &str, user: &str, action: MaintenanceAction) -> Reply {
+        use crate::service::maintenance::{NewWindow, WindowError, WindowView};
+        let line = |w: &WindowView| {
+            let when = match (w.start, w.end) {
+                (Some(s), Some(e)) => format!(
+                    "{} to {}",
+                    s.format("%Y-%m-%d %H:%M UTC"),
+                    e.format("%Y-%m-%d %H:%M UTC")
+                ),
+                _ => "not again".to_string(),
+            };
+            let mut covers = w.services.clone();
+            covers.extend(w.matchers.iter().cloned());
+            esc(
+                platform,
+                &format!(
+                    "{} {} ({}) {}{}{}{}",
+                    w.id,
+                    w.name,
+                    covers.join(", "),
+                    when,
+                    if w.active { ", active" } else { "" },
+                    w.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default(),
+                    if w.source == crate::maintenance::Source::Config {
+                        " [config]"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        };
+        let failed = |e: WindowError| Reply::private(esc(platform, &e.to_string()));
+        match action {
+            MaintenanceAction::List => match self.service.maintenance_windows().await {
+                Ok(ws) => {
+                    let now = self.service.clock().now();
+                    let shown: Vec<String> = ws
+                        .iter()
+                        .filter(|w| w.end.is_some_and(|e| e > now))
+                        .map(line)
+                        .collect();
+                    if shown.is_empty() {
+                        Reply::private("No maintenance windows are active or coming.")
+                    } else {
+                        Reply::private(format!("Maintenance windows:\n{}", shown.join("\n")))
+                    }
+                }
+                Err(e) => Reply::private(esc(platform, &e.to_string())),
+            },
+            MaintenanceAction::Start {
+                service,
+                duration,
+                reason,
+            } => {
+                if self
+                    .service
+                    .directory()
+                    .config
+                    .services
+                    .iter()
+                    .all(|s| s.name != service)
+                {
+                    return Reply::private(format!(
+                        "There is no service '{}'.\n{MAINTENANCE_USAGE}",
+                        esc(platform, &service)
+                    ));
+                }
+                let services = vec![service];
+                if !self.may_silence(user, &services) {
+                    tracing::warn!(user, platform, services = ?services, "Refused a maintenance window by someone not allowed");
+                    return Reply::private(
+                        "Only the service's responders and [chat] admins can silence it.",
+                    );
+                }
+                let now = self.service.clock().now();
+                let end = now + Duration::from_std(duration).unwrap_or(Duration::hours(1));
+                let new = NewWindow {
+                    services,
+                    reason,
+                    start: Some(now),
+                    end,
+                    ..NewWindow::default()
+                };
+                match self.service.create_window(new, user).await {
+                    Ok(w) => Reply::public(format!(
+                        "🔧 Maintenance window {} started by {}: {}'s alerts page nobody until {}. End it early with /maintenance end {}",
+                        w.id,
+                        self.mention(platform, user),
+                        esc(platform, &w.name),
+                        w.end.format("%Y-%m-%d %H:%M UTC"),
+                        w.id
+                    )),
+                    Err(e) => failed(e),
+                }
+            }
+            MaintenanceAction::End { id } => {
+                let windows = match self.service.maintenance_windows().await {
+                    Ok(ws) => ws,
+                    Err(e) => return Reply::private(esc(platform, &e.to_string())),
+                };
+                let id = match id {
+                    Some(id) => id,
+                    None => {
+                        let active: Vec<&WindowView> = windows
+                            .iter()
+                            .filter(|w| w.active && w.source == crate::maintenance::Source::Api)
+                            .collect();
+                        match active.as_slice() {
+                            [one] => one.id.clone(),
+                            [] => return Reply::private("No maintenance window is active."),
+                            many => {
+                                return Reply::private(format!(
+                                    "Several windows are active; name one, like /maintenance end {}:\n{}",
+                                    many[0].id,
+                                    many.iter().map(|w| line(w)).collect::<Vec<_>>().join("\n")
+                                ));
+                            }
+                        }
+                    }
+                };
+                if let Some(w) = windows.iter().find(|w| w.id == id)
+                    && !self.may_silence(user, &w.services)
+                {
+                    return Reply::private(
+                        "Only the service's responders and [chat] admins can end its window.",
+                    );
+                }
+                match self.service.end_window(&id, user).await {
+                    Ok(w) => Reply::public(format!(
+                        "Maintenance window {} ({}) ended by {}; alerts it held that still fire are paged now.",
+                        w.id,
+                        esc(platform, &w.name),
+                        self.mention(platform, user)
+                    )),
+                    Err(e) => failed(e),
+                }
+            }
         }
     }
 

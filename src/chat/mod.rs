@@ -124,6 +124,9 @@ pub struct CardView {
     pub changes: Vec<String>,
     /// "flapping: 5 changes in 30m" while it flaps.
     pub flapping: Option<String>,
+    /// The maintenance window that held it ("suppressed by maintenance
+    /// window NAME ..."), if one did.
+    pub maintenance: Option<String>,
 }
 
 impl CardView {
@@ -146,6 +149,7 @@ impl CardView {
                 .map(crate::incident::ServiceChange::line)
                 .collect(),
             flapping: incident.flapping_line(),
+            maintenance: incident.suppressed.as_ref().map(|s| s.line()),
         }
     }
 
@@ -188,6 +192,7 @@ pub(crate) fn sample_card(status: Status, paged: &str, commander: &str) -> CardV
         buttons: buttons_for(status),
         changes: vec![],
         flapping: None,
+        maintenance: None,
     }
 }
 

@@ -11,9 +11,11 @@
 //! the environment variable `NAME`, which is how secrets stay out of files.
 
 mod console;
+mod maintenance;
 mod paging;
 
 pub use console::ConsoleConfig;
+pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
 pub use paging::{
     ContactKind, ContactMethodConfig, EscalationPolicyConfig, MAX_ROUNDS, NotifyConfig, NtfyConfig,
     Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
@@ -88,6 +90,8 @@ pub struct Config {
     pub heartbeats: Vec<HeartbeatConfig>,
     /// `[console]`: the web console.
     pub console: ConsoleConfig,
+    /// `[[maintenance]]`: maintenance windows that silence alerts.
+    pub maintenance: Vec<MaintenanceConfig>,
 }
 
 /// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
@@ -816,6 +820,7 @@ impl Config {
         let int_at = |i: usize| origins.at("integrations", i);
         let mut issues = paging::validate(self, origins);
         issues.extend(self.console.validate());
+        issues.extend(maintenance::validate(self, origins));
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         for (path, secret) in self.secrets(origins) {
             if secret.is_placeholder() {
@@ -1439,6 +1444,7 @@ const SECTIONS: &[&str] = &[
     "intake",
     "audit",
     "console",
+    "maintenance",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -1459,6 +1465,7 @@ impl Origins {
         );
         o.insert("webhooks", (0..config.webhooks.len()).collect());
         o.insert("heartbeats", (0..config.heartbeats.len()).collect());
+        o.insert("maintenance", (0..config.maintenance.len()).collect());
         Self(o, Vec::new())
     }
 
@@ -1579,7 +1586,8 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         schedules,
         escalation_policies,
         webhooks,
-        heartbeats
+        heartbeats,
+        maintenance
     );
     (config, origins)
 }

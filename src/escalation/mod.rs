@@ -177,6 +177,9 @@ pub enum TimerKind {
     /// service's `flapping.within`: it settles
     /// ([`crate::incident::Incident::settle_flapping`]).
     FlapSettle,
+    /// The maintenance window holding the incident ends: page it if it
+    /// still fires ([`crate::incident::Incident::end_suppression`]).
+    MaintenanceEnd,
 }
 
 pub use crate::config::heartbeat_id;
@@ -211,6 +214,7 @@ impl Timer {
             TimerKind::Expire => (3, 0, 0),
             TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
             TimerKind::FlapSettle => (5, 0, 0),
+            TimerKind::MaintenanceEnd => (6, 0, 0),
         };
         k[16] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());

@@ -495,6 +495,10 @@ pub async fn metrics(
     }
     let now = st.service.clock().now();
     let gauges = st.service.read(|s| s.gauges()).await?;
+    let active = st.service.active_windows().await?;
+    crate::metrics::METRICS
+        .maintenance_windows_active
+        .set(active as i64);
     let text = crate::metrics::METRICS.encode_scrape(&gauges, st.service.flapping_count(), now);
     Ok((
         [(

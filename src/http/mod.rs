@@ -17,6 +17,7 @@ pub mod console;
 mod error;
 mod heartbeat;
 mod intake;
+mod maintenance;
 mod push;
 pub(crate) mod reports;
 mod schedules;
@@ -152,6 +153,7 @@ pub fn routes(state: AppState) -> Routes {
         .route("/readyz", get(api::readyz))
         .route("/v1/reports/response", get(reports::response))
         .merge(console::routes(&state))
+        .merge(maintenance::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::check_host,

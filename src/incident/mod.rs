@@ -7,11 +7,13 @@
 mod alert;
 pub mod flapping;
 mod severity;
+mod suppression;
 mod timeline;
 
 pub use alert::{AlertAction, AlertEvent, AlertLink};
 pub use flapping::{FlapState, Settled};
 pub use severity::Severity;
+pub use suppression::{AfterWindow, Suppression};
 pub use timeline::{
     Actor, ChainError, ChainReport, TimelineEntry, TimelineEvent, UserRef, VerifyOptions, seal,
     verify_chain,
@@ -232,6 +234,9 @@ pub struct Incident {
     /// on a service with `flapping`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flap: Option<FlapState>,
+    /// The maintenance window that holds (or held) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<Suppression>,
 }
 
 /// A change to a service (a deploy, a config push), as a PagerDuty change
@@ -408,6 +413,7 @@ impl Incident {
             recent_changes: Vec::new(),
             escalation_policy: None,
             flap: None,
+            suppressed: None,
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();

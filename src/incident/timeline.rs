@@ -354,6 +354,31 @@ pub enum TimelineEvent {
         /// The last error.
         error: String,
     },
+    /// It arrived during a maintenance window: stored and shown, nobody
+    /// paged, no channel, until the window ends.
+    Suppressed {
+        /// The window's id.
+        window: String,
+        /// Its name.
+        name: String,
+        /// Why the window exists.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When the window ends.
+        until: DateTime<Utc>,
+    },
+    /// The maintenance window that held it ended (or was ended early).
+    MaintenanceEnded {
+        /// The window's id.
+        window: String,
+        /// Its name.
+        name: String,
+        /// Whether it still fired and so was paged, as if just arrived.
+        paged: bool,
+        /// Who ended the window early, if anyone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ended_by: Option<String>,
+    },
 }
 
 impl TimelineEvent {
@@ -530,6 +555,36 @@ impl TimelineEvent {
             } => {
                 format!("GAVE UP paging {recipient} by {method} after {attempts} attempts: {error}")
             }
+            Self::Suppressed {
+                name,
+                reason,
+                until,
+                ..
+            } => format!(
+                "Suppressed by maintenance window {name}{} until {}: stored, nobody paged, no channel",
+                reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default(),
+                until.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            Self::MaintenanceEnded {
+                name,
+                paged,
+                ended_by,
+                ..
+            } => format!(
+                "Maintenance window {name} {}: {}",
+                match ended_by {
+                    Some(by) => format!("was ended early by {by}"),
+                    None => "ended".to_string(),
+                },
+                if *paged {
+                    "still firing, so paged as if it had just arrived"
+                } else {
+                    "already acknowledged, so nobody is paged"
+                }
+            ),
         }
     }
 }

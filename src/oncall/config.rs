@@ -264,7 +264,7 @@ pub(crate) fn handoff_warning(s: &str) -> Option<String> {
 }
 
 /// A handoff cron expression; a five-field crontab line gets a hint.
-fn parse_cron(s: &str) -> Result<CronSet, String> {
+pub(super) fn parse_cron(s: &str) -> Result<CronSet, String> {
     let fields = s.split_whitespace().count();
     if !s.trim_start().starts_with('@') && !(6..=7).contains(&fields) {
         return Err(format!(

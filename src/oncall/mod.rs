@@ -28,6 +28,7 @@
 mod config;
 mod cronset;
 mod ical;
+mod recurrence;
 mod rotation;
 mod wall;
 
@@ -39,6 +40,7 @@ mod tests;
 pub(crate) use config::handoff_warning;
 pub use config::{LayerConfig, OverrideConfig, RestrictionConfig, ScheduleConfig, ScheduleIssue};
 pub use ical::to_ical;
+pub use recurrence::Recurrence;
 
 use chrono::{DateTime, Datelike, Days, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;

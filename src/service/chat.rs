@@ -396,6 +396,12 @@ impl Service {
         entries: &[TimelineEntry],
     ) -> Result<(), StoreError> {
         let now = self.clock.now();
+        // Held by a maintenance window: no channel, no posts. When the
+        // window ends, the channel opens as for a new incident.
+        if after.is_suppressed() {
+            return Ok(());
+        }
+        let before = before.filter(|b| !b.is_suppressed());
         if let Some(b) = before {
             // Whoever is given a role joins the channel.
             for user in after.roles.values() {

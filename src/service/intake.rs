@@ -378,7 +378,9 @@ impl Service {
                 change.incident.flap =
                     Some(crate::incident::FlapState::new(f.changes, f.within, now));
             }
-            self.start_escalation(tx, &mut change, now)?;
+            if !self.hold_if_covered(tx, &mut change, &event.labels, now)? {
+                self.start_escalation(tx, &mut change, now)?;
+            }
         }
         let written = match cache.remove(&last.incident) {
             Some(p) => p.written,
@@ -434,7 +436,9 @@ impl Service {
             .incident
             .note_recent_changes(&recent, now, &mut change.entries);
         self.auto_attach(&mut change, now);
-        self.start_escalation(tx, &mut change, now)?;
+        if !self.hold_if_covered(tx, &mut change, &event.labels, now)? {
+            self.start_escalation(tx, &mut change, now)?;
+        }
         cache.insert(
             id,
             Pending {

@@ -17,6 +17,7 @@ pub mod directory;
 pub mod feed;
 pub mod heartbeat;
 mod intake;
+pub mod maintenance;
 mod paging;
 mod phone;
 mod report;
@@ -129,6 +130,8 @@ pub struct Service {
     /// The open incidents that are flapping (loaded at start from the open
     /// incidents, kept up to date as writes commit).
     flapping: Arc<parking_lot::Mutex<std::collections::BTreeSet<IncidentId>>>,
+    /// The `[[maintenance]]` windows (runtime ones are in the store).
+    config_windows: Arc<Vec<crate::maintenance::Window>>,
 }
 
 impl Service {
@@ -151,6 +154,7 @@ impl Service {
             .filter(Incident::is_flapping)
             .map(|i| i.id)
             .collect();
+        let config_windows = Arc::new(maintenance::config_windows(&directory.config));
         let writer = Arc::new(writer::Writer::start(
             store.clone(),
             directory.config.server.max_queued_writes,
@@ -168,6 +172,7 @@ impl Service {
             beats: Arc::default(),
             feed: Arc::default(),
             flapping: Arc::new(parking_lot::Mutex::new(flapping)),
+            config_windows,
         })
     }
 

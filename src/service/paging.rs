@@ -356,6 +356,9 @@ impl Service {
         if timer.kind == TimerKind::FlapSettle {
             return self.fire_flap_settle(tx, inc, timer, now);
         }
+        if timer.kind == TimerKind::MaintenanceEnd {
+            return self.fire_maintenance_end(tx, inc, timer, now);
+        }
         let Some(state) = inc.escalation.clone() else {
             return Ok(());
         };
@@ -389,7 +392,10 @@ impl Service {
                     );
                 }
             }
-            TimerKind::Expire | TimerKind::Heartbeat { .. } | TimerKind::FlapSettle => {
+            TimerKind::Expire
+            | TimerKind::Heartbeat { .. }
+            | TimerKind::FlapSettle
+            | TimerKind::MaintenanceEnd => {
                 unreachable!("handled above")
             }
             TimerKind::Unsnooze => {

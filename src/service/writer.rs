@@ -396,6 +396,21 @@ impl Tx for Noting<'_> {
     fn remove_event(&mut self, id: u64) -> Result<bool, StoreError> {
         self.tx.remove_event(id)
     }
+    fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
+        self.tx.maintenance_windows()
+    }
+    fn put_maintenance_window(
+        &mut self,
+        window: &crate::maintenance::StoredWindow,
+    ) -> Result<(), StoreError> {
+        self.tx.put_maintenance_window(window)
+    }
+    fn delete_maintenance_window(&mut self, id: u64) -> Result<bool, StoreError> {
+        self.tx.delete_maintenance_window(id)
+    }
+    fn next_maintenance_id(&mut self) -> Result<u64, StoreError> {
+        self.tx.next_maintenance_id()
+    }
 }
 
 #[cfg(test)]

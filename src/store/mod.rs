@@ -20,6 +20,7 @@ pub use postgres::PostgresStore;
 use crate::escalation::Timer;
 use crate::incident::AlertEvent;
 use crate::incident::{Incident, IncidentId, Severity, Status, TimelineEntry};
+use crate::maintenance::StoredWindow;
 use crate::notify::OutboxEntry;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -136,6 +137,18 @@ pub trait Tx {
     fn remove_incident(&mut self, expired: &Expired) -> Result<bool, StoreError>;
     /// Removes a raw event by its id (see [`Store::expired_events`]); whether it was there.
     fn remove_event(&mut self, id: u64) -> Result<bool, StoreError>;
+    /// Every runtime maintenance window (the config's are not stored), by id.
+    fn maintenance_windows(&self) -> Result<Vec<StoredWindow>, StoreError>;
+    /// Stores a runtime maintenance window, replacing the one with its id.
+    fn put_maintenance_window(&mut self, window: &StoredWindow) -> Result<(), StoreError>;
+    /// Removes a runtime maintenance window's record; whether it was there.
+    fn delete_maintenance_window(&mut self, id: u64) -> Result<bool, StoreError>;
+    /// Allocates the next maintenance window number.
+    fn next_maintenance_id(&mut self) -> Result<u64, StoreError>;
+    /// A runtime maintenance window, by id.
+    fn maintenance_window(&self, id: u64) -> Result<Option<StoredWindow>, StoreError> {
+        Ok(self.maintenance_windows()?.into_iter().find(|w| w.id == id))
+    }
 }
 
 /// A resolved incident past retention, as gathered for its removal.
@@ -372,6 +385,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every API token record (revoked ones too), by id.
     fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError>;
+
+    /// Every runtime maintenance window, by id (as [`Tx::maintenance_windows`]).
+    fn maintenance_windows(&self) -> Result<Vec<StoredWindow>, StoreError>;
 }
 
 #[cfg(test)]

@@ -87,6 +87,12 @@ pub struct PostgresStore {
     outage: Mutex<Option<std::time::Instant>>,
 }
 
+/// The runtime maintenance windows: one record, as in sled's `meta` tree
+/// (a backup carries it either way).
+const MAINTENANCE_KEY: &[u8] = b"maintenance_windows";
+/// The next maintenance window number, as in sled's `meta` tree.
+const NEXT_MAINTENANCE_KEY: &[u8] = b"next_maintenance";
+
 /// Closing a pooled client blocks on the client's own runtime, which may
 /// not start on a thread of tokio's: the pool is closed where it may.
 impl Drop for PostgresStore {
@@ -664,6 +670,18 @@ fn restore_record(
                     .map_err(pg)?;
             }
         }
+        // The maintenance windows are data: kept in `kv` as sled keeps them.
+        ("meta", _) if key == MAINTENANCE_KEY || key == NEXT_MAINTENANCE_KEY => {
+            t.execute("DELETE FROM kv WHERE tree = 'meta' AND key = $1", &[&key])
+                .map_err(pg)?;
+            if let Some(v) = value {
+                t.execute(
+                    "INSERT INTO kv (tree, key, value) VALUES ('meta', $1, $2)",
+                    &[&key, &v],
+                )
+                .map_err(pg)?;
+            }
+        }
         // Counts are recomputed after the restore; the probe is not data.
         ("meta", _) => {}
         // A tree this backend has no table for keeps its records as they are.
@@ -729,6 +747,31 @@ impl PgTx<'_> {
             .transpose()
     }
 
+    /// A record of a tree this backend keeps in `kv`, locked for the rest
+    /// of the transaction when it exists.
+    fn kv_get(&self, tree: &str, key: &[u8]) -> Result<Option<String>, StoreError> {
+        let row = self.run(|t| {
+            t.query_opt(
+                "SELECT value FROM kv WHERE tree = $1 AND key = $2 FOR UPDATE",
+                &[&tree, &key],
+            )
+        })?;
+        Ok(row.map(|r| r.get::<_, String>(0)))
+    }
+
+    /// Stores a record in `kv` (a conflicting insert by another replica
+    /// makes the transaction run again).
+    fn kv_put(&self, tree: &str, key: &[u8], value: &str) -> Result<(), StoreError> {
+        self.run(|t| {
+            t.execute(
+                "INSERT INTO kv (tree, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value",
+                &[&tree, &key, &value],
+            )
+        })?;
+        Ok(())
+    }
+
     fn write_counts(&mut self) -> Result<(), StoreError> {
         for (name, delta) in [("incidents", self.incidents), ("events", self.events)] {
             if delta != 0 {
@@ -754,6 +797,46 @@ fn pg_ref(e: &postgres::Error) -> StoreError {
 }
 
 impl Tx for PgTx<'_> {
+    fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
+        match self.kv_get("meta", MAINTENANCE_KEY)? {
+            Some(v) => decode(&v, "meta", &"maintenance_windows"),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn put_maintenance_window(
+        &mut self,
+        window: &crate::maintenance::StoredWindow,
+    ) -> Result<(), StoreError> {
+        let mut all = self.maintenance_windows()?;
+        match all.iter_mut().find(|w| w.id == window.id) {
+            Some(w) => *w = window.clone(),
+            None => all.push(window.clone()),
+        }
+        all.sort_by_key(|w| w.id);
+        self.kv_put("meta", MAINTENANCE_KEY, &encode(&all))
+    }
+
+    fn delete_maintenance_window(&mut self, id: u64) -> Result<bool, StoreError> {
+        let mut all = self.maintenance_windows()?;
+        let before = all.len();
+        all.retain(|w| w.id != id);
+        if all.len() == before {
+            return Ok(false);
+        }
+        self.kv_put("meta", MAINTENANCE_KEY, &encode(&all))?;
+        Ok(true)
+    }
+
+    fn next_maintenance_id(&mut self) -> Result<u64, StoreError> {
+        let next: u64 = match self.kv_get("meta", NEXT_MAINTENANCE_KEY)? {
+            Some(v) => decode(&v, "meta", &"next_maintenance")?,
+            None => 1,
+        };
+        self.kv_put("meta", NEXT_MAINTENANCE_KEY, &encode(&(next + 1)))?;
+        Ok(next)
+    }
+
     fn open_incident(
         &self,
         service: &str,
@@ -1310,7 +1393,9 @@ impl Store for PostgresStore {
                 all.push((
                     "kv".into(),
                     t.query(
-                        "SELECT tree, key, value FROM kv WHERE tree <> 'meta' ORDER BY 1, 2",
+                        "SELECT tree, key, value FROM kv WHERE tree <> 'meta' \
+                         OR key IN (convert_to('maintenance_windows', 'UTF8'), convert_to('next_maintenance', 'UTF8')) \
+                         ORDER BY 1, 2",
                         &[],
                     )
                     .map_err(pg)?,
@@ -1667,6 +1752,19 @@ impl Store for PostgresStore {
     fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError> {
         let rows = self.with(|c| c.query("SELECT value FROM tokens ORDER BY id", &[]))?;
         values(rows, "tokens")
+    }
+
+    fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
+        let row = self.with(|c| {
+            c.query_opt(
+                "SELECT value FROM kv WHERE tree = 'meta' AND key = $1",
+                &[&MAINTENANCE_KEY],
+            )
+        })?;
+        match row {
+            Some(r) => decode(r.get::<_, &str>(0), "meta", &"maintenance_windows"),
+            None => Ok(Vec::new()),
+        }
     }
 }
 

@@ -782,6 +782,11 @@ fn timeline_key(id: IncidentId, seq: u64) -> [u8; 16] {
     k
 }
 
+/// The runtime maintenance windows: one record in `meta`, so a transaction
+/// reads them all with one get (sled's transactional trees cannot iterate)
+/// and intake sees a window in the same transaction as its alerts.
+const MAINTENANCE_KEY: &[u8] = b"maintenance_windows";
+
 struct SledTx<'a> {
     trees: &'a [TransactionalTree],
     /// The in-memory state as of the transaction's start.
@@ -923,6 +928,42 @@ impl Tx for SledTx<'_> {
             self.delta.open.insert(id, now);
         }
         self.tput(INCIDENTS, &key, encode(incident))
+    }
+
+    fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
+        Ok(self.tget(META, MAINTENANCE_KEY)?.unwrap_or_default())
+    }
+
+    fn put_maintenance_window(
+        &mut self,
+        window: &crate::maintenance::StoredWindow,
+    ) -> Result<(), StoreError> {
+        let mut all = self.maintenance_windows()?;
+        match all.iter_mut().find(|w| w.id == window.id) {
+            Some(w) => *w = window.clone(),
+            None => {
+                all.push(window.clone());
+                all.sort_by_key(|w| w.id);
+            }
+        }
+        self.tput(META, MAINTENANCE_KEY, encode(&all))
+    }
+
+    fn delete_maintenance_window(&mut self, id: u64) -> Result<bool, StoreError> {
+        let mut all = self.maintenance_windows()?;
+        let before = all.len();
+        all.retain(|w| w.id != id);
+        if all.len() == before {
+            return Ok(false);
+        }
+        self.tput(META, MAINTENANCE_KEY, encode(&all))?;
+        Ok(true)
+    }
+
+    fn next_maintenance_id(&mut self) -> Result<u64, StoreError> {
+        let next: u64 = self.tget(META, b"next_maintenance")?.unwrap_or(1);
+        self.tput(META, b"next_maintenance", encode(&(next + 1)))?;
+        Ok(next)
     }
 
     fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
@@ -1572,6 +1613,10 @@ impl Store for SledStore {
 
     fn token(&self, id: &str) -> Result<Option<crate::access::ApiToken>, StoreError> {
         self.get(TOKENS, id.as_bytes())
+    }
+
+    fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
+        Ok(self.get(META, MAINTENANCE_KEY)?.unwrap_or_default())
     }
 
     fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError> {

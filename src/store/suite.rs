@@ -325,6 +325,73 @@ pub fn run(store: &dyn Store) {
     let mut all = store.tokens().unwrap();
     all.sort_by(|a, b| a.user.cmp(&b.user));
     assert_eq!(all, vec![alice, bob]);
+
+    maintenance_windows(store);
+}
+
+/// Runtime maintenance windows: numbered in order, read back in the
+/// transaction that wrote them and after it, replaced by id, removed.
+fn maintenance_windows(store: &dyn Store) {
+    use crate::maintenance::StoredWindow;
+    assert!(store.maintenance_windows().unwrap().is_empty());
+    let window = |id: u64, name: &str| StoredWindow {
+        id,
+        name: name.into(),
+        services: vec!["api".into()],
+        matchers: vec!["env=prod".into()],
+        reason: Some("upgrade".into()),
+        start: now(),
+        end: now() + chrono::Duration::hours(2),
+        created_by: "suite".into(),
+        created_at: now(),
+        ended_by: None,
+    };
+    let mut ids = Vec::new();
+    store
+        .transact(&mut |tx| {
+            ids.clear();
+            for name in ["a", "b"] {
+                let id = tx.next_maintenance_id()?;
+                tx.put_maintenance_window(&window(id, name))?;
+                ids.push(id);
+            }
+            // Seen within the transaction that wrote it (intake reads it so).
+            assert_eq!(tx.maintenance_windows()?.len(), 2);
+            assert_eq!(tx.maintenance_window(ids[1])?.unwrap().name, "b");
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(ids, [1, 2]);
+    let mut ended = window(1, "a");
+    ended.end = now();
+    ended.ended_by = Some("bob".into());
+    store
+        .transact(&mut |tx| tx.put_maintenance_window(&ended))
+        .unwrap();
+    assert_eq!(
+        store.maintenance_windows().unwrap(),
+        vec![ended.clone(), window(2, "b")]
+    );
+    let mut removed = (false, false);
+    store
+        .transact(&mut |tx| {
+            removed = (
+                tx.delete_maintenance_window(2)?,
+                tx.delete_maintenance_window(2)?,
+            );
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(removed, (true, false));
+    assert_eq!(store.maintenance_windows().unwrap(), vec![ended]);
+    let mut next = 0;
+    store
+        .transact(&mut |tx| {
+            next = tx.next_maintenance_id()?;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(next, 3, "ids are never reused");
 }
 
 /// A fresh, empty PostgreSQL database for one test, made on the cluster at

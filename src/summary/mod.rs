@@ -113,6 +113,9 @@ pub struct Summary {
     pub status: String,
     /// Whether it was a drill.
     pub drill: bool,
+    /// The maintenance window that held it ("suppressed by maintenance
+    /// window NAME ..."), if one did.
+    pub maintenance: Option<String>,
     /// Opened.
     pub opened_at: DateTime<Utc>,
     /// First acknowledged.
@@ -292,6 +295,7 @@ pub fn build(
         service: incident.service.clone(),
         status: incident.status.to_string(),
         drill: incident.drill,
+        maintenance: incident.suppressed.as_ref().map(|s| s.line()),
         opened_at: incident.created_at,
         acknowledged_at: incident.acknowledged_at,
         acknowledged_by: incident.acknowledged_by.as_ref().map(who),

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["oncall", "templates"],
     &["incident"],
     &["config", "intake"],
-    &["escalation", "runbook"],
+    &["escalation", "runbook", "maintenance"],
     &["notify", "summary"],
     // It persists every domain type.
     &["store"],

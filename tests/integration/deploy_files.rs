@@ -282,7 +282,7 @@ fn slack_manifest_matches_the_readme() {
         .collect();
     assert_eq!(
         commands.keys().collect::<Vec<_>>(),
-        ["/incident", "/oncall", "/page"]
+        ["/incident", "/maintenance", "/oncall", "/page"]
     );
     for c in commands.values() {
         assert!(str_of(&c["url"], "url").ends_with("/slack/commands"));

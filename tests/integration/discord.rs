@@ -970,7 +970,7 @@ async fn tocsin_discord_register_overwrites_the_guild_commands() {
     );
     assert_eq!(
         stdout.trim(),
-        format!("Registered /incident, /oncall, /page in guild {GUILD}")
+        format!("Registered /incident, /oncall, /page, /maintenance in guild {GUILD}")
     );
     let calls = fake.ok_calls("register_commands");
     assert_eq!(calls.len(), 1);
@@ -988,7 +988,10 @@ async fn tocsin_discord_register_overwrites_the_guild_commands() {
             .map(|c| c["name"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(names(&call.body), ["incident", "oncall", "page"]);
+    assert_eq!(
+        names(&call.body),
+        ["incident", "oncall", "page", "maintenance"]
+    );
     assert_eq!(
         names(&call.body[0]["options"]),
         [

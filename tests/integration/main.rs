@@ -16,6 +16,7 @@ mod discord;
 mod flapping;
 mod heartbeats;
 mod intake;
+mod maintenance;
 mod metrics;
 mod oncall;
 mod overload;

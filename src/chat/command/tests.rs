@@ -199,8 +199,49 @@ proptest! {
         "action:", "INC-1", "inc-0", "sev1", "severity", "cover", "help", "  ", "é", "step", "done",
     ]), 0..8)) {
         let text = words.join(" ");
-        for cmd in ["incident", "oncall", "page"] {
+        for cmd in ["incident", "oncall", "page", "maintenance"] {
             let _ = parse(cmd, &text);
         }
     }
+}
+
+#[test]
+fn maintenance_start_end_and_list_parse() {
+    use super::MaintenanceAction as M;
+    assert_eq!(
+        parse("/maintenance", "start api 2h db upgrade").unwrap(),
+        Command::Maintenance(M::Start {
+            service: "api".into(),
+            duration: std::time::Duration::from_secs(7200),
+            reason: Some("db upgrade".into()),
+        })
+    );
+    assert_eq!(
+        parse("maintenance", "start api 30m").unwrap(),
+        Command::Maintenance(M::Start {
+            service: "api".into(),
+            duration: std::time::Duration::from_secs(1800),
+            reason: None,
+        })
+    );
+    assert_eq!(
+        parse("maintenance", "end").unwrap(),
+        Command::Maintenance(M::End { id: None })
+    );
+    assert_eq!(
+        parse("maintenance", "end 3").unwrap(),
+        Command::Maintenance(M::End {
+            id: Some("3".into())
+        })
+    );
+    assert_eq!(
+        parse("maintenance", "").unwrap(),
+        Command::Maintenance(M::List)
+    );
+    let e = parse("maintenance", "start api soon").unwrap_err();
+    assert!(e.problem.contains("'soon' is not a duration"), "{e}");
+    let e = parse("maintenance", "start api").unwrap_err();
+    assert!(e.problem.contains("needs a service and a duration"), "{e}");
+    let e = parse("maintenance", "stop").unwrap_err();
+    assert!(e.to_string().contains("/maintenance start"), "{e}");
 }

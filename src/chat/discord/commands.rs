@@ -159,6 +159,23 @@ pub fn definitions() -> Vec<CreateCommand> {
             false,
         ),
     ];
+    let maintenance = [
+        sub(
+            "start",
+            "Silence a service's alerts for a while",
+            vec![
+                string("service", "The service", true).max_length(100),
+                string("duration", "How long, like 2h", true).max_length(20),
+                string("reason", "Why", false).max_length(TITLE_MAX),
+            ],
+        ),
+        sub(
+            "end",
+            "End a window now; what still fires is paged",
+            vec![string("id", "The window (default: the only active one)", false).max_length(40)],
+        ),
+        sub("list", "The windows, active and coming", vec![]),
+    ];
     vec![
         CreateCommand::new("incident")
             .description("Work an incident")
@@ -169,6 +186,9 @@ pub fn definitions() -> Vec<CreateCommand> {
         CreateCommand::new("page")
             .description("Open an incident and page someone directly")
             .set_options(page.into()),
+        CreateCommand::new("maintenance")
+            .description("Silence a service for a while; end or list windows")
+            .set_options(maintenance.into()),
     ]
 }
 
@@ -224,11 +244,45 @@ pub fn to_command(name: &str, options: &Value) -> Result<Command, UsageError> {
         "incident" => incident(options),
         "oncall" => oncall(options),
         "page" => page(options),
+        "maintenance" => maintenance(options),
         other => Err(usage(
             format!("Unknown command '/{other}'."),
-            "Commands: /incident, /oncall, /page",
+            "Commands: /incident, /oncall, /page, /maintenance",
         )),
     }
+}
+
+fn maintenance(options: &Value) -> Result<Command, UsageError> {
+    use crate::chat::command::{MAINTENANCE_USAGE, MaintenanceAction};
+    let Some((sub, o)) = Options::subcommand(options) else {
+        return Ok(Command::Maintenance(MaintenanceAction::List));
+    };
+    let action = match sub {
+        "start" => {
+            let service = required(&o, "service", MAINTENANCE_USAGE)?;
+            let raw = required(&o, "duration", MAINTENANCE_USAGE)?;
+            let duration = crate::chat::command::parse_duration(&raw).ok_or_else(|| {
+                usage(
+                    format!("'{raw}' is not a duration like 2h (at most 30 days)."),
+                    MAINTENANCE_USAGE,
+                )
+            })?;
+            MaintenanceAction::Start {
+                service,
+                duration,
+                reason: o.text("reason"),
+            }
+        }
+        "end" => MaintenanceAction::End { id: o.text("id") },
+        "list" => MaintenanceAction::List,
+        other => {
+            return Err(usage(
+                format!("Unknown maintenance command '{other}'."),
+                MAINTENANCE_USAGE,
+            ));
+        }
+    };
+    Ok(Command::Maintenance(action))
 }
 
 fn incident(options: &Value) -> Result<Command, UsageError> {
@@ -537,7 +591,7 @@ mod tests {
                 .map(|o| o["name"].as_str().unwrap().to_string())
                 .collect()
         };
-        assert_eq!(names(&defs), ["incident", "oncall", "page"]);
+        assert_eq!(names(&defs), ["incident", "oncall", "page", "maintenance"]);
         for cmd in defs.as_array().unwrap() {
             let name = cmd["name"].as_str().unwrap();
             assert!(cmd["description"].as_str().unwrap().len() <= 100);

@@ -344,6 +344,9 @@ pub fn card(c: &CardView) -> CreateEmbed {
             false,
         );
     }
+    if let Some(m) = &c.maintenance {
+        e = e.field("Maintenance", truncate(&escape(m), FIELD_MAX), false);
+    }
     if !c.changes.is_empty() {
         e = e.field(
             "Recent changes",

@@ -183,6 +183,9 @@ fn card_rendered(c: &CardView, render: u64) -> Value {
             &format!("*Recent changes*\n{}", c.changes.iter().map(|l| escape(l)).collect::<Vec<_>>().join("\n")), SECTION_MAX)}}),
         );
     }
+    if let Some(m) = &c.maintenance {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(&format!("🔧 {}", escape(m)), SECTION_MAX)}]}));
+    }
     if !c.buttons.is_empty() {
         blocks.push(json!({
             "type": "actions",
