@@ -222,6 +222,12 @@ impl Timer {
         k
     }
 
+    /// Whether it belongs to an escalation run (a step, or the run's end),
+    /// not a snooze, an expiry, a heartbeat or a settle.
+    pub fn is_escalation(&self) -> bool {
+        matches!(self.kind, TimerKind::Escalate { .. } | TimerKind::Exhausted)
+    }
+
     /// The timer that settles a flapping incident at `due`.
     pub fn flap_settle(incident: IncidentId, due: DateTime<Utc>) -> Self {
         Timer {

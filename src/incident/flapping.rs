@@ -228,13 +228,7 @@ impl Incident {
             // (its timer becomes a no-op, its queued pages are dropped as
             // from a stopped run); the settle decides whether to page again.
             if let Some(e) = self.escalation.as_mut()
-                && e.timer.is_some_and(|t| {
-                    matches!(
-                        t.kind,
-                        crate::escalation::TimerKind::Escalate { .. }
-                            | crate::escalation::TimerKind::Exhausted
-                    )
-                })
+                && e.timer.is_some_and(|t| t.is_escalation())
             {
                 e.timer = None;
                 e.generation += 1;

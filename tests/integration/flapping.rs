@@ -389,27 +389,31 @@ service = "checkout"
     assert_eq!(recv.received().len(), 1, "paged once");
 }
 
-#[test]
-fn check_refuses_bad_flapping_config() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("flap.toml");
-    std::fs::write(
-        &path,
-        r#"
-[[services]]
-name = "checkout"
-flapping = { changes = 0, within = "0s" }
-"#,
-    )
-    .unwrap();
+/// `tocsin check` on `config`: whether it passed, and its stderr.
+fn check(dir: &std::path::Path, config: &str) -> (bool, String) {
+    let path = dir.join("flap.toml");
+    std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
         .args(["check", "--config"])
         .arg(&path)
-        .current_dir(dir.path())
+        .current_dir(dir)
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn check_refuses_bad_flapping_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = "[[services]]\nname = \"checkout\"\n";
+    let (ok, stderr) = check(
+        dir.path(),
+        &format!("{svc}flapping = {{ changes = 0, within = \"0s\" }}\n"),
+    );
+    assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("flapping.changes: must be at least 1"),
         "{stderr}"
@@ -419,18 +423,16 @@ flapping = { changes = 0, within = "0s" }
         "{stderr}"
     );
 
-    std::fs::write(
-        &path,
-        "[[services]]\nname = \"checkout\"\nflapping = { changes = 4, window = \"30m\" }\n",
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tocsin"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let (ok, stderr) = check(
+        dir.path(),
+        &format!("{svc}flapping = {{ changes = 4, window = \"30m\" }}\n"),
+    );
+    assert!(!ok, "{stderr}");
     assert!(stderr.contains("window"), "{stderr}");
+
+    let (ok, stderr) = check(
+        dir.path(),
+        &format!("{svc}flapping = {{ changes = 4, within = \"30m\" }}\n"),
+    );
+    assert!(ok, "{stderr}");
 }
