@@ -36,13 +36,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
          others are editing now",
     ),
     (
-        "incident/flapping.rs",
-        "escalation",
-        "a held resolve stops the incident's escalation run (its timer kind \
-         is checked), the same incident-carries-EscalationState circle as \
-         incident/mod.rs above",
-    ),
-    (
         "incident/mod.rs",
         "runbook",
         "an incident carries its runbook Progress and checks step commands \
