@@ -14,6 +14,7 @@ mod deploy_files;
 mod discord;
 mod heartbeats;
 mod intake;
+mod log_pages;
 mod metrics;
 mod oncall;
 mod overload;
