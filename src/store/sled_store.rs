@@ -1726,6 +1726,20 @@ mod tests {
     }
 
     #[test]
+    fn the_state_marker_is_rewritten_in_place_after_each_flush_that_opened_an_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let marker = dir.path().join(STATE_MARKER);
+        for n in 1..=3u64 {
+            allocate(&store, 1);
+            let text = std::fs::read_to_string(&marker).unwrap();
+            assert_eq!(text.len(), MARKER_LEN, "{text:?}");
+            assert_eq!(read_marker(&marker).unwrap(), Some(n + 1), "{text:?}");
+        }
+        assert!(!marker.with_extension("tmp").exists());
+    }
+
+    #[test]
     fn an_older_copy_of_the_database_does_not_reuse_numbers_handed_out() {
         let dir = tempfile::tempdir().unwrap();
         let old = tempfile::tempdir().unwrap();
