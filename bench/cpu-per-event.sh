@@ -12,6 +12,12 @@
 #   RUN_SECONDS=5                length of each run
 #   CONNECTIONS="1 8"            the runs
 #   WORK_DIR=/var/tmp            where the data directory goes (on disk)
+#   PAGING=1                     the example config's shape: every new incident
+#                                escalates through a two-step policy over an
+#                                on-call schedule, and its first page is
+#                                delivered by the `log` contact method (a WARN
+#                                line, recorded as delivered on the timeline);
+#                                info logging, like tocsin.example.toml
 # Needs wrk (installed with apt-get if missing and we are root).
 set -euo pipefail
 
@@ -33,7 +39,56 @@ unset TOCSIN_CONFIG RUST_LOG
 
 TMP="$(mktemp -d "${WORK_DIR:-/var/tmp}/tocsin-cpu.XXXXXX")"
 PORT="$(free_port)"
-cat >"$TMP/tocsin.toml" <<TOML
+if [[ "${PAGING:-0}" == 1 ]]; then
+    # tocsin.example.toml's users, schedule and policy; log pages.
+    cat >"$TMP/tocsin.toml" <<TOML
+[server]
+listen = "127.0.0.1:$PORT"
+[storage]
+path = "$TMP/data"
+[log]
+format = "human"
+level = "info"
+[intake]
+max_new_incidents_per_request = 1000000
+max_new_incidents_per_minute = 1000000
+[[users]]
+name = "alice"
+contact_methods = [{ kind = "log" }]
+[[users]]
+name = "bob"
+contact_methods = [{ kind = "log" }]
+[[users]]
+name = "carol"
+contact_methods = [{ kind = "log" }]
+[[schedules]]
+name = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+start = "2026-01-05T09:00:00"
+handoff = "0 0 9 * * Mon"
+[[escalation_policies]]
+name = "default"
+repeat = 2
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }, { user = "carol" }]
+delay = "10m"
+[[services]]
+name = "bench"
+escalation_policy = "default"
+[[integrations]]
+name = "pd"
+kind = "pagerduty"
+key = "bench-pagerduty-key"
+service = "bench"
+TOML
+else
+    cat >"$TMP/tocsin.toml" <<TOML
 [server]
 listen = "127.0.0.1:$PORT"
 [storage]
@@ -51,6 +106,7 @@ kind = "pagerduty"
 key = "bench-pagerduty-key"
 service = "bench"
 TOML
+fi
 "$TOCSIN_BIN" serve --config "$TMP/tocsin.toml" >"$TMP/tocsin.log" 2>&1 &
 TOCSIN_PID=$!
 PIDS+=("$TOCSIN_PID")
@@ -72,6 +128,8 @@ for c in $CONNECTIONS; do
     BENCH_MODE=pagerduty BENCH_KEY=bench-pagerduty-key \
         wrk -t"$t" -c"$c" -d"${RUN_SECONDS}s" --latency -s "$HERE/events.lua" \
         "http://127.0.0.1:$PORT/v2/enqueue" >"$TMP/wrk.$c" 2>&1 || { cat "$TMP/wrk.$c"; fail "wrk failed"; }
+    # Pages are delivered after the 202: let the last ones go out.
+    [[ "${PAGING:-0}" == 1 ]] && sleep 1
     threads >"$TMP/after"
     rps="$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.$c")"
     p50="$(awk '$1 == "50%" {print $2}' "$TMP/wrk.$c")"
@@ -81,3 +139,6 @@ for c in $CONNECTIONS; do
         { d = ($3 - $2) * 1e6 / hz / (rps * secs); total += d; if (d >= 0.5) { parts = parts sprintf("%s%s %.0f", sep, $1, d); sep = ", " } }
         END { printf "| %s | %.0f | %s | %s | %.0f | %s |\n", c, rps, p50, p99, total, parts }'
 done
+if [[ "${PAGING:-0}" == 1 ]]; then
+    echo "requests answered: $(awk '/requests in/ {n += $1} END {print n}' "$TMP"/wrk.*), pages delivered (PAGE lines): $(grep -c 'PAGE' "$TMP/tocsin.log" || true)"
+fi

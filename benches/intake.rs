@@ -6,6 +6,10 @@
 //! are for durable intake, not for writes that might still be in memory.
 //!
 //! `cargo bench --bench intake` (optionally `-- --seconds 10 --connections 1,8`).
+//! `-- --paging` uses the example config's shape instead: every new incident
+//! escalates through a two-step policy over an on-call schedule and pages by
+//! the `log` contact method (a WARN line, recorded on the timeline), with
+//! info logging.
 
 use serde_json::json;
 use std::path::Path;
@@ -16,7 +20,42 @@ use std::time::{Duration, Instant};
 
 const KEY: &str = "bench-pagerduty-key";
 
-fn config(data: &Path, port: u16) -> String {
+/// tocsin.example.toml's users, schedule and escalation policy, paging by log.
+const PAGING: &str = r#"
+[[users]]
+name = "alice"
+contact_methods = [{ kind = "log" }]
+[[users]]
+name = "bob"
+contact_methods = [{ kind = "log" }]
+[[users]]
+name = "carol"
+contact_methods = [{ kind = "log" }]
+[[schedules]]
+name = "primary"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+start = "2026-01-05T09:00:00"
+handoff = "0 0 9 * * Mon"
+[[escalation_policies]]
+name = "default"
+repeat = 2
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{ schedule = "primary" }, { user = "carol" }]
+delay = "10m"
+"#;
+
+fn config(data: &Path, port: u16, paging: bool) -> String {
+    let (level, extra, policy) = if paging {
+        ("info", PAGING, "escalation_policy = \"default\"")
+    } else {
+        ("warn", "", "")
+    };
     format!(
         r#"
 [server]
@@ -26,13 +65,15 @@ path = "{}"
 [api]
 token = "bench-api-token"
 [log]
-level = "warn"
+level = "{level}"
 # Every event opens its own incident here: the flood limits would group them.
 [intake]
 max_new_incidents_per_request = 1000000
 max_new_incidents_per_minute = 1000000
+{extra}
 [[services]]
 name = "bench"
+{policy}
 [[integrations]]
 name = "pd"
 kind = "pagerduty"
@@ -82,11 +123,11 @@ struct RunResult {
     durable: u64,
 }
 
-async fn run(connections: usize, seconds: u64) -> RunResult {
+async fn run(connections: usize, seconds: u64, paging: bool) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = dir.path().join("tocsin.toml");
-    std::fs::write(&cfg, config(&dir.path().join("data"), port)).unwrap();
+    std::fs::write(&cfg, config(&dir.path().join("data"), port, paging)).unwrap();
     let mut server = start(&cfg, port).await;
     let url = format!("http://127.0.0.1:{port}/v2/enqueue");
     let stop = Arc::new(AtomicBool::new(false));
@@ -179,13 +220,19 @@ async fn main() {
         .split(',')
         .map(|s| s.parse().unwrap())
         .collect();
+    let paging = args.iter().any(|a| a == "--paging");
     println!(
-        "durable intake, PagerDuty Events v2 trigger, one event per request, {seconds} s per run"
+        "durable intake, PagerDuty Events v2 trigger, one event per request, {seconds} s per run{}",
+        if paging {
+            ", every new incident paging (the example config's shape)"
+        } else {
+            ""
+        }
     );
     println!("| connections | events/s | p50 ms | p99 ms | max ms | 2xx | durable after SIGKILL |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for c in conns {
-        let r = run(c, seconds).await;
+        let r = run(c, seconds, paging).await;
         println!(
             "| {c} | {:.0} | {:.2} | {:.2} | {:.2} | {} | {} |",
             r.acked as f64 / r.elapsed.as_secs_f64(),

@@ -181,6 +181,13 @@ impl OutboxEntry {
     }
 }
 
+/// Delivers a page by the `log` contact method: one WARN line (target
+/// `tocsin::page`), keyed as adapters see the entry (see
+/// [`OutboxEntry::for_delivery`]).
+pub fn log_page(entry: &OutboxEntry, user: &str) {
+    tracing::warn!(target: "tocsin::page", user = %user, incident = %entry.incident, key = %entry.key, "PAGE {}", entry.page.headline());
+}
+
 /// The idempotency key of a chat job on `platform` (one per kind: a
 /// pending card update absorbs the next).
 pub fn chat_key(incident: IncidentId, platform: &str, what: &str) -> String {

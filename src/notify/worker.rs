@@ -227,7 +227,7 @@ impl Notifiers {
                     })?;
                 match entry.method {
                     ContactKind::Log => {
-                        warn!(target: "tocsin::page", user = %name, incident = %entry.incident, key = %entry.key, "PAGE {}", entry.page.headline());
+                        super::log_page(entry, name);
                         Ok(())
                     }
                     ContactKind::Webhook => {

@@ -15,6 +15,45 @@ use crate::templates::Markup;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, info_span};
 
+/// A page delivered in the transaction that queued it (a `log` page).
+pub(super) struct DeliveredNow {
+    recipient: String,
+    method: String,
+}
+
+/// Whether a page due now may go out at once: what the outbox worker's
+/// claim checks (see `paging::page_wanted`), for an incident in the
+/// escalation run that queues it.
+fn log_page_wanted(inc: &Incident, direct: bool) -> bool {
+    if direct {
+        inc.status != Status::Resolved
+    } else {
+        inc.status == Status::Triggered
+    }
+}
+
+/// Records the pages delivered at once on the timeline, after the step
+/// that sent them, as the outbox worker's record would.
+pub(super) fn record_delivered(
+    inc: &mut Incident,
+    entries: &mut Vec<TimelineEntry>,
+    now: DateTime<Utc>,
+    delivered: Vec<DeliveredNow>,
+) {
+    for d in delivered {
+        inc.record(
+            entries,
+            now,
+            Actor::System,
+            TimelineEvent::Paged {
+                recipient: d.recipient,
+                method: d.method,
+                attempts: 1,
+            },
+        );
+    }
+}
+
 impl Service {
     /// The chat platforms configured, by name.
     pub fn chat_platforms(&self) -> Vec<&'static str> {
@@ -179,7 +218,7 @@ impl Service {
             };
             let mut on_call = |s: &str| svc.directory.on_call(s, now).map(|o| o.user);
             let (recipients, uncovered) = resolve_targets(&targets, &mut on_call);
-            svc.queue_pages(tx, &change.incident, &recipients, None, 0, 0, now)?;
+            let delivered = svc.queue_pages(tx, &change.incident, &recipients, None, 0, 0, now)?;
             change.incident.record(
                 &mut change.entries,
                 now,
@@ -199,6 +238,7 @@ impl Service {
                     TimelineEvent::NobodyOnCall { schedule },
                 );
             }
+            record_delivered(&mut change.incident, &mut change.entries, now, delivered);
             Ok(change)
         })
         .await
@@ -224,7 +264,7 @@ impl Service {
             timer: None,
             exhausted: false,
         });
-        self.queue_pages(tx, inc, &recipients, Some(0), 0, 0, now)?;
+        let delivered = self.queue_pages(tx, inc, &recipients, Some(0), 0, 0, now)?;
         inc.record(
             &mut change.entries,
             now,
@@ -244,6 +284,7 @@ impl Service {
                 TimelineEvent::NobodyOnCall { schedule },
             );
         }
+        record_delivered(inc, &mut change.entries, now, delivered);
         Ok(())
     }
 
@@ -259,7 +300,7 @@ impl Service {
         round: u32,
         step: usize,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<DeliveredNow>, StoreError> {
         // `None`: a person paged someone into the running incident (`/page`
         // in its channel): keyed by the timeline position it was asked at,
         // and sent unless the incident resolves, whatever escalation does.
@@ -291,6 +332,7 @@ impl Service {
             },
             now,
         )?;
+        let mut delivered = Vec::new();
         for r in recipients {
             let methods: Vec<(ContactKind, chrono::Duration)> = match r {
                 Recipient::User(name) => match self.directory.user(name) {
@@ -323,7 +365,7 @@ impl Service {
                     continue;
                 }
                 let due = now + after;
-                tx.put_outbox(&OutboxEntry {
+                let mut entry = OutboxEntry {
                     key,
                     job: Job::Page,
                     incident: inc.id,
@@ -339,10 +381,30 @@ impl Service {
                     state: DeliveryState::Pending,
                     generation,
                     incident_uid: inc.uid.clone(),
-                })?;
+                };
+                if let (ContactKind::Log, Recipient::User(user)) = (method, r)
+                    && due <= now
+                    && log_page_wanted(inc, direct)
+                {
+                    // A log page is a log line: written here, in the
+                    // transaction that queues it, and recorded delivered
+                    // with it, rather than by the outbox worker in a
+                    // second transaction. If this transaction is not
+                    // committed, the line was written all the same (at
+                    // least once, like every page).
+                    crate::notify::log_page(&entry.for_delivery(), user);
+                    entry.attempts = 1;
+                    entry.state = DeliveryState::Delivered { at: now };
+                    super::paging::count_delivery(&entry, &Ok(()));
+                    delivered.push(DeliveredNow {
+                        recipient: r.to_string(),
+                        method: method.as_str().to_string(),
+                    });
+                }
+                tx.put_outbox(&entry)?;
             }
         }
-        Ok(())
+        Ok(delivered)
     }
 
     /// Queues an invite of `users` into each of the incident's open

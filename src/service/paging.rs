@@ -185,7 +185,7 @@ impl Service {
         let mut on_call = |schedule: &str| self.directory.on_call(schedule, now).map(|o| o.user);
         let (recipients, uncovered) = resolve_targets(&run.targets, &mut on_call);
         let inc = &mut change.incident;
-        self.queue_pages(
+        let delivered = self.queue_pages(
             tx,
             inc,
             &recipients,
@@ -213,6 +213,7 @@ impl Service {
                 TimelineEvent::NobodyOnCall { schedule },
             );
         }
+        super::chat::record_delivered(inc, &mut change.entries, now, delivered);
         stop_escalation(tx, inc)?;
         let timer = Timer::for_next(inc.id, state.generation, run.next);
         tx.put_timer(&timer)?;
@@ -630,7 +631,7 @@ impl Service {
 }
 
 /// Counts a delivery attempt: pages by method, chat jobs by platform and job.
-fn count_delivery(entry: &OutboxEntry, result: &Result<(), DeliveryError>) {
+pub(super) fn count_delivery(entry: &OutboxEntry, result: &Result<(), DeliveryError>) {
     use crate::metrics::{METRICS, labels};
     let method = entry.method.as_str();
     if entry.job == crate::notify::Job::Page {

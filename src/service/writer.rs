@@ -379,7 +379,9 @@ impl Tx for Noting<'_> {
         self.tx.outbox_entry(key)
     }
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        self.wrote.outbox = true;
+        // Only a pending entry is work for the outbox worker (a `log` page
+        // is written delivered).
+        self.wrote.outbox |= entry.state == crate::notify::DeliveryState::Pending;
         self.tx.put_outbox(entry)
     }
     fn set_channel(

@@ -17,6 +17,7 @@ mod flapping;
 mod heartbeats;
 mod intake;
 mod maintenance;
+mod log_pages;
 mod metrics;
 mod oncall;
 mod overload;
