@@ -10,8 +10,10 @@
 
 mod actions;
 mod events;
+mod maintenance;
 pub mod markdown;
 mod pages;
+mod services;
 pub mod session;
 
 use super::auth::Principal;
@@ -42,6 +44,12 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             "/schedules/{name}/overrides/{id}/delete",
             post(actions::delete_override),
         )
+        .route(
+            "/maintenance",
+            get(maintenance::page).post(maintenance::start),
+        )
+        .route("/maintenance/{id}/end", post(maintenance::end))
+        .route("/services", get(services::page))
         .route("/reports", get(pages::reports))
         .route("/reports.csv", get(pages::reports_csv))
         .route("/events", get(events::events))

@@ -23,7 +23,7 @@ pub const PAGE_SIZE: usize = 25;
 pub fn layout(viewer: Option<&Viewer>, title: &str, body: &str) -> Html<String> {
     let nav = match viewer {
         Some(v) => format!(
-            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a> <a href="/reports">Reports</a>
+            r#"<nav><a href="/incidents">Incidents</a> <a href="/oncall">On call</a> <a href="/services">Services</a> <a href="/maintenance">Maintenance</a> <a href="/reports">Reports</a>
 <span class="who">{} ({} scope)</span>
 <form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button>Sign out</button></form></nav>"#,
             escape(v.name()),
@@ -42,7 +42,8 @@ pub fn layout(viewer: Option<&Viewer>, title: &str, body: &str) -> Html<String> 
     ))
 }
 
-fn time(t: DateTime<Utc>) -> String {
+/// A time as the console shows it (UTC).
+pub fn time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
@@ -197,7 +198,22 @@ pub async fn incident(
     for (role, user) in &inc.roles {
         let _ = write!(b, "{}: {} ", escape(role), escape(user));
     }
-    b.push_str("</dd></dl>\n");
+    b.push_str("</dd>");
+    if let Some(s) = &inc.suppressed {
+        let _ = write!(
+            b,
+            r#"<dt>Maintenance</dt><dd class="suppressed">{}</dd>"#,
+            escape(&s.line())
+        );
+    }
+    if let Some(line) = inc.flapping_line() {
+        let _ = write!(
+            b,
+            r#"<dt>Flapping</dt><dd class="flapping">{}</dd>"#,
+            escape(&line)
+        );
+    }
+    b.push_str("</dl>\n");
 
     if viewer.can_write() && inc.status != Status::Resolved {
         let csrf = &viewer.csrf;
