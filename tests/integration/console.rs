@@ -683,3 +683,282 @@ fn check_reports_every_console_problem() {
     );
     assert!(err.contains("console.session_key: is required"), "{err}");
 }
+
+/// [`CONSOLE`] with an escalation policy on payments, flapping, and a
+/// configured weekly window.
+fn with_policy() -> String {
+    format!(
+        r#"{CONSOLE}
+[[escalation_policies]]
+name = "payments"
+repeat = 2
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "5m"
+[[escalation_policies.steps]]
+targets = [{{ user = "bob" }}]
+delay = "15m"
+[[maintenance]]
+name = "weekly patching"
+services = ["api"]
+reason = "OS updates"
+cron = "0 0 2 * * Sun"
+duration = "2h"
+"#
+    )
+}
+
+async fn console_with_policy() -> TestApp {
+    spawn_app_with(
+        Arc::new(ManualClock::new(t0())),
+        Some("payments"),
+        &with_policy(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_window_started_from_the_console_holds_pages_and_ends_with_end() {
+    let app = console_with_policy().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (s, page) = b.get("/maintenance").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains(r#"<a href="/maintenance">Maintenance</a>"#));
+    assert!(
+        page.contains("weekly patching"),
+        "the config window: {page}"
+    );
+    assert!(page.contains(">Start window</button>"), "{page}");
+    let csrf = csrf_of(&page);
+    let resp = b
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf),
+                ("service", "payments"),
+                ("duration", "2h"),
+                ("reason", "db upgrade"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/maintenance");
+    // The API lists it as made by alice, active for two hours.
+    let (_, list) = app.get("/v1/maintenance").await;
+    let w = list["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["source"] == "api")
+        .expect("the console's window")
+        .clone();
+    assert_eq!(w["created_by"], "alice");
+    assert_eq!(w["services"], serde_json::json!(["payments"]));
+    assert_eq!(w["reason"], "db upgrade");
+    assert_eq!(w["active"], true);
+    assert_eq!(w["end"], "2026-12-02T12:00:00Z");
+    let (_, page) = b.get("/maintenance").await;
+    assert!(page.contains("db upgrade"), "{page}");
+    assert!(page.contains("made by alice"), "{page}");
+    assert!(page.contains(">End</button>"), "{page}");
+
+    // An alert during it pages nobody, and its page says why.
+    app.pd("trigger", "db-1", "Payments DB down").await;
+    let (_, inc) = b.get("/incidents/INC-1").await;
+    assert!(
+        inc.contains("suppressed by maintenance window payments (db upgrade) until 2026-12-02 12:00 UTC: nobody paged"),
+        "{inc}"
+    );
+    assert!(inc.contains("Nobody was paged."), "{inc}");
+
+    // End stops it, recorded as alice; an alert after it pages.
+    let resp = b
+        .post(
+            &format!("/maintenance/{}/end", w["id"].as_str().unwrap()),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, list) = app.get("/v1/maintenance").await;
+    let ended = list["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == w["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(ended["active"], false);
+    assert_eq!(ended["ended_by"], "alice");
+    let (_, page) = b.get("/maintenance").await;
+    assert!(!page.contains(">End</button>"), "{page}");
+    assert!(page.contains("ended by alice"), "{page}");
+    app.pd("trigger", "db-2", "Payments API slow").await;
+    let (_, inc) = b.get("/incidents/INC-2").await;
+    assert!(!inc.contains("suppressed by"), "{inc}");
+    assert!(!inc.contains("Nobody was paged."), "{inc}");
+    // A configured window has no End: it is ended by editing the config.
+    let resp = b
+        .post(
+            "/maintenance/config:weekly%20patching/end",
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(resp.status(), 409);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_read_session_sees_windows_but_no_form_and_its_posts_are_refused() {
+    let app = console_with_policy().await;
+    let (s, _) = app
+        .post_with_token(
+            "/v1/maintenance",
+            Some(API_TOKEN),
+            &serde_json::json!({"services": ["payments"], "duration": "1h", "reason": "rack move"}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "bob", Scope::Read).await).await;
+    let (s, page) = b.get("/maintenance").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("rack move"), "{page}");
+    assert!(!page.contains("Start window"), "{page}");
+    assert!(!page.contains(">End</button>"), "{page}");
+    let csrf = csrf_of(&page); // the sign-out form's
+    let resp = b
+        .post(
+            "/maintenance",
+            &[("csrf", &csrf), ("service", "payments"), ("duration", "1h")],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let resp = b.post("/maintenance/1/end", &[("csrf", &csrf)]).await;
+    assert_eq!(resp.status(), 403);
+    let (_, list) = app.get("/v1/maintenance").await;
+    let runtime: Vec<_> = list["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["source"] == "api")
+        .collect();
+    assert_eq!(runtime.len(), 1, "{list}");
+    assert_eq!(runtime[0]["active"], true);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_maintenance_post_without_the_csrf_token_is_refused() {
+    let app = console_with_policy().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let resp = b
+        .post(
+            "/maintenance",
+            &[("service", "payments"), ("duration", "1h")],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    assert!(resp.text().await.unwrap().contains("CSRF"));
+    let resp = b
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &"0".repeat(64)),
+                ("service", "payments"),
+                ("duration", "1h"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let (_, list) = app.get("/v1/maintenance").await;
+    assert!(
+        !list["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["source"] == "api"),
+        "{list}"
+    );
+    // A bad duration is explained, not applied.
+    let (_, page) = b.get("/maintenance").await;
+    let resp = b
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("service", "payments"),
+                ("duration", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("soon"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_hostile_window_reason_is_escaped() {
+    let app = console_with_policy().await;
+    let evil = r#"<script>alert("x")</script><img src=x onerror=alert(1)>"#;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (_, page) = b.get("/maintenance").await;
+    let resp = b
+        .post(
+            "/maintenance",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("service", "payments"),
+                ("duration", "1h"),
+                ("reason", evil),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    app.pd("trigger", "db-1", "Payments DB down").await;
+    for path in ["/maintenance", "/incidents/INC-1"] {
+        let (s, page) = b.get(path).await;
+        assert_eq!(s, 200);
+        assert!(!page.contains("<script>alert"), "{path}: {page}");
+        assert!(!page.contains("<img src=x"), "{path}");
+        assert!(
+            page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;"),
+            "{path}: {page}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_services_page_lists_each_policy_and_its_steps() {
+    let app = console_with_policy().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "bob", Scope::Read).await).await;
+    let (s, page) = b.get("/services").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains(r#"<a href="/services">Services</a>"#));
+    assert!(page.contains("<h2>api</h2>"), "{page}");
+    assert!(
+        page.contains("<dt>Escalation policy</dt><dd>none: nobody is paged</dd>"),
+        "api has none: {page}"
+    );
+    assert!(
+        page.contains("<dt>Escalation policy</dt><dd>payments, repeats its steps 2 more times"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<li>Step 1: whoever is on call in <a href="/schedules/primary">primary</a>; after 5m unacknowledged, the next step</li>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains("<li>Step 2: user bob; after 15m unacknowledged, the next step</li>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("weekly patching <code>0 0 2 * * Sun</code> (UTC) for 2h: OS updates"),
+        "api's configured window: {page}"
+    );
+    app.stop().await;
+}
