@@ -962,3 +962,51 @@ async fn the_services_page_lists_each_policy_and_its_steps() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_flapping_incident_and_its_service_say_so() {
+    let extra = format!(
+        r#"{}
+[[services]]
+name = "checkout"
+escalation_policy = "payments"
+flapping = {{ changes = 2, within = "10m" }}
+reopen_within = "1h"
+[[integrations]]
+name = "shop"
+kind = "generic"
+key = "console-shop-key"
+service = "checkout"
+"#,
+        with_policy()
+    );
+    let app = spawn_app_with(Arc::new(ManualClock::new(t0())), Some("payments"), &extra).await;
+    for fire in [true, false, true, false, true] {
+        let body = if fire {
+            serde_json::json!({"summary": "Checkout errors", "dedup_key": "errors"})
+        } else {
+            serde_json::json!({"dedup_key": "errors", "status": "resolve"})
+        };
+        let (s, out) = app.post_json("/hooks/console-shop-key", &body).await;
+        assert_eq!(s, 202, "{out}");
+        app.tick().await;
+    }
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "bob", Scope::Read).await).await;
+    let (_, inc) = b.get("/incidents/INC-1").await;
+    assert!(
+        inc.contains(r#"<dt>Flapping</dt><dd class="flapping">flapping: "#),
+        "{inc}"
+    );
+    assert!(!inc.contains("suppressed by"), "{inc}");
+    let (_, page) = b.get("/services").await;
+    assert!(
+        page.contains("<dt>Flapping</dt><dd>more than 2 changes within 10m: held in one incident, paged once</dd>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<dt>Reopens</dt><dd>an incident resolved less than 1h ago</dd>"),
+        "{page}"
+    );
+    app.stop().await;
+}
