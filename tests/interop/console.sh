@@ -3,7 +3,8 @@
 # selenium, uses the web console of a live tocsin: signs in with a token
 # (keyboard only), sees an incident appear in the list without a reload,
 # acknowledges it, adds an override on the schedule's week view, reads the
-# response report, checks the
+# response report, reads the services page, starts and ends a maintenance
+# window, checks the
 # text contrast of every page (WCAG AA), and saves screenshots in
 # docs/screenshots/ (the README shows them).
 #
@@ -227,6 +228,26 @@ try:
     check(cells[2:4] == ["2", "1"] and cells[5] == "1", "the report counts 2 incidents, 1 acknowledged, 1 resolved: %s" % cells)
     contrast("reports")
     driver.save_screenshot(shots + "/console-reports.png")
+
+    driver.find_element(By.LINK_TEXT, "Services").click()
+    wait.until(EC.url_contains("/services"))
+    check("Step 1: whoever is on call in primary; after 5m" in driver.find_element(By.ID, "service-db").text,
+          "the services page shows db's policy and its step")
+    contrast("services")
+    driver.save_screenshot(shots + "/console-services.png")
+
+    driver.find_element(By.LINK_TEXT, "Maintenance").click()
+    wait.until(EC.url_contains("/maintenance"))
+    driver.find_element(By.NAME, "duration").clear()
+    driver.find_element(By.NAME, "duration").send_keys("2h")
+    driver.find_element(By.NAME, "reason").send_keys("db upgrade" + Keys.ENTER)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.maintenance .badge.active")))
+    check("made by alice" in driver.page_source, "a window started from the console, made by alice")
+    contrast("maintenance")
+    driver.save_screenshot(shots + "/console-maintenance.png")
+    driver.find_element(By.XPATH, "//button[text()='End']").click()
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "table.maintenance .badge.ended")))
+    check("ended by alice" in driver.page_source, "the window ended from the console, by alice")
 finally:
     driver.quit()
 EOF
