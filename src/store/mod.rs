@@ -162,6 +162,38 @@ pub struct Expired {
     pub outbox_keys: Vec<String>,
 }
 
+/// [`Store::expired`] for either backend: walks `oldest_first` (the stored
+/// incidents, oldest first, already cut to the caller's limit) and stops at
+/// the first one still open, newer than `cutoff`, or with a page waiting,
+/// so the cost is bounded by what is removed.
+pub(crate) fn gather_expired<S: Store + ?Sized>(
+    store: &S,
+    oldest_first: impl IntoIterator<Item = Result<Incident, StoreError>>,
+    cutoff: DateTime<Utc>,
+) -> Result<Vec<Expired>, StoreError> {
+    let mut out = Vec::new();
+    for incident in oldest_first {
+        let incident = incident?;
+        match incident.resolved_at {
+            Some(at) if !incident.status.is_open() && at < cutoff => {}
+            _ => break,
+        }
+        let entries = store.outbox_for(incident.id)?;
+        if entries
+            .iter()
+            .any(|e| e.state == crate::notify::DeliveryState::Pending)
+        {
+            break;
+        }
+        out.push(Expired {
+            summary: store.summary(incident.id)?,
+            outbox_keys: entries.into_iter().map(|e| e.key).collect(),
+            incident,
+        });
+    }
+    Ok(out)
+}
+
 /// A schedule override made at runtime (REST API, CLI, chat).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredOverride {

@@ -1606,23 +1606,8 @@ impl Store for PostgresStore {
                 &[&sql_limit(limit)],
             )
         })?;
-        let mut out = Vec::new();
-        for incident in values::<Incident>(rows, "incidents")? {
-            match incident.resolved_at {
-                Some(at) if !incident.status.is_open() && at < cutoff => {}
-                _ => break,
-            }
-            let entries = self.outbox_for(incident.id)?;
-            if entries.iter().any(|e| e.state == DeliveryState::Pending) {
-                break;
-            }
-            out.push(Expired {
-                summary: self.summary(incident.id)?,
-                outbox_keys: entries.into_iter().map(|e| e.key).collect(),
-                incident,
-            });
-        }
-        Ok(out)
+        let oldest_first = values::<Incident>(rows, "incidents")?.into_iter().map(Ok);
+        super::gather_expired(self, oldest_first, cutoff)
     }
 
     fn expired_events(

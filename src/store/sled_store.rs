@@ -1522,28 +1522,11 @@ impl Store for SledStore {
 
     fn expired(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<Vec<Expired>, StoreError> {
         let h = self.h()?;
-        let mut out = Vec::new();
-        for item in h.trees[INCIDENTS].iter() {
-            if out.len() >= limit {
-                break;
-            }
+        let oldest_first = h.trees[INCIDENTS].iter().take(limit).map(|item| {
             let (k, v) = item.map_err(backend)?;
-            let incident: Incident = decode(&v, INCIDENTS, &k)?;
-            match incident.resolved_at {
-                Some(at) if !incident.status.is_open() && at < cutoff => {}
-                _ => break,
-            }
-            let entries = self.outbox_for(incident.id)?;
-            if entries.iter().any(|e| e.state == DeliveryState::Pending) {
-                break;
-            }
-            out.push(Expired {
-                summary: self.summary(incident.id)?,
-                outbox_keys: entries.into_iter().map(|e| e.key).collect(),
-                incident,
-            });
-        }
-        Ok(out)
+            decode::<Incident>(&v, INCIDENTS, &k)
+        });
+        super::gather_expired(self, oldest_first, cutoff)
     }
 
     fn expired_events(
