@@ -58,25 +58,6 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// How many times a transaction is run before a conflict is reported.
 const MAX_ATTEMPTS: u32 = 20;
 
-/// The sled trees a backup holds, in the order written (sled's names).
-const TREES: [&str; 15] = [
-    "incidents",
-    "open",
-    "timeline",
-    "events",
-    "meta",
-    "timers",
-    "outbox",
-    "outbox_queue",
-    "overrides",
-    "channels",
-    "summaries",
-    "changes",
-    "tokens",
-    "open_incidents",
-    "recently_resolved",
-];
-
 /// The PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     /// Always `Some` until dropped (see the `Drop` impl).
@@ -1321,7 +1302,7 @@ impl Store for PostgresStore {
             "format": BACKUP_FORMAT,
             "version": BACKUP_VERSION,
             "created_at": now,
-            "trees": TREES,
+            "trees": super::sled_store::TREE_NAMES,
         });
         writeln!(out, "{header}").map_err(io)?;
         let mut n = 0u64;

@@ -55,7 +55,9 @@ const CHANGES: usize = 11;
 const TOKENS: usize = 12;
 const OPEN_INCIDENTS: usize = 13;
 const RECENTLY_RESOLVED: usize = 14;
-const TREE_NAMES: [&str; 15] = [
+/// The trees, by index; also the record names of the backup format, which
+/// the PostgreSQL backend writes and reads too.
+pub(crate) const TREE_NAMES: [&str; 15] = [
     "incidents",
     "open",
     "timeline",
