@@ -26,11 +26,7 @@ command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
 need_command chromium chromium
 need_command chromedriver chromium-driver
-if ! python3 -c 'import selenium' 2>/dev/null; then
-    log "installing selenium from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check selenium \
-        || fail "pip install selenium failed"
-fi
+need_python_module selenium selenium
 log "selenium $(python3 -c 'import selenium; print(selenium.__version__)'), $(chromedriver --version | cut -d' ' -f1-2)"
 
 tocsin_bin

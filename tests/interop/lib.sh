@@ -96,6 +96,14 @@ need_command() { # command package
     command -v "$1" >/dev/null || fail "could not install $2"
 }
 
+# Installs a PyPI package for python3 unless `module` already imports.
+need_python_module() { # module package
+    python3 -c "import $1" 2>/dev/null && return 0
+    log "installing $2 from PyPI"
+    python3 -m pip install --quiet --disable-pip-version-check "$2" \
+        || fail "pip install $2 failed"
+}
+
 # Waits up to 20 s for `url` to answer 2xx while `pid` lives.
 wait_http() { # name url pid
     local name="$1" url="$2" pid="$3" deadline=$((SECONDS + 20))

@@ -21,11 +21,7 @@ command -v curl >/dev/null || fail "curl is required"
 command -v python3 >/dev/null || fail "python3 is required"
 
 # --- 1. pdpyras --------------------------------------------------------------
-if ! python3 -c 'import pdpyras' 2>/dev/null; then
-    log "installing pdpyras from PyPI"
-    python3 -m pip install --quiet --disable-pip-version-check pdpyras \
-        || fail "pip install pdpyras failed"
-fi
+need_python_module pdpyras pdpyras
 log "pdpyras $(python3 -W ignore -c 'import pdpyras; print(pdpyras.__version__)')"
 
 # --- 2. tocsin -------------------------------------------------------------
