@@ -53,6 +53,8 @@ pub fn verb(action: &IncidentAction) -> &'static str {
         IncidentAction::Snooze { .. } => "snooze",
         IncidentAction::Severity(_) => "change the severity of",
         IncidentAction::Note(_) => "add notes to",
+        IncidentAction::Update(_) => "post status updates on",
+        IncidentAction::Public(_) => "change the status page of",
         IncidentAction::Role { .. } => "give roles on",
         IncidentAction::Status | IncidentAction::Summary => "see",
         IncidentAction::Runbook(_) | IncidentAction::Step(_) | IncidentAction::Phase(_) => {

@@ -83,6 +83,10 @@ pub enum IncidentAction {
     },
     /// Add a note (`action:` notes are action items).
     Note(String),
+    /// Post a status update for stakeholders.
+    Update(String),
+    /// Show it on the public status page (`true`) or take it off.
+    Public(bool),
     /// Show the summary.
     Summary,
     /// Runbook subcommands, for the runbooks module: the words after `runbook`.
@@ -178,6 +182,8 @@ pub const INCIDENT_USAGE: &str = "Usage: /incident [INC-n] <command>
   severity <sev1..sev4>      change the severity
   role <commander|comms|scribe> <@user>
   note <text>                add a note; 'note action: ...' adds an action item
+  update <text>              post a status update for stakeholders
+  public | private           show it on the public status page, or take it off
   summary                    show the summary
   runbook [show|<name>]      runbooks (step done|skip, phase next)
   drill [runbook]            rehearse with a drill incident
@@ -386,6 +392,24 @@ fn parse_incident(text: &str) -> Result<Command, UsageError> {
             }
             IncidentAction::Note(rest)
         }
+        "update" => {
+            if rest.is_empty() {
+                return Err(usage(
+                    "'update' needs the text stakeholders should read.",
+                    INCIDENT_USAGE,
+                ));
+            }
+            let max = crate::incident::UPDATE_MAX;
+            if rest.chars().count() > max {
+                return Err(usage(
+                    format!("The status update is longer than {max} characters."),
+                    INCIDENT_USAGE,
+                ));
+            }
+            IncidentAction::Update(rest)
+        }
+        "public" => IncidentAction::Public(true),
+        "private" => IncidentAction::Public(false),
         "summary" => IncidentAction::Summary,
         "runbook" => IncidentAction::Runbook(args.iter().map(|s| s.to_string()).collect()),
         "step" => IncidentAction::Step(args.iter().map(|s| s.to_string()).collect()),

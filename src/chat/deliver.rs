@@ -338,6 +338,11 @@ pub async fn run(
             }
             _ => Ok(()),
         },
+        // To the service's stakeholder channel, not the incident's.
+        Job::StatusUpdate { text, channel, .. } => platform
+            .post_once(channel, &ChatMessage::Text(text.clone()), &entry.key)
+            .await
+            .map(|_| ()),
         Job::Page | Job::AuditHead { .. } => unreachable!("handled above"),
     }
 }

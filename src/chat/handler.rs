@@ -420,6 +420,20 @@ impl ChatHandler {
                         format!("Note added to {id}.")
                     })
                 }
+                IncidentAction::Update(text) => {
+                    let (_, sent) = self.service.post_update(id, &text, by).await?;
+                    Reply::private(format!("Status update posted on {id}{}.", sent.describe()))
+                }
+                IncidentAction::Public(public) => {
+                    let (_, on_page) = self.service.set_public(id, public, by).await?;
+                    Reply::public(match (public, on_page) {
+                        (true, true) => format!("{who} put {id} on the public status page."),
+                        (true, false) => format!(
+                            "{who} marked {id} public; its service is not on the public status page (`public = true` on the service), so nothing shows yet."
+                        ),
+                        (false, _) => format!("{who} took {id} off the public status page."),
+                    })
+                }
                 IncidentAction::Runbook(args) => self.runbook(platform, id, by, args).await?,
                 IncidentAction::Step(args) => {
                     let (step, rest) = match args.split_first() {

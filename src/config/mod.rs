@@ -13,6 +13,8 @@
 mod console;
 mod maintenance;
 mod paging;
+mod stakeholders;
+pub use stakeholders::{StatusChannel, StatusPageConfig};
 
 pub use console::ConsoleConfig;
 pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
@@ -92,6 +94,8 @@ pub struct Config {
     pub console: ConsoleConfig,
     /// `[[maintenance]]`: maintenance windows that silence alerts.
     pub maintenance: Vec<MaintenanceConfig>,
+    /// `[status_page]`: the public status page.
+    pub status_page: StatusPageConfig,
 }
 
 /// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
@@ -675,6 +679,16 @@ pub struct ServiceConfig {
     /// `within` is held in one incident marked flapping, paged once.
     #[serde(default)]
     pub flapping: Option<FlappingConfig>,
+    /// Where its stakeholder status updates are posted: a channel on the
+    /// one chat platform configured, or one per platform.
+    #[serde(default)]
+    pub status_channel: Option<StatusChannel>,
+    /// Email addresses that get its status updates (needs `[smtp]`).
+    #[serde(default)]
+    pub subscribers: Vec<String>,
+    /// Whether the public status page shows its incidents marked public.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `flapping = { changes = 4, within = "30m" }` on a service.
@@ -803,6 +817,18 @@ impl Config {
         }
     }
 
+    /// The chat platforms configured (`slack`, `discord`), in that order.
+    pub fn chat_platforms(&self) -> Vec<&'static str> {
+        let mut p = Vec::new();
+        if self.slack.is_some() {
+            p.push("slack");
+        }
+        if self.discord.is_some() {
+            p.push("discord");
+        }
+        p
+    }
+
     /// Checks the cross-references and values serde cannot; returns every problem.
     pub fn validate(&self) -> Vec<ConfigIssue> {
         self.validate_at(&Origins::identity(self))
@@ -821,6 +847,7 @@ impl Config {
         let mut issues = paging::validate(self, origins);
         issues.extend(self.console.validate());
         issues.extend(maintenance::validate(self, origins));
+        issues.extend(stakeholders::validate(self, origins));
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         for (path, secret) in self.secrets(origins) {
             if secret.is_placeholder() {
@@ -1445,6 +1472,7 @@ const SECTIONS: &[&str] = &[
     "audit",
     "console",
     "maintenance",
+    "status_page",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -1569,6 +1597,11 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         && let Some(s) = section(v, "console", issues)
     {
         config.console = s;
+    }
+    if let Some(v) = table.remove("status_page")
+        && let Some(s) = section(v, "status_page", issues)
+    {
+        config.status_page = s;
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

@@ -270,6 +270,9 @@ pub enum Recipient {
     Webhook(String),
     /// The incident's channel on a chat platform (`slack`, `discord`).
     Channel(String),
+    /// A stakeholder's email address (`[[services]] subscribers`): status
+    /// updates only, never pages.
+    Subscriber(String),
 }
 
 impl std::fmt::Display for Recipient {
@@ -278,6 +281,7 @@ impl std::fmt::Display for Recipient {
             Self::User(u) => f.write_str(u),
             Self::Webhook(w) => write!(f, "webhook {w}"),
             Self::Channel(p) => write!(f, "{p} channel"),
+            Self::Subscriber(a) => write!(f, "subscriber {a}"),
         }
     }
 }

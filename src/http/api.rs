@@ -165,8 +165,10 @@ struct ChangeBody {
     note: Option<String>,
     /// How long (snooze only), like `30m`.
     duration: Option<String>,
-    /// The note's text (notes only).
+    /// The note's or status update's text (notes and updates only).
     text: Option<String>,
+    /// Whether the public status page shows it (`public` only).
+    public: Option<bool>,
 }
 
 fn change_body(body: Result<Bytes, BytesRejection>) -> Result<ChangeBody, ApiError> {
@@ -249,6 +251,58 @@ pub async fn add_note(
         Json(json!({ "incident": IncidentView::from(&incident) })),
     )
         .into_response())
+}
+
+/// `POST /v1/incidents/{id}/updates` `{"text": "..."}`: a status update
+/// for stakeholders, as `/incident update` posts it.
+pub async fn post_update(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (id, body, by) = command_request(&st, &raw, &headers, body, &["text"])?;
+    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(
+            "'text' is required: {\"text\": \"what stakeholders should know\"}",
+        ));
+    }
+    let max = crate::incident::UPDATE_MAX;
+    if text.chars().count() > max {
+        return Err(ApiError::bad_request(format!(
+            "'text' is {} characters; a status update may have at most {max}",
+            text.chars().count()
+        )));
+    }
+    let (incident, sent) = st.service.post_update(id, text, by).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "incident": IncidentView::from(&incident), "sent": sent })),
+    )
+        .into_response())
+}
+
+/// `POST /v1/incidents/{id}/public` `{"public": true}`: shows it on its
+/// service's public status page (or, with `false`, takes it off).
+pub async fn set_public(
+    State(st): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (id, body, by) = command_request(&st, &raw, &headers, body, &["public"])?;
+    let Some(public) = body.public else {
+        return Err(ApiError::bad_request(
+            "'public' is required: {\"public\": true} or {\"public\": false}",
+        ));
+    };
+    let (incident, on_page) = st.service.set_public(id, public, by).await?;
+    Ok(Json(json!({
+        "incident": IncidentView::from(&incident),
+        "service_public": on_page,
+    }))
+    .into_response())
 }
 
 /// `GET /v1/incidents/{id}/summary`: the post-incident summary (Markdown).
@@ -338,6 +392,7 @@ fn only(body: &ChangeBody, allowed: &[&str]) -> Result<(), ApiError> {
         ("note", body.note.is_some()),
         ("duration", body.duration.is_some()),
         ("text", body.text.is_some()),
+        ("public", body.public.is_some()),
     ] {
         if present && !allowed.contains(&name) {
             return Err(ApiError::bad_request(format!(

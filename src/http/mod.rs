@@ -22,6 +22,7 @@ mod push;
 pub(crate) mod reports;
 mod schedules;
 mod serve;
+pub mod status_page;
 mod tokens;
 mod twilio;
 
@@ -122,7 +123,8 @@ pub fn routes(state: AppState) -> Routes {
     let public = public
         .merge(twilio::routes())
         .merge(push::routes())
-        .merge(heartbeat::routes());
+        .merge(heartbeat::routes())
+        .merge(status_page::routes());
     let api = Router::new()
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::show_incident))
@@ -131,6 +133,8 @@ pub fn routes(state: AppState) -> Routes {
         .route("/v1/incidents/{id}/snooze", post(api::snooze))
         .route("/v1/incidents/{id}/escalate", post(api::escalate))
         .route("/v1/incidents/{id}/notes", post(api::add_note))
+        .route("/v1/incidents/{id}/updates", post(api::post_update))
+        .route("/v1/incidents/{id}/public", post(api::set_public))
         .route("/v1/incidents/{id}/notifications", get(api::notifications))
         .route("/v1/incidents/{id}/summary", get(api::summary))
         .route("/v1/incidents/{id}/timeline", get(api::timeline))

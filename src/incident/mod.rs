@@ -237,6 +237,31 @@ pub struct Incident {
     /// The maintenance window that holds (or held) it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suppressed: Option<Suppression>,
+    /// Whether its service's public status page shows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub public: bool,
+    /// Its latest stakeholder status updates, oldest first (at most
+    /// [`KEPT_UPDATES`]; the timeline keeps every one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub updates: Vec<StatusUpdate>,
+}
+
+/// How many status updates an incident keeps for the status page.
+pub const KEPT_UPDATES: usize = 20;
+
+/// The longest status update, in characters.
+pub const UPDATE_MAX: usize = 2000;
+
+/// A status update for stakeholders: what is known, in words meant for
+/// people outside the response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusUpdate {
+    /// When it was posted.
+    pub at: DateTime<Utc>,
+    /// Who posted it.
+    pub by: Actor,
+    /// What it says.
+    pub text: String,
 }
 
 /// A change to a service (a deploy, a config push), as a PagerDuty change
@@ -414,6 +439,8 @@ impl Incident {
             escalation_policy: None,
             flap: None,
             suppressed: None,
+            public: false,
+            updates: Vec::new(),
         };
         let actor = opened_by.unwrap_or_else(|| Actor::Integration(integration.to_string()));
         let mut entries = Vec::new();
@@ -938,6 +965,75 @@ impl Incident {
             incident: inc,
             entries,
         }
+    }
+
+    /// Posts a status update for stakeholders: kept on the incident for the
+    /// status page and recorded on the timeline.
+    pub fn post_update(
+        &self,
+        text: &str,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(IncidentError::Unchanged(
+                "a status update needs some text".into(),
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > UPDATE_MAX {
+            return Err(IncidentError::Unchanged(format!(
+                "a status update is at most {UPDATE_MAX} characters, this one has {chars}"
+            )));
+        }
+        let mut inc = self.clone();
+        inc.updates.push(StatusUpdate {
+            at: now,
+            by: by.clone(),
+            text: text.to_string(),
+        });
+        if inc.updates.len() > KEPT_UPDATES {
+            let extra = inc.updates.len() - KEPT_UPDATES;
+            inc.updates.drain(..extra);
+        }
+        let mut entries = Vec::new();
+        inc.push(
+            &mut entries,
+            now,
+            by,
+            TimelineEvent::StatusUpdate {
+                text: text.to_string(),
+            },
+        );
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
+    }
+
+    /// Shows it on (or hides it from) its service's public status page.
+    pub fn set_public(
+        &self,
+        public: bool,
+        by: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<Change, IncidentError> {
+        if self.public == public {
+            return Err(IncidentError::Unchanged(format!(
+                "{} is already {} the status page",
+                self.id,
+                if public { "on" } else { "off" }
+            )));
+        }
+        let mut inc = self.clone();
+        inc.public = public;
+        let mut entries = Vec::new();
+        inc.push(&mut entries, now, by, TimelineEvent::Visibility { public });
+        Ok(Change {
+            incident: inc,
+            entries,
+        })
     }
 
     /// Attaches a runbook (replacing one nobody has started on).

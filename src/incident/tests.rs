@@ -380,3 +380,49 @@ fn a_keyed_chain_fails_verification_after_a_forger_recomputes_it_without_the_key
     let e = verify_chain(&all, &head, stale).unwrap_err();
     assert!(e.reason.contains("recorded head"), "{e}");
 }
+
+#[test]
+fn status_updates_are_kept_capped_and_recorded_and_visibility_toggles() {
+    let ev = event("a", AlertAction::Trigger, None);
+    let mut inc = Incident::open(IncidentId(1), "api", "am", &ev, t0()).incident;
+    let by = Actor::user("alice");
+    for bad in ["", "   ", &"x".repeat(UPDATE_MAX + 1)] {
+        assert!(matches!(
+            inc.post_update(bad, by.clone(), t0()),
+            Err(IncidentError::Unchanged(_))
+        ));
+    }
+    let c = inc
+        .post_update("  We are rolling back.  ", by.clone(), t0())
+        .unwrap();
+    assert_eq!(c.incident.updates[0].text, "We are rolling back.");
+    assert_eq!(
+        c.entries[0].event,
+        TimelineEvent::StatusUpdate {
+            text: "We are rolling back.".into()
+        }
+    );
+    inc = c.incident;
+    let before = inc.timeline_len;
+    for i in 0..KEPT_UPDATES + 5 {
+        inc = inc
+            .post_update(&format!("update {i}"), by.clone(), t0())
+            .unwrap()
+            .incident;
+    }
+    assert_eq!(inc.updates.len(), KEPT_UPDATES);
+    assert_eq!(
+        inc.updates.last().unwrap().text,
+        format!("update {}", KEPT_UPDATES + 4)
+    );
+    assert_eq!(inc.timeline_len, before + KEPT_UPDATES as u64 + 5);
+
+    assert!(inc.set_public(false, by.clone(), t0()).is_err());
+    let c = inc.set_public(true, by.clone(), t0()).unwrap();
+    assert!(c.incident.public);
+    assert_eq!(
+        c.entries[0].event,
+        TimelineEvent::Visibility { public: true }
+    );
+    assert!(c.incident.set_public(true, by, t0()).is_err());
+}

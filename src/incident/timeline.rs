@@ -230,6 +230,16 @@ pub enum TimelineEvent {
         /// The text.
         text: String,
     },
+    /// A status update posted for stakeholders.
+    StatusUpdate {
+        /// The text.
+        text: String,
+    },
+    /// The incident was put on (or taken off) the public status page.
+    Visibility {
+        /// Whether the status page shows it now.
+        public: bool,
+    },
     /// Someone took a role.
     RoleAssigned {
         /// The role.
@@ -473,6 +483,9 @@ impl TimelineEvent {
             Self::Resolved { note: Some(n) } => format!("Resolved: {n}"),
             Self::Resolved { note: None } => "Resolved".into(),
             Self::Note { text } => format!("Note: {text}"),
+            Self::StatusUpdate { text } => format!("Status update: {text}"),
+            Self::Visibility { public: true } => "Shown on the public status page".into(),
+            Self::Visibility { public: false } => "Taken off the public status page".into(),
             Self::RoleAssigned { role, user } => format!("{user} is {role}"),
             Self::RunbookAttached { title, .. } => format!("Runbook attached: {title}"),
             Self::StepDone {

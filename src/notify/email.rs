@@ -47,6 +47,18 @@ impl EmailSender {
         entry: &OutboxEntry,
         text: String,
     ) -> Result<(), DeliveryError> {
+        self.send_as(to, entry, &entry.page.headline(), text).await
+    }
+
+    /// Sends `text` to `to` under `subject`, the Message-ID carrying the
+    /// entry's idempotency key.
+    pub async fn send_as(
+        &self,
+        to: &str,
+        entry: &OutboxEntry,
+        subject: &str,
+        text: String,
+    ) -> Result<(), DeliveryError> {
         let message_id = format!(
             "<{}@tocsin>",
             entry
@@ -68,7 +80,7 @@ impl EmailSender {
             .to(to
                 .parse()
                 .map_err(|e| DeliveryError::permanent(format!("email address '{to}': {e}")))?)
-            .subject(entry.page.headline())
+            .subject(subject)
             .message_id(Some(message_id))
             .header(ContentType::TEXT_PLAIN)
             .body(text)

@@ -100,6 +100,19 @@ pub enum Job {
         /// The tocsin user names.
         users: Vec<String>,
     },
+    /// Send a stakeholder status update: to the channel `channel` on the
+    /// recipient's chat platform, or by email to a subscriber.
+    StatusUpdate {
+        /// The message, rendered for the recipient (the platform's markup,
+        /// or an email's plain text).
+        text: String,
+        /// The status channel, for a chat recipient.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        channel: String,
+        /// The email's subject, for a subscriber.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        subject: String,
+    },
     /// Post a resolved incident's audit chain head to `[audit] webhook`.
     AuditHead {
         /// The chain head at resolve.
@@ -207,6 +220,7 @@ pub fn page_key(
         Recipient::User(u) => format!("user:{u}"),
         Recipient::Webhook(w) => format!("webhook:{w}"),
         Recipient::Channel(p) => format!("channel:{p}"),
+        Recipient::Subscriber(a) => format!("subscriber:{a}"),
     };
     format!("{incident}/g{generation}/r{round}/s{step}/{who}/m{method_index}")
 }

@@ -170,6 +170,7 @@ impl Notifiers {
                 _ => return "log".into(),
             },
             Recipient::Channel(_) => None,
+            Recipient::Subscriber(_) => return "smtp".into(),
         };
         url.and_then(|u| reqwest::Url::parse(u).ok())
             .map(|u| {
@@ -216,6 +217,18 @@ impl Notifiers {
                 webhook::deliver(&self.http, &hook.url, hook.secret.as_ref(), entry).await
             }
             Recipient::Channel(_) => unreachable!("handled above"),
+            Recipient::Subscriber(to) => {
+                let crate::notify::Job::StatusUpdate { text, subject, .. } = &entry.job else {
+                    return Err(DeliveryError::permanent(
+                        "a subscriber gets status updates only",
+                    ));
+                };
+                let sender = self
+                    .email
+                    .as_ref()
+                    .ok_or_else(|| DeliveryError::permanent("no [smtp] is configured"))?;
+                sender.send_as(to, entry, subject, text.clone()).await
+            }
             Recipient::User(name) => {
                 let user = self
                     .config

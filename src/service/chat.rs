@@ -57,14 +57,7 @@ pub(super) fn record_delivered(
 impl Service {
     /// The chat platforms configured, by name.
     pub fn chat_platforms(&self) -> Vec<&'static str> {
-        let mut p = Vec::new();
-        if self.directory.config.slack.is_some() {
-            p.push("slack");
-        }
-        if self.directory.config.discord.is_some() {
-            p.push("discord");
-        }
-        p
+        self.directory.config.chat_platforms()
     }
 
     /// Changes an incident's severity.
@@ -350,7 +343,7 @@ impl Service {
                     None => Vec::new(),
                 },
                 Recipient::Webhook(_) => vec![(ContactKind::Webhook, chrono::Duration::zero())],
-                Recipient::Channel(_) => Vec::new(),
+                Recipient::Channel(_) | Recipient::Subscriber(_) => Vec::new(),
             };
             for (i, (method, after)) in methods.into_iter().enumerate() {
                 let mut key = page_key(inc.id, generation_label, round, step, r, i);
@@ -658,6 +651,11 @@ impl Service {
                         "ttr": (e.at - after.created_at).num_seconds(),
                         "archive_after": humantime::format_duration(self.directory.config.chat.archive_after).to_string()}),
                 ),
+                TimelineEvent::StatusUpdate { text } => Ok(format!(
+                    "{} {}",
+                    markup.escape(&format!("Status update by {}:", e.actor)),
+                    markup.escape(text)
+                )),
                 _ => continue,
             };
             match rendered {

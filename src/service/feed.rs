@@ -18,6 +18,9 @@ pub struct Feed {
     /// Turns true at shutdown, so long-lived subscribers (the console's
     /// event streams) end instead of holding the drain.
     closed: tokio::sync::watch::Sender<bool>,
+    /// Counts published changes: a cache of incident views is fresh while
+    /// this has not moved.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Feed {
@@ -25,6 +28,7 @@ impl Default for Feed {
         Self {
             tx: broadcast::channel(FEED_CAPACITY).0,
             closed: tokio::sync::watch::channel(false).0,
+            version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -33,6 +37,11 @@ impl Feed {
     /// A receiver of every change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<IncidentId> {
         self.tx.subscribe()
+    }
+
+    /// How many changes were published so far: unchanged, nothing changed.
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Ends every subscriber's stream (at shutdown).
@@ -48,6 +57,10 @@ impl Feed {
 
     /// Tells subscribers that these incidents changed (once each, in order).
     pub(crate) fn publish(&self, ids: &[IncidentId]) {
+        if !ids.is_empty() {
+            self.version
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         if self.tx.receiver_count() == 0 {
             return;
         }

@@ -24,6 +24,7 @@ mod report;
 pub mod retention;
 pub mod routing;
 mod runbook;
+pub mod stakeholders;
 mod writer;
 
 pub use chat::incident_context;
@@ -576,6 +577,7 @@ impl Service {
         {
             self.record_chain_head(tx, inc, &head)?;
         }
+        self.queue_stakeholders(tx, &change.incident, &change.entries)?;
         self.queue_chat(tx, before, &change.incident, &change.entries)
     }
 

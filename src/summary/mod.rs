@@ -148,6 +148,8 @@ pub struct Summary {
     pub notes: Vec<NoteLine>,
     /// Action items.
     pub action_items: Vec<NoteLine>,
+    /// Status updates posted for stakeholders.
+    pub updates: Vec<NoteLine>,
     /// Changes to the service shortly before it opened, one line each.
     pub changes: Vec<String>,
     /// Whether it flaps, or flapped: "flapping: 5 changes in 30m".
@@ -170,6 +172,7 @@ pub fn build(
     let mut pages = Vec::new();
     let mut failed_pages = Vec::new();
     let mut notes = Vec::new();
+    let mut updates = Vec::new();
     let mut action_items = Vec::new();
     let mut steps_run: Vec<(usize, u32)> = Vec::new();
     let mut policy = None;
@@ -211,6 +214,11 @@ pub fn build(
                 },
             }),
             TimelineEvent::Note { text } => notes.push(NoteLine {
+                at: e.at,
+                by: who(&e.actor),
+                text: text.clone(),
+            }),
+            TimelineEvent::StatusUpdate { text } => updates.push(NoteLine {
                 at: e.at,
                 by: who(&e.actor),
                 text: text.clone(),
@@ -323,6 +331,7 @@ pub fn build(
         runbook: runbook_line,
         notes,
         action_items,
+        updates,
         changes: incident
             .recent_changes
             .iter()

@@ -1010,3 +1010,57 @@ service = "checkout"
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_status_update_and_the_status_page_toggle_from_the_console() {
+    let app = console(None).await;
+    app.pd("trigger", "a", "Checkout slow").await;
+    let alice = token(&app, "alice", Scope::Write).await;
+    let mut b = Browser::new(&app);
+    b.login(&alice).await;
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains(">Post status update</button>"), "{page}");
+    assert!(page.contains(">Show on status page</button>"), "{page}");
+    let csrf = csrf_of(&page);
+    let resp = b
+        .post(
+            "/incidents/INC-1/update",
+            &[("csrf", &csrf), ("text", "  ")],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let resp = b
+        .post(
+            "/incidents/INC-1/update",
+            &[
+                ("csrf", &csrf),
+                ("text", "Checkout is slow <for some>; we are on it."),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let resp = b
+        .post(
+            "/incidents/INC-1/public",
+            &[("csrf", &csrf), ("public", "true")],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains("<h2>Status updates</h2>"), "{page}");
+    assert!(page.contains("On the public status page."));
+    assert!(page.contains("alice: Checkout is slow &lt;for some&gt;; we are on it."));
+    assert!(page.contains(">Take off status page</button>"));
+    let shown = app.incident("INC-1").await;
+    assert_eq!(shown["incident"]["public"], true);
+    let update = timeline_entry(&shown["timeline"], "status_update");
+    assert_eq!(update["actor"]["name"]["user"], "alice");
+    let resp = b
+        .post(
+            "/incidents/INC-1/public",
+            &[("csrf", &csrf), ("public", "maybe")],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    app.stop().await;
+}

@@ -996,7 +996,7 @@ async fn tocsin_discord_register_overwrites_the_guild_commands() {
         names(&call.body[0]["options"]),
         [
             "new", "ack", "resolve", "escalate", "snooze", "status", "severity", "role", "note",
-            "summary", "runbook", "step", "phase", "drill", "help"
+            "update", "public", "private", "summary", "runbook", "step", "phase", "drill", "help"
         ]
     );
     assert_eq!(names(&call.body[1]["options"]), ["show", "cover"]);

@@ -33,3 +33,4 @@ mod runbooks;
 mod senders;
 mod slack;
 mod specs;
+mod stakeholders;

@@ -41,6 +41,7 @@ async fn a_burst_into_one_channel_arrives_whole_in_order_with_no_429_on_either_p
     let (slack_fake, discord_fake) = (FakeSlack::start().await, FakeDiscord::start().await);
     let slack = slack_platform(&slack_fake);
     let discord = platform(&discord_fake);
+    slack_fake.add_channel("C0INC7", "inc-7-payments", false, true);
     let channel = discord_fake.add_channel(0, "inc-7-payments", None);
     let (slack_took, discord_took) =
         tokio::join!(burst(&slack, "C0INC7"), burst(&discord, &channel));
@@ -79,6 +80,7 @@ async fn a_burst_into_one_channel_arrives_whole_in_order_with_no_429_on_either_p
 async fn the_slack_fake_refuses_a_burst_past_slacks_limit_with_retry_after() {
     // Straight at the fake, unpaced: what tocsin's pacing avoids.
     let fake = FakeSlack::start().await;
+    fake.add_channel("C1", "incident", false, true);
     let http = reqwest::Client::new();
     let mut statuses = Vec::new();
     let mut retry_after = None;

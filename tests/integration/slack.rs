@@ -890,6 +890,9 @@ async fn a_stale_slack_id_is_reported_once_and_the_channel_is_still_set_up() {
 #[tokio::test]
 async fn the_fake_refuses_what_slack_refuses() {
     let fake = FakeSlack::start().await;
+    fake.add_channel("C1", "one", false, true);
+    fake.add_channel("C2", "two", false, true);
+    fake.add_channel("C3", "secret", true, false);
     let http = reqwest::Client::new();
     let post = |body: Value| {
         let req = http
@@ -918,6 +921,13 @@ async fn the_fake_refuses_what_slack_refuses() {
         post(json!({"channel": "C1", "text": "t".repeat(40_001)})).await,
         "msg_too_long"
     );
+    // A channel Slack does not know, or a private one the bot is not in.
+    for ch in ["C9", "C3"] {
+        assert_eq!(
+            post(json!({"channel": ch, "text": "t"})).await,
+            "channel_not_found"
+        );
+    }
     // Another channel: C1 has had its burst of 5 (Slack's per-channel limit).
     let mut fine = blocks(vec![section(3000); 4]);
     fine["channel"] = "C2".into();

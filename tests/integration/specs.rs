@@ -22,6 +22,7 @@ async fn slack_call(fake: &FakeSlack, method: &str, body: Value) -> Value {
 #[tokio::test]
 async fn the_fake_slack_refuses_calls_its_spec_refuses() {
     let fake = FakeSlack::start().await;
+    fake.add_channel("C1", "incident", false, true);
     let refused = json!({"ok": false, "error": "invalid_arguments"});
     for (method, body) in [
         ("chat.postMesage", json!({"channel": "C1", "text": "hi"})),

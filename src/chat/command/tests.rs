@@ -80,6 +80,39 @@ fn incident_commands() {
         }
     );
     assert_eq!(
+        inc("INC-4 update  Checkout is back; we keep watching.").unwrap(),
+        Command::Incident {
+            id: Some(IncidentId(4)),
+            action: IncidentAction::Update("Checkout is back; we keep watching.".into())
+        }
+    );
+    assert!(
+        inc("update")
+            .unwrap_err()
+            .problem
+            .contains("needs the text")
+    );
+    assert!(
+        inc(&format!("update {}", "x".repeat(2001)))
+            .unwrap_err()
+            .problem
+            .contains("longer than 2000")
+    );
+    assert_eq!(
+        inc("public").unwrap(),
+        Command::Incident {
+            id: None,
+            action: IncidentAction::Public(true)
+        }
+    );
+    assert_eq!(
+        inc("private").unwrap(),
+        Command::Incident {
+            id: None,
+            action: IncidentAction::Public(false)
+        }
+    );
+    assert_eq!(
         inc("severity SEV1").unwrap(),
         Command::Incident {
             id: None,

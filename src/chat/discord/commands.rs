@@ -20,6 +20,8 @@ use serenity::all::{CommandOptionType, CreateCommand, CreateCommandOption};
 const TITLE_MAX: u16 = 200;
 /// The longest note (as in the text parser).
 const NOTE_MAX: u16 = 3000;
+/// The longest status update (as in the text parser).
+const UPDATE_MAX: u16 = crate::incident::UPDATE_MAX as u16;
 
 fn usage(problem: impl Into<String>, usage: &'static str) -> UsageError {
     UsageError {
@@ -110,6 +112,15 @@ pub fn definitions() -> Vec<CreateCommand> {
             "Add a note; 'action: ...' adds an action item",
             on(vec![string("text", "The note", true).max_length(NOTE_MAX)]),
         ),
+        sub(
+            "update",
+            "Post a status update for stakeholders",
+            on(vec![
+                string("text", "What stakeholders should read", true).max_length(UPDATE_MAX),
+            ]),
+        ),
+        sub("public", "Show it on the public status page", on(vec![])),
+        sub("private", "Take it off the public status page", on(vec![])),
         sub("summary", "Show the summary", on(vec![])),
         sub(
             "runbook",
@@ -320,7 +331,7 @@ fn incident(options: &Value) -> Result<Command, UsageError> {
                 action: IncidentAction::New { title, severity },
             });
         }
-        "ack" | "escalate" | "status" | "summary" => sub.to_string(),
+        "ack" | "escalate" | "status" | "summary" | "public" | "private" => sub.to_string(),
         "resolve" => match o.text("note") {
             Some(note) => format!("resolve {note}"),
             None => "resolve".into(),
@@ -333,6 +344,7 @@ fn incident(options: &Value) -> Result<Command, UsageError> {
             required(&o, "user", INCIDENT_USAGE)?
         ),
         "note" => format!("note {}", required(&o, "text", INCIDENT_USAGE)?),
+        "update" => format!("update {}", required(&o, "text", INCIDENT_USAGE)?),
         "runbook" | "step" | "phase" => {
             format!("{sub} {}", o.text("args").unwrap_or_default())
         }
@@ -471,6 +483,19 @@ mod tests {
             inc("note", json!([opt("text", 3, "action: add an alert")])),
             Ok(here(IncidentAction::Note("action: add an alert".into())))
         );
+        assert_eq!(
+            inc("update", json!([opt("text", 3, "rolling back now")])),
+            Ok(here(IncidentAction::Update("rolling back now".into())))
+        );
+        assert_eq!(
+            inc("public", json!([])),
+            Ok(here(IncidentAction::Public(true)))
+        );
+        assert_eq!(
+            inc("private", json!([])),
+            Ok(here(IncidentAction::Public(false)))
+        );
+        assert!(inc("update", json!([])).is_err());
         assert_eq!(
             inc("runbook", json!([])),
             Ok(here(IncidentAction::Runbook(vec![])))

@@ -97,7 +97,8 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 /// `POST /incidents/{id}/{action}`: acknowledge, resolve, escalate,
-/// snooze (`duration`), note (`text`), severity (`severity`), step
+/// snooze (`duration`), note (`text`), update (`text`: a status update),
+/// public (`public`: true or false), severity (`severity`), step
 /// (`step`, `note`: a runbook step done) and next-phase.
 pub async fn incident_action(
     State(st): State<AppState>,
@@ -141,6 +142,32 @@ pub async fn incident_action(
                 )));
             }
             svc.add_note(id, text, by).await?
+        }
+        "update" => {
+            let text = form.get("text").map(str::trim).unwrap_or_default();
+            if text.is_empty() {
+                return Err(bad("the status update is empty"));
+            }
+            let max = crate::incident::UPDATE_MAX;
+            if text.chars().count() > max {
+                return Err(bad(format!(
+                    "a status update may have at most {max} characters"
+                )));
+            }
+            svc.post_update(id, text, by).await?.0
+        }
+        "public" => {
+            let public = match form.get("public") {
+                Some("true") => true,
+                Some("false") => false,
+                other => {
+                    return Err(bad(format!(
+                        "'public' must be true or false, not '{}'",
+                        other.unwrap_or_default()
+                    )));
+                }
+            };
+            svc.set_public(id, public, by).await?.0
         }
         "severity" => {
             let raw = form.get("severity").unwrap_or_default();

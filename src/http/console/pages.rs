@@ -137,6 +137,20 @@ pub async fn incidents(
     Ok(layout(Some(&viewer), "Incidents", &body))
 }
 
+/// The form that posts a status update for stakeholders.
+fn update_form(key: &str, csrf: &str) -> String {
+    button(
+        key,
+        "update",
+        "Post status update",
+        csrf,
+        &format!(
+            r#"<textarea name="text" rows="2" maxlength="{}" placeholder="what stakeholders should know (goes to the status channel and subscribers)" aria-label="Status update"></textarea>"#,
+            crate::incident::UPDATE_MAX
+        ),
+    )
+}
+
 fn button(id: &str, action: &str, label: &str, csrf: &str, extra: &str) -> String {
     format!(
         r#"<form method="post" action="/incidents/{id}/{action}" class="action"><input type="hidden" name="csrf" value="{}">{extra}<button>{label}</button></form>"#,
@@ -254,6 +268,19 @@ pub async fn incident(
             csrf,
             r#"<textarea name="text" rows="2" maxlength="3000" placeholder="what you found (action: ... for an action item)" aria-label="Note"></textarea>"#,
         ));
+        b.push_str(&update_form(&key, csrf));
+        let (to, label) = if inc.public {
+            ("false", "Take off status page")
+        } else {
+            ("true", "Show on status page")
+        };
+        b.push_str(&button(
+            &key,
+            "public",
+            label,
+            csrf,
+            &format!(r#"<input type="hidden" name="public" value="{to}">"#),
+        ));
         b.push_str("</section>\n");
     } else if viewer.can_write() {
         b.push_str(r#"<section class="actions"><h2>Actions</h2>"#);
@@ -264,7 +291,30 @@ pub async fn incident(
             &viewer.csrf,
             r#"<textarea name="text" rows="2" maxlength="3000" aria-label="Note"></textarea>"#,
         ));
+        b.push_str(&update_form(&key, &viewer.csrf));
         b.push_str("</section>\n");
+    }
+
+    if !inc.updates.is_empty() || inc.public {
+        let _ = write!(
+            b,
+            "<h2>Status updates</h2><p class=\"muted\">{}</p><ul class=\"updates\">",
+            if inc.public {
+                "On the public status page."
+            } else {
+                "Not on the public status page."
+            }
+        );
+        for u in inc.updates.iter().rev() {
+            let _ = write!(
+                b,
+                "<li>{} {}: {}</li>",
+                time(u.at),
+                escape(&u.by.to_string()),
+                escape(&u.text)
+            );
+        }
+        b.push_str("</ul>\n");
     }
 
     let _ = write!(

@@ -98,6 +98,9 @@ struct Inner {
     scopes: Option<HashSet<String>>,
     /// Channels created private.
     private: HashSet<String>,
+    /// Channels that exist without tocsin creating them (a stakeholder
+    /// channel): id → (private, whether the bot is a member).
+    outside: HashMap<String, (bool, bool)>,
     /// `chat.postEphemeral` posts: (channel, user, text).
     ephemeral: Vec<(String, String, String)>,
 }
@@ -211,6 +214,30 @@ impl FakeSlack {
     /// Gives the bot token exactly these scopes.
     pub fn set_scopes(&self, scopes: &[&str]) {
         self.inner.lock().scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+    }
+
+    /// A channel someone else made (`private`, with the bot in it or not),
+    /// as a status channel is.
+    pub fn add_channel(&self, id: &str, name: &str, private: bool, bot_member: bool) {
+        let mut inner = self.inner.lock();
+        inner.channels.push((id.into(), name.into()));
+        inner.outside.insert(id.into(), (private, bot_member));
+        if private {
+            inner.private.insert(id.into());
+        }
+    }
+
+    /// The messages posted in `channel`, oldest first.
+    pub fn messages(&self, channel: &str) -> Vec<Value> {
+        let mut m = self
+            .inner
+            .lock()
+            .messages
+            .get(channel)
+            .cloned()
+            .unwrap_or_default();
+        m.reverse();
+        m
     }
 
     /// Whether `channel` was created private.
@@ -680,6 +707,9 @@ fn perform(s: &FakeSlack, inner: &mut Inner, method: &str, p: &Value) -> Value {
             let msgs = inner.messages.get(&ch).cloned().unwrap_or_default();
             json!({"ok": true, "messages": msgs, "has_more": false})
         }
+        "chat.postMessage" if refused_channel(inner, &str_param("channel")).is_some() => {
+            json!({"ok": false, "error": refused_channel(inner, &str_param("channel"))})
+        }
         "chat.postMessage" => {
             let ch = str_param("channel");
             let mut msg =
@@ -727,6 +757,29 @@ fn perform(s: &FakeSlack, inner: &mut Inner, method: &str, p: &Value) -> Value {
         }
         "files.completeUploadExternal" => complete_upload(inner, p, &ts),
         other => json!({"ok": false, "error": format!("unknown_method:{other}")}),
+    }
+}
+
+/// Why Slack refuses a post in `channel`: a channel id it does not know
+/// (or a private one the bot is not in) is `channel_not_found`; a public
+/// one the bot has not joined is `not_in_channel` unless the token has
+/// `chat:write.public` (Slack's `chat.postMessage` errors).
+fn refused_channel(inner: &Inner, channel: &str) -> Option<&'static str> {
+    let known = inner.channels.iter().any(|(id, _)| id == channel);
+    if !known && channel.starts_with('C') {
+        return Some("channel_not_found");
+    }
+    match inner.outside.get(channel) {
+        Some((true, false)) => Some("channel_not_found"),
+        Some((false, false))
+            if !inner
+                .scopes
+                .as_ref()
+                .is_some_and(|s| s.contains("chat:write.public")) =>
+        {
+            Some("not_in_channel")
+        }
+        _ => None,
     }
 }
 
