@@ -2129,3 +2129,64 @@ async fn a_sev1_gets_a_channel_only_its_responders_see() {
     );
     d.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_status_update_is_posted_in_the_discord_status_channel_escaped() {
+    let fake = FakeDiscord::start().await;
+    let status = fake.add_channel(0, "payments-status", None);
+    let config = format!(
+        r#"{base}
+[[services]]
+name = "shop"
+escalation_policy = "payments"
+status_channel = "{status}"
+[[integrations]]
+name = "shop-pd"
+kind = "pagerduty"
+key = "shop-discord-key"
+service = "shop"
+"#,
+        base = discord_config(&fake, &DEFAULT),
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("payments"), &config).await;
+    app.start_background();
+    let d = Discord { app, fake };
+    let body = json!({"routing_key": "shop-discord-key", "event_action": "trigger", "dedup_key": "c",
+        "payload": {"summary": "Checkout *down*", "source": "db-7", "severity": "critical"}});
+    let (s, b) = d.app.post_json("/v2/enqueue", &body).await;
+    assert_eq!(s, 202, "{b}");
+    let ch = d.channel_of(1).await;
+    let (reply, ephemeral) = d
+        .say(
+            ALICE,
+            &ch,
+            "incident",
+            sub(
+                "update",
+                json!([opt("text", "Rolled back @everyone; watching.")]),
+            ),
+        )
+        .await;
+    assert!(ephemeral);
+    assert_eq!(
+        reply,
+        "Status update posted on INC-1 (to 1 status channel)."
+    );
+    d.fake
+        .wait_until("the status channel post", |f| {
+            !f.messages(&status).is_empty()
+        })
+        .await;
+    let content = d.fake.messages(&status)[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content.starts_with("**Status update: INC-1 Checkout \\*down\\* \\(SEV1, triggered\\)**\n"),
+        "{content}"
+    );
+    // Alert text and the update never ping anyone.
+    assert!(!content.contains("@everyone"), "{content}");
+    assert!(d.fake.take_violations().is_empty());
+    d.app.stop().await;
+}
