@@ -693,30 +693,15 @@ fn chat_entry(
     now: DateTime<Utc>,
     due: DateTime<Utc>,
 ) -> OutboxEntry {
-    OutboxEntry {
-        generation: None,
-        incident_uid: inc.uid.clone(),
-        key: chat_key(inc.id, platform, what),
+    super::stakeholders::job_entry(
+        inc,
+        chat_key(inc.id, platform, what),
+        Recipient::Channel(platform.to_string()),
+        ContactKind::of_chat_platform(platform).unwrap_or(ContactKind::Slack),
         job,
-        incident: inc.id,
-        recipient: Recipient::Channel(platform.to_string()),
-        method: ContactKind::of_chat_platform(platform).unwrap_or(ContactKind::Slack),
-        method_index: 0,
-        page: PageContent {
-            incident: inc.id,
-            title: inc.title.clone(),
-            severity: inc.severity,
-            service: inc.service.clone(),
-            step: 0,
-            round: 0,
-        },
-        created_at: now,
-        first_due: due,
+        now,
         due,
-        attempts: 0,
-        last_error: None,
-        state: DeliveryState::Pending,
-    }
+    )
 }
 
 /// Whether anything the incident card shows changed.

@@ -233,7 +233,7 @@ impl Service {
             if let Some(channels) = &svc.status_channel {
                 for p in &platforms {
                     if let Some(channel) = channels.on(p, &platforms) {
-                        tx.put_outbox(&update_entry(
+                        tx.put_outbox(&job_entry(
                             inc,
                             format!("{}/update/{}/chat/{p}", inc.id, e.seq),
                             Recipient::Channel(p.to_string()),
@@ -244,12 +244,13 @@ impl Service {
                                 subject: String::new(),
                             },
                             e.at,
+                            e.at,
                         ))?;
                     }
                 }
             }
             for (j, addr) in svc.subscribers.iter().enumerate() {
-                tx.put_outbox(&update_entry(
+                tx.put_outbox(&job_entry(
                     inc,
                     format!("{}/update/{}/email/{j}", inc.id, e.seq),
                     Recipient::Subscriber(addr.clone()),
@@ -259,6 +260,7 @@ impl Service {
                         channel: String::new(),
                         subject: update_subject(inc),
                     },
+                    e.at,
                     e.at,
                 ))?;
             }
@@ -315,14 +317,16 @@ impl Service {
     }
 }
 
-/// An outbox entry carrying a status update.
-fn update_entry(
+/// A non-page outbox entry about `inc` (a chat job, a status update),
+/// written at `now` and due at `due`.
+pub(super) fn job_entry(
     inc: &Incident,
     key: String,
     recipient: Recipient,
     method: ContactKind,
     job: Job,
     now: DateTime<Utc>,
+    due: DateTime<Utc>,
 ) -> OutboxEntry {
     OutboxEntry {
         generation: None,
@@ -342,8 +346,8 @@ fn update_entry(
             round: 0,
         },
         created_at: now,
-        first_due: now,
-        due: now,
+        first_due: due,
+        due,
         attempts: 0,
         last_error: None,
         state: DeliveryState::Pending,
