@@ -224,6 +224,29 @@ pub async fn resolve(
 /// The longest note the API takes (chat messages carry it whole).
 pub(super) const MAX_NOTE_CHARS: usize = 3000;
 
+/// The body's `text`, trimmed: required, and at most `max` characters
+/// for `what` (`a note`); `example` shows what to send.
+fn required_text<'a>(
+    body: &'a ChangeBody,
+    what: &str,
+    max: usize,
+    example: &str,
+) -> Result<&'a str, ApiError> {
+    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "'text' is required: {{\"text\": \"{example}\"}}"
+        )));
+    }
+    let n = text.chars().count();
+    if n > max {
+        return Err(ApiError::bad_request(format!(
+            "'text' is {n} characters; {what} may have at most {max}"
+        )));
+    }
+    Ok(text)
+}
+
 /// `POST /v1/incidents/{id}/notes` `{"text": "..."}`: a note on the
 /// timeline (`action: ...` makes it an action item), as from chat.
 pub async fn add_note(
@@ -233,18 +256,7 @@ pub async fn add_note(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (id, body, by) = command_request(&st, &raw, &headers, body, &["text"])?;
-    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
-    if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "'text' is required: {\"text\": \"what you found\"}",
-        ));
-    }
-    if text.chars().count() > MAX_NOTE_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "'text' is {} characters; a note may have at most {MAX_NOTE_CHARS}",
-            text.chars().count()
-        )));
-    }
+    let text = required_text(&body, "a note", MAX_NOTE_CHARS, "what you found")?;
     let incident = st.service.add_note(id, text, by).await?;
     Ok((
         StatusCode::CREATED,
@@ -262,19 +274,12 @@ pub async fn post_update(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (id, body, by) = command_request(&st, &raw, &headers, body, &["text"])?;
-    let text = body.text.as_deref().map(str::trim).unwrap_or_default();
-    if text.is_empty() {
-        return Err(ApiError::bad_request(
-            "'text' is required: {\"text\": \"what stakeholders should know\"}",
-        ));
-    }
-    let max = crate::incident::UPDATE_MAX;
-    if text.chars().count() > max {
-        return Err(ApiError::bad_request(format!(
-            "'text' is {} characters; a status update may have at most {max}",
-            text.chars().count()
-        )));
-    }
+    let text = required_text(
+        &body,
+        "a status update",
+        crate::incident::UPDATE_MAX,
+        "what stakeholders should know",
+    )?;
     let (incident, sent) = st.service.post_update(id, text, by).await?;
     Ok((
         StatusCode::CREATED,
