@@ -15,6 +15,7 @@ mod maintenance;
 mod paging;
 mod stakeholders;
 pub use stakeholders::{StatusChannel, StatusPageConfig};
+mod reports;
 
 pub use console::ConsoleConfig;
 pub use maintenance::{MaintenanceConfig, MaintenanceTimes};
@@ -23,6 +24,7 @@ pub use paging::{
     Repeat, SmtpConfig, SmtpTls, StepConfig, TargetConfig, TwilioConfig, UserConfig, WebhookConfig,
     WebhookEndpoint, is_e164,
 };
+pub use reports::{ReportsConfig, WorkingTime};
 
 use crate::oncall::ScheduleConfig;
 use crate::secret::Secret;
@@ -96,6 +98,8 @@ pub struct Config {
     pub maintenance: Vec<MaintenanceConfig>,
     /// `[status_page]`: the public status page.
     pub status_page: StatusPageConfig,
+    /// `[reports]`: working hours for the pages report.
+    pub reports: ReportsConfig,
 }
 
 /// `[[heartbeats]]`: a sender that pings `/heartbeat/{key}` at least every
@@ -834,6 +838,12 @@ impl Config {
         self.validate_at(&Origins::identity(self))
     }
 
+    /// The working hours and people's time zones the pages report judges
+    /// pages by (`[reports]`, `[[users]] time_zone`), or what is wrong.
+    pub fn working_time(&self) -> Result<WorkingTime, Vec<ConfigIssue>> {
+        reports::working_time(self, &Origins::identity(self))
+    }
+
     /// Values that are valid but look wrong (a malformed contact id): what
     /// `tocsin check` prints as warnings and the server logs at start.
     pub fn warnings(&self) -> Vec<ConfigIssue> {
@@ -848,6 +858,12 @@ impl Config {
         issues.extend(self.console.validate());
         issues.extend(maintenance::validate(self, origins));
         issues.extend(stakeholders::validate(self, origins));
+        issues.extend(
+            reports::working_time(self, origins)
+                .err()
+                .into_iter()
+                .flatten(),
+        );
         let mut issue = |path: String, message: String| issues.push(ConfigIssue { path, message });
         for (path, secret) in self.secrets(origins) {
             if secret.is_placeholder() {
@@ -1473,6 +1489,7 @@ const SECTIONS: &[&str] = &[
     "console",
     "maintenance",
     "status_page",
+    "reports",
 ];
 
 /// For each parsed array element, its index in the file (elements that
@@ -1602,6 +1619,11 @@ fn from_value(root: toml::Value, issues: &mut Vec<ConfigIssue>) -> (Config, Orig
         && let Some(s) = section(v, "status_page", issues)
     {
         config.status_page = s;
+    }
+    if let Some(v) = table.remove("reports")
+        && let Some(s) = section(v, "reports", issues)
+    {
+        config.reports = s;
     }
     macro_rules! arrays {
         ($($name:ident),*) => {$(

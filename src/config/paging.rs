@@ -32,6 +32,10 @@ pub struct UserConfig {
     /// How to reach this user, in order; default: log at once.
     #[serde(default = "default_contact_methods")]
     pub contact_methods: Vec<ContactMethodConfig>,
+    /// Where the user works (IANA name), for the pages report's working
+    /// hours; default: `[reports] time_zone`.
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 impl UserConfig {

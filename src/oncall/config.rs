@@ -296,12 +296,14 @@ pub(super) fn parse_cron(s: &str) -> Result<CronSet, String> {
         })
 }
 
-fn parse_day(s: &str) -> Result<Weekday, String> {
+/// A day name: `mon`..`sun` or a full name.
+pub(crate) fn parse_day(s: &str) -> Result<Weekday, String> {
     Weekday::from_str(s.trim())
         .map_err(|_| format!("'{s}' is not a day; use mon, tue, wed, thu, fri, sat or sun"))
 }
 
-fn parse_time(s: &str, is_end: bool) -> Result<NaiveTime, String> {
+/// A local time like `09:00`; with `is_end`, `24:00` is midnight.
+pub(crate) fn parse_time(s: &str, is_end: bool) -> Result<NaiveTime, String> {
     let t = s.trim();
     if is_end && (t == "24:00" || t == "24:00:00") {
         return Ok(NaiveTime::MIN);

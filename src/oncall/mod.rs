@@ -37,8 +37,8 @@ mod prop_tests;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use config::handoff_warning;
 pub use config::{LayerConfig, OverrideConfig, RestrictionConfig, ScheduleConfig, ScheduleIssue};
+pub(crate) use config::{handoff_warning, parse_day, parse_time};
 pub use ical::to_ical;
 pub use recurrence::Recurrence;
 

@@ -31,6 +31,8 @@ pub struct Directory {
     pub templates: Templates,
     /// The integrations' routing rules, parsed.
     pub routes: super::routing::Routes,
+    /// Working hours and people's time zones, for the pages report.
+    pub working_time: crate::config::WorkingTime,
 }
 
 impl Directory {
@@ -55,8 +57,17 @@ impl Directory {
             .map(|p| (p.name.clone(), Policy::from_config(p)))
             .collect();
         let routes = super::routing::Routes::new(&config.integrations);
+        // Validated by `Config::load`; a config built without it gets the
+        // defaults rather than a panic.
+        let working_time = config.working_time().unwrap_or_else(|issues| {
+            for i in issues {
+                tracing::warn!(%i, "Reports: using the default working hours");
+            }
+            crate::config::WorkingTime::default()
+        });
         Self {
             routes,
+            working_time,
             config,
             schedules,
             policies,
