@@ -156,6 +156,7 @@ pub fn routes(state: AppState) -> Routes {
         .route("/v1/backup", get(api::backup))
         .route("/readyz", get(api::readyz))
         .route("/v1/reports/response", get(reports::response))
+        .route("/v1/reports/pages", get(reports::pages))
         .merge(console::routes(&state))
         .merge(maintenance::routes())
         .route_layer(axum::middleware::from_fn_with_state(

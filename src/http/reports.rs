@@ -1,10 +1,12 @@
 //! `GET /v1/reports/response`: MTTA and MTTR by service and week from the
-//! stored incidents, as JSON, CSV, a text table (the CLI's) or an SVG chart.
+//! stored incidents; `GET /v1/reports/pages`: pages per person, and how many
+//! outside working hours, from their stored pages. Each as JSON, CSV, a text
+//! table (the CLI's) or an SVG chart.
 
 use super::auth::authorize;
 use super::{ApiError, AppState};
 use crate::access::Scope;
-use crate::summary::report;
+use crate::summary::{pages as pages_report, report};
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
@@ -48,6 +50,31 @@ pub(super) fn since(st: &AppState, raw: Option<&str>) -> Result<DateTime<Utc>, A
     Ok(at)
 }
 
+/// A report in the `format` asked for.
+fn respond<T: serde::Serialize>(
+    format: Option<&str>,
+    r: &T,
+    csv: fn(&T) -> String,
+    text: fn(&T) -> String,
+    svg: fn(&T) -> String,
+) -> Result<Response, ApiError> {
+    Ok(match format.unwrap_or("json") {
+        "json" => Json(r).into_response(),
+        "csv" => ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv(r)).into_response(),
+        "text" => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text(r),
+        )
+            .into_response(),
+        "svg" => ([(header::CONTENT_TYPE, "image/svg+xml")], svg(r)).into_response(),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "unknown format '{other}'; use json, csv, text or svg"
+            )));
+        }
+    })
+}
+
 /// `GET /v1/reports/response?since=30d&format=json|csv|text|svg`
 pub async fn response(
     State(st): State<AppState>,
@@ -58,23 +85,31 @@ pub async fn response(
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let from = since(&st, q.since.as_deref())?;
     let r = st.service.response_report(from).await?;
-    Ok(match q.format.as_deref().unwrap_or("json") {
-        "json" => Json(&r).into_response(),
-        "csv" => (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            report::csv(&r),
-        )
-            .into_response(),
-        "text" => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            report::table(&r),
-        )
-            .into_response(),
-        "svg" => ([(header::CONTENT_TYPE, "image/svg+xml")], report::svg(&r)).into_response(),
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "unknown format '{other}'; use json, csv, text or svg"
-            )));
-        }
-    })
+    respond(
+        q.format.as_deref(),
+        &r,
+        report::csv,
+        report::table,
+        report::svg,
+    )
+}
+
+/// `GET /v1/reports/pages?since=30d&format=json|csv|text|svg`: pages per
+/// person in the window, and how many were outside working hours.
+pub async fn pages(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Scope::Read)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let from = since(&st, q.since.as_deref())?;
+    let r = st.service.pages_report(from).await?;
+    respond(
+        q.format.as_deref(),
+        &r,
+        pages_report::csv,
+        pages_report::table,
+        pages_report::svg,
+    )
 }

@@ -2,8 +2,10 @@
 //!
 //! Pure: [`build`] turns stored facts into a [`Summary`]; the `summary.md`
 //! template renders it as Markdown. [`report`] summarises many incidents:
-//! MTTA and MTTR by service and week.
+//! MTTA and MTTR by service and week; [`pages`] their pages: how many each
+//! person got, and how many outside working hours.
 
+pub mod pages;
 pub mod report;
 
 use crate::incident::{Actor, Incident, TimelineEntry, TimelineEvent};

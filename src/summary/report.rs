@@ -113,7 +113,8 @@ pub fn human(seconds: Option<f64>) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// A CSV field, quoted when it holds a comma, quote or line break.
+pub(super) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
