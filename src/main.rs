@@ -101,7 +101,8 @@ enum Command {
         command: NotifyCommand,
     },
     /// MTTA and MTTR by service and week, from the stored incidents of a
-    /// running server.
+    /// running server; with --pages, pages per person and how many were
+    /// outside working hours.
     Report {
         /// The window: incidents opened in the last DURATION (like 30d), or
         /// since an RFC 3339 time.
@@ -110,6 +111,10 @@ enum Command {
         /// Print CSV instead of a table.
         #[arg(long)]
         csv: bool,
+        /// Pages per person (and outside working hours) instead of
+        /// response times.
+        #[arg(long)]
+        pages: bool,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -1063,14 +1068,20 @@ async fn main() -> Result<()> {
             }
         }
         Command::Token { command } => token_command(command, &cli.config).await?,
-        Command::Report { since, csv, server } => {
+        Command::Report {
+            since,
+            csv,
+            pages,
+            server,
+        } => {
             let client = api_client(server, &cli.config, false)?;
             let query = serde_urlencoded::to_string([
                 ("since", since.as_str()),
                 ("format", if *csv { "csv" } else { "text" }),
             ])?;
+            let report = if *pages { "pages" } else { "response" };
             let (text, _) = client
-                .get_text(&format!("/v1/reports/response?{query}"), "content-type")
+                .get_text(&format!("/v1/reports/{report}?{query}"), "content-type")
                 .await?;
             print!("{text}");
         }

@@ -52,6 +52,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/services", get(services::page))
         .route("/reports", get(pages::reports))
         .route("/reports.csv", get(pages::reports_csv))
+        .route("/reports/pages.csv", get(pages::pages_csv))
         .route("/events", get(events::events))
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))

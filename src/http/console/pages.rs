@@ -558,8 +558,9 @@ pub async fn schedule(
     Ok(layout(Some(&viewer), &name, &b))
 }
 
-/// `GET /reports?since=30d`: MTTA and MTTR by service and week, as a chart
-/// (SVG, drawn by tocsin) and a table, with the CSV a link away.
+/// `GET /reports?since=30d`: MTTA and MTTR by service and week, then pages
+/// per person (and outside working hours), each as a chart (SVG, drawn by
+/// tocsin) and a table, with the CSV a link away.
 pub async fn reports(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -605,7 +606,63 @@ pub async fn reports(
         );
     }
     b.push_str("</tbody></table>");
+    let p = st.service.pages_report(from).await?;
+    let _ = write!(
+        b,
+        r#"<h2>Pages per person</h2>
+<p class="muted">From {} to {}: the pages delivered to each person for the incidents opened in the window, and how many of them arrived outside working hours ({} {}, on the person's clock: their <code>time_zone</code>, else {}). <a href="/reports/pages.csv?{}">Download CSV</a></p>
+<figure class="chart">{}</figure>
+<table class="report pages"><thead><tr><th>Person</th><th>Time zone</th><th>Pages</th><th>Outside working hours</th></tr></thead><tbody>"#,
+        time(p.since),
+        time(p.until),
+        escape(&p.working_days.join(", ")),
+        escape(&p.working_hours),
+        escape(&p.default_time_zone),
+        escape(&qs),
+        crate::summary::pages::svg(&p)
+    );
+    for row in &p.rows {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&row.user),
+            escape(&row.time_zone),
+            row.pages,
+            row.outside_hours
+        );
+    }
+    if p.rows.is_empty() {
+        b.push_str(r#"<tr><td colspan="4">No pages.</td></tr>"#);
+    }
+    b.push_str("</tbody></table>");
     Ok(layout(Some(&viewer), "Reports", &b))
+}
+
+/// `GET /reports/pages.csv?since=30d`: pages per person as CSV.
+pub async fn pages_csv(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<axum::response::Response, Refusal> {
+    use axum::response::IntoResponse;
+    viewer(&st, &headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let r = st.service.pages_report(from).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tocsin-pages-per-person.csv\"",
+            ),
+        ],
+        crate::summary::pages::csv(&r),
+    )
+        .into_response())
 }
 
 /// `GET /reports.csv?since=30d`: the same rows as CSV.
