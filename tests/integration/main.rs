@@ -26,6 +26,7 @@ mod paging;
 mod phone;
 mod postgres;
 mod reopen;
+mod reports;
 mod restart;
 mod retention;
 mod routing;
