@@ -76,6 +76,46 @@ pub struct ApiToken {
     /// When it was revoked; a revoked token is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Set on a one-time sign-in link's record: it never works as an API
+    /// token, only once to sign in to the console, and then names the
+    /// console session it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignIn>,
+}
+
+/// A one-time sign-in link: how it was sent, until when it works, and when
+/// it was used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignIn {
+    /// Where the link went: `slack`, `discord` or `email`.
+    pub via: String,
+    /// Before it is used: when the link stops working. After: when the
+    /// session it started ends.
+    pub expires_at: DateTime<Utc>,
+    /// When the link was used; it signs nobody in again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+/// Why a sign-in link did not sign anyone in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// Not a link tocsin made, or its secret is wrong.
+    Unknown,
+    /// Used once already.
+    Used,
+    /// Past its expiry, or revoked.
+    Expired,
+}
+
+impl fmt::Display for LinkRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unknown => "that sign-in link is not one tocsin made",
+            Self::Used => "that sign-in link was used already; ask for a new one",
+            Self::Expired => "that sign-in link has expired; ask for a new one",
+        })
+    }
 }
 
 /// The prefix of every token, so one found in a log or a repository is
@@ -111,16 +151,79 @@ impl ApiToken {
                 created_at: now,
                 created_by: created_by.to_string(),
                 revoked_at: None,
+                sign_in: None,
             },
             token,
         )
     }
 
-    /// Whether `secret` is this token's, in constant time; a revoked token
-    /// matches nothing.
+    /// A new one-time sign-in link's record for `user`, sent `via` a
+    /// platform, working until `expires_at`: the record and the code the
+    /// link carries (shaped as a token, so it is recognisable).
+    pub fn sign_in_link(
+        user: &str,
+        scope: Scope,
+        via: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> (Self, String) {
+        let (mut record, code) = Self::generate(user, scope, &format!("sign-in:{via}"), now);
+        record.sign_in = Some(SignIn {
+            via: via.to_string(),
+            expires_at,
+            used_at: None,
+        });
+        (record, code)
+    }
+
+    /// Uses a sign-in link at `now`, starting a session that lasts until
+    /// `session_ends`: the record as it must be stored, or why not. A
+    /// link works once, before its expiry, unless revoked.
+    pub fn redeem(
+        &self,
+        secret: &str,
+        now: DateTime<Utc>,
+        session_ends: DateTime<Utc>,
+    ) -> Result<Self, LinkRefusal> {
+        let Some(link) = &self.sign_in else {
+            return Err(LinkRefusal::Unknown);
+        };
+        if !bool::from(sha256_hex(secret).as_bytes().ct_eq(self.hash.as_bytes())) {
+            return Err(LinkRefusal::Unknown);
+        }
+        if link.used_at.is_some() {
+            return Err(LinkRefusal::Used);
+        }
+        if self.revoked_at.is_some() || link.expires_at <= now {
+            return Err(LinkRefusal::Expired);
+        }
+        let mut used = self.clone();
+        used.sign_in = Some(SignIn {
+            via: link.via.clone(),
+            expires_at: session_ends,
+            used_at: Some(now),
+        });
+        Ok(used)
+    }
+
+    /// Whether a console session naming this record may go on at `now`:
+    /// not revoked, and for a sign-in link, used and not past the session's
+    /// end.
+    pub fn session_ok(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none()
+            && self
+                .sign_in
+                .as_ref()
+                .is_none_or(|l| l.used_at.is_some() && l.expires_at > now)
+    }
+
+    /// Whether `secret` is this token's, in constant time; a revoked token,
+    /// or a sign-in link, matches nothing.
     pub fn matches(&self, secret: &str) -> bool {
         let presented = sha256_hex(secret);
-        self.revoked_at.is_none() && bool::from(presented.as_bytes().ct_eq(self.hash.as_bytes()))
+        self.revoked_at.is_none()
+            && self.sign_in.is_none()
+            && bool::from(presented.as_bytes().ct_eq(self.hash.as_bytes()))
     }
 }
 
@@ -310,6 +413,47 @@ mod tests {
         assert!(!rec.matches(secret));
         let (other, _) = ApiToken::generate("alice", Scope::Write, "config-token", now());
         assert_ne!(other.id, rec.id);
+    }
+
+    #[test]
+    fn a_sign_in_link_works_once_before_it_expires_and_never_as_a_token() {
+        let min = chrono::Duration::minutes;
+        let (link, code) =
+            ApiToken::sign_in_link("alice", Scope::Write, "slack", now(), now() + min(10));
+        let (_, secret) = split_token(&code).unwrap();
+        assert!(!link.matches(secret), "a link is no API token");
+        assert!(!link.session_ok(now()), "an unused link is no session");
+        assert_eq!(
+            link.redeem("wrong", now(), now() + min(60)),
+            Err(LinkRefusal::Unknown)
+        );
+        assert_eq!(
+            link.redeem(secret, now() + min(10), now() + min(70)),
+            Err(LinkRefusal::Expired)
+        );
+        let used = link
+            .redeem(secret, now() + min(9), now() + min(69))
+            .unwrap();
+        assert_eq!(used.sign_in.as_ref().unwrap().used_at, Some(now() + min(9)));
+        assert!(used.session_ok(now() + min(68)));
+        assert!(!used.session_ok(now() + min(69)), "the session ended");
+        assert_eq!(
+            used.redeem(secret, now() + min(9), now() + min(69)),
+            Err(LinkRefusal::Used)
+        );
+        let mut revoked = link.clone();
+        revoked.revoked_at = Some(now());
+        assert_eq!(
+            revoked.redeem(secret, now(), now() + min(60)),
+            Err(LinkRefusal::Expired)
+        );
+        let (token, _) = ApiToken::generate("alice", Scope::Write, "config-token", now());
+        assert_eq!(
+            token.redeem(secret, now(), now() + min(60)),
+            Err(LinkRefusal::Unknown),
+            "an API token is no link"
+        );
+        assert!(token.session_ok(now()));
     }
 
     #[test]

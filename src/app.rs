@@ -61,6 +61,20 @@ pub struct App {
     pub discord: Option<Discord>,
 }
 
+/// `[smtp]` as the service's mailer, for sign-in links.
+struct SmtpMailer(crate::notify::email::EmailSender);
+
+impl crate::service::sign_in::Mailer for SmtpMailer {
+    fn send<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        text: String,
+    ) -> crate::service::sign_in::MailFuture<'a> {
+        Box::pin(self.0.send_text(to, subject, text))
+    }
+}
+
 impl App {
     /// Wires the service, the notifiers and the routes over an open store.
     pub fn new(
@@ -72,6 +86,12 @@ impl App {
         let directory =
             Arc::new(Directory::load(config.clone()).map_err(|e| AppError::Setup(e.join("\n")))?);
         let service = Service::new(store.clone(), clock, directory)?;
+        if let Some(smtp) = &config.smtp {
+            let sender =
+                crate::notify::email::EmailSender::new(smtp, config.notify.request_timeout)
+                    .map_err(AppError::Notify)?;
+            service.set_mailer(Arc::new(SmtpMailer(sender)));
+        }
         let slack = match &config.slack {
             Some(c) => Some(Arc::new(SlackPlatform::new(c).map_err(AppError::Notify)?)),
             None => None,

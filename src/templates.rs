@@ -79,6 +79,24 @@ impl Markup {
         }
     }
 
+    /// A link to `url` (a URL tocsin built): `<url>` on Slack (entities
+    /// escaped, a `|` encoded) and on Discord (where the brackets also keep
+    /// it from being previewed), as it is elsewhere.
+    pub fn link(self, url: &str) -> String {
+        let url: String = url
+            .chars()
+            .filter(|c| !c.is_whitespace() && !crate::markup::is_unsafe_char(*c))
+            .collect();
+        match self {
+            Self::Plain => url,
+            Self::Slack => format!(
+                "<{}>",
+                crate::markup::slack::escape(&url).replace('|', "%7C")
+            ),
+            Self::Discord => format!("<{}>", url.replace('>', "%3E")),
+        }
+    }
+
     /// A value tocsin means as markup (a mention it rendered), which the
     /// templates put in unescaped.
     pub fn safe(markup: impl Into<String>) -> Value {
@@ -315,6 +333,23 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_are_bracketed_and_escaped_per_platform() {
+        let url = "https://t.example/a|b&c/login/link?code=tsn_ab_cd";
+        assert_eq!(
+            Markup::Slack.link(url),
+            "<https://t.example/a%7Cb&amp;c/login/link?code=tsn_ab_cd>"
+        );
+        assert_eq!(
+            Markup::Discord.link("https://t.example/x>y?code=tsn_ab_cd"),
+            "<https://t.example/x%3Ey?code=tsn_ab_cd>"
+        );
+        assert_eq!(
+            Markup::Plain.link("https://t.example/ a\n"),
+            "https://t.example/a"
+        );
+    }
 
     #[test]
     fn every_shipped_template_renders() {

@@ -134,6 +134,9 @@ pub enum Command {
     },
     /// `/maintenance start|end|list`.
     Maintenance(MaintenanceAction),
+    /// `/incident login`: a one-time link that signs the asker in to the
+    /// web console.
+    Login,
 }
 
 /// What `/maintenance` does.
@@ -187,6 +190,7 @@ pub const INCIDENT_USAGE: &str = "Usage: /incident [INC-n] <command>
   summary                    show the summary
   runbook [show|<name>]      runbooks (step done|skip, phase next)
   drill [runbook]            rehearse with a drill incident
+  login                      a one-time link that signs you in to the web console
 Inside an incident channel the incident is implied; elsewhere name it: /incident INC-42 ack";
 
 /// The usage text of `/oncall`.
@@ -298,6 +302,16 @@ fn parse_incident(text: &str) -> Result<Command, UsageError> {
     let rest = rest_after(text, skip + 1);
     let action = match verb.to_ascii_lowercase().as_str() {
         "help" => return Ok(Command::Help),
+        "login" | "signin" | "sign-in" => {
+            return if id.is_none() && args.is_empty() {
+                Ok(Command::Login)
+            } else {
+                Err(usage(
+                    "'login' takes nothing: it signs you in as yourself.",
+                    INCIDENT_USAGE,
+                ))
+            };
+        }
         "new" | "open" | "declare" => {
             if args.is_empty() {
                 return Err(usage("'new' needs a title.", INCIDENT_USAGE));

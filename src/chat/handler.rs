@@ -181,6 +181,20 @@ impl ChatHandler {
                 self.page(platform, by, target, message, here).await
             }
             Command::Maintenance(action) => self.maintenance(platform, &user, action).await,
+            Command::Login => match self.service.sign_in_link(&user, platform).await {
+                // Only the asker sees the reply, and it is not kept in the
+                // channel's history: the link is theirs alone.
+                Ok(link) => Reply::private(format!(
+                    "Your sign-in link to the tocsin console, as {}. It works once, within {}; do not share it:\n{}",
+                    esc(platform, &user),
+                    link.valid_for,
+                    Markup::of_platform(platform).link(&link.url)
+                )),
+                Err(e) => {
+                    tracing::warn!(%user, error = %e, "No console sign-in link");
+                    Reply::private(esc(platform, &format!("No sign-in link: {e}.")))
+                }
+            },
             Command::Incident { id, action } => {
                 if let IncidentAction::New { title, severity } = action {
                     return self.open(platform, by, title, severity).await;

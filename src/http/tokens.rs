@@ -21,6 +21,7 @@ fn view(t: &ApiToken) -> Value {
         "created_at": t.created_at,
         "created_by": t.created_by,
         "revoked_at": t.revoked_at,
+        "sign_in": t.sign_in,
     })
 }
 

@@ -24,6 +24,7 @@ mod report;
 pub mod retention;
 pub mod routing;
 mod runbook;
+pub mod sign_in;
 pub mod stakeholders;
 mod writer;
 
@@ -133,6 +134,12 @@ pub struct Service {
     flapping: Arc<parking_lot::Mutex<std::collections::BTreeSet<IncidentId>>>,
     /// The `[[maintenance]]` windows (runtime ones are in the store).
     config_windows: Arc<Vec<crate::maintenance::Window>>,
+    /// Sends sign-in links by email, once the app installs `[smtp]`.
+    mailer: Arc<std::sync::OnceLock<Arc<dyn sign_in::Mailer>>>,
+    /// When each user was last emailed a sign-in link (at most one a
+    /// minute, so the form cannot flood an inbox).
+    emailed:
+        Arc<parking_lot::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>>,
 }
 
 impl Service {
@@ -174,6 +181,8 @@ impl Service {
             feed: Arc::default(),
             flapping: Arc::new(parking_lot::Mutex::new(flapping)),
             config_windows,
+            mailer: Arc::default(),
+            emailed: Arc::default(),
         })
     }
 

@@ -492,6 +492,70 @@ async fn every_incident_subcommand() {
     d.app.stop().await;
 }
 
+/// `/incident login`: an ephemeral answer with a one-time console link
+/// that signs in as the asker.
+#[tokio::test]
+async fn incident_login_answers_with_a_one_time_console_link() {
+    let fake = FakeDiscord::start().await;
+    let config = format!(
+        r#"{}
+[console]
+enabled = true
+session_key = "discord-console-key-0123456789abcdef0123"
+url = "https://console.example.test"
+"#,
+        discord_config(&fake, &DEFAULT)
+    );
+    let app = spawn_app_with(Arc::new(SystemClock), Some("payments"), &config).await;
+    app.start_background();
+    let d = Discord { app, fake };
+    let (text, private) = d
+        .say(BOB, GENERAL, "incident", sub("login", json!([])))
+        .await;
+    assert!(private, "only bob sees his link");
+    assert!(
+        text.starts_with("Your sign-in link to the tocsin console, as bob. It works once, within 10m; do not share it:\n<https://console.example.test/login/link?code=tsn_"),
+        "{text}"
+    );
+    let code = text
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>')
+        .to_string();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = http
+        .post(d.app.url("/login/link"))
+        .form(&[("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 303);
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = http
+        .get(d.app.url("/incidents"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("bob"), "{page}");
+    let again = http
+        .post(d.app.url("/login/link"))
+        .form(&[("code", code.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 401);
+    d.app.stop().await;
+}
+
 #[tokio::test]
 async fn oncall_cover_and_page_commands() {
     let d = discord().await;
@@ -996,7 +1060,8 @@ async fn tocsin_discord_register_overwrites_the_guild_commands() {
         names(&call.body[0]["options"]),
         [
             "new", "ack", "resolve", "escalate", "snooze", "status", "severity", "role", "note",
-            "update", "public", "private", "summary", "runbook", "step", "phase", "drill", "help"
+            "update", "public", "private", "summary", "login", "runbook", "step", "phase", "drill",
+            "help"
         ]
     );
     assert_eq!(names(&call.body[1]["options"]), ["show", "cover"]);

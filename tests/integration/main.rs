@@ -32,6 +32,7 @@ mod retention;
 mod routing;
 mod runbooks;
 mod senders;
+mod sign_in;
 mod slack;
 mod specs;
 mod stakeholders;

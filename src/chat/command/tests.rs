@@ -86,6 +86,15 @@ fn incident_commands() {
             action: IncidentAction::Update("Checkout is back; we keep watching.".into())
         }
     );
+    assert_eq!(inc("login").unwrap(), Command::Login);
+    assert_eq!(inc("Sign-In").unwrap(), Command::Login);
+    assert!(
+        inc("INC-4 login")
+            .unwrap_err()
+            .problem
+            .contains("'login' takes nothing")
+    );
+    assert!(inc("login bob").is_err());
     assert!(
         inc("update")
             .unwrap_err()

@@ -123,6 +123,11 @@ pub fn definitions() -> Vec<CreateCommand> {
         sub("private", "Take it off the public status page", on(vec![])),
         sub("summary", "Show the summary", on(vec![])),
         sub(
+            "login",
+            "A one-time link that signs you in to the web console",
+            vec![],
+        ),
+        sub(
             "runbook",
             "Runbooks",
             on(vec![string("args", "show, or a runbook name", false)]),
@@ -331,7 +336,9 @@ fn incident(options: &Value) -> Result<Command, UsageError> {
                 action: IncidentAction::New { title, severity },
             });
         }
-        "ack" | "escalate" | "status" | "summary" | "public" | "private" => sub.to_string(),
+        "ack" | "escalate" | "status" | "summary" | "public" | "private" | "login" => {
+            sub.to_string()
+        }
         "resolve" => match o.text("note") {
             Some(note) => format!("resolve {note}"),
             None => "resolve".into(),
@@ -496,6 +503,7 @@ mod tests {
             Ok(here(IncidentAction::Public(false)))
         );
         assert!(inc("update", json!([])).is_err());
+        assert_eq!(inc("login", json!([])), Ok(Command::Login));
         assert_eq!(
             inc("runbook", json!([])),
             Ok(here(IncidentAction::Runbook(vec![])))

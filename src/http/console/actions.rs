@@ -15,24 +15,54 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::{NaiveDateTime, Utc};
 
-fn login_page(message: Option<&str>) -> Html<String> {
+/// The sign-in page: the token form, and how else to sign in where the
+/// config allows (a link by chat or by email).
+fn login_page(st: &AppState, message: Option<&str>, notice: Option<&str>) -> Html<String> {
     let error = message
         .map(|m| format!(r#"<p class="error" role="alert">{}</p>"#, escape(m)))
         .unwrap_or_default();
+    let notice = notice
+        .map(|m| format!(r#"<p class="notice" role="status">{}</p>"#, escape(m)))
+        .unwrap_or_default();
+    let config = &st.config;
+    let links = config.console.url.is_some();
+    let mut other = String::new();
+    if links && (config.slack.is_some() || config.discord.is_some()) {
+        other.push_str(r#"<p>Or type <code>/incident login</code> in Slack or Discord: tocsin answers you alone with a link that signs you in once.</p>"#);
+    }
+    if links && config.smtp.is_some() {
+        other.push_str(r#"<form method="post" action="/login/email" class="login"><label>Your tocsin user name or email <input type="text" name="who" autocomplete="username" required></label> <button>Email me a sign-in link</button></form>"#);
+    }
     layout(
         None,
         "Sign in",
         &format!(
-            r#"<h1>Sign in</h1>{error}
+            r#"<h1>Sign in</h1>{error}{notice}
 <form method="post" action="/login" class="login"><label>API token <input type="password" name="token" autocomplete="off" required autofocus placeholder="tsn_..."></label> <button>Sign in</button></form>
-<p class="muted">Make a token with <code>tocsin token create --user YOU --scope read|write|admin</code>. A read token shows incidents and schedules; a write token acts on incidents; an admin token also edits schedules.</p>"#
+{other}<p class="muted">Make a token with <code>tocsin token create --user YOU --scope read|write|admin</code>. A read token shows incidents and schedules; a write token acts on incidents; an admin token also edits schedules.</p>"#
         ),
     )
 }
 
+/// Starts a session naming `token_id` and sends the browser to the
+/// incidents.
+fn start_session(st: &AppState, token_id: &str) -> Response {
+    let ttl = st.config.console.session_ttl;
+    let expires = st.service.clock().now()
+        + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
+    let (_, value) = signer(st).issue(token_id, expires);
+    let cookie = session::set_cookie(&value, ttl, st.config.console.secure_cookie);
+    let mut resp = Redirect::to("/incidents").into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
+    );
+    resp
+}
+
 /// `GET /login`
-pub async fn login_form() -> Html<String> {
-    login_page(None)
+pub async fn login_form(State(st): State<AppState>) -> Html<String> {
+    login_page(&st, None, None)
 }
 
 /// `POST /login` `token=...`: checks the token as the API would and sets
@@ -51,7 +81,7 @@ pub async fn login(
             tracing::info!("Console sign-in refused: wrong or revoked token");
             return Ok((
                 StatusCode::UNAUTHORIZED,
-                login_page(Some("That token is wrong or was revoked.")),
+                login_page(&st, Some("That token is wrong or was revoked."), None),
             )
                 .into_response());
         }
@@ -61,18 +91,96 @@ pub async fn login(
         Some(id) => id.to_string(),
         None => bootstrap_id(presented),
     };
-    let ttl = st.config.console.session_ttl;
-    let expires = st.service.clock().now()
-        + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(12));
-    let (_, value) = signer(&st).issue(&token_id, expires);
     tracing::info!(principal = %principal.principal, scope = %principal.scope, "Console sign-in");
-    let cookie = session::set_cookie(&value, ttl, st.config.console.secure_cookie);
-    let mut resp = Redirect::to("/incidents").into_response();
-    resp.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("the cookie is ASCII"),
-    );
-    Ok(resp)
+    Ok(start_session(&st, &token_id))
+}
+
+/// `GET /login/link?code=...`: asks before using the link, so a chat
+/// client's or a mail scanner's preview of the URL does not spend it.
+pub async fn link_form(
+    State(st): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(code) = q.get("code").filter(|c| !c.trim().is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            login_page(
+                &st,
+                Some("That sign-in link has no code; ask for a new one."),
+                None,
+            ),
+        )
+            .into_response();
+    };
+    layout(
+        None,
+        "Sign in",
+        &format!(
+            r#"<h1>Sign in</h1>
+<p>This one-time link signs you in to the tocsin console.</p>
+<form method="post" action="/login/link" class="login"><input type="hidden" name="code" value="{}"><button autofocus>Sign in</button></form>
+<p class="muted">The link works once. If you did not ask for it, close this page.</p>"#,
+            escape(code)
+        ),
+    )
+    .into_response()
+}
+
+/// `POST /login/link` `code=...`: uses a one-time sign-in link and sets
+/// the session cookie; a used, expired or unknown link is refused (401)
+/// and signs nobody in.
+pub async fn link_login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    super::same_origin(&headers)?;
+    let form = Form::parse(&body)?;
+    let code = form.get("code").unwrap_or_default();
+    match st.service.redeem_sign_in(code).await? {
+        Ok(record) => {
+            tracing::info!(principal = %format!("token:{}", record.id), user = %record.user, scope = %record.scope, "Console sign-in by link");
+            Ok(start_session(&st, &record.id))
+        }
+        Err(refusal) => {
+            let message = refusal.to_string();
+            let mut m = message.chars();
+            let message: String = m
+                .next()
+                .map(|c| c.to_uppercase().chain(m).collect())
+                .unwrap_or_default();
+            Ok((
+                StatusCode::UNAUTHORIZED,
+                login_page(&st, Some(&format!("{message}.")), None),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// `POST /login/email` `who=...`: emails the user a sign-in link, and
+/// answers the same whether or not there is such a user.
+pub async fn email_link(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    super::same_origin(&headers)?;
+    let form = Form::parse(&body)?;
+    let who = form.get("who").unwrap_or_default().trim().to_string();
+    if who.is_empty() || who.chars().count() > 200 {
+        return Err(bad("Give your tocsin user name or email address."));
+    }
+    st.service.email_sign_in_link(&who).await;
+    let valid = humantime::format_duration(st.config.console.link_ttl).to_string();
+    Ok(login_page(
+        &st,
+        None,
+        Some(&format!(
+            "If {who} is a tocsin user with an email address, a sign-in link is on its way. It works once, within {valid}."
+        )),
+    )
+    .into_response())
 }
 
 /// `POST /logout`: forgets the cookie.

@@ -33,6 +33,11 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/incidents") }))
         .route("/login", get(actions::login_form).post(actions::login))
+        .route(
+            "/login/link",
+            get(actions::link_form).post(actions::link_login),
+        )
+        .route("/login/email", axum::routing::post(actions::email_link))
         .route("/logout", post(actions::logout))
         .route("/incidents", get(pages::incidents))
         .route("/incidents/{id}", get(pages::incident))
@@ -222,7 +227,7 @@ pub fn viewer(st: &AppState, headers: &HeaderMap) -> Result<Viewer, Refusal> {
             .store()
             .token(&session.token_id)
             .map_err(crate::service::ServiceError::from)?
-            .filter(|t| t.revoked_at.is_none())
+            .filter(|t| t.session_ok(st.service.clock().now()))
             .ok_or(Refusal::SignIn)?;
         Principal {
             user: Some(record.user),
