@@ -42,10 +42,18 @@ pub(crate) use config::{handoff_warning, parse_day, parse_time};
 pub use ical::to_ical;
 pub use recurrence::Recurrence;
 
-use chrono::{DateTime, Datelike, Days, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rotation::{Rotation, Turn};
 use serde::{Deserialize, Serialize};
+
+/// The instant the local day `day` begins in `tz`: its midnight, or the
+/// end of a spring gap that skips midnight. Days are 23 or 25 hours long
+/// around DST changes, so a calendar steps from date to date with this
+/// rather than adding 24 hours.
+pub fn local_day_start(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
+    wall::resolve(tz, day.and_time(NaiveTime::MIN))
+}
 
 /// How far from the queried instant [`Schedule::who_is_on_call`] looks for shift boundaries.
 pub const HORIZON_DAYS: i64 = 90;
@@ -200,6 +208,41 @@ impl Restriction {
 }
 
 impl Layer {
+    /// The restriction windows overlapping `[from, to)`, sorted, with
+    /// overlapping or touching ones merged.
+    fn windows(
+        &self,
+        tz: Tz,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        // A window lasts at most a day (25 hours in a fold), so the ones
+        // starting two local days before `from` have ended by then.
+        let first = wall::local(tz, from).date();
+        let first = first.checked_sub_days(Days::new(2)).unwrap_or(first);
+        let last = wall::local(tz, to).date();
+        let mut all = Vec::new();
+        for day in first.iter_days().take_while(|d| *d <= last) {
+            for r in &self.restrictions {
+                if let Some((start, end)) = r.window(tz, day)
+                    && start < to
+                    && end > from
+                {
+                    all.push((start, end));
+                }
+            }
+        }
+        all.sort();
+        let mut merged: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::with_capacity(all.len());
+        for (start, end) in all {
+            match merged.last_mut() {
+                Some(prev) if start <= prev.1 => prev.1 = prev.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        merged
+    }
+
     /// Whether the layer is active at `t` (started, and inside a window if
     /// it has any), narrowing `b` to where that stays the same.
     fn active(&self, tz: Tz, b: &mut Bounds) -> bool {
@@ -292,7 +335,6 @@ impl Schedule {
         })
     }
 
-    /// The final schedule in `[from, to)` as consecutive shifts; same user and source merge, nobody on call is a gap.
     /// Who is on call next from `after` on: whoever is on call at `after`,
     /// else the first shift that starts after it, however far away within
     /// a year (a business-hours schedule's next person is tomorrow
@@ -313,6 +355,7 @@ impl Schedule {
         None
     }
 
+    /// The final schedule in `[from, to)` as consecutive shifts; same user and source merge, nobody on call is a gap.
     pub fn shifts(&self, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[Override]) -> Vec<Shift> {
         let overrides = self.all_overrides(extra);
         let mut cursors = self.cursors();
@@ -366,6 +409,50 @@ impl Schedule {
                 end: tn.end.unwrap_or(DateTime::<Utc>::MAX_UTC),
             });
             turn = rot.next(&tn);
+        }
+        out
+    }
+
+    /// One layer's shifts in `[from, to)` as that layer alone would put
+    /// people on call: its rotation inside its restrictions (always, if it
+    /// has none), clipped to the window. Touching shifts of one user merge,
+    /// as in [`Schedule::shifts`]. Unknown layer: empty.
+    ///
+    /// For a schedule of this one layer and no overrides, this is exactly
+    /// [`Schedule::shifts`]; other layers and overrides are ignored.
+    pub fn layer_effective_shifts(
+        &self,
+        layer: usize,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<Shift> {
+        let Some(l) = self.layers.get(layer) else {
+            return Vec::new();
+        };
+        let windows = if l.restrictions.is_empty() {
+            vec![(from, to)]
+        } else {
+            l.windows(self.tz, from, to)
+        };
+        let mut out: Vec<Shift> = Vec::new();
+        // Turns and windows are both sorted and disjoint, so the pieces
+        // come out in order.
+        for turn in self.layer_shifts(layer, from, to) {
+            for &(open, close) in &windows {
+                let start = turn.start.max(open).max(from);
+                let end = turn.end.min(close).min(to);
+                if start >= end {
+                    continue;
+                }
+                match out.last_mut() {
+                    Some(prev) if prev.end == start && prev.user == turn.user => prev.end = end,
+                    _ => out.push(Shift {
+                        start,
+                        end,
+                        ..turn.clone()
+                    }),
+                }
+            }
         }
         out
     }

@@ -297,6 +297,38 @@ proptest! {
             prop_assert_eq!(s.who_is_on_call(mid, &extra), None);
         }
     }
+
+    /// (d) Each layer's effective shifts are the final schedule of a
+    /// schedule holding only that layer.
+    #[test]
+    fn layer_effective_shifts_are_the_layer_alone(
+        zone in 0..ZONES.len(),
+        layers in proptest::collection::vec(layer_case(true), 1..=3),
+        offset in 0i64..TWO_YEARS,
+        span in 1i64..(10 * 86_400),
+    ) {
+        let earliest = layers.iter().map(|l| l.start).min().unwrap();
+        let from = at_offset(earliest.and_utc() - TimeDelta::days(2), offset);
+        let to = at_offset(from, span);
+        let s = build(ZONES[zone], &layers, Vec::new());
+        for (i, l) in layers.iter().enumerate() {
+            let alone = build(ZONES[zone], std::slice::from_ref(l), Vec::new());
+            let got: Vec<_> = s
+                .layer_effective_shifts(i, from, to)
+                .into_iter()
+                .map(|sh| {
+                    prop_assert_eq!(&sh.source, &ShiftSource::Layer(format!("layer{i}")));
+                    Ok((sh.user, sh.start, sh.end))
+                })
+                .collect::<Result<_, TestCaseError>>()?;
+            let want: Vec<_> = alone
+                .shifts(from, to, &[])
+                .into_iter()
+                .map(|sh| (sh.user, sh.start, sh.end))
+                .collect();
+            prop_assert_eq!(got, want, "layer {}", i);
+        }
+    }
 }
 
 /// A frequent rotation across DST changes agrees with the reference walk.

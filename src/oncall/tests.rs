@@ -1,7 +1,7 @@
 //! Behaviour tests with fixed dates: rotations, layers, overrides, DST, validation, iCal.
 
 use super::*;
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -613,6 +613,113 @@ fn layer_shifts_are_not_clipped_and_unknown_layers_are_empty() {
     assert!(
         s.layer_shifts(7, utc("2026-01-06T00:00:00Z"), utc("2026-01-13T00:00:00Z"))
             .is_empty()
+    );
+}
+
+#[test]
+fn a_layers_effective_shifts_are_its_rotation_inside_its_restrictions() {
+    let s = schedule(TEAM);
+    let (from, to) = (utc("2026-01-05T00:00:00Z"), utc("2026-01-12T12:00:00Z"));
+    // The daytime layer: its windows only (09:00-17:00 Berlin, weekdays),
+    // the handoff on Monday inside a window.
+    let daytime = s.layer_effective_shifts(1, from, to);
+    assert_eq!(
+        brief(&daytime),
+        expect(&[
+            ("dave", "2026-01-05T08:00:00Z", "2026-01-05T16:00:00Z"),
+            ("dave", "2026-01-06T08:00:00Z", "2026-01-06T16:00:00Z"),
+            ("dave", "2026-01-07T08:00:00Z", "2026-01-07T16:00:00Z"),
+            ("dave", "2026-01-08T08:00:00Z", "2026-01-08T16:00:00Z"),
+            ("dave", "2026-01-09T08:00:00Z", "2026-01-09T16:00:00Z"),
+            ("erin", "2026-01-12T08:00:00Z", "2026-01-12T12:00:00Z"),
+        ])
+    );
+    assert!(daytime.iter().all(|d| d.source == layer("daytime")));
+    // The weekly layer is unrestricted: its turns from its start, clipped,
+    // and the override on Wednesday does not show.
+    assert_eq!(
+        brief(&s.layer_effective_shifts(0, from, to)),
+        expect(&[
+            ("alice", "2026-01-05T08:00:00Z", "2026-01-12T08:00:00Z"),
+            ("bob", "2026-01-12T08:00:00Z", "2026-01-12T12:00:00Z"),
+        ])
+    );
+    assert!(s.layer_effective_shifts(2, from, to).is_empty());
+    assert!(s.layer_effective_shifts(1, to, from).is_empty());
+}
+
+#[test]
+fn overlapping_and_overnight_windows_merge_into_one_shift() {
+    let s = schedule(
+        r#"
+        name = "office"
+        time_zone = "Europe/Berlin"
+        [[layers]]
+        name = "office"
+        users = ["alice", "bob"]
+        start = "2026-01-05T00:00:00"
+        handoff = "0 0 0 * * Mon"
+        [[layers.restrictions]]
+        days = ["mon"]
+        start = "09:00"
+        end = "13:00"
+        [[layers.restrictions]]
+        days = ["mon"]
+        start = "12:00"
+        end = "17:00"
+        [[layers.restrictions]]
+        days = ["tue"]
+        start = "22:00"
+        end = "00:00"
+        [[layers.restrictions]]
+        days = ["wed"]
+        start = "00:00"
+        end = "06:00"
+        "#,
+    );
+    let (from, to) = (utc("2026-01-04T23:00:00Z"), utc("2026-01-11T23:00:00Z"));
+    assert_eq!(
+        brief(&s.layer_effective_shifts(0, from, to)),
+        expect(&[
+            ("alice", "2026-01-05T08:00:00Z", "2026-01-05T16:00:00Z"),
+            ("alice", "2026-01-06T21:00:00Z", "2026-01-07T05:00:00Z"),
+        ])
+    );
+    assert_eq!(
+        brief(&s.layer_effective_shifts(0, from, to)),
+        brief(&s.shifts(from, to, &[]))
+    );
+}
+
+#[test]
+fn local_days_are_23_or_25_hours_around_dst() {
+    let ny = chrono_tz::America::New_York;
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    assert_eq!(
+        local_day_start(ny, day("2026-11-01")),
+        utc("2026-11-01T04:00:00Z")
+    );
+    assert_eq!(
+        local_day_start(ny, day("2026-11-02")),
+        utc("2026-11-02T05:00:00Z")
+    );
+    assert_eq!(
+        local_day_start(ny, day("2026-03-08")),
+        utc("2026-03-08T05:00:00Z")
+    );
+    assert_eq!(
+        local_day_start(ny, day("2026-03-09")),
+        utc("2026-03-09T04:00:00Z")
+    );
+    // Chile springs forward at midnight: the day begins at 01:00 local.
+    let santiago = chrono_tz::America::Santiago;
+    assert_eq!(
+        local_day_start(santiago, day("2026-09-06")),
+        utc("2026-09-06T04:00:00Z")
+    );
+    assert_eq!(
+        local_day_start(chrono_tz::UTC, day("2026-09-06")),
+        utc("2026-09-06T00:00:00Z")
     );
 }
 
