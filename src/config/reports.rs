@@ -77,6 +77,11 @@ impl WorkingTime {
         self.zones.get(user).copied().unwrap_or(self.default_zone)
     }
 
+    /// `user`'s own time zone (`[[users]] time_zone`), if they have one.
+    pub fn own_zone(&self, user: &str) -> Option<Tz> {
+        self.zones.get(user).copied()
+    }
+
     /// Whether a local wall-clock time is inside working hours: on a
     /// working day, at or after the start and before the end.
     pub fn is_working(&self, local: NaiveDateTime) -> bool {
@@ -258,6 +263,8 @@ time_zone = "Asia/Tokyo"
         assert_eq!(w.time_zone("alice"), chrono_tz::Europe::Berlin);
         assert_eq!(w.time_zone("gone"), chrono_tz::Europe::Berlin);
         assert_eq!(w.time_zone("bob"), chrono_tz::Asia::Tokyo);
+        assert_eq!(w.own_zone("bob"), Some(chrono_tz::Asia::Tokyo));
+        assert_eq!(w.own_zone("alice"), None);
         // Sunday 23:30 in Berlin (22:30 UTC): a working day, before midnight.
         assert!(!w.is_outside("alice", utc("2026-12-06T22:30:00Z")));
         // Tuesday is not a working day.
