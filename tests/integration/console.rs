@@ -1064,3 +1064,224 @@ async fn a_status_update_and_the_status_page_toggle_from_the_console() {
     assert_eq!(resp.status(), 400);
     app.stop().await;
 }
+
+/// A Berlin schedule: a weekly rotation round the clock, an office-hours
+/// layer on top (weekdays 09:00-17:00 Berlin), and a configured override.
+/// carol keeps New York time.
+const LAYERED: &str = r#"
+[[users]]
+name = "carol"
+time_zone = "America/New_York"
+[[schedules]]
+name = "team"
+time_zone = "Europe/Berlin"
+[[schedules.layers]]
+name = "weekly"
+users = ["alice", "bob"]
+start = "2026-10-05T00:00:00"
+handoff = "0 0 0 * * Mon"
+[[schedules.layers]]
+name = "office"
+users = ["carol"]
+start = "2026-10-05T00:00:00"
+handoff = "0 0 0 * * Mon"
+[[schedules.layers.restrictions]]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "09:00"
+end = "17:00"
+[[schedules.overrides]]
+user = "bob"
+start = "2026-12-02T12:00:00+01:00"
+end = "2026-12-02T14:00:00+01:00"
+"#;
+
+async fn layered() -> TestApp {
+    spawn_app_with(
+        Arc::new(ManualClock::new(t0())),
+        None,
+        &format!("{CONSOLE}{LAYERED}"),
+    )
+    .await
+}
+
+/// The seven day cells of the week row labelled `label`, each as
+/// "user HH:MM–HH:MM" per shift, joined by ", ".
+fn week_row(page: &str, label: &str) -> Vec<String> {
+    let head = format!(r#"<th scope="row">{label}</th>"#);
+    let at = page
+        .find(&head)
+        .unwrap_or_else(|| panic!("no row {label}: {page}"))
+        + head.len();
+    let row = &page[at..at + page[at..].find("</tr>").unwrap()];
+    row.split("<td>")
+        .skip(1)
+        .map(|cell| {
+            cell.split("<strong>")
+                .skip(1)
+                .map(|s| {
+                    let (user, rest) = s.split_once("</strong><br>").unwrap();
+                    let times = rest.split("<br>").next().unwrap();
+                    format!("{user} {times}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_week_shows_each_layer_the_overrides_and_the_final_schedule() {
+    let app = layered().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (s, page) = b.get("/schedules/team?from=2026-11-30").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("Times in UTC; the schedule's zone is Europe/Berlin."),
+        "{page}"
+    );
+    // Rows in order: the layers as listed, the overrides, the result.
+    let order: Vec<usize> = ["weekly", "office", "Overrides", "Final schedule"]
+        .iter()
+        .map(|l| page.find(&format!(r#"<th scope="row">{l}</th>"#)).unwrap())
+        .collect();
+    assert!(order.is_sorted(), "{page}");
+    // Monday 00:00 Berlin is Sunday 23:00 UTC.
+    let mut weekly = vec!["alice 00:00–24:00".to_string(); 6];
+    weekly.push("alice 00:00–23:00, bob 23:00–24:00".into());
+    assert_eq!(week_row(&page, "weekly"), weekly);
+    // The office layer only inside its windows: 09:00-17:00 Berlin.
+    let mut office = vec!["carol 08:00–16:00".to_string(); 5];
+    office.extend(["".into(), "".into()]);
+    assert_eq!(week_row(&page, "office"), office);
+    assert_eq!(
+        week_row(&page, "Overrides"),
+        ["", "", "bob 11:00–13:00", "", "", "", ""]
+    );
+    let last = week_row(&page, "Final schedule");
+    assert_eq!(
+        last[0],
+        "alice 00:00–08:00, carol 08:00–16:00, alice 16:00–24:00"
+    );
+    assert_eq!(
+        last[2],
+        "alice 00:00–08:00, carol 08:00–11:00, bob 11:00–13:00, carol 13:00–16:00, alice 16:00–24:00"
+    );
+    assert_eq!(last[5], "alice 00:00–24:00");
+    assert_eq!(last[6], "alice 00:00–23:00, bob 23:00–24:00");
+    // The shifts keep their markup and classes.
+    assert!(
+        page.contains(r#"<div class="shift layer"><strong>carol</strong><br>08:00–16:00<br><span class="muted">office</span></div>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<div class="shift override"><strong>bob</strong><br>11:00–13:00<br><span class="muted">override</span></div>"#),
+        "{page}"
+    );
+    // alice has no zone of her own: UTC and the schedule's to choose from.
+    assert!(!page.contains("(yours)"), "{page}");
+    assert!(
+        page.contains(r#"<a href="/schedules/team?from=2026-11-30&amp;tz=Europe%2FBerlin">Europe/Berlin</a> (the schedule's)"#),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_week_in_another_zone_shifts_the_times_and_keeps_the_zone() {
+    let app = layered().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "carol", Scope::Read).await).await;
+    let (s, page) = b
+        .get("/schedules/team?from=2026-11-30&tz=America/New_York")
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains("Times in America/New_York; the schedule's zone is Europe/Berlin."),
+        "{page}"
+    );
+    // New York is six hours behind Berlin in December.
+    assert_eq!(week_row(&page, "office")[0], "carol 03:00–11:00");
+    assert_eq!(week_row(&page, "Overrides")[2], "bob 06:00–08:00");
+    assert_eq!(
+        week_row(&page, "weekly")[6],
+        "alice 00:00–18:00, bob 18:00–24:00"
+    );
+    assert_eq!(
+        week_row(&page, "Final schedule")[2],
+        "alice 00:00–03:00, carol 03:00–06:00, bob 06:00–08:00, carol 08:00–11:00, alice 11:00–24:00"
+    );
+    // Previous and next keep the zone; carol's own zone is offered.
+    for week in ["2026-11-23", "2026-12-07"] {
+        let link = format!(r#"href="/schedules/team?from={week}&amp;tz=America%2FNew_York""#);
+        assert!(page.contains(&link), "{link}: {page}");
+    }
+    assert!(
+        page.contains(r#"<a href="/schedules/team?from=2026-11-30&amp;tz=America%2FNew_York" aria-current="true">America/New_York</a> (yours)"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<a href="/schedules/team?from=2026-11-30&amp;tz=UTC">UTC</a>"#),
+        "{page}"
+    );
+    // The default stays UTC, with links that name no zone.
+    let (_, page) = b.get("/schedules/team?from=2026-11-30").await;
+    assert!(page.contains("Times in UTC;"), "{page}");
+    assert!(
+        page.contains(r#"<a href="/schedules/team?from=2026-11-23">← previous week</a>"#),
+        "{page}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_week_across_a_dst_change_has_a_25_hour_day() {
+    let app = layered().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    // New York falls back on Sunday 2026-11-01 (EDT -> EST); Berlin did a
+    // week earlier. The weekly handoff is Monday 00:00 Berlin.
+    let (s, page) = b
+        .get("/schedules/team?from=2026-10-27&tz=America/New_York")
+        .await;
+    assert_eq!(s, 200, "{page}");
+    assert!(
+        page.contains(r#"<th>Sun 01 Nov <span class="muted">(25 h)</span></th>"#),
+        "{page}"
+    );
+    assert!(page.contains("<th>Mon 02 Nov</th>"), "{page}");
+    let weekly = week_row(&page, "weekly");
+    // Until Sunday 06:00 UTC Berlin is five hours ahead (CET, EDT), then
+    // six (EST). Sunday runs to local midnight, 05:00 UTC, and Monday
+    // starts there, not an hour early.
+    assert_eq!(weekly[0], "bob 00:00–24:00");
+    assert_eq!(weekly[5], "bob 00:00–18:00, alice 18:00–24:00");
+    assert_eq!(weekly[6], "alice 00:00–24:00");
+    let office = week_row(&page, "office");
+    assert_eq!(office[0], "carol 04:00–12:00");
+    assert_eq!(office[5], "");
+    assert_eq!(office[6], "carol 03:00–11:00");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_time_zone_is_refused_and_escaped() {
+    let app = layered().await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Read).await).await;
+    let (s, page) = b.get("/schedules/team?tz=Mars/Olympus_Mons").await;
+    assert_eq!(s, 400, "{page}");
+    assert!(
+        page.contains("unknown time zone &#39;Mars/Olympus_Mons&#39;; use an IANA name"),
+        "{page}"
+    );
+    let (s, page) = b.get("/schedules/team?tz=%3Cb%3Ex%3C%2Fb%3E").await;
+    assert_eq!(s, 400, "{page}");
+    assert!(!page.contains("<b>x</b>"), "{page}");
+    assert!(page.contains("&lt;b&gt;x&lt;/b&gt;"), "{page}");
+    // An empty zone (the form left blank) is the default.
+    let (s, page) = b.get("/schedules/team?from=2026-11-30&tz=").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Times in UTC;"), "{page}");
+    app.stop().await;
+}

@@ -8,11 +8,12 @@ use super::{Refusal, Viewer, viewer};
 use crate::http::AppState;
 use crate::http::api::{ListQuery, incident_page, parse_id};
 use crate::incident::{Incident, Status};
-use crate::oncall::ShiftSource;
+use crate::oncall::{Shift, ShiftSource};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Html;
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use std::fmt::Write;
 
@@ -441,15 +442,71 @@ pub async fn oncall(
     Ok(layout(Some(&viewer), "On call", &b))
 }
 
-/// `?from=YYYY-MM-DD`: the week shown.
+/// `?from=YYYY-MM-DD&tz=Area/City`: the week shown, and the zone its
+/// days and times are in (UTC if none).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeekQuery {
     from: Option<NaiveDate>,
+    tz: Option<String>,
 }
 
-/// `GET /schedules/{name}?from=`: seven days of shifts from `from` (default
-/// today, UTC), the runtime overrides, and the form that adds one.
+/// A link to the week of `day` of a schedule, in `tz` if one is given.
+fn week_href(name: &str, day: NaiveDate, tz: Option<Tz>) -> String {
+    let day = day.to_string();
+    let mut params = vec![("from", day.as_str())];
+    if let Some(tz) = &tz {
+        params.push(("tz", tz.name()));
+    }
+    let qs = serde_urlencoded::to_string(&params).unwrap_or_default();
+    format!("/schedules/{}?{}", escape(name), escape(&qs))
+}
+
+/// One row of the week: `label` in its header cell, then each day's
+/// shifts, clipped to the day, as local times in `tz`.
+fn week_row(
+    b: &mut String,
+    class: &str,
+    label: &str,
+    shifts: &[Shift],
+    bounds: &[DateTime<Utc>],
+    tz: Tz,
+) {
+    let _ = write!(
+        b,
+        r#"<tr class="{class}"><th scope="row">{}</th>"#,
+        escape(label)
+    );
+    for day in bounds.windows(2) {
+        let (start, end) = (day[0], day[1]);
+        b.push_str("<td>");
+        for s in shifts.iter().filter(|s| s.start < end && s.end > start) {
+            let (class, source) = match &s.source {
+                ShiftSource::Layer(l) => ("layer", l.as_str()),
+                ShiftSource::Override => ("override", "override"),
+            };
+            let _ = write!(
+                b,
+                r#"<div class="shift {class}"><strong>{}</strong><br>{}–{}<br><span class="muted">{}</span></div>"#,
+                escape(&s.user),
+                s.start.max(start).with_timezone(&tz).format("%H:%M"),
+                if s.end >= end {
+                    "24:00".to_string()
+                } else {
+                    s.end.with_timezone(&tz).format("%H:%M").to_string()
+                },
+                escape(source)
+            );
+        }
+        b.push_str("</td>");
+    }
+    b.push_str("</tr>");
+}
+
+/// `GET /schedules/{name}?from=&tz=`: seven days from `from` (default
+/// today) in `tz` (default UTC): a row per layer as it alone would put
+/// people on call, a row of the overrides, the final schedule; then the
+/// runtime overrides, and the form that adds one.
 pub async fn schedule(
     State(st): State<AppState>,
     Path(name): Path<String>,
@@ -462,55 +519,111 @@ pub async fn schedule(
     let sched = dir.schedule(&name).ok_or_else(|| {
         crate::http::ApiError::not_found(format!("schedule '{name}' does not exist"))
     })?;
+    let chosen = match q.tz.as_deref().map(str::trim).filter(|z| !z.is_empty()) {
+        None => None,
+        Some(z) => Some(z.parse::<Tz>().map_err(|_| {
+            crate::http::ApiError::bad_request(format!(
+                "unknown time zone '{z}'; use an IANA name like Europe/Berlin, or UTC"
+            ))
+        })?),
+    };
+    let tz = chosen.unwrap_or(Tz::UTC);
     let now = st.service.clock().now();
-    let day = q.from.unwrap_or_else(|| now.date_naive());
-    let from = day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
-    let to = from + Duration::days(7);
+    let day = q
+        .from
+        .unwrap_or_else(|| now.with_timezone(&tz).date_naive());
+    let out_of_range =
+        || crate::http::ApiError::bad_request(format!("from={day} is out of the calendar's range"));
+    let prev = day
+        .checked_sub_days(Days::new(7))
+        .ok_or_else(out_of_range)?;
+    let next = day
+        .checked_add_days(Days::new(7))
+        .ok_or_else(out_of_range)?;
+    // Local midnights: a day around a DST change is 23 or 25 hours.
+    let dates: Vec<NaiveDate> = day.iter_days().take(8).collect();
+    let bounds: Vec<DateTime<Utc>> = dates
+        .iter()
+        .map(|d| crate::oncall::local_day_start(tz, *d))
+        .collect();
+    let (from, to) = (bounds[0], bounds[7]);
     let extra = dir.runtime_overrides(&name);
-    let shifts = sched.shifts(from, to, &extra);
+    let home = sched.time_zone();
+    let yours = viewer
+        .principal
+        .user
+        .as_deref()
+        .and_then(|u| dir.working_time.own_zone(u));
     let mut b = format!(
-        r#"<h1>Schedule {}</h1><p class="muted">Times in UTC; the schedule's zone is {}.</p>
-<p><a href="/schedules/{n}?from={prev}">← previous week</a> · <a href="/schedules/{n}?from={next}">next week →</a></p>
-<table class="week"><thead><tr>"#,
+        r#"<h1>Schedule {}</h1><p class="muted">Times in {}; the schedule's zone is {}.</p>
+<p><a href="{}">← previous week</a> · <a href="{}">next week →</a></p>
+<p class="zones">Show times in:"#,
         escape(&name),
-        escape(sched.time_zone().name()),
-        n = escape(&name),
-        prev = day - Duration::days(7),
-        next = day + Duration::days(7),
+        escape(tz.name()),
+        escape(home.name()),
+        week_href(&name, prev, chosen),
+        week_href(&name, next, chosen),
     );
-    for d in 0..7 {
+    let mut zones = vec![(Tz::UTC, "")];
+    if home != Tz::UTC {
+        zones.push((home, " (the schedule's)"));
+    }
+    if let Some(z) = yours.filter(|z| !zones.iter().any(|(known, _)| known == z)) {
+        zones.push((z, " (yours)"));
+    }
+    for (i, (z, note)) in zones.iter().enumerate() {
+        let current = if *z == tz {
+            r#" aria-current="true""#
+        } else {
+            ""
+        };
         let _ = write!(
             b,
-            "<th>{}</th>",
-            (day + Duration::days(d)).format("%a %d %b")
+            r#"{} <a href="{}"{current}>{}</a>{note}"#,
+            if i == 0 { "" } else { " ·" },
+            week_href(&name, day, Some(*z)),
+            escape(z.name()),
         );
     }
-    b.push_str("</tr></thead><tbody><tr>");
-    for d in 0..7 {
-        let start = from + Duration::days(d);
-        let end = start + Duration::days(1);
-        b.push_str("<td>");
-        for s in shifts.iter().filter(|s| s.start < end && s.end > start) {
-            let (class, source) = match &s.source {
-                ShiftSource::Layer(l) => ("layer", l.clone()),
-                ShiftSource::Override => ("override", "override".to_string()),
-            };
-            let _ = write!(
-                b,
-                r#"<div class="shift {class}"><strong>{}</strong><br>{}–{}<br><span class="muted">{}</span></div>"#,
-                escape(&s.user),
-                s.start.max(start).format("%H:%M"),
-                if s.end >= end {
-                    "24:00".to_string()
-                } else {
-                    s.end.format("%H:%M").to_string()
-                },
-                escape(&source)
-            );
-        }
-        b.push_str("</td>");
+    let _ = write!(
+        b,
+        r#"</p>
+<form method="get" action="/schedules/{}" class="filters"><input type="hidden" name="from" value="{day}"><label>Time zone <input name="tz" value="{}" size="24" aria-label="Time zone, like Europe/Berlin"></label> <button>Show</button></form>
+<table class="week"><thead><tr><td></td>"#,
+        escape(&name),
+        escape(tz.name()),
+    );
+    for (d, w) in dates.iter().zip(bounds.windows(2)) {
+        let minutes = (w[1] - w[0]).num_minutes();
+        let length = match (minutes / 60, minutes % 60) {
+            (24, 0) => String::new(),
+            (h, 0) => format!(r#" <span class="muted">({h} h)</span>"#),
+            (h, m) => format!(r#" <span class="muted">({h} h {m} min)</span>"#),
+        };
+        let _ = write!(b, "<th>{}{length}</th>", d.format("%a %d %b"));
     }
-    b.push_str("</tr></tbody></table>\n<h2>Overrides</h2>");
+    b.push_str("</tr></thead><tbody>");
+    for (i, layer) in sched.layer_names().into_iter().enumerate() {
+        let shifts = sched.layer_effective_shifts(i, from, to);
+        week_row(&mut b, "layer", layer, &shifts, &bounds, tz);
+    }
+    let mut overrides: Vec<Shift> = sched
+        .overrides()
+        .iter()
+        .chain(&extra)
+        .filter(|o| o.start < o.end && o.start < to && o.end > from)
+        .map(|o| Shift {
+            user: o.user.clone(),
+            source: ShiftSource::Override,
+            start: o.start,
+            end: o.end,
+        })
+        .collect();
+    overrides.sort_by_key(|o| o.start);
+    week_row(&mut b, "overrides", "Overrides", &overrides, &bounds, tz);
+    let shifts = sched.shifts(from, to, &extra);
+    week_row(&mut b, "final", "Final schedule", &shifts, &bounds, tz);
+    b.push_str("</tbody></table>\n<h2>Overrides</h2>");
     let overrides = dir.stored_overrides(&name);
     if overrides.is_empty() {
         b.push_str("<p class=\"empty\">No runtime overrides.</p>");
