@@ -1279,6 +1279,10 @@ async fn an_unknown_time_zone_is_refused_and_escaped() {
     assert_eq!(s, 400, "{page}");
     assert!(!page.contains("<b>x</b>"), "{page}");
     assert!(page.contains("&lt;b&gt;x&lt;/b&gt;"), "{page}");
+    // A week past the end of the calendar is refused, not a crash.
+    let (s, page) = b.get("/schedules/team?from=%2B262142-12-28").await;
+    assert_eq!(s, 400, "{page}");
+    assert!(page.contains("out of the calendar"), "{page}");
     // An empty zone (the form left blank) is the default.
     let (s, page) = b.get("/schedules/team?from=2026-11-30&tz=").await;
     assert_eq!(s, 200, "{page}");
