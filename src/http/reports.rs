@@ -24,6 +24,19 @@ pub const MAX_REPORT_DAYS: i64 = 366;
 pub struct ReportQuery {
     pub(super) since: Option<String>,
     pub(super) format: Option<String>,
+    /// For CSV of the response report: `service` (default) or `severity`.
+    pub(super) by: Option<String>,
+}
+
+/// The CSV of the response report grouped as `by` asks.
+pub(super) fn response_csv(by: Option<&str>) -> Result<fn(&report::Report) -> String, ApiError> {
+    match by.unwrap_or("service") {
+        "service" => Ok(report::csv),
+        "severity" => Ok(report::csv_by_severity),
+        other => Err(ApiError::bad_request(format!(
+            "unknown grouping by={other}; use service or severity"
+        ))),
+    }
 }
 
 /// The start of the window `since` names (default 30 days back).
@@ -84,14 +97,9 @@ pub async fn response(
     authorize(&st, &headers, Scope::Read)?;
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let from = since(&st, q.since.as_deref())?;
+    let csv = response_csv(q.by.as_deref())?;
     let r = st.service.response_report(from).await?;
-    respond(
-        q.format.as_deref(),
-        &r,
-        report::csv,
-        report::table,
-        report::svg,
-    )
+    respond(q.format.as_deref(), &r, csv, report::table, report::svg)
 }
 
 /// `GET /v1/reports/pages?since=30d&format=json|csv|text|svg`: pages per

@@ -7,7 +7,7 @@
 //! averages over the incidents acknowledged so far, MTTR over those
 //! resolved. Drills are left out.
 
-use crate::incident::Incident;
+use crate::incident::{Incident, Severity};
 use crate::markup::html::escape;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
@@ -35,6 +35,27 @@ pub struct ReportRow {
     pub mttr_seconds: Option<f64>,
 }
 
+/// One severity's week, over every service.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeverityRow {
+    /// The severity, `SEV1`..`SEV4`.
+    pub severity: String,
+    /// The ISO week, like `2026-W49`.
+    pub week: String,
+    /// Its Monday.
+    pub week_start: NaiveDate,
+    /// Incidents opened that week.
+    pub incidents: u64,
+    /// Of them, acknowledged (by now).
+    pub acknowledged: u64,
+    /// Mean time to acknowledge, in seconds.
+    pub mtta_seconds: Option<f64>,
+    /// Of them, resolved (by now).
+    pub resolved: u64,
+    /// Mean time to resolve, in seconds.
+    pub mttr_seconds: Option<f64>,
+}
+
 /// The report over a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
@@ -44,6 +65,8 @@ pub struct Report {
     pub until: DateTime<Utc>,
     /// By service, then week.
     pub rows: Vec<ReportRow>,
+    /// By severity (most severe first), then week.
+    pub by_severity: Vec<SeverityRow>,
 }
 
 #[derive(Default)]
@@ -65,6 +88,8 @@ pub fn build<'a>(
     until: DateTime<Utc>,
 ) -> Report {
     let mut by: BTreeMap<(String, String), Acc> = BTreeMap::new();
+    // SEV1 first, then by week.
+    let mut by_severity: BTreeMap<(Severity, String), Acc> = BTreeMap::new();
     for inc in incidents {
         if inc.drill || inc.created_at < since || inc.created_at >= until {
             continue;
@@ -73,17 +98,34 @@ pub fn build<'a>(
         let iso = day.iso_week();
         let week = format!("{}-W{:02}", iso.year(), iso.week());
         let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
-        let acc = by.entry((inc.service.clone(), week)).or_default();
-        acc.week_start = Some(monday);
-        acc.incidents += 1;
-        if let Some(at) = inc.acknowledged_at {
-            acc.acks.push((at - inc.created_at).num_seconds().max(0));
-        }
-        if let Some(at) = inc.resolved_at {
-            acc.resolves
-                .push((at - inc.created_at).num_seconds().max(0));
+        for acc in [
+            by.entry((inc.service.clone(), week.clone())).or_default(),
+            by_severity.entry((inc.severity, week)).or_default(),
+        ] {
+            acc.week_start = Some(monday);
+            acc.incidents += 1;
+            if let Some(at) = inc.acknowledged_at {
+                acc.acks.push((at - inc.created_at).num_seconds().max(0));
+            }
+            if let Some(at) = inc.resolved_at {
+                acc.resolves
+                    .push((at - inc.created_at).num_seconds().max(0));
+            }
         }
     }
+    let by_severity = by_severity
+        .into_iter()
+        .map(|((severity, week), a)| SeverityRow {
+            severity: severity.label().to_string(),
+            week,
+            week_start: a.week_start.expect("set with the first incident"),
+            incidents: a.incidents,
+            acknowledged: a.acks.len() as u64,
+            mtta_seconds: mean(&a.acks),
+            resolved: a.resolves.len() as u64,
+            mttr_seconds: mean(&a.resolves),
+        })
+        .collect();
     let rows = by
         .into_iter()
         .map(|((service, week), a)| ReportRow {
@@ -97,7 +139,12 @@ pub fn build<'a>(
             mttr_seconds: mean(&a.resolves),
         })
         .collect();
-    Report { since, until, rows }
+    Report {
+        since,
+        until,
+        rows,
+        by_severity,
+    }
 }
 
 /// `1h 05m`, `12m 30s`, `45s`, or `-` for none.
@@ -145,7 +192,31 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
-/// The rows as an aligned text table, for the CLI.
+/// The rows by severity as CSV, with a header line; times in seconds.
+pub fn csv_by_severity(report: &Report) -> String {
+    let mut out = String::from(
+        "severity,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n",
+    );
+    let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
+    for r in &report.by_severity {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{}",
+            r.severity,
+            r.week,
+            r.week_start,
+            r.incidents,
+            r.acknowledged,
+            secs(r.mtta_seconds),
+            r.resolved,
+            secs(r.mttr_seconds)
+        );
+    }
+    out
+}
+
+/// The rows as an aligned text table, for the CLI: by service, then by
+/// severity.
 pub fn table(report: &Report) -> String {
     let mut out = format!(
         "Incidents opened {} to {}\n",
@@ -173,6 +244,24 @@ pub fn table(report: &Report) -> String {
             out,
             "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
             r.service,
+            r.week,
+            r.incidents,
+            r.acknowledged,
+            human(r.mtta_seconds),
+            r.resolved,
+            human(r.mttr_seconds)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n{:8}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+        "SEVERITY", "WEEK", "INCIDENTS", "ACKED", "MTTA", "RESOLVED", "MTTR"
+    );
+    for r in &report.by_severity {
+        let _ = writeln!(
+            out,
+            "{:8}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+            r.severity,
             r.week,
             r.incidents,
             r.acknowledged,
@@ -321,6 +410,76 @@ mod tests {
         let svg = svg(&r);
         assert!(svg.starts_with("<svg") && svg.contains("pay,ments 2026-W48"));
         assert!(svg.contains(">1h 30m</text>"), "{svg}");
+    }
+
+    #[test]
+    fn mtta_and_mttr_by_severity_and_week_most_severe_first() {
+        let since: DateTime<Utc> = "2026-11-01T00:00:00Z".parse().unwrap();
+        let until: DateTime<Utc> = "2026-12-08T00:00:00Z".parse().unwrap();
+        let with = |mut i: Incident, sev: Severity| {
+            i.severity = sev;
+            i
+        };
+        let all = [
+            with(
+                incident(1, "api", "2026-11-30T10:00:00Z", Some(2), Some(10)),
+                Severity::Sev3,
+            ),
+            with(
+                incident(2, "pay", "2026-12-01T10:00:00Z", Some(4), None),
+                Severity::Sev1,
+            ),
+            with(
+                incident(3, "api", "2026-12-02T10:00:00Z", Some(8), Some(20)),
+                Severity::Sev1,
+            ),
+            with(
+                incident(4, "api", "2026-11-24T10:00:00Z", None, None),
+                Severity::Sev4,
+            ),
+            with(
+                incident(5, "pay", "2026-11-24T10:00:00Z", Some(1), Some(1)),
+                Severity::Sev1,
+            ),
+        ];
+        let r = build(&all, since, until);
+        type Row<'a> = (&'a str, &'a str, u64, Option<f64>, Option<f64>);
+        let rows: Vec<Row> = r
+            .by_severity
+            .iter()
+            .map(|s| {
+                (
+                    s.severity.as_str(),
+                    s.week.as_str(),
+                    s.incidents,
+                    s.mtta_seconds,
+                    s.mttr_seconds,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("SEV1", "2026-W48", 1, Some(60.0), Some(60.0)),
+                ("SEV1", "2026-W49", 2, Some(360.0), Some(1200.0)),
+                ("SEV3", "2026-W49", 1, Some(120.0), Some(600.0)),
+                ("SEV4", "2026-W48", 1, None, None),
+            ]
+        );
+        assert_eq!(
+            csv_by_severity(&r),
+            "severity,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n\
+             SEV1,2026-W48,2026-11-23,1,1,60,1,60\n\
+             SEV1,2026-W49,2026-11-30,2,2,360,1,1200\n\
+             SEV3,2026-W49,2026-11-30,1,1,120,1,600\n\
+             SEV4,2026-W48,2026-11-23,1,0,,0,\n"
+        );
+        let t = table(&r);
+        assert!(t.contains("SEVERITY  WEEK      INCIDENTS"), "{t}");
+        assert!(
+            t.contains("SEV1      2026-W49          2      2     6m 00s         1    20m 00s"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -559,6 +559,31 @@ async fn response_reports_by_service_and_week() {
     );
     let (s, body) = app.get("/v1/reports/response?since=banana").await;
     assert_eq!(s, 400, "{body}");
+    // By severity: both incidents are SEV2 (PagerDuty's "error").
+    let (_, json) = app.get("/v1/reports/response?since=7d").await;
+    assert_eq!(json["by_severity"][0]["severity"], "SEV2", "{json}");
+    assert_eq!(json["by_severity"][0]["incidents"], 2, "{json}");
+    let by_severity = app
+        .http
+        .get(app.url("/v1/reports/response?since=7d&format=csv&by=severity"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        by_severity,
+        "severity,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n\
+         SEV2,2026-W49,2026-11-30,2,2,300,1,1800\n"
+    );
+    let (s, body) = app.get("/v1/reports/response?format=csv&by=colour").await;
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.to_string().contains("use service or severity"),
+        "{body}"
+    );
 
     let mut b = Browser::new(&app);
     b.login(&token(&app, "alice", Scope::Read).await).await;
@@ -573,6 +598,17 @@ async fn response_reports_by_service_and_week() {
     let (s, csv) = b.get("/reports.csv?since=7d").await;
     assert_eq!(s, 200);
     assert!(csv.ends_with("payments,2026-W49,2026-11-30,2,2,300,1,1800\n"));
+    assert!(
+        page.contains("<td>SEV2</td><td>2026-W49</td><td>2</td><td>2</td><td>5m 00s</td><td>1</td><td>30m 00s</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<a href="/reports.csv?since=7d&amp;by=severity">Download CSV</a>"#),
+        "{page}"
+    );
+    let (s, csv) = b.get("/reports.csv?since=7d&by=severity").await;
+    assert_eq!(s, 200);
+    assert_eq!(csv, by_severity);
 
     let url = app.url("");
     let out = tokio::task::spawn_blocking(move || {
@@ -594,6 +630,10 @@ async fn response_reports_by_service_and_week() {
     );
     assert!(
         text.contains("payments  2026-W49          2      2     5m 00s         1    30m 00s"),
+        "{text}"
+    );
+    assert!(
+        text.contains("SEV2      2026-W49          2      2     5m 00s         1    30m 00s"),
         "{text}"
     );
     app.stop().await;

@@ -719,6 +719,30 @@ pub async fn reports(
         );
     }
     b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        r#"<h2>By severity</h2>
+<p class="muted">The same incidents by severity and week, over every service. <a href="/reports.csv?{}&amp;by=severity">Download CSV</a></p>
+<table class="report severity"><thead><tr><th>Severity</th><th>Week</th><th>Incidents</th><th>Acknowledged</th><th>MTTA</th><th>Resolved</th><th>MTTR</th></tr></thead><tbody>"#,
+        escape(&qs)
+    );
+    for row in &r.by_severity {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.severity,
+            row.week,
+            row.incidents,
+            row.acknowledged,
+            human(row.mtta_seconds),
+            row.resolved,
+            human(row.mttr_seconds)
+        );
+    }
+    if r.by_severity.is_empty() {
+        b.push_str(r#"<tr><td colspan="7">No incidents.</td></tr>"#);
+    }
+    b.push_str("</tbody></table>");
     let p = st.service.pages_report(from).await?;
     let _ = write!(
         b,
@@ -791,16 +815,19 @@ pub async fn reports_csv(
     viewer(&st, &headers)?;
     let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
     let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let csv = crate::http::reports::response_csv(q.by.as_deref())?;
     let r = st.service.response_report(from).await?;
+    let name = if q.by.as_deref() == Some("severity") {
+        "attachment; filename=\"tocsin-response-times-by-severity.csv\""
+    } else {
+        "attachment; filename=\"tocsin-response-times.csv\""
+    };
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"tocsin-response-times.csv\"",
-            ),
+            (axum::http::header::CONTENT_DISPOSITION, name),
         ],
-        crate::summary::report::csv(&r),
+        csv(&r),
     )
         .into_response())
 }
