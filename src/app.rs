@@ -191,10 +191,13 @@ impl App {
                 crate::escalation::scheduler::run(service, scheduler_stop).await
             }),
             tokio::spawn(self.worker.clone().run(stop.subscribe(), SHUTDOWN_GRACE)),
+            tokio::spawn(self.service.clone().run_election(stop.subscribe())),
             tokio::spawn(self.service.clone().run_retention(stop.subscribe())),
         ];
         if let Some(d) = &self.discord {
-            tasks.push(tokio::spawn(d.clone().run(stop.subscribe())));
+            tasks.push(tokio::spawn(
+                d.clone().run(stop.subscribe(), self.service.leader_watch()),
+            ));
         }
         tasks
     }

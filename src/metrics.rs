@@ -79,6 +79,9 @@ pub struct Metrics {
     pub heartbeat_last_seen: Family<Labels, Gauge>,
     /// Open incidents that are flapping (set at scrape).
     pub incidents_flapping: Gauge,
+    /// 1 while this replica holds the singleton lock (runs the retention
+    /// sweep and the Discord gateway connection), else 0.
+    pub leader: Gauge,
     /// Maintenance windows active now, configured and runtime (set at scrape).
     pub maintenance_windows_active: Gauge,
 }
@@ -109,6 +112,7 @@ impl Metrics {
             timers_pending: Gauge::default(),
             heartbeat_last_seen: Family::default(),
             incidents_flapping: Gauge::default(),
+            leader: Gauge::default(),
             maintenance_windows_active: Gauge::default(),
             registry: Registry::default(),
         };
@@ -216,6 +220,11 @@ impl Metrics {
             "tocsin_incidents_flapping",
             "Open incidents that are flapping (resolves held, re-fires paging nobody)",
             m.incidents_flapping.clone(),
+        );
+        registry.register(
+            "tocsin_leader",
+            "1 while this replica holds the singleton lock (the retention sweep, the Discord gateway connection), else 0",
+            m.leader.clone(),
         );
         Self { registry, ..m }
     }

@@ -15,7 +15,20 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
+/// How often a replica looks for timers and pages other replicas wrote
+/// (which wake only the writer): once a second on a shared database.
+fn shared_poll(service: &Service) -> Option<std::time::Duration> {
+    service
+        .store()
+        .is_shared()
+        .then_some(std::time::Duration::from_secs(1))
+}
+
 impl OutboxHost for Service {
+    fn idle_poll(&self) -> std::time::Duration {
+        shared_poll(self).unwrap_or(std::time::Duration::from_secs(30))
+    }
+
     fn clock(&self) -> &Arc<dyn Clock> {
         Service::clock(self)
     }
@@ -73,6 +86,10 @@ impl TimerHost for Service {
 
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, FireError> {
         Ok(self.store().next_timer()?.map(|t| t.due))
+    }
+
+    fn max_sleep(&self) -> std::time::Duration {
+        shared_poll(self).unwrap_or(crate::escalation::scheduler::MAX_SLEEP)
     }
 
     fn scheduler_waker(&self) -> &Notify {

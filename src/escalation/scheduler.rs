@@ -22,6 +22,12 @@ pub trait TimerHost: Send + Sync + 'static {
     fn clock(&self) -> &Arc<dyn Clock>;
     /// When the earliest timer is due, if there is one.
     fn next_timer_due(&self) -> Result<Option<DateTime<Utc>>, FireError>;
+    /// The longest the scheduler sleeps between looks: [`MAX_SLEEP`], or
+    /// less where other processes add timers that wake nobody here (a
+    /// shared database).
+    fn max_sleep(&self) -> Duration {
+        MAX_SLEEP
+    }
     /// Notified when a timer is added.
     fn scheduler_waker(&self) -> &Notify;
     /// Fires every timer due at `now` (and records the scheduler's
@@ -31,7 +37,7 @@ pub trait TimerHost: Send + Sync + 'static {
 }
 
 /// Longest sleep between checks, so a clock jump is noticed.
-const MAX_SLEEP: Duration = Duration::from_secs(30);
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
 
 /// Runs until `shutdown` turns true.
 pub async fn run(host: impl TimerHost, mut shutdown: watch::Receiver<bool>) {
@@ -52,8 +58,8 @@ pub async fn run(host: impl TimerHost, mut shutdown: watch::Receiver<bool>) {
             Ok(Some(due)) => (due - host.clock().now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
-                .min(MAX_SLEEP),
-            Ok(None) => MAX_SLEEP,
+                .min(host.max_sleep()),
+            Ok(None) => host.max_sleep(),
             Err(e) => {
                 error!(error = %e, "Reading the next timer failed");
                 Duration::from_secs(1)

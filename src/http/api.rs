@@ -638,6 +638,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             "scheduler": word(&scheduler_check),
             "chat": platforms,
         },
+        // Informational: a replica that does not lead is as ready as one
+        // that does.
+        "leader": st.service.is_leader(),
     });
     let code = if ready {
         StatusCode::OK

@@ -58,6 +58,12 @@ pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, HostError>> +
 pub trait OutboxHost: Send + Sync + 'static {
     /// The clock.
     fn clock(&self) -> &Arc<dyn Clock>;
+    /// The longest the worker sleeps between looks at the outbox: 30 s, or
+    /// less where other processes queue pages that wake nobody here (a
+    /// shared database).
+    fn idle_poll(&self) -> Duration {
+        Duration::from_secs(30)
+    }
     /// Up to `limit` entries due at `now`, earliest first.
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, HostError>;
     /// When the earliest pending entry is due.
@@ -662,8 +668,8 @@ impl Worker {
                 Ok(Some(due)) => (due - now)
                     .to_std()
                     .unwrap_or(Duration::ZERO)
-                    .min(Duration::from_secs(30)),
-                Ok(None) => Duration::from_secs(30),
+                    .min(self.host.idle_poll()),
+                Ok(None) => self.host.idle_poll(),
                 Err(_) => Duration::from_secs(1),
             };
             tokio::select! {

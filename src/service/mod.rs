@@ -17,6 +17,7 @@ pub mod directory;
 pub mod feed;
 pub mod heartbeat;
 mod intake;
+pub mod leader;
 pub mod maintenance;
 mod paging;
 mod phone;
@@ -136,6 +137,8 @@ pub struct Service {
     config_windows: Arc<Vec<crate::maintenance::Window>>,
     /// Sends sign-in links by email, once the app installs `[smtp]`.
     mailer: Arc<std::sync::OnceLock<Arc<dyn sign_in::Mailer>>>,
+    /// Whether this replica runs the singletons (see [`leader`]).
+    leader: Arc<tokio::sync::watch::Sender<bool>>,
     /// When each user was last emailed a sign-in link (at most one a
     /// minute, so the form cannot flood an inbox).
     emailed:
@@ -183,6 +186,7 @@ impl Service {
             config_windows,
             mailer: Arc::default(),
             emailed: Arc::default(),
+            leader: Arc::new(tokio::sync::watch::channel(false).0),
         })
     }
 

@@ -150,7 +150,13 @@ impl Service {
         let Some(keep) = storage.retention else {
             return;
         };
+        let mut leader = self.leader_watch();
         loop {
+            // One replica sweeps: the one that leads.
+            tokio::select! {
+                ok = async { leader.wait_for(|l| *l).await.is_ok() } => if !ok { return },
+                _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+            }
             if let Err(e) = self
                 .apply_retention(keep, storage.retention_export.clone())
                 .await

@@ -255,8 +255,47 @@ pub struct Gauges {
     pub timers_pending: u64,
 }
 
+/// Which replica runs the work that must run once (the Discord gateway
+/// connection, the retention sweep): the one holding the store's singleton
+/// lock. Escalation timers and outbox entries need none: they are claimed
+/// one by one.
+pub trait Leadership: Send + Sync {
+    /// Holds the lock, or tries to take it: whether this replica holds it
+    /// now. Called every second or so; a lock lost with its database
+    /// session reads as not held, and is tried for again on the next call.
+    fn hold(&self) -> Result<bool, StoreError>;
+    /// Lets the lock go (at shutdown), so another replica takes over at
+    /// once rather than when the session times out.
+    fn release(&self);
+}
+
+/// The only replica there can be (an embedded store, locked to one
+/// process): it always leads.
+pub struct SoleReplica;
+
+impl Leadership for SoleReplica {
+    fn hold(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    fn release(&self) {}
+}
+
 /// Durable storage for tocsin's state.
 pub trait Store: Send + Sync + 'static {
+    /// How this store elects the replica that runs the singletons; an
+    /// embedded store has one replica, which leads.
+    fn leadership(&self) -> std::sync::Arc<dyn Leadership> {
+        std::sync::Arc::new(SoleReplica)
+    }
+
+    /// Whether other processes may write to this store at the same time
+    /// (a database several replicas share): what this process caches from
+    /// it must then be read again, not trusted.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Runs `f` in one atomic transaction. `f` may be run more than once
     /// (on a write conflict), so it must only touch the store through `tx`.
     fn transact(

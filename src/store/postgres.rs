@@ -39,6 +39,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
@@ -66,6 +67,95 @@ pub struct PostgresStore {
     replica: String,
     /// Since when the database has been unreachable, if it is.
     outage: Mutex<Option<std::time::Instant>>,
+    /// The singleton lock, on a session of its own.
+    leadership: Arc<PgLeadership>,
+}
+
+/// The advisory lock the replica running the singletons holds ("tocsin1").
+const SINGLETON_LOCK: i64 = 0x0074_6f63_7369_6e31;
+
+/// The singleton lock: a session-level advisory lock on a connection of
+/// its own (outside the pool, so no other work ever runs on it or returns
+/// it). It is held as long as that session lives: a replica that dies
+/// closes its socket and PostgreSQL lets the lock go at once; one cut off
+/// from the database is noticed by TCP keepalives on both sides.
+pub struct PgLeadership {
+    config: postgres::Config,
+    /// The session, and whether it holds the lock.
+    session: Mutex<Option<(postgres::Client, bool)>>,
+}
+
+impl PgLeadership {
+    fn new(mut config: postgres::Config) -> Self {
+        config
+            .connect_timeout(CONNECT_TIMEOUT)
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(5))
+            .keepalives_interval(std::time::Duration::from_secs(2))
+            .keepalives_retries(3)
+            .application_name("tocsin-leader");
+        Self {
+            config,
+            session: Mutex::new(None),
+        }
+    }
+}
+
+impl super::Leadership for PgLeadership {
+    fn hold(&self) -> Result<bool, StoreError> {
+        off_runtime(|| {
+            let mut session = self.session.lock();
+            if session.is_none() {
+                let client = self.config.connect(NoTls).map_err(|e| {
+                    StoreError::Backend(format!(
+                        "cannot reach PostgreSQL for the singleton lock: {e}"
+                    ))
+                })?;
+                *session = Some((client, false));
+            }
+            let Some((client, held)) = session.as_mut() else {
+                return Ok(false);
+            };
+            let result = if *held {
+                // Still our session, so still our lock.
+                client.simple_query("SELECT 1").map(|_| true)
+            } else {
+                client
+                    .query_one("SELECT pg_try_advisory_lock($1)", &[&SINGLETON_LOCK])
+                    .map(|row| row.get::<_, bool>(0))
+            };
+            match result {
+                Ok(now_held) => {
+                    *held = now_held;
+                    Ok(now_held)
+                }
+                Err(e) => {
+                    // The session is gone, and the lock with it.
+                    *session = None;
+                    Err(StoreError::Backend(format!(
+                        "the singleton lock's PostgreSQL session failed: {e}"
+                    )))
+                }
+            }
+        })
+    }
+
+    fn release(&self) {
+        off_runtime(|| {
+            if let Some((mut client, held)) = self.session.lock().take()
+                && held
+            {
+                let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&SINGLETON_LOCK]);
+            }
+        })
+    }
+}
+
+impl Drop for PgLeadership {
+    fn drop(&mut self) {
+        let session = self.session.get_mut().take();
+        off_runtime(move || drop(session));
+    }
 }
 
 /// The runtime maintenance windows: one record, as in sled's `meta` tree
@@ -176,6 +266,7 @@ impl PostgresStore {
         let config: postgres::Config = url.parse().map_err(|e| {
             StoreError::Backend(format!("storage.url is not a PostgreSQL URL: {e}"))
         })?;
+        let leadership = Arc::new(PgLeadership::new(config.clone()));
         off_runtime(move || {
             let manager = PostgresConnectionManager::new(config, NoTls);
             let pool = r2d2::Pool::builder()
@@ -188,6 +279,7 @@ impl PostgresStore {
                 pool: Some(pool),
                 replica: uuid::Uuid::new_v4().simple().to_string(),
                 outage: Mutex::new(None),
+                leadership,
             };
             store.migrate()?;
             Ok(store)
@@ -1104,6 +1196,14 @@ fn values<T: DeserializeOwned>(
 }
 
 impl Store for PostgresStore {
+    fn leadership(&self) -> Arc<dyn super::Leadership> {
+        self.leadership.clone()
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn transact(
         &self,
         f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>,

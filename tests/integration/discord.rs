@@ -1113,7 +1113,15 @@ async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
     )
     .unwrap();
     let (stop, _) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(runtime.run(stop.subscribe()));
+    // A replica that does not lead opens no gateway connection.
+    let (leads, leader) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(runtime.run(stop.subscribe(), leader));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        d.fake.ok_calls("gateway").is_empty(),
+        "no gateway while following"
+    );
+    leads.send(true).unwrap();
 
     // serenity asks for the gateway URL through the proxy, connects to the
     // fake's ws:// URL, identifies with the bot token and gets READY.
@@ -1173,6 +1181,17 @@ async fn gateway_mode_answers_interactions_from_a_fake_gateway() {
     d.fake.dispatch_interaction(dm_press);
     d.fake.wait_for_call("interaction_callback", &path).await;
     assert_eq!(status(&d.app.incident("INC-1").await), "resolved");
+
+    // Losing the lead closes the connection; leading again opens a new
+    // session (a second IDENTIFY).
+    let identifies = |f: &FakeDiscord| f.gateway_received().iter().filter(|m| m["op"] == 2).count();
+    assert_eq!(identifies(&d.fake), 1);
+    leads.send(false).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    leads.send(true).unwrap();
+    d.fake
+        .wait_until("a second gateway session", |f| identifies(f) == 2)
+        .await;
 
     let _ = stop.send(true);
     tokio::time::timeout(std::time::Duration::from_secs(10), task)

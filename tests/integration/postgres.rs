@@ -338,3 +338,200 @@ async fn while_the_database_is_unreachable_intake_answers_503_and_recovers() {
     assert!(!keys.contains("during"), "a 503'd alert was stored");
     server.kill();
 }
+
+/// Whether the replica at `base` says it leads (`/readyz`).
+async fn leads(base: &str) -> bool {
+    let body: Value = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["leader"]
+        .as_bool()
+        .expect("readyz says whether it leads")
+}
+
+/// Polls until the replica at `base` leads; how long that took.
+async fn until_leads(base: &str, within: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if leads(base).await {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{base} did not take the lead within {within:?}");
+}
+
+async fn leader_gauge(base: &str) -> String {
+    let text = reqwest::Client::new()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("tocsin_leader "))
+        .unwrap_or_else(|| panic!("no tocsin_leader in {text}"))
+        .to_string()
+}
+
+/// Two replicas on one database: exactly one leads (holds the singleton
+/// lock); when it is SIGKILLed the other takes over within seconds, a
+/// restarted one follows, and one stopped with SIGTERM hands over at once.
+#[tokio::test]
+async fn one_replica_leads_and_a_survivor_takes_over_when_it_dies() {
+    let Some(url) = postgres_database("leader") else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    let recv = Receiver::start().await;
+    let extra = chain(&recv, ["1h", "1h", "1h"]);
+    write_config(dir_a.path(), port_a, &url, &extra);
+    write_config(dir_b.path(), port_b, &url, &extra);
+    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    until_leads(&a.base, Duration::from_secs(5)).await;
+    let mut b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    // b tries every second and is refused while a lives.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(leads(&a.base).await);
+    assert!(!leads(&b.base).await, "two replicas must not both lead");
+    assert_eq!(leader_gauge(&a.base).await, "tocsin_leader 1");
+    assert_eq!(leader_gauge(&b.base).await, "tocsin_leader 0");
+    // Both serve intake all the while.
+    assert_eq!(trigger(&b.base, "on-b").await, 202);
+    assert_eq!(trigger(&a.base, "on-a").await, 202);
+
+    // SIGKILL the leader: its session closes, and b takes over.
+    a.kill();
+    let took = until_leads(&b.base, Duration::from_secs(10)).await;
+    eprintln!("takeover after SIGKILL: {took:?}");
+    assert_eq!(leader_gauge(&b.base).await, "tocsin_leader 1");
+
+    // A restarted replica follows the one that leads.
+    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!leads(&a.base).await);
+    assert!(leads(&b.base).await);
+
+    // SIGTERM: b lets the lock go as it stops, and a takes over.
+    assert!(b.terminate().success());
+    let took = until_leads(&a.base, Duration::from_secs(5)).await;
+    eprintln!("takeover after SIGTERM: {took:?}");
+    let incidents = a.incidents().await;
+    assert_eq!(incidents.len(), 2, "{incidents:?}");
+    a.terminate();
+}
+
+/// An override made on one replica pages its person on another: runtime
+/// overrides are read again from the database, not trusted from the cache.
+#[tokio::test]
+async fn an_override_made_on_one_replica_pages_on_another() {
+    let Some(url) = postgres_database("override") else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let extra = format!(
+        r#"
+[[users]]
+name = "alice"
+webhook = {{ url = "{a}" }}
+contact_methods = [{{ kind = "webhook" }}]
+[[users]]
+name = "bob"
+webhook = {{ url = "{b}" }}
+contact_methods = [{{ kind = "webhook" }}]
+[[schedules]]
+name = "primary"
+time_zone = "UTC"
+[[schedules.layers]]
+name = "always-alice"
+users = ["alice"]
+start = "2026-01-05T00:00:00"
+handoff = "0 0 9 * * Mon"
+[[escalation_policies]]
+name = "chain"
+[[escalation_policies.steps]]
+targets = [{{ schedule = "primary" }}]
+delay = "1h"
+"#,
+        a = recv.url("alice"),
+        b = recv.url("bob"),
+    );
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    write_config(dir_a.path(), port_a, &url, &extra);
+    write_config(dir_b.path(), port_b, &url, &extra);
+    let a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    let now = tocsin::clock::Clock::now(&tocsin::clock::SystemClock);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/schedules/primary/overrides", b.base))
+        .bearer_auth(API_TOKEN)
+        .json(
+            &json!({"user": "bob", "start": now - chrono::Duration::minutes(1),
+                      "end": now + chrono::Duration::hours(1)}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    // Within a tick of the election, a knows it too.
+    let mut seen = false;
+    for _ in 0..60 {
+        let list = get(&a.base, "/v1/schedules/primary/overrides").await;
+        if list["overrides"].as_array().is_some_and(|l| l.len() == 1) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "replica a never read b's override");
+    assert_eq!(trigger(&a.base, "covered").await, 202);
+    assert!(recv.wait_for(1, Duration::from_secs(5)).await);
+    assert_eq!(recv.at("bob").len(), 1, "bob covers: {:?}", recv.received());
+    assert!(recv.at("alice").is_empty());
+}
+
+/// A replica that dies with an escalation step pending: a survivor,
+/// which no write of its own woke, fires the step on time (it looks every
+/// second on a shared database), once.
+#[tokio::test]
+async fn a_survivor_fires_the_step_a_dead_replica_scheduled() {
+    let Some(url) = postgres_database("survivor") else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let extra = chain(&recv, ["2s", "1h", "1h"]);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    write_config(dir_a.path(), port_a, &url, &extra);
+    write_config(dir_b.path(), port_b, &url, &extra);
+    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    // Let b's scheduler go idle, so only its polling can find a's timer.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(trigger(&a.base, "dies").await, 202);
+    assert!(recv.wait_for(1, Duration::from_secs(5)).await);
+    assert_eq!(recv.at("alice").len(), 1);
+    let paged = std::time::Instant::now();
+    a.kill();
+    assert!(
+        recv.wait_for(2, Duration::from_secs(6)).await,
+        "b never fired bob's step"
+    );
+    let late = paged.elapsed();
+    eprintln!("bob's 2s step fired by the survivor after {late:?}");
+    assert!(late < Duration::from_secs(5), "{late:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(recv.at("bob").len(), 1, "once");
+    assert_eq!(recv.at("alice").len(), 1);
+    drop(b);
+}

@@ -701,6 +701,38 @@ pub struct Discord {
     pub mode: DiscordMode,
 }
 
+/// Runs the gateway client whenever this replica leads, and stops it
+/// when it no longer does; until `stop`.
+async fn lead_gateway(
+    state: http::DiscordState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut leader: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            ok = async { leader.wait_for(|l| *l).await.is_ok() } => if !ok { return },
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => return,
+        }
+        info!("This replica leads: it opens the Discord gateway connection");
+        let (hand_over, handed) = tokio::sync::watch::channel(false);
+        let run = gateway::run(state.clone(), handed);
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => return,
+            _ = async { leader.wait_for(|l| !*l).await.is_ok() } => {
+                let _ = hand_over.send(true);
+                run.await;
+                warn!("This replica no longer leads: it closed the Discord gateway connection");
+            }
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
+                let _ = hand_over.send(true);
+                run.await;
+                return;
+            }
+        }
+    }
+}
+
 impl Discord {
     /// Wires the interaction side over `platform`.
     pub fn new(
@@ -732,8 +764,14 @@ impl Discord {
     }
 
     /// Registers the commands (retrying until Discord takes them), and in
-    /// gateway mode runs the gateway client; until `stop`.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    /// gateway mode runs the gateway client while `leader` is true (one
+    /// replica holds the connection; another takes it over when that one
+    /// goes); until `stop`.
+    pub async fn run(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        leader: tokio::sync::watch::Receiver<bool>,
+    ) {
         let register = {
             let platform = self.platform.clone();
             let mut stop = stop.clone();
@@ -765,7 +803,7 @@ impl Discord {
                 }
             }
             DiscordMode::Gateway => {
-                let gateway = gateway::run(self.state.clone(), stop.clone());
+                let gateway = lead_gateway(self.state.clone(), stop.clone(), leader);
                 tokio::join!(register, gateway);
             }
         }
