@@ -570,3 +570,207 @@ fn the_slack_manifest_passes_slacks_published_schema() {
     broken["oauth_config"]["scope"] = serde_json::json!({});
     assert!(validator.iter_errors(&broken).count() >= 2);
 }
+
+/// A container's environment as a map: `value`s, and `valueFrom` secret
+/// references as `secret:NAME/KEY`.
+fn container_env(c: &Yaml) -> BTreeMap<String, String> {
+    c["env"]
+        .as_vec()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            let name = str_of(&e["name"], "env name").to_string();
+            let value = match e["value"].as_str() {
+                Some(v) => v.to_string(),
+                None => format!(
+                    "secret:{}/{}",
+                    str_of(&e["valueFrom"]["secretKeyRef"]["name"], "secret"),
+                    str_of(&e["valueFrom"]["secretKeyRef"]["key"], "key")
+                ),
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// `tocsin check` on `config` with the environment a replica on
+/// PostgreSQL gets: backend, URL and pool size as overrides.
+fn check_on_postgres(config: &Path, extra_env: &BTreeMap<String, String>) {
+    let vars = env_refs(&read(config));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tocsin"));
+    cmd.env_clear()
+        .arg("check")
+        .env("TOCSIN_CONFIG", config)
+        .env("TOCSIN__RUNBOOKS__DIR", root().join("runbooks"));
+    for name in &vars {
+        cmd.env(name, format!("deploy-test-{}", name.to_lowercase()));
+    }
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        config.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kubernetes_ha_runs_three_replicas_on_postgres() {
+    let k = load_one("kubernetes-ha/kustomization.yaml");
+    let resources = strings(&k["resources"], "resources");
+    assert!(resources.contains(&"../kubernetes".to_string()));
+    for r in resources.iter().filter(|r| !r.starts_with("..")) {
+        for doc in load_yaml(&deploy("kubernetes-ha").join(r)) {
+            str_of(&doc["apiVersion"], "apiVersion");
+            str_of(&doc["kind"], "kind");
+            assert!(doc["metadata"]["namespace"].is_badvalue(), "{r}");
+        }
+    }
+    // The base's StatefulSet (sled, one replica) is deleted.
+    let patch = &k["patches"][0];
+    assert_eq!(str_of(&patch["target"]["kind"], "kind"), "StatefulSet");
+    let body = YamlLoader::load_from_str(str_of(&patch["patch"], "patch")).unwrap();
+    assert_eq!(str_of(&body[0]["$patch"], "$patch"), "delete");
+    assert_eq!(
+        str_of(&body[0]["metadata"]["name"], "name"),
+        str_of(
+            &load_one("kubernetes/statefulset.yaml")["metadata"]["name"],
+            "sts"
+        )
+    );
+
+    let d = load_one("kubernetes-ha/deployment.yaml");
+    assert_eq!(str_of(&d["kind"], "kind"), "Deployment");
+    let spec = &d["spec"];
+    assert_eq!(spec["replicas"].as_i64(), Some(3));
+    assert_eq!(
+        spec["strategy"]["rollingUpdate"]["maxUnavailable"].as_i64(),
+        Some(1)
+    );
+    let pod = &spec["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .all(|v| v["persistentVolumeClaim"].is_badvalue())
+    );
+    assert_eq!(
+        str_of(
+            &pod["topologySpreadConstraints"][0]["topologyKey"],
+            "spread"
+        ),
+        "kubernetes.io/hostname"
+    );
+    let c = &pod["containers"][0];
+    let env = container_env(c);
+    assert_eq!(env["TOCSIN__STORAGE__BACKEND"], "postgres");
+    let secret = load_one("kubernetes-ha/database-secret.yaml");
+    assert_eq!(
+        env["TOCSIN__STORAGE__URL"],
+        format!(
+            "secret:{}/url",
+            str_of(&secret["metadata"]["name"], "secret name")
+        )
+    );
+    assert!(
+        str_of(&secret["stringData"]["url"], "url").contains("PLACEHOLDER"),
+        "the example URL is a placeholder"
+    );
+    assert_eq!(
+        str_of(&c["readinessProbe"]["httpGet"]["path"], "readiness"),
+        "/readyz"
+    );
+    assert_eq!(
+        str_of(&c["readinessProbe"]["httpGet"]["port"], "readiness port"),
+        "api"
+    );
+    assert_eq!(
+        str_of(&c["envFrom"][0]["secretRef"]["name"], "envFrom"),
+        str_of(
+            &load_one("kubernetes/secret.yaml")["metadata"]["name"],
+            "secret name"
+        )
+    );
+    // The pods match the base's Services.
+    let labels = &spec["template"]["metadata"]["labels"];
+    for svc in load_yaml(&deploy("kubernetes/service.yaml")) {
+        for (k, v) in svc["spec"]["selector"].as_hash().unwrap() {
+            assert_eq!(&labels[str_of(k, "label").as_ref()], v);
+        }
+    }
+    let pdb = load_one("kubernetes-ha/poddisruptionbudget.yaml");
+    assert_eq!(pdb["spec"]["minAvailable"].as_i64(), Some(2));
+
+    // The base's configuration passes `tocsin check` on PostgreSQL.
+    let cm = load_one("kubernetes/configmap.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tocsin.toml");
+    std::fs::write(&path, str_of(&cm["data"]["tocsin.toml"], "tocsin.toml")).unwrap();
+    let mut extra: BTreeMap<String, String> = env
+        .into_iter()
+        .filter(|(k, v)| k.starts_with("TOCSIN__") && !v.starts_with("secret:"))
+        .collect();
+    extra.insert(
+        "TOCSIN__STORAGE__URL".into(),
+        "postgres://tocsin:pw@postgres:5432/tocsin".into(),
+    );
+    extra.remove("TOCSIN__RUNBOOKS__DIR");
+    check_on_postgres(&path, &extra);
+}
+
+#[test]
+fn compose_ha_runs_three_replicas_on_one_postgres() {
+    let compose = load_one("docker-compose.ha.yml");
+    let services = &compose["services"];
+    let names = keys(services, "services");
+    let replicas: Vec<&String> = names.iter().filter(|n| n.starts_with("tocsin-")).collect();
+    assert_eq!(replicas.len(), 3, "{names:?}");
+    assert!(names.contains("postgres"));
+    let pg_env = &services["postgres"]["environment"];
+    let password = compose_default(str_of(&pg_env["POSTGRES_PASSWORD"], "password"));
+    let mut host_ports = BTreeSet::new();
+    for r in &replicas {
+        let s = &services[r.as_str()];
+        let env = &s["environment"];
+        assert_eq!(
+            str_of(&env["TOCSIN__STORAGE__BACKEND"], "backend"),
+            "postgres"
+        );
+        let url = str_of(&env["TOCSIN__STORAGE__URL"], "url");
+        assert!(url.contains("@postgres:5432/"), "{r}: {url}");
+        assert!(url.contains("${TOCSIN_DB_PASSWORD:-"), "{r}: {url}");
+        assert!(url.contains(password), "{r}: the database's password");
+        assert_eq!(
+            str_of(&s["depends_on"]["postgres"]["condition"], "depends_on"),
+            "service_healthy"
+        );
+        assert!(!s["healthcheck"].is_badvalue(), "{r}");
+        for p in strings(&s["ports"], "ports") {
+            assert!(
+                host_ports.insert(p.rsplit_once(':').unwrap().0.to_string()),
+                "{r}: {p} taken twice"
+            );
+        }
+        for v in s["volumes"].as_vec().into_iter().flatten() {
+            if let Some(rel) = str_of(v, "volume").strip_prefix("./") {
+                assert!(deploy(rel.split(':').next().unwrap()).exists());
+            }
+        }
+    }
+    assert!(!services["postgres"]["healthcheck"].is_badvalue());
+    // Each replica's configuration passes `tocsin check` on PostgreSQL.
+    let env = &services["tocsin-1"]["environment"];
+    let mut extra = BTreeMap::new();
+    for k in ["TOCSIN__STORAGE__BACKEND", "TOCSIN__STORAGE__POOL_SIZE"] {
+        extra.insert(k.to_string(), str_of(&env[k], k).to_string());
+    }
+    extra.insert(
+        "TOCSIN__STORAGE__URL".into(),
+        "postgres://tocsin:pw@postgres:5432/tocsin".into(),
+    );
+    check_on_postgres(&deploy("tocsin.docker.toml"), &extra);
+}
