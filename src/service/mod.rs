@@ -166,6 +166,21 @@ impl Service {
             .map(|i| i.id)
             .collect();
         let config_windows = Arc::new(maintenance::config_windows(&directory.config));
+        let wakers = Arc::new(Wakers::default());
+        {
+            // Another replica's timers and pages wake this one's scheduler
+            // and outbox worker (a shared store; the embedded one never
+            // calls).
+            let wakers = Arc::downgrade(&wakers);
+            store.on_wake(Arc::new(move |w| {
+                if let Some(wakers) = wakers.upgrade() {
+                    match w {
+                        crate::store::Wake::Timers => wakers.scheduler.notify_one(),
+                        crate::store::Wake::Outbox => wakers.outbox.notify_one(),
+                    }
+                }
+            }));
+        }
         let writer = Arc::new(writer::Writer::start(
             store.clone(),
             directory.config.server.max_queued_writes,
@@ -175,7 +190,7 @@ impl Service {
             store,
             clock,
             directory,
-            wakers: Arc::new(Wakers::default()),
+            wakers,
             floods: Arc::default(),
             rates: Arc::default(),
             changes: Arc::new(parking_lot::Mutex::new(changes)),

@@ -281,8 +281,28 @@ impl Leadership for SoleReplica {
     fn release(&self) {}
 }
 
+/// What another process sharing the store wrote, for [`Store::on_wake`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// It added or moved escalation timers.
+    Timers,
+    /// It queued pages or other outbox entries.
+    Outbox,
+}
+
+/// Called by [`Store::on_wake`], from a thread of the store's.
+pub type WakeFn = std::sync::Arc<dyn Fn(Wake) + Send + Sync>;
+
 /// Durable storage for tocsin's state.
 pub trait Store: Send + Sync + 'static {
+    /// Calls `wake` whenever a transaction that wrote timers or outbox
+    /// entries commits in any process sharing the store, so this one looks
+    /// at once rather than at its next poll. An embedded store has no other
+    /// process: it never calls.
+    fn on_wake(&self, wake: WakeFn) {
+        let _ = wake;
+    }
+
     /// How this store elects the replica that runs the singletons; an
     /// embedded store has one replica, which leads.
     fn leadership(&self) -> std::sync::Arc<dyn Leadership> {

@@ -69,6 +69,63 @@ pub struct PostgresStore {
     outage: Mutex<Option<std::time::Instant>>,
     /// The singleton lock, on a session of its own.
     leadership: Arc<PgLeadership>,
+    /// Set when the store is dropped: the `LISTEN` thread ends.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The `LISTEN` session: calls `wake` for each notification from another
+/// replica's commit, reconnecting (each second) while the database is
+/// away, until `stop`. The one-second poll of the scheduler and the outbox
+/// covers what is missed meanwhile.
+fn listen(config: postgres::Config, stop: Arc<std::sync::atomic::AtomicBool>, wake: super::WakeFn) {
+    use std::sync::atomic::Ordering;
+    let mut reported = false;
+    while !stop.load(Ordering::Relaxed) {
+        let session = config.connect(NoTls).and_then(|mut c| {
+            c.batch_execute(&format!("LISTEN {TIMERS_CHANNEL}; LISTEN {OUTBOX_CHANNEL}"))?;
+            Ok(c)
+        });
+        let mut client = match session {
+            Ok(c) => {
+                if reported {
+                    tracing::info!("LISTEN session back: wake-ups from other replicas resume");
+                }
+                reported = false;
+                c
+            }
+            Err(e) => {
+                if !reported {
+                    tracing::warn!(error = %e, "No LISTEN session; polling each second until it is back");
+                    reported = true;
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                continue;
+            }
+        };
+        'session: while !stop.load(Ordering::Relaxed) {
+            use postgres::fallible_iterator::FallibleIterator;
+            {
+                let mut notifications = client.notifications();
+                let mut batch = notifications.timeout_iter(std::time::Duration::from_millis(500));
+                loop {
+                    match batch.next() {
+                        Ok(Some(n)) if n.channel() == TIMERS_CHANNEL => wake(super::Wake::Timers),
+                        Ok(Some(n)) if n.channel() == OUTBOX_CHANNEL => wake(super::Wake::Outbox),
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "The LISTEN session failed; reconnecting");
+                            reported = true;
+                            break 'session;
+                        }
+                    }
+                }
+            }
+            if client.is_closed() {
+                break;
+            }
+        }
+    }
 }
 
 /// The advisory lock the replica running the singletons holds ("tocsin1").
@@ -168,6 +225,7 @@ const NEXT_MAINTENANCE_KEY: &[u8] = b"next_maintenance";
 /// not start on a thread of tokio's: the pool is closed where it may.
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(pool) = self.pool.take() {
             off_runtime(move || drop(pool));
         }
@@ -280,6 +338,7 @@ impl PostgresStore {
                 replica: uuid::Uuid::new_v4().simple().to_string(),
                 outage: Mutex::new(None),
                 leadership,
+                stop: Arc::default(),
             };
             store.migrate()?;
             Ok(store)
@@ -786,7 +845,15 @@ struct PgTx<'a> {
     seen_open: RefCell<HashMap<(String, String), Option<IncidentId>>>,
     incidents: i64,
     events: i64,
+    /// Whether it wrote timers, or outbox entries: other replicas are told
+    /// at commit (`NOTIFY`).
+    timers_put: bool,
+    outbox_put: bool,
 }
+
+/// The channels other replicas `LISTEN` on.
+const TIMERS_CHANNEL: &str = "tocsin_timers";
+const OUTBOX_CHANNEL: &str = "tocsin_outbox";
 
 impl PgTx<'_> {
     /// Runs one statement, remembering its failure.
@@ -842,6 +909,20 @@ impl PgTx<'_> {
                 &[&tree, &key, &value],
             )
         })?;
+        Ok(())
+    }
+
+    /// Tells the other replicas, at commit, what this transaction wrote
+    /// (PostgreSQL sends a `NOTIFY` only when the transaction commits).
+    fn notify(&mut self) -> Result<(), StoreError> {
+        for (put, channel) in [
+            (self.timers_put, TIMERS_CHANNEL),
+            (self.outbox_put, OUTBOX_CHANNEL),
+        ] {
+            if put {
+                self.run(|t| t.execute("SELECT pg_notify($1, '')", &[&channel]))?;
+            }
+        }
         Ok(())
     }
 
@@ -1085,6 +1166,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
+        self.timers_put = true;
         self.run(|t| {
             t.execute(
                 "INSERT INTO timers (key, due, incident, value) VALUES ($1, $2, $3, $4) \
@@ -1126,6 +1208,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn put_outbox(&mut self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        self.outbox_put = true;
         self.run(|t| {
             t.execute(
                 "INSERT INTO outbox (key, incident, pending, due, value) VALUES ($1, $2, $3, $4, $5) \
@@ -1196,6 +1279,18 @@ fn values<T: DeserializeOwned>(
 }
 
 impl Store for PostgresStore {
+    fn on_wake(&self, wake: super::WakeFn) {
+        let mut config = self.leadership.config.clone();
+        config.application_name("tocsin-listen");
+        let stop = self.stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("tocsin-listen".into())
+            .spawn(move || listen(config, stop, wake));
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "Could not start the LISTEN thread; replicas poll each second instead");
+        }
+    }
+
     fn leadership(&self) -> Arc<dyn super::Leadership> {
         self.leadership.clone()
     }
@@ -1227,8 +1322,12 @@ impl Store for PostgresStore {
                     seen_open: RefCell::new(HashMap::new()),
                     incidents: 0,
                     events: 0,
+                    timers_put: false,
+                    outbox_put: false,
                 };
-                let outcome = f(&mut tx).and_then(|()| tx.write_counts());
+                let outcome = f(&mut tx)
+                    .and_then(|()| tx.write_counts())
+                    .and_then(|()| tx.notify());
                 let PgTx { t, failed, .. } = tx;
                 let t = t.into_inner();
                 // A statement failed even if the closure went on: PostgreSQL
@@ -1869,6 +1968,58 @@ mod tests {
         }
         tx.set_open_incident("api", key, Some(id))?;
         Ok(id)
+    }
+
+    /// A commit that writes a timer wakes the other replicas' schedulers
+    /// through `LISTEN/NOTIFY`; one that writes neither timers nor pages
+    /// wakes nobody; a rolled-back one neither.
+    #[test]
+    fn a_commit_with_timers_wakes_the_other_replicas() {
+        let Some((url, writer)) = store("wake") else {
+            return;
+        };
+        let other = PostgresStore::open(&url, 2).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        other.on_wake(Arc::new(move |w| {
+            let _ = tx.send(w);
+        }));
+        // The LISTEN session is up once a notification gets through.
+        let timer = |minutes| crate::escalation::Timer {
+            due: now() + chrono::Duration::minutes(minutes),
+            incident: IncidentId(1),
+            generation: 0,
+            kind: crate::escalation::TimerKind::Escalate { step: 1, round: 0 },
+        };
+        let mut woke = None;
+        for attempt in 0..50 {
+            writer
+                .transact(&mut |tx| tx.put_timer(&timer(attempt)))
+                .unwrap();
+            if let Ok(w) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                woke = Some(w);
+                break;
+            }
+        }
+        assert_eq!(woke, Some(crate::store::Wake::Timers));
+        while rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_ok()
+        {}
+        // Nothing scheduled: no wake-up.
+        writer
+            .transact(&mut |tx| open_or_append(tx, "quiet", "a").map(|_| ()))
+            .unwrap();
+        // Refused: rolled back, no wake-up.
+        let refused = writer.transact(&mut |tx| {
+            tx.put_timer(&timer(99))?;
+            Err(StoreError::Backend("refused".into()))
+        });
+        assert!(refused.is_err());
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(700))
+                .is_err(),
+            "woken without a timer or page"
+        );
     }
 
     #[test]

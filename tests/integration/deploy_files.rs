@@ -699,7 +699,7 @@ fn kubernetes_ha_runs_three_replicas_on_postgres() {
     let labels = &spec["template"]["metadata"]["labels"];
     for svc in load_yaml(&deploy("kubernetes/service.yaml")) {
         for (k, v) in svc["spec"]["selector"].as_hash().unwrap() {
-            assert_eq!(&labels[str_of(k, "label").as_ref()], v);
+            assert_eq!(&labels[str_of(k, "label")], v);
         }
     }
     let pdb = load_one("kubernetes-ha/poddisruptionbudget.yaml");
