@@ -4,7 +4,8 @@
 //! leads, and the singletons (the retention sweep, the Discord gateway
 //! connection) run only while it does. With the embedded store there is
 //! one replica, and it leads. On a shared store the same tick reads the
-//! runtime overrides again, which other replicas may have changed.
+//! runtime overrides again, which other replicas may have changed, and
+//! every [`REFRESH_EVERY`] ticks the other caches.
 
 use super::Service;
 use crate::metrics::METRICS;
@@ -15,6 +16,11 @@ use tracing::{info, warn};
 /// survivor takes over within about this long after the leader's session
 /// ends.
 pub const LEADER_TICK: Duration = Duration::from_secs(1);
+
+/// On a shared store, every this many ticks the services' latest changes
+/// and the flapping incidents are read again (they cost a read of the open
+/// incidents; the overrides are read every tick).
+const REFRESH_EVERY: u64 = 10;
 
 impl Service {
     /// Whether this replica runs the singletons now.
@@ -32,6 +38,7 @@ impl Service {
     /// takes over at once.
     pub async fn run_election(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         let lock = self.store.leadership();
+        let mut ticks: u64 = 0;
         loop {
             let l = lock.clone();
             let held = match tokio::task::spawn_blocking(move || l.hold()).await {
@@ -61,15 +68,16 @@ impl Service {
             if self.store.is_shared() {
                 // Another replica may have added or removed an override:
                 // read them again, so a schedule pages who is on call by
-                // every replica's changes, at most a tick late.
-                let (dir, store) = (self.directory.clone(), self.store.clone());
-                match tokio::task::spawn_blocking(move || dir.load_overrides(store.as_ref())).await
-                {
+                // every replica's changes, at most a tick late; and every
+                // REFRESH_EVERY ticks what is shown of others' writes (the
+                // services' latest changes, the flapping incidents).
+                ticks += 1;
+                let all = ticks.is_multiple_of(REFRESH_EVERY);
+                let me = self.clone();
+                match tokio::task::spawn_blocking(move || me.refresh_shared_caches(all)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "Could not refresh the runtime overrides")
-                    }
-                    Err(e) => warn!(error = %e, "Refreshing the runtime overrides failed"),
+                    Ok(Err(e)) => tracing::debug!(error = %e, "Could not refresh the caches"),
+                    Err(e) => warn!(error = %e, "Refreshing the caches failed"),
                 }
             }
             tokio::select! {

@@ -145,7 +145,44 @@ pub struct Service {
         Arc<parking_lot::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>>,
 }
 
+/// Each service's latest changes, from the store.
+fn load_changes(
+    store: &dyn Store,
+    directory: &Directory,
+) -> Result<std::collections::HashMap<String, Vec<ServiceChange>>, StoreError> {
+    let mut changes = std::collections::HashMap::new();
+    for svc in &directory.config.services {
+        let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
+        changes.insert(svc.name.clone(), recent);
+    }
+    Ok(changes)
+}
+
+/// The open incidents that are flapping, from the store.
+fn load_flapping(store: &dyn Store) -> Result<std::collections::BTreeSet<IncidentId>, StoreError> {
+    Ok(store
+        .open_incidents(&crate::store::OpenFilter::default(), None, usize::MAX)?
+        .into_iter()
+        .filter(Incident::is_flapping)
+        .map(|i| i.id)
+        .collect())
+}
+
 impl Service {
+    /// Reads again what this process caches from a store other replicas
+    /// also write: the runtime overrides (each call), and with `all`, each
+    /// service's latest changes and the flapping incidents.
+    pub(crate) fn refresh_shared_caches(&self, all: bool) -> Result<(), StoreError> {
+        self.directory.load_overrides(self.store.as_ref())?;
+        if all {
+            let changes = load_changes(self.store.as_ref(), &self.directory)?;
+            *self.changes.lock() = changes;
+            let flapping = load_flapping(self.store.as_ref())?;
+            *self.flapping.lock() = flapping;
+        }
+        Ok(())
+    }
+
     /// A service over `store`, telling time by `clock`, paging per
     /// `directory` (whose runtime overrides it loads from the store).
     pub fn new(
@@ -154,17 +191,8 @@ impl Service {
         directory: Arc<Directory>,
     ) -> Result<Self, StoreError> {
         directory.load_overrides(store.as_ref())?;
-        let mut changes = std::collections::HashMap::new();
-        for svc in &directory.config.services {
-            let recent = store.recent_changes(&svc.name, crate::incident::RECENT_CHANGES_SHOWN)?;
-            changes.insert(svc.name.clone(), recent);
-        }
-        let flapping = store
-            .open_incidents(&crate::store::OpenFilter::default(), None, usize::MAX)?
-            .into_iter()
-            .filter(Incident::is_flapping)
-            .map(|i| i.id)
-            .collect();
+        let changes = load_changes(store.as_ref(), &directory)?;
+        let flapping = load_flapping(store.as_ref())?;
         let config_windows = Arc::new(maintenance::config_windows(&directory.config));
         let wakers = Arc::new(Wakers::default());
         {

@@ -535,3 +535,39 @@ async fn a_survivor_fires_the_step_a_dead_replica_scheduled() {
     assert_eq!(recv.at("alice").len(), 1);
     drop(b);
 }
+
+/// A change event recorded through one replica shows on an incident
+/// another replica opens: each replica reads the services' latest changes
+/// again every few seconds on a shared database.
+#[tokio::test]
+async fn a_change_recorded_on_one_replica_shows_on_another() {
+    let Some(url) = postgres_database("changes") else {
+        return;
+    };
+    let recv = Receiver::start().await;
+    let extra = chain(&recv, ["1h", "1h", "1h"]);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (port_a, port_b) = (free_port(), free_port());
+    write_config(dir_a.path(), port_a, &url, &extra);
+    write_config(dir_b.path(), port_b, &url, &extra);
+    let a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    let now = tocsin::clock::Clock::now(&tocsin::clock::SystemClock);
+    let status = reqwest::Client::new()
+        .post(format!("{}/v2/change/enqueue", b.base))
+        .json(&json!({"routing_key": PD_KEY,
+                      "payload": {"summary": "Deploy payments 2026.12.3", "source": "deploybot",
+                                  "timestamp": now.to_rfc3339()}}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 202);
+    // a reads the changes again within ten election ticks.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert_eq!(trigger(&a.base, "after-deploy").await, 202);
+    let inc = get(&a.base, "/v1/incidents/INC-1").await;
+    let changes = inc["incident"]["recent_changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{inc}");
+    assert_eq!(changes[0]["summary"], "Deploy payments 2026.12.3");
+}
