@@ -14,11 +14,26 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// One service's week.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ReportRow {
+/// A row's group: a service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ByService {
     /// The service.
     pub service: String,
+}
+
+/// A row's group: a severity, over every service.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct BySeverity {
+    /// The severity, `SEV1`..`SEV4`.
+    pub severity: String,
+}
+
+/// A group's week: its key (`service` or `severity`) and the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeekRow<K> {
+    /// The group.
+    #[serde(flatten)]
+    pub key: K,
     /// The ISO week, like `2026-W49`.
     pub week: String,
     /// Its Monday.
@@ -35,25 +50,32 @@ pub struct ReportRow {
     pub mttr_seconds: Option<f64>,
 }
 
+/// One service's week.
+pub type ReportRow = WeekRow<ByService>;
+
 /// One severity's week, over every service.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SeverityRow {
-    /// The severity, `SEV1`..`SEV4`.
-    pub severity: String,
-    /// The ISO week, like `2026-W49`.
-    pub week: String,
-    /// Its Monday.
-    pub week_start: NaiveDate,
-    /// Incidents opened that week.
-    pub incidents: u64,
-    /// Of them, acknowledged (by now).
-    pub acknowledged: u64,
-    /// Mean time to acknowledge, in seconds.
-    pub mtta_seconds: Option<f64>,
-    /// Of them, resolved (by now).
-    pub resolved: u64,
-    /// Mean time to resolve, in seconds.
-    pub mttr_seconds: Option<f64>,
+pub type SeverityRow = WeekRow<BySeverity>;
+
+/// What rows are grouped by: its column's name and a row's label.
+pub trait Group {
+    /// The column, as the CSV header names it (`service`).
+    const NAME: &'static str;
+    /// This row's label.
+    fn label(&self) -> &str;
+}
+
+impl Group for ByService {
+    const NAME: &'static str = "service";
+    fn label(&self) -> &str {
+        &self.service
+    }
+}
+
+impl Group for BySeverity {
+    const NAME: &'static str = "severity";
+    fn label(&self) -> &str {
+        &self.severity
+    }
 }
 
 /// The report over a window.
@@ -75,6 +97,22 @@ struct Acc {
     incidents: u64,
     acks: Vec<i64>,
     resolves: Vec<i64>,
+}
+
+/// The accumulated weeks as rows, in the map's order.
+fn rows<G: Ord, K>(by: BTreeMap<(G, String), Acc>, key: impl Fn(G) -> K) -> Vec<WeekRow<K>> {
+    by.into_iter()
+        .map(|((group, week), a)| WeekRow {
+            key: key(group),
+            week,
+            week_start: a.week_start.expect("set with the first incident"),
+            incidents: a.incidents,
+            acknowledged: a.acks.len() as u64,
+            mtta_seconds: mean(&a.acks),
+            resolved: a.resolves.len() as u64,
+            mttr_seconds: mean(&a.resolves),
+        })
+        .collect()
 }
 
 fn mean(xs: &[i64]) -> Option<f64> {
@@ -113,32 +151,11 @@ pub fn build<'a>(
             }
         }
     }
-    let by_severity = by_severity
-        .into_iter()
-        .map(|((severity, week), a)| SeverityRow {
-            severity: severity.label().to_string(),
-            week,
-            week_start: a.week_start.expect("set with the first incident"),
-            incidents: a.incidents,
-            acknowledged: a.acks.len() as u64,
-            mtta_seconds: mean(&a.acks),
-            resolved: a.resolves.len() as u64,
-            mttr_seconds: mean(&a.resolves),
-        })
-        .collect();
-    let rows = by
-        .into_iter()
-        .map(|((service, week), a)| ReportRow {
-            service,
-            week,
-            week_start: a.week_start.expect("set with the first incident"),
-            incidents: a.incidents,
-            acknowledged: a.acks.len() as u64,
-            mtta_seconds: mean(&a.acks),
-            resolved: a.resolves.len() as u64,
-            mttr_seconds: mean(&a.resolves),
-        })
-        .collect();
+    // SEV1 sorts first: the map's order is the severity's, not its label's.
+    let by_severity = rows(by_severity, |severity: Severity| BySeverity {
+        severity: severity.label().to_string(),
+    });
+    let rows = rows(by, |service| ByService { service });
     Report {
         since,
         until,
@@ -169,17 +186,18 @@ pub(super) fn csv_field(s: &str) -> String {
     }
 }
 
-/// The rows as CSV, with a header line; times in seconds.
-pub fn csv(report: &Report) -> String {
-    let mut out = String::from(
-        "service,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n",
+/// Rows as CSV, with a header line; times in seconds.
+fn csv_of<K: Group>(rows: &[WeekRow<K>]) -> String {
+    let mut out = format!(
+        "{},week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n",
+        K::NAME
     );
     let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
-    for r in &report.rows {
+    for r in rows {
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{}",
-            csv_field(&r.service),
+            csv_field(r.key.label()),
             r.week,
             r.week_start,
             r.incidents,
@@ -192,27 +210,43 @@ pub fn csv(report: &Report) -> String {
     out
 }
 
+/// The rows by service as CSV, with a header line; times in seconds.
+pub fn csv(report: &Report) -> String {
+    csv_of(&report.rows)
+}
+
 /// The rows by severity as CSV, with a header line; times in seconds.
 pub fn csv_by_severity(report: &Report) -> String {
-    let mut out = String::from(
-        "severity,week,week_start,incidents,acknowledged,mtta_seconds,resolved,mttr_seconds\n",
+    csv_of(&report.by_severity)
+}
+
+/// Rows as aligned text, under a header naming the group in capitals.
+fn table_of<K: Group>(out: &mut String, rows: &[WeekRow<K>]) {
+    let name = K::NAME.to_uppercase();
+    let width = rows
+        .iter()
+        .map(|r| r.key.label().chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(name.len());
+    let _ = writeln!(
+        out,
+        "{name:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+        "WEEK", "INCIDENTS", "ACKED", "MTTA", "RESOLVED", "MTTR"
     );
-    let secs = |s: Option<f64>| s.map(|s| format!("{s:.0}")).unwrap_or_default();
-    for r in &report.by_severity {
+    for r in rows {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{}",
-            r.severity,
+            "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
+            r.key.label(),
             r.week,
-            r.week_start,
             r.incidents,
             r.acknowledged,
-            secs(r.mtta_seconds),
+            human(r.mtta_seconds),
             r.resolved,
-            secs(r.mttr_seconds)
+            human(r.mttr_seconds)
         );
     }
-    out
 }
 
 /// The rows as an aligned text table, for the CLI: by service, then by
@@ -227,49 +261,9 @@ pub fn table(report: &Report) -> String {
         out.push_str("No incidents.\n");
         return out;
     }
-    let width = report
-        .rows
-        .iter()
-        .map(|r| r.service.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max("SERVICE".len());
-    let _ = writeln!(
-        out,
-        "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
-        "SERVICE", "WEEK", "INCIDENTS", "ACKED", "MTTA", "RESOLVED", "MTTR"
-    );
-    for r in &report.rows {
-        let _ = writeln!(
-            out,
-            "{:width$}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
-            r.service,
-            r.week,
-            r.incidents,
-            r.acknowledged,
-            human(r.mtta_seconds),
-            r.resolved,
-            human(r.mttr_seconds)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\n{:8}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
-        "SEVERITY", "WEEK", "INCIDENTS", "ACKED", "MTTA", "RESOLVED", "MTTR"
-    );
-    for r in &report.by_severity {
-        let _ = writeln!(
-            out,
-            "{:8}  {:8}  {:>9}  {:>5}  {:>9}  {:>8}  {:>9}",
-            r.severity,
-            r.week,
-            r.incidents,
-            r.acknowledged,
-            human(r.mtta_seconds),
-            r.resolved,
-            human(r.mttr_seconds)
-        );
-    }
+    table_of(&mut out, &report.rows);
+    out.push('\n');
+    table_of(&mut out, &report.by_severity);
     out
 }
 
@@ -311,7 +305,7 @@ pub fn svg(report: &Report) -> String {
             r##"<text x="{}" y="{}" text-anchor="end" fill="#1b1f24">{} {}</text>"##,
             LABEL_W - 8.0,
             y + 22.0,
-            escape(&r.service),
+            escape(&r.key.service),
             r.week
         );
         for (j, (value, colour)) in [(r.mtta_seconds, "#0b57d0"), (r.mttr_seconds, "#146c2e")]
@@ -387,7 +381,7 @@ mod tests {
         assert_eq!(r.rows.len(), 2);
         let api = &r.rows[0];
         assert_eq!(
-            (api.service.as_str(), api.week.as_str()),
+            (api.key.service.as_str(), api.week.as_str()),
             ("api", "2026-W49")
         );
         assert_eq!(api.week_start.to_string(), "2026-11-30");
@@ -449,7 +443,7 @@ mod tests {
             .iter()
             .map(|s| {
                 (
-                    s.severity.as_str(),
+                    s.key.severity.as_str(),
                     s.week.as_str(),
                     s.incidents,
                     s.mtta_seconds,

@@ -709,7 +709,7 @@ pub async fn reports(
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&row.service),
+            escape(&row.key.service),
             row.week,
             row.incidents,
             row.acknowledged,
@@ -730,7 +730,7 @@ pub async fn reports(
         let _ = write!(
             b,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            row.severity,
+            row.key.severity,
             row.week,
             row.incidents,
             row.acknowledged,
@@ -775,6 +775,38 @@ pub async fn reports(
     Ok(layout(Some(&viewer), "Reports", &b))
 }
 
+/// A CSV download named `filename`.
+fn csv_download(filename: &str, body: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/csv; charset=utf-8".to_string(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The window of a report download, for a signed-in viewer.
+async fn report_window(
+    st: &AppState,
+    headers: &HeaderMap,
+    query: Result<
+        Query<crate::http::reports::ReportQuery>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Result<(crate::http::reports::ReportQuery, DateTime<Utc>), Refusal> {
+    viewer(st, headers)?;
+    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
+    let from = crate::http::reports::since(st, q.since.as_deref())?;
+    Ok((q, from))
+}
+
 /// `GET /reports/pages.csv?since=30d`: pages per person as CSV.
 pub async fn pages_csv(
     State(st): State<AppState>,
@@ -784,25 +816,15 @@ pub async fn pages_csv(
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Result<axum::response::Response, Refusal> {
-    use axum::response::IntoResponse;
-    viewer(&st, &headers)?;
-    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
-    let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let (_, from) = report_window(&st, &headers, query).await?;
     let r = st.service.pages_report(from).await?;
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (
-                axum::http::header::CONTENT_DISPOSITION,
-                "attachment; filename=\"tocsin-pages-per-person.csv\"",
-            ),
-        ],
+    Ok(csv_download(
+        "tocsin-pages-per-person.csv",
         crate::summary::pages::csv(&r),
-    )
-        .into_response())
+    ))
 }
 
-/// `GET /reports.csv?since=30d`: the same rows as CSV.
+/// `GET /reports.csv?since=30d&by=service|severity`: the same rows as CSV.
 pub async fn reports_csv(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -811,25 +833,15 @@ pub async fn reports_csv(
         axum::extract::rejection::QueryRejection,
     >,
 ) -> Result<axum::response::Response, Refusal> {
-    use axum::response::IntoResponse;
-    viewer(&st, &headers)?;
-    let Query(q) = query.map_err(|e| crate::http::ApiError::bad_request(e.body_text()))?;
-    let from = crate::http::reports::since(&st, q.since.as_deref())?;
+    let (q, from) = report_window(&st, &headers, query).await?;
     let csv = crate::http::reports::response_csv(q.by.as_deref())?;
     let r = st.service.response_report(from).await?;
     let name = if q.by.as_deref() == Some("severity") {
-        "attachment; filename=\"tocsin-response-times-by-severity.csv\""
+        "tocsin-response-times-by-severity.csv"
     } else {
-        "attachment; filename=\"tocsin-response-times.csv\""
+        "tocsin-response-times.csv"
     };
-    Ok((
-        [
-            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-            (axum::http::header::CONTENT_DISPOSITION, name),
-        ],
-        csv(&r),
-    )
-        .into_response())
+    Ok(csv_download(name, csv(&r)))
 }
 
 /// The runbook's phases and steps with their state; with a write token,
