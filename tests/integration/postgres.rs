@@ -339,6 +339,30 @@ async fn while_the_database_is_unreachable_intake_answers_503_and_recovers() {
     server.kill();
 }
 
+/// A replica's directory and port on the database at `url`; started (and
+/// started again) as a `tocsin serve` process.
+struct Replica {
+    dir: tempfile::TempDir,
+    port: u16,
+    extra: String,
+}
+
+impl Replica {
+    fn new(url: &str, extra: &str) -> Self {
+        let (dir, port) = (tempfile::tempdir().unwrap(), free_port());
+        write_config(dir.path(), port, url, extra);
+        Self {
+            dir,
+            port,
+            extra: extra.to_string(),
+        }
+    }
+
+    async fn start(&self) -> ServerProcess {
+        ServerProcess::start_with(self.dir.path(), self.port, Some("chain"), &self.extra).await
+    }
+}
+
 /// Whether the replica at `base` says it leads (`/readyz`).
 async fn leads(base: &str) -> bool {
     let body: Value = reqwest::Client::new()
@@ -390,15 +414,12 @@ async fn one_replica_leads_and_a_survivor_takes_over_when_it_dies() {
     let Some(url) = postgres_database("leader") else {
         return;
     };
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
     let recv = Receiver::start().await;
     let extra = chain(&recv, ["1h", "1h", "1h"]);
-    write_config(dir_a.path(), port_a, &url, &extra);
-    write_config(dir_b.path(), port_b, &url, &extra);
-    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    let (ra, rb) = (Replica::new(&url, &extra), Replica::new(&url, &extra));
+    let mut a = ra.start().await;
     until_leads(&a.base, Duration::from_secs(5)).await;
-    let mut b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    let mut b = rb.start().await;
     // b tries every second and is refused while a lives.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(leads(&a.base).await);
@@ -416,7 +437,7 @@ async fn one_replica_leads_and_a_survivor_takes_over_when_it_dies() {
     assert_eq!(leader_gauge(&b.base).await, "tocsin_leader 1");
 
     // A restarted replica follows the one that leads.
-    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
+    let mut a = ra.start().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(!leads(&a.base).await);
     assert!(leads(&b.base).await);
@@ -465,12 +486,8 @@ delay = "1h"
         a = recv.url("alice"),
         b = recv.url("bob"),
     );
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    write_config(dir_a.path(), port_a, &url, &extra);
-    write_config(dir_b.path(), port_b, &url, &extra);
-    let a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
-    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    let (ra, rb) = (Replica::new(&url, &extra), Replica::new(&url, &extra));
+    let (a, b) = (ra.start().await, rb.start().await);
     let now = tocsin::clock::Clock::now(&tocsin::clock::SystemClock);
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/schedules/primary/overrides", b.base))
@@ -510,13 +527,10 @@ async fn a_survivor_fires_the_step_a_dead_replica_scheduled() {
     };
     let recv = Receiver::start().await;
     let extra = chain(&recv, ["2s", "1h", "1h"]);
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    write_config(dir_a.path(), port_a, &url, &extra);
-    write_config(dir_b.path(), port_b, &url, &extra);
-    let mut a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
-    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
-    // Let b's scheduler go idle, so only its polling can find a's timer.
+    let (ra, rb) = (Replica::new(&url, &extra), Replica::new(&url, &extra));
+    let (mut a, b) = (ra.start().await, rb.start().await);
+    // Let b's scheduler go idle, so only a wake-up (a's NOTIFY) or its
+    // polling can find a's timer.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(trigger(&a.base, "dies").await, 202);
     assert!(recv.wait_for(1, Duration::from_secs(5)).await);
@@ -546,12 +560,8 @@ async fn a_change_recorded_on_one_replica_shows_on_another() {
     };
     let recv = Receiver::start().await;
     let extra = chain(&recv, ["1h", "1h", "1h"]);
-    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (port_a, port_b) = (free_port(), free_port());
-    write_config(dir_a.path(), port_a, &url, &extra);
-    write_config(dir_b.path(), port_b, &url, &extra);
-    let a = ServerProcess::start_with(dir_a.path(), port_a, Some("chain"), &extra).await;
-    let b = ServerProcess::start_with(dir_b.path(), port_b, Some("chain"), &extra).await;
+    let (ra, rb) = (Replica::new(&url, &extra), Replica::new(&url, &extra));
+    let (a, b) = (ra.start().await, rb.start().await);
     let now = tocsin::clock::Clock::now(&tocsin::clock::SystemClock);
     let status = reqwest::Client::new()
         .post(format!("{}/v2/change/enqueue", b.base))
