@@ -51,10 +51,6 @@ pub enum NoLink {
     Store(#[from] StoreError),
 }
 
-/// Used links are checked and marked one at a time, so two presses of one
-/// link start one session.
-static REDEEMING: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
-
 impl Service {
     /// Installs the mailer that sends sign-in links by email (`[smtp]`).
     pub fn set_mailer(&self, mailer: Arc<dyn Mailer>) {
@@ -168,17 +164,16 @@ impl Service {
                 .unwrap_or_else(|_| chrono::Duration::hours(12));
         let store = self.store.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let _one = REDEEMING.lock();
-            let Some(record) = store.token(&id)? else {
-                return Ok(Err(LinkRefusal::Unknown));
-            };
-            match record.redeem(&secret, now, ends) {
-                Ok(used) => {
-                    store.put_token(&used)?;
-                    Ok(Ok(used))
-                }
-                Err(refusal) => Ok(Err(refusal)),
-            }
+            // Checked and marked used in one atomic step of the store, so
+            // two presses of one link (on any replicas) start one session.
+            let mut refusal = LinkRefusal::Unknown;
+            let used = store.update_token(&id, &mut |record| {
+                record
+                    .redeem(&secret, now, ends)
+                    .map_err(|r| refusal = r)
+                    .ok()
+            })?;
+            Ok::<_, StoreError>(used.ok_or(refusal))
         })
         .await
         .map_err(|e| StoreError::Backend(format!("using a sign-in link: {e}")))?

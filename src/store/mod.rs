@@ -474,6 +474,16 @@ pub trait Store: Send + Sync + 'static {
     /// An API token record, by its id.
     fn token(&self, id: &str) -> Result<Option<crate::access::ApiToken>, StoreError>;
 
+    /// Reads the token record `id` and, if `f` returns a new one, stores
+    /// it (and flushes it), atomically against every other writer of the
+    /// store, other processes sharing it too: a one-time sign-in link is
+    /// used once. What `f` returned; `None` when there is no such record.
+    fn update_token(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&crate::access::ApiToken) -> Option<crate::access::ApiToken>,
+    ) -> Result<Option<crate::access::ApiToken>, StoreError>;
+
     /// Every API token record (revoked ones too), by id.
     fn tokens(&self) -> Result<Vec<crate::access::ApiToken>, StoreError>;
 

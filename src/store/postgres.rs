@@ -1908,6 +1908,42 @@ impl Store for PostgresStore {
         .map(|_| ())
     }
 
+    fn update_token(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&crate::access::ApiToken) -> Option<crate::access::ApiToken>,
+    ) -> Result<Option<crate::access::ApiToken>, StoreError> {
+        // The row is locked from the read to the commit: a second replica
+        // using the same sign-in link waits, then sees it used.
+        off_runtime_here(|| {
+            let mut conn = self.conn()?;
+            let result = (|| {
+                let mut t = conn.transaction()?;
+                let Some(row) =
+                    t.query_opt("SELECT value FROM tokens WHERE id = $1 FOR UPDATE", &[&id])?
+                else {
+                    return Ok(Ok(None));
+                };
+                let current: crate::access::ApiToken =
+                    match decode(row.get::<_, &str>(0), "tokens", &id) {
+                        Ok(c) => c,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                let Some(new) = f(&current) else {
+                    return Ok(Ok(None));
+                };
+                t.execute(
+                    "UPDATE tokens SET value = $2 WHERE id = $1",
+                    &[&id, &encode(&new)],
+                )?;
+                t.commit()?;
+                Ok(Ok(Some(new)))
+            })();
+            self.note(&result);
+            result.map_err(pg)?
+        })
+    }
+
     fn token(&self, id: &str) -> Result<Option<crate::access::ApiToken>, StoreError> {
         let row = self.with(|c| c.query_opt("SELECT value FROM tokens WHERE id = $1", &[&id]))?;
         row.map(|r| decode(r.get::<_, &str>(0), "tokens", &id))
@@ -1968,6 +2004,50 @@ mod tests {
         }
         tx.set_open_incident("api", key, Some(id))?;
         Ok(id)
+    }
+
+    /// Two replicas using one sign-in link at the same instant: one of
+    /// them signs in.
+    #[test]
+    fn a_sign_in_link_is_used_once_across_replicas() {
+        let Some((url, first)) = store("link") else {
+            return;
+        };
+        let min = chrono::Duration::minutes;
+        let (link, code) = crate::access::ApiToken::sign_in_link(
+            "alice",
+            crate::access::Scope::Write,
+            "email",
+            now(),
+            now() + min(10),
+        );
+        first.put_token(&link).unwrap();
+        let (_, secret) = crate::access::split_token(&code).unwrap();
+        let stores: Vec<Arc<PostgresStore>> = (0..4)
+            .map(|_| Arc::new(PostgresStore::open(&url, 2).unwrap()))
+            .collect();
+        let barrier = Arc::new(std::sync::Barrier::new(stores.len()));
+        let used: Vec<bool> = stores
+            .iter()
+            .map(|s| {
+                let (s, id, secret, barrier) = (
+                    s.clone(),
+                    link.id.clone(),
+                    secret.to_string(),
+                    barrier.clone(),
+                );
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    s.update_token(&id, &mut |t| t.redeem(&secret, now(), now() + min(60)).ok())
+                        .unwrap()
+                        .is_some()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(used.iter().filter(|u| **u).count(), 1, "{used:?}");
     }
 
     /// A commit that writes a timer wakes the other replicas' schedulers

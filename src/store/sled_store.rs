@@ -1635,6 +1635,29 @@ impl Store for SledStore {
         self.get(TOKENS, id.as_bytes())
     }
 
+    fn update_token(
+        &self,
+        id: &str,
+        f: &mut dyn FnMut(&crate::access::ApiToken) -> Option<crate::access::ApiToken>,
+    ) -> Result<Option<crate::access::ApiToken>, StoreError> {
+        // One process opens the store, and its writes to tokens take the
+        // writer lock: nothing changes the record between the read and
+        // the write.
+        let _writer = self.write_lock.lock();
+        let Some(current) = self.get::<crate::access::ApiToken>(TOKENS, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(new) = f(&current) else {
+            return Ok(None);
+        };
+        self.journal_touch(vec![(TOKENS, new.id.as_bytes().to_vec())]);
+        self.h()?.trees[TOKENS]
+            .insert(new.id.as_bytes(), encode(&new))
+            .map_err(backend)?;
+        self.flush()?;
+        Ok(Some(new))
+    }
+
     fn maintenance_windows(&self) -> Result<Vec<crate::maintenance::StoredWindow>, StoreError> {
         Ok(self.get(META, MAINTENANCE_KEY)?.unwrap_or_default())
     }

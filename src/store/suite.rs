@@ -324,7 +324,27 @@ pub fn run(store: &dyn Store) {
     );
     let mut all = store.tokens().unwrap();
     all.sort_by(|a, b| a.user.cmp(&b.user));
-    assert_eq!(all, vec![alice, bob]);
+    assert_eq!(all, vec![alice.clone(), bob.clone()]);
+
+    // A sign-in link is used once: update_token writes what `f` returns,
+    // and nothing when it returns nothing.
+    let min = chrono::Duration::minutes;
+    let (link, code) =
+        ApiToken::sign_in_link("carol", Scope::Write, "slack", now(), now() + min(10));
+    store.put_token(&link).unwrap();
+    let (_, secret) = crate::access::split_token(&code).unwrap();
+    let mut redeem = |t: &ApiToken| t.redeem(secret, now(), now() + min(60)).ok();
+    let used = store.update_token(&link.id, &mut redeem).unwrap().unwrap();
+    assert!(used.sign_in.as_ref().unwrap().used_at.is_some());
+    assert_eq!(store.token(&link.id).unwrap(), Some(used.clone()));
+    assert_eq!(store.update_token(&link.id, &mut redeem).unwrap(), None);
+    assert_eq!(store.token(&link.id).unwrap(), Some(used));
+    assert_eq!(
+        store
+            .update_token("000000000000", &mut |t| Some(t.clone()))
+            .unwrap(),
+        None
+    );
 
     maintenance_windows(store);
 }
