@@ -20,7 +20,7 @@ pub const LEADER_TICK: Duration = Duration::from_secs(1);
 /// On a shared store, every this many ticks the services' latest changes
 /// and the flapping incidents are read again (they cost a read of the open
 /// incidents; the overrides are read every tick).
-const REFRESH_EVERY: u64 = 10;
+pub const REFRESH_EVERY: u64 = 10;
 
 impl Service {
     /// Whether this replica runs the singletons now.

@@ -1329,3 +1329,83 @@ async fn an_unknown_time_zone_is_refused_and_escaped() {
     assert!(page.contains("Times in UTC;"), "{page}");
     app.stop().await;
 }
+
+/// From the browser as from chat: a write token declares an incident
+/// (`/incident new`), which then escalates; an admin gives a role, a write
+/// token may not.
+#[tokio::test]
+async fn declaring_an_incident_and_giving_a_role_from_the_console() {
+    let app = console(None).await;
+    let mut b = Browser::new(&app);
+    b.login(&token(&app, "alice", Scope::Write).await).await;
+    let (_, list) = b.get("/incidents").await;
+    assert!(
+        list.contains(r#"<form method="post" action="/incidents" class="filters declare">"#),
+        "{list}"
+    );
+    let csrf = csrf_of(&list);
+    let resp = b
+        .post(
+            "/incidents",
+            &[
+                ("csrf", &csrf),
+                ("title", "Checkout <b>down</b>"),
+                ("severity", "sev1"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/incidents/INC-1");
+    let inc = app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["title"], "Checkout <b>down</b>");
+    assert_eq!(inc["incident"]["severity"], "sev1");
+    let (_, page) = b.get("/incidents/INC-1").await;
+    assert!(page.contains("Checkout &lt;b&gt;down&lt;/b&gt;"), "{page}");
+    assert!(
+        !page.contains("Give role"),
+        "a write token gives no roles: {page}"
+    );
+    // A write token may not give a role; a title is required.
+    let resp = b
+        .post(
+            "/incidents/INC-1/role",
+            &[("csrf", &csrf), ("role", "commander"), ("user", "bob")],
+        )
+        .await;
+    assert_eq!(resp.status(), 403);
+    let resp = b
+        .post("/incidents", &[("csrf", &csrf), ("title", " ")])
+        .await;
+    assert_eq!(resp.status(), 400);
+    // Without the CSRF token, nothing is declared.
+    let resp = b.post("/incidents", &[("title", "forged")]).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(app.incidents().await.len(), 1);
+
+    let mut admin = Browser::new(&app);
+    admin.login(&token(&app, "bob", Scope::Admin).await).await;
+    let (_, page) = admin.get("/incidents/INC-1").await;
+    assert!(page.contains("Give role"), "{page}");
+    let csrf = csrf_of(&page);
+    let resp = admin
+        .post(
+            "/incidents/INC-1/role",
+            &[("csrf", &csrf), ("role", "commander"), ("user", "alice")],
+        )
+        .await;
+    assert_eq!(resp.status(), 303);
+    let inc = app.incident("INC-1").await;
+    assert_eq!(inc["incident"]["roles"]["commander"], "alice", "{inc}");
+    for (role, user) in [("captain", "alice"), ("scribe", "mallory")] {
+        let resp = admin
+            .post(
+                "/incidents/INC-1/role",
+                &[("csrf", &csrf), ("role", role), ("user", user)],
+            )
+            .await;
+        assert_eq!(resp.status(), 400, "{role} {user}");
+    }
+    let (_, timeline) = app.get("/v1/incidents/INC-1/timeline").await;
+    assert!(timeline.to_string().contains("commander"), "{timeline}");
+    app.stop().await;
+}

@@ -297,6 +297,27 @@ pub async fn incident_action(
             svc.runbook_step(id, crate::incident::RunbookStep::NextPhase, by)
                 .await?
         }
+        "role" => {
+            // As chat's default (`[services.permissions] roles = "admins"`):
+            // roles are given by admins.
+            if !viewer.is_admin() {
+                return Err(Refusal::Page(
+                    StatusCode::FORBIDDEN,
+                    "giving a role takes an admin token".into(),
+                ));
+            }
+            let role = form.get("role").unwrap_or_default();
+            if !["commander", "comms", "scribe"].contains(&role) {
+                return Err(bad(format!(
+                    "unknown role '{role}'; use commander, comms or scribe"
+                )));
+            }
+            let user = form.get("user").unwrap_or_default();
+            if !st.config.users.iter().any(|u| u.name == user) {
+                return Err(bad(format!("'{user}' is not a tocsin user")));
+            }
+            svc.assign_role(id, role, user, by).await?
+        }
         other => {
             return Err(Refusal::Page(
                 StatusCode::NOT_FOUND,
@@ -305,6 +326,35 @@ pub async fn incident_action(
         }
     };
     Ok(Redirect::to(&format!("/incidents/{id}")).into_response())
+}
+
+/// `POST /incidents` `title`, `severity`: declares an incident on `[chat]
+/// default_service`, as `/incident new` does, and shows it.
+pub async fn declare(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let form = Form::parse(&body)?;
+    let viewer = check_post(&st, &headers, &form, Scope::Write)?;
+    let title = form.get("title").unwrap_or_default().trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(bad("An incident needs a title of at most 200 characters."));
+    }
+    let severity = match form
+        .get("severity")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        Some(raw) => Some(
+            crate::incident::Severity::from_sender(raw)
+                .ok_or_else(|| bad(format!("unknown severity '{raw}'; use sev1 to sev4")))?,
+        ),
+        None => None,
+    };
+    let by = viewer.principal.actor(&st, None)?;
+    let inc = st.service.open_manual(title, severity, by, None).await?;
+    Ok(Redirect::to(&format!("/incidents/{}", inc.id)).into_response())
 }
 
 fn form_time(form: &Form, field: &str) -> Result<chrono::DateTime<Utc>, Refusal> {

@@ -39,7 +39,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         )
         .route("/login/email", axum::routing::post(actions::email_link))
         .route("/logout", post(actions::logout))
-        .route("/incidents", get(pages::incidents))
+        .route("/incidents", get(pages::incidents).post(actions::declare))
         .route("/incidents/{id}", get(pages::incident))
         .route("/incidents/{id}/{action}", post(actions::incident_action))
         .route("/oncall", get(pages::oncall))

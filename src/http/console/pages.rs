@@ -102,6 +102,13 @@ pub async fn incidents(
         );
     }
     body.push_str("</select></label> <button>Filter</button></form>\n");
+    if viewer.can_write() {
+        let _ = writeln!(
+            body,
+            r#"<form method="post" action="/incidents" class="filters declare"><input type="hidden" name="csrf" value="{}"><label>New incident <input name="title" required maxlength="200" placeholder="what is wrong" aria-label="Title of the new incident"></label> <label>Severity <select name="severity"><option value="">default</option><option>sev1</option><option>sev2</option><option>sev3</option><option>sev4</option></select></label> <button>Declare incident</button></form>"#,
+            escape(&viewer.csrf)
+        );
+    }
     // The first page takes new incidents live; later pages are history.
     let live = if q.before.is_none() { " data-live" } else { "" };
     let _ = write!(
@@ -270,6 +277,16 @@ pub async fn incident(
             r#"<textarea name="text" rows="2" maxlength="3000" placeholder="what you found (action: ... for an action item)" aria-label="Note"></textarea>"#,
         ));
         b.push_str(&update_form(&key, csrf));
+        if viewer.is_admin() {
+            let mut extra = String::from(
+                r#"<select name="role" aria-label="Role"><option>commander</option><option>comms</option><option>scribe</option></select> <select name="user" aria-label="Who">"#,
+            );
+            for u in &st.config.users {
+                let _ = write!(extra, "<option>{}</option>", escape(&u.name));
+            }
+            extra.push_str("</select>");
+            b.push_str(&button(&key, "role", "Give role", csrf, &extra));
+        }
         let (to, label) = if inc.public {
             ("false", "Take off status page")
         } else {
