@@ -52,16 +52,7 @@ if [[ ${#need[@]} -gt 0 ]]; then
 fi
 command -v python3 >/dev/null || fail "python3 is required"
 
-if [[ -n "${TOCSIN_BIN:-}" ]]; then
-    [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
-else
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
-    log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$REPO" && cargo build --release --quiet) || fail "cargo build --release failed"
-    TOCSIN_BIN="$CARGO_TARGET_DIR/release/tocsin"
-fi
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
-unset TOCSIN_CONFIG RUST_LOG
+tocsin_release_bin
 
 TMP="$(mktemp -d "${WORK_DIR:-/var/tmp}/tocsin-bench.XXXXXX")"
 RESULTS="$TMP/results.md"

@@ -28,14 +28,7 @@ CONNECTIONS="${CONNECTIONS:-1 8}"
 source "$REPO/tests/interop/lib.sh"
 
 command -v wrk >/dev/null || need_command wrk wrk
-if [[ -z "${TOCSIN_BIN:-}" ]]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
-    log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$REPO" && cargo build --release --quiet) || fail "cargo build --release failed"
-    TOCSIN_BIN="$CARGO_TARGET_DIR/release/tocsin"
-fi
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
-unset TOCSIN_CONFIG RUST_LOG
+tocsin_release_bin
 
 TMP="$(mktemp -d "${WORK_DIR:-/var/tmp}/tocsin-cpu.XXXXXX")"
 PORT="$(free_port)"

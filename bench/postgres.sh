@@ -29,14 +29,7 @@ TAKEOVERS="${TAKEOVERS:-5}"
 source "$REPO/tests/interop/lib.sh"
 
 command -v wrk >/dev/null || need_command wrk wrk
-if [[ -z "${TOCSIN_BIN:-}" ]]; then
-    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
-    log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-    (cd "$REPO" && cargo build --release --quiet) || fail "cargo build --release failed"
-    TOCSIN_BIN="$CARGO_TARGET_DIR/release/tocsin"
-fi
-while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
-unset TOCSIN_CONFIG RUST_LOG
+tocsin_release_bin
 
 TMP="$(mktemp -d "${WORK_DIR:-/var/tmp}/tocsin-pg-bench.XXXXXX")"
 chmod 755 "$TMP"
@@ -48,27 +41,8 @@ trap 'bash "$REPO/tests/interop/postgres-cluster.sh" stop "$TMP/pg" >/dev/null 2
 PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on port $PG_PORT"
 
-# The webhook receiver: the time each first page of a dedup key arrived.
-cat >"$TMP/receiver.py" <<'EOF'
-import http.server, json, sys, time
-out = open(sys.argv[2], "a", buffering=1)
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        at = time.time()
-        try:
-            summary = json.loads(body).get("page", {}).get("title", "")
-        except Exception:
-            summary = ""
-        out.write(json.dumps({"at": at, "key": self.headers.get("idempotency-key"), "title": summary}) + "\n")
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-EOF
-python3 "$TMP/receiver.py" "$RECV_PORT" "$TMP/pages.jsonl" >"$TMP/receiver.log" 2>&1 &
-PIDS+=($!)
+# The webhook receiver: when each page arrived.
+start_page_receiver "$RECV_PORT" "$TMP/pages.jsonl"
 
 DB_SEQ=0
 # Sets DB_URL to a new, empty database.

@@ -44,25 +44,7 @@ trap 'stop_pg; cleanup' EXIT
 log "PostgreSQL on port $PG_PORT"
 
 # --- the webhook receiver: every POST as a JSON line ------------------------
-cat >"$TMP/receiver.py" <<'EOF'
-import http.server, json, sys, threading, time
-out = open(sys.argv[2], "a", buffering=1)
-lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        n = int(self.headers.get("content-length", 0))
-        self.rfile.read(n)
-        with lock:
-            out.write(json.dumps({"path": self.path, "key": self.headers.get("idempotency-key"),
-                                  "at": time.time()}) + "\n")
-        self.send_response(200)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-EOF
-python3 "$TMP/receiver.py" "$RECV_PORT" "$TMP/pages.jsonl" >"$TMP/receiver.log" 2>&1 &
-PIDS+=($!)
+start_page_receiver "$RECV_PORT" "$TMP/pages.jsonl"
 RECV="http://127.0.0.1:$RECV_PORT"
 
 # --- three replicas ---------------------------------------------------------

@@ -128,6 +128,47 @@ tocsin_bin() {
     TOCSIN_BIN="$CARGO_TARGET_DIR/debug/tocsin"
 }
 
+# For the benchmarks: sets TOCSIN_BIN to the given (release) binary, or a
+# fresh release build, and clears the environment's TOCSIN__* overrides,
+# TOCSIN_CONFIG and RUST_LOG so the runs use only their own configuration.
+tocsin_release_bin() {
+    if [[ -n "${TOCSIN_BIN:-}" ]]; then
+        [[ -x "$TOCSIN_BIN" ]] || fail "TOCSIN_BIN=$TOCSIN_BIN is not executable"
+    else
+        export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tocsin-target}"
+        log "cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+        (cd "$REPO" && cargo build --release --quiet) || fail "cargo build --release failed"
+        TOCSIN_BIN="$CARGO_TARGET_DIR/release/tocsin"
+    fi
+    local var
+    while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(TOCSIN__[^=]*\)=.*/\1/p')
+    unset TOCSIN_CONFIG RUST_LOG
+}
+
+# start_page_receiver PORT FILE: a webhook receiver on 127.0.0.1:PORT that
+# answers 200 and appends each POST to FILE as a JSON line {path, key (the
+# Idempotency-Key header), at (unix seconds)}; its PID joins PIDS.
+start_page_receiver() {
+    local port="$1" out="$2"
+    python3 - "$port" "$out" >"$TMP/receiver.log" 2>&1 <<'EOF' &
+import http.server, json, sys, threading, time
+out = open(sys.argv[2], "a", buffering=1)
+lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        with lock:
+            out.write(json.dumps({"path": self.path, "key": self.headers.get("idempotency-key"),
+                                  "at": time.time()}) + "\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+EOF
+    PIDS+=($!)
+}
+
 # poll CMD [ARGS...]: runs CMD every 0.5 s until it exits 0, for up to
 # POLL_TIMEOUT seconds (default 30), and leaves its last output in POLL_OUT.
 # Fails at once if a process named in WATCH ("name:pid" words) has died.
