@@ -50,10 +50,16 @@ impl EmailSender {
         self.send_as(to, entry, &entry.page.headline(), text).await
     }
 
-    /// Sends `text` to `to` under `subject`, outside the outbox (a sign-in
-    /// link: the person waits for it and asks again if it is lost).
-    pub async fn send_text(&self, to: &str, subject: &str, text: String) -> Result<(), String> {
-        let msg = Message::builder()
+    /// A plain-text message from `[smtp] from` to `to`; a bad address is
+    /// said in the error.
+    fn message(
+        &self,
+        to: &str,
+        subject: &str,
+        message_id: Option<String>,
+        text: String,
+    ) -> Result<Message, String> {
+        Message::builder()
             .from(
                 self.from
                     .parse()
@@ -63,9 +69,16 @@ impl EmailSender {
                 .parse()
                 .map_err(|e| format!("email address '{to}': {e}"))?)
             .subject(subject)
+            .message_id(message_id)
             .header(ContentType::TEXT_PLAIN)
             .body(text)
-            .map_err(|e| format!("email: {e}"))?;
+            .map_err(|e| format!("email: {e}"))
+    }
+
+    /// Sends `text` to `to` under `subject`, outside the outbox (a sign-in
+    /// link: the person waits for it and asks again if it is lost).
+    pub async fn send_text(&self, to: &str, subject: &str, text: String) -> Result<(), String> {
+        let msg = self.message(to, subject, None, text)?;
         self.transport
             .send(msg)
             .await
@@ -94,20 +107,9 @@ impl EmailSender {
                 })
                 .collect::<String>()
         );
-        let msg = Message::builder()
-            .from(
-                self.from
-                    .parse()
-                    .map_err(|e| DeliveryError::permanent(format!("smtp from address: {e}")))?,
-            )
-            .to(to
-                .parse()
-                .map_err(|e| DeliveryError::permanent(format!("email address '{to}': {e}")))?)
-            .subject(subject)
-            .message_id(Some(message_id))
-            .header(ContentType::TEXT_PLAIN)
-            .body(text)
-            .map_err(|e| DeliveryError::permanent(format!("email: {e}")))?;
+        let msg = self
+            .message(to, subject, Some(message_id), text)
+            .map_err(DeliveryError::permanent)?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| {
             if e.is_permanent() {
                 DeliveryError::permanent(format!("smtp: {e}"))
