@@ -304,7 +304,7 @@ pub async fn run_with_clock(
         let _ = task.await;
     }
     info!("Flushing the store");
-    tokio::task::spawn_blocking(move || store.flush())
+    tokio::task::spawn_blocking(move || store.close())
         .await
         .map_err(|e| StoreError::Backend(format!("final flush: {e}")))??;
     info!("Stopped");

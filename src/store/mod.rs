@@ -9,6 +9,7 @@
 //! transactions (group commit).
 
 mod sled_store;
+mod wal;
 
 pub use sled_store::{
     BACKUP_END, BACKUP_FORMAT, BACKUP_VERSION, RestoreReport, STATE_MARKER, SledStore,
@@ -326,6 +327,13 @@ pub trait Store: Send + Sync + 'static {
     /// Puts every write committed before the call on disk; blocks the
     /// calling thread meanwhile.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// The last call at shutdown: like [`Store::flush`], and the backend
+    /// may also tidy up so that the next start has less to do (the sled
+    /// store checkpoints its write-ahead log).
+    fn close(&self) -> Result<(), StoreError> {
+        self.flush()
+    }
 
     /// Reads an incident.
     fn incident(&self, id: IncidentId) -> Result<Option<Incident>, StoreError>;
