@@ -143,13 +143,13 @@ impl Wal {
     /// into sled's files (`Db::flush`), so the records before no longer
     /// count.
     pub fn checkpoint(&mut self) -> io::Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        // Unique even if the record at offset 0 was lost (then `epoch` is 0):
-        // a stale record later in the file never continues a new epoch.
-        let epoch = (self.epoch + 1).max(now);
+        // A random epoch: a stale record later in the file (from any
+        // earlier epoch, even if the record at offset 0 was lost) never
+        // continues the new one.
+        let mut epoch = uuid::Uuid::new_v4().as_u64_pair().0;
+        if epoch == self.epoch {
+            epoch = epoch.wrapping_add(1);
+        }
         let old = (self.epoch, self.seq, self.end);
         self.epoch = epoch;
         self.end = 0;
