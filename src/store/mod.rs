@@ -5,7 +5,8 @@
 //! (incident, timeline entries, the raw alert events, and later timers and
 //! outbox entries) is written atomically or not at all. Durability is
 //! separate: [`Store::flush`] returns once everything written before the
-//! call is on disk. The service's writer thread calls it once per batch of
+//! call is on disk (the sled backend syncs each transaction's log record
+//! before it returns, so its flush has only the state marker left to do). The service's writer thread calls it once per batch of
 //! transactions (group commit).
 
 mod sled_store;

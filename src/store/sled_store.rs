@@ -20,6 +20,10 @@
 //!   derived (rebuilt at restore, and once when an older store is opened),
 //!   so backups leave it out.
 //!
+//! Writes do not use sled transactions: each transaction is one record of
+//! the write-ahead log ([`super::wal`]), synced before its writes are
+//! applied to the trees as plain inserts and removes.
+//!
 //! What `/metrics` and the listings need is kept in memory ([`Live`]):
 //! loaded at open from `open_incidents`, the pending trees and the counts in
 //! `meta`, and moved by each transaction as it commits.
@@ -302,6 +306,8 @@ pub struct SledStore {
     /// The state marker, open for rewriting in place (see
     /// [`SledStore::write_marker`]); `None` until it is first written.
     marker_file: Mutex<Option<std::fs::File>>,
+    /// Whether the marker was rewritten since it was last synced.
+    marker_dirty: AtomicBool,
     /// The keys written while a backup runs; `None` otherwise.
     journal: Mutex<Option<Journal>>,
     /// One writer at a time, and the write-ahead log it appends to (see
@@ -355,6 +361,7 @@ impl SledStore {
             outage: Mutex::new(Outage::default()),
             marked: AtomicU64::new(0),
             marker_file: Mutex::new(None),
+            marker_dirty: AtomicBool::new(false),
             journal: Mutex::new(None),
             write_lock: Mutex::new(wal),
             flushes: AtomicU64::new(0),
@@ -583,20 +590,37 @@ impl SledStore {
                 .map_err(backend)?;
             self.h()?.db.flush().map_err(backend)?;
         }
-        self.write_marker(wanted)
+        self.write_marker(wanted, true)
     }
 
     /// Writes the state marker if the counter moved since it was last written.
     ///
-    /// The first write in a process makes a new file and renames it into
-    /// place; later ones (one after every flush that opened an incident)
-    /// rewrite its bytes in place and `fdatasync` them. The text is always
+    /// The first write in a process makes a new file, syncs it and renames
+    /// it into place; later ones (one after every flush that opened an
+    /// incident) rewrite its bytes in place. The text is always
     /// [`MARKER_LEN`] bytes (JSON padded with spaces), so a rewrite changes
-    /// no file metadata and stays within one disk sector: it costs one
-    /// small write and a data sync, not a create, an fsync and a rename.
-    fn write_marker(&self, counter: u64) -> Result<(), StoreError> {
+    /// no file metadata and stays within one disk sector. A rewrite is
+    /// synced only with `sync` (at open, and at each checkpoint of the
+    /// write-ahead log): in between it is in the kernel's page cache, which
+    /// outlives a crash of tocsin but not of the machine. So after a power
+    /// loss the marker can be behind by the incidents of one checkpoint
+    /// (4 MiB of log); the log itself, synced before every answer, still
+    /// holds the counter.
+    fn write_marker(&self, counter: u64, sync: bool) -> Result<(), StoreError> {
         use std::os::unix::fs::FileExt;
         if counter <= self.marked.load(Ordering::SeqCst) {
+            if sync && self.marker_dirty.swap(false, Ordering::SeqCst) {
+                let file = self.marker_file.lock();
+                if let Some(f) = file.as_ref() {
+                    f.sync_data().map_err(|e| {
+                        self.marker_dirty.store(true, Ordering::SeqCst);
+                        StoreError::Backend(format!(
+                            "writing {}: {e}",
+                            self.marker_path().display()
+                        ))
+                    })?;
+                }
+            }
             return Ok(());
         }
         let path = self.marker_path();
@@ -611,7 +635,12 @@ impl SledStore {
         match file.as_ref() {
             Some(f) => {
                 f.write_all_at(body.as_bytes(), 0).map_err(io)?;
-                f.sync_data().map_err(io)?;
+                if sync {
+                    f.sync_data().map_err(io)?;
+                    self.marker_dirty.store(false, Ordering::SeqCst);
+                } else {
+                    self.marker_dirty.store(true, Ordering::SeqCst);
+                }
             }
             None => {
                 use std::io::Write;
@@ -740,6 +769,9 @@ impl SledStore {
     /// afresh. The caller holds the write lock.
     fn checkpoint(&self, wal: &mut Wal, h: &Handles) -> Result<(), StoreError> {
         h.db.flush().map_err(backend)?;
+        if self.marked.load(Ordering::SeqCst) > 0 {
+            self.write_marker(self.marked.load(Ordering::SeqCst), true)?;
+        }
         wal.checkpoint()
             .map_err(|e| StoreError::Backend(format!("writing {}: {e}", wal.path().display())))
     }
@@ -1323,7 +1355,7 @@ impl Store for SledStore {
         self.writes_failing()?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only a flush that opened an incident rewrites the marker.
-        self.write_marker(self.stored_counter()?)
+        self.write_marker(self.stored_counter()?, false)
     }
 
     fn close(&self) -> Result<(), StoreError> {

@@ -46,6 +46,8 @@ pub struct Wal {
     epoch: u64,
     /// The last record's sequence number in this epoch.
     seq: u64,
+    /// The record being built, kept between appends so its memory is reused.
+    buf: Vec<u8>,
 }
 
 impl Wal {
@@ -71,6 +73,7 @@ impl Wal {
             end: 0,
             epoch: 0,
             seq: 0,
+            buf: Vec::new(),
         };
         let writes = wal.read()?;
         Ok((wal, writes))
@@ -125,7 +128,9 @@ impl Wal {
         &mut self,
         writes: impl Iterator<Item = (usize, &'a [u8], Option<&'a [u8]>)>,
     ) -> io::Result<()> {
-        let mut buf = vec![0u8; HEADER];
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.resize(HEADER, 0);
         for (tree, key, value) in writes {
             buf.push(tree as u8);
             buf.push(value.is_some() as u8);
@@ -136,7 +141,12 @@ impl Wal {
                 buf.extend_from_slice(v);
             }
         }
-        self.write_record(buf, self.seq + 1)
+        let result = self.write_record(&mut buf, self.seq + 1);
+        // A huge record's memory is not kept.
+        if buf.capacity() <= 4 * 1024 * 1024 {
+            self.buf = buf;
+        }
+        result
     }
 
     /// Starts a new epoch: the caller has put every write applied so far
@@ -153,21 +163,21 @@ impl Wal {
         let old = (self.epoch, self.seq, self.end);
         self.epoch = epoch;
         self.end = 0;
-        if let Err(e) = self.write_record(vec![0u8; HEADER], 0) {
+        if let Err(e) = self.write_record(&mut vec![0u8; HEADER], 0) {
             (self.epoch, self.seq, self.end) = old;
             return Err(e);
         }
         Ok(())
     }
 
-    fn write_record(&mut self, mut buf: Vec<u8>, seq: u64) -> io::Result<()> {
+    fn write_record(&mut self, buf: &mut [u8], seq: u64) -> io::Result<()> {
         let body = (buf.len() - HEADER) as u32;
         buf[0..4].copy_from_slice(&body.to_le_bytes());
         buf[8..16].copy_from_slice(&self.epoch.to_le_bytes());
         buf[16..24].copy_from_slice(&seq.to_le_bytes());
         let crc = crc32fast::hash(&buf[8..]);
         buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        self.file.write_all_at(&buf, self.end)?;
+        self.file.write_all_at(buf, self.end)?;
         self.file.sync_data()?;
         self.end += buf.len() as u64;
         self.seq = seq;
