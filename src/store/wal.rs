@@ -163,7 +163,7 @@ impl Wal {
         let old = (self.epoch, self.seq, self.end);
         self.epoch = epoch;
         self.end = 0;
-        if let Err(e) = self.write_record(&mut vec![0u8; HEADER], 0) {
+        if let Err(e) = self.write_record(&mut [0u8; HEADER], 0) {
             (self.epoch, self.seq, self.end) = old;
             return Err(e);
         }
