@@ -329,12 +329,10 @@ impl Drop for SledStore {
         if *self.crashed.get_mut() {
             return;
         }
-        let wal = self.write_lock.get_mut();
-        if let Some(h) = self.handles.get_mut().clone()
-            && let Err(e) = h.db.flush().map_err(backend).and_then(|_| {
-                wal.checkpoint()
-                    .map_err(|e| StoreError::Backend(e.to_string()))
-            })
+        let handles = self.handles.get_mut().clone();
+        let mut wal = self.write_lock.lock();
+        if let Some(h) = handles
+            && let Err(e) = self.checkpoint(&mut wal, &h)
         {
             tracing::warn!(error = %e, "Could not checkpoint the store at close");
         }
@@ -479,10 +477,10 @@ impl SledStore {
 
     /// After a failed write, reopens the database (at most once a second),
     /// so a disk that filled and was freed works again without a restart:
-    /// sled refuses every write after an I/O error until reopened. What
-    /// was not flushed before the failure is lost, as its senders were told
-    /// (they got a 503); what was logged is applied again. The caller holds
-    /// the write lock.
+    /// sled refuses every write after an I/O error until reopened. Every
+    /// write whose log record was synced is applied again from the log; a
+    /// write whose record was not synced was never answered with success
+    /// (its sender got a 503). The caller holds the write lock.
     fn recover(&self, wal: &mut Wal) -> Result<(), StoreError> {
         if !self.broken.load(Ordering::SeqCst) {
             return Ok(());
