@@ -514,6 +514,12 @@ fn listener_url(server: &ServerArgs, cli: &Option<PathBuf>, public: bool) -> Str
     }
 }
 
+/// mimalloc rather than the system allocator: sled clones and drops whole
+/// tree nodes on every write, and glibc's malloc spent a fifth of the
+/// writer thread's time on it (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
