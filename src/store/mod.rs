@@ -9,6 +9,7 @@
 //! before it returns, so its flush has only the state marker left to do). The service's writer thread calls it once per batch of
 //! transactions (group commit).
 
+mod applier;
 mod sled_store;
 mod wal;
 

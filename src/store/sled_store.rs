@@ -22,12 +22,14 @@
 //!
 //! Writes do not use sled transactions: each transaction is one record of
 //! the write-ahead log ([`super::wal`]), synced before its writes are
-//! applied to the trees as plain inserts and removes.
+//! applied to the trees as plain inserts and removes, by the applier thread
+//! ([`super::applier`]) while the writer goes on.
 //!
 //! What `/metrics` and the listings need is kept in memory ([`Live`]):
 //! loaded at open from `open_incidents`, the pending trees and the counts in
 //! `meta`, and moved by each transaction as it commits.
 
+use super::applier::{Applier, Writes};
 use super::wal::{WAL_FILE, Wal};
 use super::{Expired, Gauges, OpenIncident, Store, StoreError, StoredEvent, StoredOverride, Tx};
 use crate::escalation::Timer;
@@ -268,6 +270,16 @@ struct Handles {
     trees: Vec<sled::Tree>,
 }
 
+impl super::applier::Target for Handles {
+    fn apply(&self, tree: usize, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        match value {
+            Some(v) => self.trees[tree].insert(key, v).map(|_| ()),
+            None => self.trees[tree].remove(key).map(|_| ()),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
 /// The state of a write outage.
 #[derive(Default)]
 struct Outage {
@@ -320,6 +332,11 @@ pub struct SledStore {
     live: RwLock<Live>,
     /// Set by tests to drop the store as a crash would: no checkpoint.
     crashed: AtomicBool,
+    /// The thread that applies logged writes to sled.
+    applier: Applier,
+    /// The incident counter as of the last commit (for the state marker,
+    /// without waiting for the applier).
+    counter: AtomicU64,
 }
 
 impl Drop for SledStore {
@@ -327,8 +344,10 @@ impl Drop for SledStore {
     /// this, and the next open applies the log instead).
     fn drop(&mut self) {
         if *self.crashed.get_mut() {
+            self.applier.halt();
             return;
         }
+        self.applier.stop();
         let handles = self.handles.get_mut().clone();
         let mut wal = self.write_lock.lock();
         if let Some(h) = handles
@@ -366,6 +385,9 @@ impl SledStore {
             fail_writes: std::sync::atomic::AtomicBool::new(false),
             live: RwLock::new(Live::default()),
             crashed: AtomicBool::new(false),
+            applier: Applier::start()
+                .map_err(|e| StoreError::Backend(format!("cannot start the applier: {e}")))?,
+            counter: AtomicU64::new(1),
         };
         {
             let mut wal = store.write_lock.lock();
@@ -442,8 +464,16 @@ impl SledStore {
         Ok(())
     }
 
-    /// The open database, or why there is none.
+    /// The open database for a read: once every write committed before
+    /// the call is applied (see [`super::applier`]).
     fn h(&self) -> Result<Arc<Handles>, StoreError> {
+        self.applier.settle();
+        self.open_db()
+    }
+
+    /// The open database, or why there is none; for the writer, which
+    /// reads through the writes not yet applied.
+    fn open_db(&self) -> Result<Arc<Handles>, StoreError> {
         self.handles.read().clone().ok_or_else(|| {
             StoreError::Backend(format!(
                 "the store is not open (reopening after: {})",
@@ -482,9 +512,17 @@ impl SledStore {
     /// write whose record was not synced was never answered with success
     /// (its sender got a 503). The caller holds the write lock.
     fn recover(&self, wal: &mut Wal) -> Result<(), StoreError> {
+        if let Some(e) = self.applier.take_failure() {
+            let e = StoreError::Backend(e);
+            tracing::error!(error = %e, path = %self.path.display(),
+                "sled refused a logged write; the store reopens itself and applies the log again");
+            self.note_failure(&e);
+        }
         if !self.broken.load(Ordering::SeqCst) {
             return Ok(());
         }
+        // Nothing of the old database is being applied any more.
+        self.applier.settle();
         {
             let mut o = self.outage.lock();
             if o.last_attempt.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
@@ -588,6 +626,7 @@ impl SledStore {
                 .map_err(backend)?;
             self.h()?.db.flush().map_err(backend)?;
         }
+        self.counter.fetch_max(wanted, Ordering::SeqCst);
         self.write_marker(wanted, true)
     }
 
@@ -670,12 +709,13 @@ impl SledStore {
         self.writes_failing()?;
         let mut wal = self.write_lock.lock();
         self.recover(&mut wal)?;
-        let h = self.h()?;
+        let h = self.open_db()?;
         let journaling = self.journal.lock().is_some();
         // Only this thread (holding the write lock) changes it, after the commit.
         let live = self.live.read();
         let mut tx = SledTx {
             handles: &h,
+            pending: self.applier.pending(),
             live: &live,
             delta: Delta::default(),
             touched: journaling.then(Vec::new),
@@ -708,17 +748,12 @@ impl SledStore {
         })
     }
 
-    /// Logs a transaction's writes, syncs the log, and applies them to
-    /// sled. The caller holds the write lock. An error before the sync
+    /// Logs a transaction's writes, syncs the log, and hands them to the
+    /// applier. The caller holds the write lock. An error before the sync
     /// leaves nothing written; one after it (sled refusing a write) leaves
     /// the writes in the log, and the store reopens itself and applies them
     /// again before the next write.
-    fn commit(
-        &self,
-        wal: &mut Wal,
-        h: &Handles,
-        writes: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
-    ) -> Result<(), StoreError> {
+    fn commit(&self, wal: &mut Wal, h: &Arc<Handles>, writes: Writes) -> Result<(), StoreError> {
         if writes.iter().all(|w| w.is_empty()) {
             return Ok(());
         }
@@ -733,26 +768,12 @@ impl SledStore {
             self.note_failure(&e);
             return Err(e);
         }
-        let applied = (|| {
-            for (t, w) in writes.into_iter().enumerate() {
-                for (k, v) in w {
-                    match v {
-                        Some(v) => h.trees[t].insert(k, v).map(|_| ()),
-                        None => h.trees[t].remove(k).map(|_| ()),
-                    }
-                    .map_err(backend)?;
-                }
-            }
-            Ok::<_, StoreError>(())
-        })();
-        if let Err(e) = applied {
-            // On disk in the log, so it stands; reads miss it until the
-            // store is reopened and the log applied again.
-            tracing::error!(error = %e, path = %self.path.display(),
-                "sled refused a logged write; the store reopens itself and applies the log again");
-            self.note_failure(&e);
-            return Ok(());
+        if let Some(Some(v)) = writes[META].get(&b"next_incident"[..])
+            && let Ok(n) = serde_json::from_slice::<u64>(v)
+        {
+            self.counter.fetch_max(n, Ordering::SeqCst);
         }
+        self.applier.push(h.clone(), writes);
         if wal.size() > CHECKPOINT_BYTES
             && let Err(e) = self.checkpoint(wal, h)
         {
@@ -766,6 +787,13 @@ impl SledStore {
     /// Puts every applied write into sled's files and starts the log
     /// afresh. The caller holds the write lock.
     fn checkpoint(&self, wal: &mut Wal, h: &Handles) -> Result<(), StoreError> {
+        self.applier.settle();
+        if let Some(e) = self.applier.take_failure() {
+            // Not all of the log is in sled: it must stay.
+            let e = StoreError::Backend(e);
+            self.note_failure(&e);
+            return Err(e);
+        }
         h.db.flush().map_err(backend)?;
         if self.marked.load(Ordering::SeqCst) > 0 {
             self.write_marker(self.marked.load(Ordering::SeqCst), true)?;
@@ -1034,6 +1062,9 @@ const MAINTENANCE_KEY: &[u8] = b"maintenance_windows";
 /// logged, synced and applied by [`SledStore::commit`].
 struct SledTx<'a> {
     handles: &'a Handles,
+    /// Committed writes the applier has not put into sled yet, oldest
+    /// first: read before sled.
+    pending: Vec<Arc<Writes>>,
     /// The in-memory state as of the transaction's start.
     live: &'a Live,
     /// What this transaction changes in it.
@@ -1047,8 +1078,8 @@ struct SledTx<'a> {
 
 impl SledTx<'_> {
     fn tget<T: DeserializeOwned>(&self, tree: usize, key: &[u8]) -> Result<Option<T>, StoreError> {
-        if let Some(v) = self.writes[tree].get(key) {
-            return v.as_deref().map(|v| decode(v, tree, key)).transpose();
+        if let Some(v) = self.unapplied(tree, key) {
+            return v.map(|v| decode(v, tree, key)).transpose();
         }
         self.handles.trees[tree]
             .get(key)
@@ -1058,10 +1089,20 @@ impl SledTx<'_> {
     }
 
     fn exists(&self, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
-        match self.writes[tree].get(key) {
+        match self.unapplied(tree, key) {
             Some(v) => Ok(v.is_some()),
             None => self.handles.trees[tree].contains_key(key).map_err(backend),
         }
+    }
+
+    /// The key's last value among the writes sled does not have yet (this
+    /// transaction's, then the committed ones not yet applied); `None` if
+    /// none of them writes it.
+    fn unapplied(&self, tree: usize, key: &[u8]) -> Option<Option<&[u8]>> {
+        std::iter::once(&self.writes)
+            .chain(self.pending.iter().rev().map(|w| &**w))
+            .find_map(|w| w[tree].get(key))
+            .map(|v| v.as_deref())
     }
 
     /// Writes the counts this transaction moved, with it.
@@ -1353,7 +1394,7 @@ impl Store for SledStore {
         self.writes_failing()?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         // Only a flush that opened an incident rewrites the marker.
-        self.write_marker(self.stored_counter()?, false)
+        self.write_marker(self.counter.load(Ordering::SeqCst), false)
     }
 
     fn close(&self) -> Result<(), StoreError> {
@@ -1570,6 +1611,7 @@ impl Store for SledStore {
         // The keys written meanwhile, as they are now.
         {
             let _writer = self.write_lock.lock();
+            self.applier.settle();
             let journal = self.journal.lock().take().unwrap_or_default();
             for (t, k) in journal {
                 if DERIVED.contains(&t) {
@@ -2347,6 +2389,31 @@ mod tests {
         );
         // And the log was checkpointed: applying it is done once.
         assert!(store.write_lock.lock().size() < 100);
+    }
+
+    /// Writes the applier has not put into sled yet: the next transaction
+    /// reads them, and a crash before they are applied loses none of them
+    /// (the log has them).
+    #[test]
+    fn committed_writes_not_yet_in_sled_are_read_and_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.applier.pause(true);
+            assert_eq!(next(&store), IncidentId(1));
+            // Read from the first commit's writes, which sled does not have.
+            assert_eq!(next(&store), IncidentId(2));
+            assert!(
+                store.handles.read().as_ref().unwrap().trees[META]
+                    .get(b"next_incident")
+                    .unwrap()
+                    .is_none(),
+                "the applier was paused: sled has none of it"
+            );
+            store.crashed.store(true, Ordering::SeqCst);
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(next(&store), IncidentId(3));
     }
 
     #[test]
