@@ -194,7 +194,9 @@ fn run(shared: &Shared) {
                 .collect();
             (batches, s.queue.back().map_or(s.applied, |b| b.seq))
         };
-        let result = apply(&batches);
+        // A panic in sled (a bug) must not leave readers waiting forever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&batches)))
+            .unwrap_or_else(|_| Err("applying a logged write panicked".into()));
         drop(batches);
         let mut s = shared.state.lock();
         while s.queue.front().is_some_and(|b| b.seq <= upto) {
@@ -265,6 +267,9 @@ mod tests {
             if key == b"fail" {
                 return Err("refused".into());
             }
+            if key == b"panic" {
+                panic!("a bug");
+            }
             self.0
                 .lock()
                 .push((tree, key.to_vec(), value.map(<[u8]>::to_vec)));
@@ -333,5 +338,12 @@ mod tests {
         applier.push(rec.clone(), writes(&[(0, "ok", Some("v"))]));
         applier.settle();
         assert_eq!(rec.0.lock().len(), 1);
+        // A panic is a failure too, and readers are not left waiting.
+        applier.push(rec.clone(), writes(&[(0, "panic", Some("v"))]));
+        applier.settle();
+        assert!(applier.take_failure().unwrap().contains("panicked"));
+        applier.push(rec.clone(), writes(&[(0, "ok2", Some("v"))]));
+        applier.settle();
+        assert_eq!(rec.0.lock().len(), 2);
     }
 }
