@@ -123,9 +123,16 @@ impl Applier {
     /// The batches not yet applied, oldest first: what the writer's
     /// transactions read before sled. Only the writer adds batches, so
     /// while it runs a transaction sled changes only by applying these.
-    pub(super) fn pending(&self) -> Vec<Arc<Writes>> {
+    ///
+    /// Refused while a failure is not yet taken ([`Applier::take_failure`]):
+    /// the batches that failed are gone from the queue and sled does not
+    /// have them, so a transaction would read around them.
+    pub(super) fn pending(&self) -> Result<Vec<Arc<Writes>>, String> {
         let s = self.shared.state.lock();
-        s.queue.iter().map(|b| b.writes.clone()).collect()
+        if let Some(e) = &s.failed {
+            return Err(e.clone());
+        }
+        Ok(s.queue.iter().map(|b| b.writes.clone()).collect())
     }
 
     /// Waits until every batch handed over so far is applied.
@@ -338,7 +345,7 @@ mod tests {
         }
         applier.settle();
         assert_eq!(rec.0.lock().len(), 200);
-        assert!(applier.pending().is_empty());
+        assert!(applier.pending().unwrap().is_empty());
         assert_eq!(applier.take_failure(), None);
     }
 
@@ -348,7 +355,10 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         applier.push(rec.clone(), writes(&[(0, "fail", Some("v"))]));
         applier.settle();
+        // Until the failure is taken, no transaction may read around it.
+        assert_eq!(applier.pending().unwrap_err(), "refused");
         assert_eq!(applier.take_failure().as_deref(), Some("refused"));
+        assert!(applier.pending().is_ok());
         assert_eq!(applier.take_failure(), None);
         // It goes on applying what comes next.
         applier.push(rec.clone(), writes(&[(0, "ok", Some("v"))]));

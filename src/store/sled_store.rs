@@ -710,12 +710,19 @@ impl SledStore {
         let mut wal = self.write_lock.lock();
         self.recover(&mut wal)?;
         let h = self.open_db()?;
+        // A batch that failed to apply since `recover` looked: refused, and
+        // the next write reopens the store and applies the log again.
+        let pending = self.applier.pending().map_err(|e| {
+            let e = StoreError::Backend(format!("writes are failing: {e}"));
+            self.note_failure(&e);
+            e
+        })?;
         let journaling = self.journal.lock().is_some();
         // Only this thread (holding the write lock) changes it, after the commit.
         let live = self.live.read();
         let mut tx = SledTx {
             handles: &h,
-            pending: self.applier.pending(),
+            pending,
             live: &live,
             delta: Delta::default(),
             touched: journaling.then(Vec::new),
