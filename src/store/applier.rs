@@ -191,8 +191,8 @@ impl Drop for Applier {
 /// sender is waiting for, go first on a busy machine, and this thread takes
 /// the CPU they leave. It is never starved (the scheduler still gives it a
 /// share), and once [`MAX_QUEUED`] batches wait, the writer waits for it.
-/// Measured: with paging at 8 connections, 5,600-6,400 events/s at equal
-/// priority against 6,600-8,100 at nice 10 (docs/benchmarks.md).
+/// Measured: with paging at 8 connections, 4,800-6,400 events/s at equal
+/// priority against 6,000-8,100 at nice 10 (docs/benchmarks.md).
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
