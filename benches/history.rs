@@ -23,6 +23,8 @@ use tocsin::intake::{AlertAction, AlertEvent};
 use tocsin::store::{SledStore, Store, StoredEvent};
 
 const KEY: &str = "bench-pagerduty-key";
+/// The API's admin token: the listings need a read token.
+const API_TOKEN: &str = "bench-api-token-0123456789";
 /// How long the second round of new alerts waits after the first.
 const SETTLE_SECS: u64 = 30;
 /// Open incidents on each store, opened over HTTP before measuring.
@@ -37,6 +39,8 @@ listen = "127.0.0.1:{port}"
 path = "{}"
 [log]
 level = "warn"
+[api]
+token = "{API_TOKEN}"
 [intake]
 max_new_incidents_per_request = 1000000
 max_new_incidents_per_minute = 1000000
@@ -218,7 +222,7 @@ async fn timed_get(http: &reqwest::Client, url: &str, runs: usize) -> (f64, f64,
     let mut bytes = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let r = http.get(url).send().await.unwrap();
+        let r = http.get(url).bearer_auth(API_TOKEN).send().await.unwrap();
         assert!(r.status().is_success(), "GET {url}: {}", r.status());
         bytes = r.bytes().await.unwrap().len();
         lat.push(t.elapsed());
