@@ -3,7 +3,9 @@
 //! Trees (keys are big-endian so they sort numerically):
 //! - `incidents`: id → JSON [`Incident`]
 //! - `open`: `service 0x00 dedup_key` → id of the open incident
-//! - `timeline`: id | seq → JSON [`TimelineEntry`]
+//! - `timeline`: id | seq → JSON [`TimelineEntry`], or a JSON array of the
+//!   entries from `seq` on that one transaction appended (one sled key for
+//!   the four entries of a new paged incident); readers take both
 //! - `events`: monotonic id → JSON [`StoredEvent`]
 //! - `meta`: counters (`next_incident`) and the readiness probe
 //! - `timers`: [`Timer::key`] (due time first) → JSON [`Timer`]
@@ -727,8 +729,11 @@ impl SledStore {
             delta: Delta::default(),
             touched: journaling.then(Vec::new),
             writes: vec![Default::default(); TREE_NAMES.len()],
+            timeline: Default::default(),
         };
-        let outcome = f(&mut tx).and_then(|()| tx.write_counts());
+        let outcome = f(&mut tx)
+            .and_then(|()| tx.write_timeline())
+            .and_then(|()| tx.write_counts());
         let SledTx {
             delta,
             touched,
@@ -1000,6 +1005,21 @@ fn decode<T: DeserializeOwned>(bytes: &[u8], tree: usize, key: &[u8]) -> Result<
     })
 }
 
+/// One `timeline` record's entries, onto `out`: one entry, or an array of
+/// the entries one transaction appended.
+fn decode_timeline(
+    bytes: &[u8],
+    key: &[u8],
+    out: &mut Vec<TimelineEntry>,
+) -> Result<(), StoreError> {
+    if bytes.first() == Some(&b'[') {
+        out.extend(decode::<Vec<TimelineEntry>>(bytes, TIMELINE, key)?);
+    } else {
+        out.push(decode(bytes, TIMELINE, key)?);
+    }
+    Ok(())
+}
+
 fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("tocsin's records always serialize")
 }
@@ -1081,6 +1101,10 @@ struct SledTx<'a> {
     /// The writes, per tree: key → new value (`None`: removed). A key
     /// written twice is written once, with its last value.
     writes: Vec<std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Timeline entries appended, per incident: the first one's seq and
+    /// each entry's JSON, written as one record at the end
+    /// ([`SledTx::write_timeline`]).
+    timeline: std::collections::BTreeMap<u64, (u64, Vec<Vec<u8>>)>,
 }
 
 impl SledTx<'_> {
@@ -1110,6 +1134,42 @@ impl SledTx<'_> {
             .chain(self.pending.iter().rev().map(|w| &**w))
             .find_map(|w| w[tree].get(key))
             .map(|v| v.as_deref())
+    }
+
+    /// Writes the timeline entries appended, one record per incident
+    /// ([`SledTx::put_timeline_record`]).
+    fn write_timeline(&mut self) -> Result<(), StoreError> {
+        for (id, (first, entries)) in std::mem::take(&mut self.timeline) {
+            self.put_timeline_record(id, first, entries)?;
+        }
+        Ok(())
+    }
+
+    /// One `timeline` record under the first entry's seq: the entry itself
+    /// if it is alone, else a JSON array of them.
+    fn put_timeline_record(
+        &mut self,
+        id: u64,
+        first: u64,
+        entries: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let value = match <[_; 1]>::try_from(entries) {
+            Ok([one]) => one,
+            Err(entries) => {
+                let mut v =
+                    Vec::with_capacity(entries.iter().map(|e| e.len() + 1).sum::<usize>() + 1);
+                v.push(b'[');
+                for (i, e) in entries.iter().enumerate() {
+                    if i > 0 {
+                        v.push(b',');
+                    }
+                    v.extend_from_slice(e);
+                }
+                v.push(b']');
+                v
+            }
+        };
+        self.tput(TIMELINE, &timeline_key(IncidentId(id), first), value)
     }
 
     /// Writes the counts this transaction moved, with it.
@@ -1268,7 +1328,21 @@ impl Tx for SledTx<'_> {
     }
 
     fn append_timeline(&mut self, id: IncidentId, entry: &TimelineEntry) -> Result<(), StoreError> {
-        self.tput(TIMELINE, &timeline_key(id, entry.seq), encode(entry))
+        let json = encode(entry);
+        match self.timeline.get_mut(&id.0) {
+            Some((first, entries)) if *first + entries.len() as u64 == entry.seq => {
+                entries.push(json);
+            }
+            _ => {
+                // A seq that does not follow the last (never so today)
+                // ends the record before it.
+                if let Some((first, entries)) = self.timeline.insert(id.0, (entry.seq, vec![json]))
+                {
+                    self.put_timeline_record(id.0, first, entries)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
@@ -1343,8 +1417,14 @@ impl Tx for SledTx<'_> {
             self.tremove(OPEN_INCIDENTS, &key)?;
             self.delta.open.insert(inc.id.0, None);
         }
+        self.timeline.remove(&inc.id.0);
         for seq in 0..inc.timeline_len {
-            self.tremove(TIMELINE, &timeline_key(inc.id, seq))?;
+            let k = timeline_key(inc.id, seq);
+            // A seq inside another's record is no key, but a backup
+            // running meanwhile must still hear it is gone.
+            if !self.tremove(TIMELINE, &k)? {
+                self.touch(TIMELINE, &k);
+            }
         }
         self.tremove(SUMMARIES, &key)?;
         for k in &expired.outbox_keys {
@@ -1521,11 +1601,11 @@ impl Store for SledStore {
     fn timeline(&self, id: IncidentId) -> Result<Vec<TimelineEntry>, StoreError> {
         self.h()?.trees[TIMELINE]
             .scan_prefix(id.0.to_be_bytes())
-            .map(|item| {
+            .try_fold(Vec::new(), |mut all, item| {
                 let (k, v) = item.map_err(backend)?;
-                decode(&v, TIMELINE, &k)
+                decode_timeline(&v, &k, &mut all)?;
+                Ok(all)
             })
-            .collect()
     }
 
     fn event_count(&self) -> Result<u64, StoreError> {
@@ -1588,7 +1668,7 @@ impl Store for SledStore {
             "trees": TREE_NAMES,
         });
         writeln!(out, "{header}").map_err(io)?;
-        let record = |out: &mut dyn std::io::Write, t: usize, k: &[u8], v: Option<&[u8]>| {
+        let line = |out: &mut dyn std::io::Write, t: usize, k: &[u8], v: Option<&[u8]>| {
             let line = match v {
                 Some(v) => serde_json::json!({
                     "tree": TREE_NAMES[t],
@@ -1603,6 +1683,38 @@ impl Store for SledStore {
             };
             writeln!(out, "{line}").map_err(io)
         };
+        // A timeline record of several entries goes out as one record per
+        // entry, so the format does not change with how they were stored.
+        // Returns how many records were written.
+        let record = |out: &mut dyn std::io::Write,
+                      t: usize,
+                      k: &[u8],
+                      v: Option<&[u8]>|
+         -> Result<u64, StoreError> {
+            match v {
+                Some(v) if t == TIMELINE && v.first() == Some(&b'[') => {
+                    let entries: Vec<TimelineEntry> = decode(v, t, k)?;
+                    let id = k
+                        .get(..8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                        .ok_or_else(|| StoreError::Corrupt {
+                            key: format!("timeline/{}", hex::encode(k)),
+                            message: "a timeline key is 16 bytes".into(),
+                        })?;
+                    for e in &entries {
+                        line(
+                            out,
+                            t,
+                            &timeline_key(IncidentId(id), e.seq),
+                            Some(&encode(e)),
+                        )?;
+                    }
+                    Ok(entries.len() as u64)
+                }
+                v => line(out, t, k, v).map(|()| 1),
+            }
+        };
         let h = self.h()?;
         let mut n = 0;
         for (i, tree) in h.trees.iter().enumerate() {
@@ -1611,8 +1723,7 @@ impl Store for SledStore {
             }
             for item in tree.iter() {
                 let (k, v) = item.map_err(backend)?;
-                record(out, i, &k, Some(&v))?;
-                n += 1;
+                n += record(out, i, &k, Some(&v))?;
             }
         }
         // The keys written meanwhile, as they are now.
@@ -1625,8 +1736,7 @@ impl Store for SledStore {
                     continue;
                 }
                 let v = h.trees[t].get(&k).map_err(backend)?;
-                record(out, t, &k, v.as_deref())?;
-                n += 1;
+                n += record(out, t, &k, v.as_deref())?;
             }
         }
         drop(stop);
@@ -2132,6 +2242,88 @@ mod tests {
         let e = SledStore::restore(&cut_path, std::io::Cursor::new(without_end)).unwrap_err();
         assert!(e.to_string().contains("cut short"), "{e}");
         assert!(!cut_path.exists());
+    }
+
+    /// The entries one transaction appends to an incident's timeline are
+    /// one sled record; reads, backups (one record per entry, as before),
+    /// restores and retention still see each entry.
+    #[test]
+    fn a_transactions_timeline_entries_are_one_record_and_still_read_as_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut inc = None;
+        store
+            .transact(&mut |tx| {
+                let id = tx.next_incident_id()?;
+                let change = Incident::open(
+                    id,
+                    "api",
+                    "int",
+                    &crate::store::suite::event("k"),
+                    crate::store::suite::now(),
+                );
+                let mut i = change.incident.clone();
+                i.timeline_len = 5;
+                tx.put_incident(&i)?;
+                for seq in 0..4 {
+                    let mut e = change.entries[0].clone();
+                    e.seq = seq;
+                    tx.append_timeline(id, &e)?;
+                }
+                inc = Some((i, change.entries[0].clone()));
+                Ok(())
+            })
+            .unwrap();
+        let (inc, entry) = inc.unwrap();
+        let records = || store.h().unwrap().trees[TIMELINE].len();
+        assert_eq!(records(), 1);
+        store
+            .transact(&mut |tx| {
+                let mut e = entry.clone();
+                e.seq = 4;
+                tx.append_timeline(inc.id, &e)
+            })
+            .unwrap();
+        assert_eq!(records(), 2);
+        let seqs = |s: &SledStore| -> Vec<u64> {
+            s.timeline(inc.id).unwrap().iter().map(|e| e.seq).collect()
+        };
+        assert_eq!(seqs(&store), vec![0, 1, 2, 3, 4]);
+
+        let mut backup = Vec::new();
+        store
+            .backup(&mut backup, crate::store::suite::now())
+            .unwrap();
+        let keys: Vec<String> = String::from_utf8_lossy(&backup)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["tree"] == "timeline")
+            .map(|r| r["key"].as_str().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = (0..5u64)
+            .map(|seq| hex::encode(timeline_key(inc.id, seq)))
+            .collect();
+        assert_eq!(keys, want, "one backup record per entry");
+        let restored_dir = tempfile::tempdir().unwrap();
+        let path = restored_dir.path().join("data");
+        SledStore::restore(&path, std::io::Cursor::new(&backup)).unwrap();
+        assert_eq!(seqs(&SledStore::open(&path).unwrap()), vec![0, 1, 2, 3, 4]);
+
+        let expired = Expired {
+            incident: inc.clone(),
+            summary: None,
+            outbox_keys: Vec::new(),
+        };
+        let mut removed = false;
+        store
+            .transact(&mut |tx| {
+                removed = tx.remove_incident(&expired)?;
+                Ok(())
+            })
+            .unwrap();
+        assert!(removed);
+        assert_eq!(records(), 0);
+        assert_eq!(seqs(&store), Vec::<u64>::new());
     }
 
     /// A store written before the open-incident index existed gets it

@@ -292,6 +292,35 @@ async fn a_drill_pages_only_its_starter_and_says_drill() {
     s.app.stop().await;
 }
 
+/// An incident's timeline entries as the store holds them, read the way a
+/// forger with the data directory would: a record is one entry, or an array
+/// of the entries one transaction appended.
+fn stored_timeline(db: &sled::Db, incident: u64) -> Vec<serde_json::Value> {
+    let tree = db.open_tree("timeline").unwrap();
+    let mut out = Vec::new();
+    for item in tree.scan_prefix(incident.to_be_bytes()) {
+        let (_, v) = item.unwrap();
+        match serde_json::from_slice(&v).unwrap() {
+            serde_json::Value::Array(entries) => out.extend(entries),
+            entry => out.push(entry),
+        }
+    }
+    out
+}
+
+/// Writes the entries back, one record each (the store reads both shapes).
+fn store_timeline(db: &sled::Db, incident: u64, entries: &[serde_json::Value]) {
+    let tree = db.open_tree("timeline").unwrap();
+    for item in tree.scan_prefix(incident.to_be_bytes()) {
+        tree.remove(item.unwrap().0).unwrap();
+    }
+    for e in entries {
+        let mut key = incident.to_be_bytes().to_vec();
+        key.extend_from_slice(&e["seq"].as_u64().unwrap().to_be_bytes());
+        tree.insert(key, serde_json::to_vec(e).unwrap()).unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_tampered_timeline_entry_is_named_by_audit_verify() {
     let dir = tempfile::tempdir().unwrap();
@@ -344,15 +373,11 @@ async fn a_tampered_timeline_entry_is_named_by_audit_verify() {
     assert!(server.terminate().success());
     {
         let db = sled::open(dir.path().join("data")).unwrap();
-        let tree = db.open_tree("timeline").unwrap();
-        let mut key = 1u64.to_be_bytes().to_vec();
-        key.extend_from_slice(&2u64.to_be_bytes());
-        let mut entry: serde_json::Value =
-            serde_json::from_slice(&tree.get(&key).unwrap().unwrap()).unwrap();
+        let mut entries = stored_timeline(&db, 1);
+        let entry = &mut entries[2];
         assert_eq!(entry["type"], "acknowledged");
         entry["actor"] = serde_json::json!({"kind": "user", "name": "mallory"});
-        tree.insert(key, serde_json::to_vec(&entry).unwrap())
-            .unwrap();
+        store_timeline(&db, 1, &entries);
         db.flush().unwrap();
     }
     let server = ServerProcess::start(dir.path(), port).await;
@@ -441,21 +466,19 @@ async fn a_recomputed_chain_fails_verify_with_the_audit_key_and_the_head_goes_ou
     assert!(server.terminate().success());
     {
         let db = sled::open(dir.path().join("data")).unwrap();
-        let tree = db.open_tree("timeline").unwrap();
         let mut prev = String::new();
-        for seq in 0..4u64 {
-            let mut key = 1u64.to_be_bytes().to_vec();
-            key.extend_from_slice(&seq.to_be_bytes());
-            let mut entry: tocsin::incident::TimelineEntry =
-                serde_json::from_slice(&tree.get(&key).unwrap().unwrap()).unwrap();
+        let mut forged = Vec::new();
+        for e in stored_timeline(&db, 1) {
+            let mut entry: tocsin::incident::TimelineEntry = serde_json::from_value(e).unwrap();
             if matches!(entry.event, tocsin::incident::TimelineEvent::Acknowledged) {
                 entry.actor = tocsin::incident::Actor::user("mallory");
             }
             entry.prev = std::mem::take(&mut prev);
             prev = entry.digest();
-            tree.insert(key, serde_json::to_vec(&entry).unwrap())
-                .unwrap();
+            forged.push(serde_json::to_value(&entry).unwrap());
         }
+        assert_eq!(forged.len(), 4);
+        store_timeline(&db, 1, &forged);
         let incidents = db.open_tree("incidents").unwrap();
         let ikey = 1u64.to_be_bytes();
         let mut inc: serde_json::Value =
