@@ -325,17 +325,21 @@ impl Service {
         let now = self.clock.now();
         // The incidents it may hold are open ones; each is read again in
         // the transaction.
+        let held = number.to_string();
         let open: Vec<crate::incident::IncidentId> = self
-            .read(|s| s.open_incidents(&OpenFilter::default(), None, usize::MAX))
-            .await?
-            .into_iter()
-            .filter(|i| {
-                i.suppressed
-                    .as_ref()
-                    .is_some_and(|s| s.ended_at.is_none() && s.window == number.to_string())
+            .read(move |s| {
+                let mut ids = Vec::new();
+                super::each_open(s, &OpenFilter::default(), |i| {
+                    if i.suppressed
+                        .as_ref()
+                        .is_some_and(|s| s.ended_at.is_none() && s.window == held)
+                    {
+                        ids.push(i.id);
+                    }
+                })?;
+                Ok(ids)
             })
-            .map(|i| i.id)
-            .collect();
+            .await?;
         let by = by.to_string();
         let svc = self.clone();
         let ended = self
