@@ -198,6 +198,11 @@ pub struct Timer {
     pub kind: TimerKind,
 }
 
+/// Where [`Timer::key`] holds the timer's kind.
+pub const TIMER_KIND_AT: usize = 16;
+/// The kind byte of a heartbeat timer in [`Timer::key`].
+pub const HEARTBEAT_TAG: u8 = 4;
+
 impl Timer {
     /// The store key: big-endian due time, then incident, then the rest, so
     /// keys sort by due time and are unique per incident and step.
@@ -212,11 +217,11 @@ impl Timer {
             TimerKind::Exhausted => (1, 0, 0),
             TimerKind::Unsnooze => (2, 0, 0),
             TimerKind::Expire => (3, 0, 0),
-            TimerKind::Heartbeat { heartbeat, .. } => (4, heartbeat, 0),
+            TimerKind::Heartbeat { heartbeat, .. } => (HEARTBEAT_TAG, heartbeat, 0),
             TimerKind::FlapSettle => (5, 0, 0),
             TimerKind::MaintenanceEnd => (6, 0, 0),
         };
-        k[16] = tag;
+        k[TIMER_KIND_AT] = tag;
         k[17..21].copy_from_slice(&step.to_be_bytes());
         k[21..25].copy_from_slice(&round.to_be_bytes());
         k

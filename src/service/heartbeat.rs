@@ -161,10 +161,7 @@ impl Service {
     pub async fn start_heartbeats(&self) -> Result<(), ServiceError> {
         let now = self.clock.now();
         let mut by_id: HashMap<u32, Vec<Timer>> = HashMap::new();
-        for t in self
-            .store
-            .due_timers(DateTime::<Utc>::MAX_UTC, usize::MAX)?
-        {
+        for t in self.store.heartbeat_timers()? {
             if let TimerKind::Heartbeat { heartbeat, .. } = t.kind {
                 by_id.entry(heartbeat).or_default().push(t);
             }

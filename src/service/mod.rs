@@ -158,14 +158,31 @@ fn load_changes(
     Ok(changes)
 }
 
-/// The open incidents that are flapping, from the store.
-fn load_flapping(store: &dyn Store) -> Result<std::collections::BTreeSet<IncidentId>, StoreError> {
+/// The open incidents that are flapping, from the store. Only a service
+/// with `flapping` configured marks its incidents so, so only its open
+/// incidents are read: a restart with a million open incidents of other
+/// services reads none of them here.
+fn load_flapping(
+    store: &dyn Store,
+    directory: &Directory,
+) -> Result<std::collections::BTreeSet<IncidentId>, StoreError> {
     let mut flapping = std::collections::BTreeSet::new();
-    each_open(store, &crate::store::OpenFilter::default(), |i| {
-        if i.is_flapping() {
-            flapping.insert(i.id);
-        }
-    })?;
+    for svc in directory
+        .config
+        .services
+        .iter()
+        .filter(|s| s.flapping.is_some())
+    {
+        let filter = crate::store::OpenFilter {
+            service: Some(svc.name.clone()),
+            ..Default::default()
+        };
+        each_open(store, &filter, |i| {
+            if i.is_flapping() {
+                flapping.insert(i.id);
+            }
+        })?;
+    }
     Ok(flapping)
 }
 
@@ -201,7 +218,7 @@ impl Service {
         if all {
             let changes = load_changes(self.store.as_ref(), &self.directory)?;
             *self.changes.lock() = changes;
-            let flapping = load_flapping(self.store.as_ref())?;
+            let flapping = load_flapping(self.store.as_ref(), &self.directory)?;
             *self.flapping.lock() = flapping;
         }
         Ok(())
@@ -216,7 +233,7 @@ impl Service {
     ) -> Result<Self, StoreError> {
         directory.load_overrides(store.as_ref())?;
         let changes = load_changes(store.as_ref(), &directory)?;
-        let flapping = load_flapping(store.as_ref())?;
+        let flapping = load_flapping(store.as_ref(), &directory)?;
         let config_windows = Arc::new(maintenance::config_windows(&directory.config));
         let wakers = Arc::new(Wakers::default());
         {

@@ -406,6 +406,11 @@ pub trait Store: Send + Sync + 'static {
     /// How many timers are pending.
     fn timer_count(&self) -> Result<u64, StoreError>;
 
+    /// Every pending heartbeat timer, whenever due (read at start, to arm,
+    /// catch up or drop each heartbeat's): picked out by the kind in the
+    /// key, so the escalation timers beside them are never decoded.
+    fn heartbeat_timers(&self) -> Result<Vec<Timer>, StoreError>;
+
     /// Pending outbox entries due at or before `now`, earliest first.
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
 

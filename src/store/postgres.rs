@@ -1703,6 +1703,18 @@ impl Store for PostgresStore {
         values(rows, "timers")
     }
 
+    fn heartbeat_timers(&self) -> Result<Vec<Timer>, StoreError> {
+        let at = crate::escalation::TIMER_KIND_AT as i32;
+        let tag = i32::from(crate::escalation::HEARTBEAT_TAG);
+        let rows = self.with(|c| {
+            c.query(
+                "SELECT value FROM timers WHERE get_byte(key, $1) = $2 ORDER BY key",
+                &[&at, &tag],
+            )
+        })?;
+        values(rows, "timers")
+    }
+
     fn timer_count(&self) -> Result<u64, StoreError> {
         let n: i64 = self
             .with(|c| c.query_one("SELECT count(*) FROM timers", &[]))?

@@ -1802,6 +1802,17 @@ impl Store for SledStore {
         Ok(self.live.read().timers)
     }
 
+    fn heartbeat_timers(&self) -> Result<Vec<Timer>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.h()?.trees[TIMERS].iter() {
+            let (k, v) = kv.map_err(backend)?;
+            if k.get(crate::escalation::TIMER_KIND_AT) == Some(&crate::escalation::HEARTBEAT_TAG) {
+                out.push(decode(&v, TIMERS, &k)?);
+            }
+        }
+        Ok(out)
+    }
+
     fn due_outbox(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
         let end = time_key(now + chrono::Duration::milliseconds(1));
         let mut out = Vec::new();

@@ -246,6 +246,23 @@ pub fn run(store: &dyn Store) {
     let at = now() + chrono::Duration::minutes(10);
     assert_eq!(store.due_timers(at, 10).unwrap(), vec![early, late]);
     assert_eq!(store.due_timers(at, 1).unwrap(), vec![early]);
+    // Heartbeat timers, picked out from the others whenever due.
+    let beat = Timer {
+        due: now() + chrono::Duration::days(3),
+        incident: IncidentId(0),
+        generation: 0,
+        kind: TimerKind::Heartbeat {
+            heartbeat: 7,
+            expected: now(),
+        },
+    };
+    assert!(store.heartbeat_timers().unwrap().is_empty());
+    store.transact(&mut |tx| tx.put_timer(&beat)).unwrap();
+    assert_eq!(store.heartbeat_timers().unwrap(), vec![beat]);
+    store
+        .transact(&mut |tx| tx.delete_timer(&beat).map(|_| ()))
+        .unwrap();
+    assert!(store.heartbeat_timers().unwrap().is_empty());
     let mut deleted = (false, false);
     store
         .transact(&mut |tx| {
