@@ -730,6 +730,7 @@ impl SledStore {
             touched: journaling.then(Vec::new),
             writes: vec![Default::default(); TREE_NAMES.len()],
             timeline: Default::default(),
+            fresh: Default::default(),
         };
         let outcome = f(&mut tx)
             .and_then(|()| tx.write_timeline())
@@ -1105,6 +1106,11 @@ struct SledTx<'a> {
     /// each entry's JSON, written as one record at the end
     /// ([`SledTx::write_timeline`]).
     timeline: std::collections::BTreeMap<u64, (u64, Vec<Vec<u8>>)>,
+    /// The incident numbers this transaction handed out: nothing outside
+    /// it can hold their incident, timers or outbox entries yet (numbers
+    /// are never handed out twice, see [`SledStore::check_counter`]), so
+    /// their keys are looked up in its own writes only, not in sled.
+    fresh: std::collections::BTreeSet<u64>,
 }
 
 impl SledTx<'_> {
@@ -1124,6 +1130,15 @@ impl SledTx<'_> {
             Some(v) => Ok(v.is_some()),
             None => self.handles.trees[tree].contains_key(key).map_err(backend),
         }
+    }
+
+    /// [`SledTx::exists`] for a key of `incident`'s: without reading sled
+    /// when this transaction handed out its number.
+    fn exists_of(&self, incident: IncidentId, tree: usize, key: &[u8]) -> Result<bool, StoreError> {
+        if self.fresh.contains(&incident.0) {
+            return Ok(self.unapplied(tree, key).is_some_and(|v| v.is_some()));
+        }
+        self.exists(tree, key)
     }
 
     /// The key's last value among the writes sled does not have yet (this
@@ -1261,7 +1276,7 @@ impl Tx for SledTx<'_> {
     fn put_incident(&mut self, incident: &Incident) -> Result<(), StoreError> {
         let key = incident.id.0.to_be_bytes();
         let id = incident.id.0;
-        if !self.exists(INCIDENTS, &key)? {
+        if !self.exists_of(incident.id, INCIDENTS, &key)? {
             self.delta.incidents += 1;
         }
         let was = match self.delta.open.get(&id) {
@@ -1324,6 +1339,7 @@ impl Tx for SledTx<'_> {
     fn next_incident_id(&mut self) -> Result<IncidentId, StoreError> {
         let next: u64 = self.tget(META, b"next_incident")?.unwrap_or(1);
         self.tput(META, b"next_incident", encode(&(next + 1)))?;
+        self.fresh.insert(next);
         Ok(IncidentId(next))
     }
 
@@ -1347,7 +1363,7 @@ impl Tx for SledTx<'_> {
 
     fn put_timer(&mut self, timer: &Timer) -> Result<(), StoreError> {
         let key = timer.key();
-        if !self.exists(TIMERS, &key)? {
+        if !self.exists_of(timer.incident, TIMERS, &key)? {
             self.delta.timers += 1;
         }
         self.tput(TIMERS, &key, encode(timer))
@@ -1362,6 +1378,19 @@ impl Tx for SledTx<'_> {
     }
 
     fn outbox_entry(&self, key: &str) -> Result<Option<OutboxEntry>, StoreError> {
+        // Every outbox key begins with its incident's id (`INC-n/`).
+        let incident = key
+            .split_once('/')
+            .and_then(|(id, _)| id.strip_prefix("INC-")?.parse().ok());
+        if let Some(id) = incident
+            && self.fresh.contains(&id)
+        {
+            return self
+                .unapplied(OUTBOX, key.as_bytes())
+                .flatten()
+                .map(|v| decode(v, OUTBOX, key.as_bytes()))
+                .transpose();
+        }
         self.tget(OUTBOX, key.as_bytes())
     }
 
@@ -2253,6 +2282,57 @@ mod tests {
         let e = SledStore::restore(&cut_path, std::io::Cursor::new(without_end)).unwrap_err();
         assert!(e.to_string().contains("cut short"), "{e}");
         assert!(!cut_path.exists());
+    }
+
+    /// A number handed out in a transaction has nothing in sled, so its
+    /// keys are looked up in the transaction's own writes only: written
+    /// twice, each is counted once and read back.
+    #[test]
+    fn a_new_incidents_keys_are_read_from_the_transactions_own_writes() {
+        use crate::escalation::{Timer, TimerKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut seen = (None, None);
+        store
+            .transact(&mut |tx| {
+                let id = tx.next_incident_id()?;
+                let inc = Incident::open(
+                    id,
+                    "api",
+                    "int",
+                    &crate::store::suite::event("k"),
+                    crate::store::suite::now(),
+                )
+                .incident;
+                let timer = Timer {
+                    due: crate::store::suite::now(),
+                    incident: id,
+                    generation: 0,
+                    kind: TimerKind::Escalate { step: 0, round: 0 },
+                };
+                let mut entry = crate::store::suite::page_entry();
+                entry.key = format!("{id}/g0/r0/s0/user:alice/m0");
+                entry.incident = id;
+                seen.0 = tx.outbox_entry(&entry.key)?;
+                for _ in 0..2 {
+                    tx.put_incident(&inc)?;
+                    tx.put_timer(&timer)?;
+                    tx.put_outbox(&entry)?;
+                }
+                seen.1 = tx.outbox_entry(&entry.key)?.map(|e| e.key);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen.0, None);
+        assert_eq!(seen.1.as_deref(), Some("INC-1/g0/r0/s0/user:alice/m0"));
+        let g = store.gauges().unwrap();
+        assert_eq!(store.incident_count().unwrap(), 1);
+        assert_eq!((g.timers_pending, g.outbox_depth), (1, 1));
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        let g = store.gauges().unwrap();
+        assert_eq!((g.timers_pending, g.outbox_depth), (1, 1));
+        assert_eq!(store.incident_count().unwrap(), 1);
     }
 
     /// The entries one transaction appends to an incident's timeline are
