@@ -48,6 +48,9 @@ pub struct Wal {
     seq: u64,
     /// The record being built, kept between appends so its memory is reused.
     buf: Vec<u8>,
+    /// Where the last read stopped at a damaged record that later records
+    /// of the same epoch follow: (byte offset, the first later seq found).
+    damaged: Option<(u64, u64)>,
 }
 
 impl Wal {
@@ -74,6 +77,7 @@ impl Wal {
             epoch: 0,
             seq: 0,
             buf: Vec::new(),
+            damaged: None,
         };
         let writes = wal.read()?;
         Ok((wal, writes))
@@ -106,10 +110,28 @@ impl Wal {
             seq = rec_seq;
             at += len;
         }
+        self.damaged = epoch.and_then(|e| later_record(&bytes, at, e, seq));
+        if let Some((_, later)) = self.damaged {
+            // Not a torn tail (that is a record never synced, and nothing
+            // of its epoch follows it): a synced record went bad, and the
+            // ones behind it cannot be applied again without it.
+            tracing::error!(path = %self.path.display(), offset = at, last_good_seq = seq,
+                later_seq = later,
+                "The write-ahead log is damaged in the middle: the records from the damaged one on \
+                 are not applied again, so writes acknowledged just before the last stop may be \
+                 missing from the store if sled had not applied them. Check the disk, and the \
+                 incidents written just before the last stop.");
+        }
         self.epoch = epoch.unwrap_or(0);
         self.seq = seq;
         self.end = at as u64;
         Ok(writes)
+    }
+
+    /// Whether the last read stopped at a damaged record with later ones of
+    /// its epoch behind it: (byte offset, the first later seq found).
+    pub fn damaged(&self) -> Option<(u64, u64)> {
+        self.damaged
     }
 
     /// Bytes of records since the last checkpoint.
@@ -183,6 +205,20 @@ impl Wal {
         self.seq = seq;
         Ok(())
     }
+}
+
+/// A whole record of `epoch` with a seq after `seq`, somewhere after `at`
+/// (where reading stopped): (`at`, its seq). Stale records of earlier
+/// epochs and a torn tail have none.
+fn later_record(bytes: &[u8], at: usize, epoch: u64, seq: u64) -> Option<(u64, u64)> {
+    let want = epoch.to_le_bytes();
+    (at + 1..bytes.len().saturating_sub(HEADER - 1)).find_map(|i| {
+        if bytes.get(i + 8..i + 16)? != want {
+            return None;
+        }
+        let (e, s, _, _) = record_at(bytes, i)?;
+        (e == epoch && s > seq + 1).then_some((at as u64, s))
+    })
 }
 
 /// The record at `at`, if a whole one with a good CRC is there:
@@ -301,20 +337,26 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         let (mut wal, writes) = Wal::open(dir.path()).unwrap();
         assert_eq!(keys(&writes), ["0:kept=1"]);
+        // A record of the epoch follows the damaged one: said, not silent.
+        assert_eq!(wal.damaged(), Some((at, 3)));
         // The store applies what was read, then starts a new epoch: the
         // records behind the damage never join it.
         wal.checkpoint().unwrap();
         wal.append([put(0, "next", "4")].into_iter()).unwrap();
         let end = wal.size();
         drop(wal);
-        let (_, writes) = Wal::open(dir.path()).unwrap();
+        let (wal, writes) = Wal::open(dir.path()).unwrap();
         assert_eq!(keys(&writes), ["0:next=4"]);
+        // The stale records behind the new epoch's are no damage.
+        assert_eq!(wal.damaged(), None);
+        drop(wal);
         // Cut short: the same.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len(end - 3).unwrap();
         drop(f);
-        let (_, writes) = Wal::open(dir.path()).unwrap();
+        let (wal, writes) = Wal::open(dir.path()).unwrap();
         assert!(writes.is_empty(), "{:?}", keys(&writes));
+        assert_eq!(wal.damaged(), None, "a torn tail is no damage");
     }
 
     #[test]
