@@ -130,6 +130,7 @@ impl Wal {
 
     /// Whether the last read stopped at a damaged record with later ones of
     /// its epoch behind it: (byte offset, the first later seq found).
+    #[cfg(test)]
     pub fn damaged(&self) -> Option<(u64, u64)> {
         self.damaged
     }
