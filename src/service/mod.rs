@@ -823,9 +823,7 @@ mod tests {
             .transact(&mut |tx| {
                 for i in 0..700u64 {
                     let id = tx.next_incident_id()?;
-                    let event = crate::store::suite::event(&format!("k{i}"));
-                    let now = crate::store::suite::now();
-                    let mut inc = Incident::open(id, "api", "int", &event, now).incident;
+                    let mut inc = crate::store::suite::opening(id, &format!("k{i}")).incident;
                     if i % 3 == 0 {
                         inc.status = crate::incident::Status::Resolved;
                     }

@@ -1723,14 +1723,7 @@ impl Store for SledStore {
             match v {
                 Some(v) if t == TIMELINE && v.first() == Some(&b'[') => {
                     let entries: Vec<TimelineEntry> = decode(v, t, k)?;
-                    let id = k
-                        .get(..8)
-                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                        .map(u64::from_be_bytes)
-                        .ok_or_else(|| StoreError::Corrupt {
-                            key: format!("timeline/{}", hex::encode(k)),
-                            message: "a timeline key is 16 bytes".into(),
-                        })?;
+                    let id = id_of(k.get(..8).unwrap_or(k), TIMELINE)?;
                     for e in &entries {
                         line(
                             out,
@@ -2072,13 +2065,7 @@ mod tests {
     /// and timeline.
     fn open_in(tx: &mut dyn Tx, key: &str) -> Result<IncidentId, StoreError> {
         let id = tx.next_incident_id()?;
-        let change = Incident::open(
-            id,
-            "api",
-            "int",
-            &crate::store::suite::event(key),
-            crate::store::suite::now(),
-        );
+        let change = crate::store::suite::opening(id, key);
         tx.put_incident(&change.incident)?;
         tx.set_open_incident("api", key, Some(id))?;
         for e in &change.entries {
@@ -2296,14 +2283,7 @@ mod tests {
         store
             .transact(&mut |tx| {
                 let id = tx.next_incident_id()?;
-                let inc = Incident::open(
-                    id,
-                    "api",
-                    "int",
-                    &crate::store::suite::event("k"),
-                    crate::store::suite::now(),
-                )
-                .incident;
+                let inc = crate::store::suite::opening(id, "k").incident;
                 let timer = Timer {
                     due: crate::store::suite::now(),
                     incident: id,
@@ -2346,13 +2326,7 @@ mod tests {
         store
             .transact(&mut |tx| {
                 let id = tx.next_incident_id()?;
-                let change = Incident::open(
-                    id,
-                    "api",
-                    "int",
-                    &crate::store::suite::event("k"),
-                    crate::store::suite::now(),
-                );
+                let change = crate::store::suite::opening(id, "k");
                 let mut i = change.incident.clone();
                 i.timeline_len = 5;
                 tx.put_incident(&i)?;

@@ -23,6 +23,11 @@ pub(crate) fn event(key: &str) -> AlertEvent {
     }
 }
 
+/// Incident `id` opened on service `api` by a trigger for dedup key `key`.
+pub(crate) fn opening(id: IncidentId, key: &str) -> crate::incident::Change {
+    Incident::open(id, "api", "int", &event(key), now())
+}
+
 /// A fixed time.
 pub(crate) fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
@@ -37,7 +42,7 @@ pub fn run(store: &dyn Store) {
     store
         .transact(&mut |tx| {
             let id = tx.next_incident_id()?;
-            let change = Incident::open(id, "api", "int", &event("k1"), now());
+            let change = opening(id, "k1");
             tx.put_incident(&change.incident)?;
             for e in &change.entries {
                 tx.append_timeline(id, e)?;
@@ -62,7 +67,7 @@ pub fn run(store: &dyn Store) {
     // An aborted transaction writes nothing, not even what it did before failing.
     let err = store.transact(&mut |tx| {
         let id = tx.next_incident_id()?;
-        let change = Incident::open(id, "api", "int", &event("k2"), now());
+        let change = opening(id, "k2");
         tx.put_incident(&change.incident)?;
         tx.set_open_incident("api", "k2", Some(id))?;
         Err(StoreError::Aborted("refused".into()))
@@ -87,7 +92,7 @@ pub fn run(store: &dyn Store) {
     store
         .transact(&mut |tx| {
             next = Some(tx.next_incident_id()?);
-            let change = Incident::open(next.unwrap(), "api", "int", &event("k3"), now());
+            let change = opening(next.unwrap(), "k3");
             let resolved = change
                 .incident
                 .resolve(crate::incident::Actor::System, None, now())
