@@ -1534,26 +1534,11 @@ impl Store for SledStore {
         let mut out = Vec::new();
         if let Some(s) = status.filter(|s| s.is_open()) {
             // From the open index: never touches resolved history.
-            let ids: Vec<u64> = self
-                .live
-                .read()
-                .open
-                .range(..end)
-                .rev()
-                .filter(|(_, o)| o.status == s)
-                .map(|(id, _)| *id)
-                .take(limit)
-                .collect();
-            for id in ids {
-                // Resolved since the index was read: left out, like a
-                // listing taken a moment later.
-                if let Some(inc) = self.incident(IncidentId(id))?
-                    && inc.status == s
-                {
-                    out.push(inc);
-                }
-            }
-            return Ok(out);
+            let filter = super::OpenFilter {
+                status: Some(s),
+                ..Default::default()
+            };
+            return self.open_incidents(&filter, before, limit);
         }
         // Newest first; with `resolved`, the open ones are skipped by the
         // index without decoding them, so at most `limit` plus the open
@@ -2332,7 +2317,7 @@ mod tests {
     /// short page means the end, so nobody is missed by a caller that
     /// stops there.
     #[test]
-    fn an_open_listing_fills_its_page_past_an_incident_resolved_meanwhile() {
+    fn open_listings_fill_their_page_past_an_incident_resolved_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
         for key in ["a", "b", "c", "d"] {
@@ -2356,6 +2341,8 @@ mod tests {
         let ids = |page: Vec<Incident>| page.iter().map(|i| i.id.0).collect::<Vec<_>>();
         assert_eq!(ids(store.open_incidents(&all, None, 2).unwrap()), [2, 1]);
         assert_eq!(ids(store.open_incidents(&all, None, 3).unwrap()), [2, 1]);
+        let triggered = store.incidents(Some(Status::Triggered), None, 2).unwrap();
+        assert_eq!(ids(triggered), [2, 1]);
         assert_eq!(
             ids(store.open_incidents(&all, Some(IncidentId(2)), 2).unwrap()),
             [1]
